@@ -1,0 +1,738 @@
+//! Applying one event to the stock it touches. `Book` holds the rows a group
+//! of events needs (loaded by a store), records which rows changed, and keeps
+//! an undo journal so a refused event or request leaves no trace.
+
+use crate::catalog::Location;
+use crate::event::{EventKind, LineQty, OrderLine};
+use crate::ids::{LineId, LocationId, OrderRef, PoId, Sku};
+use crate::stock::{InboundKey, InboundLine, Quantities, StockKey};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// One allocation of an order line to a location. A line allocated to two
+/// locations has two rows; each unit ends shipped or cancelled, never both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationLine {
+    pub order: OrderRef,
+    pub line_id: LineId,
+    /// Order of this allocation within its line (0 = first choice).
+    pub alloc_index: i32,
+    pub sku: Sku,
+    pub location: LocationId,
+    pub ordered_qty: i64,
+    pub shipped_qty: i64,
+    pub cancelled_qty: i64,
+}
+
+impl ReservationLine {
+    pub fn open_qty(&self) -> i64 {
+        self.ordered_qty - self.shipped_qty - self.cancelled_qty
+    }
+}
+
+/// The net change an event made to one stock row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockDelta {
+    pub sku: Sku,
+    pub location: LocationId,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub on_hand: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reserved: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pending_return: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub written_off: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inbound: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// Something worth recording about an applied event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "note", rename_all = "snake_case")]
+pub enum Note {
+    /// An order line could not be covered by available stock when it arrived.
+    Oversell {
+        line_id: LineId,
+        sku: Sku,
+        location: LocationId,
+        shortfall_qty: i64,
+    },
+    /// A count or adjust left on_hand below what is reserved.
+    BelowReserved {
+        sku: Sku,
+        location: LocationId,
+        on_hand: i64,
+        reserved: i64,
+    },
+    /// More goods arrived than the purchase order line expected.
+    OverReceived {
+        po_id: PoId,
+        sku: Sku,
+        location: LocationId,
+        extra_qty: i64,
+    },
+}
+
+/// The result of applying an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub changes: Vec<StockDelta>,
+    pub notes: Vec<Note>,
+}
+
+/// What an event that cannot be applied yet is waiting for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Awaiting {
+    Variant(Sku),
+    Location(LocationId),
+    /// Any sellable location (an order without location, and none exists).
+    SellableLocation,
+    Order(OrderRef),
+}
+
+impl Awaiting {
+    /// A stable text key, used by stores to find the events a change wakes.
+    pub fn wait_key(&self) -> String {
+        // Identifiers cannot hold control characters, so a tab separates safely.
+        match self {
+            Awaiting::Variant(sku) => format!("variant:{sku}"),
+            Awaiting::Location(id) => format!("location:{id}"),
+            Awaiting::SellableLocation => "location:*".to_string(),
+            Awaiting::Order(order) => format!(
+                "order:{}\t{}",
+                order.channel.as_ref().map(|c| c.as_str()).unwrap_or(""),
+                order.order_id
+            ),
+        }
+    }
+
+    pub fn reason(&self) -> String {
+        match self {
+            Awaiting::Variant(sku) => format!("unknown sku {sku}"),
+            Awaiting::Location(id) => format!("unknown location {id}"),
+            Awaiting::SellableLocation => "no sellable location exists".to_string(),
+            Awaiting::Order(order) => format!("unknown order {order}"),
+        }
+    }
+}
+
+/// Why an event was refused. Nothing of it is applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum EventError {
+    #[error("line {line_id}: {requested} requested but only {open} reserved")]
+    ReservationExceeded {
+        line_id: LineId,
+        open: i64,
+        requested: i64,
+    },
+    #[error("order {order} has nothing reserved")]
+    NothingReserved { order: String },
+    #[error("order {order} has no line {line_id}")]
+    UnknownOrderLine { order: String, line_id: LineId },
+    #[error("order {order} already has line {line_id}")]
+    OrderLineExists { order: String, line_id: LineId },
+    #[error("line {line_id} is for sku {actual}, not {given}")]
+    LineSkuMismatch {
+        line_id: LineId,
+        given: Sku,
+        actual: Sku,
+    },
+    #[error("{sku} at {location}: on_hand {on_hand} would become negative")]
+    NegativeOnHand {
+        sku: Sku,
+        location: LocationId,
+        on_hand: i64,
+    },
+    #[error("{sku} at {location}: {requested} verified but only {pending} pending return")]
+    ReturnExceeded {
+        sku: Sku,
+        location: LocationId,
+        pending: i64,
+        requested: i64,
+    },
+}
+
+impl EventError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EventError::ReservationExceeded { .. } => "reservation_exceeded",
+            EventError::NothingReserved { .. } => "nothing_reserved",
+            EventError::UnknownOrderLine { .. } => "unknown_order_line",
+            EventError::OrderLineExists { .. } => "order_line_exists",
+            EventError::LineSkuMismatch { .. } => "line_sku_mismatch",
+            EventError::NegativeOnHand { .. } => "negative_on_hand",
+            EventError::ReturnExceeded { .. } => "return_exceeded",
+        }
+    }
+
+    /// The event field the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            EventError::ReservationExceeded { .. }
+            | EventError::UnknownOrderLine { .. }
+            | EventError::OrderLineExists { .. }
+            | EventError::LineSkuMismatch { .. } => "lines",
+            EventError::NothingReserved { .. } => "order_id",
+            EventError::NegativeOnHand { .. } => "delta",
+            EventError::ReturnExceeded { .. } => "sellable_qty",
+        }
+    }
+}
+
+/// Why `apply` did not apply an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// It names something not known yet: keep it and replay it later.
+    Quarantine(Awaiting),
+    /// It contradicts the ledger: refuse it.
+    Reject(EventError),
+}
+
+enum Undo {
+    Stock(StockKey, Option<Quantities>),
+    Order(OrderRef, Option<Vec<ReservationLine>>),
+    Inbound(InboundKey, Option<InboundLine>),
+}
+
+/// The rows a group of events works on, with change tracking.
+#[derive(Default)]
+pub struct Book {
+    locations: BTreeMap<LocationId, Location>,
+    variants: HashSet<Sku>,
+    stock: HashMap<StockKey, Quantities>,
+    orders: HashMap<OrderRef, Vec<ReservationLine>>,
+    inbound: HashMap<InboundKey, InboundLine>,
+    dirty_stock: BTreeSet<StockKey>,
+    dirty_orders: BTreeSet<OrderRef>,
+    dirty_inbound: BTreeSet<InboundKey>,
+    journal: Vec<Undo>,
+}
+
+/// A point in the undo journal to roll back to.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint(usize);
+
+impl Book {
+    pub fn new(locations: impl IntoIterator<Item = Location>) -> Book {
+        Book {
+            locations: locations.into_iter().map(|l| (l.id.clone(), l)).collect(),
+            ..Book::default()
+        }
+    }
+
+    // Loading: a store fills the book with the rows named by `Needs`.
+
+    pub fn load_variant(&mut self, sku: Sku) {
+        self.variants.insert(sku);
+    }
+    pub fn load_stock(&mut self, key: StockKey, quantities: Quantities) {
+        self.stock.insert(key, quantities);
+    }
+    pub fn load_reservation(&mut self, line: ReservationLine) {
+        let lines = self.orders.entry(line.order.clone()).or_default();
+        lines.push(line);
+        lines.sort_by(|a, b| (&a.line_id, a.alloc_index).cmp(&(&b.line_id, b.alloc_index)));
+    }
+    pub fn load_inbound(&mut self, line: InboundLine) {
+        self.inbound.insert(line.key(), line);
+    }
+
+    // Reading.
+
+    pub fn quantities(&self, key: &StockKey) -> Quantities {
+        self.stock.get(key).copied().unwrap_or_default()
+    }
+    pub fn order_lines(&self, order: &OrderRef) -> Option<&[ReservationLine]> {
+        self.orders.get(order).map(Vec::as_slice)
+    }
+    pub fn inbound_line(&self, key: &InboundKey) -> Option<&InboundLine> {
+        self.inbound.get(key)
+    }
+    pub fn locations(&self) -> impl Iterator<Item = &Location> {
+        self.locations.values()
+    }
+
+    /// Rows changed since the book was loaded, with their new values.
+    pub fn changed_stock(&self) -> impl Iterator<Item = (&StockKey, Quantities)> {
+        self.dirty_stock.iter().map(|k| (k, self.quantities(k)))
+    }
+    /// Orders changed since loading, with all their lines.
+    pub fn changed_orders(&self) -> impl Iterator<Item = (&OrderRef, &[ReservationLine])> {
+        self.dirty_orders
+            .iter()
+            .filter_map(|o| self.orders.get(o).map(|lines| (o, lines.as_slice())))
+    }
+    pub fn changed_inbound(&self) -> impl Iterator<Item = &InboundLine> {
+        self.dirty_inbound
+            .iter()
+            .filter_map(|k| self.inbound.get(k))
+    }
+
+    // Undo journal.
+
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint(self.journal.len())
+    }
+
+    pub fn rollback(&mut self, to: Checkpoint) {
+        while self.journal.len() > to.0 {
+            match self.journal.pop() {
+                Some(Undo::Stock(key, old)) => restore(&mut self.stock, key, old),
+                Some(Undo::Order(key, old)) => restore(&mut self.orders, key, old),
+                Some(Undo::Inbound(key, old)) => restore(&mut self.inbound, key, old),
+                None => break,
+            }
+        }
+    }
+
+    fn stock_mut(&mut self, key: &StockKey) -> &mut Quantities {
+        self.journal
+            .push(Undo::Stock(key.clone(), self.stock.get(key).copied()));
+        self.dirty_stock.insert(key.clone());
+        self.stock.entry(key.clone()).or_default()
+    }
+
+    fn order_mut(&mut self, order: &OrderRef) -> &mut Vec<ReservationLine> {
+        self.journal
+            .push(Undo::Order(order.clone(), self.orders.get(order).cloned()));
+        self.dirty_orders.insert(order.clone());
+        self.orders.entry(order.clone()).or_default()
+    }
+
+    fn set_inbound(&mut self, line: InboundLine) {
+        let key = line.key();
+        self.journal
+            .push(Undo::Inbound(key.clone(), self.inbound.get(&key).cloned()));
+        self.dirty_inbound.insert(key.clone());
+        self.inbound.insert(key, line);
+    }
+
+    fn sellable_by_priority(&self) -> Vec<LocationId> {
+        let mut sellable: Vec<&Location> = self.locations.values().filter(|l| l.sellable).collect();
+        sellable.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
+        sellable.into_iter().map(|l| l.id.clone()).collect()
+    }
+
+    fn require_known(&self, sku: &Sku, location: Option<&LocationId>) -> Result<(), Refusal> {
+        if !self.variants.contains(sku) {
+            return Err(Refusal::Quarantine(Awaiting::Variant(sku.clone())));
+        }
+        if let Some(location) = location {
+            if !self.locations.contains_key(location) {
+                return Err(Refusal::Quarantine(Awaiting::Location(location.clone())));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn restore<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, old: Option<V>) {
+    match old {
+        Some(value) => map.insert(key, value),
+        None => map.remove(&key),
+    };
+}
+
+/// Accumulates per-row deltas in the order rows were first touched.
+#[derive(Default)]
+struct Deltas(Vec<StockDelta>);
+
+impl Deltas {
+    fn row(&mut self, key: &StockKey) -> &mut StockDelta {
+        let at = match self
+            .0
+            .iter()
+            .position(|d| d.sku == key.sku && d.location == key.location)
+        {
+            Some(at) => at,
+            None => {
+                self.0.push(StockDelta {
+                    sku: key.sku.clone(),
+                    location: key.location.clone(),
+                    on_hand: 0,
+                    reserved: 0,
+                    pending_return: 0,
+                    written_off: 0,
+                    inbound: 0,
+                });
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at]
+    }
+}
+
+fn key(sku: &Sku, location: &LocationId) -> StockKey {
+    StockKey {
+        sku: sku.clone(),
+        location: location.clone(),
+    }
+}
+
+/// Applies one event to the book. On refusal the book is left as it was.
+pub fn apply(book: &mut Book, event: &EventKind) -> Result<Applied, Refusal> {
+    let checkpoint = book.checkpoint();
+    let result = apply_unchecked(book, event);
+    if result.is_err() {
+        book.rollback(checkpoint);
+    }
+    result
+}
+
+fn apply_unchecked(book: &mut Book, event: &EventKind) -> Result<Applied, Refusal> {
+    let mut deltas = Deltas::default();
+    let mut notes = Vec::new();
+    match event {
+        EventKind::Receipt {
+            sku, location, qty, ..
+        } => {
+            book.require_known(sku, Some(location))?;
+            let k = key(sku, location);
+            book.stock_mut(&k).on_hand += qty;
+            deltas.row(&k).on_hand += qty;
+        }
+        EventKind::Adjust {
+            sku,
+            location,
+            delta,
+            ..
+        } => {
+            book.require_known(sku, Some(location))?;
+            let k = key(sku, location);
+            let q = book.quantities(&k);
+            if q.on_hand + delta < 0 {
+                return Err(Refusal::Reject(EventError::NegativeOnHand {
+                    sku: sku.clone(),
+                    location: location.clone(),
+                    on_hand: q.on_hand,
+                }));
+            }
+            set_on_hand(book, &k, q.on_hand + delta, &mut deltas, &mut notes);
+        }
+        EventKind::Count {
+            sku,
+            location,
+            on_hand,
+            ..
+        } => {
+            book.require_known(sku, Some(location))?;
+            set_on_hand(book, &key(sku, location), *on_hand, &mut deltas, &mut notes);
+        }
+        EventKind::Order { order, lines } => {
+            apply_order(book, order, lines, &mut deltas, &mut notes)?;
+        }
+        EventKind::Cancel { order, lines, .. } => {
+            settle(book, order, lines.as_deref(), Settle::Cancel, &mut deltas)?;
+        }
+        EventKind::Ship { order, lines } => {
+            settle(book, order, lines.as_deref(), Settle::Ship, &mut deltas)?;
+        }
+        EventKind::ReturnReceived {
+            sku, location, qty, ..
+        } => {
+            book.require_known(sku, Some(location))?;
+            let k = key(sku, location);
+            book.stock_mut(&k).pending_return += qty;
+            deltas.row(&k).pending_return += qty;
+        }
+        EventKind::ReturnVerified {
+            sku,
+            location,
+            sellable_qty,
+            unsellable_qty,
+            ..
+        } => {
+            book.require_known(sku, Some(location))?;
+            let k = key(sku, location);
+            let total = sellable_qty + unsellable_qty;
+            let pending = book.quantities(&k).pending_return;
+            if total > pending {
+                return Err(Refusal::Reject(EventError::ReturnExceeded {
+                    sku: sku.clone(),
+                    location: location.clone(),
+                    pending,
+                    requested: total,
+                }));
+            }
+            let q = book.stock_mut(&k);
+            q.pending_return -= total;
+            q.on_hand += sellable_qty;
+            q.written_off += unsellable_qty;
+            let d = deltas.row(&k);
+            d.pending_return -= total;
+            d.on_hand += sellable_qty;
+            d.written_off += unsellable_qty;
+        }
+        EventKind::Inbound {
+            po_id,
+            sku,
+            location,
+            qty,
+            eta,
+            confirmed,
+        } => {
+            book.require_known(sku, Some(location))?;
+            let line = InboundLine {
+                po_id: po_id.clone(),
+                sku: sku.clone(),
+                location: location.clone(),
+                qty: *qty,
+                eta: *eta,
+                confirmed: *confirmed,
+            };
+            let before = book.inbound_line(&line.key()).map_or(0, |l| l.qty);
+            deltas.row(&key(sku, location)).inbound += qty - before;
+            book.set_inbound(line);
+        }
+        EventKind::InboundReceived {
+            po_id,
+            sku,
+            location,
+            qty,
+        } => {
+            book.require_known(sku, Some(location))?;
+            let k = key(sku, location);
+            let inbound_key = InboundKey {
+                po_id: po_id.clone(),
+                sku: sku.clone(),
+                location: location.clone(),
+            };
+            let expected = book.inbound_line(&inbound_key).cloned();
+            let open = expected.as_ref().map_or(0, |l| l.qty);
+            let from_inbound = open.min(*qty);
+            if let Some(mut line) = expected {
+                line.qty -= from_inbound;
+                book.set_inbound(line);
+            }
+            if *qty > open {
+                notes.push(Note::OverReceived {
+                    po_id: po_id.clone(),
+                    sku: sku.clone(),
+                    location: location.clone(),
+                    extra_qty: qty - open,
+                });
+            }
+            book.stock_mut(&k).on_hand += qty;
+            let d = deltas.row(&k);
+            d.on_hand += qty;
+            d.inbound -= from_inbound;
+        }
+    }
+    Ok(Applied {
+        changes: deltas.0,
+        notes,
+    })
+}
+
+fn set_on_hand(
+    book: &mut Book,
+    k: &StockKey,
+    on_hand: i64,
+    deltas: &mut Deltas,
+    notes: &mut Vec<Note>,
+) {
+    let q = book.stock_mut(k);
+    let change = on_hand - q.on_hand;
+    q.on_hand = on_hand;
+    let reserved = q.reserved;
+    deltas.row(k).on_hand += change;
+    if on_hand < reserved {
+        notes.push(Note::BelowReserved {
+            sku: k.sku.clone(),
+            location: k.location.clone(),
+            on_hand,
+            reserved,
+        });
+    }
+}
+
+fn apply_order(
+    book: &mut Book,
+    order: &OrderRef,
+    lines: &[OrderLine],
+    deltas: &mut Deltas,
+    notes: &mut Vec<Note>,
+) -> Result<(), Refusal> {
+    for line in lines {
+        book.require_known(&line.sku, line.location.as_ref())?;
+    }
+    let sellable = book.sellable_by_priority();
+    if sellable.is_empty() && lines.iter().any(|l| l.location.is_none()) {
+        return Err(Refusal::Quarantine(Awaiting::SellableLocation));
+    }
+    let existing = book.order_lines(order).unwrap_or(&[]);
+    if let Some(line) = lines
+        .iter()
+        .find(|l| existing.iter().any(|e| e.line_id == l.line_id))
+    {
+        return Err(Refusal::Reject(EventError::OrderLineExists {
+            order: order.to_string(),
+            line_id: line.line_id.clone(),
+        }));
+    }
+    for line in lines {
+        let candidates = match &line.location {
+            Some(location) => vec![location.clone()],
+            None => sellable.clone(),
+        };
+        // Take what is available at each candidate in priority order; what no
+        // location can cover stays reserved at the first and is an oversell.
+        let mut remaining = line.qty;
+        let mut allocations: Vec<(LocationId, i64)> = Vec::new();
+        for location in &candidates {
+            let q = book.quantities(&key(&line.sku, location));
+            let take = (q.on_hand - q.reserved).max(0).min(remaining);
+            if take > 0 {
+                allocations.push((location.clone(), take));
+                remaining -= take;
+            }
+        }
+        if remaining > 0 {
+            notes.push(Note::Oversell {
+                line_id: line.line_id.clone(),
+                sku: line.sku.clone(),
+                location: candidates[0].clone(),
+                shortfall_qty: remaining,
+            });
+            match allocations.iter_mut().find(|(l, _)| *l == candidates[0]) {
+                Some((_, qty)) => *qty += remaining,
+                None => allocations.insert(0, (candidates[0].clone(), remaining)),
+            }
+        }
+        for (alloc_index, (location, qty)) in allocations.into_iter().enumerate() {
+            let k = key(&line.sku, &location);
+            book.stock_mut(&k).reserved += qty;
+            deltas.row(&k).reserved += qty;
+            book.order_mut(order).push(ReservationLine {
+                order: order.clone(),
+                line_id: line.line_id.clone(),
+                alloc_index: alloc_index as i32,
+                sku: line.sku.clone(),
+                location,
+                ordered_qty: qty,
+                shipped_qty: 0,
+                cancelled_qty: 0,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    Cancel,
+    Ship,
+}
+
+/// Ends reservations: cancel releases them, ship consumes them.
+fn settle(
+    book: &mut Book,
+    order: &OrderRef,
+    lines: Option<&[LineQty]>,
+    how: Settle,
+    deltas: &mut Deltas,
+) -> Result<(), Refusal> {
+    let Some(existing) = book.order_lines(order) else {
+        return Err(Refusal::Quarantine(Awaiting::Order(order.clone())));
+    };
+    // (row index in the order, qty to settle) for every allocation touched.
+    let mut plan: Vec<(usize, i64)> = Vec::new();
+    let requests: Vec<(LineId, Option<i64>, Option<&LocationId>)> = match lines {
+        Some(lines) => {
+            for line in lines {
+                let Some(first) = existing.iter().find(|e| e.line_id == line.line_id) else {
+                    return Err(Refusal::Reject(EventError::UnknownOrderLine {
+                        order: order.to_string(),
+                        line_id: line.line_id.clone(),
+                    }));
+                };
+                if let Some(sku) = &line.sku {
+                    if *sku != first.sku {
+                        return Err(Refusal::Reject(EventError::LineSkuMismatch {
+                            line_id: line.line_id.clone(),
+                            given: sku.clone(),
+                            actual: first.sku.clone(),
+                        }));
+                    }
+                }
+            }
+            lines
+                .iter()
+                .map(|l| (l.line_id.clone(), l.qty, l.location.as_ref()))
+                .collect()
+        }
+        None => {
+            let mut ids: Vec<LineId> = existing
+                .iter()
+                .filter(|e| e.open_qty() > 0)
+                .map(|e| e.line_id.clone())
+                .collect();
+            ids.dedup();
+            if ids.is_empty() {
+                return Err(Refusal::Reject(EventError::NothingReserved {
+                    order: order.to_string(),
+                }));
+            }
+            ids.into_iter().map(|id| (id, None, None)).collect()
+        }
+    };
+    for (line_id, qty, location) in &requests {
+        let mut rows: Vec<usize> = (0..existing.len())
+            .filter(|&i| existing[i].line_id == *line_id)
+            .filter(|&i| location.is_none_or(|l| existing[i].location == *l))
+            .collect();
+        // Ship from the first choice onwards; release the last choice first.
+        if how == Settle::Cancel {
+            rows.reverse();
+        }
+        let open: i64 = rows.iter().map(|&i| existing[i].open_qty()).sum();
+        let requested = qty.unwrap_or(open);
+        if open == 0 || requested > open {
+            return Err(Refusal::Reject(EventError::ReservationExceeded {
+                line_id: line_id.clone(),
+                open,
+                requested,
+            }));
+        }
+        let mut remaining = requested;
+        for i in rows {
+            let take = existing[i].open_qty().min(remaining);
+            if take > 0 {
+                plan.push((i, take));
+                remaining -= take;
+            }
+        }
+    }
+    let touched: Vec<(StockKey, i64)> = plan
+        .iter()
+        .map(|&(i, qty)| (key(&existing[i].sku, &existing[i].location), qty))
+        .collect();
+    let rows = book.order_mut(order);
+    for &(i, qty) in &plan {
+        match how {
+            Settle::Cancel => rows[i].cancelled_qty += qty,
+            Settle::Ship => rows[i].shipped_qty += qty,
+        }
+    }
+    for (k, qty) in touched {
+        let q = book.stock_mut(&k);
+        q.reserved -= qty;
+        if how == Settle::Ship {
+            q.on_hand -= qty;
+        }
+        let d = deltas.row(&k);
+        d.reserved -= qty;
+        if how == Settle::Ship {
+            d.on_hand -= qty;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! stockd's storage: one `Store` trait, two adapters (SQLite, the embedded
+//! default, and PostgreSQL). Both run the same write path: a single writer
+//! collects queued requests into groups, loads the rows a group needs, lets
+//! the core apply the events, and commits everything of the group in one
+//! transaction (group commit), so throughput is not bounded by one fsync per
+//! event.
+
+mod canonical;
+mod postgres;
+mod rows;
+mod sqlite;
+mod writer;
+
+pub mod test_support;
+
+pub use canonical::submission;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::sync::Arc;
+use stockd_core::{
+    EventResult, Location, LocationId, Note, RequestError, Sku, StockDelta, StockView, Submission,
+    Variant,
+};
+
+/// A storage failure (not the client's fault). Requests that meet one are not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("unsupported database url (use sqlite://PATH or postgres://…): {0}")]
+    UnsupportedUrl(String),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// The answer to one request of events: applied (with per-event results) or refused whole.
+pub type SubmitOutcome = Result<Vec<EventResult>, RequestError>;
+
+/// One applied event in the audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LedgerRow {
+    pub seq: u64,
+    pub key: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+    pub source: Option<String>,
+    /// The event as applied (canonical form).
+    pub event: serde_json::Value,
+    pub changes: Vec<StockDelta>,
+    pub notes: Vec<Note>,
+}
+
+/// A filter over the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerQuery {
+    pub sku: Option<Sku>,
+    pub after_seq: u64,
+    pub limit: u32,
+}
+
+/// A quarantined event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuarantineRow {
+    pub id: i64,
+    pub key: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `waiting` until what it names exists; `rejected` when its replay was refused.
+    pub status: String,
+    pub reason: String,
+    pub received_at: DateTime<Utc>,
+    pub event: serde_json::Value,
+}
+
+/// Counts of a bulk variant upsert.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UpsertSummary {
+    pub upserted: usize,
+    /// Quarantined events that were replayed and applied because of it.
+    pub replayed: usize,
+}
+
+/// The storage of stockd. Writes go through one writer per store; reads run
+/// concurrently.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies one request of events atomically (idempotent per event key).
+    async fn submit(&self, events: Vec<Submission>) -> Result<SubmitOutcome, StoreError>;
+    /// Creates or replaces a location; quarantined events waiting for it are replayed.
+    async fn upsert_location(&self, location: Location) -> Result<UpsertSummary, StoreError>;
+    /// Creates or replaces variants; quarantined events waiting for them are replayed.
+    async fn upsert_variants(&self, variants: Vec<Variant>) -> Result<UpsertSummary, StoreError>;
+
+    async fn location(&self, id: &LocationId) -> Result<Option<Location>, StoreError>;
+    async fn locations(&self) -> Result<Vec<Location>, StoreError>;
+    async fn variant(&self, sku: &Sku) -> Result<Option<Variant>, StoreError>;
+    /// The stock of one variant; `None` when the variant is unknown.
+    async fn stock(&self, sku: &Sku) -> Result<Option<StockView>, StoreError>;
+    /// Stock of variants in SKU order, after `after`.
+    async fn stock_page(
+        &self,
+        after: Option<&Sku>,
+        limit: u32,
+    ) -> Result<Vec<StockView>, StoreError>;
+    async fn ledger(&self, query: &LedgerQuery) -> Result<Vec<LedgerRow>, StoreError>;
+    async fn quarantine(&self, after_id: i64, limit: u32)
+        -> Result<Vec<QuarantineRow>, StoreError>;
+    /// Drops a quarantined event for good; its key is freed. False when absent.
+    async fn discard_quarantined(&self, id: i64) -> Result<bool, StoreError>;
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Finishes queued writes and stops the writer.
+    async fn close(&self);
+    /// `sqlite` or `postgres`.
+    fn backend_name(&self) -> &'static str;
+}
+
+/// Opens (and migrates) the store named by a URL: `sqlite://PATH`,
+/// `sqlite::memory:` or `postgres://…`.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Arc::new(sqlite::SqliteStore::open(path)?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
+
+/// Applies migrations and returns, without starting a writer.
+pub async fn migrate(url: &str) -> Result<(), StoreError> {
+    let store = open(url).await?;
+    store.close().await;
+    Ok(())
+}

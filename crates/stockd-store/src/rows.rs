@@ -1,0 +1,136 @@
+//! Mapping between core values and the flat rows both adapters store.
+
+use crate::{LedgerRow, StoreError};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeSet;
+use stockd_core::group::{EventResult, IdempotencyRecord, LedgerEntry};
+use stockd_core::{ChannelId, Note, OrderId, OrderRef, PayloadHash};
+
+/// Orders without a channel are stored under the empty channel.
+pub(crate) fn channel_column(order: &OrderRef) -> &str {
+    order.channel.as_ref().map_or("", |c| c.as_str())
+}
+
+pub(crate) fn order_ref(channel: String, order_id: String) -> Result<OrderRef, StoreError> {
+    let channel = if channel.is_empty() {
+        None
+    } else {
+        Some(ChannelId::parse(channel).map_err(corrupt)?)
+    };
+    Ok(OrderRef {
+        channel,
+        order_id: OrderId::parse(order_id).map_err(corrupt)?,
+    })
+}
+
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+pub(crate) fn parse_id<T>(
+    raw: String,
+    parse: fn(String) -> Result<T, stockd_core::ids::IdError>,
+) -> Result<T, StoreError> {
+    parse(raw).map_err(corrupt)
+}
+
+pub(crate) fn record(hash: &[u8], result: &str) -> Result<IdempotencyRecord, StoreError> {
+    let payload_hash: [u8; 32] = hash.try_into().map_err(corrupt)?;
+    let result: EventResult = serde_json::from_str(result)?;
+    Ok(IdempotencyRecord {
+        payload_hash: PayloadHash(payload_hash),
+        result,
+    })
+}
+
+/// The JSON columns of a ledger entry and the SKUs it touched.
+pub(crate) struct LedgerColumns {
+    pub event: String,
+    pub changes: String,
+    pub notes: String,
+    pub skus: BTreeSet<String>,
+}
+
+pub(crate) fn ledger_columns(entry: &LedgerEntry) -> Result<LedgerColumns, StoreError> {
+    let mut skus: BTreeSet<String> = entry
+        .changes
+        .iter()
+        .map(|c| c.sku.as_str().to_string())
+        .collect();
+    skus.extend(
+        entry
+            .event
+            .kind
+            .skus()
+            .iter()
+            .map(|s| s.as_str().to_string()),
+    );
+    Ok(LedgerColumns {
+        event: serde_json::to_string(&entry.event)?,
+        changes: serde_json::to_string(&entry.changes)?,
+        notes: serde_json::to_string(&entry.notes)?,
+        skus,
+    })
+}
+
+/// The oversell notes of an entry as (line_id, sku, location, shortfall).
+pub(crate) fn oversells(entry: &LedgerEntry) -> impl Iterator<Item = (&str, &str, &str, i64)> {
+    entry.notes.iter().filter_map(|note| match note {
+        Note::Oversell {
+            line_id,
+            sku,
+            location,
+            shortfall_qty,
+        } => Some((
+            line_id.as_str(),
+            sku.as_str(),
+            location.as_str(),
+            *shortfall_qty,
+        )),
+        _ => None,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn ledger_row(
+    seq: i64,
+    key: String,
+    kind: String,
+    occurred_at: Option<DateTime<Utc>>,
+    received_at: DateTime<Utc>,
+    source: Option<String>,
+    event: serde_json::Value,
+    changes: serde_json::Value,
+    notes: serde_json::Value,
+) -> Result<LedgerRow, StoreError> {
+    Ok(LedgerRow {
+        seq: seq as u64,
+        key,
+        kind,
+        occurred_at,
+        received_at,
+        source,
+        event,
+        changes: serde_json::from_value(changes)?,
+        notes: serde_json::from_value(notes)?,
+    })
+}
+
+pub(crate) fn parse_time(raw: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(corrupt)
+}
+
+pub(crate) fn quarantined(
+    id: i64,
+    hash: &[u8],
+    event: stockd_core::Event,
+) -> Result<stockd_core::group::Quarantined, StoreError> {
+    let hash: [u8; 32] = hash.try_into().map_err(corrupt)?;
+    Ok(stockd_core::group::Quarantined {
+        id,
+        event,
+        payload_hash: PayloadHash(hash),
+    })
+}

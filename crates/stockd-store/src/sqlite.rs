@@ -1,0 +1,810 @@
+//! SQLite adapter: the embedded default. One file in WAL mode; one writer
+//! connection on the writer thread (group commits with `synchronous=FULL`, so
+//! an answered event is on disk), and a small pool of reader connections.
+
+use crate::rows::{self, channel_column, corrupt, parse_id, parse_time};
+use crate::writer::{self, Backend, Command, Loaded, WriterHandle};
+use crate::{
+    LedgerQuery, LedgerRow, QuarantineRow, Store, StoreError, SubmitOutcome, UpsertSummary,
+};
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use stockd_core::group::{GroupWrites, Quarantined, ReplayOutcome};
+use stockd_core::stock::stock_view;
+use stockd_core::{
+    Book, InboundLine, Location, LocationId, Needs, PoId, Quantities, ReservationLine, Sku,
+    StockKey, StockView, Submission, Variant,
+};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_ledger.sql"))];
+/// Reader connections kept open for reuse.
+const READERS_MAX: usize = 8;
+
+pub(crate) struct SqliteStore {
+    writer: WriterHandle,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: String,
+}
+
+fn connect(path: &str) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA cache_size = -65536;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+    )?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![version, chrono::Utc::now().to_rfc3339()],
+        )?;
+        tracing::info!(version, "applied sqlite migration");
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl SqliteStore {
+    pub(crate) fn open(path: &str) -> Result<SqliteStore, StoreError> {
+        let mut conn = connect(path)?;
+        migrate(&mut conn)?;
+        drop(conn);
+        let writer_path = path.to_string();
+        let writer = WriterHandle::spawn("stockd-sqlite-writer", move || {
+            Box::pin(async move {
+                Ok(SqliteBackend {
+                    conn: connect(&writer_path)?,
+                })
+            })
+        })?;
+        Ok(SqliteStore {
+            writer,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            path: path.to_string(),
+        })
+    }
+
+    /// Runs `read` on a pooled reader connection off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().map_err(corrupt)?.pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => connect(&path)?,
+            };
+            let result = read(&conn);
+            let mut pool = readers.lock().map_err(corrupt)?;
+            if pool.len() < READERS_MAX {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+}
+
+fn location_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, bool, i32)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn to_location(raw: (String, String, bool, i32)) -> Result<Location, StoreError> {
+    Ok(Location {
+        id: parse_id(raw.0, LocationId::parse)?,
+        name: raw.1,
+        sellable: raw.2,
+        priority: raw.3,
+    })
+}
+
+fn all_locations(conn: &Connection) -> Result<Vec<Location>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT id, name, sellable, priority FROM locations")?;
+    let raw = stmt
+        .query_map([], location_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    raw.into_iter().map(to_location).collect()
+}
+
+fn stock_rows(conn: &Connection, sku: &str) -> Result<Vec<(String, Quantities)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT location, on_hand, reserved, pending_return, written_off FROM stock WHERE sku = ?1",
+    )?;
+    let rows = stmt
+        .query_map([sku], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Quantities {
+                    on_hand: r.get(1)?,
+                    reserved: r.get(2)?,
+                    pending_return: r.get(3)?,
+                    written_off: r.get(4)?,
+                },
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+fn inbound_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<[Option<String>; 4]> {
+    Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(4)?])
+}
+
+fn to_inbound(
+    raw: [Option<String>; 4],
+    qty: i64,
+    confirmed: bool,
+) -> Result<InboundLine, StoreError> {
+    let [po_id, sku, location, eta] = raw;
+    let need = |v: Option<String>| v.ok_or_else(|| corrupt("null inbound key"));
+    Ok(InboundLine {
+        po_id: parse_id(need(po_id)?, PoId::parse)?,
+        sku: parse_id(need(sku)?, Sku::parse)?,
+        location: parse_id(need(location)?, LocationId::parse)?,
+        qty,
+        eta: eta
+            .map(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(corrupt))
+            .transpose()?,
+        confirmed,
+    })
+}
+
+const INBOUND_COLUMNS: &str = "po_id, sku, location, qty, eta, confirmed";
+
+fn inbound_query(
+    conn: &Connection,
+    sql: &str,
+    args: &[&str],
+) -> Result<Vec<InboundLine>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let raw = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok((
+                inbound_from_row(r)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, bool>(5)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    raw.into_iter()
+        .map(|(raw, qty, confirmed)| to_inbound(raw, qty, confirmed))
+        .collect()
+}
+
+fn stock_view_of(
+    conn: &Connection,
+    sku: &Sku,
+    locations: &HashMap<LocationId, Location>,
+) -> Result<StockView, StoreError> {
+    let rows = stock_rows(conn, sku.as_str())?
+        .into_iter()
+        .filter_map(|(loc, q)| {
+            LocationId::parse(loc)
+                .ok()
+                .and_then(|id| locations.get(&id).cloned())
+                .map(|l| (l, q))
+        })
+        .collect::<Vec<_>>();
+    let inbound = inbound_query(
+        conn,
+        &format!("SELECT {INBOUND_COLUMNS} FROM inbound WHERE sku = ?1"),
+        &[sku.as_str()],
+    )?;
+    Ok(stock_view(sku.clone(), &rows, &inbound))
+}
+
+fn variant_exists(conn: &Connection, sku: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM variants WHERE sku = ?1")?
+        .query_row([sku], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn quarantine_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(i64, String, String, String, String, String, String)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn submit(&self, events: Vec<Submission>) -> Result<SubmitOutcome, StoreError> {
+        self.writer
+            .call(|reply| Command::Submit { events, reply })
+            .await
+    }
+
+    async fn upsert_location(&self, location: Location) -> Result<UpsertSummary, StoreError> {
+        self.writer
+            .call(|reply| Command::UpsertLocation { location, reply })
+            .await
+    }
+
+    async fn upsert_variants(&self, variants: Vec<Variant>) -> Result<UpsertSummary, StoreError> {
+        self.writer
+            .call(|reply| Command::UpsertVariants { variants, reply })
+            .await
+    }
+
+    async fn location(&self, id: &LocationId) -> Result<Option<Location>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| {
+            let raw = conn
+                .prepare_cached("SELECT id, name, sellable, priority FROM locations WHERE id = ?1")?
+                .query_row([id.as_str()], location_from_row)
+                .optional()?;
+            raw.map(to_location).transpose()
+        })
+        .await
+    }
+
+    async fn locations(&self) -> Result<Vec<Location>, StoreError> {
+        self.read(|conn| {
+            let mut all = all_locations(conn)?;
+            all.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
+            Ok(all)
+        })
+        .await
+    }
+
+    async fn variant(&self, sku: &Sku) -> Result<Option<Variant>, StoreError> {
+        let sku = sku.clone();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT title, product_id, gtin FROM variants WHERE sku = ?1")?
+                .query_row([sku.as_str()], |r| {
+                    Ok(Variant {
+                        sku: sku.clone(),
+                        title: r.get(0)?,
+                        product_id: r.get(1)?,
+                        gtin: r.get(2)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn stock(&self, sku: &Sku) -> Result<Option<StockView>, StoreError> {
+        let sku = sku.clone();
+        self.read(move |conn| {
+            if !variant_exists(conn, sku.as_str())? {
+                return Ok(None);
+            }
+            let locations = all_locations(conn)?
+                .into_iter()
+                .map(|l| (l.id.clone(), l))
+                .collect();
+            stock_view_of(conn, &sku, &locations).map(Some)
+        })
+        .await
+    }
+
+    async fn stock_page(
+        &self,
+        after: Option<&Sku>,
+        limit: u32,
+    ) -> Result<Vec<StockView>, StoreError> {
+        let after = after.map(|s| s.as_str().to_string()).unwrap_or_default();
+        self.read(move |conn| {
+            let locations = all_locations(conn)?
+                .into_iter()
+                .map(|l| (l.id.clone(), l))
+                .collect();
+            let skus = conn
+                .prepare_cached("SELECT sku FROM variants WHERE sku > ?1 ORDER BY sku LIMIT ?2")?
+                .query_map(params![after, limit], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            skus.into_iter()
+                .map(|sku| stock_view_of(conn, &parse_id(sku, Sku::parse)?, &locations))
+                .collect()
+        })
+        .await
+    }
+
+    async fn ledger(&self, query: &LedgerQuery) -> Result<Vec<LedgerRow>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| {
+            const COLUMNS: &str = "l.seq, l.key, l.type, l.occurred_at, l.received_at, l.source, l.event, l.changes, l.notes";
+            let (sql, sku) = match &query.sku {
+                Some(sku) => (
+                    format!("SELECT {COLUMNS} FROM ledger_skus s JOIN ledger l ON l.seq = s.seq WHERE s.sku = ?1 AND s.seq > ?2 ORDER BY s.seq LIMIT ?3"),
+                    sku.as_str().to_string(),
+                ),
+                None => (
+                    format!("SELECT {COLUMNS} FROM ledger l WHERE ?1 = ?1 AND l.seq > ?2 ORDER BY l.seq LIMIT ?3"),
+                    String::new(),
+                ),
+            };
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let raw = stmt
+                .query_map(params![sku, query.after_seq as i64, query.limit], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
+                        r.get::<_, String>(8)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            raw.into_iter()
+                .map(|(seq, key, kind, occurred_at, received_at, source, event, changes, notes)| {
+                    rows::ledger_row(
+                        seq,
+                        key,
+                        kind,
+                        occurred_at.as_deref().map(parse_time).transpose()?,
+                        parse_time(&received_at)?,
+                        source,
+                        serde_json::from_str(&event)?,
+                        serde_json::from_str(&changes)?,
+                        serde_json::from_str(&notes)?,
+                    )
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn quarantine(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<QuarantineRow>, StoreError> {
+        self.read(move |conn| {
+            let raw = conn
+                .prepare_cached(
+                    "SELECT id, key, type, status, reason, received_at, event FROM quarantine
+                     WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )?
+                .query_map(params![after_id, limit], quarantine_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raw.into_iter()
+                .map(|(id, key, kind, status, reason, received_at, event)| {
+                    Ok(QuarantineRow {
+                        id,
+                        key,
+                        kind,
+                        status,
+                        reason,
+                        received_at: parse_time(&received_at)?,
+                        event: serde_json::from_str(&event)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn discard_quarantined(&self, id: i64) -> Result<bool, StoreError> {
+        self.writer
+            .call(|reply| Command::DiscardQuarantined { id, reply })
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+/// The writer side: runs on the writer thread only.
+struct SqliteBackend {
+    conn: Connection,
+}
+
+impl Backend for SqliteBackend {
+    async fn begin(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    async fn rollback(&mut self) {
+        if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+            tracing::warn!(error = %e, "sqlite rollback failed");
+        }
+    }
+
+    async fn load(&mut self, needs: &Needs) -> Result<Loaded, StoreError> {
+        let conn = &self.conn;
+        let mut book = Book::new(all_locations(conn)?);
+        let mut keys = HashMap::with_capacity(needs.keys.len());
+        {
+            let mut stmt =
+                conn.prepare_cached("SELECT payload_hash, result FROM idempotency WHERE key = ?1")?;
+            for key in &needs.keys {
+                let found = stmt
+                    .query_row([key.as_str()], |r| {
+                        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .optional()?;
+                if let Some((hash, result)) = found {
+                    keys.insert(key.clone(), rows::record(&hash, &result)?);
+                }
+            }
+        }
+        let mut skus = needs.skus.clone();
+        {
+            let mut stmt = conn.prepare_cached(
+                "SELECT line_id, alloc_index, sku, location, ordered_qty, shipped_qty, cancelled_qty
+                 FROM reservations WHERE channel = ?1 AND order_id = ?2",
+            )?;
+            for order in &needs.orders {
+                let lines = stmt
+                    .query_map(
+                        params![channel_column(order), order.order_id.as_str()],
+                        |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, i32>(1)?,
+                                r.get::<_, String>(2)?,
+                                r.get::<_, String>(3)?,
+                                [
+                                    r.get::<_, i64>(4)?,
+                                    r.get::<_, i64>(5)?,
+                                    r.get::<_, i64>(6)?,
+                                ],
+                            ))
+                        },
+                    )?
+                    .collect::<Result<Vec<_>, _>>()?;
+                for (line_id, alloc_index, sku, location, [ordered, shipped, cancelled]) in lines {
+                    let sku = parse_id(sku, Sku::parse)?;
+                    skus.insert(sku.clone());
+                    book.load_reservation(ReservationLine {
+                        order: order.clone(),
+                        line_id: parse_id(line_id, stockd_core::LineId::parse)?,
+                        alloc_index,
+                        sku,
+                        location: parse_id(location, LocationId::parse)?,
+                        ordered_qty: ordered,
+                        shipped_qty: shipped,
+                        cancelled_qty: cancelled,
+                    });
+                }
+            }
+        }
+        for sku in &skus {
+            if variant_exists(conn, sku.as_str())? {
+                book.load_variant(sku.clone());
+            }
+            for (location, quantities) in stock_rows(conn, sku.as_str())? {
+                book.load_stock(
+                    StockKey {
+                        sku: sku.clone(),
+                        location: parse_id(location, LocationId::parse)?,
+                    },
+                    quantities,
+                );
+            }
+        }
+        for key in &needs.inbound {
+            let lines = inbound_query(
+                conn,
+                &format!("SELECT {INBOUND_COLUMNS} FROM inbound WHERE po_id = ?1 AND sku = ?2 AND location = ?3"),
+                &[key.po_id.as_str(), key.sku.as_str(), key.location.as_str()],
+            )?;
+            for line in lines {
+                book.load_inbound(line);
+            }
+        }
+        let next_seq: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger", [], |r| {
+                r.get(0)
+            })?;
+        Ok(Loaded {
+            book,
+            keys,
+            next_seq: next_seq as u64,
+        })
+    }
+
+    async fn write(&mut self, book: &Book, writes: &GroupWrites) -> Result<(), StoreError> {
+        let conn = &self.conn;
+        {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO stock (sku, location, on_hand, reserved, pending_return, written_off)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (sku, location) DO UPDATE SET on_hand = excluded.on_hand,
+                   reserved = excluded.reserved, pending_return = excluded.pending_return,
+                   written_off = excluded.written_off",
+            )?;
+            for (key, q) in book.changed_stock() {
+                stmt.execute(params![
+                    key.sku.as_str(),
+                    key.location.as_str(),
+                    q.on_hand,
+                    q.reserved,
+                    q.pending_return,
+                    q.written_off
+                ])?;
+            }
+        }
+        {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO reservations (channel, order_id, line_id, alloc_index, sku, location,
+                   ordered_qty, shipped_qty, cancelled_qty)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (channel, order_id, line_id, alloc_index) DO UPDATE SET
+                   ordered_qty = excluded.ordered_qty, shipped_qty = excluded.shipped_qty,
+                   cancelled_qty = excluded.cancelled_qty",
+            )?;
+            for (order, lines) in book.changed_orders() {
+                for line in lines {
+                    stmt.execute(params![
+                        channel_column(order),
+                        order.order_id.as_str(),
+                        line.line_id.as_str(),
+                        line.alloc_index,
+                        line.sku.as_str(),
+                        line.location.as_str(),
+                        line.ordered_qty,
+                        line.shipped_qty,
+                        line.cancelled_qty
+                    ])?;
+                }
+            }
+        }
+        {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO inbound (po_id, sku, location, qty, eta, confirmed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (po_id, sku, location) DO UPDATE SET qty = excluded.qty,
+                   eta = excluded.eta, confirmed = excluded.confirmed",
+            )?;
+            for line in book.changed_inbound() {
+                stmt.execute(params![
+                    line.po_id.as_str(),
+                    line.sku.as_str(),
+                    line.location.as_str(),
+                    line.qty,
+                    line.eta.map(|d| d.format("%Y-%m-%d").to_string()),
+                    line.confirmed
+                ])?;
+            }
+        }
+        {
+            let mut upsert = conn.prepare_cached(
+                "INSERT INTO idempotency (key, payload_hash, result) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET payload_hash = excluded.payload_hash, result = excluded.result",
+            )?;
+            let mut delete = conn.prepare_cached("DELETE FROM idempotency WHERE key = ?1")?;
+            for (key, record) in writer::last_per_key(writes) {
+                match record {
+                    Some(record) => {
+                        upsert.execute(params![
+                            key.as_str(),
+                            &record.payload_hash.0[..],
+                            serde_json::to_string(&record.result)?
+                        ])?;
+                    }
+                    None => {
+                        delete.execute([key.as_str()])?;
+                    }
+                }
+            }
+        }
+        {
+            let mut ledger = conn.prepare_cached(
+                "INSERT INTO ledger (seq, key, type, occurred_at, received_at, source, event, changes, notes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            let mut ledger_skus =
+                conn.prepare_cached("INSERT INTO ledger_skus (sku, seq) VALUES (?1, ?2)")?;
+            let mut oversells = conn.prepare_cached(
+                "INSERT INTO oversells (seq, channel, order_id, line_id, sku, location, shortfall_qty, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for entry in &writes.ledger {
+                let columns = rows::ledger_columns(entry)?;
+                let received_at = entry.received_at.to_rfc3339();
+                ledger.execute(params![
+                    entry.seq as i64,
+                    entry.event.key.as_str(),
+                    entry.event.kind.type_name(),
+                    entry.event.occurred_at.map(|t| t.to_rfc3339()),
+                    received_at,
+                    entry.event.source,
+                    columns.event,
+                    columns.changes,
+                    columns.notes
+                ])?;
+                for sku in &columns.skus {
+                    ledger_skus.execute(params![sku, entry.seq as i64])?;
+                }
+                if let Some(order) = entry.event.kind.order_ref() {
+                    for (line_id, sku, location, shortfall) in rows::oversells(entry) {
+                        oversells.execute(params![
+                            entry.seq as i64,
+                            channel_column(order),
+                            order.order_id.as_str(),
+                            line_id,
+                            sku,
+                            location,
+                            shortfall,
+                            received_at
+                        ])?;
+                    }
+                }
+            }
+        }
+        {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO quarantine (key, type, status, reason, wait_key, payload_hash, event, received_at)
+                 VALUES (?1, ?2, 'waiting', ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for entry in &writes.quarantined {
+                stmt.execute(params![
+                    entry.event.key.as_str(),
+                    entry.event.kind.type_name(),
+                    entry.awaiting.reason(),
+                    entry.awaiting.wait_key(),
+                    &entry.payload_hash.0[..],
+                    serde_json::to_string(&entry.event)?,
+                    entry.received_at.to_rfc3339()
+                ])?;
+            }
+        }
+        for outcome in &writes.replayed {
+            match outcome {
+                ReplayOutcome::Applied { id, .. } => {
+                    conn.prepare_cached("DELETE FROM quarantine WHERE id = ?1")?
+                        .execute([id])?;
+                }
+                ReplayOutcome::StillWaiting { id, awaiting } => {
+                    conn.prepare_cached(
+                        "UPDATE quarantine SET reason = ?2, wait_key = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id,
+                        awaiting.reason(),
+                        awaiting.wait_key()
+                    ])?;
+                }
+                ReplayOutcome::Rejected { id, error } => {
+                    conn.prepare_cached(
+                        "UPDATE quarantine SET status = 'rejected', reason = ?2 WHERE id = ?1",
+                    )?
+                    .execute(params![id, format!("{}: {error}", error.code())])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn upsert_location(&mut self, location: &Location) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO locations (id, name, sellable, priority) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, sellable = excluded.sellable,
+                   priority = excluded.priority",
+            )?
+            .execute(params![
+                location.id.as_str(),
+                location.name,
+                location.sellable,
+                location.priority
+            ])?;
+        Ok(())
+    }
+
+    async fn upsert_variants(&mut self, variants: &[Variant]) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO variants (sku, title, product_id, gtin) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (sku) DO UPDATE SET title = excluded.title,
+               product_id = excluded.product_id, gtin = excluded.gtin",
+        )?;
+        for v in variants {
+            stmt.execute(params![v.sku.as_str(), v.title, v.product_id, v.gtin])?;
+        }
+        Ok(())
+    }
+
+    async fn waiting_keys(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT DISTINCT wait_key FROM quarantine WHERE status = 'waiting'")?;
+        let keys = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(keys)
+    }
+
+    async fn waiting_for(
+        &mut self,
+        wait_keys: &[String],
+        limit: usize,
+    ) -> Result<Vec<Quarantined>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, payload_hash, event FROM quarantine
+             WHERE status = 'waiting' AND wait_key = ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let mut found = Vec::new();
+        for key in wait_keys {
+            let rows = stmt
+                .query_map(params![key, limit as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            for (id, hash, event) in rows {
+                found.push(rows::quarantined(id, &hash, serde_json::from_str(&event)?)?);
+            }
+        }
+        // Replay in arrival order across wait keys.
+        found.sort_by_key(|q| q.id);
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn discard_quarantined(&mut self, id: i64) -> Result<bool, StoreError> {
+        let key: Option<String> = self
+            .conn
+            .prepare_cached("DELETE FROM quarantine WHERE id = ?1 RETURNING key")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        if let Some(key) = &key {
+            // Free the key only if it still names the quarantined (unapplied) event.
+            self.conn
+                .prepare_cached(
+                    "DELETE FROM idempotency WHERE key = ?1 AND json_extract(result, '$.status') = 'quarantined'",
+                )?
+                .execute([key])?;
+        }
+        Ok(key.is_some())
+    }
+}

@@ -1,0 +1,430 @@
+//! The single writer shared by both adapters. Requests queue on a channel;
+//! the writer takes everything waiting (up to a bound) as one group, runs it
+//! in one transaction, and answers every request of the group after the
+//! commit. Quarantined events are replayed, in a later transaction, when a
+//! variant, location or order they wait for appears.
+
+use crate::{StoreError, SubmitOutcome, UpsertSummary};
+use chrono::Utc;
+use std::collections::{BTreeSet, HashMap};
+use stockd_core::group::{GroupWrites, IdempotencyRecord, Quarantined, ReplayOutcome};
+use stockd_core::{Awaiting, Book, Group, IdempotencyKey, Location, Needs, Submission, Variant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most events one group commit takes; bounds transaction size and memory.
+pub(crate) const GROUP_EVENTS_MAX: usize = 20_000;
+/// Requests that may wait for the writer before senders are slowed down.
+pub(crate) const QUEUE_REQUESTS_MAX: usize = 4_096;
+/// Most rounds of a replay chain (a replayed order can wake a waiting cancel).
+const REPLAY_ROUNDS_MAX: usize = 8;
+/// Most quarantined events replayed in one transaction.
+const REPLAY_BATCH_MAX: usize = 5_000;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+pub(crate) enum Command {
+    Submit {
+        events: Vec<Submission>,
+        reply: Reply<SubmitOutcome>,
+    },
+    UpsertLocation {
+        location: Location,
+        reply: Reply<UpsertSummary>,
+    },
+    UpsertVariants {
+        variants: Vec<Variant>,
+        reply: Reply<UpsertSummary>,
+    },
+    DiscardQuarantined {
+        id: i64,
+        reply: Reply<bool>,
+    },
+    /// Finish what was queued before, then stop.
+    Close {
+        reply: Reply<()>,
+    },
+}
+
+impl Command {
+    fn event_count(&self) -> usize {
+        match self {
+            Command::Submit { events, .. } => events.len().max(1),
+            _ => 1,
+        }
+    }
+}
+
+/// The rows and records a group starts from.
+pub(crate) struct Loaded {
+    pub book: Book,
+    pub keys: HashMap<IdempotencyKey, IdempotencyRecord>,
+    pub next_seq: u64,
+}
+
+/// What an adapter provides to the writer. Every method but `begin` runs
+/// inside the transaction `begin` opened.
+pub(crate) trait Backend {
+    async fn begin(&mut self) -> Result<(), StoreError>;
+    async fn commit(&mut self) -> Result<(), StoreError>;
+    async fn rollback(&mut self);
+    async fn load(&mut self, needs: &Needs) -> Result<Loaded, StoreError>;
+    async fn write(&mut self, book: &Book, writes: &GroupWrites) -> Result<(), StoreError>;
+    async fn upsert_location(&mut self, location: &Location) -> Result<(), StoreError>;
+    async fn upsert_variants(&mut self, variants: &[Variant]) -> Result<(), StoreError>;
+    /// Distinct wait keys of events still waiting in quarantine.
+    async fn waiting_keys(&mut self) -> Result<Vec<String>, StoreError>;
+    /// Waiting events with one of `wait_keys`, oldest first.
+    async fn waiting_for(
+        &mut self,
+        wait_keys: &[String],
+        limit: usize,
+    ) -> Result<Vec<Quarantined>, StoreError>;
+    async fn discard_quarantined(&mut self, id: i64) -> Result<bool, StoreError>;
+}
+
+/// Runs the writer until every sender is dropped, then returns.
+pub(crate) async fn run<B: Backend>(mut backend: B, mut commands: mpsc::Receiver<Command>) {
+    // Events whose wait ended while no writer ran (e.g. a crash right after
+    // a catalog commit) are replayed at start.
+    match backend.waiting_keys().await {
+        Ok(keys) => {
+            if let Err(e) = replay(&mut backend, keys).await {
+                tracing::error!(error = %e, "replay of quarantined events at start failed");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "reading quarantine at start failed"),
+    }
+    while let Some(first) = commands.recv().await {
+        let mut event_count = first.event_count();
+        let mut batch = vec![first];
+        while event_count < GROUP_EVENTS_MAX {
+            match commands.try_recv() {
+                Ok(next) => {
+                    event_count += next.event_count();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        if process(&mut backend, batch).await == Flow::Stop {
+            break;
+        }
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+type PendingSubmit = (Vec<Submission>, Reply<SubmitOutcome>);
+
+async fn process<B: Backend>(backend: &mut B, batch: Vec<Command>) -> Flow {
+    let mut submits: Vec<PendingSubmit> = Vec::new();
+    for command in batch {
+        match command {
+            Command::Submit { events, reply } => {
+                submits.push((events, reply));
+                continue;
+            }
+            Command::Close { reply } => {
+                submit_group(backend, std::mem::take(&mut submits)).await;
+                let _ = reply.send(Ok(()));
+                return Flow::Stop;
+            }
+            // Catalog changes keep their place in the queue relative to events.
+            other => {
+                submit_group(backend, std::mem::take(&mut submits)).await;
+                catalog_command(backend, other).await;
+            }
+        }
+    }
+    submit_group(backend, submits).await;
+    Flow::Continue
+}
+
+async fn submit_group<B: Backend>(backend: &mut B, submits: Vec<PendingSubmit>) {
+    if submits.is_empty() {
+        return;
+    }
+    let needs = Needs::of(
+        submits
+            .iter()
+            .flat_map(|(events, _)| events.iter().map(|s| &s.event)),
+    );
+    let outcome = in_group(backend, &needs, |group| {
+        submits
+            .iter()
+            .map(|(events, _)| group.submit(events))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    match outcome {
+        Ok((results, writes)) => {
+            // Cancels and ships that waited for these orders are replayed
+            // before answering, so a client reads its own writes.
+            let wake = writes
+                .orders_created
+                .iter()
+                .map(|order| Awaiting::Order(order.clone()).wait_key())
+                .collect::<BTreeSet<_>>();
+            wake_waiting(backend, wake).await;
+            for ((_, reply), result) in submits.into_iter().zip(results) {
+                let _ = reply.send(Ok(result));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, requests = submits.len(), "group commit failed");
+            for (_, reply) in submits {
+                let _ = reply.send(Err(StoreError::Database(e.to_string())));
+            }
+        }
+    }
+}
+
+async fn catalog_command<B: Backend>(backend: &mut B, command: Command) {
+    match command {
+        Command::Submit { .. } | Command::Close { .. } => {
+            unreachable!("submits and close are handled by the caller")
+        }
+        Command::UpsertLocation { location, reply } => {
+            let result = match backend.begin().await {
+                Ok(()) => {
+                    let r = backend.upsert_location(&location).await;
+                    finish_tx(backend, r).await
+                }
+                Err(e) => Err(e),
+            };
+            let mut wake = BTreeSet::from([Awaiting::Location(location.id.clone()).wait_key()]);
+            if location.sellable {
+                wake.insert(Awaiting::SellableLocation.wait_key());
+            }
+            let _ = reply.send(finish_catalog(backend, result, wake).await);
+        }
+        Command::UpsertVariants { variants, reply } => {
+            let result = match backend.begin().await {
+                Ok(()) => {
+                    let r = backend.upsert_variants(&variants).await;
+                    finish_tx(backend, r).await
+                }
+                Err(e) => Err(e),
+            };
+            let wake = variants
+                .iter()
+                .map(|v| Awaiting::Variant(v.sku.clone()).wait_key())
+                .collect();
+            let upserted = variants.len();
+            let _ = reply.send(
+                finish_catalog(backend, result, wake)
+                    .await
+                    .map(|s| UpsertSummary { upserted, ..s }),
+            );
+        }
+        Command::DiscardQuarantined { id, reply } => {
+            let result = match backend.begin().await {
+                Ok(()) => {
+                    let r = backend.discard_quarantined(id).await;
+                    finish_tx(backend, r).await
+                }
+                Err(e) => Err(e),
+            };
+            let _ = reply.send(result);
+        }
+    }
+}
+
+async fn finish_catalog<B: Backend>(
+    backend: &mut B,
+    result: Result<(), StoreError>,
+    wake: BTreeSet<String>,
+) -> Result<UpsertSummary, StoreError> {
+    result?;
+    let replayed = wake_waiting(backend, wake).await;
+    Ok(UpsertSummary {
+        upserted: 1,
+        replayed,
+    })
+}
+
+/// Replays the waiting events among `wake`; returns how many were applied.
+async fn wake_waiting<B: Backend>(backend: &mut B, wake: BTreeSet<String>) -> usize {
+    if wake.is_empty() {
+        return 0;
+    }
+    let result = async {
+        let waiting = backend.waiting_keys().await?;
+        let keys: Vec<String> = waiting.into_iter().filter(|k| wake.contains(k)).collect();
+        replay(backend, keys).await
+    }
+    .await;
+    result.unwrap_or_else(|e| {
+        // The events stay quarantined and are replayed at the next start.
+        tracing::error!(error = %e, "replay of quarantined events failed");
+        0
+    })
+}
+
+async fn replay<B: Backend>(backend: &mut B, mut keys: Vec<String>) -> Result<usize, StoreError> {
+    let mut applied = 0;
+    for _ in 0..REPLAY_ROUNDS_MAX {
+        if keys.is_empty() {
+            break;
+        }
+        let entries = backend.waiting_for(&keys, REPLAY_BATCH_MAX).await?;
+        if entries.is_empty() {
+            break;
+        }
+        let needs = Needs::of(entries.iter().map(|e| &e.event));
+        let (outcomes, writes) = in_group(backend, &needs, |group| {
+            entries.iter().map(|e| group.replay(e)).collect::<Vec<_>>()
+        })
+        .await?;
+        let replayed_now = outcomes
+            .iter()
+            .filter(|o| matches!(o, ReplayOutcome::Applied { .. }))
+            .count();
+        applied += replayed_now;
+        tracing::info!(
+            replayed = replayed_now,
+            still_waiting = outcomes.len() - replayed_now,
+            "replayed quarantined events"
+        );
+        // Orders created by the replay may wake waiting cancels and ships.
+        let mut next: Vec<String> = writes
+            .orders_created
+            .iter()
+            .map(|o| Awaiting::Order(o.clone()).wait_key())
+            .collect();
+        if entries.len() == REPLAY_BATCH_MAX && replayed_now > 0 {
+            next.extend(keys.iter().cloned());
+        }
+        next.sort();
+        next.dedup();
+        keys = next;
+    }
+    Ok(applied)
+}
+
+/// Loads a group's rows, lets `body` apply requests, writes and commits.
+async fn in_group<B: Backend, R>(
+    backend: &mut B,
+    needs: &Needs,
+    body: impl FnOnce(&mut Group<'_>) -> R,
+) -> Result<(R, GroupWrites), StoreError> {
+    backend.begin().await?;
+    let result = async {
+        let mut loaded = backend.load(needs).await?;
+        let mut group = Group::new(&mut loaded.book, loaded.keys, loaded.next_seq, Utc::now());
+        let output = body(&mut group);
+        let (writes, _) = group.finish();
+        backend.write(&loaded.book, &writes).await?;
+        Ok((output, writes))
+    }
+    .await;
+    finish_tx(backend, result).await
+}
+
+async fn finish_tx<B: Backend, T>(
+    backend: &mut B,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match result {
+        Ok(value) => {
+            backend.commit().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            backend.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// The last idempotency write per key (a group may write a key twice).
+pub(crate) fn last_per_key(
+    writes: &GroupWrites,
+) -> Vec<(&IdempotencyKey, Option<&IdempotencyRecord>)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<_> = writes
+        .idempotency
+        .iter()
+        .rev()
+        .filter(|(key, _)| seen.insert(key))
+        .map(|(key, record)| (key, record.as_ref()))
+        .collect();
+    out.reverse();
+    out
+}
+
+/// A handle to a running writer thread.
+pub(crate) struct WriterHandle {
+    pub commands: mpsc::Sender<Command>,
+    pub thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl WriterHandle {
+    /// Starts `make_backend` and the writer loop on a thread of its own, with
+    /// its own single-threaded runtime (the backend need not be `Send`).
+    pub fn spawn<B, F>(name: &str, make_backend: F) -> Result<WriterHandle, StoreError>
+    where
+        B: Backend + 'static,
+        F: FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<B, StoreError>>>>
+            + Send
+            + 'static,
+    {
+        let (tx, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(StoreError::Database(e.to_string())));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match make_backend().await {
+                        Ok(backend) => {
+                            let _ = ready_tx.send(Ok(()));
+                            run(backend, rx).await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+            })
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        ready_rx
+            .recv()
+            .map_err(|_| StoreError::Database("writer thread failed to start".into()))??;
+        Ok(WriterHandle {
+            commands: tx,
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Commits everything queued, stops the writer and waits for its thread.
+    pub async fn close(&self) {
+        let _ = self.call(|reply| Command::Close { reply }).await;
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}

@@ -1,0 +1,619 @@
+//! One conformance suite, run against every store adapter: each case is an
+//! async fn over `Arc<dyn Store>`, instantiated for SQLite (a fresh file) and
+//! PostgreSQL (a fresh database; skipped loudly when unreachable unless
+//! STOCKD_REQUIRE_SERVICES=1).
+
+use serde_json::{json, Value};
+use std::sync::Arc;
+use stockd_core::{
+    Event, EventInput, EventStatus, Location, LocationId, RequestError, Sku, Variant,
+};
+use stockd_store::{submission, LedgerQuery, Store, SubmitOutcome};
+
+type Shared = Arc<dyn Store>;
+
+fn event(value: Value) -> stockd_core::Submission {
+    let input: EventInput = serde_json::from_value(value).expect("event input");
+    submission(Event::validate(&input).expect("valid event"))
+}
+
+async fn submit(store: &Shared, events: Vec<Value>) -> SubmitOutcome {
+    store
+        .submit(events.into_iter().map(event).collect())
+        .await
+        .expect("store answers")
+}
+
+fn statuses(outcome: &SubmitOutcome) -> Vec<EventStatus> {
+    outcome
+        .as_ref()
+        .expect("request applied")
+        .iter()
+        .map(|r| r.status)
+        .collect()
+}
+
+fn sku(s: &str) -> Sku {
+    Sku::parse(s).unwrap()
+}
+
+async fn location(store: &Shared, id: &str, sellable: bool, priority: i32) {
+    store
+        .upsert_location(Location {
+            id: LocationId::parse(id).unwrap(),
+            name: format!("{id} warehouse"),
+            sellable,
+            priority,
+        })
+        .await
+        .unwrap();
+}
+
+async fn variants(store: &Shared, skus: &[&str]) {
+    store
+        .upsert_variants(
+            skus.iter()
+                .map(|s| Variant {
+                    sku: sku(s),
+                    title: Some(format!("{s} title")),
+                    product_id: Some("P1".into()),
+                    gtin: None,
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+}
+
+/// (on_hand, reserved, available, oversold) over sellable locations.
+async fn totals(store: &Shared, s: &str) -> (i64, i64, i64, i64) {
+    let view = store.stock(&sku(s)).await.unwrap().expect("known sku");
+    (view.on_hand, view.reserved, view.available, view.oversold)
+}
+
+async fn setup(store: &Shared) {
+    location(store, "AMS", true, 1).await;
+    location(store, "RTM", true, 2).await;
+    location(store, "QC", false, 0).await;
+    variants(store, &["TEE-M", "TEE-L"]).await;
+}
+
+async fn applies_and_reads_back(store: Shared) {
+    setup(&store).await;
+    let out = submit(
+        &store,
+        vec![
+            json!({"key": "r1", "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 5}),
+            json!({"key": "r2", "type": "receipt", "sku": "TEE-M", "location": "RTM", "qty": 3}),
+            json!({"key": "r3", "type": "receipt", "sku": "TEE-M", "location": "QC", "qty": 9}),
+        ],
+    )
+    .await;
+    let results = out.unwrap();
+    assert_eq!(
+        results.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [Some(1), Some(2), Some(3)]
+    );
+    assert_eq!(totals(&store, "TEE-M").await, (8, 0, 8, 0));
+    let view = store.stock(&sku("TEE-M")).await.unwrap().unwrap();
+    assert_eq!(view.locations.len(), 3);
+    assert!(store.stock(&sku("NOPE")).await.unwrap().is_none());
+    let variant = store.variant(&sku("TEE-M")).await.unwrap().unwrap();
+    assert_eq!(variant.title.as_deref(), Some("TEE-M title"));
+    assert_eq!(store.locations().await.unwrap()[0].id.as_str(), "QC");
+}
+
+async fn idempotent_per_key(store: Shared) {
+    setup(&store).await;
+    let receipt =
+        json!({"key": "k1", "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 5});
+    let first = submit(&store, vec![receipt.clone()]).await.unwrap();
+    let again = submit(&store, vec![receipt]).await.unwrap();
+    assert_eq!(again[0].status, EventStatus::Duplicate);
+    assert_eq!(again[0].seq, first[0].seq);
+    let changed =
+        json!({"key": "k1", "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 6});
+    let reused = submit(
+        &store,
+        vec![
+            json!({"key": "k2", "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 1}),
+            changed,
+        ],
+    )
+    .await;
+    assert!(matches!(
+        reused,
+        Err(RequestError::KeyReused { index: 1, .. })
+    ));
+    // Nothing of the refused request was applied, k2 included.
+    assert_eq!(totals(&store, "TEE-M").await, (5, 0, 5, 0));
+    let k2 = submit(
+        &store,
+        vec![json!({"key": "k2", "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 1})],
+    )
+    .await;
+    assert_eq!(statuses(&k2), [EventStatus::Applied]);
+}
+
+async fn a_batch_is_atomic(store: Shared) {
+    setup(&store).await;
+    submit(
+        &store,
+        vec![json!({"key": "r", "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 4})],
+    )
+    .await
+    .unwrap();
+    let refused = submit(
+        &store,
+        vec![
+            json!({"key": "o1", "type": "order", "channel": "shop", "order_id": "1001",
+                   "lines": [{"line_id": "1", "sku": "TEE-M", "qty": 2}]}),
+            json!({"key": "s1", "type": "ship", "channel": "shop", "order_id": "1001"}),
+            json!({"key": "s2", "type": "ship", "channel": "shop", "order_id": "1001",
+                   "lines": [{"line_id": "1", "qty": 1}]}),
+        ],
+    )
+    .await;
+    match refused {
+        Err(RequestError::Rejected { index, error }) => {
+            assert_eq!(index, 2);
+            assert_eq!(error.code(), "reservation_exceeded");
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(totals(&store, "TEE-M").await, (4, 0, 4, 0));
+    let ledger = store
+        .ledger(&LedgerQuery {
+            sku: None,
+            after_seq: 0,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ledger.len(), 1);
+    // The keys of the refused request are free.
+    let retry = submit(
+        &store,
+        vec![
+            json!({"key": "o1", "type": "order", "channel": "shop", "order_id": "1001",
+                    "lines": [{"line_id": "1", "sku": "TEE-M", "qty": 2}]}),
+        ],
+    )
+    .await;
+    assert_eq!(statuses(&retry), [EventStatus::Applied]);
+    assert_eq!(totals(&store, "TEE-M").await, (4, 2, 2, 0));
+}
+
+async fn orders_reserve_ship_cancel_and_oversell(store: Shared) {
+    setup(&store).await;
+    submit(
+        &store,
+        vec![
+            json!({"key": "a", "type": "receipt", "sku": "TEE-L", "location": "AMS", "qty": 2}),
+            json!({"key": "b", "type": "receipt", "sku": "TEE-L", "location": "RTM", "qty": 2}),
+            json!({"key": "o", "type": "order", "channel": "shop", "order_id": "7",
+                   "lines": [{"line_id": "1", "sku": "TEE-L", "qty": 3},
+                             {"line_id": "2", "sku": "TEE-L", "qty": 2}]}),
+        ],
+    )
+    .await
+    .unwrap();
+    // 5 ordered, 4 on hand: one unit oversold.
+    assert_eq!(totals(&store, "TEE-L").await, (4, 5, 0, 1));
+    let view = store.stock(&sku("TEE-L")).await.unwrap().unwrap();
+    let ams = view
+        .locations
+        .iter()
+        .find(|l| l.location.as_str() == "AMS")
+        .unwrap();
+    assert_eq!((ams.on_hand, ams.reserved), (2, 3));
+    let ledger = store
+        .ledger(&LedgerQuery {
+            sku: Some(sku("TEE-L")),
+            after_seq: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ledger.len(), 3);
+    assert!(ledger[2].notes.iter().any(|n| matches!(
+        n,
+        stockd_core::Note::Oversell {
+            shortfall_qty: 1,
+            ..
+        }
+    )));
+
+    submit(
+        &store,
+        vec![
+            json!({"key": "c", "type": "cancel", "channel": "shop", "order_id": "7",
+                   "lines": [{"line_id": "2", "qty": 1}]}),
+            json!({"key": "s", "type": "ship", "channel": "shop", "order_id": "7",
+                   "lines": [{"line_id": "1"}]}),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(totals(&store, "TEE-L").await, (1, 1, 0, 0));
+    let whole = submit(
+        &store,
+        vec![json!({"key": "c2", "type": "cancel", "channel": "shop", "order_id": "7"})],
+    )
+    .await;
+    assert_eq!(statuses(&whole), [EventStatus::Applied]);
+    assert_eq!(totals(&store, "TEE-L").await, (1, 0, 1, 0));
+    let nothing = submit(
+        &store,
+        vec![json!({"key": "c3", "type": "cancel", "channel": "shop", "order_id": "7"})],
+    )
+    .await;
+    assert!(matches!(nothing, Err(RequestError::Rejected { .. })));
+}
+
+async fn quarantine_and_replay(store: Shared) {
+    location(&store, "AMS", true, 1).await;
+    let out = submit(
+        &store,
+        vec![
+            json!({"key": "q1", "type": "receipt", "sku": "NEW-1", "location": "AMS", "qty": 4}),
+            json!({"key": "q2", "type": "receipt", "sku": "NEW-1", "location": "NEW-LOC", "qty": 1}),
+            json!({"key": "q3", "type": "cancel", "channel": "shop", "order_id": "55"}),
+        ],
+    )
+    .await;
+    assert_eq!(statuses(&out), [EventStatus::Quarantined; 3]);
+    let listed = store.quarantine(0, 100).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(listed[0].reason.contains("NEW-1"));
+    // Resending a quarantined event is a duplicate, not a second copy.
+    let again = submit(
+        &store,
+        vec![json!({"key": "q1", "type": "receipt", "sku": "NEW-1", "location": "AMS", "qty": 4})],
+    )
+    .await;
+    assert_eq!(statuses(&again), [EventStatus::Duplicate]);
+
+    let summary = store
+        .upsert_variants(vec![Variant {
+            sku: sku("NEW-1"),
+            title: None,
+            product_id: None,
+            gtin: None,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(summary.replayed, 1);
+    assert_eq!(totals(&store, "NEW-1").await, (4, 0, 4, 0));
+    let listed = store.quarantine(0, 100).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed[0].reason.contains("NEW-LOC"),
+        "now waits for the location: {listed:?}"
+    );
+    location(&store, "NEW-LOC", true, 5).await;
+    assert_eq!(totals(&store, "NEW-1").await, (5, 0, 5, 0));
+    // Applied after replay: a resend reports the seq it got.
+    let again = submit(
+        &store,
+        vec![json!({"key": "q1", "type": "receipt", "sku": "NEW-1", "location": "AMS", "qty": 4})],
+    )
+    .await
+    .unwrap();
+    assert_eq!(again[0].status, EventStatus::Duplicate);
+    assert!(again[0].seq.is_some());
+
+    // The cancel waits for its order, and is replayed when the order arrives.
+    submit(
+        &store,
+        vec![
+            json!({"key": "o55", "type": "order", "channel": "shop", "order_id": "55",
+                    "lines": [{"line_id": "1", "sku": "NEW-1", "qty": 2}]}),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(totals(&store, "NEW-1").await, (5, 0, 5, 0));
+    assert!(store.quarantine(0, 100).await.unwrap().is_empty());
+}
+
+async fn discarding_frees_the_key(store: Shared) {
+    location(&store, "AMS", true, 1).await;
+    submit(
+        &store,
+        vec![json!({"key": "x", "type": "receipt", "sku": "GHOST", "location": "AMS", "qty": 1})],
+    )
+    .await
+    .unwrap();
+    let id = store.quarantine(0, 10).await.unwrap()[0].id;
+    assert!(store.discard_quarantined(id).await.unwrap());
+    assert!(!store.discard_quarantined(id).await.unwrap());
+    variants(&store, &["GHOST"]).await;
+    assert_eq!(totals(&store, "GHOST").await, (0, 0, 0, 0));
+    let resent = submit(
+        &store,
+        vec![json!({"key": "x", "type": "receipt", "sku": "GHOST", "location": "AMS", "qty": 2})],
+    )
+    .await;
+    assert_eq!(statuses(&resent), [EventStatus::Applied]);
+}
+
+async fn concurrent_duplicates_apply_once(store: Shared) {
+    setup(&store).await;
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            submit(
+                &store,
+                vec![json!({"key": "same", "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 1})],
+            )
+            .await
+        }));
+    }
+    let mut applied = 0;
+    for task in tasks {
+        if statuses(&task.await.unwrap()) == [EventStatus::Applied] {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 1);
+    assert_eq!(totals(&store, "TEE-M").await, (1, 0, 1, 0));
+}
+
+async fn concurrent_requests_group_commit(store: Shared) {
+    setup(&store).await;
+    let mut tasks = Vec::new();
+    for t in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..10 {
+                let out = submit(
+                    &store,
+                    vec![
+                        json!({"key": format!("r-{t}-{i}"), "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 2}),
+                        json!({"key": format!("o-{t}-{i}"), "type": "order", "order_id": format!("{t}-{i}"),
+                               "lines": [{"line_id": "1", "sku": "TEE-M", "qty": 1}]}),
+                    ],
+                )
+                .await
+                .unwrap();
+                seqs.extend(out.iter().filter_map(|r| r.seq));
+            }
+            seqs
+        }));
+    }
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.extend(task.await.unwrap());
+    }
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        (1..=640).collect::<Vec<u64>>(),
+        "one gap-free sequence"
+    );
+    assert_eq!(totals(&store, "TEE-M").await, (640, 320, 320, 0));
+}
+
+async fn inbound_and_returns(store: Shared) {
+    setup(&store).await;
+    submit(
+        &store,
+        vec![
+            json!({"key": "po", "type": "inbound", "po_id": "PO-9", "sku": "TEE-M", "location": "AMS",
+                   "qty": 10, "eta": "2026-12-03", "confirmed": true}),
+            json!({"key": "rr", "type": "return_received", "rma_id": "R1", "sku": "TEE-M", "location": "AMS", "qty": 3}),
+        ],
+    )
+    .await
+    .unwrap();
+    let view = store.stock(&sku("TEE-M")).await.unwrap().unwrap();
+    assert_eq!(view.pending_return, 3);
+    assert_eq!(view.inbound.len(), 1);
+    assert_eq!(view.inbound[0].eta.unwrap().to_string(), "2026-12-03");
+    assert!(view.inbound[0].confirmed);
+    assert_eq!(view.on_hand, 0);
+    submit(
+        &store,
+        vec![
+            json!({"key": "ir", "type": "inbound_received", "po_id": "PO-9", "sku": "TEE-M", "location": "AMS", "qty": 4}),
+            json!({"key": "rv", "type": "return_verified", "rma_id": "R1", "sku": "TEE-M", "location": "AMS",
+                   "sellable_qty": 2, "unsellable_qty": 1}),
+            json!({"key": "cnt", "type": "count", "sku": "TEE-M", "location": "AMS", "on_hand": 5}),
+            json!({"key": "adj", "type": "adjust", "sku": "TEE-M", "location": "AMS", "delta": -1, "reason": "damaged"}),
+        ],
+    )
+    .await
+    .unwrap();
+    let view = store.stock(&sku("TEE-M")).await.unwrap().unwrap();
+    assert_eq!((view.on_hand, view.pending_return), (4, 0));
+    assert_eq!(view.inbound[0].qty, 6);
+}
+
+async fn pages_through_stock_and_ledger(store: Shared) {
+    location(&store, "AMS", true, 1).await;
+    let skus: Vec<String> = (0..25).map(|i| format!("SKU-{i:03}")).collect();
+    variants(&store, &skus.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let events = skus
+        .iter()
+        .map(|s| json!({"key": format!("r-{s}"), "type": "receipt", "sku": s, "location": "AMS", "qty": 1}))
+        .collect();
+    submit(&store, events).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after: Option<Sku> = None;
+    loop {
+        let page = store.stock_page(after.as_ref(), 10).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = Some(page.last().unwrap().sku.clone());
+        seen.extend(
+            page.into_iter()
+                .map(|v| (v.sku.as_str().to_string(), v.on_hand)),
+        );
+    }
+    assert_eq!(seen.len(), 25);
+    assert_eq!(seen[24], ("SKU-024".to_string(), 1));
+    let page = store
+        .ledger(&LedgerQuery {
+            sku: None,
+            after_seq: 20,
+            limit: 3,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [21, 22, 23]);
+    assert_eq!(page[0].kind, "receipt");
+    assert_eq!(page[0].changes[0].on_hand, 1);
+}
+
+/// Runs `case` on a store, closes it, reopens the same database and runs `then`.
+async fn survives_reopen(
+    open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Shared>>>,
+) {
+    let store = open().await;
+    setup(&store).await;
+    submit(
+        &store,
+        vec![
+            json!({"key": "r", "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 3}),
+            json!({"key": "o", "type": "order", "order_id": "9", "lines": [{"line_id": "1", "sku": "TEE-M", "qty": 2}]}),
+        ],
+    )
+    .await
+    .unwrap();
+    store.close().await;
+    let store = open().await;
+    let again = submit(
+        &store,
+        vec![json!({"key": "r", "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 3})],
+    )
+    .await;
+    assert_eq!(statuses(&again), [EventStatus::Duplicate]);
+    submit(
+        &store,
+        vec![json!({"key": "s", "type": "ship", "order_id": "9", "lines": [{"line_id": "1", "qty": 1}]})],
+    )
+    .await
+    .unwrap();
+    assert_eq!(totals(&store, "TEE-M").await, (2, 1, 1, 0));
+    store.close().await;
+}
+
+async fn sqlite_store() -> (Shared, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("stockd.db").display());
+    (stockd_store::open(&url).await.unwrap(), dir)
+}
+
+async fn postgres_store(name: &str) -> Option<Shared> {
+    let url = stockd_store::test_support::fresh_postgres_url(name).await?;
+    Some(stockd_store::open(&url).await.unwrap())
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (store, _dir) = super::sqlite_store().await;
+                    super::$case(store.clone()).await;
+                    store.close().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(store) = super::postgres_store(stringify!($case)).await else { return };
+                    super::$case(store.clone()).await;
+                    store.close().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    applies_and_reads_back,
+    idempotent_per_key,
+    a_batch_is_atomic,
+    orders_reserve_ship_cancel_and_oversell,
+    quarantine_and_replay,
+    discarding_frees_the_key,
+    concurrent_duplicates_apply_once,
+    concurrent_requests_group_commit,
+    inbound_and_returns,
+    pages_through_stock_and_ledger,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("stockd.db").display());
+    survives_reopen(move || {
+        let url = url.clone();
+        Box::pin(async move { stockd_store::open(&url).await.unwrap() })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_survives_reopen() {
+    let Some(url) = stockd_store::test_support::fresh_postgres_url("reopen").await else {
+        return;
+    };
+    survives_reopen(move || {
+        let url = url.clone();
+        Box::pin(async move { stockd_store::open(&url).await.unwrap() })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_instances_share_one_database() {
+    let Some(url) = stockd_store::test_support::fresh_postgres_url("two_instances").await else {
+        return;
+    };
+    let a = stockd_store::open(&url).await.unwrap();
+    let b = stockd_store::open(&url).await.unwrap();
+    setup(&a).await;
+    let mut tasks = Vec::new();
+    for (n, store) in [a.clone(), b.clone()].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20 {
+                // Both instances send the same keys: each applies once in total.
+                submit(
+                    &store,
+                    vec![json!({"key": format!("r-{i}"), "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 1}),
+                         json!({"key": format!("own-{n}-{i}"), "type": "receipt", "sku": "TEE-L", "location": "AMS", "qty": 1})],
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(totals(&a, "TEE-M").await, (20, 0, 20, 0));
+    assert_eq!(totals(&b, "TEE-L").await, (40, 0, 40, 0));
+    let ledger = a
+        .ledger(&LedgerQuery {
+            sku: None,
+            after_seq: 0,
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=60).collect::<Vec<u64>>()
+    );
+    a.close().await;
+    b.close().await;
+}
