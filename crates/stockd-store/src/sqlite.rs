@@ -23,10 +23,56 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;
 
+/// How often the background checkpointer copies the WAL into the database.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub(crate) struct SqliteStore {
     writer: WriterHandle,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: String,
+    checkpointer: Checkpointer,
+}
+
+/// Checkpoints the WAL on a thread of its own, so the writer's commits never
+/// pay for copying pages back into the database file.
+struct Checkpointer {
+    stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Checkpointer {
+    fn spawn(path: &str) -> Result<Checkpointer, StoreError> {
+        let conn = connect(path)?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("stockd-sqlite-checkpoint".into())
+            .spawn(move || {
+                // Wakes every interval, and at once when told to stop.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_INTERVAL)
+                {
+                    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(error = %e, "sqlite checkpoint failed");
+                    }
+                }
+                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+                    tracing::warn!(error = %e, "final sqlite checkpoint failed");
+                }
+            })
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        Ok(Checkpointer {
+            stop: Mutex::new(Some(stop)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    async fn stop(&self) {
+        drop(self.stop.lock().ok().and_then(|mut s| s.take()));
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
 }
 
 fn connect(path: &str) -> Result<Connection, StoreError> {
@@ -72,15 +118,16 @@ impl SqliteStore {
         let writer_path = path.to_string();
         let writer = WriterHandle::spawn("stockd-sqlite-writer", move || {
             Box::pin(async move {
-                Ok(SqliteBackend {
-                    conn: connect(&writer_path)?,
-                })
+                let conn = connect(&writer_path)?;
+                conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+                Ok(SqliteBackend { conn })
             })
         })?;
         Ok(SqliteStore {
             writer,
             readers: Arc::new(Mutex::new(Vec::new())),
             path: path.to_string(),
+            checkpointer: Checkpointer::spawn(path)?,
         })
     }
 
@@ -427,6 +474,7 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.writer.close().await;
+        self.checkpointer.stop().await;
     }
 
     fn backend_name(&self) -> &'static str {

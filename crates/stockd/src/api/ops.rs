@@ -1,0 +1,73 @@
+//! Operations endpoints: liveness (`/healthz`), readiness (`/readyz`, the
+//! store answers), Prometheus metrics (`/metrics`) and the OpenAPI document
+//! (`/openapi.json`). Only the last needs a token.
+
+use crate::api::AppState;
+use crate::auth::{Authorized, Read};
+use crate::error::{ApiError, ErrorBody};
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `ready`.
+    pub status: &'static str,
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "ops",
+    responses((status = 200, description = "The process runs.", body = Health))
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    responses(
+        (status = 200, description = "The store answers.", body = Health),
+        (status = 503, description = "`storage_unavailable`.", body = ErrorBody),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    state.store.ping().await.map_err(ApiError::Storage)?;
+    Ok(Json(Health { status: "ready" }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    responses((status = 200, description = "Prometheus text exposition format.", content_type = "text/plain", body = String))
+)]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "ops",
+    responses((status = 200, description = "This API's OpenAPI 3.1 document.", content_type = "application/json", body = Object)),
+    security(("bearer" = []))
+)]
+pub async fn openapi(
+    State(state): State<AppState>,
+    _caller: Authorized<Read>,
+) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "application/json")],
+        state.openapi_json.to_string(),
+    )
+}

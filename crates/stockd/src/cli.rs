@@ -1,0 +1,326 @@
+//! The command line: `stockd serve | migrate | import variants | events | stock`.
+//! Parses flags (clap reads the environment variables too), resolves the
+//! configuration, sets up logging and runs the command.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+
+use crate::client::{ApiClient, Target};
+use crate::config::{ConfigError, FileConfig, LogFormat, LogSettings, Overrides, Secret, Settings};
+use crate::{import, input};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const AFTER_HELP: &str = "\
+Configuration: flags > environment > --config file > defaults.
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stockd",
+    version,
+    about = "stockd: the stock ledger and single source of truth for multichannel inventory",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "STOCKD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, env = "STOCKD_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter in tracing's EnvFilter syntax (RUST_LOG is used when unset), e.g. info,stockd=debug.
+    #[arg(long, global = true, env = "STOCKD_LOG", value_name = "FILTER")]
+    pub log_filter: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate(DatabaseArgs),
+    /// Import catalog files.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Apply a file of events (one JSON object per line) in atomic chunks of 1,000;
+    /// prints {"applied", "duplicate", "quarantined"}.
+    Events(EventsArgs),
+    /// Print the stock of one variant as JSON.
+    Stock(StockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, IP:PORT [default: 127.0.0.1:8080].
+    #[arg(long, env = "STOCKD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// sqlite://PATH or postgres://… [default: sqlite://stockd.db].
+    #[arg(
+        long,
+        env = "STOCKD_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
+}
+
+/// Where a command sends its work: the database (default) or a running server.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Send to a running server instead of the database, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "STOCKD_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(
+        long,
+        env = "STOCKD_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Upsert variants from a CSV file (header sku,title,product_id,gtin) or a JSON array,
+    /// in chunks of 1,000; the whole file is checked before anything is sent.
+    Variants(ImportVariantsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportVariantsArgs {
+    /// The CSV or JSON file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// The JSON-lines file (blank lines are skipped).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StockArgs {
+    /// The variant's SKU.
+    pub sku: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// How a command failed, which decides the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad flags or configuration: exit 2.
+    Usage(String),
+    /// Anything else: exit 1.
+    Runtime(String),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Failure {
+        Failure::Usage(e.to_string())
+    }
+}
+
+impl Failure {
+    fn runtime(e: impl std::fmt::Display) -> Failure {
+        Failure::Runtime(e.to_string())
+    }
+}
+
+/// The program: parse, run, exit with the right code.
+pub fn main() -> ExitCode {
+    // Exits by itself with 2 on a usage error and 0 on --help or --version.
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let file = match &cli.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let (listen, database) = match &cli.command {
+        Command::Serve(args) => (args.listen.clone(), args.database.database.clone()),
+        Command::Migrate(args) => (None, args.database.clone()),
+        Command::Import(ImportCommand::Variants(args)) => {
+            (None, args.target.database.database.clone())
+        }
+        Command::Events(args) => (None, args.target.database.database.clone()),
+        Command::Stock(args) => (None, args.target.database.database.clone()),
+    };
+    let overrides = Overrides {
+        listen,
+        database,
+        log_format: cli.log_format,
+        log_filter: cli
+            .log_filter
+            .clone()
+            .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty())),
+    };
+    let settings = Settings::resolve(file, overrides, &|var| std::env::var(var).ok())?;
+    init_logging(&settings.log)?;
+    match cli.command {
+        Command::Serve(_) => serve(settings).await,
+        Command::Migrate(_) => {
+            stockd_store::migrate(&settings.serve.database_url)
+                .await
+                .map_err(store_failure)?;
+            eprintln!("the database schema is up to date");
+            Ok(())
+        }
+        Command::Import(ImportCommand::Variants(args)) => {
+            let variants = import::read_variants(&args.file).map_err(Failure::runtime)?;
+            let target = open_target(&settings, &args.target).await?;
+            let sent = import::send_variants(&target, variants).await;
+            target.close().await;
+            let counts = sent.map_err(Failure::runtime)?;
+            print_json(&counts);
+            Ok(())
+        }
+        Command::Events(args) => {
+            let target = open_target(&settings, &args.target).await?;
+            let (summary, sent) = import::send_events(&target, &args.file).await;
+            target.close().await;
+            print_json(&summary);
+            sent.map_err(Failure::runtime)
+        }
+        Command::Stock(args) => {
+            let sku = input::parse_sku(&args.sku).map_err(|p| {
+                Failure::Usage(format!("invalid sku {:?}: {}", args.sku, p.message))
+            })?;
+            let target = open_target(&settings, &args.target).await?;
+            let view = target.stock(&sku).await;
+            target.close().await;
+            match view.map_err(Failure::runtime)? {
+                Some(view) => {
+                    print_json(&view);
+                    Ok(())
+                }
+                None => Err(Failure::Runtime(format!("unknown sku {:?}", args.sku))),
+            }
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), Failure> {
+    let server = crate::spawn(settings.serve).await.map_err(|e| match e {
+        crate::StartError::OpenOnPublicAddress(_)
+        | crate::StartError::Store(stockd_store::StoreError::UnsupportedUrl(_)) => {
+            Failure::Usage(e.to_string())
+        }
+        other => Failure::runtime(other),
+    })?;
+    crate::run_until_signal(server)
+        .await
+        .map_err(Failure::runtime)
+}
+
+async fn open_target(settings: &Settings, args: &TargetArgs) -> Result<Target, Failure> {
+    match &args.server {
+        Some(server) => {
+            let client = ApiClient::new(server, args.token.clone().map(Secret::new))
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            Ok(Target::Server(client))
+        }
+        None => {
+            let store = stockd_store::open(&settings.serve.database_url)
+                .await
+                .map_err(store_failure)?;
+            Ok(Target::Direct(store))
+        }
+    }
+}
+
+/// A database URL stockd cannot use is a configuration error; anything else is not.
+fn store_failure(e: stockd_store::StoreError) -> Failure {
+    match e {
+        stockd_store::StoreError::UnsupportedUrl(_) => Failure::Usage(e.to_string()),
+        other => Failure::runtime(other),
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: cannot print the result: {e}"),
+    }
+}
+
+fn init_logging(log: &LogSettings) -> Result<(), Failure> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.filter).map_err(|e| {
+        Failure::from(ConfigError::LogFilter {
+            filter: log.filter.clone(),
+            message: e.to_string(),
+        })
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+    // Already installed (e.g. by an embedding program): keep that one.
+    let _ = installed;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors_are_exit_code_2() {
+        let err = Cli::try_parse_from(["stockd", "serve", "--nope"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let help = Cli::try_parse_from(["stockd", "events", "--help"]).unwrap_err();
+        assert_eq!(help.exit_code(), 0);
+    }
+}

@@ -1,0 +1,153 @@
+//! The `stockd` binary as a library: the HTTP API (the only part of stockd
+//! that knows HTTP), the CLI, configuration wiring and the import commands.
+//! `main.rs` only calls `cli::main`; tests start the server with `spawn`.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod import;
+pub mod input;
+pub mod metrics;
+
+use crate::auth::{Auth, OpenOnPublicAddress};
+use crate::config::ServeConfig;
+use std::net::SocketAddr;
+use stockd_store::StoreError;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    OpenOnPublicAddress(#[from] OpenOnPublicAddress),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A server running in the background.
+pub struct RunningServer {
+    addr: SocketAddr,
+    backend: &'static str,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// The address actually bound (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Stops accepting connections, finishes the requests in flight, then
+    /// closes the store so that every accepted event is committed.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        // The server may already be gone; then there is nobody to tell.
+        let _ = self.shutdown.send(());
+        self.task
+            .await
+            .map_err(|e| std::io::Error::other(format!("server task failed: {e}")))?
+    }
+}
+
+/// Opens the store, binds the listener and serves the API in the background.
+pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
+    let auth = Auth::for_listen(config.listen, config.tokens)?;
+    let store = stockd_store::open(&config.database_url).await?;
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(source) => {
+            store.close().await;
+            return Err(StartError::Bind {
+                addr: config.listen,
+                source,
+            });
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(source) => {
+            store.close().await;
+            return Err(StartError::Bind {
+                addr: config.listen,
+                source,
+            });
+        }
+    };
+    let backend = store.backend_name();
+    let state = api::AppState::new(store.clone(), auth);
+    let app = api::router(state, config.http);
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                // A dropped sender also means stop.
+                let _ = stop.await;
+            })
+            .await;
+        store.close().await;
+        served
+    });
+    Ok(RunningServer {
+        addr,
+        backend,
+        shutdown,
+        task,
+    })
+}
+
+/// Serves until SIGINT or SIGTERM, then shuts down cleanly.
+pub async fn run_until_signal(server: RunningServer) -> std::io::Result<()> {
+    tracing::info!(addr = %server.addr(), backend = server.backend(), "stockd listening");
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing requests in flight and committing accepted events");
+    server.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}

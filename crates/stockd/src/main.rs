@@ -1,0 +1,5 @@
+//! The `stockd` program; everything lives in the library (`cli::main`).
+
+fn main() -> std::process::ExitCode {
+    stockd::cli::main()
+}

@@ -1,0 +1,15 @@
+//! The API test binary: every test starts its own server on 127.0.0.1:0 with
+//! a fresh database and talks HTTP to it. Contract tests run on SQLite and on
+//! PostgreSQL (skipped loudly when PostgreSQL is unreachable, unless
+//! STOCKD_REQUIRE_SERVICES=1).
+
+mod helpers;
+
+mod auth;
+mod catalog;
+mod cli;
+mod events;
+mod http;
+mod ops;
+mod quarantine;
+mod stock;
