@@ -118,6 +118,11 @@ pub enum EventKind {
         qty: i64,
     },
     /// A return was inspected: sellable units go back on hand, the rest is written off.
+    ///
+    /// Returns are pooled per SKU × location: `sellable_qty + unsellable_qty`
+    /// is checked against everything pending return there, whichever RMA it
+    /// arrived under. The `rma_id` is kept for the audit trail, not matched
+    /// against the `return_received` events.
     ReturnVerified {
         rma_id: RmaId,
         sku: Sku,
@@ -126,6 +131,10 @@ pub enum EventKind {
         unsellable_qty: i64,
     },
     /// A purchase order line (replaces an earlier one for the same PO, SKU and location).
+    ///
+    /// `qty` is the quantity still expected on this PO line: an absolute value
+    /// that replaces the earlier one, not a change to it. After a partial
+    /// receipt, send the quantity that remains (0 when nothing does).
     Inbound {
         po_id: PoId,
         sku: Sku,

@@ -281,6 +281,8 @@ impl<'a> Group<'a> {
                         reason: Some(awaiting.reason()),
                     },
                 };
+                // A later duplicate in this group must report the new reason.
+                self.keys.insert(key.clone(), record.clone());
                 self.writes.idempotency.push((key.clone(), Some(record)));
                 ReplayOutcome::StillWaiting {
                     id: entry.id,

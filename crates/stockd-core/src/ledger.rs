@@ -157,6 +157,9 @@ pub enum EventError {
         pending: i64,
         requested: i64,
     },
+    /// An event built without `Event::validate` named one line twice.
+    #[error("line {line_id} appears twice in this event")]
+    DuplicateLine { line_id: LineId },
 }
 
 impl EventError {
@@ -170,6 +173,7 @@ impl EventError {
             EventError::LineSkuMismatch { .. } => "line_sku_mismatch",
             EventError::NegativeOnHand { .. } => "negative_on_hand",
             EventError::ReturnExceeded { .. } => "return_exceeded",
+            EventError::DuplicateLine { .. } => "duplicate_line",
         }
     }
 
@@ -179,7 +183,8 @@ impl EventError {
             EventError::ReservationExceeded { .. }
             | EventError::UnknownOrderLine { .. }
             | EventError::OrderLineExists { .. }
-            | EventError::LineSkuMismatch { .. } => "lines",
+            | EventError::LineSkuMismatch { .. }
+            | EventError::DuplicateLine { .. } => "lines",
             EventError::NothingReserved { .. } => "order_id",
             EventError::NegativeOnHand { .. } => "delta",
             EventError::ReturnExceeded { .. } => "sellable_qty",
@@ -379,12 +384,35 @@ fn key(sku: &Sku, location: &LocationId) -> StockKey {
 
 /// Applies one event to the book. On refusal the book is left as it was.
 pub fn apply(book: &mut Book, event: &EventKind) -> Result<Applied, Refusal> {
+    // `Event::validate` refuses a line named twice; an event built without it
+    // must not reach the rules, which assume every line is named once.
+    if let Some(line_id) = duplicate_line(event) {
+        return Err(Refusal::Reject(EventError::DuplicateLine {
+            line_id: line_id.clone(),
+        }));
+    }
     let checkpoint = book.checkpoint();
     let result = apply_unchecked(book, event);
     if result.is_err() {
         book.rollback(checkpoint);
     }
     result
+}
+
+/// The first line id an order, cancel or ship event names more than once.
+fn duplicate_line(event: &EventKind) -> Option<&LineId> {
+    let ids: Vec<&LineId> = match event {
+        EventKind::Order { lines, .. } => lines.iter().map(|l| &l.line_id).collect(),
+        EventKind::Cancel {
+            lines: Some(lines), ..
+        }
+        | EventKind::Ship {
+            lines: Some(lines), ..
+        } => lines.iter().map(|l| &l.line_id).collect(),
+        _ => return None,
+    };
+    let mut seen = HashSet::with_capacity(ids.len());
+    ids.into_iter().find(|id| !seen.insert(*id))
 }
 
 fn apply_unchecked(book: &mut Book, event: &EventKind) -> Result<Applied, Refusal> {
@@ -408,7 +436,9 @@ fn apply_unchecked(book: &mut Book, event: &EventKind) -> Result<Applied, Refusa
             book.require_known(sku, Some(location))?;
             let k = key(sku, location);
             let q = book.quantities(&k);
-            if q.on_hand + delta < 0 {
+            // Only a decrease is refused: a correction upwards goes through
+            // even when a shipment left on_hand negative.
+            if *delta < 0 && q.on_hand + delta < 0 {
                 return Err(Refusal::Reject(EventError::NegativeOnHand {
                     sku: sku.clone(),
                     location: location.clone(),
@@ -645,6 +675,8 @@ fn settle(
     };
     // (row index in the order, qty to settle) for every allocation touched.
     let mut plan: Vec<(usize, i64)> = Vec::new();
+    // Units this ship already takes at each stock row, over all its lines.
+    let mut taken: HashMap<StockKey, i64> = HashMap::new();
     let requests: Vec<(LineId, Option<i64>, Option<&LocationId>)> = match lines {
         Some(lines) => {
             for line in lines {
@@ -685,14 +717,10 @@ fn settle(
         }
     };
     for (line_id, qty, location) in &requests {
-        let mut rows: Vec<usize> = (0..existing.len())
+        let rows: Vec<usize> = (0..existing.len())
             .filter(|&i| existing[i].line_id == *line_id)
             .filter(|&i| location.is_none_or(|l| existing[i].location == *l))
             .collect();
-        // Ship from the first choice onwards; release the last choice first.
-        if how == Settle::Cancel {
-            rows.reverse();
-        }
         let open: i64 = rows.iter().map(|&i| existing[i].open_qty()).sum();
         let requested = qty.unwrap_or(open);
         if open == 0 || requested > open {
@@ -702,14 +730,56 @@ fn settle(
                 requested,
             }));
         }
+        // What each row of the line settles, in the rows' order.
+        let mut takes = vec![0; rows.len()];
         let mut remaining = requested;
-        for i in rows {
-            let take = existing[i].open_qty().min(remaining);
-            if take > 0 {
-                plan.push((i, take));
-                remaining -= take;
+        match how {
+            Settle::Cancel => {
+                // Release the last choice first.
+                for (at, &i) in rows.iter().enumerate().rev() {
+                    let take = existing[i].open_qty().min(remaining);
+                    takes[at] = take;
+                    remaining -= take;
+                }
+            }
+            Settle::Ship => {
+                // Goods leave from where they are: first, in allocation
+                // order, take what each row's location still has on hand
+                // (beyond what this ship already took there), so a location
+                // without stock is not driven negative while another has it.
+                for (at, &i) in rows.iter().enumerate() {
+                    let k = key(&existing[i].sku, &existing[i].location);
+                    let already = taken.get(&k).copied().unwrap_or(0);
+                    let on_hand = (book.quantities(&k).on_hand - already).max(0);
+                    let take = existing[i].open_qty().min(on_hand).min(remaining);
+                    takes[at] = take;
+                    remaining -= take;
+                    *taken.entry(k).or_default() += take;
+                }
+                // A ship is a fact from the warehouse: what no location holds
+                // is still taken, in allocation order, and on_hand goes
+                // negative.
+                for (at, &i) in rows.iter().enumerate() {
+                    let take = (existing[i].open_qty() - takes[at]).min(remaining);
+                    takes[at] += take;
+                    remaining -= take;
+                    let k = key(&existing[i].sku, &existing[i].location);
+                    *taken.entry(k).or_default() += take;
+                }
             }
         }
+        // Rows are settled in the order they were taken from: a cancel's
+        // changes list the last choice first.
+        let mut settled: Vec<(usize, i64)> = rows
+            .iter()
+            .zip(takes)
+            .filter(|&(_, take)| take > 0)
+            .map(|(&i, take)| (i, take))
+            .collect();
+        if how == Settle::Cancel {
+            settled.reverse();
+        }
+        plan.extend(settled);
     }
     let touched: Vec<(StockKey, i64)> = plan
         .iter()

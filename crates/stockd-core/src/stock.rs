@@ -66,6 +66,8 @@ pub struct StockView {
     pub pending_return: i64,
     /// The shortfall when reservations exceed on_hand (0 otherwise).
     pub oversold: i64,
+    /// Open purchase-order lines: those with an ETA first (by ETA, then PO),
+    /// those without one last (by PO).
     pub inbound: Vec<InboundView>,
     pub locations: Vec<LocationStock>,
 }
@@ -124,7 +126,10 @@ pub fn stock_view(sku: Sku, rows: &[(Location, Quantities)], inbound: &[InboundL
             confirmed: line.confirmed,
         })
         .collect();
-    inbound.sort_by(|a, b| (a.eta, &a.po_id).cmp(&(b.eta, &b.po_id)));
+    // Lines with an ETA first, soonest first; lines without one last.
+    inbound.sort_by(|a, b| {
+        (a.eta.is_none(), a.eta, &a.po_id).cmp(&(b.eta.is_none(), b.eta, &b.po_id))
+    });
     StockView {
         sku,
         on_hand,

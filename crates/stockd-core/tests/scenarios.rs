@@ -28,10 +28,10 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
-use stockd_core::event::LineInput;
+use stockd_core::event::{LineInput, LineQty, OrderLine};
 use stockd_core::group::{GroupWrites, IdempotencyRecord, Quarantined, ReplayOutcome};
 use stockd_core::ledger::StockDelta;
-use stockd_core::stock::{stock_view, InboundKey, Quantities, StockKey};
+use stockd_core::stock::{stock_view, InboundKey, InboundLine, Quantities, StockKey};
 use stockd_core::{
     ledger, Awaiting, Book, Event, EventError, EventInput, EventKind, EventResult, EventStatus,
     Group, IdempotencyKey, Location, LocationId, Needs, Note, OrderRef, PayloadHash, PoId, Refusal,
@@ -891,6 +891,131 @@ fn ship_takes_the_first_choice_and_cancel_the_last() {
 }
 
 #[test]
+fn ship_takes_stock_where_it_is() {
+    // Line 1 is W2 (oversold, nothing there) then W1 (3 on hand): the goods
+    // leave W1; W2 keeps its reservation of 2, still oversold.
+    check(
+        "receipt A W1 3
+         order o1 1:A:5
+         ship o1 1:3",
+        "applied 1
+         applied 2 | oversell 1 A@W2 short 2
+         applied 3
+         --
+         A@W2 reserved=2
+         o1/1.0 A@W2 ordered=2
+         o1/1.1 A@W1 ordered=3 shipped=3",
+    );
+    // A row takes what its location has, then the next row; what no location
+    // holds leaves from the first choice, whose on_hand goes negative.
+    check(
+        "receipt A W2 2; receipt A W1 1
+         order o1 1:A:5
+         ship o1 1:3
+         ship o1 1:1",
+        "applied 1, applied 2
+         applied 3 | oversell 1 A@W2 short 2
+         applied 4
+         applied 5
+         --
+         A@W2 on_hand=-1 reserved=1
+         o1/1.0 A@W2 ordered=4 shipped=3
+         o1/1.1 A@W1 ordered=1 shipped=1",
+    );
+    check(
+        "receipt A W1 1
+         order o1 1:A:3
+         ship o1 1:2",
+        "applied 1
+         applied 2 | oversell 1 A@W2 short 2
+         applied 3
+         --
+         A@W2 on_hand=-1 reserved=1
+         o1/1.0 A@W2 ordered=2 shipped=1
+         o1/1.1 A@W1 ordered=1 shipped=1",
+    );
+    // Nothing anywhere: a ship is a fact from the warehouse, it goes through.
+    check(
+        "order o1 1:A:2
+         ship o1",
+        "applied 1 | oversell 1 A@W2 short 2
+         applied 2
+         --
+         A@W2 on_hand=-2
+         o1/1.0 A@W2 ordered=2 shipped=2",
+    );
+    // A location narrows the rows even when another location has the stock.
+    check(
+        "receipt A W1 3
+         order o1 1:A:5
+         ship o1 1:1@W2",
+        "applied 1
+         applied 2 | oversell 1 A@W2 short 2
+         applied 3
+         --
+         A@W1 on_hand=3 reserved=3
+         A@W2 on_hand=-1 reserved=1
+         o1/1.0 A@W2 ordered=2 shipped=1
+         o1/1.1 A@W1 ordered=3",
+    );
+}
+
+#[test]
+fn ship_counts_what_its_earlier_lines_took() {
+    // Line 1 ships W2's 2 units; line 2 (W2 oversold, then W1) must not take
+    // them again: its 2 units leave W1.
+    check(
+        "receipt A W2 2; receipt A W1 2
+         order o1 1:A:2 2:A:4
+         ship o1 1 2:2",
+        "applied 1, applied 2
+         applied 3 | oversell 2 A@W2 short 2
+         applied 4
+         --
+         A@W2 reserved=2
+         o1/1.0 A@W2 ordered=2 shipped=2
+         o1/2.0 A@W2 ordered=2
+         o1/2.1 A@W1 ordered=2 shipped=2",
+    );
+    // One unit more than W1 holds: it leaves from line 2's first choice, W2,
+    // which goes negative.
+    check(
+        "receipt A W2 2; receipt A W1 2
+         order o1 1:A:2 2:A:4
+         ship o1 1 2:3",
+        "applied 1, applied 2
+         applied 3 | oversell 2 A@W2 short 2
+         applied 4
+         --
+         A@W2 on_hand=-1 reserved=1
+         o1/1.0 A@W2 ordered=2 shipped=2
+         o1/2.0 A@W2 ordered=2 shipped=1
+         o1/2.1 A@W1 ordered=2 shipped=2",
+    );
+}
+
+#[test]
+fn adjust_up_from_negative_on_hand() {
+    // A ship left W2 at -2: an increase is applied (and noted, on_hand being
+    // below what is reserved); a decrease below zero is still refused.
+    check(
+        "order o1 1:A:2
+         ship o1
+         adjust A W2 1
+         adjust A W2 -1
+         adjust A W2 4",
+        "applied 1 | oversell 1 A@W2 short 2
+         applied 2
+         applied 3 | below reserved A@W2 -1 < 0
+         rejected [0] negative_on_hand: A at W2: on_hand -1 would become negative
+         applied 4
+         --
+         A@W2 on_hand=3
+         o1/1.0 A@W2 ordered=2 shipped=2",
+    );
+}
+
+#[test]
 fn settling_more_than_reserved_is_refused() {
     check(
         "receipt A W2 5
@@ -991,6 +1116,57 @@ fn inbound_upsert_and_receipt() {
          --
          PO1 B@W2 inbound=7 eta=-
          PO3 B@W2 inbound=0 eta=-",
+    );
+}
+
+#[test]
+fn inbound_qty_is_what_is_still_expected() {
+    // After a partial receipt the sender sends what remains: nothing changes.
+    check(
+        "inbound PO1 A W1 10 2026-12-01
+         received PO1 A W1 4
+         inbound PO1 A W1 6 2026-12-01",
+        "applied 1
+         applied 2
+         applied 3
+         --
+         A@W1 on_hand=4
+         PO1 A@W1 inbound=6 eta=2026-12-01",
+    );
+    // The quantity is absolute: resending the first quantity expects it all again.
+    check(
+        "inbound PO1 A W1 10 2026-12-01
+         received PO1 A W1 4
+         inbound PO1 A W1 10 2026-12-01",
+        "applied 1
+         applied 2
+         applied 3
+         --
+         A@W1 on_hand=4
+         PO1 A@W1 inbound=10 eta=2026-12-01",
+    );
+}
+
+#[test]
+fn returns_are_pooled_per_sku_and_location() {
+    // The rma_id is not matched: R9 verifies what R1 and R2 brought to W1,
+    // but not what R3 brought to W2.
+    check(
+        "return R1 A W1 2
+         return R2 A W1 1
+         return R3 A W2 1
+         verify R9 A W1 2 1
+         verify R3 A W1 1 0
+         verify R3 A W2 1 0",
+        "applied 1
+         applied 2
+         applied 3
+         applied 4
+         rejected [0] return_exceeded: A at W1: 1 verified but only 0 pending return
+         applied 5
+         --
+         A@W1 on_hand=2 written_off=1
+         A@W2 on_hand=1",
     );
 }
 
@@ -1219,7 +1395,7 @@ fn default_book() -> Book {
 #[test]
 fn apply_reports_the_changes_it_made() {
     let mut book = default_book();
-    let cases: [(&str, Vec<StockDelta>); 10] = [
+    let cases: [(&str, Vec<StockDelta>); 11] = [
         ("receipt A W1 5", vec![delta("A", "W1", [5, 0, 0, 0, 0])]),
         (
             "order o1 1:A:7 2:B:1@Q",
@@ -1229,14 +1405,17 @@ fn apply_reports_the_changes_it_made() {
                 delta("B", "Q", [0, 1, 0, 0, 0]),
             ],
         ),
+        // Line 1 is W2 (2, oversold) then W1 (5): the ship takes the stock at W1.
+        ("ship o1 1:3", vec![delta("A", "W1", [-3, -3, 0, 0, 0])]),
+        ("cancel o1 2", vec![delta("B", "Q", [0, -1, 0, 0, 0])]),
+        // W1 holds 2 of the 3: the third unit leaves from the first choice.
         (
             "ship o1 1:3",
             vec![
-                delta("A", "W2", [-2, -2, 0, 0, 0]),
-                delta("A", "W1", [-1, -1, 0, 0, 0]),
+                delta("A", "W2", [-1, -1, 0, 0, 0]),
+                delta("A", "W1", [-2, -2, 0, 0, 0]),
             ],
         ),
-        ("cancel o1 2", vec![delta("B", "Q", [0, -1, 0, 0, 0])]),
         ("return R1 A W1 4", vec![delta("A", "W1", [0, 0, 4, 0, 0])]),
         (
             "verify R1 A W1 3 1",
@@ -1254,7 +1433,7 @@ fn apply_reports_the_changes_it_made() {
             "received P1 A W1 8",
             vec![delta("A", "W1", [8, 0, 0, 0, -6])],
         ),
-        ("count A W1 2", vec![delta("A", "W1", [-13, 0, 0, 0, 0])]),
+        ("count A W1 2", vec![delta("A", "W1", [-9, 0, 0, 0, 0])]),
     ];
     for (text, changes) in cases {
         let applied = ledger::apply(&mut book, &kind(text))
@@ -1269,9 +1448,21 @@ fn apply_reports_the_changes_it_made() {
         book.quantities(&key),
         Quantities {
             on_hand: 2,
-            reserved: 4,
+            reserved: 0,
             pending_return: 0,
             written_off: 1,
+        }
+    );
+    let key = StockKey {
+        sku: sku("A"),
+        location: loc_id("W2"),
+    };
+    assert_eq!(
+        book.quantities(&key),
+        Quantities {
+            on_hand: -1,
+            reserved: 1,
+            ..Quantities::default()
         }
     );
 }
@@ -1479,13 +1670,14 @@ fn stock_view_totals() {
         })
         .collect();
     assert_eq!(locations, ["Q:7/0/7", "W2:1/1/0", "W1:10/3/7"]);
-    // Received lines (qty 0) are left out; lines are sorted by ETA, then PO.
+    // Received lines (qty 0) are left out; lines are sorted by ETA, then PO,
+    // and lines without an ETA come last.
     let inbound: Vec<String> = v
         .inbound
         .iter()
         .map(|l| format!("{}:{}:{}", l.po_id, l.qty, l.confirmed))
         .collect();
-    assert_eq!(inbound, ["P3:1:false", "P1:4:true", "P2:3:false"]);
+    assert_eq!(inbound, ["P1:4:true", "P2:3:false", "P3:1:false"]);
 
     ledger::apply(&mut book, &kind("order o2 1:A:12")).unwrap();
     let v = view(&book);
@@ -1528,4 +1720,208 @@ fn replay_never_applies_an_event_twice() {
         location: loc_id("W1"),
     };
     assert_eq!(book.quantities(&key), Quantities::default());
+}
+
+#[test]
+fn a_line_named_twice_is_refused_before_anything_changes() {
+    // Events built without `Event::validate`, which refuses them.
+    let line = |raw: &str| id(stockd_core::LineId::parse, raw);
+    let order_line = |line_id: &str, s: &str, qty| OrderLine {
+        line_id: line(line_id),
+        sku: sku(s),
+        qty,
+        location: None,
+    };
+    let qty_line = |line_id: &str, qty| LineQty {
+        line_id: line(line_id),
+        qty,
+        sku: None,
+        location: None,
+    };
+    let mut book = default_book();
+    ledger::apply(&mut book, &kind("receipt A W1 5")).unwrap();
+    ledger::apply(&mut book, &kind("order o1 1:A:2 2:A:1")).unwrap();
+    let cases = [
+        EventKind::Order {
+            order: order_ref("o2"),
+            lines: vec![order_line("1", "A", 1), order_line("1", "A", 2)],
+        },
+        // Refused, not quarantined: waiting would not make it right.
+        EventKind::Order {
+            order: order_ref("o2"),
+            lines: vec![
+                order_line("1", "X", 1),
+                order_line("2", "A", 1),
+                order_line("1", "A", 1),
+            ],
+        },
+        // Each line alone is within what is open; both would ship 4 of 2.
+        EventKind::Ship {
+            order: order_ref("o1"),
+            lines: Some(vec![qty_line("1", Some(2)), qty_line("1", Some(2))]),
+        },
+        EventKind::Cancel {
+            order: order_ref("o1"),
+            lines: Some(vec![
+                qty_line("2", None),
+                qty_line("1", None),
+                qty_line("1", Some(1)),
+            ]),
+            reason: None,
+        },
+        EventKind::Ship {
+            order: order_ref("o9"),
+            lines: Some(vec![qty_line("1", None), qty_line("1", None)]),
+        },
+    ];
+    let render = |book: &Book| {
+        render_book(
+            book,
+            &book.locations().cloned().collect::<Vec<_>>(),
+            &[sku("A"), sku("B")],
+            &[order_ref("o1"), order_ref("o2")],
+            &[],
+        )
+    };
+    let before = render(&book);
+    let duplicate = EventError::DuplicateLine { line_id: line("1") };
+    for event in &cases {
+        assert_eq!(
+            ledger::apply(&mut book, event),
+            Err(Refusal::Reject(duplicate.clone())),
+            "{event:?}"
+        );
+        assert_eq!(before, render(&book), "{event:?} left a trace");
+    }
+    assert_eq!(
+        (duplicate.code(), duplicate.field(), duplicate.to_string()),
+        (
+            "duplicate_line",
+            "lines",
+            "line 1 appears twice in this event".into()
+        )
+    );
+
+    // In a request, the whole request is refused.
+    let events = [
+        parse_event("receipt A W1 1", "k1".into()),
+        Event {
+            key: id(IdempotencyKey::parse, "k2"),
+            occurred_at: None,
+            source: None,
+            kind: cases[2].clone(),
+        },
+    ];
+    let request: Vec<Submission> = events
+        .into_iter()
+        .map(|event| Submission {
+            payload_hash: payload_hash(&event),
+            event,
+        })
+        .collect();
+    let mut group = Group::new(&mut book, HashMap::new(), 3, now());
+    assert_eq!(
+        group.submit(&request),
+        Err(RequestError::Rejected {
+            index: 1,
+            error: duplicate,
+        })
+    );
+    let (writes, next_seq) = group.finish();
+    assert!(writes.idempotency.is_empty() && writes.ledger.is_empty());
+    assert_eq!(next_seq, 3);
+    assert_eq!(before, render(&book));
+}
+
+#[test]
+fn a_duplicate_after_a_replay_in_the_same_group_sees_the_new_reason() {
+    // Quarantined for its unknown sku; X appears, and the replay finds the
+    // location unknown too.
+    let mut book = default_book();
+    let event = parse_event("order o1 1:X:1@Z", "k1".into());
+    let payload_hash = payload_hash(&event);
+    let record = |reason: &str| IdempotencyRecord {
+        payload_hash,
+        result: EventResult {
+            key: event.key.clone(),
+            status: EventStatus::Quarantined,
+            seq: None,
+            reason: Some(reason.into()),
+        },
+    };
+    let keys = HashMap::from([(event.key.clone(), record("unknown sku X"))]);
+    book.load_variant(sku("X"));
+    let mut group = Group::new(&mut book, keys, 1, now());
+    let entry = Quarantined {
+        id: 1,
+        event: event.clone(),
+        payload_hash,
+    };
+    assert_eq!(
+        group.replay(&entry),
+        ReplayOutcome::StillWaiting {
+            id: 1,
+            awaiting: Awaiting::Location(loc_id("Z")),
+        }
+    );
+    let resent = group.submit(&[Submission {
+        event: event.clone(),
+        payload_hash,
+    }]);
+    assert_eq!(
+        resent,
+        Ok(vec![EventResult {
+            key: event.key.clone(),
+            status: EventStatus::Duplicate,
+            seq: None,
+            reason: Some("unknown location Z".into()),
+        }])
+    );
+    let (writes, next_seq) = group.finish();
+    assert_eq!(
+        writes.idempotency,
+        [(event.key.clone(), Some(record("unknown location Z")))]
+    );
+    assert!(writes.ledger.is_empty() && writes.quarantined.is_empty());
+    assert_eq!(next_seq, 1);
+}
+
+#[test]
+fn stock_view_lists_inbound_with_an_eta_first() {
+    let line = |po: &str, qty, eta: Option<&str>| InboundLine {
+        po_id: id(PoId::parse, po),
+        sku: sku("A"),
+        location: loc_id("W1"),
+        qty,
+        eta: eta.map(|d| d.parse().unwrap()),
+        confirmed: false,
+    };
+    let lines = [
+        line("P5", 1, None),
+        line("P2", 1, Some("2026-12-05")),
+        line("P1", 1, None),
+        line("P4", 1, Some("2026-12-05")),
+        line("P6", 0, Some("2026-11-30")),
+        line("P3", 1, Some("2026-12-01")),
+        line("P0", 0, None),
+    ];
+    let view = stock_view(sku("A"), &[], &lines);
+    let order: Vec<String> = view
+        .inbound
+        .iter()
+        .map(|l| {
+            let eta = l.eta.map_or("-".to_string(), |d| d.to_string());
+            format!("{}:{eta}", l.po_id)
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "P3:2026-12-01",
+            "P2:2026-12-05",
+            "P4:2026-12-05",
+            "P1:-",
+            "P5:-"
+        ]
+    );
 }

@@ -80,8 +80,14 @@ impl PgStore {
         let writer_url = url.to_string();
         let writer = WriterHandle::spawn("stockd-pg-writer", move || {
             Box::pin(async move {
+                let client = connect(&writer_url).await?;
+                // Statements are prepared once while tables may still be empty;
+                // a cached generic plan would then scan whole tables for ever.
+                client
+                    .batch_execute("SET plan_cache_mode = force_custom_plan")
+                    .await?;
                 Ok(PgBackend {
-                    client: connect(&writer_url).await?,
+                    client,
                     statements: HashMap::new(),
                 })
             })
@@ -296,9 +302,9 @@ impl Store for PgStore {
                     r.get::<_, Option<DateTime<Utc>>>(3),
                     r.get(4),
                     r.get(5),
-                    r.get(6),
-                    r.get(7),
-                    r.get(8),
+                    serde_json::from_str(r.get(6))?,
+                    serde_json::from_str(r.get(7))?,
+                    serde_json::from_str(r.get(8))?,
                 )
             })
             .collect()
@@ -317,18 +323,19 @@ impl Store for PgStore {
                 &[&after_id, &i64::from(limit)],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| QuarantineRow {
-                id: r.get(0),
-                key: r.get(1),
-                kind: r.get(2),
-                status: r.get(3),
-                reason: r.get(4),
-                received_at: r.get(5),
-                event: r.get(6),
+        rows.iter()
+            .map(|r| {
+                Ok(QuarantineRow {
+                    id: r.get(0),
+                    key: r.get(1),
+                    kind: r.get(2),
+                    status: r.get(3),
+                    reason: r.get(4),
+                    received_at: r.get(5),
+                    event: serde_json::from_str(r.get(6))?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn discard_quarantined(&self, id: i64) -> Result<bool, StoreError> {
@@ -419,9 +426,7 @@ impl Backend for PgBackend {
 
         let keys: Vec<&str> = needs.keys.iter().map(|k| k.as_str()).collect();
         let stmt = self
-            .statement(
-                "SELECT key, payload_hash, result::text FROM idempotency WHERE key = ANY($1)",
-            )
+            .statement("SELECT key, payload_hash, result FROM idempotency WHERE key = ANY($1)")
             .await?;
         let mut records = HashMap::with_capacity(keys.len());
         for row in self.client.query(&stmt, &[&keys]).await? {
@@ -438,14 +443,19 @@ impl Backend for PgBackend {
                     "SELECT r.channel, r.order_id, r.line_id, r.alloc_index, r.sku, r.location,
                             r.ordered_qty, r.shipped_qty, r.cancelled_qty
                      FROM reservations r
-                     JOIN UNNEST($1::text[], $2::text[]) AS o(channel, order_id)
-                       ON r.channel = o.channel AND r.order_id = o.order_id",
+                     WHERE r.channel = ANY($1) AND r.order_id = ANY($2)",
                 )
                 .await?;
+            // `= ANY` on both key columns keeps the primary-key index in
+            // use whatever the statistics; pairs not asked for are dropped.
             for row in self.client.query(&stmt, &[&channels, &order_ids]).await? {
+                let order = rows::order_ref(row.get(0), row.get(1))?;
+                if !needs.orders.contains(&order) {
+                    continue;
+                }
                 let sku: String = row.get(4);
                 book.load_reservation(ReservationLine {
-                    order: rows::order_ref(row.get(0), row.get(1))?,
+                    order,
                     line_id: parse_id(row.get(2), LineId::parse)?,
                     alloc_index: row.get(3),
                     sku: parse_id(sku.clone(), Sku::parse)?,
@@ -488,9 +498,8 @@ impl Backend for PgBackend {
             let locations: Vec<&str> = needs.inbound.iter().map(|k| k.location.as_str()).collect();
             let stmt = self
                 .statement(
-                    "SELECT i.po_id, i.sku, i.location, i.qty, i.eta, i.confirmed FROM inbound i
-                     JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS k(po_id, sku, location)
-                       ON i.po_id = k.po_id AND i.sku = k.sku AND i.location = k.location",
+                    "SELECT po_id, sku, location, qty, eta, confirmed FROM inbound
+                     WHERE po_id = ANY($1) AND sku = ANY($2) AND location = ANY($3)",
                 )
                 .await?;
             for row in self
@@ -498,7 +507,10 @@ impl Backend for PgBackend {
                 .query(&stmt, &[&po_ids, &skus, &locations])
                 .await?
             {
-                book.load_inbound(to_inbound(&row)?);
+                let line = to_inbound(&row)?;
+                if needs.inbound.contains(&line.key()) {
+                    book.load_inbound(line);
+                }
             }
         }
 
@@ -626,7 +638,7 @@ impl Backend for PgBackend {
             let stmt = self
                 .statement(
                     "INSERT INTO idempotency (key, payload_hash, result)
-                     SELECT k, h, r::jsonb FROM UNNEST($1::text[], $2::bytea[], $3::text[]) AS t(k, h, r)
+                     SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::text[]) AS t(k, h, r)
                      ON CONFLICT (key) DO UPDATE SET payload_hash = EXCLUDED.payload_hash,
                        result = EXCLUDED.result",
                 )
@@ -687,10 +699,8 @@ impl Backend for PgBackend {
             let stmt = self
                 .statement(
                     "INSERT INTO ledger (seq, key, type, occurred_at, received_at, source, event, changes, notes)
-                     SELECT s, k, t, o, r, src, e::jsonb, c::jsonb, n::jsonb
-                     FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
-                                 $6::text[], $7::text[], $8::text[], $9::text[])
-                       AS x(s, k, t, o, r, src, e, c, n)",
+                     SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::timestamptz[],
+                                          $5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::text[])",
                 )
                 .await?;
             self.client
@@ -745,7 +755,7 @@ impl Backend for PgBackend {
             let stmt = self
                 .statement(
                     "INSERT INTO quarantine (key, type, status, reason, wait_key, payload_hash, event, received_at)
-                     SELECT k, t, 'waiting', r, w, h, e::jsonb, at
+                     SELECT k, t, 'waiting', r, w, h, e, at
                      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[],
                                  $7::timestamptz[]) WITH ORDINALITY AS x(k, t, r, w, h, e, at, n)
                      ORDER BY n",
@@ -861,7 +871,7 @@ impl Backend for PgBackend {
     ) -> Result<Vec<Quarantined>, StoreError> {
         let stmt = self
             .statement(
-                "SELECT id, payload_hash, event::text FROM quarantine
+                "SELECT id, payload_hash, event FROM quarantine
                  WHERE status = 'waiting' AND wait_key = ANY($1) ORDER BY id LIMIT $2",
             )
             .await?;
@@ -887,7 +897,7 @@ impl Backend for PgBackend {
         let key: String = row.get(0);
         let stmt = self
             .statement(
-                "DELETE FROM idempotency WHERE key = $1 AND result->>'status' = 'quarantined'",
+                "DELETE FROM idempotency WHERE key = $1 AND result::jsonb->>'status' = 'quarantined'",
             )
             .await?;
         self.client.execute(&stmt, &[&key]).await?;

@@ -563,18 +563,42 @@ impl Backend for SqliteBackend {
                 }
             }
         }
-        for sku in &skus {
-            if variant_exists(conn, sku.as_str())? {
+        {
+            // One query per SKU: no row means an unknown variant; a row
+            // without a location, a known variant without stock rows yet.
+            let mut stmt = conn.prepare_cached(
+                "SELECT s.location, s.on_hand, s.reserved, s.pending_return, s.written_off
+                 FROM variants v LEFT JOIN stock s ON s.sku = v.sku WHERE v.sku = ?1",
+            )?;
+            for sku in &skus {
+                let rows = stmt
+                    .query_map([sku.as_str()], |r| {
+                        Ok((
+                            r.get::<_, Option<String>>(0)?,
+                            Quantities {
+                                on_hand: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                                reserved: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                                pending_return: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                                written_off: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                            },
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                if rows.is_empty() {
+                    continue;
+                }
                 book.load_variant(sku.clone());
-            }
-            for (location, quantities) in stock_rows(conn, sku.as_str())? {
-                book.load_stock(
-                    StockKey {
-                        sku: sku.clone(),
-                        location: parse_id(location, LocationId::parse)?,
-                    },
-                    quantities,
-                );
+                for (location, quantities) in rows {
+                    if let Some(location) = location {
+                        book.load_stock(
+                            StockKey {
+                                sku: sku.clone(),
+                                location: parse_id(location, LocationId::parse)?,
+                            },
+                            quantities,
+                        );
+                    }
+                }
             }
         }
         for key in &needs.inbound {

@@ -1,5 +1,7 @@
 -- The stock ledger: catalog, stock rows, reservations, inbound, the audit
--- trail, idempotency records and the quarantine.
+-- trail, idempotency records and the quarantine. JSON documents are kept as
+-- TEXT: they are written once and read whole, so parsing them into JSONB on
+-- the hot write path would buy nothing.
 CREATE TABLE locations (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -47,7 +49,7 @@ CREATE INDEX inbound_by_sku ON inbound (sku);
 CREATE TABLE idempotency (
     key TEXT PRIMARY KEY,
     payload_hash BYTEA NOT NULL,
-    result JSONB NOT NULL
+    result TEXT NOT NULL
 );
 CREATE TABLE ledger (
     seq BIGINT PRIMARY KEY,
@@ -56,9 +58,9 @@ CREATE TABLE ledger (
     occurred_at TIMESTAMPTZ,
     received_at TIMESTAMPTZ NOT NULL,
     source TEXT,
-    event JSONB NOT NULL,
-    changes JSONB NOT NULL,
-    notes JSONB NOT NULL
+    event TEXT NOT NULL,
+    changes TEXT NOT NULL,
+    notes TEXT NOT NULL
 );
 CREATE TABLE ledger_skus (
     sku TEXT NOT NULL,
@@ -73,7 +75,7 @@ CREATE TABLE quarantine (
     reason TEXT NOT NULL,
     wait_key TEXT NOT NULL,
     payload_hash BYTEA NOT NULL,
-    event JSONB NOT NULL,
+    event TEXT NOT NULL,
     received_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX quarantine_waiting ON quarantine (status, wait_key, id);
