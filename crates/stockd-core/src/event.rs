@@ -59,11 +59,14 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// A validated event.
+/// A validated event. It serializes in the form clients send (absent
+/// fields omitted), which is also its canonical form for payload hashes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub key: IdempotencyKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     #[serde(flatten)]
     pub kind: EventKind,
@@ -78,6 +81,7 @@ pub enum EventKind {
         sku: Sku,
         location: LocationId,
         qty: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
     /// A correction by `delta` units, with the reason.
@@ -92,22 +96,29 @@ pub enum EventKind {
         sku: Sku,
         location: LocationId,
         on_hand: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
     /// A channel sold: reserve the lines.
     Order {
+        #[serde(flatten)]
         order: OrderRef,
         lines: Vec<OrderLine>,
     },
     /// Release reservations: the whole order (`lines` absent) or given lines.
     Cancel {
+        #[serde(flatten)]
         order: OrderRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         lines: Option<Vec<LineQty>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
     /// Consume reservations: on_hand and reserved both drop.
     Ship {
+        #[serde(flatten)]
         order: OrderRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         lines: Option<Vec<LineQty>>,
     },
     /// A return arrived; it is not sellable until verified.
@@ -140,6 +151,7 @@ pub enum EventKind {
         sku: Sku,
         location: LocationId,
         qty: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         eta: Option<NaiveDate>,
         confirmed: bool,
     },
@@ -158,6 +170,7 @@ pub struct OrderLine {
     pub line_id: LineId,
     pub sku: Sku,
     pub qty: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<LocationId>,
 }
 
@@ -165,8 +178,11 @@ pub struct OrderLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineQty {
     pub line_id: LineId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qty: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sku: Option<Sku>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<LocationId>,
 }
 
@@ -780,5 +796,28 @@ mod tests {
             event.occurred_at.unwrap().to_rfc3339(),
             "2026-11-27T09:00:00+00:00"
         );
+    }
+
+    #[test]
+    fn serialized_events_are_in_wire_form_and_resendable() {
+        let mut e = input("cancel");
+        e.channel = Some("shop".into());
+        e.order_id = Some("1001".into());
+        e.lines = Some(vec![LineInput {
+            line_id: Some("1".into()),
+            sku: None,
+            qty: Some(2),
+            location: None,
+        }]);
+        let event = Event::validate(&e).unwrap();
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(
+            json,
+            r#"{"key":"k1","type":"cancel","channel":"shop","order_id":"1001","lines":[{"line_id":"1","qty":2}]}"#
+        );
+        // What the ledger shows can be sent again as it is.
+        let resent: EventInput = serde_json::from_str(&json).unwrap();
+        assert_eq!(Event::validate(&resent).unwrap(), event);
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
     }
 }

@@ -107,6 +107,7 @@ id_type!(
 /// and the channel's order id: two channels may use the same order number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct OrderRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<ChannelId>,
     pub order_id: OrderId,
 }
