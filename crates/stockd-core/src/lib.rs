@@ -2,11 +2,13 @@
 //! that apply them. Pure functions over values: no I/O, no async, no clock
 //! (time is always an input), so nothing here fails for reasons outside it.
 
+pub mod availability;
 pub mod catalog;
 pub mod event;
 pub mod group;
 pub mod ids;
 pub mod ledger;
+pub mod rules;
 pub mod stock;
 
 pub use catalog::{Location, Variant};
