@@ -6,6 +6,7 @@
 //! event.
 
 mod canonical;
+pub mod channels;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -14,6 +15,9 @@ mod writer;
 pub mod test_support;
 
 pub use canonical::submission;
+pub use channels::{
+    ChannelKind, ChannelRecord, ChannelStore, ListingRecord, RulesVersion, VariantStock,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -107,7 +111,7 @@ pub struct UpsertSummary {
 /// The storage of stockd. Writes go through one writer per store; reads run
 /// concurrently.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ChannelStore + Send + Sync + 'static {
     /// Applies one request of events atomically (idempotent per event key).
     async fn submit(&self, events: Vec<Submission>) -> Result<SubmitOutcome, StoreError>;
     /// Creates or replaces a location; quarantined events waiting for it are replayed.

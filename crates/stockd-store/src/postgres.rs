@@ -22,7 +22,12 @@ use stockd_core::{
 };
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/postgres/0001_ledger.sql"))];
+mod channels;
+
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_ledger.sql")),
+    (2, include_str!("../migrations/postgres/0002_channels.sql")),
+];
 /// Serialises writers of all instances sharing the database ("stockd").
 const WRITER_LOCK_ID: i64 = 0x5354_4f43_4b44;
 /// Reader connections in the pool.

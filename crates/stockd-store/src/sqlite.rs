@@ -19,7 +19,12 @@ use stockd_core::{
     StockKey, StockView, Submission, Variant,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_ledger.sql"))];
+mod channels;
+
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_ledger.sql")),
+    (2, include_str!("../migrations/sqlite/0002_channels.sql")),
+];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;
 

@@ -469,6 +469,155 @@ async fn pages_through_stock_and_ledger(store: Shared) {
     assert_eq!(page[0].changes[0].on_hand, 1);
 }
 
+async fn channels_listings_kits_and_rules(store: Shared) {
+    use stockd_core::availability::{Bundle, BundleComponent};
+    use stockd_store::{ChannelKind, ChannelRecord, ListingRecord};
+    setup(&store).await;
+    let shop = stockd_core::ChannelId::parse("shop").unwrap();
+    store
+        .upsert_channel(ChannelRecord {
+            id: shop.clone(),
+            kind: ChannelKind::Shopify,
+            locations: Some(vec![LocationId::parse("AMS").unwrap()]),
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    store
+        .upsert_channel(ChannelRecord {
+            id: stockd_core::ChannelId::parse("bol").unwrap(),
+            kind: ChannelKind::Bol,
+            locations: None,
+            enabled: false,
+        })
+        .await
+        .unwrap();
+    let channels = store.channels().await.unwrap();
+    assert_eq!(
+        channels.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["bol", "shop"]
+    );
+    assert_eq!(
+        store
+            .channel(&shop)
+            .await
+            .unwrap()
+            .unwrap()
+            .locations
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let listing = |s: &str, rank: Option<i32>| ListingRecord {
+        channel: shop.clone(),
+        sku: sku(s),
+        external: serde_json::from_value(json!({"inventory_item_id": format!("gid://{s}")}))
+            .unwrap(),
+        rank,
+    };
+    assert_eq!(
+        store
+            .upsert_listings(vec![
+                listing("TEE-M", None),
+                listing("TEE-L", Some(2)),
+                listing("TEE-M", Some(1))
+            ])
+            .await
+            .unwrap(),
+        3
+    );
+    let page = store.listings(&shop, None, 10).await.unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!((page[0].sku.as_str(), page[0].rank), ("TEE-L", Some(2)));
+    assert_eq!((page[1].sku.as_str(), page[1].rank), ("TEE-M", Some(1)));
+    assert_eq!(
+        store
+            .listings(&shop, Some(&sku("TEE-L")), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.listings_of(&[sku("TEE-M")]).await.unwrap()[0].external["inventory_item_id"],
+        "gid://TEE-M"
+    );
+    assert_eq!(
+        store.listed_skus(None, 10).await.unwrap(),
+        [sku("TEE-L"), sku("TEE-M")]
+    );
+
+    let kit = Bundle {
+        kit: sku("TEE-M"),
+        components: vec![BundleComponent {
+            sku: sku("TEE-L"),
+            qty: 2,
+        }],
+    };
+    store.put_bundle(kit.clone()).await.unwrap();
+    assert_eq!(store.bundles().await.unwrap(), [kit]);
+    assert!(store.delete_bundle(&sku("TEE-M")).await.unwrap());
+    assert!(store.bundles().await.unwrap().is_empty());
+
+    assert!(store.active_rules().await.unwrap().is_none());
+    let mut doc = stockd_core::rules::RulesDocument::default();
+    doc.defaults.safety_stock = Some(2);
+    let v1 = store
+        .add_rules_version(doc.clone(), "first".into(), "ops".into())
+        .await
+        .unwrap();
+    doc.defaults.safety_stock = Some(3);
+    let v2 = store
+        .add_rules_version(doc.clone(), "second".into(), "ops".into())
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v2.version), (1, 2));
+    assert_eq!(store.active_rules().await.unwrap().unwrap().document, doc);
+    assert_eq!(
+        store.rules_version(1).await.unwrap().unwrap().message,
+        "first"
+    );
+    assert_eq!(store.rules_versions().await.unwrap().len(), 2);
+    assert!(store.rules_version(9).await.unwrap().is_none());
+
+    submit(
+        &store,
+        vec![
+            json!({"key": "r", "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 4}),
+            json!({"key": "po", "type": "inbound", "po_id": "P", "sku": "TEE-M", "location": "RTM", "qty": 3, "eta": "2026-12-01", "confirmed": true}),
+            json!({"key": "o1", "type": "order", "channel": "shop", "order_id": "1",
+                   "lines": [{"line_id": "1", "sku": "TEE-M", "qty": 2}, {"line_id": "2", "sku": "TEE-L", "qty": 1}]}),
+            json!({"key": "o2", "type": "order", "order_id": "2", "lines": [{"line_id": "1", "sku": "TEE-M", "qty": 1}]}),
+        ],
+    )
+    .await
+    .unwrap();
+    let stock = store
+        .variant_stock(&[sku("TEE-M"), sku("NOPE")])
+        .await
+        .unwrap();
+    assert_eq!(stock.len(), 1);
+    assert_eq!(stock[0].inbound.len(), 1);
+    let ams = stock[0]
+        .stock
+        .iter()
+        .find(|(l, _)| l.as_str() == "AMS")
+        .unwrap();
+    assert_eq!((ams.1.on_hand, ams.1.reserved), (4, 3));
+    let since = chrono::Utc::now() - chrono::Duration::days(1);
+    let sales = store.sales_since(&[sku("TEE-M")], since).await.unwrap();
+    // Only orders from a channel count as that channel's sales.
+    assert_eq!(sales.len(), 1);
+    assert_eq!((sales[0].channel.as_str(), sales[0].qty), ("shop", 2));
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert!(store
+        .sales_since(&[sku("TEE-M")], later)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 /// Runs `case` on a store, closes it, reopens the same database and runs `then`.
 async fn survives_reopen(
     open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Shared>>>,
@@ -549,6 +698,7 @@ conformance!(
     concurrent_requests_group_commit,
     inbound_and_returns,
     pages_through_stock_and_ledger,
+    channels_listings_kits_and_rules,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,231 @@
+//! Channels, listings, kits and versioned rules: what the availability
+//! computation needs besides stock. These change rarely and never touch
+//! quantities, so they are written outside the event writer, each in a
+//! transaction of its own.
+
+use crate::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use stockd_core::availability::{Bundle, Sale};
+use stockd_core::rules::RulesDocument;
+use stockd_core::{ChannelId, InboundLine, LocationId, Quantities, Sku, Variant};
+
+/// Which API a channel speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    Shopify,
+    Woocommerce,
+    Bol,
+    Amazon,
+    Gmc,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Shopify => "shopify",
+            ChannelKind::Woocommerce => "woocommerce",
+            ChannelKind::Bol => "bol",
+            ChannelKind::Amazon => "amazon",
+            ChannelKind::Gmc => "gmc",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<ChannelKind> {
+        Some(match raw {
+            "shopify" => ChannelKind::Shopify,
+            "woocommerce" => ChannelKind::Woocommerce,
+            "bol" => ChannelKind::Bol,
+            "amazon" => ChannelKind::Amazon,
+            "gmc" => ChannelKind::Gmc,
+            _ => return None,
+        })
+    }
+
+    /// Channels whose API can show a backorder date to shoppers.
+    pub fn supports_backorder(self) -> bool {
+        matches!(
+            self,
+            ChannelKind::Shopify | ChannelKind::Woocommerce | ChannelKind::Gmc
+        )
+    }
+}
+
+/// A sales channel instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelRecord {
+    pub id: ChannelId,
+    pub kind: ChannelKind,
+    /// Locations whose stock it sells; `None` = every sellable location.
+    pub locations: Option<Vec<LocationId>>,
+    pub enabled: bool,
+}
+
+/// A variant sold on a channel, with the channel's own ids for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListingRecord {
+    pub channel: ChannelId,
+    pub sku: Sku,
+    /// Channel-specific ids (inventory item, offer id, ASIN, …), kept as given.
+    pub external: serde_json::Map<String, serde_json::Value>,
+    /// Pre-allocation priority (lower first).
+    pub rank: Option<i32>,
+}
+
+/// One version of the rules document. Every version is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RulesVersion {
+    pub version: u32,
+    pub document: RulesDocument,
+    pub message: String,
+    pub author: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A variant with its stock rows and inbound lines.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VariantStock {
+    pub variant: Variant,
+    pub stock: Vec<(LocationId, Quantities)>,
+    pub inbound: Vec<InboundLine>,
+}
+
+/// Storage of channels, listings, kits and rules versions.
+#[async_trait]
+pub trait ChannelStore: Send + Sync {
+    /// Creates or replaces a channel.
+    async fn upsert_channel(&self, channel: ChannelRecord) -> Result<(), StoreError>;
+    async fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError>;
+    async fn channel(&self, id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError>;
+
+    /// Creates or replaces listings (by channel and SKU), all in one transaction.
+    async fn upsert_listings(&self, listings: Vec<ListingRecord>) -> Result<usize, StoreError>;
+    /// Listings of a channel in SKU order, after `after`.
+    async fn listings(
+        &self,
+        channel: &ChannelId,
+        after: Option<&Sku>,
+        limit: u32,
+    ) -> Result<Vec<ListingRecord>, StoreError>;
+    /// Every listing of the given SKUs, on every channel.
+    async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError>;
+    /// SKUs that have a listing, in order, after `after` (for whole-catalog passes).
+    async fn listed_skus(&self, after: Option<&Sku>, limit: u32) -> Result<Vec<Sku>, StoreError>;
+
+    /// Creates or replaces a kit definition. The caller validates the whole set first.
+    async fn put_bundle(&self, bundle: Bundle) -> Result<(), StoreError>;
+    /// Removes a kit definition; false when there was none.
+    async fn delete_bundle(&self, kit: &Sku) -> Result<bool, StoreError>;
+    async fn bundles(&self) -> Result<Vec<Bundle>, StoreError>;
+
+    /// Stores `document` as the next version and returns it.
+    async fn add_rules_version(
+        &self,
+        document: RulesDocument,
+        message: String,
+        author: String,
+    ) -> Result<RulesVersion, StoreError>;
+    /// The newest version: the active one.
+    async fn active_rules(&self) -> Result<Option<RulesVersion>, StoreError>;
+    async fn rules_version(&self, version: u32) -> Result<Option<RulesVersion>, StoreError>;
+    /// Every version, oldest first.
+    async fn rules_versions(&self) -> Result<Vec<RulesVersion>, StoreError>;
+
+    /// Known variants among `skus` with their stock rows and inbound lines.
+    async fn variant_stock(&self, skus: &[Sku]) -> Result<Vec<VariantStock>, StoreError>;
+    /// Units sold per channel of `skus` since `since`, from order events.
+    async fn sales_since(
+        &self,
+        skus: &[Sku],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Sale>, StoreError>;
+}
+
+/// Sales in the order events of a ledger row, for one SKU.
+pub(crate) fn sales_in(
+    event_json: &str,
+    sku: &Sku,
+    at: DateTime<Utc>,
+) -> Result<Vec<Sale>, StoreError> {
+    let event: stockd_core::Event = serde_json::from_str(event_json)?;
+    let stockd_core::EventKind::Order { order, lines } = event.kind else {
+        return Ok(Vec::new());
+    };
+    let Some(channel) = order.channel else {
+        return Ok(Vec::new());
+    };
+    Ok(lines
+        .into_iter()
+        .filter(|line| line.sku == *sku)
+        .map(|line| Sale {
+            channel: channel.clone(),
+            sku: line.sku,
+            qty: line.qty,
+            at,
+        })
+        .collect())
+}
+
+/// A channel's location list as stored (JSON array text, or NULL for all).
+pub(crate) fn locations_column(channel: &ChannelRecord) -> Result<Option<String>, StoreError> {
+    Ok(channel
+        .locations
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()?)
+}
+
+pub(crate) fn channel_from_columns(
+    id: String,
+    kind: &str,
+    locations: Option<String>,
+    enabled: bool,
+) -> Result<ChannelRecord, StoreError> {
+    Ok(ChannelRecord {
+        id: crate::rows::parse_id(id, ChannelId::parse)?,
+        kind: ChannelKind::parse(kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown channel kind {kind}")))?,
+        locations: locations
+            .map(|raw| serde_json::from_str::<Vec<LocationId>>(&raw))
+            .transpose()?,
+        enabled,
+    })
+}
+
+pub(crate) fn listing_from_columns(
+    channel: String,
+    sku: String,
+    external: &str,
+    rank: Option<i32>,
+) -> Result<ListingRecord, StoreError> {
+    Ok(ListingRecord {
+        channel: crate::rows::parse_id(channel, ChannelId::parse)?,
+        sku: crate::rows::parse_id(sku, Sku::parse)?,
+        external: serde_json::from_str(external)?,
+        rank,
+    })
+}
+
+/// Groups (kit, component, qty) rows, ordered by kit and position, into bundles.
+pub(crate) fn bundles_from_rows(
+    rows: Vec<(String, String, i64)>,
+) -> Result<Vec<Bundle>, StoreError> {
+    let mut bundles: Vec<Bundle> = Vec::new();
+    for (kit, component, qty) in rows {
+        let kit = crate::rows::parse_id(kit, Sku::parse)?;
+        let component = stockd_core::availability::BundleComponent {
+            sku: crate::rows::parse_id(component, Sku::parse)?,
+            qty: u32::try_from(qty).map_err(crate::rows::corrupt)?,
+        };
+        match bundles.last_mut() {
+            Some(last) if last.kit == kit => last.components.push(component),
+            _ => bundles.push(Bundle {
+                kit,
+                components: vec![component],
+            }),
+        }
+    }
+    Ok(bundles)
+}

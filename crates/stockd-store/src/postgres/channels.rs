@@ -1,0 +1,362 @@
+//! PostgreSQL side of `ChannelStore`: pooled connections, one transaction
+//! per write.
+
+use super::{to_inbound, to_quantities, PgStore, WRITER_LOCK_ID};
+use crate::channels::{
+    bundles_from_rows, channel_from_columns, listing_from_columns, locations_column, sales_in,
+    ChannelRecord, ChannelStore, ListingRecord, RulesVersion, VariantStock,
+};
+use crate::rows::parse_id;
+use crate::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use stockd_core::availability::{Bundle, Sale};
+use stockd_core::rules::RulesDocument;
+use stockd_core::{ChannelId, LocationId, Sku, Variant};
+use tokio_postgres::Row;
+
+/// Serialises rules versions across instances.
+const RULES_LOCK_ID: i64 = WRITER_LOCK_ID + 2;
+
+fn to_channel(row: &Row) -> Result<ChannelRecord, StoreError> {
+    channel_from_columns(row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+fn to_listing(row: &Row) -> Result<ListingRecord, StoreError> {
+    listing_from_columns(row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+fn to_rules_version(row: &Row) -> Result<RulesVersion, StoreError> {
+    let version: i32 = row.get(0);
+    let document: &str = row.get(1);
+    Ok(RulesVersion {
+        version: u32::try_from(version).map_err(crate::rows::corrupt)?,
+        document: serde_json::from_str(document)?,
+        message: row.get(2),
+        author: row.get(3),
+        created_at: row.get(4),
+    })
+}
+
+const RULES_COLUMNS: &str = "version, document, message, author, created_at";
+
+#[async_trait]
+impl ChannelStore for PgStore {
+    async fn upsert_channel(&self, channel: ChannelRecord) -> Result<(), StoreError> {
+        let client = self.reader().await?;
+        client
+            .execute(
+                "INSERT INTO channels (id, kind, locations, enabled) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind,
+                   locations = EXCLUDED.locations, enabled = EXCLUDED.enabled",
+                &[
+                    &channel.id.as_str(),
+                    &channel.kind.as_str(),
+                    &locations_column(&channel)?,
+                    &channel.enabled,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                "SELECT id, kind, locations, enabled FROM channels ORDER BY id",
+                &[],
+            )
+            .await?;
+        rows.iter().map(to_channel).collect()
+    }
+
+    async fn channel(&self, id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
+        let client = self.reader().await?;
+        let row = client
+            .query_opt(
+                "SELECT id, kind, locations, enabled FROM channels WHERE id = $1",
+                &[&id.as_str()],
+            )
+            .await?;
+        row.as_ref().map(to_channel).transpose()
+    }
+
+    async fn upsert_listings(&self, listings: Vec<ListingRecord>) -> Result<usize, StoreError> {
+        // The last entry for a (channel, SKU) wins, as it would row by row.
+        let mut latest: HashMap<(&str, &str), &ListingRecord> = HashMap::new();
+        for listing in &listings {
+            latest.insert((listing.channel.as_str(), listing.sku.as_str()), listing);
+        }
+        let unique: Vec<&ListingRecord> = latest.into_values().collect();
+        let channels: Vec<&str> = unique.iter().map(|l| l.channel.as_str()).collect();
+        let skus: Vec<&str> = unique.iter().map(|l| l.sku.as_str()).collect();
+        let external = unique
+            .iter()
+            .map(|l| serde_json::to_string(&l.external))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ranks: Vec<Option<i32>> = unique.iter().map(|l| l.rank).collect();
+        let client = self.reader().await?;
+        client
+            .execute(
+                "INSERT INTO listings (channel, sku, external, rank)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[])
+                 ON CONFLICT (channel, sku) DO UPDATE SET external = EXCLUDED.external,
+                   rank = EXCLUDED.rank",
+                &[&channels, &skus, &external, &ranks],
+            )
+            .await?;
+        Ok(listings.len())
+    }
+
+    async fn listings(
+        &self,
+        channel: &ChannelId,
+        after: Option<&Sku>,
+        limit: u32,
+    ) -> Result<Vec<ListingRecord>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                "SELECT channel, sku, external, rank FROM listings
+                 WHERE channel = $1 AND sku > $2 ORDER BY sku LIMIT $3",
+                &[
+                    &channel.as_str(),
+                    &after.map_or("", |s| s.as_str()),
+                    &i64::from(limit),
+                ],
+            )
+            .await?;
+        rows.iter().map(to_listing).collect()
+    }
+
+    async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError> {
+        let skus: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                "SELECT channel, sku, external, rank FROM listings WHERE sku = ANY($1)
+                 ORDER BY sku, channel",
+                &[&skus],
+            )
+            .await?;
+        rows.iter().map(to_listing).collect()
+    }
+
+    async fn listed_skus(&self, after: Option<&Sku>, limit: u32) -> Result<Vec<Sku>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT sku FROM listings WHERE sku > $1 ORDER BY sku LIMIT $2",
+                &[&after.map_or("", |s| s.as_str()), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| parse_id(r.get(0), Sku::parse))
+            .collect()
+    }
+
+    async fn put_bundle(&self, bundle: Bundle) -> Result<(), StoreError> {
+        let mut client = self.reader().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "DELETE FROM bundle_components WHERE kit = $1",
+            &[&bundle.kit.as_str()],
+        )
+        .await?;
+        let positions: Vec<i32> = (0..bundle.components.len() as i32).collect();
+        let components: Vec<&str> = bundle.components.iter().map(|c| c.sku.as_str()).collect();
+        let qtys: Vec<i32> = bundle
+            .components
+            .iter()
+            .map(|c| i32::try_from(c.qty).unwrap_or(i32::MAX))
+            .collect();
+        tx.execute(
+            "INSERT INTO bundle_components (kit, position, component, qty)
+             SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::int4[])",
+            &[&bundle.kit.as_str(), &positions, &components, &qtys],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_bundle(&self, kit: &Sku) -> Result<bool, StoreError> {
+        let client = self.reader().await?;
+        Ok(client
+            .execute(
+                "DELETE FROM bundle_components WHERE kit = $1",
+                &[&kit.as_str()],
+            )
+            .await?
+            > 0)
+    }
+
+    async fn bundles(&self) -> Result<Vec<Bundle>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                "SELECT kit, component, qty FROM bundle_components ORDER BY kit, position",
+                &[],
+            )
+            .await?;
+        bundles_from_rows(
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), i64::from(r.get::<_, i32>(2))))
+                .collect(),
+        )
+    }
+
+    async fn add_rules_version(
+        &self,
+        document: RulesDocument,
+        message: String,
+        author: String,
+    ) -> Result<RulesVersion, StoreError> {
+        let mut client = self.reader().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&RULES_LOCK_ID])
+            .await?;
+        let created_at = Utc::now();
+        let row = tx
+            .query_one(
+                "INSERT INTO rules_versions (version, document, message, author, created_at)
+                 SELECT COALESCE(MAX(version), 0) + 1, $1, $2, $3, $4 FROM rules_versions
+                 RETURNING version",
+                &[
+                    &serde_json::to_string(&document)?,
+                    &message,
+                    &author,
+                    &created_at,
+                ],
+            )
+            .await?;
+        tx.commit().await?;
+        let version: i32 = row.get(0);
+        Ok(RulesVersion {
+            version: u32::try_from(version).map_err(crate::rows::corrupt)?,
+            document,
+            message,
+            author,
+            created_at,
+        })
+    }
+
+    async fn active_rules(&self) -> Result<Option<RulesVersion>, StoreError> {
+        let client = self.reader().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {RULES_COLUMNS} FROM rules_versions ORDER BY version DESC LIMIT 1"
+                ),
+                &[],
+            )
+            .await?;
+        row.as_ref().map(to_rules_version).transpose()
+    }
+
+    async fn rules_version(&self, version: u32) -> Result<Option<RulesVersion>, StoreError> {
+        let Ok(version) = i32::try_from(version) else {
+            return Ok(None);
+        };
+        let client = self.reader().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {RULES_COLUMNS} FROM rules_versions WHERE version = $1"),
+                &[&version],
+            )
+            .await?;
+        row.as_ref().map(to_rules_version).transpose()
+    }
+
+    async fn rules_versions(&self) -> Result<Vec<RulesVersion>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {RULES_COLUMNS} FROM rules_versions ORDER BY version"),
+                &[],
+            )
+            .await?;
+        rows.iter().map(to_rules_version).collect()
+    }
+
+    async fn variant_stock(&self, skus: &[Sku]) -> Result<Vec<VariantStock>, StoreError> {
+        let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let client = self.reader().await?;
+        let variants = client
+            .query(
+                "SELECT sku, title, product_id, gtin FROM variants WHERE sku = ANY($1)",
+                &[&names],
+            )
+            .await?;
+        let mut out: Vec<VariantStock> = Vec::with_capacity(variants.len());
+        let mut at: HashMap<String, usize> = HashMap::new();
+        for row in &variants {
+            let sku: String = row.get(0);
+            at.insert(sku.clone(), out.len());
+            out.push(VariantStock {
+                variant: Variant {
+                    sku: parse_id(sku, Sku::parse)?,
+                    title: row.get(1),
+                    product_id: row.get(2),
+                    gtin: row.get(3),
+                },
+                stock: Vec::new(),
+                inbound: Vec::new(),
+            });
+        }
+        let stock = client
+            .query(
+                "SELECT sku, location, on_hand, reserved, pending_return, written_off
+                 FROM stock WHERE sku = ANY($1)",
+                &[&names],
+            )
+            .await?;
+        for row in &stock {
+            let sku: &str = row.get(0);
+            if let Some(&i) = at.get(sku) {
+                out[i].stock.push((
+                    parse_id(row.get(1), LocationId::parse)?,
+                    to_quantities(row, 2),
+                ));
+            }
+        }
+        let inbound = client
+            .query(
+                "SELECT po_id, sku, location, qty, eta, confirmed FROM inbound WHERE sku = ANY($1)",
+                &[&names],
+            )
+            .await?;
+        for row in &inbound {
+            let line = to_inbound(row)?;
+            if let Some(&i) = at.get(line.sku.as_str()) {
+                out[i].inbound.push(line);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn sales_since(
+        &self,
+        skus: &[Sku],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Sale>, StoreError> {
+        let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                "SELECT s.sku, l.event, l.received_at FROM ledger_skus s JOIN ledger l ON l.seq = s.seq
+                 WHERE s.sku = ANY($1) AND l.type = 'order' AND l.received_at >= $2
+                 ORDER BY l.seq",
+                &[&names, &since],
+            )
+            .await?;
+        let mut sales = Vec::new();
+        for row in &rows {
+            let sku = parse_id(row.get(0), Sku::parse)?;
+            sales.extend(sales_in(row.get(1), &sku, row.get(2))?);
+        }
+        Ok(sales)
+    }
+}

@@ -1,0 +1,388 @@
+//! SQLite side of `ChannelStore`. These writes are rare; they run on a pooled
+//! connection in an immediate transaction, alongside the event writer.
+
+use super::{inbound_query, stock_rows, SqliteStore, INBOUND_COLUMNS};
+use crate::channels::{
+    bundles_from_rows, channel_from_columns, listing_from_columns, locations_column, sales_in,
+    ChannelRecord, ChannelStore, ListingRecord, RulesVersion, VariantStock,
+};
+use crate::rows::{parse_id, parse_time};
+use crate::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use stockd_core::availability::{Bundle, Sale};
+use stockd_core::rules::RulesDocument;
+use stockd_core::{ChannelId, LocationId, Sku, Variant};
+
+fn in_transaction<T>(
+    conn: &Connection,
+    body: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match body(conn) {
+        Ok(value) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn channel_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, Option<String>, bool)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn listing_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, Option<i32>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn to_listings(
+    raw: Vec<(String, String, String, Option<i32>)>,
+) -> Result<Vec<ListingRecord>, StoreError> {
+    raw.into_iter()
+        .map(|(channel, sku, external, rank)| listing_from_columns(channel, sku, &external, rank))
+        .collect()
+}
+
+fn rules_version_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(i64, String, String, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn to_rules_version(
+    raw: (i64, String, String, String, String),
+) -> Result<RulesVersion, StoreError> {
+    let (version, document, message, author, created_at) = raw;
+    Ok(RulesVersion {
+        version: u32::try_from(version).map_err(crate::rows::corrupt)?,
+        document: serde_json::from_str(&document)?,
+        message,
+        author,
+        created_at: parse_time(&created_at)?,
+    })
+}
+
+const RULES_COLUMNS: &str = "version, document, message, author, created_at";
+
+#[async_trait]
+impl ChannelStore for SqliteStore {
+    async fn upsert_channel(&self, channel: ChannelRecord) -> Result<(), StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO channels (id, kind, locations, enabled) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
+                   locations = excluded.locations, enabled = excluded.enabled",
+            )?
+            .execute(params![
+                channel.id.as_str(),
+                channel.kind.as_str(),
+                locations_column(&channel)?,
+                channel.enabled
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
+        self.read(|conn| {
+            let raw = conn
+                .prepare_cached("SELECT id, kind, locations, enabled FROM channels ORDER BY id")?
+                .query_map([], channel_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raw.into_iter()
+                .map(|(id, kind, locations, enabled)| {
+                    channel_from_columns(id, &kind, locations, enabled)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn channel(&self, id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| {
+            let raw = conn
+                .prepare_cached("SELECT id, kind, locations, enabled FROM channels WHERE id = ?1")?
+                .query_row([id.as_str()], channel_row)
+                .optional()?;
+            raw.map(|(id, kind, locations, enabled)| {
+                channel_from_columns(id, &kind, locations, enabled)
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn upsert_listings(&self, listings: Vec<ListingRecord>) -> Result<usize, StoreError> {
+        self.read(move |conn| {
+            in_transaction(conn, |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "INSERT INTO listings (channel, sku, external, rank) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (channel, sku) DO UPDATE SET external = excluded.external,
+                       rank = excluded.rank",
+                )?;
+                for listing in &listings {
+                    stmt.execute(params![
+                        listing.channel.as_str(),
+                        listing.sku.as_str(),
+                        serde_json::to_string(&listing.external)?,
+                        listing.rank
+                    ])?;
+                }
+                Ok(listings.len())
+            })
+        })
+        .await
+    }
+
+    async fn listings(
+        &self,
+        channel: &ChannelId,
+        after: Option<&Sku>,
+        limit: u32,
+    ) -> Result<Vec<ListingRecord>, StoreError> {
+        let channel = channel.clone();
+        let after = after.map(|s| s.as_str().to_string()).unwrap_or_default();
+        self.read(move |conn| {
+            let raw = conn
+                .prepare_cached(
+                    "SELECT channel, sku, external, rank FROM listings
+                     WHERE channel = ?1 AND sku > ?2 ORDER BY sku LIMIT ?3",
+                )?
+                .query_map(params![channel.as_str(), after, limit], listing_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            to_listings(raw)
+        })
+        .await
+    }
+
+    async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError> {
+        let skus = skus.to_vec();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT channel, sku, external, rank FROM listings WHERE sku = ?1 ORDER BY channel",
+            )?;
+            let mut raw = Vec::new();
+            for sku in &skus {
+                raw.extend(
+                    stmt.query_map([sku.as_str()], listing_row)?
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
+            }
+            to_listings(raw)
+        })
+        .await
+    }
+
+    async fn listed_skus(&self, after: Option<&Sku>, limit: u32) -> Result<Vec<Sku>, StoreError> {
+        let after = after.map(|s| s.as_str().to_string()).unwrap_or_default();
+        self.read(move |conn| {
+            let raw = conn
+                .prepare_cached(
+                    "SELECT DISTINCT sku FROM listings WHERE sku > ?1 ORDER BY sku LIMIT ?2",
+                )?
+                .query_map(params![after, limit], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            raw.into_iter().map(|s| parse_id(s, Sku::parse)).collect()
+        })
+        .await
+    }
+
+    async fn put_bundle(&self, bundle: Bundle) -> Result<(), StoreError> {
+        self.read(move |conn| {
+            in_transaction(conn, |conn| {
+                conn.prepare_cached("DELETE FROM bundle_components WHERE kit = ?1")?
+                    .execute([bundle.kit.as_str()])?;
+                let mut stmt = conn.prepare_cached(
+                    "INSERT INTO bundle_components (kit, position, component, qty) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (position, component) in bundle.components.iter().enumerate() {
+                    stmt.execute(params![
+                        bundle.kit.as_str(),
+                        position as i64,
+                        component.sku.as_str(),
+                        component.qty
+                    ])?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn delete_bundle(&self, kit: &Sku) -> Result<bool, StoreError> {
+        let kit = kit.clone();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("DELETE FROM bundle_components WHERE kit = ?1")?
+                .execute([kit.as_str()])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn bundles(&self) -> Result<Vec<Bundle>, StoreError> {
+        self.read(|conn| {
+            let raw = conn
+                .prepare_cached(
+                    "SELECT kit, component, qty FROM bundle_components ORDER BY kit, position",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            bundles_from_rows(raw)
+        })
+        .await
+    }
+
+    async fn add_rules_version(
+        &self,
+        document: RulesDocument,
+        message: String,
+        author: String,
+    ) -> Result<RulesVersion, StoreError> {
+        self.read(move |conn| {
+            in_transaction(conn, |conn| {
+                let version: i64 = conn.query_row(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM rules_versions",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let created_at = Utc::now();
+                conn.prepare_cached(
+                    "INSERT INTO rules_versions (version, document, message, author, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    version,
+                    serde_json::to_string(&document)?,
+                    message,
+                    author,
+                    created_at.to_rfc3339()
+                ])?;
+                Ok(RulesVersion {
+                    version: u32::try_from(version).map_err(crate::rows::corrupt)?,
+                    document,
+                    message,
+                    author,
+                    created_at,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn active_rules(&self) -> Result<Option<RulesVersion>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {RULES_COLUMNS} FROM rules_versions ORDER BY version DESC LIMIT 1"
+            ))?
+            .query_row([], rules_version_row)
+            .optional()?
+            .map(to_rules_version)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn rules_version(&self, version: u32) -> Result<Option<RulesVersion>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {RULES_COLUMNS} FROM rules_versions WHERE version = ?1"
+            ))?
+            .query_row([version], rules_version_row)
+            .optional()?
+            .map(to_rules_version)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn rules_versions(&self) -> Result<Vec<RulesVersion>, StoreError> {
+        self.read(|conn| {
+            let raw = conn
+                .prepare_cached(&format!(
+                    "SELECT {RULES_COLUMNS} FROM rules_versions ORDER BY version"
+                ))?
+                .query_map([], rules_version_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raw.into_iter().map(to_rules_version).collect()
+        })
+        .await
+    }
+
+    async fn variant_stock(&self, skus: &[Sku]) -> Result<Vec<VariantStock>, StoreError> {
+        let skus = skus.to_vec();
+        self.read(move |conn| {
+            let mut out = Vec::with_capacity(skus.len());
+            for sku in skus {
+                let variant = conn
+                    .prepare_cached("SELECT title, product_id, gtin FROM variants WHERE sku = ?1")?
+                    .query_row([sku.as_str()], |r| {
+                        Ok(Variant {
+                            sku: sku.clone(),
+                            title: r.get(0)?,
+                            product_id: r.get(1)?,
+                            gtin: r.get(2)?,
+                        })
+                    })
+                    .optional()?;
+                let Some(variant) = variant else { continue };
+                let stock = stock_rows(conn, sku.as_str())?
+                    .into_iter()
+                    .map(|(location, q)| Ok((parse_id(location, LocationId::parse)?, q)))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                let inbound = inbound_query(
+                    conn,
+                    &format!("SELECT {INBOUND_COLUMNS} FROM inbound WHERE sku = ?1"),
+                    &[sku.as_str()],
+                )?;
+                out.push(VariantStock {
+                    variant,
+                    stock,
+                    inbound,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn sales_since(
+        &self,
+        skus: &[Sku],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Sale>, StoreError> {
+        let skus = skus.to_vec();
+        // Stored times are RFC 3339 in UTC: a second-precision prefix compares
+        // correctly as text; the exact bound is checked after parsing.
+        let since_prefix = since.format("%Y-%m-%dT%H:%M:%S").to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT l.event, l.received_at FROM ledger_skus s JOIN ledger l ON l.seq = s.seq
+                 WHERE s.sku = ?1 AND l.type = 'order' AND l.received_at >= ?2 ORDER BY l.seq",
+            )?;
+            let mut sales = Vec::new();
+            for sku in &skus {
+                let rows = stmt
+                    .query_map(params![sku.as_str(), since_prefix], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                for (event, received_at) in rows {
+                    let at = parse_time(&received_at)?;
+                    if at >= since {
+                        sales.extend(sales_in(&event, sku, at)?);
+                    }
+                }
+            }
+            Ok(sales)
+        })
+        .await
+    }
+}
