@@ -22,11 +22,28 @@ pub struct ReservationLine {
     pub ordered_qty: i64,
     pub shipped_qty: i64,
     pub cancelled_qty: i64,
+    /// Set when the line ordered a kit and this row reserves one of its
+    /// components (`sku`); quantities of the row are in component units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kit: Option<KitPart>,
+}
+
+/// Which kit a component reservation belongs to, and how many component
+/// units one kit takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KitPart {
+    pub kit_sku: Sku,
+    pub per_kit_qty: i64,
 }
 
 impl ReservationLine {
     pub fn open_qty(&self) -> i64 {
         self.ordered_qty - self.shipped_qty - self.cancelled_qty
+    }
+
+    /// The SKU the order line asked for (the kit, for a component row).
+    pub fn line_sku(&self) -> &Sku {
+        self.kit.as_ref().map_or(&self.sku, |k| &k.kit_sku)
     }
 }
 
@@ -215,6 +232,8 @@ pub struct Book {
     stock: HashMap<StockKey, Quantities>,
     orders: HashMap<OrderRef, Vec<ReservationLine>>,
     inbound: HashMap<InboundKey, InboundLine>,
+    /// Kit definitions of the kits named by the events: component and units per kit.
+    kits: HashMap<Sku, Vec<(Sku, i64)>>,
     dirty_stock: BTreeSet<StockKey>,
     dirty_orders: BTreeSet<OrderRef>,
     dirty_inbound: BTreeSet<InboundKey>,
@@ -235,6 +254,11 @@ impl Book {
 
     // Loading: a store fills the book with the rows named by `Needs`.
 
+    /// A kit named by an order: orders for it reserve pre-built kit stock
+    /// first and then its components.
+    pub fn load_kit(&mut self, kit: Sku, components: Vec<(Sku, i64)>) {
+        self.kits.insert(kit, components);
+    }
     pub fn load_variant(&mut self, sku: Sku) {
         self.variants.insert(sku);
     }
@@ -254,6 +278,11 @@ impl Book {
 
     pub fn quantities(&self, key: &StockKey) -> Quantities {
         self.stock.get(key).copied().unwrap_or_default()
+    }
+    /// on_hand − reserved at one stock row, floored at 0.
+    fn available(&self, key: &StockKey) -> i64 {
+        let q = self.quantities(key);
+        (q.on_hand - q.reserved).max(0)
     }
     pub fn order_lines(&self, order: &OrderRef) -> Option<&[ReservationLine]> {
         self.orders.get(order).map(Vec::as_slice)
@@ -593,6 +622,11 @@ fn apply_order(
 ) -> Result<(), Refusal> {
     for line in lines {
         book.require_known(&line.sku, line.location.as_ref())?;
+        if let Some(components) = book.kits.get(&line.sku) {
+            for (component, _) in components {
+                book.require_known(component, None)?;
+            }
+        }
     }
     let sellable = book.sellable_by_priority();
     if sellable.is_empty() && lines.iter().any(|l| l.location.is_none()) {
@@ -613,47 +647,182 @@ fn apply_order(
             Some(location) => vec![location.clone()],
             None => sellable.clone(),
         };
-        // Take what is available at each candidate in priority order; what no
-        // location can cover stays reserved at the first and is an oversell.
-        let mut remaining = line.qty;
-        let mut allocations: Vec<(LocationId, i64)> = Vec::new();
-        for location in &candidates {
-            let q = book.quantities(&key(&line.sku, location));
-            let take = (q.on_hand - q.reserved).max(0).min(remaining);
-            if take > 0 {
-                allocations.push((location.clone(), take));
-                remaining -= take;
+        let mut rows: Vec<(Sku, LocationId, i64, Option<KitPart>)> = Vec::new();
+        match book.kits.get(&line.sku).cloned() {
+            None => {
+                let (allocations, shortfall) = allocate(book, &line.sku, line.qty, &candidates);
+                if shortfall > 0 {
+                    notes.push(oversell(line, &line.sku, &candidates[0], shortfall));
+                }
+                rows.extend(
+                    allocations
+                        .into_iter()
+                        .map(|(location, qty)| (line.sku.clone(), location, qty, None)),
+                );
+            }
+            Some(components) => {
+                // A kit ships pre-built units where there are any; the rest
+                // is assembled, so it reserves the components.
+                let mut remaining = line.qty;
+                for location in &candidates {
+                    let take = book.available(&key(&line.sku, location)).min(remaining);
+                    if take > 0 {
+                        rows.push((line.sku.clone(), location.clone(), take, None));
+                        remaining -= take;
+                    }
+                }
+                if remaining > 0 {
+                    for (component, per_kit_qty) in components {
+                        let units = remaining * per_kit_qty;
+                        let (allocations, shortfall) =
+                            allocate(book, &component, units, &candidates);
+                        if shortfall > 0 {
+                            notes.push(oversell(line, &component, &candidates[0], shortfall));
+                        }
+                        let part = KitPart {
+                            kit_sku: line.sku.clone(),
+                            per_kit_qty,
+                        };
+                        rows.extend(allocations.into_iter().map(|(location, qty)| {
+                            (component.clone(), location, qty, Some(part.clone()))
+                        }));
+                    }
+                }
             }
         }
-        if remaining > 0 {
-            notes.push(Note::Oversell {
-                line_id: line.line_id.clone(),
-                sku: line.sku.clone(),
-                location: candidates[0].clone(),
-                shortfall_qty: remaining,
-            });
-            match allocations.iter_mut().find(|(l, _)| *l == candidates[0]) {
-                Some((_, qty)) => *qty += remaining,
-                None => allocations.insert(0, (candidates[0].clone(), remaining)),
-            }
-        }
-        for (alloc_index, (location, qty)) in allocations.into_iter().enumerate() {
-            let k = key(&line.sku, &location);
+        for (alloc_index, (sku, location, qty, kit)) in rows.into_iter().enumerate() {
+            let k = key(&sku, &location);
             book.stock_mut(&k).reserved += qty;
             deltas.row(&k).reserved += qty;
             book.order_mut(order).push(ReservationLine {
                 order: order.clone(),
                 line_id: line.line_id.clone(),
                 alloc_index: alloc_index as i32,
-                sku: line.sku.clone(),
+                sku,
                 location,
                 ordered_qty: qty,
                 shipped_qty: 0,
                 cancelled_qty: 0,
+                kit,
             });
         }
     }
     Ok(())
+}
+
+/// Splits `qty` units of `sku` over `candidates` in order, taking what is
+/// available at each; what no location can cover (the shortfall, returned)
+/// stays reserved at the first candidate.
+fn allocate(
+    book: &Book,
+    sku: &Sku,
+    qty: i64,
+    candidates: &[LocationId],
+) -> (Vec<(LocationId, i64)>, i64) {
+    let mut remaining = qty;
+    let mut allocations: Vec<(LocationId, i64)> = Vec::new();
+    for location in candidates {
+        let take = book.available(&key(sku, location)).min(remaining);
+        if take > 0 {
+            allocations.push((location.clone(), take));
+            remaining -= take;
+        }
+    }
+    if remaining > 0 {
+        match allocations.iter_mut().find(|(l, _)| *l == candidates[0]) {
+            Some((_, qty)) => *qty += remaining,
+            None => allocations.insert(0, (candidates[0].clone(), remaining)),
+        }
+    }
+    (allocations, remaining)
+}
+
+fn oversell(line: &OrderLine, sku: &Sku, location: &LocationId, shortfall_qty: i64) -> Note {
+    Note::Oversell {
+        line_id: line.line_id.clone(),
+        sku: sku.clone(),
+        location: location.clone(),
+        shortfall_qty,
+    }
+}
+
+/// Splits a line's rows into plain rows and component rows grouped by
+/// component (with units per kit), both in allocation order.
+fn kit_parts(existing: &[ReservationLine], rows: &[usize]) -> (Vec<usize>, Vec<(i64, Vec<usize>)>) {
+    let mut plain = Vec::new();
+    let mut parts: Vec<(Sku, i64, Vec<usize>)> = Vec::new();
+    for &i in rows {
+        match &existing[i].kit {
+            None => plain.push(i),
+            Some(part) => match parts.iter_mut().find(|(sku, _, _)| *sku == existing[i].sku) {
+                Some((_, _, rows)) => rows.push(i),
+                None => parts.push((existing[i].sku.clone(), part.per_kit_qty.max(1), vec![i])),
+            },
+        }
+    }
+    (
+        plain,
+        parts
+            .into_iter()
+            .map(|(_, per_kit, rows)| (per_kit, rows))
+            .collect(),
+    )
+}
+
+/// Settles `amount` units over `rows` (of one SKU group), returning
+/// (row, units) in the order taken. A cancel releases the last choice first;
+/// a ship takes, in allocation order, what each row's location still has on
+/// hand beyond what this ship already took there — so a location without
+/// stock is not driven negative while another has it — and only then the
+/// rest (a ship is a fact from the warehouse: on_hand may go negative).
+fn take_rows(
+    book: &Book,
+    existing: &[ReservationLine],
+    rows: &[usize],
+    amount: i64,
+    how: Settle,
+    taken: &mut HashMap<StockKey, i64>,
+) -> Vec<(usize, i64)> {
+    let mut takes = vec![0; rows.len()];
+    let mut remaining = amount;
+    match how {
+        Settle::Cancel => {
+            for (at, &i) in rows.iter().enumerate().rev() {
+                let take = existing[i].open_qty().min(remaining);
+                takes[at] = take;
+                remaining -= take;
+            }
+        }
+        Settle::Ship => {
+            for (at, &i) in rows.iter().enumerate() {
+                let k = key(&existing[i].sku, &existing[i].location);
+                let already = taken.get(&k).copied().unwrap_or(0);
+                let on_hand = (book.quantities(&k).on_hand - already).max(0);
+                let take = existing[i].open_qty().min(on_hand).min(remaining);
+                takes[at] = take;
+                remaining -= take;
+                *taken.entry(k).or_default() += take;
+            }
+            for (at, &i) in rows.iter().enumerate() {
+                let take = (existing[i].open_qty() - takes[at]).min(remaining);
+                takes[at] += take;
+                remaining -= take;
+                let k = key(&existing[i].sku, &existing[i].location);
+                *taken.entry(k).or_default() += take;
+            }
+        }
+    }
+    let mut settled: Vec<(usize, i64)> = rows
+        .iter()
+        .zip(takes)
+        .filter(|&(_, take)| take > 0)
+        .map(|(&i, take)| (i, take))
+        .collect();
+    // A cancel lists what it released last choice first.
+    if how == Settle::Cancel {
+        settled.reverse();
+    }
+    settled
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -687,11 +856,11 @@ fn settle(
                     }));
                 };
                 if let Some(sku) = &line.sku {
-                    if *sku != first.sku {
+                    if sku != first.line_sku() {
                         return Err(Refusal::Reject(EventError::LineSkuMismatch {
                             line_id: line.line_id.clone(),
                             given: sku.clone(),
-                            actual: first.sku.clone(),
+                            actual: first.line_sku().clone(),
                         }));
                     }
                 }
@@ -721,7 +890,18 @@ fn settle(
             .filter(|&i| existing[i].line_id == *line_id)
             .filter(|&i| location.is_none_or(|l| existing[i].location == *l))
             .collect();
-        let open: i64 = rows.iter().map(|&i| existing[i].open_qty()).sum();
+        // A kit line has plain rows (pre-built kits) and, per component,
+        // rows in component units; its open quantity is counted in kits.
+        let (plain, parts) = kit_parts(existing, &rows);
+        let plain_open: i64 = plain.iter().map(|&i| existing[i].open_qty()).sum();
+        let parts_open = parts
+            .iter()
+            .map(|(per_kit, rows)| {
+                rows.iter().map(|&i| existing[i].open_qty()).sum::<i64>() / per_kit
+            })
+            .min()
+            .unwrap_or(0);
+        let open = plain_open + parts_open;
         let requested = qty.unwrap_or(open);
         if open == 0 || requested > open {
             return Err(Refusal::Reject(EventError::ReservationExceeded {
@@ -730,56 +910,37 @@ fn settle(
                 requested,
             }));
         }
-        // What each row of the line settles, in the rows' order.
-        let mut takes = vec![0; rows.len()];
-        let mut remaining = requested;
+        // Pre-built kits ship first and are released last: the reverse of
+        // how the order reserved them.
+        let from_plain = match how {
+            Settle::Ship => requested.min(plain_open),
+            Settle::Cancel => requested - requested.min(parts_open),
+        };
+        let from_parts = requested - from_plain;
+        let plain_plan = take_rows(book, existing, &plain, from_plain, how, &mut taken);
+        let mut parts_plan = Vec::new();
+        for (per_kit, part_rows) in &parts {
+            parts_plan.push(take_rows(
+                book,
+                existing,
+                part_rows,
+                from_parts * per_kit,
+                how,
+                &mut taken,
+            ));
+        }
+        // The plan lists rows in the order they are settled: a cancel walks
+        // the allocation backwards.
         match how {
-            Settle::Cancel => {
-                // Release the last choice first.
-                for (at, &i) in rows.iter().enumerate().rev() {
-                    let take = existing[i].open_qty().min(remaining);
-                    takes[at] = take;
-                    remaining -= take;
-                }
-            }
             Settle::Ship => {
-                // Goods leave from where they are: first, in allocation
-                // order, take what each row's location still has on hand
-                // (beyond what this ship already took there), so a location
-                // without stock is not driven negative while another has it.
-                for (at, &i) in rows.iter().enumerate() {
-                    let k = key(&existing[i].sku, &existing[i].location);
-                    let already = taken.get(&k).copied().unwrap_or(0);
-                    let on_hand = (book.quantities(&k).on_hand - already).max(0);
-                    let take = existing[i].open_qty().min(on_hand).min(remaining);
-                    takes[at] = take;
-                    remaining -= take;
-                    *taken.entry(k).or_default() += take;
-                }
-                // A ship is a fact from the warehouse: what no location holds
-                // is still taken, in allocation order, and on_hand goes
-                // negative.
-                for (at, &i) in rows.iter().enumerate() {
-                    let take = (existing[i].open_qty() - takes[at]).min(remaining);
-                    takes[at] += take;
-                    remaining -= take;
-                    let k = key(&existing[i].sku, &existing[i].location);
-                    *taken.entry(k).or_default() += take;
-                }
+                plan.extend(plain_plan);
+                plan.extend(parts_plan.into_iter().flatten());
+            }
+            Settle::Cancel => {
+                plan.extend(parts_plan.into_iter().rev().flatten());
+                plan.extend(plain_plan);
             }
         }
-        // Rows are settled in the order they were taken from: a cancel's
-        // changes list the last choice first.
-        let mut settled: Vec<(usize, i64)> = rows
-            .iter()
-            .zip(takes)
-            .filter(|&(_, take)| take > 0)
-            .map(|(&i, take)| (i, take))
-            .collect();
-        if how == Settle::Cancel {
-            settled.reverse();
-        }
-        plan.extend(settled);
     }
     let touched: Vec<(StockKey, i64)> = plan
         .iter()

@@ -27,6 +27,10 @@ mod channels;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_ledger.sql")),
     (2, include_str!("../migrations/postgres/0002_channels.sql")),
+    (
+        3,
+        include_str!("../migrations/postgres/0003_kit_reservations.sql"),
+    ),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").
 const WRITER_LOCK_ID: i64 = 0x5354_4f43_4b44;
@@ -446,7 +450,7 @@ impl Backend for PgBackend {
             let stmt = self
                 .statement(
                     "SELECT r.channel, r.order_id, r.line_id, r.alloc_index, r.sku, r.location,
-                            r.ordered_qty, r.shipped_qty, r.cancelled_qty
+                            r.ordered_qty, r.shipped_qty, r.cancelled_qty, r.kit_sku, r.per_kit_qty
                      FROM reservations r
                      WHERE r.channel = ANY($1) AND r.order_id = ANY($2)",
                 )
@@ -468,12 +472,38 @@ impl Backend for PgBackend {
                     ordered_qty: row.get(6),
                     shipped_qty: row.get(7),
                     cancelled_qty: row.get(8),
+                    kit: rows::kit_part(row.get(9), row.get(10))?,
                 });
                 skus.push(sku);
             }
-            skus.sort();
-            skus.dedup();
         }
+        if !needs.skus.is_empty() {
+            // Kits named by the events: an order for one reserves its components.
+            let kits: Vec<&str> = needs.skus.iter().map(Sku::as_str).collect();
+            let stmt = self
+                .statement(
+                    "SELECT kit, component, qty FROM bundle_components WHERE kit = ANY($1)
+                     ORDER BY kit, position",
+                )
+                .await?;
+            let mut components: Vec<(Sku, Vec<(Sku, i64)>)> = Vec::new();
+            for row in self.client.query(&stmt, &[&kits]).await? {
+                let kit = parse_id(row.get(0), Sku::parse)?;
+                let component: String = row.get(1);
+                let qty: i32 = row.get(2);
+                skus.push(component.clone());
+                let component = (parse_id(component, Sku::parse)?, i64::from(qty));
+                match components.last_mut() {
+                    Some((last, parts)) if *last == kit => parts.push(component),
+                    _ => components.push((kit, vec![component])),
+                }
+            }
+            for (kit, parts) in components {
+                book.load_kit(kit, parts);
+            }
+        }
+        skus.sort();
+        skus.dedup();
 
         let stmt = self
             .statement("SELECT sku FROM variants WHERE sku = ANY($1)")
@@ -579,12 +609,20 @@ impl Backend for PgBackend {
             let ordered: Vec<i64> = lines.iter().map(|(_, l)| l.ordered_qty).collect();
             let shipped: Vec<i64> = lines.iter().map(|(_, l)| l.shipped_qty).collect();
             let cancelled: Vec<i64> = lines.iter().map(|(_, l)| l.cancelled_qty).collect();
+            let kit_skus: Vec<Option<&str>> = lines
+                .iter()
+                .map(|(_, l)| l.kit.as_ref().map(|k| k.kit_sku.as_str()))
+                .collect();
+            let per_kit: Vec<Option<i64>> = lines
+                .iter()
+                .map(|(_, l)| l.kit.as_ref().map(|k| k.per_kit_qty))
+                .collect();
             let stmt = self
                 .statement(
                     "INSERT INTO reservations (channel, order_id, line_id, alloc_index, sku, location,
-                       ordered_qty, shipped_qty, cancelled_qty)
+                       ordered_qty, shipped_qty, cancelled_qty, kit_sku, per_kit_qty)
                      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[],
-                       $6::text[], $7::int8[], $8::int8[], $9::int8[])
+                       $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::int8[])
                      ON CONFLICT (channel, order_id, line_id, alloc_index) DO UPDATE SET
                        ordered_qty = EXCLUDED.ordered_qty, shipped_qty = EXCLUDED.shipped_qty,
                        cancelled_qty = EXCLUDED.cancelled_qty",
@@ -595,7 +633,7 @@ impl Backend for PgBackend {
                     &stmt,
                     &[
                         &channels, &order_ids, &line_ids, &alloc, &skus, &locations, &ordered,
-                        &shipped, &cancelled,
+                        &shipped, &cancelled, &kit_skus, &per_kit,
                     ],
                 )
                 .await?;

@@ -134,3 +134,18 @@ pub(crate) fn quarantined(
         payload_hash: PayloadHash(hash),
     })
 }
+
+/// The kit part of a reservation row from its two nullable columns.
+pub(crate) fn kit_part(
+    kit_sku: Option<String>,
+    per_kit_qty: Option<i64>,
+) -> Result<Option<stockd_core::ledger::KitPart>, StoreError> {
+    match (kit_sku, per_kit_qty) {
+        (Some(kit_sku), Some(per_kit_qty)) => Ok(Some(stockd_core::ledger::KitPart {
+            kit_sku: parse_id(kit_sku, stockd_core::Sku::parse)?,
+            per_kit_qty,
+        })),
+        (None, None) => Ok(None),
+        _ => Err(corrupt("reservation with half a kit part")),
+    }
+}

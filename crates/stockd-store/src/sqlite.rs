@@ -24,6 +24,10 @@ mod channels;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_ledger.sql")),
     (2, include_str!("../migrations/sqlite/0002_channels.sql")),
+    (
+        3,
+        include_str!("../migrations/sqlite/0003_kit_reservations.sql"),
+    ),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;
@@ -530,7 +534,8 @@ impl Backend for SqliteBackend {
         let mut skus = needs.skus.clone();
         {
             let mut stmt = conn.prepare_cached(
-                "SELECT line_id, alloc_index, sku, location, ordered_qty, shipped_qty, cancelled_qty
+                "SELECT line_id, alloc_index, sku, location, ordered_qty, shipped_qty, cancelled_qty,
+                        kit_sku, per_kit_qty
                  FROM reservations WHERE channel = ?1 AND order_id = ?2",
             )?;
             for order in &needs.orders {
@@ -548,11 +553,14 @@ impl Backend for SqliteBackend {
                                     r.get::<_, i64>(5)?,
                                     r.get::<_, i64>(6)?,
                                 ],
+                                (r.get::<_, Option<String>>(7)?, r.get::<_, Option<i64>>(8)?),
                             ))
                         },
                     )?
                     .collect::<Result<Vec<_>, _>>()?;
-                for (line_id, alloc_index, sku, location, [ordered, shipped, cancelled]) in lines {
+                for (line_id, alloc_index, sku, location, [ordered, shipped, cancelled], kit) in
+                    lines
+                {
                     let sku = parse_id(sku, Sku::parse)?;
                     skus.insert(sku.clone());
                     book.load_reservation(ReservationLine {
@@ -564,8 +572,31 @@ impl Backend for SqliteBackend {
                         ordered_qty: ordered,
                         shipped_qty: shipped,
                         cancelled_qty: cancelled,
+                        kit: rows::kit_part(kit.0, kit.1)?,
                     });
                 }
+            }
+        }
+        {
+            // Kits named by the events: an order for one reserves its components.
+            let mut stmt = conn.prepare_cached(
+                "SELECT component, qty FROM bundle_components WHERE kit = ?1 ORDER BY position",
+            )?;
+            for kit in &needs.skus {
+                let components = stmt
+                    .query_map([kit.as_str()], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                if components.is_empty() {
+                    continue;
+                }
+                let components = components
+                    .into_iter()
+                    .map(|(sku, qty)| Ok((parse_id(sku, Sku::parse)?, qty)))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                skus.extend(components.iter().map(|(sku, _)| sku.clone()));
+                book.load_kit(kit.clone(), components);
             }
         }
         {
@@ -651,8 +682,8 @@ impl Backend for SqliteBackend {
         {
             let mut stmt = conn.prepare_cached(
                 "INSERT INTO reservations (channel, order_id, line_id, alloc_index, sku, location,
-                   ordered_qty, shipped_qty, cancelled_qty)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                   ordered_qty, shipped_qty, cancelled_qty, kit_sku, per_kit_qty)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (channel, order_id, line_id, alloc_index) DO UPDATE SET
                    ordered_qty = excluded.ordered_qty, shipped_qty = excluded.shipped_qty,
                    cancelled_qty = excluded.cancelled_qty",
@@ -668,7 +699,9 @@ impl Backend for SqliteBackend {
                         line.location.as_str(),
                         line.ordered_qty,
                         line.shipped_qty,
-                        line.cancelled_qty
+                        line.cancelled_qty,
+                        line.kit.as_ref().map(|k| k.kit_sku.as_str()),
+                        line.kit.as_ref().map(|k| k.per_kit_qty)
                     ])?;
                 }
             }

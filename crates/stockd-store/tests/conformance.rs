@@ -618,6 +618,64 @@ async fn channels_listings_kits_and_rules(store: Shared) {
         .is_empty());
 }
 
+async fn kit_orders_reserve_components(store: Shared) {
+    use stockd_core::availability::{Bundle, BundleComponent};
+    setup(&store).await;
+    variants(&store, &["GIFT-BOX"]).await;
+    store
+        .put_bundle(Bundle {
+            kit: sku("GIFT-BOX"),
+            components: vec![
+                BundleComponent {
+                    sku: sku("TEE-M"),
+                    qty: 2,
+                },
+                BundleComponent {
+                    sku: sku("TEE-L"),
+                    qty: 1,
+                },
+            ],
+        })
+        .await
+        .unwrap();
+    submit(
+        &store,
+        vec![
+            json!({"key": "a", "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 10}),
+            json!({"key": "b", "type": "receipt", "sku": "TEE-L", "location": "AMS", "qty": 10}),
+            json!({"key": "c", "type": "receipt", "sku": "GIFT-BOX", "location": "AMS", "qty": 1}),
+            json!({"key": "o", "type": "order", "channel": "shop", "order_id": "9",
+                   "lines": [{"line_id": "1", "sku": "GIFT-BOX", "qty": 3}]}),
+        ],
+    )
+    .await
+    .unwrap();
+    // One pre-built box, two assembled: 4 TEE-M and 2 TEE-L reserved.
+    assert_eq!(totals(&store, "GIFT-BOX").await, (1, 1, 0, 0));
+    assert_eq!(totals(&store, "TEE-M").await, (10, 4, 6, 0));
+    assert_eq!(totals(&store, "TEE-L").await, (10, 2, 8, 0));
+    // A later request reads the kit rows back: ship two boxes, cancel the last.
+    submit(
+        &store,
+        vec![
+            json!({"key": "s", "type": "ship", "channel": "shop", "order_id": "9",
+                    "lines": [{"line_id": "1", "sku": "GIFT-BOX", "qty": 2}]}),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(totals(&store, "GIFT-BOX").await, (0, 0, 0, 0));
+    assert_eq!(totals(&store, "TEE-M").await, (8, 2, 6, 0));
+    submit(
+        &store,
+        vec![json!({"key": "x", "type": "cancel", "channel": "shop", "order_id": "9"})],
+    )
+    .await
+    .unwrap();
+    assert_eq!(totals(&store, "TEE-M").await, (8, 0, 8, 0));
+    assert_eq!(totals(&store, "TEE-L").await, (9, 0, 9, 0));
+}
+
 /// Runs `case` on a store, closes it, reopens the same database and runs `then`.
 async fn survives_reopen(
     open: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Shared>>>,
@@ -699,6 +757,7 @@ conformance!(
     inbound_and_returns,
     pages_through_stock_and_ledger,
     channels_listings_kits_and_rules,
+    kit_orders_reserve_components,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
