@@ -1,10 +1,11 @@
-//! The command line: `stockd serve | migrate | import variants | events | stock`.
+//! The command line: `stockd serve | migrate | import variants|listings |
+//! events | stock | rules validate|preview|apply|diff|rollback|history`.
 //! Parses flags (clap reads the environment variables too), resolves the
 //! configuration, sets up logging and runs the command.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
-use crate::client::{ApiClient, Target};
+use crate::client::{ApiClient, RulesOp, Target};
 use crate::config::{ConfigError, FileConfig, LogFormat, LogSettings, Overrides, Secret, Settings};
 use crate::{import, input};
 use clap::{Args, Parser, Subcommand};
@@ -48,8 +49,73 @@ pub enum Command {
     /// Apply a file of events (one JSON object per line) in atomic chunks of 1,000;
     /// prints {"applied", "duplicate", "quarantined"}.
     Events(EventsArgs),
-    /// Print the stock of one variant as JSON.
+    /// Print the stock of one variant as JSON, with what each channel may show.
     Stock(StockArgs),
+    /// Check, preview, apply, compare and roll back the channel rules
+    /// (a TOML file with the same structure as the JSON `rules` of the API).
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check a rules file against the channels known to the database or server;
+    /// exit 1 with every problem listed when it is invalid.
+    Validate(RulesFileArgs),
+    /// Print which listings the rules file would change (from → to) and a summary; changes nothing.
+    Preview(RulesFileArgs),
+    /// Store the rules file as the next version and print how many listings it moved.
+    Apply(RulesApplyArgs),
+    /// Print every value that differs between two versions (0 = the empty document).
+    Diff(RulesDiffArgs),
+    /// Store an earlier version's document as the next version.
+    Rollback(RulesRollbackArgs),
+    /// List every version, oldest first.
+    History(RulesTargetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RulesFileArgs {
+    /// The TOML rules file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesApplyArgs {
+    /// The TOML rules file.
+    pub file: PathBuf,
+    /// Why (kept with the version).
+    #[arg(long, short)]
+    pub message: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesDiffArgs {
+    pub from: u32,
+    pub to: u32,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesRollbackArgs {
+    /// The version whose document becomes the next version.
+    pub version: u32,
+    /// Why (kept with the version).
+    #[arg(long, short)]
+    pub message: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesTargetArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +162,21 @@ pub enum ImportCommand {
     /// Upsert variants from a CSV file (header sku,title,product_id,gtin) or a JSON array,
     /// in chunks of 1,000; the whole file is checked before anything is sent.
     Variants(ImportVariantsArgs),
+    /// Upsert listings of one channel from a CSV file (header sku,rank and any
+    /// external.<key> columns) or a JSON array of {"sku", "external", "rank"},
+    /// in atomic chunks of 1,000; the whole file is checked before anything is sent.
+    Listings(ImportListingsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportListingsArgs {
+    /// The CSV or JSON file.
+    pub file: PathBuf,
+    /// The channel id the listings belong to.
+    #[arg(long, value_name = "ID")]
+    pub channel: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -182,8 +263,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Import(ImportCommand::Variants(args)) => {
             (None, args.target.database.database.clone())
         }
+        Command::Import(ImportCommand::Listings(args)) => {
+            (None, args.target.database.database.clone())
+        }
         Command::Events(args) => (None, args.target.database.database.clone()),
         Command::Stock(args) => (None, args.target.database.database.clone()),
+        Command::Rules(command) => (None, command.target().database.database.clone()),
     };
     let overrides = Overrides {
         listen,
@@ -214,6 +299,19 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             print_json(&counts);
             Ok(())
         }
+        Command::Import(ImportCommand::Listings(args)) => {
+            let channel = stockd_core::ChannelId::parse(args.channel.as_str()).map_err(|e| {
+                Failure::Usage(format!("invalid channel id {:?}: {e}", args.channel))
+            })?;
+            let listings = import::read_listings(&args.file, &channel).map_err(Failure::runtime)?;
+            let target = open_target(&settings, &args.target).await?;
+            let sent = import::send_listings(&target, channel.as_str(), listings).await;
+            target.close().await;
+            let upserted = sent.map_err(Failure::runtime)?;
+            print_json(&serde_json::json!({ "upserted": upserted }));
+            Ok(())
+        }
+        Command::Rules(command) => run_rules(&settings, command).await,
         Command::Events(args) => {
             let target = open_target(&settings, &args.target).await?;
             let (summary, sent) = import::send_events(&target, &args.file).await;
@@ -236,6 +334,102 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 None => Err(Failure::Runtime(format!("unknown sku {:?}", args.sku))),
             }
         }
+    }
+}
+
+impl RulesCommand {
+    fn target(&self) -> &TargetArgs {
+        match self {
+            RulesCommand::Validate(a) | RulesCommand::Preview(a) => &a.target,
+            RulesCommand::Apply(a) => &a.target,
+            RulesCommand::Diff(a) => &a.target,
+            RulesCommand::Rollback(a) => &a.target,
+            RulesCommand::History(a) => &a.target,
+        }
+    }
+}
+
+/// Reads a TOML rules file. Syntax errors and unknown keys come back with
+/// the line and key that `toml` names.
+pub fn read_rules_file(
+    path: &std::path::Path,
+) -> Result<stockd_core::rules::RulesDocument, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Runtime(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str::<stockd_core::rules::RulesDocument>(&text).map_err(|e| {
+        let mut message = format!("{} is not a valid rules document:\n{e}", path.display());
+        // Name the field by its path as well, as the API would.
+        if let Ok(table) = toml::from_str::<toml::Table>(&text) {
+            if let Ok(value) = serde_json::to_value(table) {
+                if let Err(errors) = input::parse_rules_document(&value) {
+                    for error in errors {
+                        message.push_str(&format!("\n  {error}"));
+                    }
+                }
+            }
+        }
+        Failure::Runtime(message)
+    })
+}
+
+async fn run_rules(settings: &Settings, command: RulesCommand) -> Result<(), Failure> {
+    let op = match &command {
+        RulesCommand::Validate(args) => {
+            let doc = read_rules_file(&args.file)?;
+            let target = open_target(settings, &args.target).await?;
+            let known = target.channel_ids().await;
+            target.close().await;
+            let known = known.map_err(Failure::runtime)?;
+            return match doc.validate(&known) {
+                Ok(_) => {
+                    print_json(&serde_json::json!({"valid": true}));
+                    Ok(())
+                }
+                Err(errors) => Err(Failure::Runtime(format!(
+                    "{} is invalid ({} problem(s)):\n  {}",
+                    args.file.display(),
+                    errors.len(),
+                    errors
+                        .iter()
+                        .map(|e| format!("{e} [{}]", e.code()))
+                        .collect::<Vec<_>>()
+                        .join("\n  ")
+                ))),
+            };
+        }
+        RulesCommand::Preview(args) => RulesOp::Preview(read_rules_file(&args.file)?),
+        RulesCommand::Apply(args) => {
+            RulesOp::Apply(read_rules_file(&args.file)?, args.message.clone())
+        }
+        RulesCommand::Diff(args) => RulesOp::Diff(args.from, args.to),
+        RulesCommand::Rollback(args) => RulesOp::Rollback(args.version, args.message.clone()),
+        RulesCommand::History(_) => RulesOp::History,
+    };
+    let target = open_target(settings, command.target()).await?;
+    let answer = target.rules(op).await;
+    target.close().await;
+    match answer {
+        Ok(value) => {
+            print_json(&value);
+            Ok(())
+        }
+        Err(crate::client::SendError::Refused {
+            code,
+            message,
+            details,
+        }) => {
+            let mut text = format!("{code}: {message}");
+            for d in details {
+                text.push_str(&format!(
+                    "\n  {}: {}{}",
+                    d.field.unwrap_or_default(),
+                    d.message,
+                    d.code.map(|c| format!(" [{c}]")).unwrap_or_default()
+                ));
+            }
+            Err(Failure::Runtime(text))
+        }
+        Err(e) => Err(Failure::runtime(e)),
     }
 }
 

@@ -10,8 +10,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-use stockd_core::{Event, EventResult, RequestError, Sku, Variant};
-use stockd_store::{Store, StoreError};
+use stockd_core::rules::RulesDocument;
+use stockd_core::{ChannelId, Event, EventResult, RequestError, Sku, Variant};
+use stockd_store::{ListingRecord, Store, StoreError};
 
 /// Time allowed to connect to the server.
 const CONNECT_TIMEOUT_MS: u64 = 10_000;
@@ -120,6 +121,34 @@ impl ApiClient {
         answer(response).await
     }
 
+    /// Sends `body` (if any) as JSON to `base` + the percent-encoded
+    /// `segments` + `query`.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, SendError> {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        let mut request = self.request(method, url);
+        if let Some(body) = body {
+            let bytes = serde_json::to_vec(body).map_err(|e| SendError::Protocol {
+                status: 0,
+                body: e.to_string(),
+            })?;
+            request = request.header(CONTENT_TYPE, "application/json").body(bytes);
+        }
+        answer(request.send().await?).await
+    }
+
     async fn get_json(&self, path: &str, segment: &str) -> Result<Value, SendError> {
         let url = self.url(path, Some(segment))?;
         let response = self.request(reqwest::Method::GET, url).send().await?;
@@ -216,16 +245,11 @@ impl Target {
         }
     }
 
-    /// The stock view of one variant as JSON; `None` when the SKU is unknown.
+    /// The stock view of one variant (with its channels) as JSON; `None` when the SKU is unknown.
     pub async fn stock(&self, sku: &Sku) -> Result<Option<Value>, SendError> {
         match self {
-            Target::Direct(store) => match store.stock(sku).await? {
-                Some(view) => Ok(Some(serde_json::to_value(view).map_err(|e| {
-                    SendError::Protocol {
-                        status: 0,
-                        body: e.to_string(),
-                    }
-                })?)),
+            Target::Direct(store) => match crate::api::stock::stock_detail(&**store, sku).await? {
+                Some(view) => Ok(Some(to_json(&view)?)),
                 None => Ok(None),
             },
             Target::Server(client) => match client.get_json("v1/stock", sku.as_str()).await {
@@ -236,10 +260,147 @@ impl Target {
         }
     }
 
+    /// Upserts listings of one channel (atomically).
+    pub async fn upsert_listings(
+        &self,
+        channel: &str,
+        listings: Vec<ListingRecord>,
+    ) -> Result<usize, SendError> {
+        match self {
+            Target::Direct(store) => {
+                Ok(crate::api::channels::ingest_listings(&**store, channel, listings).await?)
+            }
+            Target::Server(client) => {
+                let items: Vec<Value> = listings
+                    .into_iter()
+                    .map(|l| {
+                        serde_json::json!({"sku": l.sku, "external": l.external, "rank": l.rank})
+                    })
+                    .collect();
+                let value = client
+                    .call(
+                        reqwest::Method::POST,
+                        &["v1", "channels", channel, "listings"],
+                        &[],
+                        Some(&Value::Array(items)),
+                    )
+                    .await?;
+                value["upserted"]
+                    .as_u64()
+                    .map(|n| n as usize)
+                    .ok_or_else(|| protocol(StatusCode::OK, &value))
+            }
+        }
+    }
+
+    /// Every channel id (what a rules document may name).
+    pub async fn channel_ids(&self) -> Result<Vec<ChannelId>, SendError> {
+        match self {
+            Target::Direct(store) => {
+                Ok(store.channels().await?.into_iter().map(|c| c.id).collect())
+            }
+            Target::Server(client) => {
+                let value = client
+                    .call(reqwest::Method::GET, &["v1", "channels"], &[], None)
+                    .await?;
+                let ids = value["items"]
+                    .as_array()
+                    .map(|items| {
+                        items
+                            .iter()
+                            .filter_map(|c| c["id"].as_str())
+                            .filter_map(|id| ChannelId::parse(id).ok())
+                            .collect()
+                    })
+                    .ok_or_else(|| protocol(StatusCode::OK, &value))?;
+                Ok(ids)
+            }
+        }
+    }
+
+    /// One rules operation; the answer is the API's JSON either way.
+    pub async fn rules(&self, op: RulesOp) -> Result<Value, SendError> {
+        use crate::api::rules;
+        use reqwest::Method;
+        let now = chrono::Utc::now();
+        match self {
+            Target::Direct(store) => {
+                let store = &**store;
+                let author = cli_author();
+                match op {
+                    RulesOp::Preview(doc) => to_json(&rules::preview(store, &doc, now).await?),
+                    RulesOp::Apply(doc, message) => {
+                        to_json(&rules::apply(store, doc, message, author, now).await?)
+                    }
+                    RulesOp::Rollback(version, message) => {
+                        to_json(&rules::rollback(store, version, message, author, now).await?)
+                    }
+                    RulesOp::Diff(from, to) => to_json(&rules::diff(store, from, to).await?),
+                    RulesOp::History => to_json(&rules::history(store).await?),
+                }
+            }
+            Target::Server(client) => match op {
+                RulesOp::Preview(doc) => {
+                    let body = serde_json::json!({"rules": doc});
+                    client
+                        .call(Method::POST, &["v1", "rules", "preview"], &[], Some(&body))
+                        .await
+                }
+                RulesOp::Apply(doc, message) => {
+                    let body = serde_json::json!({"rules": doc, "message": message});
+                    client
+                        .call(Method::PUT, &["v1", "rules"], &[], Some(&body))
+                        .await
+                }
+                RulesOp::Rollback(version, message) => {
+                    let body = serde_json::json!({"version": version, "message": message});
+                    client
+                        .call(Method::POST, &["v1", "rules", "rollback"], &[], Some(&body))
+                        .await
+                }
+                RulesOp::Diff(from, to) => {
+                    let query = [("from", from.to_string()), ("to", to.to_string())];
+                    client
+                        .call(Method::GET, &["v1", "rules", "diff"], &query, None)
+                        .await
+                }
+                RulesOp::History => {
+                    client
+                        .call(Method::GET, &["v1", "rules", "versions"], &[], None)
+                        .await
+                }
+            },
+        }
+    }
+
     /// Lets a direct store finish its writes.
     pub async fn close(self) {
         if let Target::Direct(store) = self {
             store.close().await;
         }
     }
+}
+
+/// A rules operation of `stockd rules …`.
+pub enum RulesOp {
+    Preview(RulesDocument),
+    Apply(RulesDocument, String),
+    Rollback(u32, String),
+    Diff(u32, u32),
+    History,
+}
+
+/// The author of a version applied from the command line on a database.
+fn cli_author() -> String {
+    match std::env::var("USER") {
+        Ok(user) if !user.is_empty() => format!("cli:{user}"),
+        _ => "cli".to_string(),
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<Value, SendError> {
+    serde_json::to_value(value).map_err(|e| SendError::Protocol {
+        status: 0,
+        body: e.to_string(),
+    })
 }

@@ -31,6 +31,10 @@ pub struct ErrorDetail {
     /// The idempotency key concerned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Stable code of this problem where one item can have several kinds
+    /// (e.g. `percent_out_of_range` in a rules document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     pub message: String,
 }
 
@@ -54,6 +58,7 @@ impl FieldProblem {
             index: Some(index),
             field: self.field,
             key: None,
+            code: None,
             message: self.message,
         }
     }
@@ -165,12 +170,14 @@ impl ApiError {
                 index: Some(index),
                 field: Some("key".to_string()),
                 key: Some(key),
+                code: None,
                 message: "this key was used before for a different payload".to_string(),
             }],
             ApiError::EventRefused { index, error } => vec![ErrorDetail {
                 index: Some(index),
                 field: Some(error.field().to_string()),
                 key: None,
+                code: None,
                 message: error.to_string(),
             }],
             _ => Vec::new(),
@@ -188,6 +195,17 @@ impl ApiError {
             message: message.into(),
             details,
         }
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::NotFound {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unknown_channel(channel: &str) -> Self {
+        ApiError::not_found("unknown_channel", format!("unknown channel {channel:?}"))
     }
 
     pub fn unknown_sku(sku: &str) -> Self {

@@ -1,5 +1,5 @@
-//! The import commands: a catalog file of variants (CSV or JSON) and a file
-//! of events (JSON lines), sent in chunks of 1,000 to a `Target` with a
+//! The import commands: a catalog file of variants (CSV or JSON), a file of
+//! listings of one channel (CSV or JSON) and a file of events (JSON lines), sent in chunks of 1,000 to a `Target` with a
 //! progress bar. Items are judged by the same code as API requests (`input`).
 
 use crate::client::{SendError, Target, UpsertCounts};
@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
-use stockd_core::{Event, EventStatus, Variant};
+use stockd_core::{ChannelId, Event, EventStatus, Variant};
+use stockd_store::ListingRecord;
 
 /// Items per request (one atomic request per chunk).
 pub const CHUNK_LEN: usize = 1_000;
@@ -237,6 +238,152 @@ fn refused(
         source,
         details,
     }
+}
+
+/// Reads and validates a listings file for `channel`: CSV with a header row
+/// (columns sku, rank and any number of `external.<key>`; empty cells mean
+/// absent) or a JSON array of `{"sku", "external", "rank"}`.
+pub fn read_listings(path: &Path, channel: &ChannelId) -> Result<Vec<ListingRecord>, ImportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        || text.trim_start().starts_with('[');
+    let items = if is_json {
+        json_items(path, &text)?
+    } else {
+        listing_csv_items(path, &text)?
+    };
+    let mut listings = Vec::with_capacity(items.len());
+    let mut problems = Vec::new();
+    let mut first_seen: HashMap<String, String> = HashMap::new();
+    for (where_, item) in items {
+        match input::parse_listing_item(channel, &item) {
+            Ok(listing) => {
+                let sku = listing.sku.to_string();
+                if let Some(first) = first_seen.get(&sku) {
+                    problems.push(format!(
+                        "{where_}: sku {sku:?} appears twice (first at {first})"
+                    ));
+                } else {
+                    first_seen.insert(sku, where_);
+                }
+                listings.push(listing);
+            }
+            Err(found) => problems.extend(
+                found
+                    .iter()
+                    .map(|p| problem_text(&where_, p.field.as_deref(), &p.message)),
+            ),
+        }
+        if problems.len() >= PROBLEMS_MAX {
+            problems.truncate(PROBLEMS_MAX);
+            problems.push(format!("(stopped after {PROBLEMS_MAX} problems)"));
+            break;
+        }
+    }
+    if problems.is_empty() {
+        Ok(listings)
+    } else {
+        Err(ImportError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+}
+
+fn listing_csv_items(path: &Path, text: &str) -> Result<Vec<(String, Value)>, ImportError> {
+    let format = |message: String| ImportError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| format(format!("cannot read the header row: {e}")))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    if let Some(unknown) = headers.iter().find(|h| {
+        !(h.as_str() == "sku"
+            || h.as_str() == "rank"
+            || h.strip_prefix("external.").is_some_and(|k| !k.is_empty()))
+    }) {
+        return Err(format(format!(
+            "unknown column {unknown:?}; expected sku, rank and external.<key> columns"
+        )));
+    }
+    if !headers.iter().any(|h| h == "sku") {
+        return Err(format("the header row has no sku column".to_string()));
+    }
+    let mut items = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| format(e.to_string()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let mut item = Map::new();
+        let mut external = Map::new();
+        for (header, cell) in headers.iter().zip(record.iter()) {
+            if cell.is_empty() {
+                continue;
+            }
+            if let Some(key) = header.strip_prefix("external.") {
+                external.insert(key.to_string(), Value::String(cell.to_string()));
+            } else if header == "rank" {
+                // A number when it is one; otherwise the text, which the
+                // item check then names as a bad rank.
+                let value = cell
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .unwrap_or_else(|_| Value::String(cell.to_string()));
+                item.insert(header.clone(), value);
+            } else {
+                item.insert(header.clone(), Value::String(cell.to_string()));
+            }
+        }
+        if !external.is_empty() {
+            item.insert("external".to_string(), Value::Object(external));
+        }
+        items.push((format!("line {line}"), Value::Object(item)));
+    }
+    Ok(items)
+}
+
+/// Sends listings of one channel in chunks of `CHUNK_LEN`; returns how many were upserted.
+pub async fn send_listings(
+    target: &Target,
+    channel: &str,
+    listings: Vec<ListingRecord>,
+) -> Result<usize, ImportError> {
+    let bar = progress_bar(
+        listings.len() as u64,
+        "{spinner} listings {pos}/{len} [{bar:40}] {eta}",
+    );
+    let mut total = 0;
+    let mut sent = 0;
+    let mut rest = listings;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(CHUNK_LEN));
+        let chunk = std::mem::replace(&mut rest, tail);
+        let len = chunk.len();
+        total += target
+            .upsert_listings(channel, chunk)
+            .await
+            .map_err(|source| {
+                refused(format!("listings {}..{}", sent, sent + len), source, |d| {
+                    d.index.map(|i| format!("listing {}", sent + i))
+                })
+            })?;
+        sent += len;
+        bar.inc(len as u64);
+    }
+    bar.finish_and_clear();
+    Ok(total)
 }
 
 /// What became of the events of a file.

@@ -12,7 +12,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use stockd_core::catalog::gtin_is_valid;
 use stockd_core::event::{LineInput, TEXT_LEN_MAX};
-use stockd_core::{Event, EventInput, Location, LocationId, Sku, Variant};
+use stockd_core::rules::{
+    ChangeBudgetDoc, EtaDoc, MatchDoc, PreallocationDoc, RuleError, RuleProblem, RuleValues,
+    RulesDocument,
+};
+use stockd_core::{ChannelId, Event, EventInput, Location, LocationId, Sku, Variant};
+use stockd_store::{ChannelKind, ChannelRecord, ListingRecord};
 use utoipa::ToSchema;
 
 /// Most events one request may carry.
@@ -385,6 +390,294 @@ pub fn parse_location(id: &str, body: &Value) -> Result<Location, ApiError> {
         }),
         _ => Err(invalid(problems)),
     }
+}
+
+/// Most listings one request may carry.
+pub const LISTINGS_PER_REQUEST_MAX: usize = 10_000;
+
+/// Body of `PUT /v1/channels/{id}`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelFields {
+    /// shopify, woocommerce, bol, amazon or gmc.
+    pub kind: Option<String>,
+    /// Locations whose stock the channel sells (default: every sellable location).
+    pub locations: Option<Vec<String>>,
+    /// Default true.
+    pub enabled: Option<bool>,
+}
+
+/// The body of `PUT /v1/channels/{id}`, checked on its own (whether the
+/// locations exist is the caller's check).
+pub fn parse_channel(id: &str, body: &Value) -> Result<ChannelRecord, ApiError> {
+    let invalid = |problems: Vec<FieldProblem>| {
+        let details: Vec<ErrorDetail> = problems.into_iter().map(|p| p.at(0)).collect();
+        ApiError::invalid("invalid_channel", "the channel is invalid", details)
+    };
+    let fields: ChannelFields = decode(body).map_err(invalid)?;
+    let mut problems = Vec::new();
+    let id = ChannelId::parse(id)
+        .map_err(|e| problems.push(FieldProblem::new("id", e.to_string())))
+        .ok();
+    let kind = match fields.kind.as_deref() {
+        None => {
+            problems.push(FieldProblem::new("kind", "is required"));
+            None
+        }
+        Some(raw) => ChannelKind::parse(raw).or_else(|| {
+            problems.push(FieldProblem::new(
+                "kind",
+                format!("must be one of shopify, woocommerce, bol, amazon, gmc (got {raw:?})"),
+            ));
+            None
+        }),
+    };
+    let locations = fields.locations.map(|raw| {
+        raw.iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                LocationId::parse(l.as_str())
+                    .map_err(|e| {
+                        problems.push(FieldProblem::new(format!("locations[{i}]"), e.to_string()))
+                    })
+                    .ok()
+            })
+            .collect::<Vec<_>>()
+    });
+    match (id, kind) {
+        (Some(id), Some(kind)) if problems.is_empty() => Ok(ChannelRecord {
+            id,
+            kind,
+            locations,
+            enabled: fields.enabled.unwrap_or(true),
+        }),
+        _ => Err(invalid(problems)),
+    }
+}
+
+/// One item of `POST /v1/channels/{id}/listings` (also one row of an import file).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListingItem {
+    pub sku: Option<String>,
+    /// The channel's own ids for the variant (inventory item, offer id, …), kept as given.
+    #[schema(value_type = Option<Object>)]
+    pub external: Option<Map<String, Value>>,
+    /// Pre-allocation priority (lower first).
+    pub rank: Option<i32>,
+}
+
+/// One listing item for `channel`.
+pub fn parse_listing_item(
+    channel: &ChannelId,
+    value: &Value,
+) -> Result<ListingRecord, Vec<FieldProblem>> {
+    let item: ListingItem = decode(value)?;
+    let sku = match &item.sku {
+        Some(raw) => parse_sku(raw).map_err(|p| vec![p])?,
+        None => return Err(vec![FieldProblem::new("sku", "is required")]),
+    };
+    Ok(ListingRecord {
+        channel: channel.clone(),
+        sku,
+        external: item.external.unwrap_or_default(),
+        rank: item.rank,
+    })
+}
+
+/// The body of `POST /v1/channels/{id}/listings`: an array of listings with
+/// distinct SKUs, all valid or none applied.
+pub fn parse_listing_items(
+    channel: &ChannelId,
+    body: Value,
+) -> Result<Vec<ListingRecord>, ApiError> {
+    let Value::Array(items) = body else {
+        return Err(ApiError::invalid(
+            "invalid_listing",
+            format!(
+                "the body must be an array of listings, not {}",
+                kind_of(&body)
+            ),
+            Vec::new(),
+        ));
+    };
+    if items.len() > LISTINGS_PER_REQUEST_MAX {
+        return Err(ApiError::invalid(
+            "too_many_listings",
+            format!(
+                "{} listings in one request; at most {LISTINGS_PER_REQUEST_MAX} are accepted",
+                items.len()
+            ),
+            Vec::new(),
+        ));
+    }
+    let mut listings = Vec::with_capacity(items.len());
+    let mut details = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (index, item) in items.iter().enumerate() {
+        match parse_listing_item(channel, item) {
+            Ok(listing) => {
+                if let Some(first) = seen.insert(listing.sku.clone(), index) {
+                    details.push(
+                        FieldProblem::new("sku", format!("appears twice (first at index {first})"))
+                            .at(index),
+                    );
+                }
+                listings.push(listing);
+            }
+            Err(problems) => details.extend(problems.into_iter().map(|p| p.at(index))),
+        }
+    }
+    if details.is_empty() {
+        Ok(listings)
+    } else {
+        Err(ApiError::invalid(
+            "invalid_listing",
+            "some listings are invalid; nothing was applied",
+            details,
+        ))
+    }
+}
+
+/// A rules document from JSON. When serde refuses it, each part is decoded
+/// alone so that every unknown key or wrong type is named by its path
+/// (`defaults.colour`, `channels.bol.percent`, `overrides[1].set`).
+pub fn parse_rules_document(value: &Value) -> Result<RulesDocument, Vec<RuleError>> {
+    match RulesDocument::deserialize(value) {
+        Ok(doc) => Ok(doc),
+        Err(whole) => {
+            let mut errors = Vec::new();
+            locate_rules_problems(value, &mut errors);
+            if errors.is_empty() {
+                errors.push(unparsable("rules", whole.to_string()));
+            }
+            Err(errors)
+        }
+    }
+}
+
+fn unparsable(field: impl Into<String>, message: impl Into<String>) -> RuleError {
+    RuleError::new(
+        field,
+        RuleProblem::Unparsable {
+            message: message.into(),
+        },
+    )
+}
+
+/// Decodes `value` as `T`; on failure names each field of an object that
+/// fails alone (all fields of `T` are optional), or `path` itself.
+fn locate<T: DeserializeOwned>(path: &str, value: &Value, out: &mut Vec<RuleError>) {
+    let Err(whole) = T::deserialize(value) else {
+        return;
+    };
+    let before = out.len();
+    if let Value::Object(object) = value {
+        for problem in field_problems::<T>(object, "") {
+            let name = problem.field.unwrap_or_default();
+            out.push(unparsable(format!("{path}.{name}"), problem.message));
+        }
+    }
+    if out.len() == before {
+        out.push(unparsable(path, whole.to_string()));
+    }
+}
+
+fn locate_rules_problems(value: &Value, out: &mut Vec<RuleError>) {
+    let Value::Object(top) = value else {
+        out.push(unparsable(
+            "rules",
+            format!("must be an object, not {}", kind_of(value)),
+        ));
+        return;
+    };
+    for (key, part) in top {
+        match key.as_str() {
+            "defaults" => locate::<RuleValues>(key, part, out),
+            "channels" => match part {
+                Value::Object(channels) => {
+                    for (id, values) in channels {
+                        locate::<RuleValues>(&format!("channels.{id}"), values, out);
+                    }
+                }
+                other => out.push(unparsable(
+                    key.as_str(),
+                    format!("must be an object, not {}", kind_of(other)),
+                )),
+            },
+            "overrides" => match part {
+                Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let path = format!("overrides[{i}]");
+                        match item {
+                            Value::Object(fields) => {
+                                for (name, field) in fields {
+                                    let field_path = format!("{path}.{name}");
+                                    match name.as_str() {
+                                        "match" => locate::<MatchDoc>(&field_path, field, out),
+                                        "set" => locate::<RuleValues>(&field_path, field, out),
+                                        "channels" => {
+                                            locate::<Option<Vec<String>>>(&field_path, field, out)
+                                        }
+                                        _ => out.push(unparsable(
+                                            field_path,
+                                            format!(
+                                                "unknown field `{name}`, expected one of `match`, `channels`, `set`"
+                                            ),
+                                        )),
+                                    }
+                                }
+                            }
+                            other => out.push(unparsable(
+                                path,
+                                format!("must be an object, not {}", kind_of(other)),
+                            )),
+                        }
+                    }
+                }
+                other => out.push(unparsable(
+                    key.as_str(),
+                    format!("must be an array, not {}", kind_of(other)),
+                )),
+            },
+            "preallocation" => locate::<PreallocationDoc>(key, part, out),
+            "eta" => locate::<EtaDoc>(key, part, out),
+            "change_budget" => locate::<ChangeBudgetDoc>(key, part, out),
+            _ => out.push(unparsable(
+                key.as_str(),
+                format!(
+                    "unknown field `{key}`, expected one of `defaults`, `channels`, `overrides`, \
+                     `preallocation`, `eta`, `change_budget`"
+                ),
+            )),
+        }
+    }
+}
+
+/// Rules problems as error details `{field, code, message}`.
+pub fn rule_details(errors: &[RuleError]) -> Vec<ErrorDetail> {
+    errors
+        .iter()
+        .map(|e| ErrorDetail {
+            index: None,
+            field: Some(e.field.clone()),
+            key: None,
+            code: Some(e.code().to_string()),
+            message: e.problem.to_string(),
+        })
+        .collect()
+}
+
+/// 422 `invalid_rules` naming every problem.
+pub fn invalid_rules(errors: &[RuleError]) -> ApiError {
+    ApiError::invalid(
+        "invalid_rules",
+        format!(
+            "the rules document has {} problem(s); nothing was changed",
+            errors.len()
+        ),
+        rule_details(errors),
+    )
 }
 
 #[cfg(test)]

@@ -2,11 +2,14 @@
 //! handler uses so that bad input always becomes a JSON error with a stable
 //! code (never a panic or a 500). One module per resource.
 
+pub mod bundles;
 pub mod catalog;
+pub mod channels;
 pub mod events;
 pub mod ledger;
 pub mod ops;
 pub mod quarantine;
+pub mod rules;
 pub mod schema;
 pub mod stock;
 
@@ -78,6 +81,26 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             "/v1/variants/{sku}",
             get(catalog::get_variant).put(catalog::put_variant),
         )
+        .route("/v1/channels", get(channels::list_channels))
+        .route(
+            "/v1/channels/{id}",
+            get(channels::get_channel).put(channels::put_channel),
+        )
+        .route(
+            "/v1/channels/{id}/listings",
+            get(channels::list_listings).post(channels::post_listings),
+        )
+        .route("/v1/bundles", get(bundles::list_bundles))
+        .route(
+            "/v1/bundles/{kit_sku}",
+            put(bundles::put_bundle).delete(bundles::delete_bundle),
+        )
+        .route("/v1/rules", get(rules::get_rules).put(rules::put_rules))
+        .route("/v1/rules/versions", get(rules::list_versions))
+        .route("/v1/rules/versions/{n}", get(rules::get_version))
+        .route("/v1/rules/diff", get(rules::get_diff))
+        .route("/v1/rules/preview", post(rules::post_preview))
+        .route("/v1/rules/rollback", post(rules::post_rollback))
         .route("/v1/stock", get(stock::list_stock))
         .route("/v1/stock/{sku}", get(stock::get_stock))
         .route("/v1/ledger", get(ledger::list_ledger))
@@ -235,6 +258,21 @@ impl utoipa::Modify for BearerAuth {
         catalog::post_variants,
         stock::get_stock,
         stock::list_stock,
+        channels::put_channel,
+        channels::list_channels,
+        channels::get_channel,
+        channels::post_listings,
+        channels::list_listings,
+        bundles::put_bundle,
+        bundles::list_bundles,
+        bundles::delete_bundle,
+        rules::put_rules,
+        rules::get_rules,
+        rules::list_versions,
+        rules::get_version,
+        rules::get_diff,
+        rules::post_preview,
+        rules::post_rollback,
         ledger::list_ledger,
         quarantine::list_quarantine,
         quarantine::discard_quarantined,
@@ -249,6 +287,9 @@ impl utoipa::Modify for BearerAuth {
         (name = "events", description = "The only way stock changes."),
         (name = "catalog", description = "Variants and locations."),
         (name = "stock", description = "Stock views computed from the ledger."),
+        (name = "channels", description = "Channels, their listings and what each listing may show."),
+        (name = "bundles", description = "Kits: variants made of other variants."),
+        (name = "rules", description = "The versioned channel rules: validate, preview, apply, diff, roll back."),
         (name = "ledger", description = "The audit trail."),
         (name = "quarantine", description = "Events waiting for what they name."),
         (name = "ops", description = "Health, readiness, metrics, this document."),

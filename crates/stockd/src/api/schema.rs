@@ -111,6 +111,23 @@ pub struct StockView {
     pub locations: Vec<LocationStock>,
 }
 
+/// `GET /v1/stock/{sku}`: the stock view and what each channel may show.
+#[derive(ToSchema)]
+pub struct StockDetail {
+    pub sku: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+    /// on_hand − reserved, floored at 0.
+    pub available: i64,
+    pub pending_return: i64,
+    /// The shortfall when reservations exceed on_hand.
+    pub oversold: i64,
+    pub inbound: Vec<InboundView>,
+    pub locations: Vec<LocationStock>,
+    /// One entry per enabled channel listing the variant.
+    pub channels: Vec<crate::api::channels::ChannelAvailability>,
+}
+
 #[derive(ToSchema)]
 pub struct InboundView {
     pub po_id: String,
@@ -248,7 +265,14 @@ mod tests {
             core::stock::stock_view(sku(), &[(location, core::Quantities::default())], &[line]);
         check("InboundView", &view.inbound[0]);
         check("LocationStock", &view.locations[0]);
-        check("StockView", view);
+        check("StockView", &view);
+        check(
+            "StockDetail",
+            crate::api::stock::StockDetail {
+                view: view.clone(),
+                channels: vec![],
+            },
+        );
         check(
             "LedgerRow",
             stockd_store::LedgerRow {

@@ -1,14 +1,17 @@
-//! Stock views: `GET /v1/stock/{sku}` for one variant, `GET /v1/stock` to
-//! page through all variants in SKU order.
+//! Stock views: `GET /v1/stock/{sku}` for one variant (with what each channel
+//! listing it may show), `GET /v1/stock` to page through all variants in SKU order.
 
+use crate::api::channels::ChannelAvailability;
 use crate::api::{page_limit, schema, AppState, PathParam, QueryParams};
 use crate::auth::{Authorized, Read};
+use crate::availability;
 use crate::error::{ApiError, ErrorBody};
 use crate::input;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use stockd_core::{Sku, StockView};
+use stockd_store::Store;
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -30,13 +33,35 @@ pub struct StockPage {
     pub next_after: Option<Sku>,
 }
 
+/// The stock of one variant and what every channel listing it may show.
+#[derive(Debug, Serialize)]
+pub struct StockDetail {
+    #[serde(flatten)]
+    pub view: StockView,
+    /// One entry per enabled channel that lists the variant, by channel id.
+    pub channels: Vec<ChannelAvailability>,
+}
+
+/// The stock detail of a SKU; `None` when the variant is unknown. Shared by
+/// the API and `stockd stock`.
+pub async fn stock_detail(store: &dyn Store, sku: &Sku) -> Result<Option<StockDetail>, ApiError> {
+    let Some(view) = store.stock(sku).await.map_err(ApiError::Storage)? else {
+        return Ok(None);
+    };
+    let (_, computed) = availability::compute(store, std::slice::from_ref(sku), chrono::Utc::now())
+        .await
+        .map_err(ApiError::Storage)?;
+    let channels = computed.into_values().map(Into::into).collect();
+    Ok(Some(StockDetail { view, channels }))
+}
+
 #[utoipa::path(
     get,
     path = "/v1/stock/{sku}",
     tag = "stock",
     params(("sku" = String, Path, description = "SKU")),
     responses(
-        (status = 200, description = "The stock of the variant.", body = schema::StockView),
+        (status = 200, description = "The stock of the variant and what each channel may show.", body = schema::StockDetail),
         (status = 404, description = "`unknown_sku`.", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -45,10 +70,10 @@ pub async fn get_stock(
     State(state): State<AppState>,
     _caller: Authorized<Read>,
     PathParam(raw): PathParam,
-) -> Result<Json<StockView>, ApiError> {
+) -> Result<Json<StockDetail>, ApiError> {
     let sku = input::parse_sku(&raw).map_err(|_| ApiError::unknown_sku(&raw))?;
-    match state.store.stock(&sku).await.map_err(ApiError::Storage)? {
-        Some(view) => Ok(Json(view)),
+    match stock_detail(&*state.store, &sku).await? {
+        Some(detail) => Ok(Json(detail)),
         None => Err(ApiError::unknown_sku(&raw)),
     }
 }

@@ -83,10 +83,18 @@ async fn exit_codes() {
     let db = sqlite_url(&dir);
     let help = stockd(&["--help"], &[]).await.expect(0);
     assert!(help.stdout.contains("serve") && help.stdout.contains("Exit codes"));
-    for sub in ["serve", "migrate", "import", "events", "stock"] {
+    for sub in ["serve", "migrate", "import", "events", "stock", "rules"] {
         stockd(&[sub, "--help"], &[]).await.expect(0);
     }
     stockd(&["import", "variants", "--help"], &[])
+        .await
+        .expect(0);
+    for sub in [
+        "validate", "preview", "apply", "diff", "rollback", "history",
+    ] {
+        stockd(&["rules", sub, "--help"], &[]).await.expect(0);
+    }
+    stockd(&["import", "listings", "--help"], &[])
         .await
         .expect(0);
     stockd(&["serve", "--nope"], &[]).await.expect(2);
@@ -391,4 +399,213 @@ async fn serve_stops_cleanly_on_sigterm_and_keeps_accepted_events() {
     let view = store.stock(&sku).await.expect("stock").expect("known sku");
     assert_eq!(view.on_hand, 50);
     store.close().await;
+}
+
+#[tokio::test]
+async fn rules_and_listings_from_files() {
+    let app = TestApp::sqlite().await;
+    app.location("AMS", true, 1).await;
+    app.variants(&["TEE-M", "TEE-L"]).await;
+    app.put("/v1/channels/bol", json!({"kind": "bol"}))
+        .await
+        .expect(200);
+    app.events(
+        json!([{"key": "r1", "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 10}]),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = app.base.clone();
+
+    let csv = write(
+        dir.path(),
+        "listings.csv",
+        "sku,rank,external.offer_id\nTEE-M,1,OFFER-1\nTEE-L,,\n",
+    );
+    let imported = stockd(
+        &[
+            "import",
+            "listings",
+            &csv,
+            "--channel",
+            "bol",
+            "--server",
+            &server,
+        ],
+        &[],
+    )
+    .await
+    .expect(0);
+    assert_eq!(imported.json(), json!({"upserted": 2}));
+    let page = app.get("/v1/channels/bol/listings").await.expect(200).body;
+    // In SKU order: TEE-L, TEE-M.
+    assert_eq!(page["items"][0]["external"], json!({}));
+    assert_eq!(page["items"][1]["external"], json!({"offer_id": "OFFER-1"}));
+    assert_eq!(page["items"][1]["rank"], 1);
+    let bad = write(dir.path(), "bad.csv", "sku\nTEE-XL\n");
+    let refused = stockd(
+        &[
+            "import",
+            "listings",
+            &bad,
+            "--channel",
+            "bol",
+            "--server",
+            &server,
+        ],
+        &[],
+    )
+    .await
+    .expect(1);
+    assert!(
+        refused.stderr.contains("unknown_sku") && refused.stderr.contains("listing 0: sku"),
+        "{}",
+        refused.stderr
+    );
+
+    let good = write(
+        dir.path(),
+        "rules.toml",
+        "[defaults]\nsafety_stock = 2\n\n[channels.bol]\npercent = 50\n",
+    );
+    let valid = stockd(&["rules", "validate", &good, "--server", &server], &[])
+        .await
+        .expect(0);
+    assert_eq!(valid.json(), json!({"valid": true}));
+    let invalid = write(
+        dir.path(),
+        "invalid.toml",
+        "[channels.bol]\npercent = 150\n\n[channels.ebay]\nsafety_stock = 1\n",
+    );
+    let refused = stockd(&["rules", "validate", &invalid, "--server", &server], &[])
+        .await
+        .expect(1);
+    assert!(
+        refused.stderr.contains("channels.bol.percent")
+            && refused.stderr.contains("percent_out_of_range")
+            && refused.stderr.contains("channels.ebay")
+            && refused.stderr.contains("unknown_channel"),
+        "{}",
+        refused.stderr
+    );
+    let unknown_key = write(
+        dir.path(),
+        "unknown.toml",
+        "[defaults]\nsafety_stock = 1\ncolour = \"red\"\n",
+    );
+    let refused = stockd(
+        &["rules", "validate", &unknown_key, "--server", &server],
+        &[],
+    )
+    .await
+    .expect(1);
+    assert!(
+        refused.stderr.contains("colour")
+            && refused.stderr.contains("line 3")
+            && refused.stderr.contains("defaults.colour"),
+        "{}",
+        refused.stderr
+    );
+    let broken = write(dir.path(), "broken.toml", "[defaults\n");
+    let refused = stockd(&["rules", "validate", &broken, "--server", &server], &[])
+        .await
+        .expect(1);
+    assert!(refused.stderr.contains("line 1"), "{}", refused.stderr);
+
+    let preview = stockd(&["rules", "preview", &good, "--server", &server], &[])
+        .await
+        .expect(0);
+    assert_eq!(preview.json()["summary"]["decreased"], 1);
+    let applied = stockd(
+        &[
+            "rules",
+            "apply",
+            &good,
+            "--message",
+            "from the cli",
+            "--server",
+            &server,
+        ],
+        &[],
+    )
+    .await
+    .expect(0);
+    assert_eq!(applied.json()["version"], 1);
+    let refused = stockd(
+        &[
+            "rules",
+            "apply",
+            &invalid,
+            "--message",
+            "x",
+            "--server",
+            &server,
+        ],
+        &[],
+    )
+    .await
+    .expect(1);
+    assert!(
+        refused.stderr.contains("percent_out_of_range"),
+        "{}",
+        refused.stderr
+    );
+    let page = app.get("/v1/channels/bol/listings").await.expect(200).body;
+    assert_eq!(page["items"][1]["quantity"], 4, "(10 − 2) × 50 %");
+    let history = stockd(&["rules", "history", "--server", &server], &[])
+        .await
+        .expect(0);
+    assert_eq!(history.json()["items"][0]["message"], "from the cli");
+    stockd(
+        &[
+            "rules",
+            "rollback",
+            "1",
+            "--message",
+            "again",
+            "--server",
+            &server,
+        ],
+        &[],
+    )
+    .await
+    .expect(0);
+    let diff = stockd(&["rules", "diff", "0", "2", "--server", &server], &[])
+        .await
+        .expect(0);
+    assert_eq!(
+        diff.json()["changes"],
+        json!([
+            {"path": "channels.bol.percent", "from": null, "to": 50},
+            {"path": "defaults.safety_stock", "from": null, "to": 2},
+        ])
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rules_on_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(&dir);
+    let rules = write(dir.path(), "rules.toml", "[channels.bol]\npercent = 50\n");
+    // No channel bol in this database.
+    let refused = stockd(&["rules", "validate", &rules, "--database", &db], &[])
+        .await
+        .expect(1);
+    assert!(
+        refused.stderr.contains("channels.bol") && refused.stderr.contains("unknown_channel"),
+        "{}",
+        refused.stderr
+    );
+    let empty = write(dir.path(), "empty.toml", "[defaults]\nsafety_stock = 1\n");
+    let applied = stockd(
+        &["rules", "apply", &empty, "-m", "first", "--database", &db],
+        &[("USER", "tester")],
+    )
+    .await
+    .expect(0);
+    assert_eq!(applied.json()["author"], "cli:tester");
+    let history = stockd(&["rules", "history", "--database", &db], &[])
+        .await
+        .expect(0);
+    assert_eq!(history.json()["items"][0]["version"], 1);
 }

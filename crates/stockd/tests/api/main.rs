@@ -6,10 +6,13 @@
 mod helpers;
 
 mod auth;
+mod bundles;
 mod catalog;
+mod channels;
 mod cli;
 mod events;
 mod http;
 mod ops;
 mod quarantine;
+mod rules;
 mod stock;

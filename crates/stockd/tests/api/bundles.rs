@@ -1,0 +1,118 @@
+//! Kits, on both stores: the pool is the minimum over components, cycles and
+//! unknown variants are refused, definitions can be listed and removed.
+
+use crate::helpers::{on_both_stores, receipt, TestApp};
+use serde_json::json;
+
+on_both_stores!(kit_pool_is_the_scarcest_component, bad_kits_are_refused);
+
+async fn kit_quantity(app: &TestApp) -> i64 {
+    let page = app.get("/v1/channels/shop/listings").await.expect(200).body;
+    page["items"][0]["quantity"].as_i64().expect("quantity")
+}
+
+async fn kit_pool_is_the_scarcest_component(app: &TestApp) {
+    app.location("AMS", true, 1).await;
+    app.variants(&["KIT", "C1", "C2"]).await;
+    app.put("/v1/channels/shop", json!({"kind": "shopify"}))
+        .await
+        .expect(200);
+    app.post("/v1/channels/shop/listings", json!([{"sku": "KIT"}]))
+        .await
+        .expect(200);
+    app.events(json!([
+        receipt("r1", "C1", "AMS", 10),
+        receipt("r2", "C2", "AMS", 3)
+    ]))
+    .await;
+    let kit = app
+        .put(
+            "/v1/bundles/KIT",
+            json!({"components": [{"sku": "C1", "qty": 2}, {"sku": "C2", "qty": 1}]}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        kit,
+        json!({"kit": "KIT", "components": [{"sku": "C1", "qty": 2}, {"sku": "C2", "qty": 1}]})
+    );
+    // min(⌊10 / 2⌋, ⌊3 / 1⌋) = 3.
+    assert_eq!(kit_quantity(app).await, 3);
+    let page = app.get("/v1/channels/shop/listings").await.expect(200).body;
+    assert_eq!(page["items"][0]["explain"][0]["step"], "kit");
+    // Selling a component lowers the kit; pre-built kits add to it.
+    app.events(json!([
+        {"key": "o1", "type": "order", "order_id": "1", "lines": [{"line_id": "1", "sku": "C1", "qty": 6}]},
+        receipt("r3", "KIT", "AMS", 1),
+    ]))
+    .await;
+    assert_eq!(kit_quantity(app).await, 3);
+    let list = app.get("/v1/bundles").await.expect(200).body;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+
+    app.delete("/v1/bundles/KIT").await.expect(204);
+    app.delete("/v1/bundles/KIT")
+        .await
+        .expect_error(404, "unknown_bundle");
+    // Without the definition only the pre-built unit counts.
+    assert_eq!(kit_quantity(app).await, 1);
+}
+
+async fn bad_kits_are_refused(app: &TestApp) {
+    app.variants(&["KIT", "INNER", "C1"]).await;
+    app.put(
+        "/v1/bundles/KIT",
+        json!({"components": [{"sku": "INNER", "qty": 1}]}),
+    )
+    .await
+    .expect(200);
+    app.put(
+        "/v1/bundles/INNER",
+        json!({"components": [{"sku": "C1", "qty": 2}]}),
+    )
+    .await
+    .expect(200);
+    let reply = app
+        .put(
+            "/v1/bundles/C1",
+            json!({"components": [{"sku": "KIT", "qty": 1}]}),
+        )
+        .await
+        .expect_error(422, "bundle_cycle");
+    assert!(reply.text.contains("KIT"), "{}", reply.text);
+    app.put(
+        "/v1/bundles/C1",
+        json!({"components": [{"sku": "C1", "qty": 1}]}),
+    )
+    .await
+    .expect_error(422, "self_reference");
+    let reply = app
+        .put(
+            "/v1/bundles/GHOST",
+            json!({"components": [{"sku": "C1", "qty": 1}, {"sku": "NOPE", "qty": 1}]}),
+        )
+        .await
+        .expect_error(422, "unknown_sku");
+    assert_eq!(
+        reply.detail_fields(),
+        [(0, "kit".to_string()), (0, "components[1].sku".to_string())]
+    );
+    let reply = app
+        .put(
+            "/v1/bundles/KIT",
+            json!({"components": [{"sku": "C1", "qty": 0}]}),
+        )
+        .await
+        .expect_error(422, "invalid_bundle");
+    assert_eq!(
+        reply.detail_fields(),
+        [(0, "components[0].qty".to_string())]
+    );
+    let list = app.get("/v1/bundles").await.expect(200).body;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        2,
+        "nothing changed"
+    );
+}
