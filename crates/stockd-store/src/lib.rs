@@ -33,7 +33,8 @@ use stockd_core::{
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(String),
-    #[error("unsupported database url (use sqlite://PATH or postgres://…): {0}")]
+    /// Holds only the URL's scheme: the rest may carry a password.
+    #[error("unsupported database url scheme {0:?} (use sqlite://PATH or postgres://…)")]
     UnsupportedUrl(String),
     #[error("the store is shutting down")]
     Closed,
@@ -143,15 +144,18 @@ pub trait Store: ChannelStore + Send + Sync + 'static {
     fn backend_name(&self) -> &'static str;
 }
 
-/// Opens (and migrates) the store named by a URL: `sqlite://PATH`,
-/// `sqlite::memory:` or `postgres://…`.
+/// Opens (and migrates) the store named by a URL: `sqlite://PATH` or
+/// `postgres://…` (also `postgresql://…`).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         Ok(Arc::new(sqlite::SqliteStore::open(path)?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PgStore::open(url).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_string()))
+        let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+        Err(StoreError::UnsupportedUrl(
+            scheme.chars().take(32).collect(),
+        ))
     }
 }
 

@@ -6,7 +6,7 @@
 //! `= ANY($1)` and written with `UNNEST` arrays.
 
 use crate::rows::{self, channel_column, parse_id};
-use crate::writer::{self, Backend, Command, Loaded, WriterHandle};
+use crate::writer::{self, Backend, Loaded, WriterHandle};
 use crate::{
     LedgerQuery, LedgerRow, QuarantineRow, Store, StoreError, SubmitOutcome, UpsertSummary,
 };
@@ -192,21 +192,15 @@ async fn stock_views(client: &Client, skus: &[String]) -> Result<Vec<StockView>,
 #[async_trait]
 impl Store for PgStore {
     async fn submit(&self, events: Vec<Submission>) -> Result<SubmitOutcome, StoreError> {
-        self.writer
-            .call(|reply| Command::Submit { events, reply })
-            .await
+        self.writer.submit(events).await
     }
 
     async fn upsert_location(&self, location: Location) -> Result<UpsertSummary, StoreError> {
-        self.writer
-            .call(|reply| Command::UpsertLocation { location, reply })
-            .await
+        self.writer.upsert_location(location).await
     }
 
     async fn upsert_variants(&self, variants: Vec<Variant>) -> Result<UpsertSummary, StoreError> {
-        self.writer
-            .call(|reply| Command::UpsertVariants { variants, reply })
-            .await
+        self.writer.upsert_variants(variants).await
     }
 
     async fn location(&self, id: &LocationId) -> Result<Option<Location>, StoreError> {
@@ -348,9 +342,7 @@ impl Store for PgStore {
     }
 
     async fn discard_quarantined(&self, id: i64) -> Result<bool, StoreError> {
-        self.writer
-            .call(|reply| Command::DiscardQuarantined { id, reply })
-            .await
+        self.writer.discard_quarantined(id).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 //! an answered event is on disk), and a small pool of reader connections.
 
 use crate::rows::{self, channel_column, corrupt, parse_id, parse_time};
-use crate::writer::{self, Backend, Command, Loaded, WriterHandle};
+use crate::writer::{self, Backend, Loaded, WriterHandle};
 use crate::{
     LedgerQuery, LedgerRow, QuarantineRow, Store, StoreError, SubmitOutcome, UpsertSummary,
 };
@@ -298,21 +298,15 @@ fn quarantine_row(
 #[async_trait]
 impl Store for SqliteStore {
     async fn submit(&self, events: Vec<Submission>) -> Result<SubmitOutcome, StoreError> {
-        self.writer
-            .call(|reply| Command::Submit { events, reply })
-            .await
+        self.writer.submit(events).await
     }
 
     async fn upsert_location(&self, location: Location) -> Result<UpsertSummary, StoreError> {
-        self.writer
-            .call(|reply| Command::UpsertLocation { location, reply })
-            .await
+        self.writer.upsert_location(location).await
     }
 
     async fn upsert_variants(&self, variants: Vec<Variant>) -> Result<UpsertSummary, StoreError> {
-        self.writer
-            .call(|reply| Command::UpsertVariants { variants, reply })
-            .await
+        self.writer.upsert_variants(variants).await
     }
 
     async fn location(&self, id: &LocationId) -> Result<Option<Location>, StoreError> {
@@ -471,9 +465,7 @@ impl Store for SqliteStore {
     }
 
     async fn discard_quarantined(&self, id: i64) -> Result<bool, StoreError> {
-        self.writer
-            .call(|reply| Command::DiscardQuarantined { id, reply })
-            .await
+        self.writer.discard_quarantined(id).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -419,6 +419,28 @@ impl WriterHandle {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    pub async fn submit(&self, events: Vec<Submission>) -> Result<SubmitOutcome, StoreError> {
+        self.call(|reply| Command::Submit { events, reply }).await
+    }
+
+    pub async fn upsert_location(&self, location: Location) -> Result<UpsertSummary, StoreError> {
+        self.call(|reply| Command::UpsertLocation { location, reply })
+            .await
+    }
+
+    pub async fn upsert_variants(
+        &self,
+        variants: Vec<Variant>,
+    ) -> Result<UpsertSummary, StoreError> {
+        self.call(|reply| Command::UpsertVariants { variants, reply })
+            .await
+    }
+
+    pub async fn discard_quarantined(&self, id: i64) -> Result<bool, StoreError> {
+        self.call(|reply| Command::DiscardQuarantined { id, reply })
+            .await
+    }
+
     /// Commits everything queued, stops the writer and waits for its thread.
     pub async fn close(&self) {
         let _ = self.call(|reply| Command::Close { reply }).await;
