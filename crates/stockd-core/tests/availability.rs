@@ -1098,6 +1098,11 @@ fn partition_serves_in_order() {
     assert_eq!(partition(0, &[2, 4]), [0, 0]);
     assert_eq!(partition(-3, &[2]), [0]);
     assert_eq!(partition(9, &[2, -1, 4]), [2, 0, 4]);
+    // A share below its minimum is 0 and leaves its units to the next.
+    assert_eq!(
+        stockd_core::availability::partition_with_minimum(5, &[3, 4, 2], &[0, 3, 0]),
+        [3, 0, 2]
+    );
 }
 
 // ---------------------------------------------------------------------------

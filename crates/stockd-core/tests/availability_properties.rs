@@ -18,9 +18,8 @@
 //!   is the effective value; ≤ max_exposed when one applies. This holds
 //!   with pre-allocation too (a share never exceeds the listing's own rule
 //!   result); in partition mode the exposures of a variant sum to at most
-//!   its pool over every sellable location. Without pre-allocation a
-//!   quantity is 0 or ≥ min_listed (a partition share may be below it: the
-//!   core applies min_listed before partitioning).
+//!   its pool over every sellable location. A quantity is 0 or
+//!   ≥ min_listed, partition shares included.
 //! - **more stock** (a receipt applied with `ledger::apply`, at any location
 //!   of any variant or pre-built kit): with pre-allocation off, every
 //!   listing's quantity is non-decreasing, and unchanged when the channel
@@ -521,15 +520,12 @@ fn exposure_never_exceeds_pool_minus_safety_stock() {
                 if let Some(cap) = rule.max_exposed.value {
                     assert!(q <= cap, "{}: above the cap {cap}", context());
                 }
-                // A partition share is min(rule result, what is left), so
-                // only without pre-allocation is a quantity 0 or ≥ min_listed.
-                if doc.preallocation.is_none() {
-                    assert!(
-                        q == 0 || q >= rule.min_listed.value,
-                        "{}: below min_listed",
-                        context()
-                    );
-                }
+                // Partition shares below min_listed are 0 as well.
+                assert!(
+                    q == 0 || q >= rule.min_listed.value,
+                    "{}: below min_listed",
+                    context()
+                );
             }
             // Partition mode: Σ exposures of a variant ≤ its pool over every
             // sellable location.

@@ -403,11 +403,22 @@ pub fn apply_rule(pool: i64, rule: &EffectiveRule, explain: &mut Vec<ExplainStep
 /// Serves `wants` (in rank order) from `pool`: each gets min(want, left).
 /// The result never sums to more than max(pool, 0).
 pub fn partition(pool: i64, wants: &[i64]) -> Vec<i64> {
+    partition_with_minimum(pool, wants, &vec![0; wants.len()])
+}
+
+/// Like `partition`, but a share below its listing's `min_listed` is 0 and
+/// leaves its units to the listings after it: a listing the rules would not
+/// show at that quantity does not show it because it was partitioned.
+pub fn partition_with_minimum(pool: i64, wants: &[i64], minimums: &[i64]) -> Vec<i64> {
     let mut left = pool.max(0);
     wants
         .iter()
-        .map(|want| {
+        .zip(minimums)
+        .map(|(want, minimum)| {
             let got = (*want).clamp(0, left);
+            if got < *minimum {
+                return 0;
+            }
             left -= got;
             got
         })
@@ -520,7 +531,16 @@ fn preallocate(
         )
     });
     let wants: Vec<i64> = ranked.iter().map(|&i| out[i].state.quantity).collect();
-    let shares = partition(variant_pool, &wants);
+    let minimums: Vec<i64> = ranked
+        .iter()
+        .map(|&i| {
+            ctx.rules
+                .effective(&input.listings[i].channel, input.variant)
+                .min_listed
+                .value
+        })
+        .collect();
+    let shares = partition_with_minimum(variant_pool, &wants, &minimums);
     let mut left = variant_pool.max(0);
     for (position, (&i, share)) in ranked.iter().zip(shares).enumerate() {
         let listing = &input.listings[i];
