@@ -90,42 +90,9 @@ pub fn read_variants(path: &Path) -> Result<Vec<Variant>, ImportError> {
     } else {
         csv_items(path, &text)?
     };
-    let mut variants = Vec::with_capacity(items.len());
-    let mut problems = Vec::new();
-    let mut first_seen: HashMap<String, String> = HashMap::new();
-    for (where_, item) in items {
-        match input::parse_variant_item(&item) {
-            Ok(variant) => {
-                let sku = variant.sku.to_string();
-                if let Some(first) = first_seen.get(&sku) {
-                    problems.push(format!(
-                        "{where_}: sku {sku:?} appears twice (first at {first})"
-                    ));
-                } else {
-                    first_seen.insert(sku, where_);
-                }
-                variants.push(variant);
-            }
-            Err(found) => problems.extend(
-                found
-                    .iter()
-                    .map(|p| problem_text(&where_, p.field.as_deref(), &p.message)),
-            ),
-        }
-        if problems.len() >= PROBLEMS_MAX {
-            problems.truncate(PROBLEMS_MAX);
-            problems.push(format!("(stopped after {PROBLEMS_MAX} problems)"));
-            break;
-        }
-    }
-    if problems.is_empty() {
-        Ok(variants)
-    } else {
-        Err(ImportError::Invalid {
-            path: path.to_path_buf(),
-            problems,
-        })
-    }
+    parse_items(path, items, input::parse_variant_item, |v| {
+        v.sku.to_string()
+    })
 }
 
 fn json_items(path: &Path, text: &str) -> Result<Vec<(String, Value)>, ImportError> {
@@ -257,13 +224,30 @@ pub fn read_listings(path: &Path, channel: &ChannelId) -> Result<Vec<ListingReco
     } else {
         listing_csv_items(path, &text)?
     };
-    let mut listings = Vec::with_capacity(items.len());
+    parse_items(
+        path,
+        items,
+        |item| input::parse_listing_item(channel, item),
+        |l| l.sku.to_string(),
+    )
+}
+
+/// Parses every (where, item) pair, collecting every problem — including a
+/// SKU that appears twice — up to `PROBLEMS_MAX`, so a file is checked whole
+/// before anything of it is sent.
+fn parse_items<T>(
+    path: &Path,
+    items: Vec<(String, Value)>,
+    parse: impl Fn(&Value) -> Result<T, Vec<crate::error::FieldProblem>>,
+    sku_of: impl Fn(&T) -> String,
+) -> Result<Vec<T>, ImportError> {
+    let mut parsed = Vec::with_capacity(items.len());
     let mut problems = Vec::new();
     let mut first_seen: HashMap<String, String> = HashMap::new();
     for (where_, item) in items {
-        match input::parse_listing_item(channel, &item) {
-            Ok(listing) => {
-                let sku = listing.sku.to_string();
+        match parse(&item) {
+            Ok(value) => {
+                let sku = sku_of(&value);
                 if let Some(first) = first_seen.get(&sku) {
                     problems.push(format!(
                         "{where_}: sku {sku:?} appears twice (first at {first})"
@@ -271,7 +255,7 @@ pub fn read_listings(path: &Path, channel: &ChannelId) -> Result<Vec<ListingReco
                 } else {
                     first_seen.insert(sku, where_);
                 }
-                listings.push(listing);
+                parsed.push(value);
             }
             Err(found) => problems.extend(
                 found
@@ -286,7 +270,7 @@ pub fn read_listings(path: &Path, channel: &ChannelId) -> Result<Vec<ListingReco
         }
     }
     if problems.is_empty() {
-        Ok(listings)
+        Ok(parsed)
     } else {
         Err(ImportError::Invalid {
             path: path.to_path_buf(),
