@@ -335,32 +335,13 @@ pub fn parse_variant_items(body: Value) -> Result<Vec<Variant>, ApiError> {
             Vec::new(),
         ));
     }
-    let mut variants: Vec<Variant> = Vec::with_capacity(items.len());
-    let mut details = Vec::new();
-    let mut seen = std::collections::HashMap::new();
-    for (index, item) in items.iter().enumerate() {
-        match parse_variant_item(item) {
-            Ok(variant) => {
-                if let Some(first) = seen.insert(variant.sku.clone(), index) {
-                    details.push(
-                        FieldProblem::new("sku", format!("appears twice (first at index {first})"))
-                            .at(index),
-                    );
-                }
-                variants.push(variant);
-            }
-            Err(problems) => details.extend(problems.into_iter().map(|p| p.at(index))),
-        }
-    }
-    if details.is_empty() {
-        Ok(variants)
-    } else {
-        Err(ApiError::invalid(
-            "invalid_variant",
-            "some variants are invalid; nothing was applied",
-            details,
-        ))
-    }
+    parse_all(
+        &items,
+        parse_variant_item,
+        |v| v.sku.clone(),
+        "invalid_variant",
+        "some variants are invalid; nothing was applied",
+    )
 }
 
 /// The body of `PUT /v1/locations/{id}`.
@@ -511,31 +492,45 @@ pub fn parse_listing_items(
             Vec::new(),
         ));
     }
-    let mut listings = Vec::with_capacity(items.len());
+    parse_all(
+        &items,
+        |item| parse_listing_item(channel, item),
+        |l| l.sku.clone(),
+        "invalid_listing",
+        "some listings are invalid; nothing was applied",
+    )
+}
+
+/// Parses every item of a bulk request, naming every problem by index —
+/// a SKU that appears twice included — so the request applies whole or not at all.
+fn parse_all<T>(
+    items: &[Value],
+    parse: impl Fn(&Value) -> Result<T, Vec<FieldProblem>>,
+    sku_of: impl Fn(&T) -> Sku,
+    code: &'static str,
+    message: &'static str,
+) -> Result<Vec<T>, ApiError> {
+    let mut parsed = Vec::with_capacity(items.len());
     let mut details = Vec::new();
     let mut seen = std::collections::HashMap::new();
     for (index, item) in items.iter().enumerate() {
-        match parse_listing_item(channel, item) {
-            Ok(listing) => {
-                if let Some(first) = seen.insert(listing.sku.clone(), index) {
+        match parse(item) {
+            Ok(value) => {
+                if let Some(first) = seen.insert(sku_of(&value), index) {
                     details.push(
                         FieldProblem::new("sku", format!("appears twice (first at index {first})"))
                             .at(index),
                     );
                 }
-                listings.push(listing);
+                parsed.push(value);
             }
             Err(problems) => details.extend(problems.into_iter().map(|p| p.at(index))),
         }
     }
     if details.is_empty() {
-        Ok(listings)
+        Ok(parsed)
     } else {
-        Err(ApiError::invalid(
-            "invalid_listing",
-            "some listings are invalid; nothing was applied",
-            details,
-        ))
+        Err(ApiError::invalid(code, message, details))
     }
 }
 
