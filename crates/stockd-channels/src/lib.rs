@@ -1,0 +1,309 @@
+//! Channel connectors. Each channel is one module with the same inner shape:
+//! it pushes batches of absolute quantities, reads the channel's current
+//! levels back (for compare-and-set and reconciliation), turns the channel's
+//! order notifications into [`OrderChange`]s, and classifies every failure as
+//! retryable, rate-limited, stale or permanent. Each connector paces itself
+//! with the channel's own limit signals; the dispatcher in `stockd` owns
+//! retries, backoff, the change budget and the dead-letter queue.
+//!
+//! Connectors are written from the channels' documentation and official
+//! schemas only; they share no code with the simulators (`stockd-sim`).
+
+pub mod ratelimit;
+pub mod shopify;
+pub mod woocommerce;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub use stockd_core::availability::Availability;
+
+/// A listing's channel-specific ids as stored with the listing
+/// (`{"inventory_item_id": …, "location_id": …}`, `{"product_id": …}`, …).
+pub type External = serde_json::Map<String, serde_json::Value>;
+
+/// One absolute update for one listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PushItem {
+    /// stockd's SKU of the listing (results are matched by it).
+    pub sku: String,
+    pub external: External,
+    /// Units the channel may sell (≥ 0).
+    pub quantity: i64,
+    pub availability: Availability,
+    /// Backorder date, when `availability` is `Backorder`.
+    pub eta: Option<NaiveDate>,
+    /// What stockd believes the channel holds now (its own count, which the
+    /// channel lowers when it sells). `None` when unknown: the connector then
+    /// sets without compare-and-set where the API allows it, or reads first.
+    pub believed: Option<i64>,
+    /// Stable for this listing × desired generation: a retry of the same
+    /// update carries the same key (channel idempotency keys).
+    pub idempotency_key: String,
+    /// Why the update is sent, for the channel's audit trail
+    /// (e.g. `stockd://ledger/42`).
+    pub reference: String,
+}
+
+/// The channel's answer for one item of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemOutcome {
+    /// The channel accepted it; `quantity` is what it now holds when it says
+    /// so (otherwise the pushed value).
+    /// (Asynchronous APIs report this only once the channel confirmed.)
+    Applied { quantity: i64 },
+    Failed(ChannelError),
+}
+
+/// How the dispatcher should treat a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Network failure, timeout, 5xx: retry with backoff.
+    Retryable,
+    /// The channel asked us to slow down (429, THROTTLED, quota): retry after
+    /// `retry_after` (or backoff), never counted as a failed attempt towards
+    /// the dead-letter queue.
+    RateLimited,
+    /// A compare-and-set failed: the channel's count is not what we believed.
+    /// `current` in the error carries the channel's count when known.
+    Stale,
+    /// Retrying cannot help (bad credentials, unknown item, invalid value).
+    Permanent,
+}
+
+/// A classified channel failure, with what the channel said.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{class:?} {code}: {message}")]
+pub struct ChannelError {
+    pub class: ErrorClass,
+    /// Stable machine-readable code (the channel's own code where it has one).
+    pub code: String,
+    pub message: String,
+    /// HTTP status, when there was a response.
+    pub status: Option<u16>,
+    /// The channel's response body (truncated), for the dead-letter queue.
+    pub body: Option<String>,
+    /// Not before this long from now.
+    pub retry_after: Option<Duration>,
+    /// For `Stale`: the channel's current count, when the answer carried it.
+    pub current: Option<i64>,
+}
+
+impl ChannelError {
+    pub fn new(class: ErrorClass, code: impl Into<String>, message: impl Into<String>) -> Self {
+        ChannelError {
+            class,
+            code: code.into(),
+            message: message.into(),
+            status: None,
+            body: None,
+            retry_after: None,
+            current: None,
+        }
+    }
+}
+
+/// What the channel shows for one listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChannelLevel {
+    /// The channel's sellable count, when it keeps one.
+    pub quantity: Option<i64>,
+    pub availability: Option<Availability>,
+}
+
+/// A listing whose level is asked for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LevelQuery {
+    pub sku: String,
+    pub external: External,
+}
+
+/// What happened to an order on the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderChangeKind {
+    /// Placed (or moved to a status that holds stock): reserve the lines.
+    Placed,
+    /// Cancelled / failed / refunded before shipping: release the lines
+    /// (`lines` empty = the whole order).
+    Cancelled,
+    /// Units came back restocked after a refund: the channel raised its own
+    /// count by `qty` per line.
+    Restocked,
+}
+
+/// One line of an order as the channel names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderLineRef {
+    /// The channel's line id (stable across notifications of one order).
+    pub line_id: String,
+    /// The channel's ids for the item, as key/value pairs matching the keys
+    /// of a listing's `external` (e.g. `("variant_id", "gid://…")`,
+    /// `("sku", "TEE-1")`). The first pair that matches a listing wins.
+    pub keys: Vec<(String, String)>,
+    pub qty: i64,
+}
+
+/// An order notification, normalised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderChange {
+    /// Deduplication key: the same change delivered twice has the same key.
+    pub dedup_key: String,
+    pub order_id: String,
+    pub kind: OrderChangeKind,
+    pub lines: Vec<OrderLineRef>,
+}
+
+/// What an inbound webhook asks of stockd, once verified.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookAction {
+    /// A delivery test or subscription ping: answer 200, apply nothing.
+    Ping,
+    /// A topic stockd does not act on: answer 200, apply nothing.
+    Ignored { topic: String },
+    Order(OrderChange),
+}
+
+/// Why an inbound webhook was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// Missing or wrong signature: 401, nothing applied.
+    #[error("webhook signature missing or invalid")]
+    BadSignature,
+    /// Signed correctly but not understood: 400 with the reason.
+    #[error("webhook payload invalid: {0}")]
+    BadPayload(String),
+}
+
+/// The contract every channel implements.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// The channel kind (`shopify`, `woocommerce`, …).
+    fn kind(&self) -> &'static str;
+
+    /// Most items one `push` call takes.
+    fn max_batch(&self) -> usize;
+
+    /// Sends absolute values. `Err` when the whole call failed (nothing
+    /// applied); otherwise one outcome per item, in the order given. Waits
+    /// for the channel's rate limit before sending.
+    async fn push(&self, items: &[PushItem]) -> Result<Vec<ItemOutcome>, ChannelError>;
+
+    /// Reads what the channel shows for each listing, in the order given.
+    async fn read_levels(
+        &self,
+        listings: &[LevelQuery],
+    ) -> Result<Vec<Result<ChannelLevel, ChannelError>>, ChannelError>;
+
+    /// Verifies and interprets an inbound webhook. `headers` are lower-cased
+    /// names with their values; `body` is the exact bytes received.
+    fn webhook(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<WebhookAction, WebhookError>;
+}
+
+/// Compares two byte strings in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
+}
+
+/// An HTTP request as a connector builds it.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: http::Method,
+    pub url: String,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// An HTTP response as the connector sees it.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The body as text, cut to `max` bytes (for error reports).
+    pub fn body_excerpt(&self, max: usize) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        if text.len() <= max {
+            return text.into_owned();
+        }
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &text[..end])
+    }
+
+    /// `Retry-After` in seconds (the delta form; an HTTP date is read as 1 s).
+    pub fn retry_after(&self) -> Option<Duration> {
+        let raw = self.headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+        match raw.trim().parse::<f64>() {
+            Ok(secs) if secs.is_finite() && secs >= 0.0 => Some(Duration::from_secs_f64(secs)),
+            _ => Some(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// How requests leave. Production uses [`ReqwestTransport`]; tests plug in
+/// an in-memory channel so paused time sees every request and its moment.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// `Err` only when no response arrived (connection refused, timeout),
+    /// classified `Retryable`.
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, ChannelError>;
+}
+
+/// HTTP(S) over reqwest.
+#[derive(Debug, Clone)]
+pub struct ReqwestTransport {
+    client: reqwest::Client,
+}
+
+impl ReqwestTransport {
+    pub fn new(timeout: Duration) -> Result<ReqwestTransport, ChannelError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| ChannelError::new(ErrorClass::Permanent, "http_client", e.to_string()))?;
+        Ok(ReqwestTransport { client })
+    }
+}
+
+#[async_trait]
+impl Transport for ReqwestTransport {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, ChannelError> {
+        let response = self
+            .client
+            .request(request.method, &request.url)
+            .headers(request.headers)
+            .body(request.body)
+            .send()
+            .await
+            .map_err(|e| {
+                let code = if e.is_timeout() { "timeout" } else { "network" };
+                ChannelError::new(ErrorClass::Retryable, code, e.to_string())
+            })?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ChannelError::new(ErrorClass::Retryable, "network", e.to_string()))?
+            .to_vec();
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! Shopify Admin API (GraphQL) connector.
