@@ -53,7 +53,9 @@ pub enum ItemOutcome {
     /// The channel accepted it; `quantity` is what it now holds when it says
     /// so (otherwise the pushed value).
     /// (Asynchronous APIs report this only once the channel confirmed.)
-    Applied { quantity: i64 },
+    Applied {
+        quantity: i64,
+    },
     Failed(ChannelError),
 }
 
@@ -163,7 +165,9 @@ pub enum WebhookAction {
     /// A delivery test or subscription ping: answer 200, apply nothing.
     Ping,
     /// A topic stockd does not act on: answer 200, apply nothing.
-    Ignored { topic: String },
+    Ignored {
+        topic: String,
+    },
     Order(OrderChange),
 }
 

@@ -56,7 +56,9 @@ impl TokenBucket {
             Ok(())
         } else {
             let missing = cost - self.tokens;
-            Err(Duration::from_secs_f64(missing / self.refill_per_sec.max(1e-9)))
+            Err(Duration::from_secs_f64(
+                missing / self.refill_per_sec.max(1e-9),
+            ))
         }
     }
 

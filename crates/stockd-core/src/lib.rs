@@ -8,6 +8,7 @@ pub mod event;
 pub mod group;
 pub mod ids;
 pub mod ledger;
+pub mod retry;
 pub mod rules;
 pub mod stock;
 

@@ -5,8 +5,10 @@
 //! transaction (group commit), so throughput is not bounded by one fsync per
 //! event.
 
+pub mod availability;
 mod canonical;
 pub mod channels;
+pub mod outbox;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -112,7 +114,7 @@ pub struct UpsertSummary {
 /// The storage of stockd. Writes go through one writer per store; reads run
 /// concurrently.
 #[async_trait]
-pub trait Store: ChannelStore + Send + Sync + 'static {
+pub trait Store: ChannelStore + outbox::OutboxStore + Send + Sync + 'static {
     /// Applies one request of events atomically (idempotent per event key).
     async fn submit(&self, events: Vec<Submission>) -> Result<SubmitOutcome, StoreError>;
     /// Creates or replaces a location; quarantined events waiting for it are replayed.
@@ -134,6 +136,10 @@ pub trait Store: ChannelStore + Send + Sync + 'static {
     async fn ledger(&self, query: &LedgerQuery) -> Result<Vec<LedgerRow>, StoreError>;
     async fn quarantine(&self, after_id: i64, limit: u32)
         -> Result<Vec<QuarantineRow>, StoreError>;
+    /// Recomputes listings' desired channel states through the writer: of
+    /// `skus` (a listing or kit changed) or, with `None`, every listing (rules
+    /// or channels changed). Returns the rows written.
+    async fn refresh_desired(&self, skus: Option<Vec<Sku>>) -> Result<usize, StoreError>;
     /// Drops a quarantined event for good; its key is freed. False when absent.
     async fn discard_quarantined(&self, id: i64) -> Result<bool, StoreError>;
     /// Checks the database answers.

@@ -23,6 +23,7 @@ use stockd_core::{
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 mod channels;
+mod outbox;
 
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_ledger.sql")),
@@ -31,6 +32,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         3,
         include_str!("../migrations/postgres/0003_kit_reservations.sql"),
     ),
+    (4, include_str!("../migrations/postgres/0004_outbox.sql")),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").
 const WRITER_LOCK_ID: i64 = 0x5354_4f43_4b44;
@@ -98,6 +100,7 @@ impl PgStore {
                 Ok(PgBackend {
                     client,
                     statements: HashMap::new(),
+                    owned_statements: HashMap::new(),
                 })
             })
         })?;
@@ -341,6 +344,10 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn refresh_desired(&self, skus: Option<Vec<Sku>>) -> Result<usize, StoreError> {
+        self.writer.refresh(skus).await
+    }
+
     async fn discard_quarantined(&self, id: i64) -> Result<bool, StoreError> {
         self.writer.discard_quarantined(id).await
     }
@@ -377,9 +384,20 @@ struct OversellColumns<'a>(
 struct PgBackend {
     client: Client,
     statements: HashMap<&'static str, Statement>,
+    owned_statements: HashMap<String, Statement>,
 }
 
 impl PgBackend {
+    /// A prepared statement for SQL built at run time (cached by text).
+    async fn statement_owned(&mut self, sql: String) -> Result<Statement, StoreError> {
+        if let Some(stmt) = self.owned_statements.get(&sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare(&sql).await?;
+        self.owned_statements.insert(sql, stmt.clone());
+        Ok(stmt)
+    }
+
     async fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
         if let Some(stmt) = self.statements.get(sql) {
             return Ok(stmt.clone());

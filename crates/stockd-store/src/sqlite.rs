@@ -20,6 +20,7 @@ use stockd_core::{
 };
 
 mod channels;
+mod outbox;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_ledger.sql")),
@@ -28,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../migrations/sqlite/0003_kit_reservations.sql"),
     ),
+    (4, include_str!("../migrations/sqlite/0004_outbox.sql")),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;
@@ -462,6 +464,10 @@ impl Store for SqliteStore {
                 .collect()
         })
         .await
+    }
+
+    async fn refresh_desired(&self, skus: Option<Vec<Sku>>) -> Result<usize, StoreError> {
+        self.writer.refresh(skus).await
     }
 
     async fn discard_quarantined(&self, id: i64) -> Result<bool, StoreError> {

@@ -4,6 +4,7 @@
 //! commit. Quarantined events are replayed, in a later transaction, when a
 //! variant, location or order they wait for appears.
 
+use crate::outbox;
 use crate::{StoreError, SubmitOutcome, UpsertSummary};
 use chrono::Utc;
 use std::collections::{BTreeSet, HashMap};
@@ -39,6 +40,12 @@ pub(crate) enum Command {
         id: i64,
         reply: Reply<bool>,
     },
+    /// Recompute listings' desired states — of `skus`, or every listing when
+    /// `None` (rules or channels changed); answers with the rows written.
+    Refresh {
+        skus: Option<Vec<stockd_core::Sku>>,
+        reply: Reply<usize>,
+    },
     /// Finish what was queued before, then stop.
     Close {
         reply: Reply<()>,
@@ -63,7 +70,7 @@ pub(crate) struct Loaded {
 
 /// What an adapter provides to the writer. Every method but `begin` runs
 /// inside the transaction `begin` opened.
-pub(crate) trait Backend {
+pub(crate) trait Backend: crate::outbox::DesiredStates {
     async fn begin(&mut self) -> Result<(), StoreError>;
     async fn commit(&mut self) -> Result<(), StoreError>;
     async fn rollback(&mut self);
@@ -84,6 +91,11 @@ pub(crate) trait Backend {
 
 /// Runs the writer until every sender is dropped, then returns.
 pub(crate) async fn run<B: Backend>(mut backend: B, mut commands: mpsc::Receiver<Command>) {
+    // Desired states are recomputed at start: today's date (ETAs) and the
+    // velocity window move while no writer runs.
+    if let Err(e) = refresh_all(&mut backend).await {
+        tracing::error!(error = %e, "recomputing desired channel states at start failed");
+    }
     // Events whose wait ended while no writer ran (e.g. a crash right after
     // a catalog commit) are replayed at start.
     match backend.waiting_keys().await {
@@ -221,6 +233,22 @@ async fn catalog_command<B: Backend>(backend: &mut B, command: Command) {
                     .map(|s| UpsertSummary { upserted, ..s }),
             );
         }
+        Command::Refresh { skus: None, reply } => {
+            let _ = reply.send(refresh_all(backend).await);
+        }
+        Command::Refresh {
+            skus: Some(skus),
+            reply,
+        } => {
+            let result = match backend.begin().await {
+                Ok(()) => {
+                    let r = outbox::refresh_skus_now(backend, &skus, Utc::now()).await;
+                    finish_tx(backend, r).await
+                }
+                Err(e) => Err(e),
+            };
+            let _ = reply.send(result);
+        }
         Command::DiscardQuarantined { id, reply } => {
             let result = match backend.begin().await {
                 Ok(()) => {
@@ -245,6 +273,23 @@ async fn finish_catalog<B: Backend>(
         upserted: 1,
         replayed,
     })
+}
+
+/// Recomputes every listing, one transaction per page of SKUs.
+async fn refresh_all<B: Backend>(backend: &mut B) -> Result<usize, StoreError> {
+    let mut after: Option<stockd_core::Sku> = None;
+    let mut written = 0;
+    loop {
+        backend.begin().await?;
+        let page =
+            outbox::refresh_page(backend, after.as_ref(), outbox::REFRESH_PAGE, Utc::now()).await;
+        let (n, next) = finish_tx(backend, page).await?;
+        written += n;
+        match next {
+            Some(next) => after = Some(next),
+            None => return Ok(written),
+        }
+    }
 }
 
 /// Replays the waiting events among `wake`; returns how many were applied.
@@ -315,10 +360,14 @@ async fn in_group<B: Backend, R>(
     backend.begin().await?;
     let result = async {
         let mut loaded = backend.load(needs).await?;
-        let mut group = Group::new(&mut loaded.book, loaded.keys, loaded.next_seq, Utc::now());
+        let now = Utc::now();
+        let mut group = Group::new(&mut loaded.book, loaded.keys, loaded.next_seq, now);
         let output = body(&mut group);
         let (writes, _) = group.finish();
         backend.write(&loaded.book, &writes).await?;
+        // The outbox: desired channel states move in the same transaction.
+        let touched = outbox::touched_skus(&writes.ledger);
+        outbox::refresh(backend, &touched, now).await?;
         Ok((output, writes))
     }
     .await;
@@ -434,6 +483,10 @@ impl WriterHandle {
     ) -> Result<UpsertSummary, StoreError> {
         self.call(|reply| Command::UpsertVariants { variants, reply })
             .await
+    }
+
+    pub async fn refresh(&self, skus: Option<Vec<stockd_core::Sku>>) -> Result<usize, StoreError> {
+        self.call(|reply| Command::Refresh { skus, reply }).await
     }
 
     pub async fn discard_quarantined(&self, id: i64) -> Result<bool, StoreError> {

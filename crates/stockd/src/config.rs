@@ -67,6 +67,19 @@ pub struct FileConfig {
     pub http: FileHttp,
     #[serde(default)]
     pub auth: FileAuth,
+    /// Channel connections by channel id.
+    #[serde(default)]
+    pub connectors: std::collections::BTreeMap<String, crate::connections::FileConnector>,
+    #[serde(default)]
+    pub sync: FileSync,
+}
+
+/// `[sync]`: when failing updates are dead-lettered.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSync {
+    pub max_attempts: Option<u32>,
+    pub max_age_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +140,10 @@ pub enum ConfigError {
     TokenSecretTwice { first: String, second: String },
     #[error("a token needs a name")]
     TokenNameEmpty,
+    #[error("connector {channel:?}: {message}")]
+    Connector { channel: String, message: String },
+    #[error("sync.max_attempts must be at least 1")]
+    SyncAttempts,
     #[error("invalid log filter {filter:?}: {message}")]
     LogFilter { filter: String, message: String },
 }
@@ -169,6 +186,11 @@ pub struct ServeConfig {
     pub http: HttpLimits,
     /// Empty means no authentication (allowed on loopback addresses only).
     pub tokens: Vec<ApiToken>,
+    /// Channel connections (from the config file).
+    pub connectors: Vec<crate::connections::ConnectorSettings>,
+    /// Connectors given directly (tests and the demo: in-process channels).
+    pub extra_connections: Vec<crate::sync::Connection>,
+    pub retry: stockd_core::retry::RetryPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -222,6 +244,17 @@ impl Settings {
             });
         }
         let tokens = resolve_tokens(file.auth.tokens, env)?;
+        let connectors = crate::connections::resolve(file.connectors, env)?;
+        let mut retry = stockd_core::retry::RetryPolicy::default();
+        if let Some(attempts) = file.sync.max_attempts {
+            if attempts == 0 {
+                return Err(ConfigError::SyncAttempts);
+            }
+            retry.max_attempts = attempts;
+        }
+        if let Some(secs) = file.sync.max_age_secs {
+            retry.max_age = std::time::Duration::from_secs(secs);
+        }
         let log = LogSettings {
             format: overrides
                 .log_format
@@ -238,6 +271,9 @@ impl Settings {
                 database_url,
                 http,
                 tokens,
+                connectors,
+                extra_connections: Vec::new(),
+                retry,
             },
             log,
         })

@@ -8,10 +8,13 @@ pub mod availability;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod import;
 pub mod input;
 pub mod metrics;
+pub mod sync;
+pub mod webhooks;
 
 use crate::auth::{Auth, OpenOnPublicAddress};
 use crate::config::ServeConfig;
@@ -28,6 +31,8 @@ pub enum StartError {
     OpenOnPublicAddress(#[from] OpenOnPublicAddress),
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot set up the channel connectors: {0}")]
+    Connector(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -39,6 +44,7 @@ pub enum StartError {
 pub struct RunningServer {
     addr: SocketAddr,
     backend: &'static str,
+    sync_kpis: std::sync::Arc<sync::SyncKpis>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -57,6 +63,11 @@ impl RunningServer {
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    /// The sync pipeline's delivery figures.
+    pub fn sync_kpis(&self) -> std::sync::Arc<sync::SyncKpis> {
+        self.sync_kpis.clone()
     }
 
     /// Stops accepting connections, finishes the requests in flight, then
@@ -95,7 +106,28 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
         }
     };
     let backend = store.backend_name();
-    let state = api::AppState::new(store.clone(), auth);
+    let mut connections = match connections::build(&config.connectors) {
+        Ok(c) => c,
+        Err(e) => {
+            store.close().await;
+            return Err(StartError::Connector(e.to_string()));
+        }
+    };
+    connections.extend(config.extra_connections.iter().cloned());
+    let mut state = api::AppState::new(store.clone(), auth);
+    state.connectors = std::sync::Arc::new(
+        connections
+            .iter()
+            .map(|c| (c.channel.clone(), c.connector.clone()))
+            .collect(),
+    );
+    let dispatcher = sync::Dispatcher::start(
+        store.clone(),
+        connections,
+        config.retry,
+        state.sync_kpis.clone(),
+    );
+    let sync_kpis = state.sync_kpis.clone();
     let app = api::router(state, config.http);
     let (shutdown, stop) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -105,12 +137,14 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
                 let _ = stop.await;
             })
             .await;
+        dispatcher.stop().await;
         store.close().await;
         served
     });
     Ok(RunningServer {
         addr,
         backend,
+        sync_kpis,
         shutdown,
         task,
     })

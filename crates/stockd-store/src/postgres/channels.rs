@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use stockd_core::availability::{Bundle, Sale};
 use stockd_core::rules::RulesDocument;
 use stockd_core::{ChannelId, LocationId, Sku, Variant};
-use tokio_postgres::Row;
+use tokio_postgres::{Client, Row};
 
 /// Serialises rules versions across instances.
 const RULES_LOCK_ID: i64 = WRITER_LOCK_ID + 2;
@@ -37,6 +37,135 @@ fn to_rules_version(row: &Row) -> Result<RulesVersion, StoreError> {
         author: row.get(3),
         created_at: row.get(4),
     })
+}
+
+pub(crate) async fn channels_on(client: &Client) -> Result<Vec<ChannelRecord>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT id, kind, locations, enabled FROM channels ORDER BY id",
+            &[],
+        )
+        .await?;
+    rows.iter().map(to_channel).collect()
+}
+
+pub(crate) async fn listings_of_on(
+    client: &Client,
+    skus: &[Sku],
+) -> Result<Vec<ListingRecord>, StoreError> {
+    let skus: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+    let rows = client
+        .query(
+            "SELECT channel, sku, external, rank FROM listings WHERE sku = ANY($1)
+             ORDER BY sku, channel",
+            &[&skus],
+        )
+        .await?;
+    rows.iter().map(to_listing).collect()
+}
+
+pub(crate) async fn bundles_on(client: &Client) -> Result<Vec<Bundle>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT kit, component, qty FROM bundle_components ORDER BY kit, position",
+            &[],
+        )
+        .await?;
+    bundles_from_rows(
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), i64::from(r.get::<_, i32>(2))))
+            .collect(),
+    )
+}
+
+pub(crate) async fn active_rules_on(client: &Client) -> Result<Option<RulesVersion>, StoreError> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {RULES_COLUMNS} FROM rules_versions ORDER BY version DESC LIMIT 1"),
+            &[],
+        )
+        .await?;
+    row.as_ref().map(to_rules_version).transpose()
+}
+
+pub(crate) async fn variant_stock_on(
+    client: &Client,
+    skus: &[Sku],
+) -> Result<Vec<VariantStock>, StoreError> {
+    let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+    let variants = client
+        .query(
+            "SELECT sku, title, product_id, gtin FROM variants WHERE sku = ANY($1)",
+            &[&names],
+        )
+        .await?;
+    let mut out: Vec<VariantStock> = Vec::with_capacity(variants.len());
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for row in &variants {
+        let sku: String = row.get(0);
+        at.insert(sku.clone(), out.len());
+        out.push(VariantStock {
+            variant: Variant {
+                sku: parse_id(sku, Sku::parse)?,
+                title: row.get(1),
+                product_id: row.get(2),
+                gtin: row.get(3),
+            },
+            stock: Vec::new(),
+            inbound: Vec::new(),
+        });
+    }
+    let stock = client
+        .query(
+            "SELECT sku, location, on_hand, reserved, pending_return, written_off
+             FROM stock WHERE sku = ANY($1)",
+            &[&names],
+        )
+        .await?;
+    for row in &stock {
+        let sku: &str = row.get(0);
+        if let Some(&i) = at.get(sku) {
+            out[i].stock.push((
+                parse_id(row.get(1), LocationId::parse)?,
+                to_quantities(row, 2),
+            ));
+        }
+    }
+    let inbound = client
+        .query(
+            "SELECT po_id, sku, location, qty, eta, confirmed FROM inbound WHERE sku = ANY($1)",
+            &[&names],
+        )
+        .await?;
+    for row in &inbound {
+        let line = to_inbound(row)?;
+        if let Some(&i) = at.get(line.sku.as_str()) {
+            out[i].inbound.push(line);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn sales_since_on(
+    client: &Client,
+    skus: &[Sku],
+    since: DateTime<Utc>,
+) -> Result<Vec<Sale>, StoreError> {
+    let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+    let rows = client
+        .query(
+            "SELECT s.sku, l.event, l.received_at FROM ledger_skus s JOIN ledger l ON l.seq = s.seq
+             WHERE s.sku = ANY($1) AND l.type = 'order' AND l.received_at >= $2
+             ORDER BY l.seq",
+            &[&names, &since],
+        )
+        .await?;
+    let mut sales = Vec::new();
+    for row in &rows {
+        let sku = parse_id(row.get(0), Sku::parse)?;
+        sales.extend(sales_in(row.get(1), &sku, row.get(2))?);
+    }
+    Ok(sales)
 }
 
 const RULES_COLUMNS: &str = "version, document, message, author, created_at";
@@ -62,14 +191,7 @@ impl ChannelStore for PgStore {
     }
 
     async fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
-        let client = self.reader().await?;
-        let rows = client
-            .query(
-                "SELECT id, kind, locations, enabled FROM channels ORDER BY id",
-                &[],
-            )
-            .await?;
-        rows.iter().map(to_channel).collect()
+        channels_on(&**self.reader().await?).await
     }
 
     async fn channel(&self, id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
@@ -132,16 +254,7 @@ impl ChannelStore for PgStore {
     }
 
     async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError> {
-        let skus: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-        let client = self.reader().await?;
-        let rows = client
-            .query(
-                "SELECT channel, sku, external, rank FROM listings WHERE sku = ANY($1)
-                 ORDER BY sku, channel",
-                &[&skus],
-            )
-            .await?;
-        rows.iter().map(to_listing).collect()
+        listings_of_on(&**self.reader().await?, skus).await
     }
 
     async fn listed_skus(&self, after: Option<&Sku>, limit: u32) -> Result<Vec<Sku>, StoreError> {
@@ -194,18 +307,7 @@ impl ChannelStore for PgStore {
     }
 
     async fn bundles(&self) -> Result<Vec<Bundle>, StoreError> {
-        let client = self.reader().await?;
-        let rows = client
-            .query(
-                "SELECT kit, component, qty FROM bundle_components ORDER BY kit, position",
-                &[],
-            )
-            .await?;
-        bundles_from_rows(
-            rows.iter()
-                .map(|r| (r.get(0), r.get(1), i64::from(r.get::<_, i32>(2))))
-                .collect(),
-        )
+        bundles_on(&**self.reader().await?).await
     }
 
     async fn add_rules_version(
@@ -244,16 +346,7 @@ impl ChannelStore for PgStore {
     }
 
     async fn active_rules(&self) -> Result<Option<RulesVersion>, StoreError> {
-        let client = self.reader().await?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT {RULES_COLUMNS} FROM rules_versions ORDER BY version DESC LIMIT 1"
-                ),
-                &[],
-            )
-            .await?;
-        row.as_ref().map(to_rules_version).transpose()
+        active_rules_on(&**self.reader().await?).await
     }
 
     async fn rules_version(&self, version: u32) -> Result<Option<RulesVersion>, StoreError> {
@@ -282,59 +375,7 @@ impl ChannelStore for PgStore {
     }
 
     async fn variant_stock(&self, skus: &[Sku]) -> Result<Vec<VariantStock>, StoreError> {
-        let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-        let client = self.reader().await?;
-        let variants = client
-            .query(
-                "SELECT sku, title, product_id, gtin FROM variants WHERE sku = ANY($1)",
-                &[&names],
-            )
-            .await?;
-        let mut out: Vec<VariantStock> = Vec::with_capacity(variants.len());
-        let mut at: HashMap<String, usize> = HashMap::new();
-        for row in &variants {
-            let sku: String = row.get(0);
-            at.insert(sku.clone(), out.len());
-            out.push(VariantStock {
-                variant: Variant {
-                    sku: parse_id(sku, Sku::parse)?,
-                    title: row.get(1),
-                    product_id: row.get(2),
-                    gtin: row.get(3),
-                },
-                stock: Vec::new(),
-                inbound: Vec::new(),
-            });
-        }
-        let stock = client
-            .query(
-                "SELECT sku, location, on_hand, reserved, pending_return, written_off
-                 FROM stock WHERE sku = ANY($1)",
-                &[&names],
-            )
-            .await?;
-        for row in &stock {
-            let sku: &str = row.get(0);
-            if let Some(&i) = at.get(sku) {
-                out[i].stock.push((
-                    parse_id(row.get(1), LocationId::parse)?,
-                    to_quantities(row, 2),
-                ));
-            }
-        }
-        let inbound = client
-            .query(
-                "SELECT po_id, sku, location, qty, eta, confirmed FROM inbound WHERE sku = ANY($1)",
-                &[&names],
-            )
-            .await?;
-        for row in &inbound {
-            let line = to_inbound(row)?;
-            if let Some(&i) = at.get(line.sku.as_str()) {
-                out[i].inbound.push(line);
-            }
-        }
-        Ok(out)
+        variant_stock_on(&**self.reader().await?, skus).await
     }
 
     async fn sales_since(
@@ -342,21 +383,6 @@ impl ChannelStore for PgStore {
         skus: &[Sku],
         since: DateTime<Utc>,
     ) -> Result<Vec<Sale>, StoreError> {
-        let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-        let client = self.reader().await?;
-        let rows = client
-            .query(
-                "SELECT s.sku, l.event, l.received_at FROM ledger_skus s JOIN ledger l ON l.seq = s.seq
-                 WHERE s.sku = ANY($1) AND l.type = 'order' AND l.received_at >= $2
-                 ORDER BY l.seq",
-                &[&names, &since],
-            )
-            .await?;
-        let mut sales = Vec::new();
-        for row in &rows {
-            let sku = parse_id(row.get(0), Sku::parse)?;
-            sales.extend(sales_in(row.get(1), &sku, row.get(2))?);
-        }
-        Ok(sales)
+        sales_since_on(&**self.reader().await?, skus, since).await
     }
 }

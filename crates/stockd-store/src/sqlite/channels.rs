@@ -15,7 +15,7 @@ use stockd_core::availability::{Bundle, Sale};
 use stockd_core::rules::RulesDocument;
 use stockd_core::{ChannelId, LocationId, Sku, Variant};
 
-fn in_transaction<T>(
+pub(crate) fn in_transaction<T>(
     conn: &Connection,
     body: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
@@ -67,6 +67,117 @@ fn to_rules_version(
     })
 }
 
+pub(crate) fn channels_on(conn: &Connection) -> Result<Vec<ChannelRecord>, StoreError> {
+    let raw = conn
+        .prepare_cached("SELECT id, kind, locations, enabled FROM channels ORDER BY id")?
+        .query_map([], channel_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    raw.into_iter()
+        .map(|(id, kind, locations, enabled)| channel_from_columns(id, &kind, locations, enabled))
+        .collect()
+}
+
+pub(crate) fn listings_of_on(
+    conn: &Connection,
+    skus: &[Sku],
+) -> Result<Vec<ListingRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT channel, sku, external, rank FROM listings WHERE sku = ?1 ORDER BY channel",
+    )?;
+    let mut raw = Vec::new();
+    for sku in skus {
+        raw.extend(
+            stmt.query_map([sku.as_str()], listing_row)?
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+    }
+    to_listings(raw)
+}
+
+pub(crate) fn bundles_on(conn: &Connection) -> Result<Vec<Bundle>, StoreError> {
+    let raw = conn
+        .prepare_cached("SELECT kit, component, qty FROM bundle_components ORDER BY kit, position")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    bundles_from_rows(raw)
+}
+
+pub(crate) fn active_rules_on(conn: &Connection) -> Result<Option<RulesVersion>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {RULES_COLUMNS} FROM rules_versions ORDER BY version DESC LIMIT 1"
+    ))?
+    .query_row([], rules_version_row)
+    .optional()?
+    .map(to_rules_version)
+    .transpose()
+}
+
+pub(crate) fn variant_stock_on(
+    conn: &Connection,
+    skus: &[Sku],
+) -> Result<Vec<VariantStock>, StoreError> {
+    let mut out = Vec::with_capacity(skus.len());
+    for sku in skus {
+        let sku = sku.clone();
+        let variant = conn
+            .prepare_cached("SELECT title, product_id, gtin FROM variants WHERE sku = ?1")?
+            .query_row([sku.as_str()], |r| {
+                Ok(Variant {
+                    sku: sku.clone(),
+                    title: r.get(0)?,
+                    product_id: r.get(1)?,
+                    gtin: r.get(2)?,
+                })
+            })
+            .optional()?;
+        let Some(variant) = variant else { continue };
+        let stock = stock_rows(conn, sku.as_str())?
+            .into_iter()
+            .map(|(location, q)| Ok((parse_id(location, LocationId::parse)?, q)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let inbound = inbound_query(
+            conn,
+            &format!("SELECT {INBOUND_COLUMNS} FROM inbound WHERE sku = ?1"),
+            &[sku.as_str()],
+        )?;
+        out.push(VariantStock {
+            variant,
+            stock,
+            inbound,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn sales_since_on(
+    conn: &Connection,
+    skus: &[Sku],
+    since: DateTime<Utc>,
+) -> Result<Vec<Sale>, StoreError> {
+    // Stored times are RFC 3339 in UTC: a second-precision prefix compares
+    // correctly as text; the exact bound is checked after parsing.
+    let since_prefix = since.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let mut stmt = conn.prepare_cached(
+        "SELECT l.event, l.received_at FROM ledger_skus s JOIN ledger l ON l.seq = s.seq
+             WHERE s.sku = ?1 AND l.type = 'order' AND l.received_at >= ?2 ORDER BY l.seq",
+    )?;
+    let mut sales = Vec::new();
+    for sku in skus {
+        let rows = stmt
+            .query_map(params![sku.as_str(), since_prefix], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        for (event, received_at) in rows {
+            let at = parse_time(&received_at)?;
+            if at >= since {
+                sales.extend(sales_in(&event, sku, at)?);
+            }
+        }
+    }
+    Ok(sales)
+}
+
 const RULES_COLUMNS: &str = "version, document, message, author, created_at";
 
 #[async_trait]
@@ -90,18 +201,7 @@ impl ChannelStore for SqliteStore {
     }
 
     async fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
-        self.read(|conn| {
-            let raw = conn
-                .prepare_cached("SELECT id, kind, locations, enabled FROM channels ORDER BY id")?
-                .query_map([], channel_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            raw.into_iter()
-                .map(|(id, kind, locations, enabled)| {
-                    channel_from_columns(id, &kind, locations, enabled)
-                })
-                .collect()
-        })
-        .await
+        self.read(channels_on).await
     }
 
     async fn channel(&self, id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
@@ -164,20 +264,7 @@ impl ChannelStore for SqliteStore {
 
     async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError> {
         let skus = skus.to_vec();
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT channel, sku, external, rank FROM listings WHERE sku = ?1 ORDER BY channel",
-            )?;
-            let mut raw = Vec::new();
-            for sku in &skus {
-                raw.extend(
-                    stmt.query_map([sku.as_str()], listing_row)?
-                        .collect::<Result<Vec<_>, _>>()?,
-                );
-            }
-            to_listings(raw)
-        })
-        .await
+        self.read(move |conn| listings_of_on(conn, &skus)).await
     }
 
     async fn listed_skus(&self, after: Option<&Sku>, limit: u32) -> Result<Vec<Sku>, StoreError> {
@@ -228,16 +315,7 @@ impl ChannelStore for SqliteStore {
     }
 
     async fn bundles(&self) -> Result<Vec<Bundle>, StoreError> {
-        self.read(|conn| {
-            let raw = conn
-                .prepare_cached(
-                    "SELECT kit, component, qty FROM bundle_components ORDER BY kit, position",
-                )?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            bundles_from_rows(raw)
-        })
-        .await
+        self.read(bundles_on).await
     }
 
     async fn add_rules_version(
@@ -278,16 +356,7 @@ impl ChannelStore for SqliteStore {
     }
 
     async fn active_rules(&self) -> Result<Option<RulesVersion>, StoreError> {
-        self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {RULES_COLUMNS} FROM rules_versions ORDER BY version DESC LIMIT 1"
-            ))?
-            .query_row([], rules_version_row)
-            .optional()?
-            .map(to_rules_version)
-            .transpose()
-        })
-        .await
+        self.read(active_rules_on).await
     }
 
     async fn rules_version(&self, version: u32) -> Result<Option<RulesVersion>, StoreError> {
@@ -318,39 +387,7 @@ impl ChannelStore for SqliteStore {
 
     async fn variant_stock(&self, skus: &[Sku]) -> Result<Vec<VariantStock>, StoreError> {
         let skus = skus.to_vec();
-        self.read(move |conn| {
-            let mut out = Vec::with_capacity(skus.len());
-            for sku in skus {
-                let variant = conn
-                    .prepare_cached("SELECT title, product_id, gtin FROM variants WHERE sku = ?1")?
-                    .query_row([sku.as_str()], |r| {
-                        Ok(Variant {
-                            sku: sku.clone(),
-                            title: r.get(0)?,
-                            product_id: r.get(1)?,
-                            gtin: r.get(2)?,
-                        })
-                    })
-                    .optional()?;
-                let Some(variant) = variant else { continue };
-                let stock = stock_rows(conn, sku.as_str())?
-                    .into_iter()
-                    .map(|(location, q)| Ok((parse_id(location, LocationId::parse)?, q)))
-                    .collect::<Result<Vec<_>, StoreError>>()?;
-                let inbound = inbound_query(
-                    conn,
-                    &format!("SELECT {INBOUND_COLUMNS} FROM inbound WHERE sku = ?1"),
-                    &[sku.as_str()],
-                )?;
-                out.push(VariantStock {
-                    variant,
-                    stock,
-                    inbound,
-                });
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |conn| variant_stock_on(conn, &skus)).await
     }
 
     async fn sales_since(
@@ -359,30 +396,7 @@ impl ChannelStore for SqliteStore {
         since: DateTime<Utc>,
     ) -> Result<Vec<Sale>, StoreError> {
         let skus = skus.to_vec();
-        // Stored times are RFC 3339 in UTC: a second-precision prefix compares
-        // correctly as text; the exact bound is checked after parsing.
-        let since_prefix = since.format("%Y-%m-%dT%H:%M:%S").to_string();
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT l.event, l.received_at FROM ledger_skus s JOIN ledger l ON l.seq = s.seq
-                 WHERE s.sku = ?1 AND l.type = 'order' AND l.received_at >= ?2 ORDER BY l.seq",
-            )?;
-            let mut sales = Vec::new();
-            for sku in &skus {
-                let rows = stmt
-                    .query_map(params![sku.as_str(), since_prefix], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                for (event, received_at) in rows {
-                    let at = parse_time(&received_at)?;
-                    if at >= since {
-                        sales.extend(sales_in(&event, sku, at)?);
-                    }
-                }
-            }
-            Ok(sales)
-        })
-        .await
+        self.read(move |conn| sales_since_on(conn, &skus, since))
+            .await
     }
 }

@@ -213,6 +213,11 @@ pub async fn put_bundle(
         .put_bundle(bundle.clone())
         .await
         .map_err(ApiError::Storage)?;
+    state
+        .store
+        .refresh_desired(Some(vec![bundle.kit.clone()]))
+        .await
+        .map_err(ApiError::Storage)?;
     Ok(Json(bundle.into()))
 }
 
@@ -258,6 +263,11 @@ pub async fn delete_bundle(
         .await
         .map_err(ApiError::Storage)?
     {
+        state
+            .store
+            .refresh_desired(Some(vec![sku]))
+            .await
+            .map_err(ApiError::Storage)?;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(unknown())

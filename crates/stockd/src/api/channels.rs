@@ -173,6 +173,11 @@ pub async fn put_channel(
         .upsert_channel(channel.clone())
         .await
         .map_err(ApiError::Storage)?;
+    state
+        .store
+        .refresh_desired(None)
+        .await
+        .map_err(ApiError::Storage)?;
     Ok(Json(channel.into()))
 }
 
@@ -256,10 +261,16 @@ pub async fn ingest_listings(
             details,
         ));
     }
-    store
+    let skus: Vec<Sku> = listings.iter().map(|l| l.sku.clone()).collect();
+    let written = store
         .upsert_listings(listings)
         .await
-        .map_err(ApiError::Storage)
+        .map_err(ApiError::Storage)?;
+    store
+        .refresh_desired(Some(skus))
+        .await
+        .map_err(ApiError::Storage)?;
+    Ok(written)
 }
 
 #[utoipa::path(

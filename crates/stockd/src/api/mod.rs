@@ -12,6 +12,7 @@ pub mod quarantine;
 pub mod rules;
 pub mod schema;
 pub mod stock;
+pub mod sync;
 
 use crate::auth::Auth;
 use crate::config::HttpLimits;
@@ -46,6 +47,10 @@ pub const PAGE_LIMIT_MAX: u32 = 1_000;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Connected channels (webhooks are verified by their connector).
+    pub connectors: Arc<crate::webhooks::Connectors>,
+    pub listing_index: Arc<crate::webhooks::ListingIndex>,
+    pub sync_kpis: Arc<crate::sync::SyncKpis>,
     pub auth: Arc<Auth>,
     pub metrics: Arc<Metrics>,
     /// The OpenAPI document, rendered once at start.
@@ -60,6 +65,9 @@ impl AppState {
             .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         AppState {
             store,
+            connectors: Arc::new(crate::webhooks::Connectors::new()),
+            listing_index: Arc::new(crate::webhooks::ListingIndex::default()),
+            sync_kpis: Arc::new(crate::sync::SyncKpis::default()),
             auth: Arc::new(auth),
             metrics: Arc::new(metrics),
             openapi_json: openapi_json.into(),
@@ -82,6 +90,15 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             get(catalog::get_variant).put(catalog::put_variant),
         )
         .route("/v1/channels", get(channels::list_channels))
+        .route("/v1/outbox", get(sync::list_outbox))
+        .route("/v1/dlq", get(sync::list_dlq))
+        .route("/v1/dlq/{id}", delete(sync::discard_dead_letter))
+        .route("/v1/dlq/{id}/retry", post(sync::retry_dead_letter))
+        .route("/v1/kpis", get(sync::get_kpis))
+        .route(
+            "/v1/webhooks/{kind}/{channel_id}",
+            post(crate::webhooks::receive),
+        )
         .route(
             "/v1/channels/{id}",
             get(channels::get_channel).put(channels::put_channel),
@@ -276,6 +293,12 @@ impl utoipa::Modify for BearerAuth {
         ledger::list_ledger,
         quarantine::list_quarantine,
         quarantine::discard_quarantined,
+        sync::list_outbox,
+        sync::list_dlq,
+        sync::retry_dead_letter,
+        sync::discard_dead_letter,
+        sync::get_kpis,
+        crate::webhooks::receive,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -285,6 +308,8 @@ impl utoipa::Modify for BearerAuth {
     modifiers(&BearerAuth),
     tags(
         (name = "events", description = "The only way stock changes."),
+        (name = "sync", description = "The outbound sync: outbox, dead-letter queue, latency KPIs."),
+        (name = "webhooks", description = "Order notifications from channels, verified by signature."),
         (name = "catalog", description = "Variants and locations."),
         (name = "stock", description = "Stock views computed from the ledger."),
         (name = "channels", description = "Channels, their listings and what each listing may show."),

@@ -51,7 +51,11 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(),
+        {
+            let mut text = state.metrics.render();
+            state.sync_kpis.render(&mut text);
+            text
+        },
     )
 }
 

@@ -308,6 +308,11 @@ pub async fn apply(
         .add_rules_version(doc, message, author)
         .await
         .map_err(ApiError::Storage)?;
+    // Every listing's desired state now comes from the new version.
+    store
+        .refresh_desired(None)
+        .await
+        .map_err(ApiError::Storage)?;
     Ok(Applied {
         version: stored.version,
         message: stored.message,

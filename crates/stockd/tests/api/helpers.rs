@@ -22,6 +22,9 @@ pub fn config(database_url: String) -> ServeConfig {
             events_body_limit_bytes: EVENTS_BODY_LIMIT_BYTES_DEFAULT,
         },
         tokens: Vec::new(),
+        connectors: Vec::new(),
+        extra_connections: Vec::new(),
+        retry: stockd_core::retry::RetryPolicy::default(),
     }
 }
 

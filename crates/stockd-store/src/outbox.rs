@@ -1,0 +1,516 @@
+//! The transactional outbox. Each listing has one `listing_state` row: the
+//! state the channel should show (`desired`, with the rules version that
+//! produced it and a generation counter) and the state the channel last
+//! acknowledged (`pushed`). The event writer recomputes the affected listings
+//! inside each group's transaction and bumps `desired_gen` when the value
+//! changes, so a committed event never loses its channel update; the
+//! dispatcher sends only the latest desired state of a listing (coalescing),
+//! oldest `dirty_since_ms` first per channel.
+//!
+//! The SQL is shared by both dialects: statements are written with `?N`
+//! placeholders and PostgreSQL's `$N` form is derived from them.
+
+use crate::availability::{AvailabilityReads, RuleSet, Setup, StockData};
+use crate::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use stockd_core::availability::ListingState;
+use stockd_core::group::LedgerEntry;
+use stockd_core::{ChannelId, Sku};
+
+/// One listing's outbox row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxRow {
+    pub channel: ChannelId,
+    pub sku: Sku,
+    pub desired: ListingState,
+    pub rules_version: Option<u32>,
+    pub desired_gen: u64,
+    /// Ledger sequence of the event that last changed `desired` (none when a
+    /// rules or catalog change did).
+    pub caused_seq: Option<u64>,
+    /// When the cause was received: where update latency is measured from.
+    pub caused_at: DateTime<Utc>,
+    /// Since when the channel lags `desired` (`None`: in sync).
+    pub dirty_since: Option<DateTime<Utc>>,
+    pub sent_gen: u64,
+    /// What the channel last acknowledged.
+    pub pushed: Option<ListingState>,
+    pub pushed_at: Option<DateTime<Utc>>,
+    /// What stockd believes the channel's own count is now.
+    pub channel_quantity: Option<i64>,
+    /// Push times of the last 24 hours (the change budget).
+    pub recent_pushes: Vec<DateTime<Utc>>,
+    pub attempts: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// In the dead-letter queue: not sent until retried or discarded.
+    pub parked: bool,
+}
+
+/// A dead letter: an update the channel refused for good, or that ran out
+/// of attempts, with what the channel said.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub channel: ChannelId,
+    pub sku: Sku,
+    pub desired_gen: u64,
+    pub desired: ListingState,
+    pub code: String,
+    pub message: String,
+    pub status: Option<u16>,
+    pub body: Option<String>,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A change the dispatcher records after talking to a channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboxUpdate {
+    /// The channel holds `state` for generation `gen`.
+    Acked {
+        channel: ChannelId,
+        sku: Sku,
+        gen: u64,
+        state: ListingState,
+        channel_quantity: i64,
+        at: DateTime<Utc>,
+        /// Counted against the change budget (false when nothing was sent).
+        counted: bool,
+        /// The row's push times before this one.
+        recent_before: Vec<DateTime<Utc>>,
+    },
+    /// A failed attempt; try again at `next_attempt_at`.
+    Failed {
+        channel: ChannelId,
+        sku: Sku,
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+        error: String,
+    },
+    /// Not now (change budget, rate limit): no attempt is counted.
+    Deferred {
+        channel: ChannelId,
+        sku: Sku,
+        until: DateTime<Utc>,
+        note: Option<String>,
+    },
+    /// The channel's count differs from what stockd believed.
+    ChannelQuantity {
+        channel: ChannelId,
+        sku: Sku,
+        quantity: Option<i64>,
+    },
+    /// Moved to the dead-letter queue.
+    Dead { letter: DeadLetter },
+}
+
+/// Storage of the outbox and the dead-letter queue.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Listings of `channel` that lag and may be tried at `now`, oldest first.
+    async fn outbox_due(
+        &self,
+        channel: &ChannelId,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Outbox rows in (channel, sku) order after `after`; `pending_only`
+    /// keeps the lagging ones.
+    async fn outbox(
+        &self,
+        channel: Option<&ChannelId>,
+        after: Option<(&ChannelId, &Sku)>,
+        pending_only: bool,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+    /// The rows of some listings of one channel.
+    async fn outbox_rows(
+        &self,
+        channel: &ChannelId,
+        skus: &[Sku],
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Records what the dispatcher learned, all in one transaction.
+    async fn outbox_record(&self, updates: Vec<OutboxUpdate>) -> Result<(), StoreError>;
+    /// Moves what stockd believes a channel holds by `delta` (the channel
+    /// sold or restocked on its own); `None` forgets it.
+    async fn outbox_channel_moved(
+        &self,
+        channel: &ChannelId,
+        moves: Vec<(Sku, Option<i64>)>,
+    ) -> Result<(), StoreError>;
+    async fn dead_letters(&self, after_id: i64, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Sends a dead letter's listing again (from its latest desired state).
+    async fn dead_letter_retry(&self, id: i64) -> Result<bool, StoreError>;
+    /// Drops a dead letter: its update is given up (a later change is sent).
+    async fn dead_letter_discard(&self, id: i64) -> Result<bool, StoreError>;
+}
+
+pub(crate) fn ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A desired state computed in a writer transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DesiredWrite {
+    pub channel: ChannelId,
+    pub sku: Sku,
+    pub state: ListingState,
+    pub rules_version: Option<u32>,
+    /// False when only the rules version moved (nothing to send).
+    pub value_changed: bool,
+    pub caused_seq: Option<u64>,
+    pub caused_at: DateTime<Utc>,
+}
+
+/// What the writer reads and writes of `listing_state`.
+#[allow(async_fn_in_trait)]
+pub(crate) trait DesiredStates: AvailabilityReads {
+    /// Stored desired state and rules version of every listing of `skus`.
+    async fn stored_desired(
+        &mut self,
+        skus: &[Sku],
+    ) -> Result<BTreeMap<(ChannelId, Sku), (ListingState, Option<u32>)>, StoreError>;
+    async fn write_desired(
+        &mut self,
+        rows: &[DesiredWrite],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Listed SKUs after `after` (whole-catalog refresh).
+    async fn listed_after(
+        &mut self,
+        after: Option<&Sku>,
+        limit: u32,
+    ) -> Result<Vec<Sku>, StoreError>;
+}
+
+/// The SKUs whose listings an applied group may have moved, with the
+/// earliest ledger entry that touched each: every SKU an entry changed or
+/// named (inbound lines move ETAs).
+pub(crate) fn touched_skus(entries: &[LedgerEntry]) -> BTreeMap<Sku, (u64, DateTime<Utc>)> {
+    let mut out: BTreeMap<Sku, (u64, DateTime<Utc>)> = BTreeMap::new();
+    for entry in entries {
+        let named = entry.event.kind.skus().into_iter().cloned();
+        let changed = entry.changes.iter().map(|c| c.sku.clone());
+        for sku in named.chain(changed) {
+            out.entry(sku).or_insert((entry.seq, entry.received_at));
+        }
+    }
+    out
+}
+
+/// Recomputes the listings of `touched` (and the kits and components they
+/// move) and writes the ones whose state or rules version changed. Runs on
+/// the writer's connection inside the caller's transaction.
+pub(crate) async fn refresh<D: DesiredStates>(
+    db: &mut D,
+    touched: &BTreeMap<Sku, (u64, DateTime<Utc>)>,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    if touched.is_empty() {
+        return Ok(0);
+    }
+    let setup = Setup::load(&*db).await?;
+    let rules = crate::availability::active_rules(&*db, &setup).await?;
+    let mut causes: BTreeMap<Sku, (u64, DateTime<Utc>)> = BTreeMap::new();
+    for (sku, cause) in touched {
+        for affected in setup.graph.affected_skus(sku) {
+            let entry = causes.entry(affected).or_insert(*cause);
+            if cause.0 < entry.0 {
+                *entry = *cause;
+            }
+        }
+    }
+    let skus: Vec<Sku> = causes.keys().cloned().collect();
+    refresh_skus(
+        db,
+        &setup,
+        &rules,
+        &skus,
+        |sku| causes.get(sku).copied(),
+        now,
+    )
+    .await
+}
+
+/// Recomputes the listings of `skus` (a listing or kit definition changed).
+pub(crate) async fn refresh_skus_now<D: DesiredStates>(
+    db: &mut D,
+    skus: &[Sku],
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let setup = Setup::load(&*db).await?;
+    let rules = crate::availability::active_rules(&*db, &setup).await?;
+    refresh_skus(db, &setup, &rules, skus, |_| None, now).await
+}
+
+/// Recomputes every listing (after a rules, channel, listing or kit change,
+/// and at start-up), page by page; returns how many rows were written.
+pub(crate) async fn refresh_page<D: DesiredStates>(
+    db: &mut D,
+    after: Option<&Sku>,
+    limit: u32,
+    now: DateTime<Utc>,
+) -> Result<(usize, Option<Sku>), StoreError> {
+    let skus = db.listed_after(after, limit).await?;
+    if skus.is_empty() {
+        return Ok((0, None));
+    }
+    let setup = Setup::load(&*db).await?;
+    let rules = crate::availability::active_rules(&*db, &setup).await?;
+    let written = refresh_skus(db, &setup, &rules, &skus, |_| None, now).await?;
+    let next = if skus.len() < limit as usize {
+        None
+    } else {
+        skus.last().cloned()
+    };
+    Ok((written, next))
+}
+
+async fn refresh_skus<D: DesiredStates>(
+    db: &mut D,
+    setup: &Setup,
+    rules: &RuleSet,
+    skus: &[Sku],
+    cause_of: impl Fn(&Sku) -> Option<(u64, DateTime<Utc>)>,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let data = StockData::load(&*db, setup, skus, &[rules], now).await?;
+    let computed = data.compute(setup, &rules.rules, now.date_naive(), now);
+    let stored = db.stored_desired(skus).await?;
+    let mut writes = Vec::new();
+    for ((channel, sku), result) in computed {
+        let old = stored.get(&(channel.clone(), sku.clone()));
+        let value_changed = old.is_none_or(|(state, _)| *state != result.state);
+        let version_changed = old.is_none_or(|(_, version)| *version != rules.version);
+        if !value_changed && !version_changed {
+            continue;
+        }
+        let cause = cause_of(&sku);
+        writes.push(DesiredWrite {
+            channel,
+            sku,
+            state: result.state,
+            rules_version: rules.version,
+            value_changed,
+            caused_seq: cause.map(|c| c.0),
+            caused_at: cause.map_or(now, |c| c.1),
+        });
+    }
+    db.write_desired(&writes, now).await?;
+    Ok(writes.len())
+}
+
+/// SKUs a refresh takes per transaction.
+pub(crate) const REFRESH_PAGE: u32 = 1_000;
+
+// ----- SQL shared by both dialects ------------------------------------------
+
+pub(crate) const ROW_COLUMNS: &str = "channel, sku, desired, rules_version, desired_gen, \
+     caused_seq, caused_at_ms, dirty_since_ms, sent_gen, pushed, pushed_at_ms, channel_quantity, \
+     recent_pushes, attempts, next_attempt_ms, last_error, parked";
+
+pub(crate) const STORED_DESIRED: &str =
+    "SELECT channel, sku, desired, rules_version FROM listing_state WHERE sku = ?1";
+
+pub(crate) const INSERT_DESIRED: &str = "INSERT INTO listing_state \
+     (channel, sku, desired, rules_version, desired_gen, caused_seq, caused_at_ms, dirty_since_ms) \
+     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7) \
+     ON CONFLICT (channel, sku) DO UPDATE SET desired = excluded.desired, \
+       rules_version = excluded.rules_version, \
+       desired_gen = listing_state.desired_gen + 1, caused_seq = excluded.caused_seq, \
+       caused_at_ms = excluded.caused_at_ms, \
+       dirty_since_ms = COALESCE(listing_state.dirty_since_ms, excluded.dirty_since_ms)";
+
+pub(crate) const UPDATE_VERSION: &str =
+    "UPDATE listing_state SET rules_version = ?3 WHERE channel = ?1 AND sku = ?2";
+
+pub(crate) fn due_sql() -> String {
+    format!(
+        "SELECT {ROW_COLUMNS} FROM listing_state WHERE channel = ?1 AND dirty_since_ms IS NOT NULL \
+         AND parked = 0 AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?2) \
+         ORDER BY dirty_since_ms, sku LIMIT ?3"
+    )
+}
+
+pub(crate) fn page_sql(channel: bool, pending_only: bool) -> String {
+    let mut sql = format!("SELECT {ROW_COLUMNS} FROM listing_state WHERE (channel > ?1 OR (channel = ?1 AND sku > ?2))");
+    if channel {
+        sql.push_str(" AND channel = ?4");
+    }
+    if pending_only {
+        sql.push_str(" AND (dirty_since_ms IS NOT NULL OR parked <> 0)");
+    }
+    sql.push_str(" ORDER BY channel, sku LIMIT ?3");
+    sql
+}
+
+pub(crate) fn rows_sql() -> String {
+    format!("SELECT {ROW_COLUMNS} FROM listing_state WHERE channel = ?1 AND sku = ?2")
+}
+
+/// Acknowledged: the channel holds `pushed` for generation `gen`. The row is
+/// clean unless a newer generation arrived meanwhile.
+pub(crate) const ACK: &str = "UPDATE listing_state SET \
+       sent_gen = CASE WHEN sent_gen > ?3 THEN sent_gen ELSE ?3 END, \
+       pushed = ?4, pushed_at_ms = ?5, channel_quantity = ?6, recent_pushes = ?7, \
+       attempts = 0, next_attempt_ms = NULL, last_error = NULL, \
+       dirty_since_ms = CASE WHEN desired_gen <= ?3 THEN NULL ELSE dirty_since_ms END \
+     WHERE channel = ?1 AND sku = ?2";
+
+pub(crate) const FAILED: &str = "UPDATE listing_state SET attempts = ?3, next_attempt_ms = ?4, \
+     last_error = ?5 WHERE channel = ?1 AND sku = ?2";
+
+pub(crate) const DEFERRED: &str = "UPDATE listing_state SET next_attempt_ms = ?3, \
+     last_error = COALESCE(?4, last_error) WHERE channel = ?1 AND sku = ?2";
+
+pub(crate) const CHANNEL_QUANTITY: &str =
+    "UPDATE listing_state SET channel_quantity = ?3 WHERE channel = ?1 AND sku = ?2";
+
+pub(crate) const CHANNEL_MOVED: &str = "UPDATE listing_state SET channel_quantity = \
+     CASE WHEN ?3 IS NULL THEN NULL ELSE channel_quantity + ?3 END \
+     WHERE channel = ?1 AND sku = ?2";
+
+pub(crate) const PARK: &str = "UPDATE listing_state SET parked = 1, attempts = ?3, \
+     last_error = ?4 WHERE channel = ?1 AND sku = ?2";
+
+pub(crate) const INSERT_DEAD: &str = "INSERT INTO dead_letters (channel, sku, desired_gen, \
+     desired, code, message, status, body, attempts, created_at_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+pub(crate) const DEAD_PAGE: &str = "SELECT id, channel, sku, desired_gen, desired, code, message, \
+     status, body, attempts, created_at_ms FROM dead_letters WHERE id > ?1 ORDER BY id LIMIT ?2";
+
+pub(crate) const DEAD_ONE: &str = "SELECT channel, sku FROM dead_letters WHERE id = ?1";
+
+pub(crate) const DEAD_DELETE: &str = "DELETE FROM dead_letters WHERE id = ?1";
+
+/// Retry from the dead-letter queue: back in line now, attempts reset.
+pub(crate) const UNPARK_RETRY: &str = "UPDATE listing_state SET parked = 0, attempts = 0, \
+     next_attempt_ms = NULL, dirty_since_ms = COALESCE(dirty_since_ms, ?3) \
+     WHERE channel = ?1 AND sku = ?2";
+
+/// Discard: the update is given up; the listing is clean until it changes.
+pub(crate) const UNPARK_DISCARD: &str = "UPDATE listing_state SET parked = 0, attempts = 0, \
+     next_attempt_ms = NULL, sent_gen = desired_gen, dirty_since_ms = NULL \
+     WHERE channel = ?1 AND sku = ?2";
+
+/// `?N` → `$N` for PostgreSQL.
+pub(crate) fn pg(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+/// The raw columns of one `listing_state` row, in `ROW_COLUMNS` order.
+pub(crate) struct RawRow {
+    pub channel: String,
+    pub sku: String,
+    pub desired: String,
+    pub rules_version: Option<i64>,
+    pub desired_gen: i64,
+    pub caused_seq: Option<i64>,
+    pub caused_at_ms: i64,
+    pub dirty_since_ms: Option<i64>,
+    pub sent_gen: i64,
+    pub pushed: Option<String>,
+    pub pushed_at_ms: Option<i64>,
+    pub channel_quantity: Option<i64>,
+    pub recent_pushes: String,
+    pub attempts: i64,
+    pub next_attempt_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub parked: i64,
+}
+
+fn u(raw: i64) -> Result<u64, StoreError> {
+    u64::try_from(raw).map_err(crate::rows::corrupt)
+}
+
+impl RawRow {
+    pub(crate) fn into_row(self) -> Result<OutboxRow, StoreError> {
+        let recent: Vec<i64> = serde_json::from_str(&self.recent_pushes)?;
+        Ok(OutboxRow {
+            channel: crate::rows::parse_id(self.channel, ChannelId::parse)?,
+            sku: crate::rows::parse_id(self.sku, Sku::parse)?,
+            desired: serde_json::from_str(&self.desired)?,
+            rules_version: self
+                .rules_version
+                .map(|v| u32::try_from(v).map_err(crate::rows::corrupt))
+                .transpose()?,
+            desired_gen: u(self.desired_gen)?,
+            caused_seq: self.caused_seq.map(u).transpose()?,
+            caused_at: from_ms(self.caused_at_ms),
+            dirty_since: self.dirty_since_ms.map(from_ms),
+            sent_gen: u(self.sent_gen)?,
+            pushed: self
+                .pushed
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()?,
+            pushed_at: self.pushed_at_ms.map(from_ms),
+            channel_quantity: self.channel_quantity,
+            recent_pushes: recent.into_iter().map(from_ms).collect(),
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            next_attempt_at: self.next_attempt_ms.map(from_ms),
+            last_error: self.last_error,
+            parked: self.parked != 0,
+        })
+    }
+}
+
+/// The raw columns of a dead letter, in `DEAD_COLUMNS` order.
+pub(crate) struct RawDead {
+    pub id: i64,
+    pub channel: String,
+    pub sku: String,
+    pub desired_gen: i64,
+    pub desired: String,
+    pub code: String,
+    pub message: String,
+    pub status: Option<i64>,
+    pub body: Option<String>,
+    pub attempts: i64,
+    pub created_at_ms: i64,
+}
+
+impl RawDead {
+    pub(crate) fn into_letter(self) -> Result<DeadLetter, StoreError> {
+        Ok(DeadLetter {
+            id: self.id,
+            channel: crate::rows::parse_id(self.channel, ChannelId::parse)?,
+            sku: crate::rows::parse_id(self.sku, Sku::parse)?,
+            desired_gen: u(self.desired_gen)?,
+            desired: serde_json::from_str(&self.desired)?,
+            code: self.code,
+            message: self.message,
+            status: self.status.and_then(|s| u16::try_from(s).ok()),
+            body: self.body,
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            created_at: from_ms(self.created_at_ms),
+        })
+    }
+}
+
+/// Push times within the budget window, plus `at` when counted, as stored.
+pub(crate) fn recent_pushes_json(
+    before: &[DateTime<Utc>],
+    at: DateTime<Utc>,
+    counted: bool,
+) -> Result<String, StoreError> {
+    let window = chrono::Duration::hours(stockd_core::availability::budget::BUDGET_WINDOW_HOURS);
+    let mut kept: Vec<i64> = before
+        .iter()
+        .filter(|t| **t + window > at)
+        .map(|t| ms(*t))
+        .collect();
+    if counted {
+        kept.push(ms(at));
+    }
+    Ok(serde_json::to_string(&kept)?)
+}

@@ -1,0 +1,438 @@
+//! PostgreSQL side of the outbox: the writer's desired-state reads and
+//! writes (inside the group transaction) and the dispatcher's `OutboxStore`.
+
+use super::channels::{
+    active_rules_on, bundles_on, channels_on, listings_of_on, sales_since_on, variant_stock_on,
+};
+use super::{to_location, PgBackend, PgStore};
+use crate::availability::AvailabilityReads;
+use crate::channels::{ChannelRecord, ListingRecord, RulesVersion, VariantStock};
+use crate::outbox::{
+    self as ob, pg, DeadLetter, DesiredStates, DesiredWrite, OutboxRow, OutboxStore, OutboxUpdate,
+    RawDead, RawRow,
+};
+use crate::rows::parse_id;
+use crate::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use stockd_core::availability::{Bundle, ListingState, Sale};
+use stockd_core::{ChannelId, Location, Sku};
+use tokio_postgres::{GenericClient, Row};
+
+impl AvailabilityReads for PgBackend {
+    async fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
+        channels_on(&self.client).await
+    }
+    async fn locations(&self) -> Result<Vec<Location>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT id, name, sellable, priority FROM locations ORDER BY priority, id",
+                &[],
+            )
+            .await?;
+        rows.iter().map(to_location).collect()
+    }
+    async fn bundles(&self) -> Result<Vec<Bundle>, StoreError> {
+        bundles_on(&self.client).await
+    }
+    async fn active_rules(&self) -> Result<Option<RulesVersion>, StoreError> {
+        active_rules_on(&self.client).await
+    }
+    async fn variant_stock(&self, skus: &[Sku]) -> Result<Vec<VariantStock>, StoreError> {
+        variant_stock_on(&self.client, skus).await
+    }
+    async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError> {
+        listings_of_on(&self.client, skus).await
+    }
+    async fn sales_since(
+        &self,
+        skus: &[Sku],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Sale>, StoreError> {
+        sales_since_on(&self.client, skus, since).await
+    }
+}
+
+impl DesiredStates for PgBackend {
+    async fn stored_desired(
+        &mut self,
+        skus: &[Sku],
+    ) -> Result<BTreeMap<(ChannelId, Sku), (ListingState, Option<u32>)>, StoreError> {
+        let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let rows = self
+            .client
+            .query(
+                "SELECT channel, sku, desired, rules_version FROM listing_state WHERE sku = ANY($1)",
+                &[&names],
+            )
+            .await?;
+        let mut out = BTreeMap::new();
+        for row in &rows {
+            let desired: &str = row.get(2);
+            let version: Option<i64> = row.get(3);
+            out.insert(
+                (
+                    parse_id(row.get(0), ChannelId::parse)?,
+                    parse_id(row.get(1), Sku::parse)?,
+                ),
+                (
+                    serde_json::from_str(desired)?,
+                    version.and_then(|v| u32::try_from(v).ok()),
+                ),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn write_desired(
+        &mut self,
+        rows: &[DesiredWrite],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let insert = self.statement_owned(pg(ob::INSERT_DESIRED)).await?;
+        let version = self.statement_owned(pg(ob::UPDATE_VERSION)).await?;
+        for row in rows {
+            let rules_version = row.rules_version.map(i64::from);
+            if row.value_changed {
+                self.client
+                    .execute(
+                        &insert,
+                        &[
+                            &row.channel.as_str(),
+                            &row.sku.as_str(),
+                            &serde_json::to_string(&row.state)?,
+                            &rules_version,
+                            &row.caused_seq.map(|s| s as i64),
+                            &ob::ms(row.caused_at),
+                            &ob::ms(now),
+                        ],
+                    )
+                    .await?;
+            } else {
+                self.client
+                    .execute(
+                        &version,
+                        &[&row.channel.as_str(), &row.sku.as_str(), &rules_version],
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn listed_after(
+        &mut self,
+        after: Option<&Sku>,
+        limit: u32,
+    ) -> Result<Vec<Sku>, StoreError> {
+        let after = after.map(|s| s.as_str().to_string()).unwrap_or_default();
+        let rows = self
+            .client
+            .query(
+                "SELECT DISTINCT sku FROM listings WHERE sku > $1 ORDER BY sku LIMIT $2",
+                &[&after, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| parse_id(r.get(0), Sku::parse))
+            .collect()
+    }
+}
+
+fn raw_row(r: &Row) -> RawRow {
+    RawRow {
+        channel: r.get(0),
+        sku: r.get(1),
+        desired: r.get(2),
+        rules_version: r.get(3),
+        desired_gen: r.get(4),
+        caused_seq: r.get(5),
+        caused_at_ms: r.get(6),
+        dirty_since_ms: r.get(7),
+        sent_gen: r.get(8),
+        pushed: r.get(9),
+        pushed_at_ms: r.get(10),
+        channel_quantity: r.get(11),
+        recent_pushes: r.get(12),
+        attempts: r.get(13),
+        next_attempt_ms: r.get(14),
+        last_error: r.get(15),
+        parked: r.get(16),
+    }
+}
+
+fn raw_dead(r: &Row) -> RawDead {
+    RawDead {
+        id: r.get(0),
+        channel: r.get(1),
+        sku: r.get(2),
+        desired_gen: r.get(3),
+        desired: r.get(4),
+        code: r.get(5),
+        message: r.get(6),
+        status: r.get(7),
+        body: r.get(8),
+        attempts: r.get(9),
+        created_at_ms: r.get(10),
+    }
+}
+
+fn to_rows(rows: &[Row]) -> Result<Vec<OutboxRow>, StoreError> {
+    rows.iter().map(|r| raw_row(r).into_row()).collect()
+}
+
+async fn record<C: GenericClient>(client: &C, update: &OutboxUpdate) -> Result<(), StoreError> {
+    match update {
+        OutboxUpdate::Acked {
+            channel,
+            sku,
+            gen,
+            state,
+            channel_quantity,
+            at,
+            counted,
+            recent_before,
+        } => {
+            client
+                .execute(
+                    &pg(ob::ACK),
+                    &[
+                        &channel.as_str(),
+                        &sku.as_str(),
+                        &(*gen as i64),
+                        &serde_json::to_string(state)?,
+                        &ob::ms(*at),
+                        channel_quantity,
+                        &ob::recent_pushes_json(recent_before, *at, *counted)?,
+                    ],
+                )
+                .await?;
+        }
+        OutboxUpdate::Failed {
+            channel,
+            sku,
+            attempts,
+            next_attempt_at,
+            error,
+        } => {
+            client
+                .execute(
+                    &pg(ob::FAILED),
+                    &[
+                        &channel.as_str(),
+                        &sku.as_str(),
+                        &i64::from(*attempts),
+                        &ob::ms(*next_attempt_at),
+                        error,
+                    ],
+                )
+                .await?;
+        }
+        OutboxUpdate::Deferred {
+            channel,
+            sku,
+            until,
+            note,
+        } => {
+            client
+                .execute(
+                    &pg(ob::DEFERRED),
+                    &[&channel.as_str(), &sku.as_str(), &ob::ms(*until), note],
+                )
+                .await?;
+        }
+        OutboxUpdate::ChannelQuantity {
+            channel,
+            sku,
+            quantity,
+        } => {
+            client
+                .execute(
+                    &pg(ob::CHANNEL_QUANTITY),
+                    &[&channel.as_str(), &sku.as_str(), quantity],
+                )
+                .await?;
+        }
+        OutboxUpdate::Dead { letter } => {
+            client
+                .execute(
+                    &pg(ob::INSERT_DEAD),
+                    &[
+                        &letter.channel.as_str(),
+                        &letter.sku.as_str(),
+                        &(letter.desired_gen as i64),
+                        &serde_json::to_string(&letter.desired)?,
+                        &letter.code,
+                        &letter.message,
+                        &letter.status.map(i64::from),
+                        &letter.body,
+                        &i64::from(letter.attempts),
+                        &ob::ms(letter.created_at),
+                    ],
+                )
+                .await?;
+            client
+                .execute(
+                    &pg(ob::PARK),
+                    &[
+                        &letter.channel.as_str(),
+                        &letter.sku.as_str(),
+                        &i64::from(letter.attempts),
+                        &format!("{}: {}", letter.code, letter.message),
+                    ],
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+impl PgStore {
+    async fn unpark(&self, id: i64, retry: bool) -> Result<bool, StoreError> {
+        let mut client = self.reader().await?;
+        let tx = client.transaction().await?;
+        let Some(row) = tx.query_opt(&pg(ob::DEAD_ONE), &[&id]).await? else {
+            return Ok(false);
+        };
+        let channel: String = row.get(0);
+        let sku: String = row.get(1);
+        tx.execute(&pg(ob::DEAD_DELETE), &[&id]).await?;
+        let others: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM dead_letters WHERE channel = $1 AND sku = $2",
+                &[&channel, &sku],
+            )
+            .await?
+            .get(0);
+        if others == 0 {
+            if retry {
+                tx.execute(
+                    &pg(ob::UNPARK_RETRY),
+                    &[&channel, &sku, &ob::ms(Utc::now())],
+                )
+                .await?;
+            } else {
+                tx.execute(&pg(ob::UNPARK_DISCARD), &[&channel, &sku])
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PgStore {
+    async fn outbox_due(
+        &self,
+        channel: &ChannelId,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                &pg(&ob::due_sql()),
+                &[&channel.as_str(), &ob::ms(now), &i64::from(limit)],
+            )
+            .await?;
+        to_rows(&rows)
+    }
+
+    async fn outbox(
+        &self,
+        channel: Option<&ChannelId>,
+        after: Option<(&ChannelId, &Sku)>,
+        pending_only: bool,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let (after_channel, after_sku) = after
+            .map(|(c, s)| (c.as_str().to_string(), s.as_str().to_string()))
+            .unwrap_or_default();
+        let sql = pg(&ob::page_sql(channel.is_some(), pending_only));
+        let client = self.reader().await?;
+        let limit = i64::from(limit);
+        let rows = match channel {
+            Some(c) => {
+                client
+                    .query(&sql, &[&after_channel, &after_sku, &limit, &c.as_str()])
+                    .await?
+            }
+            None => {
+                client
+                    .query(&sql, &[&after_channel, &after_sku, &limit])
+                    .await?
+            }
+        };
+        to_rows(&rows)
+    }
+
+    async fn outbox_rows(
+        &self,
+        channel: &ChannelId,
+        skus: &[Sku],
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {} FROM listing_state WHERE channel = $1 AND sku = ANY($2) ORDER BY sku",
+                    ob::ROW_COLUMNS
+                ),
+                &[&channel.as_str(), &names],
+            )
+            .await?;
+        to_rows(&rows)
+    }
+
+    async fn outbox_record(&self, updates: Vec<OutboxUpdate>) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.reader().await?;
+        let tx = client.transaction().await?;
+        for update in &updates {
+            record(&*tx, update).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn outbox_channel_moved(
+        &self,
+        channel: &ChannelId,
+        moves: Vec<(Sku, Option<i64>)>,
+    ) -> Result<(), StoreError> {
+        let mut client = self.reader().await?;
+        let tx = client.transaction().await?;
+        let sql = pg(ob::CHANNEL_MOVED);
+        for (sku, delta) in &moves {
+            tx.execute(&sql, &[&channel.as_str(), &sku.as_str(), delta])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self, after_id: i64, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(&pg(ob::DEAD_PAGE), &[&after_id, &i64::from(limit)])
+            .await?;
+        rows.iter().map(|r| raw_dead(r).into_letter()).collect()
+    }
+
+    async fn dead_letter_retry(&self, id: i64) -> Result<bool, StoreError> {
+        self.unpark(id, true).await
+    }
+
+    async fn dead_letter_discard(&self, id: i64) -> Result<bool, StoreError> {
+        self.unpark(id, false).await
+    }
+}

@@ -1,0 +1,414 @@
+//! SQLite side of the outbox: the writer's desired-state reads and writes
+//! (inside the group transaction) and the dispatcher's `OutboxStore`.
+
+use super::channels::{
+    active_rules_on, bundles_on, channels_on, in_transaction, listings_of_on, sales_since_on,
+    variant_stock_on,
+};
+use super::{all_locations, SqliteBackend, SqliteStore};
+use crate::availability::AvailabilityReads;
+use crate::channels::{ChannelRecord, ListingRecord, RulesVersion, VariantStock};
+use crate::outbox::{
+    self as ob, DeadLetter, DesiredStates, DesiredWrite, OutboxRow, OutboxStore, OutboxUpdate,
+    RawDead, RawRow,
+};
+use crate::rows::parse_id;
+use crate::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::BTreeMap;
+use stockd_core::availability::{Bundle, ListingState, Sale};
+use stockd_core::{ChannelId, Location, Sku};
+
+impl AvailabilityReads for SqliteBackend {
+    async fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
+        channels_on(&self.conn)
+    }
+    async fn locations(&self) -> Result<Vec<Location>, StoreError> {
+        all_locations(&self.conn)
+    }
+    async fn bundles(&self) -> Result<Vec<Bundle>, StoreError> {
+        bundles_on(&self.conn)
+    }
+    async fn active_rules(&self) -> Result<Option<RulesVersion>, StoreError> {
+        active_rules_on(&self.conn)
+    }
+    async fn variant_stock(&self, skus: &[Sku]) -> Result<Vec<VariantStock>, StoreError> {
+        variant_stock_on(&self.conn, skus)
+    }
+    async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError> {
+        listings_of_on(&self.conn, skus)
+    }
+    async fn sales_since(
+        &self,
+        skus: &[Sku],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Sale>, StoreError> {
+        sales_since_on(&self.conn, skus, since)
+    }
+}
+
+impl DesiredStates for SqliteBackend {
+    async fn stored_desired(
+        &mut self,
+        skus: &[Sku],
+    ) -> Result<BTreeMap<(ChannelId, Sku), (ListingState, Option<u32>)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(ob::STORED_DESIRED)?;
+        let mut out = BTreeMap::new();
+        for sku in skus {
+            let rows = stmt
+                .query_map([sku.as_str()], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            for (channel, sku, desired, version) in rows {
+                out.insert(
+                    (
+                        parse_id(channel, ChannelId::parse)?,
+                        parse_id(sku, Sku::parse)?,
+                    ),
+                    (
+                        serde_json::from_str(&desired)?,
+                        version.and_then(|v| u32::try_from(v).ok()),
+                    ),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    async fn write_desired(
+        &mut self,
+        rows: &[DesiredWrite],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut insert = self.conn.prepare_cached(ob::INSERT_DESIRED)?;
+        let mut version = self.conn.prepare_cached(ob::UPDATE_VERSION)?;
+        for row in rows {
+            let rules_version = row.rules_version.map(i64::from);
+            if row.value_changed {
+                insert.execute(params![
+                    row.channel.as_str(),
+                    row.sku.as_str(),
+                    serde_json::to_string(&row.state)?,
+                    rules_version,
+                    row.caused_seq.map(|s| s as i64),
+                    ob::ms(row.caused_at),
+                    ob::ms(now),
+                ])?;
+            } else {
+                version.execute(params![
+                    row.channel.as_str(),
+                    row.sku.as_str(),
+                    rules_version
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn listed_after(
+        &mut self,
+        after: Option<&Sku>,
+        limit: u32,
+    ) -> Result<Vec<Sku>, StoreError> {
+        let after = after.map(|s| s.as_str().to_string()).unwrap_or_default();
+        let raw = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT sku FROM listings WHERE sku > ?1 ORDER BY sku LIMIT ?2",
+            )?
+            .query_map(params![after, limit], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        raw.into_iter().map(|s| parse_id(s, Sku::parse)).collect()
+    }
+}
+
+fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok(RawRow {
+        channel: r.get(0)?,
+        sku: r.get(1)?,
+        desired: r.get(2)?,
+        rules_version: r.get(3)?,
+        desired_gen: r.get(4)?,
+        caused_seq: r.get(5)?,
+        caused_at_ms: r.get(6)?,
+        dirty_since_ms: r.get(7)?,
+        sent_gen: r.get(8)?,
+        pushed: r.get(9)?,
+        pushed_at_ms: r.get(10)?,
+        channel_quantity: r.get(11)?,
+        recent_pushes: r.get(12)?,
+        attempts: r.get(13)?,
+        next_attempt_ms: r.get(14)?,
+        last_error: r.get(15)?,
+        parked: r.get(16)?,
+    })
+}
+
+fn raw_dead(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawDead> {
+    Ok(RawDead {
+        id: r.get(0)?,
+        channel: r.get(1)?,
+        sku: r.get(2)?,
+        desired_gen: r.get(3)?,
+        desired: r.get(4)?,
+        code: r.get(5)?,
+        message: r.get(6)?,
+        status: r.get(7)?,
+        body: r.get(8)?,
+        attempts: r.get(9)?,
+        created_at_ms: r.get(10)?,
+    })
+}
+
+fn to_rows(raw: Vec<RawRow>) -> Result<Vec<OutboxRow>, StoreError> {
+    raw.into_iter().map(RawRow::into_row).collect()
+}
+
+fn record(conn: &Connection, update: &OutboxUpdate) -> Result<(), StoreError> {
+    match update {
+        OutboxUpdate::Acked {
+            channel,
+            sku,
+            gen,
+            state,
+            channel_quantity,
+            at,
+            counted,
+            recent_before,
+        } => {
+            conn.prepare_cached(ob::ACK)?.execute(params![
+                channel.as_str(),
+                sku.as_str(),
+                *gen as i64,
+                serde_json::to_string(state)?,
+                ob::ms(*at),
+                channel_quantity,
+                ob::recent_pushes_json(recent_before, *at, *counted)?,
+            ])?;
+        }
+        OutboxUpdate::Failed {
+            channel,
+            sku,
+            attempts,
+            next_attempt_at,
+            error,
+        } => {
+            conn.prepare_cached(ob::FAILED)?.execute(params![
+                channel.as_str(),
+                sku.as_str(),
+                attempts,
+                ob::ms(*next_attempt_at),
+                error
+            ])?;
+        }
+        OutboxUpdate::Deferred {
+            channel,
+            sku,
+            until,
+            note,
+        } => {
+            conn.prepare_cached(ob::DEFERRED)?.execute(params![
+                channel.as_str(),
+                sku.as_str(),
+                ob::ms(*until),
+                note
+            ])?;
+        }
+        OutboxUpdate::ChannelQuantity {
+            channel,
+            sku,
+            quantity,
+        } => {
+            conn.prepare_cached(ob::CHANNEL_QUANTITY)?.execute(params![
+                channel.as_str(),
+                sku.as_str(),
+                quantity
+            ])?;
+        }
+        OutboxUpdate::Dead { letter } => {
+            conn.prepare_cached(ob::INSERT_DEAD)?.execute(params![
+                letter.channel.as_str(),
+                letter.sku.as_str(),
+                letter.desired_gen as i64,
+                serde_json::to_string(&letter.desired)?,
+                letter.code,
+                letter.message,
+                letter.status.map(i64::from),
+                letter.body,
+                letter.attempts,
+                ob::ms(letter.created_at),
+            ])?;
+            conn.prepare_cached(ob::PARK)?.execute(params![
+                letter.channel.as_str(),
+                letter.sku.as_str(),
+                letter.attempts,
+                format!("{}: {}", letter.code, letter.message)
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+fn unpark(conn: &Connection, id: i64, sql: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    in_transaction(conn, |conn| {
+        let found = conn
+            .prepare_cached(ob::DEAD_ONE)?
+            .query_row([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()?;
+        let Some((channel, sku)) = found else {
+            return Ok(false);
+        };
+        conn.prepare_cached(ob::DEAD_DELETE)?.execute([id])?;
+        // Another letter of the same listing keeps it parked.
+        let others: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM dead_letters WHERE channel = ?1 AND sku = ?2",
+            params![channel, sku],
+            |r| r.get(0),
+        )?;
+        if others == 0 {
+            if sql == ob::UNPARK_RETRY {
+                conn.prepare_cached(sql)?
+                    .execute(params![channel, sku, ob::ms(now)])?;
+            } else {
+                conn.prepare_cached(sql)?.execute(params![channel, sku])?;
+            }
+        }
+        Ok(true)
+    })
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn outbox_due(
+        &self,
+        channel: &ChannelId,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let channel = channel.clone();
+        self.read(move |conn| {
+            let raw = conn
+                .prepare_cached(&ob::due_sql())?
+                .query_map(params![channel.as_str(), ob::ms(now), limit], raw_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            to_rows(raw)
+        })
+        .await
+    }
+
+    async fn outbox(
+        &self,
+        channel: Option<&ChannelId>,
+        after: Option<(&ChannelId, &Sku)>,
+        pending_only: bool,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let channel = channel.map(|c| c.as_str().to_string());
+        let (after_channel, after_sku) = after
+            .map(|(c, s)| (c.as_str().to_string(), s.as_str().to_string()))
+            .unwrap_or_default();
+        self.read(move |conn| {
+            let sql = ob::page_sql(channel.is_some(), pending_only);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let raw = match &channel {
+                Some(c) => stmt
+                    .query_map(params![after_channel, after_sku, limit, c], raw_row)?
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => stmt
+                    .query_map(params![after_channel, after_sku, limit], raw_row)?
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            to_rows(raw)
+        })
+        .await
+    }
+
+    async fn outbox_rows(
+        &self,
+        channel: &ChannelId,
+        skus: &[Sku],
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let channel = channel.clone();
+        let skus = skus.to_vec();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&ob::rows_sql())?;
+            let mut raw = Vec::new();
+            for sku in &skus {
+                if let Some(row) = stmt
+                    .query_row(params![channel.as_str(), sku.as_str()], raw_row)
+                    .optional()?
+                {
+                    raw.push(row);
+                }
+            }
+            to_rows(raw)
+        })
+        .await
+    }
+
+    async fn outbox_record(&self, updates: Vec<OutboxUpdate>) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.read(move |conn| {
+            in_transaction(conn, |conn| {
+                for update in &updates {
+                    record(conn, update)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn outbox_channel_moved(
+        &self,
+        channel: &ChannelId,
+        moves: Vec<(Sku, Option<i64>)>,
+    ) -> Result<(), StoreError> {
+        let channel = channel.clone();
+        self.read(move |conn| {
+            in_transaction(conn, |conn| {
+                let mut stmt = conn.prepare_cached(ob::CHANNEL_MOVED)?;
+                for (sku, delta) in &moves {
+                    stmt.execute(params![channel.as_str(), sku.as_str(), delta])?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, after_id: i64, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        self.read(move |conn| {
+            let raw = conn
+                .prepare_cached(ob::DEAD_PAGE)?
+                .query_map(params![after_id, limit], raw_dead)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raw.into_iter().map(RawDead::into_letter).collect()
+        })
+        .await
+    }
+
+    async fn dead_letter_retry(&self, id: i64) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        self.read(move |conn| unpark(conn, id, ob::UNPARK_RETRY, now))
+            .await
+    }
+
+    async fn dead_letter_discard(&self, id: i64) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        self.read(move |conn| unpark(conn, id, ob::UNPARK_DISCARD, now))
+            .await
+    }
+}

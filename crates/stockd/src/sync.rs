@@ -1,0 +1,567 @@
+//! The dispatcher: one worker per connected channel, running inside
+//! `stockd serve`. Each round it takes the channel's lagging listings from
+//! the outbox (oldest first), applies the change budget, pushes one batch
+//! through the connector (which paces itself with the channel's rate-limit
+//! signals) and records what the channel said: acknowledged, retry later
+//! (backoff with full jitter, never before `Retry-After`), or dead-lettered.
+//! Everything it needs is in the database, so a crash or restart resumes
+//! where it stopped.
+//!
+//! Latency is measured per update from the receipt of the event that caused
+//! the desired state to the channel's acknowledgement.
+
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use stockd_channels::{ChannelError, Connector, ErrorClass, ItemOutcome, PushItem};
+use stockd_core::availability::budget::{decide_push, PushDecision};
+use stockd_core::availability::ListingState;
+use stockd_core::retry::{RetryDecision, RetryPolicy};
+use stockd_core::{ChannelId, Sku};
+use stockd_store::outbox::{DeadLetter, OutboxRow, OutboxUpdate};
+use stockd_store::{Store, StoreError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often an idle worker looks for new work.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+/// How often a worker re-reads the rules (for the change budget).
+const RULES_REFRESH: Duration = Duration::from_secs(5);
+/// Latency samples kept per channel for the percentiles.
+const LATENCY_SAMPLES_MAX: usize = 100_000;
+
+/// A channel connected to stockd.
+#[derive(Clone)]
+pub struct Connection {
+    pub channel: ChannelId,
+    pub connector: Arc<dyn Connector>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("channel", &self.channel)
+            .field("kind", &self.connector.kind())
+            .finish()
+    }
+}
+
+/// Delivery figures per channel, for `/v1/kpis` and `/metrics`.
+#[derive(Default)]
+pub struct SyncKpis {
+    inner: Mutex<BTreeMap<ChannelId, ChannelKpis>>,
+}
+
+#[derive(Default, Clone)]
+struct ChannelKpis {
+    latency_ms: Vec<f64>,
+    next_sample: usize,
+    pushes: u64,
+    items_acked: u64,
+    failures: u64,
+    rate_limited: u64,
+    dead_lettered: u64,
+    held_by_budget: u64,
+}
+
+/// Percentiles of a channel's update latency.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct LatencyPercentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub samples: u64,
+}
+
+/// One channel's figures.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct ChannelFigures {
+    #[schema(value_type = String)]
+    pub channel: ChannelId,
+    /// Calls to the channel that pushed at least one item.
+    pub pushes: u64,
+    pub items_acked: u64,
+    pub failures: u64,
+    pub rate_limited: u64,
+    pub dead_lettered: u64,
+    pub held_by_budget: u64,
+    /// Event received → channel acknowledged, in milliseconds.
+    pub latency_ms: Option<LatencyPercentiles>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl SyncKpis {
+    fn with(&self, channel: &ChannelId, f: impl FnOnce(&mut ChannelKpis)) {
+        let mut map = match self.inner.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        f(map.entry(channel.clone()).or_default());
+    }
+
+    fn latency(&self, channel: &ChannelId, ms: f64) {
+        self.with(channel, |k| {
+            if k.latency_ms.len() < LATENCY_SAMPLES_MAX {
+                k.latency_ms.push(ms);
+            } else {
+                k.latency_ms[k.next_sample] = ms;
+                k.next_sample = (k.next_sample + 1) % LATENCY_SAMPLES_MAX;
+            }
+            k.items_acked += 1;
+        });
+    }
+
+    /// Every channel's figures.
+    pub fn figures(&self) -> Vec<ChannelFigures> {
+        let map = match self.inner.lock() {
+            Ok(m) => m.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        map.into_iter()
+            .map(|(channel, k)| {
+                let mut sorted = k.latency_ms.clone();
+                sorted.sort_by(f64::total_cmp);
+                ChannelFigures {
+                    channel,
+                    pushes: k.pushes,
+                    items_acked: k.items_acked,
+                    failures: k.failures,
+                    rate_limited: k.rate_limited,
+                    dead_lettered: k.dead_lettered,
+                    held_by_budget: k.held_by_budget,
+                    latency_ms: (!sorted.is_empty()).then(|| LatencyPercentiles {
+                        p50: percentile(&sorted, 50.0),
+                        p95: percentile(&sorted, 95.0),
+                        p99: percentile(&sorted, 99.0),
+                        samples: sorted.len() as u64,
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// The figures in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let figures = self.figures();
+        let _ = writeln!(
+            out,
+            "# HELP stockd_sync_latency_ms Event received to channel acknowledged, in milliseconds.\n# TYPE stockd_sync_latency_ms summary"
+        );
+        for f in &figures {
+            if let Some(l) = f.latency_ms {
+                for (q, v) in [("0.5", l.p50), ("0.95", l.p95), ("0.99", l.p99)] {
+                    let _ = writeln!(
+                        out,
+                        "stockd_sync_latency_ms{{channel=\"{}\",quantile=\"{q}\"}} {v}",
+                        f.channel
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "stockd_sync_latency_ms_count{{channel=\"{}\"}} {}",
+                    f.channel, l.samples
+                );
+            }
+        }
+        for (name, help, get) in [
+            (
+                "stockd_sync_pushes_total",
+                "Calls to the channel that pushed updates.",
+                (|f: &ChannelFigures| f.pushes) as fn(&ChannelFigures) -> u64,
+            ),
+            (
+                "stockd_sync_items_acked_total",
+                "Updates the channel acknowledged.",
+                |f| f.items_acked,
+            ),
+            (
+                "stockd_sync_failures_total",
+                "Failed update attempts.",
+                |f| f.failures,
+            ),
+            (
+                "stockd_sync_rate_limited_total",
+                "Updates deferred by the channel's rate limit.",
+                |f| f.rate_limited,
+            ),
+            (
+                "stockd_sync_dead_lettered_total",
+                "Updates moved to the dead-letter queue.",
+                |f| f.dead_lettered,
+            ),
+            (
+                "stockd_sync_held_by_budget_total",
+                "Updates held by the change budget.",
+                |f| f.held_by_budget,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for f in &figures {
+                let _ = writeln!(out, "{name}{{channel=\"{}\"}} {}", f.channel, get(f));
+            }
+        }
+    }
+}
+
+/// The running workers.
+pub struct Dispatcher {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Dispatcher {
+    /// Starts one worker per connection.
+    pub fn start(
+        store: Arc<dyn Store>,
+        connections: Vec<Connection>,
+        policy: RetryPolicy,
+        kpis: Arc<SyncKpis>,
+    ) -> Dispatcher {
+        let (stop, stopped) = watch::channel(false);
+        let tasks = connections
+            .into_iter()
+            .map(|connection| {
+                let worker = Worker {
+                    store: store.clone(),
+                    channel: connection.channel,
+                    connector: connection.connector,
+                    policy,
+                    kpis: kpis.clone(),
+                    rng: Rng::seeded(),
+                    budget_per_day: None,
+                    rules_read_at: None,
+                };
+                tokio::spawn(worker.run(stopped.clone()))
+            })
+            .collect();
+        Dispatcher { stop, tasks }
+    }
+
+    /// Stops the workers after their current round.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A small xorshift generator for backoff jitter (no cryptographic use).
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Rng {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9E37_79B9_7F4A_7C15);
+        Rng(nanos | 1)
+    }
+
+    /// Uniform in [0, 1).
+    fn next_unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+struct Worker {
+    store: Arc<dyn Store>,
+    channel: ChannelId,
+    connector: Arc<dyn Connector>,
+    policy: RetryPolicy,
+    kpis: Arc<SyncKpis>,
+    rng: Rng,
+    budget_per_day: Option<u32>,
+    rules_read_at: Option<tokio::time::Instant>,
+}
+
+fn to_std(d: chrono::Duration) -> Duration {
+    d.to_std().unwrap_or(Duration::ZERO)
+}
+
+fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Worker {
+    async fn run(mut self, mut stopped: watch::Receiver<bool>) {
+        tracing::info!(channel = %self.channel, kind = self.connector.kind(), "sync worker started");
+        loop {
+            if *stopped.borrow() {
+                break;
+            }
+            let worked = match self.round().await {
+                Ok(n) => n > 0,
+                Err(e) => {
+                    tracing::error!(channel = %self.channel, error = %e, "sync round failed");
+                    false
+                }
+            };
+            if !worked {
+                tokio::select! {
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+        }
+        tracing::info!(channel = %self.channel, "sync worker stopped");
+    }
+
+    async fn refresh_rules(&mut self) -> Result<(), StoreError> {
+        let due = self
+            .rules_read_at
+            .is_none_or(|at| at.elapsed() >= RULES_REFRESH);
+        if !due {
+            return Ok(());
+        }
+        self.rules_read_at = Some(tokio::time::Instant::now());
+        let setup = crate::availability::Setup::load(&*self.store).await?;
+        let rules = crate::availability::active_rules(&*self.store, &setup).await?;
+        self.budget_per_day = rules.rules.pushes_per_day(&self.channel);
+        Ok(())
+    }
+
+    /// One batch: returns how many listings it handled.
+    async fn round(&mut self) -> Result<usize, StoreError> {
+        self.refresh_rules().await?;
+        let now = Utc::now();
+        let limit = u32::try_from(self.connector.max_batch()).unwrap_or(u32::MAX);
+        let due = self.store.outbox_due(&self.channel, now, limit).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut updates = Vec::new();
+        let mut to_send: Vec<OutboxRow> = Vec::new();
+        for row in due {
+            match decide_push(
+                &row.recent_pushes,
+                now,
+                &row.desired,
+                row.pushed.as_ref(),
+                self.budget_per_day,
+            ) {
+                PushDecision::Unchanged => updates.push(acked(
+                    &row,
+                    &row.desired,
+                    row.channel_quantity.unwrap_or(row.desired.quantity),
+                    now,
+                    false,
+                )),
+                PushDecision::Hold { until } => {
+                    self.kpis.with(&self.channel, |k| k.held_by_budget += 1);
+                    updates.push(OutboxUpdate::Deferred {
+                        channel: row.channel.clone(),
+                        sku: row.sku.clone(),
+                        until,
+                        note: Some("held by the change budget".into()),
+                    });
+                }
+                PushDecision::Push { .. } => to_send.push(row),
+            }
+        }
+        let handled = updates.len() + to_send.len();
+        if !to_send.is_empty() {
+            updates.extend(self.push(&to_send).await?);
+        }
+        self.store.outbox_record(updates).await?;
+        Ok(handled)
+    }
+
+    async fn push(&mut self, rows: &[OutboxRow]) -> Result<Vec<OutboxUpdate>, StoreError> {
+        let skus: Vec<Sku> = rows.iter().map(|r| r.sku.clone()).collect();
+        let listings: BTreeMap<Sku, stockd_channels::External> = self
+            .store
+            .listings_of(&skus)
+            .await?
+            .into_iter()
+            .filter(|l| l.channel == self.channel)
+            .map(|l| (l.sku, l.external))
+            .collect();
+        let mut updates = Vec::new();
+        let mut items = Vec::new();
+        let mut sent_rows = Vec::new();
+        for row in rows {
+            let Some(external) = listings.get(&row.sku) else {
+                // The listing was removed: nothing to send; the row is settled.
+                updates.push(acked(
+                    row,
+                    &row.desired,
+                    row.channel_quantity.unwrap_or(0),
+                    Utc::now(),
+                    false,
+                ));
+                continue;
+            };
+            items.push(PushItem {
+                sku: row.sku.as_str().to_string(),
+                external: external.clone(),
+                quantity: row.desired.quantity.max(0),
+                availability: row.desired.availability,
+                eta: row.desired.eta,
+                believed: row.channel_quantity,
+                idempotency_key: format!("{}:{}:{}", row.channel, row.sku, row.desired_gen),
+                reference: match row.caused_seq {
+                    Some(seq) => format!("stockd://ledger/{seq}"),
+                    None => format!("stockd://rules/{}", row.rules_version.unwrap_or(0)),
+                },
+            });
+            sent_rows.push(row);
+        }
+        if items.is_empty() {
+            return Ok(updates);
+        }
+        self.kpis.with(&self.channel, |k| k.pushes += 1);
+        let outcomes = match self.connector.push(&items).await {
+            Ok(outcomes) if outcomes.len() == items.len() => outcomes,
+            Ok(outcomes) => {
+                let e = ChannelError::new(
+                    ErrorClass::Retryable,
+                    "connector_mismatch",
+                    format!("{} results for {} items", outcomes.len(), items.len()),
+                );
+                vec![ItemOutcome::Failed(e); items.len()]
+            }
+            Err(e) => vec![ItemOutcome::Failed(e); items.len()],
+        };
+        let now = Utc::now();
+        for (row, outcome) in sent_rows.into_iter().zip(outcomes) {
+            match outcome {
+                ItemOutcome::Applied { quantity } => {
+                    let ms = (now - row.caused_at).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+                    self.kpis.latency(&self.channel, ms.max(0.0));
+                    updates.push(acked(row, &row.desired, quantity, now, true));
+                }
+                ItemOutcome::Failed(error) => updates.extend(self.failed(row, error, now)),
+            }
+        }
+        Ok(updates)
+    }
+
+    fn failed(
+        &mut self,
+        row: &OutboxRow,
+        error: ChannelError,
+        now: DateTime<Utc>,
+    ) -> Vec<OutboxUpdate> {
+        let channel = row.channel.clone();
+        let sku = row.sku.clone();
+        match error.class {
+            ErrorClass::RateLimited => {
+                self.kpis.with(&self.channel, |k| k.rate_limited += 1);
+                let wait = error
+                    .retry_after
+                    .unwrap_or_else(|| self.policy.backoff(1, self.rng.next_unit(), None));
+                vec![OutboxUpdate::Deferred {
+                    channel,
+                    sku,
+                    until: later(now, wait),
+                    note: Some(format!("rate limited: {}", error.code)),
+                }]
+            }
+            ErrorClass::Stale => {
+                // The channel's count moved (it sold): adopt its count and
+                // send again; attempts count so a flapping count ends.
+                let mut out = vec![OutboxUpdate::ChannelQuantity {
+                    channel,
+                    sku,
+                    quantity: error.current,
+                }];
+                out.extend(self.retry_or_dead(row, error, now));
+                out
+            }
+            ErrorClass::Retryable => self.retry_or_dead(row, error, now),
+            ErrorClass::Permanent => {
+                self.kpis.with(&self.channel, |k| k.dead_lettered += 1);
+                vec![dead(row, &error, row.attempts + 1, now)]
+            }
+        }
+    }
+
+    fn retry_or_dead(
+        &mut self,
+        row: &OutboxRow,
+        error: ChannelError,
+        now: DateTime<Utc>,
+    ) -> Vec<OutboxUpdate> {
+        self.kpis.with(&self.channel, |k| k.failures += 1);
+        let attempts = row.attempts + 1;
+        let age = to_std(now - row.dirty_since.unwrap_or(now));
+        let retry_in = if error.class == ErrorClass::Stale {
+            Some(Duration::ZERO)
+        } else {
+            error.retry_after
+        };
+        match self
+            .policy
+            .decide(attempts, age, self.rng.next_unit(), retry_in)
+        {
+            RetryDecision::RetryAfter(wait) => vec![OutboxUpdate::Failed {
+                channel: row.channel.clone(),
+                sku: row.sku.clone(),
+                attempts,
+                next_attempt_at: later(
+                    now,
+                    if error.class == ErrorClass::Stale {
+                        Duration::ZERO
+                    } else {
+                        wait
+                    },
+                ),
+                error: format!("{}: {}", error.code, error.message),
+            }],
+            RetryDecision::DeadLetter => {
+                self.kpis.with(&self.channel, |k| k.dead_lettered += 1);
+                vec![dead(row, &error, attempts, now)]
+            }
+        }
+    }
+}
+
+fn acked(
+    row: &OutboxRow,
+    state: &ListingState,
+    channel_quantity: i64,
+    at: DateTime<Utc>,
+    counted: bool,
+) -> OutboxUpdate {
+    OutboxUpdate::Acked {
+        channel: row.channel.clone(),
+        sku: row.sku.clone(),
+        gen: row.desired_gen,
+        state: state.clone(),
+        channel_quantity,
+        at,
+        counted,
+        recent_before: row.recent_pushes.clone(),
+    }
+}
+
+fn dead(row: &OutboxRow, error: &ChannelError, attempts: u32, at: DateTime<Utc>) -> OutboxUpdate {
+    OutboxUpdate::Dead {
+        letter: DeadLetter {
+            id: 0,
+            channel: row.channel.clone(),
+            sku: row.sku.clone(),
+            desired_gen: row.desired_gen,
+            desired: row.desired.clone(),
+            code: error.code.clone(),
+            message: error.message.clone(),
+            status: error.status,
+            body: error.body.clone(),
+            attempts,
+            created_at: at,
+        },
+    }
+}

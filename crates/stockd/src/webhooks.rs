@@ -1,0 +1,300 @@
+//! Inbound channel webhooks: `POST /v1/webhooks/{kind}/{channel_id}`.
+//! The connector verifies the signature over the exact body bytes (401 and
+//! nothing applied when wrong) and turns the delivery into an order change;
+//! order lines are mapped to SKUs through the channel's listings; the change
+//! becomes a ledger event whose idempotency key is the connector's semantic
+//! dedup key, so a duplicate delivery applies once. The delivery is answered
+//! once the event is committed (persisted and applied in one step).
+//!
+//! Channels keep their own count and lower it when they sell; stockd's belief
+//! of that count follows (the compare-and-set of the next push relies on it).
+
+use crate::api::AppState;
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use stockd_channels::{Connector, OrderChange, OrderChangeKind, WebhookAction, WebhookError};
+use stockd_core::{ChannelId, Event, EventInput, EventStatus, Sku};
+use stockd_store::{Store, StoreError};
+
+/// Connected channels by id.
+pub type Connectors = HashMap<ChannelId, Arc<dyn Connector>>;
+
+/// Listing lookups by the channel's own ids, per channel; rebuilt when a
+/// line names an id it does not know (listings may have been added).
+#[derive(Default)]
+pub struct ListingIndex {
+    by_channel: Mutex<HashMap<ChannelId, Arc<ExternalIndex>>>,
+}
+
+/// (external id key, value) → SKU, for one channel.
+type ExternalIndex = HashMap<(String, String), Sku>;
+
+fn external_value(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl ListingIndex {
+    async fn build(
+        store: &dyn Store,
+        channel: &ChannelId,
+    ) -> Result<ExternalIndex, StoreError> {
+        let mut index = HashMap::new();
+        let mut after: Option<Sku> = None;
+        loop {
+            let page = store.listings(channel, after.as_ref(), 1_000).await?;
+            for listing in &page {
+                index.insert(
+                    ("sku".to_string(), listing.sku.as_str().to_string()),
+                    listing.sku.clone(),
+                );
+                for (key, value) in &listing.external {
+                    if let Some(value) = external_value(value) {
+                        index.insert((key.clone(), value), listing.sku.clone());
+                    }
+                }
+            }
+            if page.len() < 1_000 {
+                return Ok(index);
+            }
+            after = page.last().map(|l| l.sku.clone());
+        }
+    }
+
+    fn cached(&self, channel: &ChannelId) -> Option<Arc<ExternalIndex>> {
+        self.by_channel.lock().ok()?.get(channel).cloned()
+    }
+
+    /// The SKU of each line (`None` where no listing matches), rebuilding
+    /// the index once when something is missing.
+    async fn map(
+        &self,
+        store: &dyn Store,
+        channel: &ChannelId,
+        change: &OrderChange,
+    ) -> Result<Vec<Option<Sku>>, StoreError> {
+        let lookup = |index: &ExternalIndex| -> Vec<Option<Sku>> {
+            change
+                .lines
+                .iter()
+                .map(|line| {
+                    line.keys
+                        .iter()
+                        .find_map(|(k, v)| index.get(&(k.clone(), v.clone())).cloned())
+                })
+                .collect()
+        };
+        if let Some(index) = self.cached(channel) {
+            let found = lookup(&index);
+            if found.iter().all(Option::is_some) {
+                return Ok(found);
+            }
+        }
+        let index = Arc::new(Self::build(store, channel).await?);
+        if let Ok(mut map) = self.by_channel.lock() {
+            map.insert(channel.clone(), index.clone());
+        }
+        Ok(lookup(&index))
+    }
+}
+
+/// What a webhook delivery did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookReceipt {
+    /// `applied`, `duplicate`, `quarantined`, `ignored` or `unmapped`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+fn receipt(status: &'static str) -> Json<WebhookReceipt> {
+    Json(WebhookReceipt { status, seq: None })
+}
+
+/// The ledger event for an order change, or `None` when it asks nothing.
+fn event_for(
+    channel: &ChannelId,
+    change: &OrderChange,
+    skus: &[Option<Sku>],
+) -> Result<Option<Event>, Vec<stockd_core::FieldError>> {
+    let lines: Vec<serde_json::Value> = change
+        .lines
+        .iter()
+        .zip(skus)
+        .filter_map(|(line, sku)| {
+            let sku = sku.as_ref()?;
+            Some(match change.kind {
+                OrderChangeKind::Placed => serde_json::json!({
+                    "line_id": line.line_id, "sku": sku.as_str(), "qty": line.qty
+                }),
+                OrderChangeKind::Cancelled | OrderChangeKind::Restocked => {
+                    serde_json::json!({"line_id": line.line_id, "qty": line.qty})
+                }
+            })
+        })
+        .collect();
+    let mut input = serde_json::json!({
+        "key": format!("{channel}:{}", change.dedup_key),
+        "channel": channel.as_str(),
+        "order_id": change.order_id,
+        "source": "webhook",
+    });
+    match change.kind {
+        OrderChangeKind::Placed => {
+            if lines.is_empty() {
+                return Ok(None);
+            }
+            input["type"] = "order".into();
+            input["lines"] = lines.into();
+        }
+        OrderChangeKind::Cancelled => {
+            input["type"] = "cancel".into();
+            input["reason"] = "cancelled on the channel".into();
+            if !change.lines.is_empty() {
+                if lines.is_empty() {
+                    return Ok(None);
+                }
+                input["lines"] = lines.into();
+            }
+        }
+        OrderChangeKind::Restocked => {
+            if lines.is_empty() {
+                return Ok(None);
+            }
+            input["type"] = "cancel".into();
+            input["reason"] = "refunded with restock on the channel".into();
+            input["lines"] = lines.into();
+        }
+    }
+    let input: EventInput = serde_json::from_value(input).map_err(|e| {
+        vec![stockd_core::FieldError {
+            field: "event".into(),
+            message: e.to_string(),
+        }]
+    })?;
+    Event::validate(&input).map(Some)
+}
+
+/// How the channel's own count moved with this change, per SKU.
+fn channel_moves(change: &OrderChange, skus: &[Option<Sku>]) -> Vec<(Sku, Option<i64>)> {
+    if change.kind == OrderChangeKind::Cancelled && change.lines.is_empty() {
+        // A whole-order cancel names no quantities: the belief stays, and a
+        // stale compare on the next push corrects it from the channel.
+        return Vec::new();
+    }
+    let sign = match change.kind {
+        OrderChangeKind::Placed => -1,
+        OrderChangeKind::Cancelled | OrderChangeKind::Restocked => 1,
+    };
+    change
+        .lines
+        .iter()
+        .zip(skus)
+        .filter_map(|(line, sku)| Some((sku.clone()?, Some(sign * line.qty))))
+        .collect()
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{kind}/{channel_id}",
+    tag = "webhooks",
+    params(
+        ("kind" = String, Path, description = "Channel kind: shopify, woocommerce, …"),
+        ("channel_id" = String, Path, description = "The channel the delivery is for"),
+    ),
+    request_body(content = String, description = "The channel's webhook payload, exactly as sent"),
+    responses(
+        (status = 200, description = "Accepted (applied, duplicate, ignored or unmapped).", body = WebhookReceipt),
+        (status = 401, description = "Signature missing or wrong: nothing applied.", body = crate::error::ErrorBody),
+        (status = 404, description = "No such connected channel.", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn receive(
+    State(state): State<AppState>,
+    Path((kind, channel)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<WebhookReceipt>), ApiError> {
+    let unknown = || ApiError::unknown_channel(&channel);
+    let channel_id = ChannelId::parse(channel.clone()).map_err(|_| unknown())?;
+    let connector = state.connectors.get(&channel_id).ok_or_else(unknown)?;
+    if connector.kind() != kind {
+        return Err(unknown());
+    }
+    let action = connector.webhook(&headers, &body).map_err(|e| match e {
+        WebhookError::BadSignature => ApiError::Unauthorized,
+        WebhookError::BadPayload(reason) => {
+            ApiError::invalid("invalid_webhook", reason, Vec::new())
+        }
+    })?;
+    let change = match action {
+        WebhookAction::Ping | WebhookAction::Ignored { .. } => {
+            return Ok((StatusCode::OK, receipt("ignored")))
+        }
+        WebhookAction::Order(change) => change,
+    };
+    let skus = state
+        .listing_index
+        .map(&*state.store, &channel_id, &change)
+        .await
+        .map_err(ApiError::Storage)?;
+    if skus.iter().any(Option::is_none) {
+        tracing::warn!(channel = %channel_id, order = %change.order_id,
+            "order lines without a listing on this channel were skipped");
+    }
+    let event = match event_for(&channel_id, &change, &skus) {
+        Ok(Some(event)) => event,
+        Ok(None) => return Ok((StatusCode::OK, receipt("unmapped"))),
+        Err(problems) => {
+            let message = problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field, p.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(ApiError::invalid("invalid_webhook", message, Vec::new()));
+        }
+    };
+    let outcome = state
+        .store
+        .submit(vec![stockd_store::submission(event)])
+        .await
+        .map_err(ApiError::Storage)?;
+    let result = match outcome {
+        Ok(mut results) if !results.is_empty() => results.remove(0),
+        Ok(_) => return Ok((StatusCode::OK, receipt("ignored"))),
+        Err(refused) => {
+            // The channel cannot fix this by resending: answer 200 so it
+            // stops retrying, and say why in the log.
+            tracing::warn!(channel = %channel_id, order = %change.order_id, error = ?refused,
+                "channel order refused by the ledger");
+            return Ok((StatusCode::OK, receipt("refused")));
+        }
+    };
+    let status = match result.status {
+        EventStatus::Applied => "applied",
+        EventStatus::Duplicate => "duplicate",
+        EventStatus::Quarantined => "quarantined",
+    };
+    if result.status == EventStatus::Applied {
+        let moves = channel_moves(&change, &skus);
+        if let Err(e) = state.store.outbox_channel_moved(&channel_id, moves).await {
+            tracing::warn!(channel = %channel_id, error = %e, "could not follow the channel's count");
+        }
+    }
+    Ok((
+        StatusCode::OK,
+        Json(WebhookReceipt {
+            status,
+            seq: result.seq,
+        }),
+    ))
+}
