@@ -1,1 +1,16 @@
-//! Channel simulators.
+//! Channel simulators: faithful local stand-ins for the Shopify Admin GraphQL API and the
+//! WooCommerce REST v3 API, with simulated customers, injectable faults and signed webhooks.
+//!
+//! Every simulator serves its channel API plus the same `/_sim` operator endpoints
+//! (`/_sim/listings`, `/_sim/orders`, `/_sim/faults`, `/_sim/stats`) and is driven in-process
+//! through [`RunningSim`].
+
+mod common;
+mod graphql;
+pub mod shopify;
+pub mod woocommerce;
+
+pub use common::{
+    hmac_sha256_base64, php_json_encode, Faults, NewListing, RunningSim, SimError, SimListing,
+    SimStats,
+};

@@ -55,6 +55,92 @@ pub enum Command {
     /// (a TOML file with the same structure as the JSON `rules` of the API).
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Inspect, retry or discard updates in the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Run everything in one process: an embedded store in a temporary
+    /// folder, channel simulators, a sample catalog, a warehouse feed and
+    /// simulated customers; prints a summary at the end.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Print every dead letter (with the channel's status and body) as JSON.
+    List(DlqTargetArgs),
+    /// Send a dead letter's listing again (its latest desired state).
+    Retry(DlqIdArgs),
+    /// Give up a dead letter's update (the listing is sent again when it changes).
+    Discard(DlqIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DlqTargetArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqIdArgs {
+    /// The dead letter's id (from `stockd dlq list`).
+    pub id: i64,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+impl DlqCommand {
+    fn target(&self) -> &TargetArgs {
+        match self {
+            DlqCommand::List(a) => &a.target,
+            DlqCommand::Retry(a) | DlqCommand::Discard(a) => &a.target,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address of the API, IP:PORT [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Stop after this long, e.g. 60s, 5m (default: until Ctrl-C).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Write the summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Variants in the sample catalog (kits come on top).
+    #[arg(long, default_value_t = 1_000)]
+    pub variants: usize,
+    /// Customer orders per second on each channel.
+    #[arg(long, default_value_t = 20.0)]
+    pub orders_per_second: f64,
+}
+
+/// `90`, `90s`, `5m`, `1h`, `250ms`.
+fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
+    let raw = raw.trim();
+    let (number, unit) = match raw.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(at) => raw.split_at(at),
+        None => (raw, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {raw:?}: expected e.g. 60s, 5m, 1h"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {raw:?}: use ms, s, m or h"
+            ))
+        }
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("duration {raw:?} must be positive"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,6 +355,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Events(args) => (None, args.target.database.database.clone()),
         Command::Stock(args) => (None, args.target.database.database.clone()),
         Command::Rules(command) => (None, command.target().database.database.clone()),
+        Command::Dlq(command) => (None, command.target().database.database.clone()),
+        Command::Demo(args) => (args.listen.clone(), None),
     };
     let overrides = Overrides {
         listen,
@@ -283,6 +371,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     init_logging(&settings.log)?;
     match cli.command {
         Command::Serve(_) => serve(settings).await,
+        Command::Dlq(command) => dlq(&settings, command).await,
+        Command::Demo(args) => demo(&settings, args).await,
         Command::Migrate(_) => {
             stockd_store::migrate(&settings.serve.database_url)
                 .await
@@ -431,6 +521,44 @@ async fn run_rules(settings: &Settings, command: RulesCommand) -> Result<(), Fai
         }
         Err(e) => Err(Failure::runtime(e)),
     }
+}
+
+async fn dlq(settings: &Settings, command: DlqCommand) -> Result<(), Failure> {
+    let op = match &command {
+        DlqCommand::List(_) => crate::client::DlqOp::List,
+        DlqCommand::Retry(a) => crate::client::DlqOp::Retry(a.id),
+        DlqCommand::Discard(a) => crate::client::DlqOp::Discard(a.id),
+    };
+    let target = open_target(settings, command.target()).await?;
+    let answer = target.dlq(op).await;
+    target.close().await;
+    let value = answer.map_err(Failure::runtime)?;
+    print_json(&value);
+    Ok(())
+}
+
+async fn demo(settings: &Settings, args: DemoArgs) -> Result<(), Failure> {
+    let options = crate::demo::DemoOptions {
+        listen: settings.serve.listen,
+        duration: args.duration,
+        variants: args.variants.max(1),
+        orders_per_second: args.orders_per_second,
+        report: args.report.clone(),
+        ..Default::default()
+    };
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let report = crate::demo::run(options, stop)
+        .await
+        .map_err(Failure::runtime)?;
+    eprint!("{}", crate::demo::summary(&report));
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string_pretty(&report).map_err(Failure::runtime)?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<(), Failure> {

@@ -373,12 +373,75 @@ impl Target {
         }
     }
 
+    /// `stockd dlq …`: list, retry or discard dead letters.
+    pub async fn dlq(&self, op: DlqOp) -> Result<Value, SendError> {
+        use reqwest::Method;
+        let unknown = |id: i64| SendError::Refused {
+            code: "unknown_dead_letter".into(),
+            message: format!("no dead letter with id {id}"),
+            details: Vec::new(),
+        };
+        match self {
+            Target::Direct(store) => match op {
+                DlqOp::List => {
+                    let mut all = Vec::new();
+                    let mut after = 0;
+                    loop {
+                        let page = store.dead_letters(after, 1_000).await?;
+                        let full = page.len() == 1_000;
+                        after = page.last().map_or(after, |l| l.id);
+                        all.extend(page);
+                        if !full {
+                            break;
+                        }
+                    }
+                    to_json(&serde_json::json!({"items": all}))
+                }
+                DlqOp::Retry(id) => match store.dead_letter_retry(id).await? {
+                    true => Ok(serde_json::json!({"retried": id})),
+                    false => Err(unknown(id)),
+                },
+                DlqOp::Discard(id) => match store.dead_letter_discard(id).await? {
+                    true => Ok(serde_json::json!({"discarded": id})),
+                    false => Err(unknown(id)),
+                },
+            },
+            Target::Server(client) => match op {
+                DlqOp::List => {
+                    let query = [("limit", "1000".to_string())];
+                    client.call(Method::GET, &["v1", "dlq"], &query, None).await
+                }
+                DlqOp::Retry(id) => {
+                    let id_text = id.to_string();
+                    client
+                        .call(Method::POST, &["v1", "dlq", &id_text, "retry"], &[], None)
+                        .await?;
+                    Ok(serde_json::json!({"retried": id}))
+                }
+                DlqOp::Discard(id) => {
+                    let id_text = id.to_string();
+                    client
+                        .call(Method::DELETE, &["v1", "dlq", &id_text], &[], None)
+                        .await?;
+                    Ok(serde_json::json!({"discarded": id}))
+                }
+            },
+        }
+    }
+
     /// Lets a direct store finish its writes.
     pub async fn close(self) {
         if let Target::Direct(store) = self {
             store.close().await;
         }
     }
+}
+
+/// A dead-letter operation of `stockd dlq …`.
+pub enum DlqOp {
+    List,
+    Retry(i64),
+    Discard(i64),
 }
 
 /// A rules operation of `stockd rules …`.

@@ -119,6 +119,21 @@ impl SyncKpis {
         });
     }
 
+    /// The latency samples (ms) kept for `channel`.
+    pub fn samples(&self, channel: &ChannelId) -> Vec<f64> {
+        match self.inner.lock() {
+            Ok(m) => m
+                .get(channel)
+                .map(|k| k.latency_ms.clone())
+                .unwrap_or_default(),
+            Err(p) => p
+                .into_inner()
+                .get(channel)
+                .map(|k| k.latency_ms.clone())
+                .unwrap_or_default(),
+        }
+    }
+
     /// Every channel's figures.
     pub fn figures(&self) -> Vec<ChannelFigures> {
         let map = match self.inner.lock() {
@@ -345,11 +360,17 @@ impl Worker {
         let mut updates = Vec::new();
         let mut to_send: Vec<OutboxRow> = Vec::new();
         for row in due {
+            // What the channel shows: the last acknowledged state, with the
+            // channel's own count where it moved since (it sold or restocked).
+            let shown = row.pushed.clone().map(|pushed| ListingState {
+                quantity: row.channel_quantity.unwrap_or(pushed.quantity),
+                ..pushed
+            });
             match decide_push(
                 &row.recent_pushes,
                 now,
                 &row.desired,
-                row.pushed.as_ref(),
+                shown.as_ref(),
                 self.budget_per_day,
             ) {
                 PushDecision::Unchanged => updates.push(acked(

@@ -44,10 +44,7 @@ fn external_value(value: &serde_json::Value) -> Option<String> {
 }
 
 impl ListingIndex {
-    async fn build(
-        store: &dyn Store,
-        channel: &ChannelId,
-    ) -> Result<ExternalIndex, StoreError> {
+    async fn build(store: &dyn Store, channel: &ChannelId) -> Result<ExternalIndex, StoreError> {
         let mut index = HashMap::new();
         let mut after: Option<Sku> = None;
         loop {

@@ -16,3 +16,4 @@ mod ops;
 mod quarantine;
 mod rules;
 mod stock;
+mod sync;

@@ -1,0 +1,640 @@
+//! `stockd demo`: the whole pipeline in one process. An embedded SQLite store
+//! in a temporary folder, the channel simulators, a sample catalog (variants
+//! and kits) listed on every simulated channel, sample rules, a warehouse
+//! feed (receipts, counts, returns) and simulated customers buying on every
+//! channel — only what the channel shows. When the time is up (or on Ctrl-C)
+//! the traffic stops, the pipeline drains, and a summary is printed:
+//! events applied, pushes per channel, update latency, oversold lines, drift
+//! between stockd and each channel, dead letters and rate-limit violations.
+
+use crate::config::{
+    HttpLimits, ServeConfig, BODY_LIMIT_BYTES_DEFAULT, EVENTS_BODY_LIMIT_BYTES_DEFAULT,
+};
+use crate::sync::Connection;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use stockd_channels::{shopify, woocommerce, ReqwestTransport, Transport};
+use stockd_core::retry::RetryPolicy;
+use stockd_core::ChannelId;
+use stockd_sim::RunningSim;
+
+/// What `stockd demo` runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub listen: SocketAddr,
+    /// `None`: until Ctrl-C.
+    pub duration: Option<Duration>,
+    pub variants: usize,
+    pub kits: usize,
+    /// Customer orders per second on each channel.
+    pub orders_per_second: f64,
+    /// Warehouse events per second.
+    pub warehouse_per_second: f64,
+    pub report: Option<std::path::PathBuf>,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            duration: None,
+            variants: 1_000,
+            kits: 50,
+            orders_per_second: 20.0,
+            warehouse_per_second: 20.0,
+            report: None,
+        }
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct LatencyReport {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+/// The `--report` file.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DemoReport {
+    pub duration_secs: f64,
+    pub events_applied: u64,
+    pub pushes: BTreeMap<String, u64>,
+    pub latency_ms: LatencyReport,
+    pub latency_ms_by_channel: BTreeMap<String, LatencyReport>,
+    pub oversold_lines: u64,
+    pub order_lines: u64,
+    pub orders_refused_not_shown: u64,
+    pub drift_listings: u64,
+    pub listings: u64,
+    pub dlq: u64,
+    pub rate_limit_violations: u64,
+    pub drained: bool,
+}
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{0}")]
+    Setup(String),
+    #[error(transparent)]
+    Start(#[from] crate::StartError),
+}
+
+fn setup(e: impl std::fmt::Display) -> DemoError {
+    DemoError::Setup(e.to_string())
+}
+
+const SHOPIFY: &str = "shopify-main";
+const WOO: &str = "woo-main";
+const SHOPIFY_TOKEN: &str = "shpat_demo_token";
+const SHOPIFY_SECRET: &str = "demo-shopify-app-secret";
+const WOO_KEY: &str = "ck_demo_0123456789abcdef0123456789abcdef";
+const WOO_SECRET: &str = "cs_demo_0123456789abcdef0123456789abcdef";
+const WOO_WEBHOOK_SECRET: &str = "demo-woo-webhook-secret";
+const LOCATIONS: [(&str, &str, i32); 2] =
+    [("AMS", "Amsterdam DC", 1), ("RTM", "Rotterdam store", 2)];
+
+/// A tiny deterministic generator for the sample traffic.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The sample rules: a little safety stock, a cap for the marketplace-like
+/// channel, pre-allocation at low stock, and ETAs.
+fn sample_rules() -> Value {
+    json!({
+        "defaults": {"safety_stock": 1},
+        "channels": {WOO: {"percent": 90}},
+        "preallocation": {"low_stock_threshold": 3, "order": [SHOPIFY, WOO]},
+        "eta": {"backorder_within_days": 14, "handling_days": [1, 3]}
+    })
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, DemoError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(setup)?;
+        let status = response.status();
+        let text = response.text().await.map_err(setup)?;
+        if !status.is_success() {
+            return Err(DemoError::Setup(format!("{path}: {status}: {text}")));
+        }
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(setup)
+    }
+    async fn put(&self, path: &str, body: Value) -> Result<Value, DemoError> {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+    async fn post(&self, path: &str, body: Value) -> Result<Value, DemoError> {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+    async fn get(&self, path: &str) -> Result<Value, DemoError> {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+}
+
+/// Runs the demo; `stop` ends it early (Ctrl-C).
+pub async fn run(
+    options: DemoOptions,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<DemoReport, DemoError> {
+    let dir = tempfile::tempdir().map_err(setup)?;
+    let database_url = format!("sqlite://{}", dir.path().join("stockd-demo.db").display());
+    let api_base = format!("http://{}", options.listen);
+    let sim_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let shop = stockd_sim::shopify::start(
+        stockd_sim::shopify::Config {
+            access_token: SHOPIFY_TOKEN.into(),
+            webhook_secret: SHOPIFY_SECRET.into(),
+            webhook_url: Some(format!("{api_base}/v1/webhooks/shopify/{SHOPIFY}")),
+            ..Default::default()
+        },
+        sim_addr,
+    )
+    .await
+    .map_err(setup)?;
+    let woo = stockd_sim::woocommerce::start(
+        stockd_sim::woocommerce::Config {
+            consumer_key: WOO_KEY.into(),
+            consumer_secret: WOO_SECRET.into(),
+            webhook_secret: WOO_WEBHOOK_SECRET.into(),
+            webhook_url: Some(format!("{api_base}/v1/webhooks/woocommerce/{WOO}")),
+            ..Default::default()
+        },
+        sim_addr,
+    )
+    .await
+    .map_err(setup)?;
+    let transport: Arc<dyn Transport> =
+        Arc::new(ReqwestTransport::new(Duration::from_secs(10)).map_err(setup)?);
+    let connections = vec![
+        Connection {
+            channel: ChannelId::parse(SHOPIFY.to_string()).map_err(setup)?,
+            connector: Arc::new(shopify::Shopify::new(
+                shopify::Config {
+                    shop_url: shop.base_url.clone(),
+                    access_token: SHOPIFY_TOKEN.into(),
+                    webhook_secret: SHOPIFY_SECRET.into(),
+                    ..Default::default()
+                },
+                transport.clone(),
+            )),
+        },
+        Connection {
+            channel: ChannelId::parse(WOO.to_string()).map_err(setup)?,
+            connector: Arc::new(woocommerce::WooCommerce::new(
+                woocommerce::Config {
+                    site_url: woo.base_url.clone(),
+                    consumer_key: WOO_KEY.into(),
+                    consumer_secret: WOO_SECRET.into(),
+                    webhook_secret: WOO_WEBHOOK_SECRET.into(),
+                    rate_limit: None,
+                },
+                transport.clone(),
+            )),
+        },
+    ];
+    let server = crate::spawn(ServeConfig {
+        listen: options.listen,
+        database_url,
+        http: HttpLimits {
+            body_limit_bytes: BODY_LIMIT_BYTES_DEFAULT,
+            events_body_limit_bytes: EVENTS_BODY_LIMIT_BYTES_DEFAULT,
+        },
+        tokens: Vec::new(),
+        connectors: Vec::new(),
+        extra_connections: connections,
+        retry: RetryPolicy::default(),
+    })
+    .await?;
+    let api = Arc::new(Api {
+        http: reqwest::Client::new(),
+        base: server.url(),
+    });
+    eprintln!(
+        "stockd demo: API on {} (store in a temporary folder)",
+        server.url()
+    );
+    eprintln!("  shopify simulator: {}/_sim/listings", shop.base_url);
+    eprintln!("  woocommerce simulator: {}/_sim/listings", woo.base_url);
+
+    let sims: Vec<(&str, &RunningSim)> = vec![(SHOPIFY, &shop), (WOO, &woo)];
+    let skus = seed(&api, &sims, &options).await?;
+    eprintln!(
+        "  catalog: {} variants and {} kits listed on {} channels; traffic starts",
+        options.variants,
+        options.kits,
+        sims.len()
+    );
+
+    let started = Instant::now();
+    let running = Arc::new(AtomicBool::new(true));
+    let order_lines = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let shop = Arc::new(shop);
+    let woo = Arc::new(woo);
+    let mut traffic = Vec::new();
+    for (i, sim) in [shop.clone(), woo.clone()].into_iter().enumerate() {
+        traffic.push(tokio::spawn(customers(
+            sim,
+            skus.clone(),
+            options.orders_per_second,
+            running.clone(),
+            order_lines.clone(),
+            refused.clone(),
+            0x5eed_0000 + i as u64,
+        )));
+    }
+    traffic.push(tokio::spawn(warehouse(
+        api.clone(),
+        skus.clone(),
+        options.warehouse_per_second,
+        running.clone(),
+    )));
+    let deadline = async {
+        match options.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = deadline => {}
+        _ = stop => eprintln!("stopping: interrupted"),
+    }
+    running.store(false, Ordering::SeqCst);
+    for task in traffic {
+        let _ = task.await;
+    }
+    let traffic_secs = started.elapsed().as_secs_f64();
+    eprintln!("  traffic stopped after {traffic_secs:.1} s; draining the pipeline");
+    let drained = drain(&api, Duration::from_secs(60)).await?;
+
+    let report = report(
+        &api,
+        &server,
+        &[(SHOPIFY, &shop), (WOO, &woo)],
+        traffic_secs,
+        &order_lines,
+        &refused,
+        drained,
+    )
+    .await?;
+    server.shutdown().await.map_err(setup)?;
+    if let Ok(shop) = Arc::try_unwrap(shop) {
+        shop.shutdown().await;
+    }
+    if let Ok(woo) = Arc::try_unwrap(woo) {
+        woo.shutdown().await;
+    }
+    Ok(report)
+}
+
+/// Creates locations, variants, kits, channels, listings on the simulators
+/// and in stockd, rules and opening stock. Returns the listed SKUs.
+async fn seed(
+    api: &Api,
+    sims: &[(&str, &RunningSim)],
+    options: &DemoOptions,
+) -> Result<Vec<String>, DemoError> {
+    for (id, name, priority) in LOCATIONS {
+        api.put(
+            &format!("/v1/locations/{id}"),
+            json!({"name": name, "sellable": true, "priority": priority}),
+        )
+        .await?;
+    }
+    let variants: Vec<String> = (0..options.variants)
+        .map(|i| format!("DEMO-{i:05}"))
+        .collect();
+    let kits: Vec<String> = (0..options.kits).map(|i| format!("KIT-{i:04}")).collect();
+    let all: Vec<String> = variants.iter().chain(&kits).cloned().collect();
+    let bodies: Vec<Value> = all
+        .iter()
+        .map(|sku| json!({"sku": sku, "title": format!("Demo {sku}")}))
+        .collect();
+    for chunk in bodies.chunks(1_000) {
+        api.post("/v1/variants", Value::Array(chunk.to_vec()))
+            .await?;
+    }
+    for (i, kit) in kits.iter().enumerate() {
+        let a = &variants[(i * 2) % variants.len()];
+        let b = &variants[(i * 2 + 1) % variants.len()];
+        api.put(
+            &format!("/v1/bundles/{kit}"),
+            json!({"components": [{"sku": a, "qty": 2}, {"sku": b, "qty": 1}]}),
+        )
+        .await?;
+    }
+    for (channel, sim) in sims {
+        let kind = if *channel == SHOPIFY {
+            "shopify"
+        } else {
+            "woocommerce"
+        };
+        api.put(&format!("/v1/channels/{channel}"), json!({"kind": kind}))
+            .await?;
+        let created = sim.add_listings(&all.iter().map(|s| (s.clone(), 0)).collect::<Vec<_>>());
+        let listings: Vec<Value> = created
+            .iter()
+            .map(|l| json!({"sku": l.sku, "external": l.external}))
+            .collect();
+        for chunk in listings.chunks(1_000) {
+            api.post(
+                &format!("/v1/channels/{channel}/listings"),
+                Value::Array(chunk.to_vec()),
+            )
+            .await?;
+        }
+    }
+    api.put(
+        "/v1/rules",
+        json!({"rules": sample_rules(), "message": "demo rules"}),
+    )
+    .await?;
+    let mut rng = Rng(0xDE30_1234_5678_9ABC);
+    let receipts: Vec<Value> = variants
+        .iter()
+        .enumerate()
+        .map(|(i, sku)| {
+            json!({"key": format!("open-{i}"), "type": "receipt", "sku": sku,
+                   "location": LOCATIONS[i % 2].0, "qty": 5 + rng.below(40) as i64})
+        })
+        .collect();
+    for chunk in receipts.chunks(1_000) {
+        api.post("/v1/events", Value::Array(chunk.to_vec())).await?;
+    }
+    Ok(all)
+}
+
+/// Simulated customers on one channel: buy what the channel shows.
+async fn customers(
+    sim: Arc<RunningSim>,
+    skus: Vec<String>,
+    per_second: f64,
+    running: Arc<AtomicBool>,
+    order_lines: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+    seed: u64,
+) {
+    let mut rng = Rng(seed | 1);
+    let pause = Duration::from_secs_f64(1.0 / per_second.max(0.1));
+    let mut placed: Vec<String> = Vec::new();
+    while running.load(Ordering::SeqCst) {
+        tokio::time::sleep(pause).await;
+        let sku = skus[rng.below(skus.len() as u64) as usize].clone();
+        let qty = 1 + rng.below(2) as i64;
+        match sim.buy(&[(sku, qty)]).await {
+            Ok(order) => {
+                order_lines.fetch_add(1, Ordering::Relaxed);
+                placed.push(order);
+            }
+            Err(_) => {
+                refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // Now and then a customer cancels.
+        if rng.below(20) == 0 && !placed.is_empty() {
+            let at = rng.below(placed.len() as u64) as usize;
+            let order = placed.swap_remove(at);
+            let _ = sim.cancel_order(&order).await;
+        }
+    }
+}
+
+/// The warehouse feed: receipts, cycle counts and returns.
+async fn warehouse(api: Arc<Api>, skus: Vec<String>, per_second: f64, running: Arc<AtomicBool>) {
+    let mut rng = Rng(0x0A1B_2C3D_4E5F_6071);
+    let pause = Duration::from_secs_f64(1.0 / per_second.max(0.1));
+    let variants: Vec<&String> = skus.iter().filter(|s| s.starts_with("DEMO-")).collect();
+    let mut n: u64 = 0;
+    while running.load(Ordering::SeqCst) {
+        tokio::time::sleep(pause).await;
+        n += 1;
+        let sku = variants[rng.below(variants.len() as u64) as usize];
+        let location = LOCATIONS[rng.below(2) as usize].0;
+        let event = match rng.below(10) {
+            0 => json!({"key": format!("wh-count-{n}"), "type": "count", "sku": sku,
+                        "location": location, "on_hand": 10 + rng.below(30) as i64}),
+            1 => {
+                json!({"key": format!("wh-ret-{n}"), "type": "return_received", "rma_id": format!("RMA-{n}"),
+                        "sku": sku, "location": location, "qty": 1})
+            }
+            _ => json!({"key": format!("wh-rcpt-{n}"), "type": "receipt", "sku": sku,
+                        "location": location, "qty": 1 + rng.below(10) as i64}),
+        };
+        if let Err(e) = api.post("/v1/events", event).await {
+            tracing::warn!(error = %e, "warehouse event refused");
+        }
+    }
+}
+
+/// Waits until no listing lags its channel (or `limit` passes).
+async fn drain(api: &Api, limit: Duration) -> Result<bool, DemoError> {
+    let started = Instant::now();
+    loop {
+        let page = api.get("/v1/outbox?pending=true&limit=1").await?;
+        let pending = page["items"].as_array().map_or(0, Vec::len);
+        if pending == 0 {
+            // Webhooks still in flight may move desired states once more.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let again = api.get("/v1/outbox?pending=true&limit=1").await?;
+            if again["items"].as_array().map_or(0, Vec::len) == 0 {
+                return Ok(true);
+            }
+        }
+        if started.elapsed() > limit {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn percentiles(mut samples: Vec<f64>) -> LatencyReport {
+    if samples.is_empty() {
+        return LatencyReport::default();
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
+        samples[rank.clamp(1, samples.len()) - 1]
+    };
+    LatencyReport {
+        p50: at(50.0),
+        p95: at(95.0),
+        p99: at(99.0),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn report(
+    api: &Api,
+    server: &crate::RunningServer,
+    sims: &[(&str, &Arc<RunningSim>)],
+    duration_secs: f64,
+    order_lines: &AtomicU64,
+    refused: &AtomicU64,
+    drained: bool,
+) -> Result<DemoReport, DemoError> {
+    // The ledger: every applied event, and the oversell notes on orders.
+    let mut events_applied = 0u64;
+    let mut oversold_lines = 0u64;
+    let mut after = 0u64;
+    loop {
+        let page = api
+            .get(&format!("/v1/ledger?after_seq={after}&limit=1000"))
+            .await?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        for row in &items {
+            events_applied += 1;
+            after = after.max(row["seq"].as_u64().unwrap_or(after));
+            oversold_lines += row["notes"].as_array().map_or(0, |notes| {
+                notes.iter().filter(|n| n["note"] == "oversell").count() as u64
+            });
+        }
+        if items.len() < 1000 {
+            break;
+        }
+    }
+    // Drift: what each channel shows against what stockd wants it to show.
+    let mut desired: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/outbox?pending=false&limit=1000&after={c}"),
+            None => "/v1/outbox?pending=false&limit=1000".to_string(),
+        };
+        let page = api.get(&path).await?;
+        for row in page["items"].as_array().cloned().unwrap_or_default() {
+            desired.insert(
+                (
+                    row["channel"].as_str().unwrap_or_default().to_string(),
+                    row["sku"].as_str().unwrap_or_default().to_string(),
+                ),
+                row["desired"]["quantity"].as_i64().unwrap_or(0),
+            );
+        }
+        match page["next_after"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let mut drift = 0u64;
+    let mut listings = 0u64;
+    let mut violations = 0u64;
+    for (channel, sim) in sims {
+        violations += sim.stats().rate_limit_violations;
+        for listing in sim.listings() {
+            listings += 1;
+            let want = desired
+                .get(&(channel.to_string(), listing.sku.clone()))
+                .copied()
+                .unwrap_or(0);
+            if listing.quantity.max(0) != want {
+                drift += 1;
+            }
+        }
+    }
+    let dlq = api.get("/v1/dlq?limit=1000").await?;
+    let figures = server.sync_kpis().figures();
+    let mut all_latency = Vec::new();
+    let mut by_channel = BTreeMap::new();
+    let mut pushes = BTreeMap::new();
+    for f in &figures {
+        pushes.insert(f.channel.as_str().to_string(), f.pushes);
+        let samples = server.sync_kpis().samples(&f.channel);
+        by_channel.insert(f.channel.as_str().to_string(), percentiles(samples.clone()));
+        all_latency.extend(samples);
+    }
+    Ok(DemoReport {
+        duration_secs,
+        events_applied,
+        pushes,
+        latency_ms: percentiles(all_latency),
+        latency_ms_by_channel: by_channel,
+        oversold_lines,
+        order_lines: order_lines.load(Ordering::Relaxed),
+        orders_refused_not_shown: refused.load(Ordering::Relaxed),
+        drift_listings: drift,
+        listings,
+        dlq: dlq["items"].as_array().map_or(0, |a| a.len() as u64),
+        rate_limit_violations: violations,
+        drained,
+    })
+}
+
+/// The human summary printed at the end.
+pub fn summary(report: &DemoReport) -> String {
+    let mut out = String::new();
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "stockd demo summary ({:.0} s of traffic)",
+        report.duration_secs
+    );
+    let _ = writeln!(out, "  events applied          {}", report.events_applied);
+    for (channel, n) in &report.pushes {
+        let _ = writeln!(out, "  pushes {channel:<16} {n}");
+    }
+    let l = report.latency_ms;
+    let _ = writeln!(
+        out,
+        "  latency ms p50/p95/p99  {:.1} / {:.1} / {:.1}",
+        l.p50, l.p95, l.p99
+    );
+    let _ = writeln!(
+        out,
+        "  order lines             {} ({} refused: not shown)",
+        report.order_lines, report.orders_refused_not_shown
+    );
+    let _ = writeln!(out, "  oversold lines          {}", report.oversold_lines);
+    let _ = writeln!(
+        out,
+        "  drift listings          {} of {}",
+        report.drift_listings, report.listings
+    );
+    let _ = writeln!(out, "  dead letters            {}", report.dlq);
+    let _ = writeln!(
+        out,
+        "  rate-limit violations   {}",
+        report.rate_limit_violations
+    );
+    if !report.drained {
+        let _ = writeln!(
+            out,
+            "  WARNING: the outbox did not drain within the time limit"
+        );
+    }
+    out
+}

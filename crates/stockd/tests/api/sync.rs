@@ -1,0 +1,458 @@
+//! End-to-end sync: stockd with its dispatcher and webhooks against the
+//! channel simulators (in process, on loopback). Each test waits for
+//! convergence — every listing on every simulated channel shows what stockd
+//! computed — with a deadline, never a fixed sleep.
+
+use crate::helpers::{config, receipt, sqlite_url, TestApp};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use stockd_channels::{shopify, woocommerce, ReqwestTransport, Transport};
+use stockd_core::ChannelId;
+use stockd_sim::{Faults, RunningSim};
+
+const SHOP: &str = "shop";
+const WOO: &str = "woo";
+const SHOP_TOKEN: &str = "shpat_test";
+const SHOP_SECRET: &str = "shop-app-secret";
+const WOO_KEY: &str = "ck_test_0123456789";
+const WOO_SECRET: &str = "cs_test_0123456789";
+const WOO_HOOK_SECRET: &str = "woo-hook-secret";
+
+struct Harness {
+    app: Option<TestApp>,
+    shop: RunningSim,
+    woo: RunningSim,
+    port: u16,
+    dir_url: String,
+    /// Holds the database across restarts.
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+fn connections(shop: &RunningSim, woo: &RunningSim) -> Vec<stockd::sync::Connection> {
+    let transport: Arc<dyn Transport> =
+        Arc::new(ReqwestTransport::new(Duration::from_secs(5)).expect("http client"));
+    vec![
+        stockd::sync::Connection {
+            channel: ChannelId::parse(SHOP.to_string()).expect("id"),
+            connector: Arc::new(shopify::Shopify::new(
+                shopify::Config {
+                    shop_url: shop.base_url.clone(),
+                    access_token: SHOP_TOKEN.into(),
+                    webhook_secret: SHOP_SECRET.into(),
+                    ..Default::default()
+                },
+                transport.clone(),
+            )),
+        },
+        stockd::sync::Connection {
+            channel: ChannelId::parse(WOO.to_string()).expect("id"),
+            connector: Arc::new(woocommerce::WooCommerce::new(
+                woocommerce::Config {
+                    site_url: woo.base_url.clone(),
+                    consumer_key: WOO_KEY.into(),
+                    consumer_secret: WOO_SECRET.into(),
+                    webhook_secret: WOO_HOOK_SECRET.into(),
+                    rate_limit: None,
+                },
+                transport,
+            )),
+        },
+    ]
+}
+
+impl Harness {
+    /// Simulators, a server on SQLite wired to them, one location, `skus`
+    /// listed on both channels with no stock.
+    async fn start(skus: &[&str]) -> Harness {
+        let port = free_port();
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let shop = stockd_sim::shopify::start(
+            stockd_sim::shopify::Config {
+                access_token: SHOP_TOKEN.into(),
+                webhook_secret: SHOP_SECRET.into(),
+                webhook_url: Some(format!(
+                    "http://127.0.0.1:{port}/v1/webhooks/shopify/{SHOP}"
+                )),
+                webhook_retry_delays: vec![Duration::from_millis(300); 8],
+                ..Default::default()
+            },
+            any,
+        )
+        .await
+        .expect("shopify simulator");
+        let woo = stockd_sim::woocommerce::start(
+            stockd_sim::woocommerce::Config {
+                consumer_key: WOO_KEY.into(),
+                consumer_secret: WOO_SECRET.into(),
+                webhook_secret: WOO_HOOK_SECRET.into(),
+                webhook_url: Some(format!(
+                    "http://127.0.0.1:{port}/v1/webhooks/woocommerce/{WOO}"
+                )),
+                ..Default::default()
+            },
+            any,
+        )
+        .await
+        .expect("woocommerce simulator");
+        let dir = tempfile::tempdir().expect("dir");
+        let dir_url = sqlite_url(&dir);
+        let mut h = Harness {
+            app: None,
+            shop,
+            woo,
+            port,
+            dir_url,
+            _dir: dir,
+        };
+        h.boot().await;
+        let app = h.app();
+        app.location("AMS", true, 1).await;
+        app.variants(skus).await;
+        for (channel, kind) in [(SHOP, "shopify"), (WOO, "woocommerce")] {
+            app.put(&format!("/v1/channels/{channel}"), json!({"kind": kind}))
+                .await
+                .expect(200);
+        }
+        let items: Vec<(String, i64)> = skus.iter().map(|s| (s.to_string(), 0)).collect();
+        for (channel, sim) in [(SHOP, &h.shop), (WOO, &h.woo)] {
+            let listings: Vec<Value> = sim
+                .add_listings(&items)
+                .into_iter()
+                .map(|l| json!({"sku": l.sku, "external": l.external}))
+                .collect();
+            app.post(
+                &format!("/v1/channels/{channel}/listings"),
+                Value::Array(listings),
+            )
+            .await
+            .expect(200);
+        }
+        h
+    }
+
+    async fn boot(&mut self) {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut cfg = config(self.dir_url.clone());
+        cfg.listen = SocketAddr::from(([127, 0, 0, 1], self.port));
+        cfg.extra_connections = connections(&self.shop, &self.woo);
+        cfg.retry.base = Duration::from_millis(50);
+        cfg.retry.cap = Duration::from_millis(500);
+        cfg.retry.max_attempts = 30;
+        self.app = Some(TestApp::start(cfg, dir).await);
+    }
+
+    fn app(&self) -> &TestApp {
+        self.app.as_ref().expect("server running")
+    }
+
+    /// What stockd wants each (channel, sku) to show.
+    async fn desired(&self) -> BTreeMap<(String, String), i64> {
+        let page = self
+            .app()
+            .get("/v1/outbox?pending=false&limit=1000")
+            .await
+            .expect(200);
+        page.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|r| {
+                (
+                    (
+                        r["channel"].as_str().unwrap_or("").to_string(),
+                        r["sku"].as_str().unwrap_or("").to_string(),
+                    ),
+                    r["desired"]["quantity"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect()
+    }
+
+    /// (channel, sku) → what the simulators show.
+    fn shown(&self) -> BTreeMap<(String, String), i64> {
+        let mut out = BTreeMap::new();
+        for (channel, sim) in [(SHOP, &self.shop), (WOO, &self.woo)] {
+            for l in sim.listings() {
+                out.insert((channel.to_string(), l.sku), l.quantity);
+            }
+        }
+        out
+    }
+
+    /// Waits until nothing is pending and every channel shows what stockd wants.
+    async fn converged(&self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let pending = self
+                .app()
+                .get("/v1/outbox?pending=true&limit=1")
+                .await
+                .expect(200)
+                .body["items"]
+                .as_array()
+                .map_or(0, Vec::len);
+            let desired = self.desired().await;
+            let shown = self.shown();
+            if pending == 0 && !desired.is_empty() && desired == shown {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no convergence: pending {pending}\n desired {desired:?}\n shown {shown:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+        self.shop.shutdown().await;
+        self.woo.shutdown().await;
+    }
+}
+
+fn shown_of(sim: &RunningSim, sku: &str) -> i64 {
+    sim.listings()
+        .into_iter()
+        .find(|l| l.sku == sku)
+        .map_or(-1, |l| l.quantity)
+}
+
+#[tokio::test]
+async fn a_receipt_reaches_every_channel() {
+    let h = Harness::start(&["TEE-1", "TEE-2"]).await;
+    h.app().events(receipt("r1", "TEE-1", "AMS", 7)).await;
+    h.converged(Duration::from_secs(15)).await.unwrap();
+    assert_eq!(shown_of(&h.shop, "TEE-1"), 7);
+    assert_eq!(shown_of(&h.woo, "TEE-1"), 7);
+    assert_eq!(shown_of(&h.woo, "TEE-2"), 0);
+    // Latency was measured for the pushes.
+    let kpis = h.app().get("/v1/kpis").await.expect(200).body;
+    let channels = kpis["channels"].as_array().expect("channels");
+    assert!(channels
+        .iter()
+        .all(|c| c["latency_ms"]["samples"].as_u64().unwrap_or(0) > 0));
+    let metrics = h.app().get("/metrics").await.expect(200).text;
+    assert!(metrics.contains("stockd_sync_latency_ms{channel=\"shop\",quantile=\"0.95\"}"));
+    assert_eq!(h.shop.stats().rate_limit_violations, 0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_order_on_one_channel_lowers_the_others() {
+    let h = Harness::start(&["MUG-1"]).await;
+    h.app().events(receipt("r1", "MUG-1", "AMS", 5)).await;
+    h.converged(Duration::from_secs(15)).await.unwrap();
+    h.shop
+        .buy(&[("MUG-1".to_string(), 2)])
+        .await
+        .expect("the customer buys");
+    // The webhook reserves in stockd; WooCommerce follows.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while shown_of(&h.woo, "MUG-1") != 3 {
+        assert!(
+            Instant::now() < deadline,
+            "woocommerce still shows {}",
+            shown_of(&h.woo, "MUG-1")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.converged(Duration::from_secs(15)).await.unwrap();
+    assert_eq!(shown_of(&h.shop, "MUG-1"), 3);
+    let stock = h.app().stock("MUG-1").await;
+    assert_eq!(stock["reserved"], 2, "{stock}");
+    // And the other way: a WooCommerce order lowers Shopify.
+    h.woo
+        .buy(&[("MUG-1".to_string(), 1)])
+        .await
+        .expect("the customer buys");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while shown_of(&h.shop, "MUG-1") != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "shopify still shows {}",
+            shown_of(&h.shop, "MUG-1")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.converged(Duration::from_secs(15)).await.unwrap();
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_throttle_storm_and_an_outage_end_in_convergence() {
+    let h = Harness::start(&["CAP-1", "CAP-2", "CAP-3"]).await;
+    h.shop.set_faults(Faults {
+        throttle_storm_secs: 2.0,
+        retry_after_secs: Some(1.0),
+        ..Default::default()
+    });
+    h.woo.set_faults(Faults {
+        outage_secs: 2.0,
+        ..Default::default()
+    });
+    for (i, sku) in ["CAP-1", "CAP-2", "CAP-3"].iter().enumerate() {
+        h.app()
+            .events(receipt(&format!("r{i}"), sku, "AMS", 3 + i as i64))
+            .await;
+    }
+    h.converged(Duration::from_secs(30)).await.unwrap();
+    assert!(h.shop.stats().injected_faults > 0, "the storm happened");
+    assert!(h.woo.stats().injected_faults > 0, "the outage happened");
+    assert_eq!(h.shop.stats().rate_limit_violations, 0);
+    assert_eq!(h.woo.stats().rate_limit_violations, 0);
+    let dlq = h.app().get("/v1/dlq").await.expect(200).body;
+    assert_eq!(dlq["items"].as_array().map_or(0, Vec::len), 0, "{dlq}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_error_is_dead_lettered_and_a_retry_lands_after_the_fix() {
+    let h = Harness::start(&["BAD-1", "OK-1"]).await;
+    h.woo.set_faults(Faults {
+        reject_skus: vec!["BAD-1".into()],
+        ..Default::default()
+    });
+    h.app().events(receipt("r1", "BAD-1", "AMS", 4)).await;
+    h.app().events(receipt("r2", "OK-1", "AMS", 2)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let letter = loop {
+        let dlq = h.app().get("/v1/dlq").await.expect(200).body;
+        if let Some(letter) = dlq["items"].as_array().and_then(|a| a.first()).cloned() {
+            break letter;
+        }
+        assert!(Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(letter["channel"], WOO);
+    assert_eq!(letter["sku"], "BAD-1");
+    assert!(
+        letter["body"].as_str().is_some(),
+        "the channel's body is kept: {letter}"
+    );
+    // The other listing is not held up by the dead letter.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while shown_of(&h.woo, "OK-1") != 2 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(shown_of(&h.woo, "BAD-1"), 0);
+    // Fix the cause, retry from the DLQ.
+    h.woo.set_faults(Faults::default());
+    let id = letter["id"].as_i64().expect("id");
+    h.app()
+        .post(&format!("/v1/dlq/{id}/retry"), json!({}))
+        .await
+        .expect(204);
+    h.converged(Duration::from_secs(15)).await.unwrap();
+    assert_eq!(shown_of(&h.woo, "BAD-1"), 4);
+    h.app()
+        .post(&format!("/v1/dlq/{id}/retry"), json!({}))
+        .await
+        .expect_error(404, "unknown_dead_letter");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_signature_gets_401_and_changes_nothing() {
+    let h = Harness::start(&["SIG-1"]).await;
+    h.app().events(receipt("r1", "SIG-1", "AMS", 5)).await;
+    let before = h.app().get("/v1/ledger").await.expect(200).body;
+    let body = json!({"id": 9001, "line_items": [{"id": 1, "variant_id": 1, "sku": "SIG-1", "quantity": 1}]})
+        .to_string();
+    let reply = h
+        .app()
+        .send(
+            "POST",
+            &format!("/v1/webhooks/shopify/{SHOP}"),
+            Some(("application/json", body.into_bytes())),
+        )
+        .await;
+    assert_eq!(reply.status, 401, "{}", reply.text);
+    let reply = h
+        .app()
+        .send(
+            "POST",
+            &format!("/v1/webhooks/woocommerce/{WOO}"),
+            Some((
+                "application/json",
+                b"{\"id\":1,\"status\":\"processing\"}".to_vec(),
+            )),
+        )
+        .await;
+    assert_eq!(reply.status, 401, "{}", reply.text);
+    let after = h.app().get("/v1/ledger").await.expect(200).body;
+    assert_eq!(before, after);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_webhook_applies_once() {
+    let h = Harness::start(&["DUP-1"]).await;
+    h.app().events(receipt("r1", "DUP-1", "AMS", 6)).await;
+    h.converged(Duration::from_secs(15)).await.unwrap();
+    for sim in [&h.shop, &h.woo] {
+        sim.set_faults(Faults {
+            duplicate_webhook_rate: 1.0,
+            ..Default::default()
+        });
+    }
+    h.shop.buy(&[("DUP-1".to_string(), 1)]).await.expect("buy");
+    h.woo.buy(&[("DUP-1".to_string(), 2)]).await.expect("buy");
+    h.converged(Duration::from_secs(15)).await.unwrap();
+    let stock = h.app().stock("DUP-1").await;
+    assert_eq!(stock["reserved"], 3, "{stock}");
+    let ledger = h.app().get("/v1/ledger?sku=DUP-1").await.expect(200).body;
+    let orders = ledger["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|r| r["type"] == "order")
+        .count();
+    assert_eq!(orders, 2, "{ledger}");
+    assert!(h.shop.stats().webhooks_sent >= 2 && h.woo.stats().webhooks_sent >= 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_mid_traffic_ends_in_convergence() {
+    let skus = ["RS-1", "RS-2", "RS-3", "RS-4"];
+    let mut h = Harness::start(&skus).await;
+    for (i, sku) in skus.iter().enumerate() {
+        h.app()
+            .events(receipt(&format!("r{i}"), sku, "AMS", 20))
+            .await;
+    }
+    h.converged(Duration::from_secs(15)).await.unwrap();
+    // Stop stockd while Shopify customers keep buying (Shopify retries its
+    // webhooks) and the warehouse keeps sending once it is back.
+    let app = h.app.take().expect("running");
+    app.stop().await;
+    for sku in skus {
+        h.shop.buy(&[(sku.to_string(), 1)]).await.expect("buy");
+    }
+    h.boot().await;
+    for (i, sku) in skus.iter().enumerate() {
+        h.app()
+            .events(receipt(&format!("after-{i}"), sku, "AMS", 1))
+            .await;
+    }
+    h.converged(Duration::from_secs(30)).await.unwrap();
+    for sku in skus {
+        let stock = h.app().stock(sku).await;
+        assert_eq!(stock["reserved"], 1, "{sku}: {stock}");
+        assert_eq!(shown_of(&h.woo, sku), 20, "{sku}");
+    }
+    h.stop().await;
+}
