@@ -9,6 +9,9 @@
 //! Connectors are written from the channels' documentation and official
 //! schemas only; they share no code with the simulators (`stockd-sim`).
 
+pub mod amazon;
+pub mod bol;
+pub mod gmc;
 pub mod ratelimit;
 pub mod shopify;
 pub mod woocommerce;
@@ -159,6 +162,16 @@ pub struct OrderChange {
     pub lines: Vec<OrderLineRef>,
 }
 
+/// One poll's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderPoll {
+    pub changes: Vec<OrderChange>,
+    /// Where the next poll continues.
+    pub cursor: Option<String>,
+    /// When to poll next (the channel's rate limit for the endpoint).
+    pub next_poll_after: Duration,
+}
+
 /// What an inbound webhook asks of stockd, once verified.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WebhookAction {
@@ -201,6 +214,29 @@ pub trait Connector: Send + Sync {
         &self,
         listings: &[LevelQuery],
     ) -> Result<Vec<Result<ChannelLevel, ChannelError>>, ChannelError>;
+
+    /// Whether the channel shows a quantity. `false` (Google: availability
+    /// only): updates that change only the quantity are not sent.
+    fn carries_quantity(&self) -> bool {
+        true
+    }
+
+    /// Whether stockd must poll this channel for orders (no push).
+    fn polls_orders(&self) -> bool {
+        false
+    }
+
+    /// Order changes since `cursor` (`None`: the first poll after start —
+    /// the connector looks back far enough not to miss recent orders;
+    /// re-reading an order is harmless, changes are deduplicated by their
+    /// `dedup_key`). Paces itself with the channel's limits.
+    async fn poll_orders(&self, cursor: Option<&str>) -> Result<OrderPoll, ChannelError> {
+        Ok(OrderPoll {
+            changes: Vec::new(),
+            cursor: cursor.map(str::to_string),
+            next_poll_after: Duration::from_secs(3600),
+        })
+    }
 
     /// Verifies and interprets an inbound webhook. `headers` are lower-cased
     /// names with their values; `body` is the exact bytes received.

@@ -111,7 +111,11 @@ fn parse_world(script: &str) -> World {
             "channel" => w.channels.push(Channel {
                 id: chan(words[1]),
                 locations: (words[2] != "*").then(|| words[2].split(',').map(loc).collect()),
-                supports_backorder: words.get(3) == Some(&"backorder"),
+                supports_backorder: words[3..].contains(&"backorder"),
+                max_quantity: words[3..]
+                    .iter()
+                    .find_map(|w| w.strip_prefix("max="))
+                    .map(|v| v.parse().expect("max=N")),
             }),
             "variant" => {
                 let product = words[2].strip_prefix("product=").expect("product=P");
@@ -410,6 +414,11 @@ fn check_explain(script: &str, channel: &str, sku_raw: &str, expect: &str) {
             ExplainStep::NeverNegative { before, after } => {
                 format!("never_negative {before}→{after}")
             }
+            ExplainStep::ChannelLimit {
+                limit,
+                before,
+                after,
+            } => format!("channel_limit {limit} {before}→{after}"),
             ExplainStep::Preallocation {
                 variant_pool,
                 position,
@@ -1588,4 +1597,42 @@ fn unknown_channel_listing_sees_no_stock() {
         },
     );
     assert_eq!(out[0].state.quantity, 0);
+}
+
+#[test]
+fn a_channel_api_limit_caps_the_quantity_and_says_so() {
+    check_explain(
+        "
+        channel bol * max=999
+        stock A W1 1500
+        listing bol A
+        ",
+        "bol",
+        "A",
+        "
+        pool W1=1500-0→1500 = 1500
+        safety_stock 0 (builtin) 1500→1500
+        percent 100 (builtin) 1500→1500
+        max_exposed none (builtin) 1500→1500
+        min_listed 0 (builtin) 1500→1500
+        channel_limit 999 1500→999
+        ",
+    );
+    // Below the limit nothing is added to the explanation.
+    check_explain(
+        "
+        channel bol * max=999
+        stock A W1 12
+        listing bol A
+        ",
+        "bol",
+        "A",
+        "
+        pool W1=12-0→12 = 12
+        safety_stock 0 (builtin) 12→12
+        percent 100 (builtin) 12→12
+        max_exposed none (builtin) 12→12
+        min_listed 0 (builtin) 12→12
+        ",
+    );
 }

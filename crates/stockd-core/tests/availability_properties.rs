@@ -136,6 +136,7 @@ fn random_world(rng: &mut XorShift) -> World {
                     .collect()
             }),
             supports_backorder: rng.chance(50),
+            max_quantity: None,
         })
         .collect();
 

@@ -5,7 +5,10 @@
 //! (`/_sim/listings`, `/_sim/orders`, `/_sim/faults`, `/_sim/stats`) and is driven in-process
 //! through [`RunningSim`].
 
+pub mod amazon;
+pub mod bol;
 mod common;
+pub mod gmc;
 mod graphql;
 pub mod shopify;
 pub mod woocommerce;

@@ -133,6 +133,12 @@ mod hmac_vectors {
     }
 }
 
+#[path = "sim/amazon.rs"]
+mod amazon;
+#[path = "sim/bol.rs"]
+mod bol;
+#[path = "sim/gmc.rs"]
+mod gmc;
 #[path = "sim/shopify.rs"]
 mod shopify;
 #[path = "sim/woocommerce.rs"]

@@ -97,6 +97,7 @@ impl Setup {
             .filter(|c| c.enabled)
             .map(|c| Channel {
                 supports_backorder: c.kind.supports_backorder(),
+                max_quantity: c.kind.max_quantity(),
                 id: c.id,
                 locations: c.locations,
             })
@@ -194,7 +195,26 @@ impl StockData {
         rule_sets: &[&RuleSet],
         now: DateTime<Utc>,
     ) -> Result<StockData, StoreError> {
-        let variants = store.variant_stock(skus).await?;
+        // Listings first: SKUs listed on no enabled channel need no stock
+        // (most SKUs an event group touches in a large catalog).
+        let mut listings: BTreeMap<Sku, Vec<Listing>> = BTreeMap::new();
+        for ListingRecord {
+            channel, sku, rank, ..
+        } in store.listings_of(skus).await?
+        {
+            if setup.is_enabled(&channel) {
+                listings
+                    .entry(sku.clone())
+                    .or_default()
+                    .push(Listing { channel, sku, rank });
+            }
+        }
+        let listed: Vec<Sku> = listings.keys().cloned().collect();
+        let variants = if listed.is_empty() {
+            Vec::new()
+        } else {
+            store.variant_stock(&listed).await?
+        };
         let mut wanted: BTreeSet<Sku> = BTreeSet::new();
         for v in &variants {
             if setup.graph.is_kit(&v.variant.sku) {
@@ -212,22 +232,10 @@ impl StockData {
                 .map(|v| (v.variant.sku.clone(), v))
                 .collect()
         };
-        let mut listings: BTreeMap<Sku, Vec<Listing>> = BTreeMap::new();
-        for ListingRecord {
-            channel, sku, rank, ..
-        } in store.listings_of(skus).await?
-        {
-            if setup.is_enabled(&channel) {
-                listings
-                    .entry(sku.clone())
-                    .or_default()
-                    .push(Listing { channel, sku, rank });
-            }
-        }
         let mut sales: BTreeMap<Sku, Vec<Sale>> = BTreeMap::new();
-        if let Some(days) = velocity_window(rule_sets) {
+        if let Some(days) = velocity_window(rule_sets).filter(|_| !listed.is_empty()) {
             let since = now - Duration::days(i64::from(days));
-            for sale in store.sales_since(skus, since).await? {
+            for sale in store.sales_since(&listed, since).await? {
                 sales.entry(sale.sku.clone()).or_default().push(sale);
             }
         }

@@ -44,6 +44,15 @@ impl ChannelKind {
         })
     }
 
+    /// The most a channel's API accepts as a quantity (bol.com's stock
+    /// amount is 0–999); the computation caps at it and says so.
+    pub fn max_quantity(self) -> Option<i64> {
+        match self {
+            ChannelKind::Bol => Some(999),
+            _ => None,
+        }
+    }
+
     /// Channels whose API can show a backorder date to shoppers.
     pub fn supports_backorder(self) -> bool {
         matches!(

@@ -76,7 +76,9 @@ pub enum OutboxUpdate {
         sku: Sku,
         gen: u64,
         state: ListingState,
-        channel_quantity: i64,
+        /// The channel's count as it answered; `None` keeps stockd's belief
+        /// (nothing was sent).
+        channel_quantity: Option<i64>,
         at: DateTime<Utc>,
         /// Counted against the change budget (false when nothing was sent).
         counted: bool,
@@ -360,7 +362,8 @@ pub(crate) fn rows_sql() -> String {
 /// clean unless a newer generation arrived meanwhile.
 pub(crate) const ACK: &str = "UPDATE listing_state SET \
        sent_gen = CASE WHEN sent_gen > ?3 THEN sent_gen ELSE ?3 END, \
-       pushed = ?4, pushed_at_ms = ?5, channel_quantity = ?6, recent_pushes = ?7, \
+       pushed = ?4, pushed_at_ms = ?5, channel_quantity = COALESCE(?6, channel_quantity), \
+       recent_pushes = ?7, \
        attempts = 0, next_attempt_ms = NULL, last_error = NULL, \
        dirty_since_ms = CASE WHEN desired_gen <= ?3 THEN NULL ELSE dirty_since_ms END \
      WHERE channel = ?1 AND sku = ?2";
@@ -374,8 +377,11 @@ pub(crate) const DEFERRED: &str = "UPDATE listing_state SET next_attempt_ms = ?3
 pub(crate) const CHANNEL_QUANTITY: &str =
     "UPDATE listing_state SET channel_quantity = ?3 WHERE channel = ?1 AND sku = ?2";
 
+/// The channel's own count moved: the listing is looked at again (the
+/// dispatcher sends only if the channel now differs from the desired state).
 pub(crate) const CHANNEL_MOVED: &str = "UPDATE listing_state SET channel_quantity = \
-     CASE WHEN ?3 IS NULL THEN NULL ELSE channel_quantity + ?3 END \
+     CASE WHEN ?3 IS NULL THEN NULL ELSE channel_quantity + ?3 END, \
+     dirty_since_ms = COALESCE(dirty_since_ms, ?4) \
      WHERE channel = ?1 AND sku = ?2";
 
 pub(crate) const PARK: &str = "UPDATE listing_state SET parked = 1, attempts = ?3, \

@@ -127,6 +127,7 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
         connections,
         config.retry,
         state.sync_kpis.clone(),
+        state.listing_index.clone(),
     );
     let sync_kpis = state.sync_kpis.clone();
     let app = api::router(state, config.http);

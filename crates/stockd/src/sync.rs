@@ -240,24 +240,34 @@ impl Dispatcher {
         connections: Vec<Connection>,
         policy: RetryPolicy,
         kpis: Arc<SyncKpis>,
+        index: Arc<crate::webhooks::ListingIndex>,
     ) -> Dispatcher {
         let (stop, stopped) = watch::channel(false);
-        let tasks = connections
-            .into_iter()
-            .map(|connection| {
-                let worker = Worker {
-                    store: store.clone(),
-                    channel: connection.channel,
-                    connector: connection.connector,
-                    policy,
-                    kpis: kpis.clone(),
-                    rng: Rng::seeded(),
-                    budget_per_day: None,
-                    rules_read_at: None,
-                };
-                tokio::spawn(worker.run(stopped.clone()))
+        let mut tasks: Vec<JoinHandle<()>> = connections
+            .iter()
+            .filter(|c| c.connector.polls_orders())
+            .map(|c| {
+                tokio::spawn(poll_orders(
+                    store.clone(),
+                    c.clone(),
+                    index.clone(),
+                    stopped.clone(),
+                ))
             })
             .collect();
+        tasks.extend(connections.into_iter().map(|connection| {
+            let worker = Worker {
+                store: store.clone(),
+                channel: connection.channel,
+                connector: connection.connector,
+                policy,
+                kpis: kpis.clone(),
+                rng: Rng::seeded(),
+                budget_per_day: None,
+                rules_read_at: None,
+            };
+            tokio::spawn(worker.run(stopped.clone()))
+        }));
         Dispatcher { stop, tasks }
     }
 
@@ -266,6 +276,52 @@ impl Dispatcher {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+    }
+}
+
+/// Polls a channel without order push (bol, Amazon) and applies what it
+/// reports, as webhooks are applied. The cursor lives in memory: after a
+/// restart the connector looks back far enough, and re-reading an order is
+/// harmless (changes are idempotent by their dedup key).
+async fn poll_orders(
+    store: Arc<dyn Store>,
+    connection: Connection,
+    index: Arc<crate::webhooks::ListingIndex>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let channel = connection.channel;
+    let mut cursor: Option<String> = None;
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        let wait = match connection.connector.poll_orders(cursor.as_deref()).await {
+            Ok(poll) => {
+                let mut complete = true;
+                for change in &poll.changes {
+                    if let Err(e) =
+                        crate::webhooks::apply_change(&*store, &index, &channel, change).await
+                    {
+                        tracing::error!(channel = %channel, order = %change.order_id, error = %e,
+                            "applying a polled order change failed; it is read again next poll");
+                        complete = false;
+                        break;
+                    }
+                }
+                if complete {
+                    cursor = poll.cursor;
+                }
+                poll.next_poll_after
+            }
+            Err(e) => {
+                tracing::warn!(channel = %channel, error = %e, "order poll failed");
+                e.retry_after.unwrap_or(Duration::from_secs(30))
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped.changed() => {}
         }
     }
 }
@@ -300,6 +356,12 @@ struct Worker {
     rng: Rng,
     budget_per_day: Option<u32>,
     rules_read_at: Option<tokio::time::Instant>,
+}
+
+/// The change budget of a channel kind when the rules set none: Google
+/// accepts about two product updates a day.
+fn default_budget(kind: &str) -> Option<u32> {
+    (kind == "gmc").then_some(2)
 }
 
 fn to_std(d: chrono::Duration) -> Duration {
@@ -344,7 +406,10 @@ impl Worker {
         self.rules_read_at = Some(tokio::time::Instant::now());
         let setup = crate::availability::Setup::load(&*self.store).await?;
         let rules = crate::availability::active_rules(&*self.store, &setup).await?;
-        self.budget_per_day = rules.rules.pushes_per_day(&self.channel);
+        self.budget_per_day = rules
+            .rules
+            .pushes_per_day(&self.channel)
+            .or_else(|| default_budget(self.connector.kind()));
         Ok(())
     }
 
@@ -366,20 +431,24 @@ impl Worker {
                 quantity: row.channel_quantity.unwrap_or(pushed.quantity),
                 ..pushed
             });
+            // A channel that shows no quantity only needs availability changes.
+            let desired = match (&shown, self.connector.carries_quantity()) {
+                (Some(shown), false) => ListingState {
+                    quantity: shown.quantity,
+                    ..row.desired.clone()
+                },
+                _ => row.desired.clone(),
+            };
             match decide_push(
                 &row.recent_pushes,
                 now,
-                &row.desired,
+                &desired,
                 shown.as_ref(),
                 self.budget_per_day,
             ) {
-                PushDecision::Unchanged => updates.push(acked(
-                    &row,
-                    &row.desired,
-                    row.channel_quantity.unwrap_or(row.desired.quantity),
-                    now,
-                    false,
-                )),
+                PushDecision::Unchanged => {
+                    updates.push(acked(&row, &row.desired, None, now, false))
+                }
                 PushDecision::Hold { until } => {
                     self.kpis.with(&self.channel, |k| k.held_by_budget += 1);
                     updates.push(OutboxUpdate::Deferred {
@@ -416,13 +485,7 @@ impl Worker {
         for row in rows {
             let Some(external) = listings.get(&row.sku) else {
                 // The listing was removed: nothing to send; the row is settled.
-                updates.push(acked(
-                    row,
-                    &row.desired,
-                    row.channel_quantity.unwrap_or(0),
-                    Utc::now(),
-                    false,
-                ));
+                updates.push(acked(row, &row.desired, None, Utc::now(), false));
                 continue;
             };
             items.push(PushItem {
@@ -462,7 +525,7 @@ impl Worker {
                 ItemOutcome::Applied { quantity } => {
                     let ms = (now - row.caused_at).num_microseconds().unwrap_or(0) as f64 / 1000.0;
                     self.kpis.latency(&self.channel, ms.max(0.0));
-                    updates.push(acked(row, &row.desired, quantity, now, true));
+                    updates.push(acked(row, &row.desired, Some(quantity), now, true));
                 }
                 ItemOutcome::Failed(error) => updates.extend(self.failed(row, error, now)),
             }
@@ -553,7 +616,7 @@ impl Worker {
 fn acked(
     row: &OutboxRow,
     state: &ListingState,
-    channel_quantity: i64,
+    channel_quantity: Option<i64>,
     at: DateTime<Utc>,
     counted: bool,
 ) -> OutboxUpdate {

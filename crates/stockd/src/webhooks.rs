@@ -239,41 +239,65 @@ pub async fn receive(
         }
         WebhookAction::Order(change) => change,
     };
-    let skus = state
-        .listing_index
-        .map(&*state.store, &channel_id, &change)
+    let (status, seq) = apply_change(&*state.store, &state.listing_index, &channel_id, &change)
         .await
-        .map_err(ApiError::Storage)?;
+        .map_err(|e| match e {
+            ChangeError::Store(e) => ApiError::Storage(e),
+            ChangeError::Invalid(message) => {
+                ApiError::invalid("invalid_webhook", message, Vec::new())
+            }
+        })?;
+    Ok((StatusCode::OK, Json(WebhookReceipt { status, seq })))
+}
+
+/// Why an order change could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The change cannot become a valid event (the channel sent nonsense).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Applies one order change of `channel` (from a webhook or a poll): maps
+/// its lines to SKUs, submits the ledger event (idempotent by the change's
+/// dedup key) and follows the channel's own count. Returns the status
+/// (`applied`, `duplicate`, `quarantined`, `unmapped`, `refused`) and the
+/// ledger sequence.
+pub async fn apply_change(
+    store: &dyn Store,
+    index: &ListingIndex,
+    channel_id: &ChannelId,
+    change: &OrderChange,
+) -> Result<(&'static str, Option<u64>), ChangeError> {
+    let skus = index.map(store, channel_id, change).await?;
     if skus.iter().any(Option::is_none) {
         tracing::warn!(channel = %channel_id, order = %change.order_id,
             "order lines without a listing on this channel were skipped");
     }
-    let event = match event_for(&channel_id, &change, &skus) {
+    let event = match event_for(channel_id, change, &skus) {
         Ok(Some(event)) => event,
-        Ok(None) => return Ok((StatusCode::OK, receipt("unmapped"))),
+        Ok(None) => return Ok(("unmapped", None)),
         Err(problems) => {
             let message = problems
                 .iter()
                 .map(|p| format!("{}: {}", p.field, p.message))
                 .collect::<Vec<_>>()
                 .join("; ");
-            return Err(ApiError::invalid("invalid_webhook", message, Vec::new()));
+            return Err(ChangeError::Invalid(message));
         }
     };
-    let outcome = state
-        .store
-        .submit(vec![stockd_store::submission(event)])
-        .await
-        .map_err(ApiError::Storage)?;
+    let outcome = store.submit(vec![stockd_store::submission(event)]).await?;
     let result = match outcome {
         Ok(mut results) if !results.is_empty() => results.remove(0),
-        Ok(_) => return Ok((StatusCode::OK, receipt("ignored"))),
+        Ok(_) => return Ok(("ignored", None)),
         Err(refused) => {
-            // The channel cannot fix this by resending: answer 200 so it
-            // stops retrying, and say why in the log.
+            // The channel cannot fix this by resending: report it as taken
+            // so it stops retrying, and say why in the log.
             tracing::warn!(channel = %channel_id, order = %change.order_id, error = ?refused,
                 "channel order refused by the ledger");
-            return Ok((StatusCode::OK, receipt("refused")));
+            return Ok(("refused", None));
         }
     };
     let status = match result.status {
@@ -282,16 +306,10 @@ pub async fn receive(
         EventStatus::Quarantined => "quarantined",
     };
     if result.status == EventStatus::Applied {
-        let moves = channel_moves(&change, &skus);
-        if let Err(e) = state.store.outbox_channel_moved(&channel_id, moves).await {
+        let moves = channel_moves(change, &skus);
+        if let Err(e) = store.outbox_channel_moved(channel_id, moves).await {
             tracing::warn!(channel = %channel_id, error = %e, "could not follow the channel's count");
         }
     }
-    Ok((
-        StatusCode::OK,
-        Json(WebhookReceipt {
-            status,
-            seq: result.seq,
-        }),
-    ))
+    Ok((status, result.seq))
 }

@@ -312,27 +312,32 @@ fn generate(variants: usize, rng: &mut XorShift) -> Result<World> {
             id: channel_ids[0].clone(),
             locations: None,
             supports_backorder: true,
+            max_quantity: None,
         },
         Channel {
             id: channel_ids[1].clone(),
             locations: None,
             supports_backorder: true,
+            max_quantity: None,
         },
         Channel {
             id: channel_ids[2].clone(),
             locations: named(&["W1"]),
             supports_backorder: false,
+            max_quantity: None,
         },
         Channel {
             id: channel_ids[3].clone(),
             locations: named(&["W2"]),
             supports_backorder: false,
+            max_quantity: None,
         },
         Channel {
             // Q is named but not sellable: it never counts.
             id: channel_ids[4].clone(),
             locations: named(&["W1", "Q"]),
             supports_backorder: false,
+            max_quantity: None,
         },
     ];
     let eta_templates = (0..=40)

@@ -50,6 +50,8 @@ pub struct Channel {
     pub locations: Option<Vec<LocationId>>,
     /// Whether the channel can show backorder with a date.
     pub supports_backorder: bool,
+    /// The most the channel's API accepts (bol.com: 999), if it has a limit.
+    pub max_quantity: Option<i64>,
 }
 
 /// A variant sold on a channel.
@@ -152,6 +154,11 @@ impl<'a> Context<'a> {
     }
 
     /// Locations whose stock counts for a channel (an unknown channel has none).
+    /// The channel's API limit on a quantity, if any.
+    pub fn max_quantity(&self, channel: &ChannelId) -> Option<i64> {
+        self.channels.get(channel).and_then(|(c, _)| c.max_quantity)
+    }
+
     pub fn channel_locations(&self, channel: &ChannelId) -> &[LocationId] {
         self.channels
             .get(channel)
@@ -259,6 +266,8 @@ pub enum ExplainStep {
         before: i64,
         after: i64,
     },
+    /// The channel's API accepts no more than `limit`.
+    ChannelLimit { limit: i64, before: i64, after: i64 },
     /// Nothing sellable, but a confirmed delivery is near.
     Eta {
         po_id: PoId,
@@ -479,6 +488,17 @@ pub fn compute_variant(ctx: &Context<'_>, input: &VariantInput<'_>) -> Vec<Listi
     }
 
     for (listing, result) in input.listings.iter().zip(out.iter_mut()) {
+        // After any partition: capping only lowers, so Σ stays ≤ the pool.
+        if let Some(limit) = ctx.max_quantity(&listing.channel) {
+            if result.state.quantity > limit {
+                result.explain.push(ExplainStep::ChannelLimit {
+                    limit,
+                    before: result.state.quantity,
+                    after: limit,
+                });
+                result.state.quantity = limit;
+            }
+        }
         if result.state.quantity > 0 {
             result.state.availability = Availability::InStock;
         } else {

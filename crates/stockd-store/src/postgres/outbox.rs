@@ -412,8 +412,9 @@ impl OutboxStore for PgStore {
         let mut client = self.reader().await?;
         let tx = client.transaction().await?;
         let sql = pg(ob::CHANNEL_MOVED);
+        let now = ob::ms(Utc::now());
         for (sku, delta) in &moves {
-            tx.execute(&sql, &[&channel.as_str(), &sku.as_str(), delta])
+            tx.execute(&sql, &[&channel.as_str(), &sku.as_str(), delta, &now])
                 .await?;
         }
         tx.commit().await?;

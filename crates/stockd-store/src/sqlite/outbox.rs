@@ -380,8 +380,9 @@ impl OutboxStore for SqliteStore {
         self.read(move |conn| {
             in_transaction(conn, |conn| {
                 let mut stmt = conn.prepare_cached(ob::CHANNEL_MOVED)?;
+                let now = ob::ms(Utc::now());
                 for (sku, delta) in &moves {
-                    stmt.execute(params![channel.as_str(), sku.as_str(), delta])?;
+                    stmt.execute(params![channel.as_str(), sku.as_str(), delta, now])?;
                 }
                 Ok(())
             })

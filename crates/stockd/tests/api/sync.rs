@@ -456,3 +456,199 @@ async fn a_restart_mid_traffic_ends_in_convergence() {
     }
     h.stop().await;
 }
+
+/// `stockd serve` as a child process with channel connections from a
+/// config file (secrets from the environment), waiting until it listens.
+fn spawn_stockd(config: &std::path::Path, db: &str, port: u16) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stockd"))
+        .env_remove("STOCKD_LISTEN")
+        .env_remove("STOCKD_DATABASE_URL")
+        .env_remove("STOCKD_CONFIG")
+        .env("T_SHOP_TOKEN", SHOP_TOKEN)
+        .env("T_SHOP_SECRET", SHOP_SECRET)
+        .env("T_WOO_KEY", WOO_KEY)
+        .env("T_WOO_SECRET", WOO_SECRET)
+        .env("T_WOO_HOOK", WOO_HOOK_SECRET)
+        .args(["--config", &config.display().to_string(), "serve"])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--database", db])
+        .args(["--log-format", "json", "--log-filter", "info"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stockd serve starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("stockd logs its address before exiting")
+            .expect("readable log");
+        if line.contains("stockd listening") {
+            break;
+        }
+    }
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    child
+}
+
+#[tokio::test]
+async fn a_kill_and_restart_of_the_binary_mid_traffic_loses_nothing() {
+    let port = free_port();
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let shop = stockd_sim::shopify::start(
+        stockd_sim::shopify::Config {
+            access_token: SHOP_TOKEN.into(),
+            webhook_secret: SHOP_SECRET.into(),
+            webhook_url: Some(format!(
+                "http://127.0.0.1:{port}/v1/webhooks/shopify/{SHOP}"
+            )),
+            webhook_retry_delays: vec![Duration::from_millis(500); 8],
+            ..Default::default()
+        },
+        any,
+    )
+    .await
+    .expect("shopify simulator");
+    let woo = stockd_sim::woocommerce::start(
+        stockd_sim::woocommerce::Config {
+            consumer_key: WOO_KEY.into(),
+            consumer_secret: WOO_SECRET.into(),
+            webhook_secret: WOO_HOOK_SECRET.into(),
+            ..Default::default()
+        },
+        any,
+    )
+    .await
+    .expect("woocommerce simulator");
+    let dir = tempfile::tempdir().expect("dir");
+    let db = sqlite_url(&dir);
+    let config = dir.path().join("stockd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[connectors.{SHOP}]
+kind = "shopify"
+url = "{shop_url}"
+access_token_env = "T_SHOP_TOKEN"
+webhook_secret_env = "T_SHOP_SECRET"
+
+[connectors.{WOO}]
+kind = "woocommerce"
+url = "{woo_url}"
+consumer_key_env = "T_WOO_KEY"
+consumer_secret_env = "T_WOO_SECRET"
+webhook_secret_env = "T_WOO_HOOK"
+"#,
+            shop_url = shop.base_url,
+            woo_url = woo.base_url
+        ),
+    )
+    .expect("config written");
+    let mut child = spawn_stockd(&config, &db, port);
+    let base = format!("http://127.0.0.1:{port}");
+    // No idle connections: the server behind them is killed.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let send = |method: reqwest::Method, path: String, body: Value| {
+        client
+            .request(method, format!("{base}{path}"))
+            .json(&body)
+            .send()
+    };
+    let skus: Vec<String> = (0..20).map(|i| format!("K-{i:02}")).collect();
+    send(
+        reqwest::Method::PUT,
+        "/v1/locations/AMS".into(),
+        json!({"name": "A"}),
+    )
+    .await
+    .expect("location");
+    let variants: Vec<Value> = skus.iter().map(|s| json!({"sku": s})).collect();
+    send(
+        reqwest::Method::POST,
+        "/v1/variants".into(),
+        Value::Array(variants),
+    )
+    .await
+    .expect("variants");
+    for (channel, kind, sim) in [(SHOP, "shopify", &shop), (WOO, "woocommerce", &woo)] {
+        send(
+            reqwest::Method::PUT,
+            format!("/v1/channels/{channel}"),
+            json!({"kind": kind}),
+        )
+        .await
+        .expect("channel");
+        let items: Vec<(String, i64)> = skus.iter().map(|s| (s.clone(), 0)).collect();
+        let listings: Vec<Value> = sim
+            .add_listings(&items)
+            .into_iter()
+            .map(|l| json!({"sku": l.sku, "external": l.external}))
+            .collect();
+        let reply = send(
+            reqwest::Method::POST,
+            format!("/v1/channels/{channel}/listings"),
+            Value::Array(listings),
+        )
+        .await
+        .expect("listings");
+        assert_eq!(reply.status(), 200);
+    }
+    let mut total: BTreeMap<String, i64> = BTreeMap::new();
+    let mut sold: BTreeMap<String, i64> = BTreeMap::new();
+    let mut n = 0;
+    // Traffic before, across and after a SIGKILL.
+    for round in 0..3 {
+        for sku in &skus {
+            n += 1;
+            let reply = send(
+                reqwest::Method::POST,
+                "/v1/events".into(),
+                json!({"key": format!("k{n}"), "type": "receipt", "sku": sku, "location": "AMS", "qty": 3}),
+            )
+            .await
+            .expect("receipt");
+            assert_eq!(reply.status(), 200);
+            *total.entry(sku.clone()).or_default() += 3;
+        }
+        if round == 1 {
+            // Kill without warning while updates are in flight, then buy on
+            // Shopify while stockd is down (Shopify retries its webhooks).
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+            for sku in skus.iter().take(5) {
+                if shop.buy(&[(sku.clone(), 1)]).await.is_ok() {
+                    *sold.entry(sku.clone()).or_default() += 1;
+                }
+            }
+            child = spawn_stockd(&config, &db, port);
+        }
+    }
+    // Convergence: each channel shows total − sold for every SKU.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let want = |sku: &String| total[sku] - sold.get(sku).copied().unwrap_or(0);
+        let shop_ok = shop.listings().iter().all(|l| l.quantity == want(&l.sku));
+        let woo_ok = woo.listings().iter().all(|l| l.quantity == want(&l.sku));
+        if shop_ok && woo_ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no convergence after the restart: shop {:?} woo {:?} want total {total:?} sold {sold:?}",
+            shop.listings().iter().map(|l| (l.sku.clone(), l.quantity)).collect::<Vec<_>>(),
+            woo.listings().iter().map(|l| (l.sku.clone(), l.quantity)).collect::<Vec<_>>(),
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!sold.is_empty(), "customers bought while stockd was down");
+    let _ = child.kill();
+    let _ = child.wait();
+    shop.shutdown().await;
+    woo.shutdown().await;
+}

@@ -1,0 +1,322 @@
+//! stockd-bench-sync: end-to-end update latency, from the moment stockd
+//! receives an event to the moment the channel acknowledges the update.
+//!
+//! One process: stockd on an embedded SQLite store (temporary folder) with
+//! its dispatcher, and the Shopify and WooCommerce simulators on loopback.
+//! A catalog of N variants is listed on both channels; a load generator then
+//! posts receipts on random variants over HTTP at a fixed rate for a fixed
+//! time, and the latency of every acknowledged update is taken from
+//! stockd's own accounting (the same figures as `/v1/kpis`).
+//!
+//! Two runs, each on a fresh store and fresh simulators:
+//! - `open`: simulators that do not throttle (a very large Shopify bucket);
+//! - `throttled`: Shopify's standard plan (1,000-point bucket, 50/s restore),
+//!   where the dispatcher must pace itself; it reports the latency and
+//!   whether the channel's limit was ever broken.
+//!
+//! Usage: stockd-bench-sync [--variants N] [--rate EVENTS_PER_S] [--seconds S]
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use stockd::config::{
+    HttpLimits, ServeConfig, BODY_LIMIT_BYTES_DEFAULT, EVENTS_BODY_LIMIT_BYTES_DEFAULT,
+};
+use stockd::sync::Connection;
+use stockd_channels::{shopify, woocommerce, ReqwestTransport, Transport};
+use stockd_core::retry::RetryPolicy;
+use stockd_core::ChannelId;
+
+struct Options {
+    variants: usize,
+    rate: f64,
+    seconds: f64,
+}
+
+fn parse_options() -> Result<Options> {
+    let mut options = Options {
+        variants: 10_000,
+        rate: 1_000.0,
+        seconds: 20.0,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--variants" => options.variants = value()?.parse()?,
+            "--rate" => options.rate = value()?.parse()?,
+            "--seconds" => options.seconds = value()?.parse()?,
+            "--help" | "-h" => {
+                println!(
+                    "usage: stockd-bench-sync [--variants N] [--rate EVENTS_PER_S] [--seconds S]"
+                );
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other} (see --help)"),
+        }
+    }
+    Ok(options)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: Value) -> Result<()> {
+    let response = client.post(url).json(&body).send().await?;
+    if !response.status().is_success() {
+        anyhow::bail!("{url}: {} {}", response.status(), response.text().await?);
+    }
+    Ok(())
+}
+
+async fn run(options: &Options, throttled: bool) -> Result<Value> {
+    let port = free_port()?;
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (bucket, restore) = if throttled {
+        (1_000.0, 50.0)
+    } else {
+        (1.0e12, 1.0e12)
+    };
+    let shop = stockd_sim::shopify::start(
+        stockd_sim::shopify::Config {
+            access_token: "bench".into(),
+            webhook_secret: "bench".into(),
+            bucket_size: bucket,
+            restore_rate: restore,
+            max_query_cost: bucket.max(1_000.0),
+            ..Default::default()
+        },
+        any,
+    )
+    .await?;
+    let woo = stockd_sim::woocommerce::start(
+        stockd_sim::woocommerce::Config {
+            consumer_key: "ck_bench".into(),
+            consumer_secret: "cs_bench".into(),
+            ..Default::default()
+        },
+        any,
+    )
+    .await?;
+    let transport: Arc<dyn Transport> = Arc::new(
+        ReqwestTransport::new(Duration::from_secs(10)).map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let connections = vec![
+        Connection {
+            channel: ChannelId::parse("shop".to_string())?,
+            connector: Arc::new(shopify::Shopify::new(
+                shopify::Config {
+                    shop_url: shop.base_url.clone(),
+                    access_token: "bench".into(),
+                    webhook_secret: "bench".into(),
+                    bucket_size: bucket,
+                    restore_rate: restore,
+                    ..Default::default()
+                },
+                transport.clone(),
+            )),
+        },
+        Connection {
+            channel: ChannelId::parse("woo".to_string())?,
+            connector: Arc::new(woocommerce::WooCommerce::new(
+                woocommerce::Config {
+                    site_url: woo.base_url.clone(),
+                    consumer_key: "ck_bench".into(),
+                    consumer_secret: "cs_bench".into(),
+                    webhook_secret: "bench".into(),
+                    rate_limit: None,
+                },
+                transport,
+            )),
+        },
+    ];
+    let dir = tempfile::tempdir()?;
+    let server = stockd::spawn(ServeConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
+        http: HttpLimits {
+            body_limit_bytes: BODY_LIMIT_BYTES_DEFAULT,
+            events_body_limit_bytes: EVENTS_BODY_LIMIT_BYTES_DEFAULT,
+        },
+        tokens: Vec::new(),
+        connectors: Vec::new(),
+        extra_connections: connections,
+        retry: RetryPolicy::default(),
+    })
+    .await?;
+    let base = server.url();
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{base}{path}");
+
+    // Catalog, channels, listings on both simulators, opening stock.
+    reqwest::Client::new()
+        .put(url("/v1/locations/AMS"))
+        .json(&json!({"name": "AMS", "sellable": true, "priority": 1}))
+        .send()
+        .await?;
+    let skus: Vec<String> = (0..options.variants).map(|i| format!("B-{i:06}")).collect();
+    for chunk in skus.chunks(5_000) {
+        let body: Vec<Value> = chunk.iter().map(|s| json!({"sku": s})).collect();
+        post(&client, &url("/v1/variants"), Value::Array(body)).await?;
+    }
+    for (channel, kind, sim) in [("shop", "shopify", &shop), ("woo", "woocommerce", &woo)] {
+        client
+            .put(url(&format!("/v1/channels/{channel}")))
+            .json(&json!({"kind": kind}))
+            .send()
+            .await?;
+        let created = sim.add_listings(&skus.iter().map(|s| (s.clone(), 0)).collect::<Vec<_>>());
+        for chunk in created.chunks(5_000) {
+            let body: Vec<Value> = chunk
+                .iter()
+                .map(|l| json!({"sku": l.sku, "external": l.external}))
+                .collect();
+            post(
+                &client,
+                &url(&format!("/v1/channels/{channel}/listings")),
+                Value::Array(body),
+            )
+            .await?;
+        }
+    }
+    // Let the first sync of every listing finish before measuring.
+    let settle = Instant::now();
+    loop {
+        let page: Value = client
+            .get(url("/v1/outbox?pending=true&limit=1"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if page["items"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        if settle.elapsed() > Duration::from_secs(600) {
+            anyhow::bail!("the initial sync did not finish");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kpis = server.sync_kpis();
+    let baseline: Vec<(ChannelId, usize)> = kpis
+        .figures()
+        .iter()
+        .map(|f| (f.channel.clone(), kpis.samples(&f.channel).len()))
+        .collect();
+
+    // The load: receipts at a fixed rate, sent every 10 ms.
+    let tick = Duration::from_millis(10);
+    let per_tick = (options.rate * tick.as_secs_f64()).round().max(1.0) as usize;
+    let ticks = (options.seconds / tick.as_secs_f64()) as usize;
+    let started = Instant::now();
+    let mut next = tokio::time::Instant::now();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut sent = 0usize;
+    let mut in_flight = Vec::new();
+    for t in 0..ticks {
+        next += tick;
+        let events: Vec<Value> = (0..per_tick)
+            .map(|i| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let sku = &skus[(seed % skus.len() as u64) as usize];
+                json!({"key": format!("load-{t}-{i}"), "type": "receipt", "sku": sku,
+                       "location": "AMS", "qty": 1 + (seed >> 40) % 5})
+            })
+            .collect();
+        sent += events.len();
+        let client = client.clone();
+        let target = url("/v1/events");
+        in_flight.push(tokio::spawn(async move {
+            post(&client, &target, Value::Array(events)).await
+        }));
+        tokio::time::sleep_until(next).await;
+    }
+    for task in in_flight {
+        task.await??;
+    }
+    let load_secs = started.elapsed().as_secs_f64();
+    // Drain.
+    let drain_start = Instant::now();
+    loop {
+        let page: Value = client
+            .get(url("/v1/outbox?pending=true&limit=1"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if page["items"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        if drain_start.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let drain_secs = drain_start.elapsed().as_secs_f64();
+
+    let mut per_channel = serde_json::Map::new();
+    let mut all = Vec::new();
+    for (channel, skip) in &baseline {
+        let mut samples: Vec<f64> = kpis.samples(channel).into_iter().skip(*skip).collect();
+        samples.sort_by(f64::total_cmp);
+        per_channel.insert(
+            channel.as_str().to_string(),
+            json!({"updates": samples.len(), "p50_ms": percentile(&samples, 50.0),
+                   "p95_ms": percentile(&samples, 95.0), "p99_ms": percentile(&samples, 99.0)}),
+        );
+        all.extend(samples);
+    }
+    all.sort_by(f64::total_cmp);
+    let figures = kpis.figures();
+    let pushes: Value = figures
+        .iter()
+        .map(|f| (f.channel.as_str().to_string(), json!(f.pushes)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let result = json!({
+        "events": sent,
+        "events_per_s": (sent as f64 / load_secs).round(),
+        "updates_acked": all.len(),
+        "latency_ms": {"p50": percentile(&all, 50.0), "p95": percentile(&all, 95.0), "p99": percentile(&all, 99.0)},
+        "by_channel": per_channel,
+        "calls": pushes,
+        "drain_after_load_s": (drain_secs * 1000.0).round() / 1000.0,
+        "rate_limit_violations": shop.stats().rate_limit_violations + woo.stats().rate_limit_violations,
+    });
+    server.shutdown().await?;
+    shop.shutdown().await;
+    woo.shutdown().await;
+    Ok(result)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let options = parse_options()?;
+    let open = run(&options, false).await?;
+    let throttled = run(&options, true).await?;
+    let line = json!({
+        "bench": "sync_end_to_end_latency",
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "variants": options.variants,
+        "rate_events_per_s": options.rate,
+        "seconds": options.seconds,
+        "open": open,
+        "throttled_shopify_standard_plan": throttled,
+    });
+    println!("{line}");
+    Ok(())
+}

@@ -1,0 +1,1336 @@
+//! bol.com Retailer API connector.
+//!
+//! Protocol details follow the channel notes (`channels/bol-amazon-gmc.md`
+//! §1); section numbers below refer to them.
+//!
+//! - Auth: client-credentials token from `POST {login_url}/token` (Basic
+//!   auth, `grant_type=client_credentials`, §1.2), cached and renewed
+//!   shortly before `expires_in` runs out — bol blocks clients that abuse
+//!   the token endpoint. A 401 on an API call renews the token once and
+//!   retries.
+//! - Push, v10 (default): `PUT /retailer/offers/{offer-id}/stock` with
+//!   `{"amount": 0..999, "managedByRetailer": true}` (§1.4); amounts above
+//!   999 are sent as 999. The 202 `ProcessStatus` is followed through
+//!   `GET /shared/process-status/{id}` (§1.6) every `process_poll_interval`
+//!   until SUCCESS (→ `Applied`), FAILURE (→ `Permanent`, with bol's
+//!   `errorMessage`) or TIMEOUT (→ `Retryable`). A status that answers 404
+//!   has expired (§1.6): the offer's stock is read back and the item is
+//!   `Applied` only when bol holds the amount sent. A process still PENDING
+//!   after `process_timeout` is returned `Retryable` with code `pending`:
+//!   the dispatcher sends the same absolute value again later, which is
+//!   harmless (no pending handles are kept between calls).
+//! - Push, v11 (`OffersApi::V11`): the synchronous
+//!   `PATCH /retailer/offers/{offer-id}` with
+//!   `{"stock":{"amount":n,"managedByRetailer":true}}` → 204 (§1.4). v11
+//!   states no bounds (UNCONFIRMED), so the v10 cap of 999 is kept.
+//! - Why `managedByRetailer` is always `true`: stockd sends the sellable
+//!   quantity with its own reservations already subtracted. With `false`
+//!   bol would subtract all open orders again (double counting); with
+//!   `true` bol subtracts only orders placed after the last update — the
+//!   ones stockd may not have seen yet.
+//! - bol has no compare-and-set, so `PushItem::believed` is not used.
+//! - Reads: `GET /retailer/offers/{offer-id}` → `stock.amount` (v10 or v11
+//!   media type). `correctedStock` is bol's own derived figure and is not
+//!   reported; availability is not reported either.
+//! - Orders are polled (§1.5): `GET /retailer/orders?fulfilment-method=FBR`
+//!   paged, then `GET /retailer/orders/{order-id}` once per order for
+//!   `offer.offerId` / `offer.reference` (the list carries only the EAN).
+//!   See [`Bol::poll_orders`] for the windowing.
+//! - Every endpoint has its own token bucket (§1.8 figures as defaults);
+//!   429 blocks the endpoint's bucket for `Retry-After`.
+//! - Webhooks: bol push notifications are optional and their payload and
+//!   signature format are UNCONFIRMED (§1.7). stockd polls bol, so every
+//!   delivery is refused with `BadSignature`.
+
+use crate::ratelimit::Limiter;
+use crate::{
+    ChannelError, ChannelLevel, Connector, ErrorClass, External, HttpRequest, HttpResponse,
+    ItemOutcome, LevelQuery, OrderChange, OrderChangeKind, OrderLineRef, OrderPoll, PushItem,
+    Transport, WebhookAction, WebhookError,
+};
+use async_trait::async_trait;
+use base64::Engine;
+use chrono::{DateTime, Duration as ChronoDuration, SecondsFormat, Utc};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Media type of v10 resources (§1.3), on `Accept` and `Content-Type`.
+pub const MEDIA_V10: &str = "application/vnd.retailer.v10+json";
+/// Media type of the v11 Offers API (§1.3).
+pub const MEDIA_V11: &str = "application/vnd.retailer.v11+json";
+/// `UpdateOfferStockRequest.amount` maximum (§1.4).
+pub const MAX_STOCK_AMOUNT: i64 = 999;
+/// Orders per page of `GET /retailer/orders` (§1.5).
+const ORDERS_PAGE_SIZE: usize = 50;
+/// Guard against a server whose pages never end.
+const MAX_ORDER_PAGES: u32 = 200;
+/// `change-interval-minute` maximum (§1.5).
+const MAX_CHANGE_INTERVAL_MINUTES: i64 = 60;
+/// `latest-change-date` reaches back 3 months at most (§1.5).
+const MAX_LOOKBACK_DAYS: i64 = 92;
+/// `expires_in` when the token answer lacks it (§1.2).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(299);
+const BODY_EXCERPT: usize = 2048;
+const DETAIL_CACHE_MAX: usize = 10_000;
+
+/// Which Offers API the stock is pushed and read through (§1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffersApi {
+    /// `PUT …/stock` + process status; available to every retailer.
+    #[default]
+    V10,
+    /// Synchronous `PATCH`; beta with limited availability (UNCONFIRMED GA).
+    V11,
+}
+
+/// One bol rate-limit bucket: `max_capacity` requests per `time_to_live`
+/// (the shape of bol's published rate-limit JSON, §1.8).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub max_capacity: u32,
+    pub time_to_live: Duration,
+}
+
+impl RateLimit {
+    pub const fn per_second(n: u32) -> RateLimit {
+        RateLimit {
+            max_capacity: n,
+            time_to_live: Duration::from_secs(1),
+        }
+    }
+
+    pub const fn per_minute(n: u32) -> RateLimit {
+        RateLimit {
+            max_capacity: n,
+            time_to_live: Duration::from_secs(60),
+        }
+    }
+
+    fn limiter(&self) -> Limiter {
+        let capacity = f64::from(self.max_capacity.max(1));
+        let ttl = self.time_to_live.as_secs_f64().max(1e-3);
+        Limiter::new(capacity, capacity / ttl)
+    }
+}
+
+/// Per-endpoint limits (§1.8).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimits {
+    /// `PUT /retailer/offers/*/stock`: 50/s (live value).
+    pub offer_stock: RateLimit,
+    /// `PATCH /retailer/offers/*` (v11): 50/s, as `PUT,DELETE
+    /// /retailer/offers/*` (the PATCH figure is UNCONFIRMED).
+    pub offer_update: RateLimit,
+    /// `GET /retailer/offers/*`: 28/s (older list; UNCONFIRMED today).
+    pub offer_get: RateLimit,
+    /// `GET /shared/process-status/*`: 100/s (older list; UNCONFIRMED).
+    pub process_status: RateLimit,
+    /// `GET /retailer/orders`: 25/min (older list; UNCONFIRMED).
+    pub orders_list: RateLimit,
+    /// `GET /retailer/orders/*`: 25/s (older list; UNCONFIRMED).
+    pub order_get: RateLimit,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            offer_stock: RateLimit::per_second(50),
+            offer_update: RateLimit::per_second(50),
+            offer_get: RateLimit::per_second(28),
+            process_status: RateLimit::per_second(100),
+            orders_list: RateLimit::per_minute(25),
+            order_get: RateLimit::per_second(25),
+        }
+    }
+}
+
+/// Connection settings for one bol.com retailer account.
+#[derive(Clone)]
+pub struct Config {
+    /// API base, without a trailing slash. Default `https://api.bol.com`.
+    pub api_url: String,
+    /// Login host serving `/token`. Default `https://login.bol.com`.
+    pub login_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Default `V10`.
+    pub offers_api: OffersApi,
+    /// Between two reads of a pending process status. Default 2 s.
+    pub process_poll_interval: Duration,
+    /// How long `push` follows process statuses before answering `pending`.
+    /// Default 60 s.
+    pub process_timeout: Duration,
+    /// A token is renewed this long before it expires (at most half its
+    /// lifetime). Default 30 s.
+    pub token_refresh_margin: Duration,
+    /// Shortest time between two order polls. Default 60 s, so that the
+    /// `change-interval-minute` window (elapsed time + 1 min) stays small.
+    pub order_poll_interval: Duration,
+    /// Items per `push` call (one request each; bol has no batch stock
+    /// endpoint). Default 50, one second of the stock bucket.
+    pub max_batch: usize,
+    pub rate_limits: RateLimits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            api_url: "https://api.bol.com".to_owned(),
+            login_url: "https://login.bol.com".to_owned(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            offers_api: OffersApi::V10,
+            process_poll_interval: Duration::from_secs(2),
+            process_timeout: Duration::from_secs(60),
+            token_refresh_margin: Duration::from_secs(30),
+            order_poll_interval: Duration::from_secs(60),
+            max_batch: 50,
+            rate_limits: RateLimits::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("api_url", &self.api_url)
+            .field("login_url", &self.login_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("offers_api", &self.offers_api)
+            .field("process_poll_interval", &self.process_poll_interval)
+            .field("process_timeout", &self.process_timeout)
+            .field("token_refresh_margin", &self.token_refresh_margin)
+            .field("order_poll_interval", &self.order_poll_interval)
+            .field("max_batch", &self.max_batch)
+            .field("rate_limits", &self.rate_limits)
+            .finish()
+    }
+}
+
+/// Wall clock for order-poll windows (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+struct Token {
+    value: String,
+    renew_at: Instant,
+}
+
+struct Limiters {
+    offer_stock: Limiter,
+    offer_update: Limiter,
+    offer_get: Limiter,
+    process_status: Limiter,
+    orders_list: Limiter,
+    order_get: Limiter,
+}
+
+/// What an order's detail says about one order item.
+#[derive(Debug, Clone, Default)]
+struct OfferRef {
+    offer_id: Option<String>,
+    reference: Option<String>,
+    ean: Option<String>,
+}
+
+/// The bol.com connector.
+pub struct Bol {
+    config: Config,
+    transport: Arc<dyn Transport>,
+    clock: Clock,
+    token: tokio::sync::Mutex<Option<Token>>,
+    limits: Limiters,
+    /// orderItemId → offer, from order details (they do not change).
+    details: Mutex<HashMap<String, OfferRef>>,
+}
+
+impl std::fmt::Debug for Bol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bol")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Media {
+    V10,
+    V11,
+}
+
+impl Media {
+    fn as_str(self) -> &'static str {
+        match self {
+            Media::V10 => MEDIA_V10,
+            Media::V11 => MEDIA_V11,
+        }
+    }
+}
+
+/// Which bucket a request draws from.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    OfferStock,
+    OfferUpdate,
+    OfferGet,
+    ProcessStatus,
+    OrdersList,
+    OrderGet,
+}
+
+/// Percent-encodes one path segment (offer ids are UUIDs; anything else is
+/// escaped rather than trusted).
+fn path_segment(input: &str) -> String {
+    let mut out = String::with_capacity(input.len());
+    for byte in input.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+fn string_value(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn int_value(value: Option<&Value>) -> Option<i64> {
+    match value? {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && f.fract() == 0.0)
+                .map(|f| f as i64)
+        }),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn offer_id_of(external: &External) -> Result<String, ChannelError> {
+    string_value(external.get("offer_id")).ok_or_else(|| {
+        ChannelError::new(
+            ErrorClass::Permanent,
+            "missing_external_id",
+            "listing has no bol offer_id",
+        )
+    })
+}
+
+/// The amount bol accepts (§1.4: 0..=999).
+pub fn stock_amount(quantity: i64) -> i64 {
+    quantity.clamp(0, MAX_STOCK_AMOUNT)
+}
+
+/// The `Problem` body's detail and violations as one message (§1.3).
+fn problem_message(response: &HttpResponse) -> Option<String> {
+    let value: Value = serde_json::from_slice(&response.body).ok()?;
+    let mut message = value
+        .get("detail")
+        .and_then(Value::as_str)
+        .or_else(|| value.get("error_description").and_then(Value::as_str))
+        .or_else(|| value.get("title").and_then(Value::as_str))
+        .map(str::to_owned)?;
+    if let Some(violations) = value.get("violations").and_then(Value::as_array) {
+        let parts: Vec<String> = violations
+            .iter()
+            .filter_map(|v| {
+                let name = v.get("name").and_then(Value::as_str).unwrap_or("?");
+                let reason = v.get("reason").and_then(Value::as_str)?;
+                Some(format!("{name}: {reason}"))
+            })
+            .collect();
+        if !parts.is_empty() {
+            message = format!("{message} ({})", parts.join("; "));
+        }
+    }
+    Some(message)
+}
+
+/// Classifies a non-success answer (§1.3, §1.8).
+fn classify(response: &HttpResponse, what: &str) -> ChannelError {
+    let status = response.status;
+    let (class, code) = match status {
+        429 => (ErrorClass::RateLimited, "rate_limited"),
+        401 => (ErrorClass::Permanent, "unauthorized"),
+        403 => (ErrorClass::Permanent, "forbidden"),
+        404 => (ErrorClass::Permanent, "not_found"),
+        406 | 415 => (ErrorClass::Permanent, "unsupported_media_type"),
+        408 => (ErrorClass::Retryable, "timeout"),
+        409 => (ErrorClass::Permanent, "conflict"),
+        400..=499 => (ErrorClass::Permanent, "bad_request"),
+        500..=599 => (ErrorClass::Retryable, "server_error"),
+        _ => (ErrorClass::Retryable, "unexpected_status"),
+    };
+    let message = match problem_message(response) {
+        Some(detail) => format!("{what}: HTTP {status}: {detail}"),
+        None => format!("{what}: HTTP {status}"),
+    };
+    let mut error = ChannelError::new(class, code, message);
+    error.status = Some(status);
+    error.body = Some(response.body_excerpt(BODY_EXCERPT));
+    if class == ErrorClass::RateLimited {
+        error.retry_after = Some(response.retry_after().unwrap_or(Duration::from_secs(1)));
+    }
+    error
+}
+
+fn json_of(response: &HttpResponse, what: &str) -> Result<Value, ChannelError> {
+    serde_json::from_slice(&response.body).map_err(|e| {
+        let mut error = ChannelError::new(
+            ErrorClass::Retryable,
+            "bad_response",
+            format!("{what}: response is not JSON: {e}"),
+        );
+        error.status = Some(response.status);
+        error.body = Some(response.body_excerpt(BODY_EXCERPT));
+        error
+    })
+}
+
+/// The state of an asynchronous process (§1.6).
+#[derive(Debug, Clone, PartialEq)]
+enum Process {
+    Pending,
+    Success,
+    Failure(String),
+    Timeout,
+}
+
+fn process_state(status: &Value) -> Process {
+    match status.get("status").and_then(Value::as_str) {
+        Some(s) if s.eq_ignore_ascii_case("SUCCESS") => Process::Success,
+        Some(s) if s.eq_ignore_ascii_case("FAILURE") => Process::Failure(
+            status
+                .get("errorMessage")
+                .and_then(Value::as_str)
+                .unwrap_or("process failed")
+                .to_owned(),
+        ),
+        Some(s) if s.eq_ignore_ascii_case("TIMEOUT") => Process::Timeout,
+        // PENDING, or anything unknown: keep following it.
+        _ => Process::Pending,
+    }
+}
+
+/// Where a process status is read: by `processStatusId`, else from a link
+/// that points at a process status (`rel` values are UNCONFIRMED, §1.6).
+fn process_url(api_url: &str, status: &Value) -> Option<String> {
+    if let Some(id) = string_value(status.get("processStatusId")) {
+        return Some(format!(
+            "{api_url}/shared/process-status/{}",
+            path_segment(&id)
+        ));
+    }
+    status
+        .get("links")
+        .and_then(Value::as_array)?
+        .iter()
+        .filter_map(|l| l.get("href").and_then(Value::as_str))
+        .find(|href| href.contains("/process-status/"))
+        .map(|href| {
+            if href.starts_with("http://") || href.starts_with("https://") {
+                href.to_owned()
+            } else {
+                format!("{api_url}{href}")
+            }
+        })
+}
+
+fn process_error(class: ErrorClass, code: &str, message: String, status: &Value) -> ChannelError {
+    let mut error = ChannelError::new(class, code, message);
+    error.body = Some(
+        status
+            .to_string()
+            .chars()
+            .take(BODY_EXCERPT)
+            .collect::<String>(),
+    );
+    error
+}
+
+/// A push item on its way through the v10 process.
+struct InFlight {
+    index: usize,
+    offer_id: String,
+    amount: i64,
+    url: String,
+}
+
+/// One order-list query.
+#[derive(Debug, Clone)]
+enum Window {
+    /// Every open order (first poll, or after a long gap).
+    Open,
+    /// `status=ALL` items changed in the last N minutes.
+    Minutes(i64),
+    /// `status=ALL` items changed on this date (YYYY-MM-DD; UNCONFIRMED
+    /// format and meaning of `latest-change-date`).
+    Date(String),
+}
+
+impl Bol {
+    pub fn new(config: Config, transport: Arc<dyn Transport>) -> Bol {
+        Bol::with_clock(config, transport, Arc::new(Utc::now))
+    }
+
+    /// As [`Bol::new`], with the wall clock that order-poll windows use.
+    pub fn with_clock(config: Config, transport: Arc<dyn Transport>, clock: Clock) -> Bol {
+        let r = &config.rate_limits;
+        let limits = Limiters {
+            offer_stock: r.offer_stock.limiter(),
+            offer_update: r.offer_update.limiter(),
+            offer_get: r.offer_get.limiter(),
+            process_status: r.process_status.limiter(),
+            orders_list: r.orders_list.limiter(),
+            order_get: r.order_get.limiter(),
+        };
+        Bol {
+            config,
+            transport,
+            clock,
+            token: tokio::sync::Mutex::new(None),
+            limits,
+            details: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn limiter(&self, endpoint: Endpoint) -> &Limiter {
+        match endpoint {
+            Endpoint::OfferStock => &self.limits.offer_stock,
+            Endpoint::OfferUpdate => &self.limits.offer_update,
+            Endpoint::OfferGet => &self.limits.offer_get,
+            Endpoint::ProcessStatus => &self.limits.process_status,
+            Endpoint::OrdersList => &self.limits.orders_list,
+            Endpoint::OrderGet => &self.limits.order_get,
+        }
+    }
+
+    fn api(&self) -> &str {
+        self.config.api_url.trim_end_matches('/')
+    }
+
+    // -----------------------------------------------------------------------
+    // Auth (§1.2).
+
+    /// The cached token, or a new one when it is missing or about to
+    /// expire. `stale` is a token the API refused: it is dropped if it is
+    /// still the cached one.
+    async fn token(&self, stale: Option<&str>) -> Result<String, ChannelError> {
+        let mut cached = self.token.lock().await;
+        if let Some(token) = cached.as_ref() {
+            let refused = stale.is_some_and(|s| s == token.value);
+            if !refused && Instant::now() < token.renew_at {
+                return Ok(token.value.clone());
+            }
+        }
+        *cached = None;
+        let (value, lifetime) = self.request_token().await?;
+        let margin = self.config.token_refresh_margin.min(lifetime / 2);
+        *cached = Some(Token {
+            value: value.clone(),
+            renew_at: Instant::now() + lifetime.saturating_sub(margin),
+        });
+        Ok(value)
+    }
+
+    async fn request_token(&self) -> Result<(String, Duration), ChannelError> {
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            self.config.client_id, self.config.client_secret
+        ));
+        let mut headers = http::HeaderMap::new();
+        let auth = http::HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|_| {
+            ChannelError::new(
+                ErrorClass::Permanent,
+                "bad_credentials",
+                "client id/secret cannot be sent in a header",
+            )
+        })?;
+        headers.insert(http::header::AUTHORIZATION, auth);
+        headers.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        let request = HttpRequest {
+            method: http::Method::POST,
+            url: format!("{}/token", self.config.login_url.trim_end_matches('/')),
+            headers,
+            body: b"grant_type=client_credentials".to_vec(),
+        };
+        let response = self.transport.send(request).await?;
+        if !(200..300).contains(&response.status) {
+            let mut error = classify(&response, "token request");
+            if matches!(response.status, 400 | 401 | 403) {
+                error.code = "auth_failed".to_owned();
+            }
+            return Err(error);
+        }
+        let value = json_of(&response, "token request")?;
+        let token = value
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ChannelError::new(
+                    ErrorClass::Retryable,
+                    "bad_response",
+                    "token answer without access_token",
+                )
+            })?;
+        if let Some(kind) = value.get("token_type").and_then(Value::as_str) {
+            if !kind.eq_ignore_ascii_case("bearer") {
+                return Err(ChannelError::new(
+                    ErrorClass::Permanent,
+                    "auth_failed",
+                    format!("unexpected token_type {kind}"),
+                ));
+            }
+        }
+        let lifetime = int_value(value.get("expires_in"))
+            .filter(|&s| s > 0)
+            .map(|s| Duration::from_secs(s as u64))
+            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        Ok((token.to_owned(), lifetime))
+    }
+
+    // -----------------------------------------------------------------------
+    // Requests.
+
+    /// Sends one API request after the endpoint's bucket allows it. Returns
+    /// the response when it is 2xx, the classified error otherwise. A 429
+    /// blocks the bucket for `Retry-After`; a 401 renews the token once.
+    async fn call(
+        &self,
+        endpoint: Endpoint,
+        method: http::Method,
+        url: &str,
+        media: Media,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<HttpResponse, ChannelError> {
+        let limiter = self.limiter(endpoint);
+        let mut refused: Option<String> = None;
+        for attempt in 0..2 {
+            let token = self.token(refused.as_deref()).await?;
+            limiter.acquire(1.0).await;
+            let mut headers = http::HeaderMap::new();
+            let bearer = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                ChannelError::new(
+                    ErrorClass::Retryable,
+                    "bad_token",
+                    "token cannot be sent in a header",
+                )
+            })?;
+            headers.insert(http::header::AUTHORIZATION, bearer);
+            headers.insert(
+                http::header::ACCEPT,
+                http::HeaderValue::from_static(media.as_str()),
+            );
+            let body_bytes = match body {
+                Some(value) => {
+                    headers.insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static(media.as_str()),
+                    );
+                    value.to_string().into_bytes()
+                }
+                None => Vec::new(),
+            };
+            let request = HttpRequest {
+                method: method.clone(),
+                url: url.to_owned(),
+                headers,
+                body: body_bytes,
+            };
+            let response = self.transport.send(request).await?;
+            self.observe_limits(limiter, &response);
+            match response.status {
+                200..=299 => return Ok(response),
+                401 if attempt == 0 => {
+                    refused = Some(token);
+                    continue;
+                }
+                429 => {
+                    let error = classify(&response, what);
+                    limiter.block_for(error.retry_after.unwrap_or(Duration::from_secs(1)));
+                    return Err(error);
+                }
+                _ => return Err(classify(&response, what)),
+            }
+        }
+        Err(ChannelError::new(
+            ErrorClass::Permanent,
+            "unauthorized",
+            format!("{what}: token refused twice"),
+        ))
+    }
+
+    /// Lowers the bucket to what bol reports. Header names are UNCONFIRMED
+    /// for the Retailer API (§1.8); absent headers change nothing.
+    fn observe_limits(&self, limiter: &Limiter, response: &HttpResponse) {
+        let header = |name: &str| {
+            response
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0)
+        };
+        if let Some(remaining) = header("x-ratelimit-remaining") {
+            limiter.observe(0.0, 0.0, remaining);
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Push.
+
+    fn offer_url(&self, offer_id: &str) -> String {
+        format!("{}/retailer/offers/{}", self.api(), path_segment(offer_id))
+    }
+
+    /// v11: one synchronous PATCH (§1.4).
+    async fn patch_v11(&self, offer_id: &str, amount: i64) -> ItemOutcome {
+        let body = json!({"stock": {"amount": amount, "managedByRetailer": true}});
+        let url = self.offer_url(offer_id);
+        match self
+            .call(
+                Endpoint::OfferUpdate,
+                http::Method::PATCH,
+                &url,
+                Media::V11,
+                Some(&body),
+                &format!("update offer {offer_id}"),
+            )
+            .await
+        {
+            Ok(_) => ItemOutcome::Applied { quantity: amount },
+            Err(error) => ItemOutcome::Failed(error),
+        }
+    }
+
+    /// v10: the stock PUT. `Ok(Err(outcome))` when it is already decided.
+    async fn put_v10(
+        &self,
+        index: usize,
+        offer_id: &str,
+        amount: i64,
+    ) -> Result<Result<InFlight, ItemOutcome>, ChannelError> {
+        let body = json!({"amount": amount, "managedByRetailer": true});
+        let url = format!("{}/stock", self.offer_url(offer_id));
+        let response = self
+            .call(
+                Endpoint::OfferStock,
+                http::Method::PUT,
+                &url,
+                Media::V10,
+                Some(&body),
+                &format!("update stock of offer {offer_id}"),
+            )
+            .await?;
+        let status = json_of(&response, "stock update")?;
+        Ok(self.follow_up(index, offer_id, amount, &status))
+    }
+
+    fn follow_up(
+        &self,
+        index: usize,
+        offer_id: &str,
+        amount: i64,
+        status: &Value,
+    ) -> Result<InFlight, ItemOutcome> {
+        match process_state(status) {
+            Process::Success => Err(ItemOutcome::Applied { quantity: amount }),
+            Process::Failure(message) => Err(ItemOutcome::Failed(process_error(
+                ErrorClass::Permanent,
+                "process_failure",
+                format!("stock update of offer {offer_id} failed: {message}"),
+                status,
+            ))),
+            Process::Timeout => Err(ItemOutcome::Failed(process_error(
+                ErrorClass::Retryable,
+                "process_timeout",
+                format!("stock update of offer {offer_id} timed out at bol"),
+                status,
+            ))),
+            Process::Pending => match process_url(self.api(), status) {
+                Some(url) => Ok(InFlight {
+                    index,
+                    offer_id: offer_id.to_owned(),
+                    amount,
+                    url,
+                }),
+                None => Err(ItemOutcome::Failed(process_error(
+                    ErrorClass::Retryable,
+                    "no_process_status",
+                    format!("stock update of offer {offer_id}: answer names no process status"),
+                    status,
+                ))),
+            },
+        }
+    }
+
+    /// Reads one process status once: `None` while it is still pending.
+    async fn check_process(&self, flight: &InFlight) -> Option<ItemOutcome> {
+        let result = self
+            .call(
+                Endpoint::ProcessStatus,
+                http::Method::GET,
+                &flight.url,
+                Media::V10,
+                None,
+                "process status",
+            )
+            .await;
+        match result {
+            Ok(response) => match json_of(&response, "process status") {
+                Ok(status) => self
+                    .follow_up(flight.index, &flight.offer_id, flight.amount, &status)
+                    .err(),
+                Err(_) => None,
+            },
+            // Expired (§1.6): read the offer back to decide.
+            Err(error) if error.status == Some(404) => Some(self.read_back(flight).await),
+            Err(error) if error.class == ErrorClass::Permanent => Some(ItemOutcome::Failed(error)),
+            // 429 (bucket now blocked), 5xx, network: ask again next round.
+            Err(_) => None,
+        }
+    }
+
+    async fn read_back(&self, flight: &InFlight) -> ItemOutcome {
+        match self.read_offer(&flight.offer_id).await {
+            Ok(level) if level.quantity == Some(flight.amount) => ItemOutcome::Applied {
+                quantity: flight.amount,
+            },
+            Ok(level) => {
+                let mut error = ChannelError::new(
+                    ErrorClass::Retryable,
+                    "process_status_expired",
+                    format!(
+                        "process status of offer {} expired; bol holds {:?}, sent {}",
+                        flight.offer_id, level.quantity, flight.amount
+                    ),
+                );
+                error.current = level.quantity;
+                ItemOutcome::Failed(error)
+            }
+            Err(error) => ItemOutcome::Failed(error),
+        }
+    }
+
+    async fn push_v10(&self, items: &[PushItem], outcomes: &mut [Option<ItemOutcome>]) {
+        let mut flights: Vec<InFlight> = Vec::new();
+        let mut halted: Option<ChannelError> = None;
+        for (index, item) in items.iter().enumerate() {
+            if outcomes[index].is_some() {
+                continue;
+            }
+            if let Some(error) = &halted {
+                outcomes[index] = Some(ItemOutcome::Failed(error.clone()));
+                continue;
+            }
+            let offer_id = match offer_id_of(&item.external) {
+                Ok(id) => id,
+                Err(error) => {
+                    outcomes[index] = Some(ItemOutcome::Failed(error));
+                    continue;
+                }
+            };
+            match self
+                .put_v10(index, &offer_id, stock_amount(item.quantity))
+                .await
+            {
+                Ok(Ok(flight)) => flights.push(flight),
+                Ok(Err(outcome)) => outcomes[index] = Some(outcome),
+                Err(error) => {
+                    // The rest would meet the same block or refused token.
+                    if error.class == ErrorClass::RateLimited
+                        || error.code == "unauthorized"
+                        || error.code == "auth_failed"
+                    {
+                        halted = Some(error.clone());
+                    }
+                    outcomes[index] = Some(ItemOutcome::Failed(error));
+                }
+            }
+        }
+
+        // Follow every pending process together, one read each per round.
+        let deadline = Instant::now() + self.config.process_timeout;
+        while !flights.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let wait = self.config.process_poll_interval.min(deadline - now);
+            tokio::time::sleep(wait).await;
+            let mut still = Vec::with_capacity(flights.len());
+            for flight in flights {
+                match self.check_process(&flight).await {
+                    Some(outcome) => outcomes[flight.index] = Some(outcome),
+                    None => still.push(flight),
+                }
+            }
+            flights = still;
+        }
+        for flight in flights {
+            let mut error = ChannelError::new(
+                ErrorClass::Retryable,
+                "pending",
+                format!(
+                    "stock update of offer {} still pending after {:?}",
+                    flight.offer_id, self.config.process_timeout
+                ),
+            );
+            error.retry_after = Some(self.config.process_poll_interval);
+            outcomes[flight.index] = Some(ItemOutcome::Failed(error));
+        }
+    }
+
+    async fn push_v11(&self, items: &[PushItem], outcomes: &mut [Option<ItemOutcome>]) {
+        let mut halted: Option<ChannelError> = None;
+        for (index, item) in items.iter().enumerate() {
+            if let Some(error) = &halted {
+                outcomes[index] = Some(ItemOutcome::Failed(error.clone()));
+                continue;
+            }
+            let outcome = match offer_id_of(&item.external) {
+                Ok(offer_id) => self.patch_v11(&offer_id, stock_amount(item.quantity)).await,
+                Err(error) => ItemOutcome::Failed(error),
+            };
+            if let ItemOutcome::Failed(error) = &outcome {
+                if error.class == ErrorClass::RateLimited || error.code == "unauthorized" {
+                    halted = Some(error.clone());
+                }
+            }
+            outcomes[index] = Some(outcome);
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Reads.
+
+    async fn read_offer(&self, offer_id: &str) -> Result<ChannelLevel, ChannelError> {
+        let media = match self.config.offers_api {
+            OffersApi::V10 => Media::V10,
+            OffersApi::V11 => Media::V11,
+        };
+        let response = self
+            .call(
+                Endpoint::OfferGet,
+                http::Method::GET,
+                &self.offer_url(offer_id),
+                media,
+                None,
+                &format!("offer {offer_id}"),
+            )
+            .await?;
+        let offer = json_of(&response, "offer")?;
+        let quantity = int_value(offer.get("stock").and_then(|s| s.get("amount")));
+        Ok(ChannelLevel {
+            quantity,
+            availability: None,
+        })
+    }
+
+    // -----------------------------------------------------------------------
+    // Orders (§1.5).
+
+    fn windows(&self, cursor: Option<&str>, now: DateTime<Utc>) -> Vec<Window> {
+        let since = cursor.and_then(|c| DateTime::parse_from_rfc3339(c.trim()).ok());
+        let Some(since) = since.map(|s| s.with_timezone(&Utc)) else {
+            // First poll: every open order, plus the last hour's changes
+            // for cancellations of orders that are no longer open.
+            return vec![Window::Open, Window::Minutes(MAX_CHANGE_INTERVAL_MINUTES)];
+        };
+        let elapsed = (now - since).num_seconds().max(0);
+        // Whole minutes since the last poll began, plus one for clock skew
+        // and requests in flight (the spec asks to poll at least a minute
+        // more often than the interval, §1.5).
+        let minutes = (elapsed + 59) / 60 + 1;
+        if minutes <= MAX_CHANGE_INTERVAL_MINUTES {
+            return vec![Window::Minutes(minutes.max(2))];
+        }
+        // A gap longer than the interval allows: every open order, plus
+        // each day since the last poll for items that left OPEN.
+        let mut windows = vec![Window::Open];
+        let today = now.date_naive();
+        let first = since
+            .date_naive()
+            .max(today - ChronoDuration::days(MAX_LOOKBACK_DAYS));
+        let mut day = first;
+        while day <= today {
+            windows.push(Window::Date(day.format("%Y-%m-%d").to_string()));
+            match day.succ_opt() {
+                Some(next) => day = next,
+                None => break,
+            }
+        }
+        windows
+    }
+
+    async fn list_orders(&self, window: &Window) -> Result<Vec<Value>, ChannelError> {
+        let mut orders = Vec::new();
+        for page in 1..=MAX_ORDER_PAGES {
+            let filter = match window {
+                Window::Open => "status=OPEN".to_owned(),
+                Window::Minutes(m) => format!("status=ALL&change-interval-minute={m}"),
+                Window::Date(d) => format!("status=ALL&latest-change-date={d}"),
+            };
+            let url = format!(
+                "{}/retailer/orders?page={page}&fulfilment-method=FBR&{filter}",
+                self.api()
+            );
+            let response = self
+                .call(
+                    Endpoint::OrdersList,
+                    http::Method::GET,
+                    &url,
+                    Media::V10,
+                    None,
+                    "order list",
+                )
+                .await?;
+            // An empty page may be `{}` (UNCONFIRMED, §1.5).
+            let value = if response.body.iter().all(u8::is_ascii_whitespace) {
+                json!({})
+            } else {
+                json_of(&response, "order list")?
+            };
+            let page_orders = value
+                .get("orders")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let items: usize = page_orders
+                .iter()
+                .map(|o| {
+                    o.get("orderItems")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                })
+                .sum();
+            let full = page_orders.len() >= ORDERS_PAGE_SIZE || items >= ORDERS_PAGE_SIZE;
+            orders.extend(page_orders);
+            // Whether the 50 counts orders or items is unclear: a page full
+            // by either count is followed by another.
+            if !full {
+                break;
+            }
+        }
+        Ok(orders)
+    }
+
+    /// Offer references of an order's items, from its detail.
+    async fn order_detail(&self, order_id: &str) -> Result<(), ChannelError> {
+        let url = format!("{}/retailer/orders/{}", self.api(), path_segment(order_id));
+        let response = match self
+            .call(
+                Endpoint::OrderGet,
+                http::Method::GET,
+                &url,
+                Media::V10,
+                None,
+                &format!("order {order_id}"),
+            )
+            .await
+        {
+            Ok(response) => response,
+            // Gone: map by EAN only.
+            Err(error) if error.status == Some(404) => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        let detail = json_of(&response, "order detail")?;
+        let mut cache = match self.details.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if cache.len() > DETAIL_CACHE_MAX {
+            cache.clear();
+        }
+        for item in detail
+            .get("orderItems")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(item_id) = string_value(item.get("orderItemId")) else {
+                continue;
+            };
+            let offer = item.get("offer");
+            cache.insert(
+                item_id,
+                OfferRef {
+                    offer_id: string_value(offer.and_then(|o| o.get("offerId"))),
+                    reference: string_value(offer.and_then(|o| o.get("reference"))),
+                    ean: string_value(item.get("product").and_then(|p| p.get("ean"))),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn cached_offer(&self, item_id: &str) -> Option<OfferRef> {
+        let cache = match self.details.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        cache.get(item_id).cloned()
+    }
+}
+
+/// What one listed order item asks of stockd.
+struct ItemState {
+    item_id: String,
+    ean: Option<String>,
+    quantity: i64,
+    /// Place the item (it holds or held stock).
+    placed: bool,
+    /// Units to release, when cancelled or cancellation requested.
+    cancelled: i64,
+}
+
+fn item_state(item: &Value) -> Option<ItemState> {
+    let item_id = string_value(item.get("orderItemId"))?;
+    if let Some(method) = item.get("fulfilmentMethod").and_then(Value::as_str) {
+        if !method.eq_ignore_ascii_case("FBR") {
+            return None;
+        }
+    }
+    let quantity = int_value(item.get("quantity")).unwrap_or(0);
+    if quantity <= 0 {
+        return None;
+    }
+    let shipped = int_value(item.get("quantityShipped")).unwrap_or(0).max(0);
+    let cancelled_qty = int_value(item.get("quantityCancelled")).unwrap_or(0).max(0);
+    let requested = item
+        .get("cancellationRequest")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let open = item
+        .get("fulfilmentStatus")
+        .and_then(Value::as_str)
+        .is_none_or(|s| s.eq_ignore_ascii_case("OPEN"));
+    // bol cancels whole order items (the cancellation names no quantity,
+    // §1.5), so a customer's request covers everything not shipped.
+    let cancelled = if cancelled_qty > 0 {
+        cancelled_qty.min(quantity)
+    } else if requested {
+        (quantity - shipped).max(0)
+    } else {
+        0
+    };
+    // A handled item that only shipped needs nothing: stockd learns about
+    // shipping from its own warehouse events.
+    let placed = open || cancelled > 0;
+    if !placed {
+        return None;
+    }
+    Some(ItemState {
+        item_id,
+        ean: string_value(item.get("ean")),
+        quantity,
+        placed,
+        cancelled,
+    })
+}
+
+#[async_trait]
+impl Connector for Bol {
+    fn kind(&self) -> &'static str {
+        "bol"
+    }
+
+    fn max_batch(&self) -> usize {
+        self.config.max_batch.max(1)
+    }
+
+    async fn push(&self, items: &[PushItem]) -> Result<Vec<ItemOutcome>, ChannelError> {
+        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
+        match self.config.offers_api {
+            OffersApi::V10 => self.push_v10(items, &mut outcomes).await,
+            OffersApi::V11 => self.push_v11(items, &mut outcomes).await,
+        }
+        let outcomes: Vec<ItemOutcome> = outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    ItemOutcome::Failed(ChannelError::new(
+                        ErrorClass::Retryable,
+                        "not_sent",
+                        "item was not sent",
+                    ))
+                })
+            })
+            .collect();
+        // A token that cannot be had fails the whole call.
+        if let Some(ItemOutcome::Failed(first)) = outcomes.first() {
+            if first.code == "auth_failed"
+                && outcomes
+                    .iter()
+                    .all(|o| matches!(o, ItemOutcome::Failed(e) if e == first))
+            {
+                return Err(first.clone());
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn read_levels(
+        &self,
+        listings: &[LevelQuery],
+    ) -> Result<Vec<Result<ChannelLevel, ChannelError>>, ChannelError> {
+        let mut results = Vec::with_capacity(listings.len());
+        let mut halted: Option<ChannelError> = None;
+        for listing in listings {
+            if let Some(error) = &halted {
+                results.push(Err(error.clone()));
+                continue;
+            }
+            let result = match offer_id_of(&listing.external) {
+                Ok(offer_id) => self.read_offer(&offer_id).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = &result {
+                if error.class == ErrorClass::RateLimited
+                    || error.code == "unauthorized"
+                    || error.code == "auth_failed"
+                {
+                    halted = Some(error.clone());
+                }
+            }
+            results.push(result);
+        }
+        if let Some(error) = &halted {
+            if error.code == "auth_failed" {
+                return Err(error.clone());
+            }
+        }
+        Ok(results)
+    }
+
+    fn polls_orders(&self) -> bool {
+        true
+    }
+
+    /// Windows: the first poll (`cursor` `None`) lists every OPEN order
+    /// plus the last 60 minutes of changes (`status=ALL`), so recent
+    /// cancellations are seen. Later polls list `status=ALL` with
+    /// `change-interval-minute` = minutes since the previous poll began
+    /// + 1. After a gap beyond 60 minutes: every OPEN order plus
+    /// `latest-change-date` for each day since (UNCONFIRMED: read as
+    /// "changed on that date", sent as YYYY-MM-DD). The cursor is the
+    /// RFC 3339 instant at which the poll began.
+    ///
+    /// Each item that is open (or cancelled) yields `Placed` with key
+    /// `order-item:{orderItemId}:placed`; a cancelled item or a customer's
+    /// cancellation request also yields `Cancelled` with key
+    /// `order-item:{orderItemId}:cancelled` (after its `Placed`, so a
+    /// cancellation never names an order stockd has not seen).
+    async fn poll_orders(&self, cursor: Option<&str>) -> Result<OrderPoll, ChannelError> {
+        let started = (self.clock)();
+        let windows = self.windows(cursor, started);
+        let mut seen_orders: Vec<(String, Vec<ItemState>)> = Vec::new();
+        let mut seen_items: HashSet<String> = HashSet::new();
+        for window in &windows {
+            for order in self.list_orders(window).await? {
+                let Some(order_id) = string_value(order.get("orderId")) else {
+                    continue;
+                };
+                let states: Vec<ItemState> = order
+                    .get("orderItems")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(item_state)
+                    .filter(|s| seen_items.insert(s.item_id.clone()))
+                    .collect();
+                if !states.is_empty() {
+                    seen_orders.push((order_id, states));
+                }
+            }
+        }
+
+        let mut changes = Vec::new();
+        for (order_id, states) in seen_orders {
+            if states
+                .iter()
+                .any(|s| self.cached_offer(&s.item_id).is_none())
+            {
+                self.order_detail(&order_id).await?;
+            }
+            for state in states {
+                let offer = self.cached_offer(&state.item_id).unwrap_or_default();
+                let mut keys = Vec::new();
+                if let Some(id) = offer.offer_id {
+                    keys.push(("offer_id".to_owned(), id));
+                }
+                if let Some(ean) = state.ean.or(offer.ean) {
+                    keys.push(("ean".to_owned(), ean));
+                }
+                if let Some(reference) = offer.reference {
+                    keys.push(("sku".to_owned(), reference));
+                }
+                if keys.is_empty() {
+                    continue;
+                }
+                let line = |qty| OrderLineRef {
+                    line_id: state.item_id.clone(),
+                    keys: keys.clone(),
+                    qty,
+                };
+                if state.placed {
+                    changes.push(OrderChange {
+                        dedup_key: format!("order-item:{}:placed", state.item_id),
+                        order_id: order_id.clone(),
+                        kind: OrderChangeKind::Placed,
+                        lines: vec![line(state.quantity)],
+                    });
+                }
+                if state.cancelled > 0 {
+                    changes.push(OrderChange {
+                        dedup_key: format!("order-item:{}:cancelled", state.item_id),
+                        order_id: order_id.clone(),
+                        kind: OrderChangeKind::Cancelled,
+                        lines: vec![line(state.cancelled)],
+                    });
+                }
+            }
+        }
+
+        // Next poll: the configured interval, later if the list bucket
+        // needs longer to hand out a request.
+        let limit = self.config.rate_limits.orders_list;
+        let refill = f64::from(limit.max_capacity.max(1)) / limit.time_to_live.as_secs_f64();
+        let missing = (1.0 - self.limits.orders_list.available()).max(0.0);
+        let bucket_wait = Duration::from_secs_f64(missing / refill.max(1e-9));
+        Ok(OrderPoll {
+            changes,
+            cursor: Some(started.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            next_poll_after: self.config.order_poll_interval.max(bucket_wait),
+        })
+    }
+
+    fn webhook(
+        &self,
+        _headers: &http::HeaderMap,
+        _body: &[u8],
+    ) -> Result<WebhookAction, WebhookError> {
+        // Push payload and signature format are UNCONFIRMED (§1.7); stockd
+        // polls bol instead of trusting an unverifiable delivery.
+        Err(WebhookError::BadSignature)
+    }
+}
