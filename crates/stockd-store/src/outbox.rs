@@ -361,11 +361,14 @@ pub(crate) fn rows_sql() -> String {
 /// Acknowledged: the channel holds `pushed` for generation `gen`. The row is
 /// clean unless a newer generation arrived meanwhile.
 pub(crate) const ACK: &str = "UPDATE listing_state SET \
-       sent_gen = CASE WHEN sent_gen > ?3 THEN sent_gen ELSE ?3 END, \
-       pushed = ?4, pushed_at_ms = ?5, channel_quantity = COALESCE(?6, channel_quantity), \
-       recent_pushes = ?7, \
+       pushed = CASE WHEN ?3 >= sent_gen THEN ?4 ELSE pushed END, \
+       pushed_at_ms = CASE WHEN ?3 >= sent_gen THEN ?5 ELSE pushed_at_ms END, \
+       channel_quantity = CASE WHEN ?3 >= sent_gen THEN COALESCE(?6, channel_quantity) \
+         ELSE channel_quantity END, \
+       recent_pushes = CASE WHEN ?3 >= sent_gen THEN ?7 ELSE recent_pushes END, \
        attempts = 0, next_attempt_ms = NULL, last_error = NULL, \
-       dirty_since_ms = CASE WHEN desired_gen <= ?3 THEN NULL ELSE dirty_since_ms END \
+       dirty_since_ms = CASE WHEN desired_gen <= ?3 THEN NULL ELSE dirty_since_ms END, \
+       sent_gen = CASE WHEN sent_gen > ?3 THEN sent_gen ELSE ?3 END \
      WHERE channel = ?1 AND sku = ?2";
 
 pub(crate) const FAILED: &str = "UPDATE listing_state SET attempts = ?3, next_attempt_ms = ?4, \
@@ -380,7 +383,7 @@ pub(crate) const CHANNEL_QUANTITY: &str =
 /// The channel's own count moved: the listing is looked at again (the
 /// dispatcher sends only if the channel now differs from the desired state).
 pub(crate) const CHANNEL_MOVED: &str = "UPDATE listing_state SET channel_quantity = \
-     CASE WHEN ?3 IS NULL THEN NULL ELSE channel_quantity + ?3 END, \
+     CASE WHEN CAST(?3 AS BIGINT) IS NULL THEN NULL ELSE channel_quantity + CAST(?3 AS BIGINT) END, \
      dirty_since_ms = COALESCE(dirty_since_ms, ?4) \
      WHERE channel = ?1 AND sku = ?2";
 

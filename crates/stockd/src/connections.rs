@@ -17,6 +17,34 @@
 //! consumer_key_env = "WOO_KEY"
 //! consumer_secret_env = "WOO_SECRET"
 //! webhook_secret_env = "WOO_WEBHOOK_SECRET"
+//!
+//! [connectors.bol]
+//! kind = "bol"
+//! url = "https://api.bol.com"
+//! login_url = "https://login.bol.com"
+//! client_id_env = "BOL_CLIENT_ID"
+//! client_secret_env = "BOL_CLIENT_SECRET"
+//! offers_api = "v10"                  # or "v11" where the account has it
+//!
+//! [connectors.amazon]
+//! kind = "amazon"
+//! url = "https://sellingpartnerapi-eu.amazon.com"
+//! login_url = "https://api.amazon.com/auth/o2/token"
+//! client_id_env = "LWA_CLIENT_ID"
+//! client_secret_env = "LWA_CLIENT_SECRET"
+//! refresh_token_env = "LWA_REFRESH_TOKEN"
+//! seller_id = "A2EXAMPLE"
+//! marketplace_id = "A1805IZSGTT6HS"
+//! webhook_secret_env = "AMAZON_NOTIFICATION_SECRET"
+//!
+//! [connectors.gmc]
+//! kind = "gmc"
+//! url = "https://merchantapi.googleapis.com"
+//! login_url = "https://oauth2.googleapis.com/token"
+//! account_id = "123456789"
+//! data_source = "accounts/123456789/dataSources/10001"
+//! service_account_email = "stockd@project.iam.gserviceaccount.com"
+//! private_key_env = "GMC_PRIVATE_KEY"  # the PKCS#8 PEM of the service account
 //! ```
 
 use crate::config::{ConfigError, Secret};
@@ -25,7 +53,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use stockd_channels::{shopify, woocommerce, ReqwestTransport, Transport};
+use stockd_channels::{amazon, bol, gmc, shopify, woocommerce, ReqwestTransport, Transport};
 use stockd_core::ChannelId;
 
 /// How long one HTTP call to a channel may take.
@@ -48,6 +76,22 @@ pub struct FileConnector {
     /// Host rate limit (WooCommerce): burst and requests per second.
     pub rate_burst: Option<f64>,
     pub rate_per_second: Option<f64>,
+    /// Token endpoint (bol, Amazon, Google), when not the channel's default.
+    pub login_url: Option<String>,
+    pub client_id_env: Option<String>,
+    pub client_secret_env: Option<String>,
+    /// Amazon: the LWA refresh token.
+    pub refresh_token_env: Option<String>,
+    /// bol.com: `v10` (default) or `v11`.
+    pub offers_api: Option<String>,
+    /// Amazon.
+    pub seller_id: Option<String>,
+    pub marketplace_id: Option<String>,
+    /// Google Merchant Center.
+    pub account_id: Option<String>,
+    pub data_source: Option<String>,
+    pub service_account_email: Option<String>,
+    pub private_key_env: Option<String>,
 }
 
 /// A connection with its secrets resolved.
@@ -70,6 +114,48 @@ pub enum ConnectorSettings {
         webhook_secret: Secret,
         rate_limit: Option<(f64, f64)>,
     },
+    Bol {
+        channel: ChannelId,
+        url: String,
+        login_url: Option<String>,
+        client_id: Secret,
+        client_secret: Secret,
+        offers_v11: bool,
+    },
+    Amazon {
+        channel: ChannelId,
+        url: String,
+        login_url: Option<String>,
+        client_id: Secret,
+        client_secret: Secret,
+        refresh_token: Secret,
+        seller_id: String,
+        marketplace_id: Option<String>,
+        notification_secret: Secret,
+    },
+    Gmc {
+        channel: ChannelId,
+        url: String,
+        login_url: Option<String>,
+        account_id: String,
+        data_source: String,
+        service_account_email: String,
+        private_key: Secret,
+    },
+}
+
+fn required(
+    channel: &str,
+    field: &'static str,
+    value: &Option<String>,
+) -> Result<String, ConfigError> {
+    value
+        .clone()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| ConfigError::Connector {
+            channel: channel.to_string(),
+            message: format!("{field} is required"),
+        })
 }
 
 fn secret(
@@ -136,9 +222,52 @@ pub fn resolve(
                 channel,
                 url,
             },
+            "bol" => ConnectorSettings::Bol {
+                login_url: table.login_url.clone(),
+                client_id: secret(&id, "client_id_env", &table.client_id_env, env)?,
+                client_secret: secret(&id, "client_secret_env", &table.client_secret_env, env)?,
+                offers_v11: match table.offers_api.as_deref() {
+                    None | Some("v10") => false,
+                    Some("v11") => true,
+                    Some(other) => {
+                        return Err(fail(format!("offers_api {other:?}: use v10 or v11")))
+                    }
+                },
+                channel,
+                url,
+            },
+            "amazon" => ConnectorSettings::Amazon {
+                login_url: table.login_url.clone(),
+                client_id: secret(&id, "client_id_env", &table.client_id_env, env)?,
+                client_secret: secret(&id, "client_secret_env", &table.client_secret_env, env)?,
+                refresh_token: secret(&id, "refresh_token_env", &table.refresh_token_env, env)?,
+                seller_id: required(&id, "seller_id", &table.seller_id)?,
+                marketplace_id: table.marketplace_id.clone(),
+                notification_secret: secret(
+                    &id,
+                    "webhook_secret_env",
+                    &table.webhook_secret_env,
+                    env,
+                )?,
+                channel,
+                url,
+            },
+            "gmc" => ConnectorSettings::Gmc {
+                login_url: table.login_url.clone(),
+                account_id: required(&id, "account_id", &table.account_id)?,
+                data_source: required(&id, "data_source", &table.data_source)?,
+                service_account_email: required(
+                    &id,
+                    "service_account_email",
+                    &table.service_account_email,
+                )?,
+                private_key: secret(&id, "private_key_env", &table.private_key_env, env)?,
+                channel,
+                url,
+            },
             other => {
                 return Err(fail(format!(
-                    "kind {other:?} has no connector yet (shopify, woocommerce)"
+                    "unknown kind {other:?} (shopify, woocommerce, bol, amazon, gmc)"
                 )))
             }
         });
@@ -201,6 +330,86 @@ pub fn connect(settings: &ConnectorSettings, transport: Arc<dyn Transport>) -> C
             Connection {
                 channel: channel.clone(),
                 connector: Arc::new(woocommerce::WooCommerce::new(config, transport)),
+            }
+        }
+        ConnectorSettings::Bol {
+            channel,
+            url,
+            login_url,
+            client_id,
+            client_secret,
+            offers_v11,
+        } => {
+            let defaults = bol::Config::default();
+            let config = bol::Config {
+                api_url: url.clone(),
+                login_url: login_url.clone().unwrap_or(defaults.login_url.clone()),
+                client_id: client_id.expose().to_string(),
+                client_secret: client_secret.expose().to_string(),
+                offers_api: if *offers_v11 {
+                    bol::OffersApi::V11
+                } else {
+                    bol::OffersApi::V10
+                },
+                ..defaults
+            };
+            Connection {
+                channel: channel.clone(),
+                connector: Arc::new(bol::Bol::new(config, transport)),
+            }
+        }
+        ConnectorSettings::Amazon {
+            channel,
+            url,
+            login_url,
+            client_id,
+            client_secret,
+            refresh_token,
+            seller_id,
+            marketplace_id,
+            notification_secret,
+        } => {
+            let defaults = amazon::Config::default();
+            let config = amazon::Config {
+                endpoint: url.clone(),
+                lwa_url: login_url.clone().unwrap_or(defaults.lwa_url.clone()),
+                client_id: client_id.expose().to_string(),
+                client_secret: client_secret.expose().to_string(),
+                refresh_token: refresh_token.expose().to_string(),
+                seller_id: seller_id.clone(),
+                marketplace_id: marketplace_id
+                    .clone()
+                    .unwrap_or(defaults.marketplace_id.clone()),
+                notification_secret: notification_secret.expose().to_string(),
+                ..defaults
+            };
+            Connection {
+                channel: channel.clone(),
+                connector: Arc::new(amazon::Amazon::new(config, transport)),
+            }
+        }
+        ConnectorSettings::Gmc {
+            channel,
+            url,
+            login_url,
+            account_id,
+            data_source,
+            service_account_email,
+            private_key,
+        } => {
+            let defaults = gmc::Config::default();
+            let config = gmc::Config {
+                api_url: url.clone(),
+                token_url: login_url.clone().unwrap_or(defaults.token_url.clone()),
+                account_id: account_id.clone(),
+                data_source: data_source.clone(),
+                service_account_email: service_account_email.clone(),
+                private_key_pem: private_key.expose().to_string(),
+                ..defaults
+            };
+            Connection {
+                channel: channel.clone(),
+                connector: Arc::new(gmc::Gmc::new(config, transport)),
             }
         }
     }

@@ -425,6 +425,7 @@ impl Worker {
         let mut updates = Vec::new();
         let mut to_send: Vec<OutboxRow> = Vec::new();
         for row in due {
+            let carries_quantity = self.connector.carries_quantity();
             // What the channel shows: the last acknowledged state, with the
             // channel's own count where it moved since (it sold or restocked).
             let shown = row.pushed.clone().map(|pushed| ListingState {
@@ -432,13 +433,33 @@ impl Worker {
                 ..pushed
             });
             // A channel that shows no quantity only needs availability changes.
-            let desired = match (&shown, self.connector.carries_quantity()) {
+            let desired = match (&shown, carries_quantity) {
                 (Some(shown), false) => ListingState {
                     quantity: shown.quantity,
                     ..row.desired.clone()
                 },
                 _ => row.desired.clone(),
             };
+            // Nothing to send only when stockd set exactly this state and the
+            // channel's count has not moved since. A count that moved to the
+            // desired value on its own is still pushed: the belief follows
+            // sales relatively and may be off, and compare-and-set corrects it.
+            let in_sync = match &row.pushed {
+                Some(pushed) if carries_quantity => {
+                    *pushed == row.desired
+                        && row
+                            .channel_quantity
+                            .is_none_or(|q| q == row.desired.quantity)
+                }
+                Some(pushed) => {
+                    shown.as_ref() == Some(&desired) && pushed.availability == desired.availability
+                }
+                None => false,
+            };
+            if in_sync {
+                updates.push(acked(&row, &row.desired, None, now, false));
+                continue;
+            }
             match decide_push(
                 &row.recent_pushes,
                 now,
@@ -446,9 +467,6 @@ impl Worker {
                 shown.as_ref(),
                 self.budget_per_day,
             ) {
-                PushDecision::Unchanged => {
-                    updates.push(acked(&row, &row.desired, None, now, false))
-                }
                 PushDecision::Hold { until } => {
                     self.kpis.with(&self.channel, |k| k.held_by_budget += 1);
                     updates.push(OutboxUpdate::Deferred {
@@ -458,7 +476,7 @@ impl Worker {
                         note: Some("held by the change budget".into()),
                     });
                 }
-                PushDecision::Push { .. } => to_send.push(row),
+                PushDecision::Unchanged | PushDecision::Push { .. } => to_send.push(row),
             }
         }
         let handled = updates.len() + to_send.len();
@@ -521,6 +539,9 @@ impl Worker {
         };
         let now = Utc::now();
         for (row, outcome) in sent_rows.into_iter().zip(outcomes) {
+            tracing::debug!(channel = %self.channel, sku = %row.sku, gen = row.desired_gen,
+                desired = row.desired.quantity, believed = ?row.channel_quantity,
+                outcome = ?outcome, "push outcome");
             match outcome {
                 ItemOutcome::Applied { quantity } => {
                     let ms = (now - row.caused_at).num_microseconds().unwrap_or(0) as f64 / 1000.0;

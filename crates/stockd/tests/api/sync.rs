@@ -638,6 +638,17 @@ webhook_secret_env = "T_WOO_HOOK"
         if shop_ok && woo_ok {
             break;
         }
+        if Instant::now() >= deadline {
+            let outbox = client
+                .get(format!("{base}/v1/outbox?pending=false&limit=100"))
+                .send()
+                .await
+                .expect("outbox")
+                .text()
+                .await
+                .expect("text");
+            eprintln!("outbox at the deadline: {outbox}");
+        }
         assert!(
             Instant::now() < deadline,
             "no convergence after the restart: shop {:?} woo {:?} want total {total:?} sold {sold:?}",
