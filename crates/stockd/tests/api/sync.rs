@@ -663,3 +663,198 @@ webhook_secret_env = "T_WOO_HOOK"
     shop.shutdown().await;
     woo.shutdown().await;
 }
+
+/// All five channels, as `stockd demo` runs them: stockd on SQLite with the
+/// five simulators and the real connectors pointed at them.
+struct FiveChannels {
+    app: TestApp,
+    sims: Vec<stockd::demo::channels::SimChannel>,
+}
+
+impl FiveChannels {
+    async fn start(skus: &[&str], opening: i64) -> FiveChannels {
+        use stockd::demo::channels::{start, SimKind};
+        let port = free_port();
+        let (sims, connections) = start(&SimKind::ALL, &format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("simulators start");
+        let dir = tempfile::tempdir().expect("dir");
+        let mut cfg = config(sqlite_url(&dir));
+        cfg.listen = SocketAddr::from(([127, 0, 0, 1], port));
+        cfg.extra_connections = connections;
+        let app = TestApp::start(cfg, dir).await;
+        app.location("AMS", true, 1).await;
+        app.variants(skus).await;
+        for (i, sku) in skus.iter().enumerate() {
+            app.events(receipt(&format!("open-{i}"), sku, "AMS", opening))
+                .await;
+        }
+        for channel in &sims {
+            app.put(
+                &format!("/v1/channels/{}", channel.channel()),
+                json!({"kind": channel.kind.kind()}),
+            )
+            .await
+            .expect(200);
+            let items: Vec<(String, i64)> = skus.iter().map(|s| (s.to_string(), 0)).collect();
+            let listings: Vec<Value> = channel
+                .sim
+                .add_listings(&items)
+                .into_iter()
+                .map(|l| json!({"sku": l.sku, "external": l.external}))
+                .collect();
+            app.post(
+                &format!("/v1/channels/{}/listings", channel.channel()),
+                Value::Array(listings),
+            )
+            .await
+            .expect(200);
+        }
+        FiveChannels { app, sims }
+    }
+
+    fn sim(&self, kind: stockd::demo::channels::SimKind) -> &RunningSim {
+        &self
+            .sims
+            .iter()
+            .find(|c| c.kind == kind)
+            .expect("simulator")
+            .sim
+    }
+
+    /// Waits until every channel shows what stockd wants: the quantity, or
+    /// the availability where the channel shows no quantity.
+    async fn converged(&self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let page = self
+                .app
+                .get("/v1/outbox?pending=false&limit=1000")
+                .await
+                .expect(200)
+                .body;
+            let rows = page["items"].as_array().cloned().unwrap_or_default();
+            let pending = rows
+                .iter()
+                .filter(|r| !r["dirty_since"].is_null() || r["parked"] == true)
+                .count();
+            let mut mismatches = Vec::new();
+            for channel in &self.sims {
+                for listing in channel.sim.listings() {
+                    let row = rows.iter().find(|r| {
+                        r["channel"] == channel.channel() && r["sku"] == listing.sku.as_str()
+                    });
+                    let ok = row.is_some_and(|r| {
+                        if channel.kind.shows_quantity() {
+                            r["desired"]["quantity"] == listing.quantity
+                        } else {
+                            r["desired"]["availability"] == listing.availability.as_str()
+                        }
+                    });
+                    if !ok {
+                        mismatches.push(format!(
+                            "{}/{}: shows {} {}",
+                            channel.channel(),
+                            listing.sku,
+                            listing.quantity,
+                            listing.availability
+                        ));
+                    }
+                }
+            }
+            if pending == 0 && mismatches.is_empty() && !rows.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("pending {pending}; differ: {mismatches:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.app.stop().await;
+        for channel in self.sims {
+            channel.sim.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn five_channels_converge_and_marketplace_orders_lower_the_others() {
+    use stockd::demo::channels::SimKind;
+    let skus = ["FC-1", "FC-2", "FC-3"];
+    let h = FiveChannels::start(&skus, 4).await;
+    h.converged(Duration::from_secs(60)).await.unwrap();
+    for channel in &h.sims {
+        assert_eq!(
+            channel.sim.stats().rate_limit_violations,
+            0,
+            "{}",
+            channel.channel()
+        );
+        assert!(
+            channel.sim.stats().updates_applied > 0,
+            "{} was pushed to",
+            channel.channel()
+        );
+    }
+    // An order on Amazon (notification) and one on bol.com (polled) lower
+    // the other channels.
+    h.sim(SimKind::Amazon)
+        .buy(&[("FC-1".to_string(), 1)])
+        .await
+        .expect("amazon order");
+    h.sim(SimKind::Bol)
+        .buy(&[("FC-2".to_string(), 2)])
+        .await
+        .expect("bol order");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let shop = h.sim(SimKind::Shopify).listings();
+        let q = |sku: &str| {
+            shop.iter()
+                .find(|l| l.sku == sku)
+                .map_or(-1, |l| l.quantity)
+        };
+        if q("FC-1") == 3 && q("FC-2") == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shopify shows FC-1 {} FC-2 {}",
+            q("FC-1"),
+            q("FC-2")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.converged(Duration::from_secs(60)).await.unwrap();
+    // Google saw only availability transitions: the quantity changes above
+    // did not reach it (one update per product: the first, in stock).
+    let gmc = h.sim(SimKind::Gmc).stats();
+    assert_eq!(gmc.updates_applied, skus.len() as u64, "{gmc:?}");
+    // Selling out is a transition Google receives at once, budget or not.
+    h.app
+        .events(
+            json!({"key": "gone", "type": "adjust", "sku": "FC-3", "location": "AMS",
+                       "delta": -4, "reason": "damaged"}),
+        )
+        .await;
+    h.converged(Duration::from_secs(60)).await.unwrap();
+    let fc3 = h
+        .sim(SimKind::Gmc)
+        .listings()
+        .into_iter()
+        .find(|l| l.sku == "FC-3")
+        .expect("listed");
+    assert_eq!(fc3.availability, "out_of_stock");
+    for channel in &h.sims {
+        assert_eq!(
+            channel.sim.stats().rate_limit_violations,
+            0,
+            "{}",
+            channel.channel()
+        );
+    }
+    h.stop().await;
+}

@@ -10,7 +10,9 @@
 use crate::config::{
     HttpLimits, ServeConfig, BODY_LIMIT_BYTES_DEFAULT, EVENTS_BODY_LIMIT_BYTES_DEFAULT,
 };
-use crate::sync::Connection;
+pub mod channels;
+
+use channels::{SimChannel, SimKind};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -18,9 +20,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stockd_channels::{shopify, woocommerce, ReqwestTransport, Transport};
 use stockd_core::retry::RetryPolicy;
-use stockd_core::ChannelId;
 use stockd_sim::RunningSim;
 
 /// What `stockd demo` runs.
@@ -45,8 +45,8 @@ impl Default for DemoOptions {
             duration: None,
             variants: 1_000,
             kits: 50,
-            orders_per_second: 20.0,
-            warehouse_per_second: 20.0,
+            orders_per_second: 5.0,
+            warehouse_per_second: 10.0,
             report: None,
         }
     }
@@ -91,13 +91,6 @@ fn setup(e: impl std::fmt::Display) -> DemoError {
     DemoError::Setup(e.to_string())
 }
 
-const SHOPIFY: &str = "shopify-main";
-const WOO: &str = "woo-main";
-const SHOPIFY_TOKEN: &str = "shpat_demo_token";
-const SHOPIFY_SECRET: &str = "demo-shopify-app-secret";
-const WOO_KEY: &str = "ck_demo_0123456789abcdef0123456789abcdef";
-const WOO_SECRET: &str = "cs_demo_0123456789abcdef0123456789abcdef";
-const WOO_WEBHOOK_SECRET: &str = "demo-woo-webhook-secret";
 const LOCATIONS: [(&str, &str, i32); 2] =
     [("AMS", "Amsterdam DC", 1), ("RTM", "Rotterdam store", 2)];
 
@@ -116,15 +109,29 @@ impl Rng {
     }
 }
 
-/// The sample rules: a little safety stock, a cap for the marketplace-like
-/// channel, pre-allocation at low stock, and ETAs.
+/// The sample rules: a little safety stock, a share for the marketplaces,
+/// pre-allocation at low stock (own shop first), and ETAs.
 fn sample_rules() -> Value {
     json!({
         "defaults": {"safety_stock": 1},
-        "channels": {WOO: {"percent": 90}},
-        "preallocation": {"low_stock_threshold": 3, "order": [SHOPIFY, WOO]},
+        "channels": {
+            SimKind::Bol.channel(): {"percent": 80},
+            SimKind::Amazon.channel(): {"percent": 80},
+        },
+        "preallocation": {"low_stock_threshold": 3, "order": [
+            SimKind::Shopify.channel(), SimKind::Woocommerce.channel(),
+            SimKind::Bol.channel(), SimKind::Amazon.channel(),
+        ]},
         "eta": {"backorder_within_days": 14, "handling_days": [1, 3]}
     })
+}
+
+/// Marketplaces with tight update limits list part of the catalog.
+fn listed_on(kind: SimKind, index: usize) -> bool {
+    match kind {
+        SimKind::Amazon | SimKind::Gmc => index % 10 == 0,
+        _ => true,
+    }
 }
 
 struct Api {
@@ -173,59 +180,9 @@ pub async fn run(
     let dir = tempfile::tempdir().map_err(setup)?;
     let database_url = format!("sqlite://{}", dir.path().join("stockd-demo.db").display());
     let api_base = format!("http://{}", options.listen);
-    let sim_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let shop = stockd_sim::shopify::start(
-        stockd_sim::shopify::Config {
-            access_token: SHOPIFY_TOKEN.into(),
-            webhook_secret: SHOPIFY_SECRET.into(),
-            webhook_url: Some(format!("{api_base}/v1/webhooks/shopify/{SHOPIFY}")),
-            ..Default::default()
-        },
-        sim_addr,
-    )
-    .await
-    .map_err(setup)?;
-    let woo = stockd_sim::woocommerce::start(
-        stockd_sim::woocommerce::Config {
-            consumer_key: WOO_KEY.into(),
-            consumer_secret: WOO_SECRET.into(),
-            webhook_secret: WOO_WEBHOOK_SECRET.into(),
-            webhook_url: Some(format!("{api_base}/v1/webhooks/woocommerce/{WOO}")),
-            ..Default::default()
-        },
-        sim_addr,
-    )
-    .await
-    .map_err(setup)?;
-    let transport: Arc<dyn Transport> =
-        Arc::new(ReqwestTransport::new(Duration::from_secs(10)).map_err(setup)?);
-    let connections = vec![
-        Connection {
-            channel: ChannelId::parse(SHOPIFY.to_string()).map_err(setup)?,
-            connector: Arc::new(shopify::Shopify::new(
-                shopify::Config {
-                    shop_url: shop.base_url.clone(),
-                    access_token: SHOPIFY_TOKEN.into(),
-                    webhook_secret: SHOPIFY_SECRET.into(),
-                    ..Default::default()
-                },
-                transport.clone(),
-            )),
-        },
-        Connection {
-            channel: ChannelId::parse(WOO.to_string()).map_err(setup)?,
-            connector: Arc::new(woocommerce::WooCommerce::new(
-                woocommerce::Config {
-                    site_url: woo.base_url.clone(),
-                    consumer_key: WOO_KEY.into(),
-                    consumer_secret: WOO_SECRET.into(),
-                    webhook_secret: WOO_WEBHOOK_SECRET.into(),
-                    rate_limit: None,
-                },
-                transport.clone(),
-            )),
-        },
-    ];
+    let (sims, connections) = channels::start(&SimKind::ALL, &api_base)
+        .await
+        .map_err(DemoError::Setup)?;
     let server = crate::spawn(ServeConfig {
         listen: options.listen,
         database_url,
@@ -247,10 +204,13 @@ pub async fn run(
         "stockd demo: API on {} (store in a temporary folder)",
         server.url()
     );
-    eprintln!("  shopify simulator: {}/_sim/listings", shop.base_url);
-    eprintln!("  woocommerce simulator: {}/_sim/listings", woo.base_url);
-
-    let sims: Vec<(&str, &RunningSim)> = vec![(SHOPIFY, &shop), (WOO, &woo)];
+    for channel in &sims {
+        eprintln!(
+            "  {} simulator: {}/_sim/listings",
+            channel.kind.kind(),
+            channel.sim.base_url
+        );
+    }
     let skus = seed(&api, &sims, &options).await?;
     eprintln!(
         "  catalog: {} variants and {} kits listed on {} channels; traffic starts",
@@ -263,12 +223,14 @@ pub async fn run(
     let running = Arc::new(AtomicBool::new(true));
     let order_lines = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
-    let shop = Arc::new(shop);
-    let woo = Arc::new(woo);
+    let sims: Vec<Arc<SimChannel>> = sims.into_iter().map(Arc::new).collect();
     let mut traffic = Vec::new();
-    for (i, sim) in [shop.clone(), woo.clone()].into_iter().enumerate() {
+    for (i, channel) in sims.iter().enumerate() {
+        if !channel.kind.takes_orders() {
+            continue;
+        }
         traffic.push(tokio::spawn(customers(
-            sim,
+            channel.clone(),
             skus.clone(),
             options.orders_per_second,
             running.clone(),
@@ -304,7 +266,7 @@ pub async fn run(
     let report = report(
         &api,
         &server,
-        &[(SHOPIFY, &shop), (WOO, &woo)],
+        &sims,
         traffic_secs,
         &order_lines,
         &refused,
@@ -312,11 +274,10 @@ pub async fn run(
     )
     .await?;
     server.shutdown().await.map_err(setup)?;
-    if let Ok(shop) = Arc::try_unwrap(shop) {
-        shop.shutdown().await;
-    }
-    if let Ok(woo) = Arc::try_unwrap(woo) {
-        woo.shutdown().await;
+    for channel in sims {
+        if let Ok(channel) = Arc::try_unwrap(channel) {
+            channel.sim.shutdown().await;
+        }
     }
     Ok(report)
 }
@@ -325,7 +286,7 @@ pub async fn run(
 /// and in stockd, rules and opening stock. Returns the listed SKUs.
 async fn seed(
     api: &Api,
-    sims: &[(&str, &RunningSim)],
+    sims: &[SimChannel],
     options: &DemoOptions,
 ) -> Result<Vec<String>, DemoError> {
     for (id, name, priority) in LOCATIONS {
@@ -357,32 +318,13 @@ async fn seed(
         )
         .await?;
     }
-    for (channel, sim) in sims {
-        let kind = if *channel == SHOPIFY {
-            "shopify"
-        } else {
-            "woocommerce"
-        };
-        api.put(&format!("/v1/channels/{channel}"), json!({"kind": kind}))
-            .await?;
-        let created = sim.add_listings(&all.iter().map(|s| (s.clone(), 0)).collect::<Vec<_>>());
-        let listings: Vec<Value> = created
-            .iter()
-            .map(|l| json!({"sku": l.sku, "external": l.external}))
-            .collect();
-        for chunk in listings.chunks(1_000) {
-            api.post(
-                &format!("/v1/channels/{channel}/listings"),
-                Value::Array(chunk.to_vec()),
-            )
-            .await?;
-        }
-    }
     api.put(
         "/v1/rules",
         json!({"rules": sample_rules(), "message": "demo rules"}),
     )
     .await?;
+    // Opening stock before the listings: a channel's first update is then
+    // the real state (Google counts every update against its daily budget).
     let mut rng = Rng(0xDE30_1234_5678_9ABC);
     let receipts: Vec<Value> = variants
         .iter()
@@ -395,12 +337,37 @@ async fn seed(
     for chunk in receipts.chunks(1_000) {
         api.post("/v1/events", Value::Array(chunk.to_vec())).await?;
     }
+    for channel in sims {
+        api.put(
+            &format!("/v1/channels/{}", channel.channel()),
+            json!({"kind": channel.kind.kind()}),
+        )
+        .await?;
+        let items: Vec<(String, i64)> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| listed_on(channel.kind, *i))
+            .map(|(_, s)| (s.clone(), 0))
+            .collect();
+        let created = channel.sim.add_listings(&items);
+        let listings: Vec<Value> = created
+            .iter()
+            .map(|l| json!({"sku": l.sku, "external": l.external}))
+            .collect();
+        for chunk in listings.chunks(1_000) {
+            api.post(
+                &format!("/v1/channels/{}/listings", channel.channel()),
+                Value::Array(chunk.to_vec()),
+            )
+            .await?;
+        }
+    }
     Ok(all)
 }
 
 /// Simulated customers on one channel: buy what the channel shows.
 async fn customers(
-    sim: Arc<RunningSim>,
+    channel: Arc<SimChannel>,
     skus: Vec<String>,
     per_second: f64,
     running: Arc<AtomicBool>,
@@ -408,6 +375,9 @@ async fn customers(
     refused: Arc<AtomicU64>,
     seed: u64,
 ) {
+    let sim: &RunningSim = &channel.sim;
+    let listed: Vec<String> = sim.listings().into_iter().map(|l| l.sku).collect();
+    let skus = if listed.is_empty() { skus } else { listed };
     let mut rng = Rng(seed | 1);
     let pause = Duration::from_secs_f64(1.0 / per_second.max(0.1));
     let mut placed: Vec<String> = Vec::new();
@@ -501,7 +471,7 @@ fn percentiles(mut samples: Vec<f64>) -> LatencyReport {
 async fn report(
     api: &Api,
     server: &crate::RunningServer,
-    sims: &[(&str, &Arc<RunningSim>)],
+    sims: &[Arc<SimChannel>],
     duration_secs: f64,
     order_lines: &AtomicU64,
     refused: &AtomicU64,
@@ -527,8 +497,9 @@ async fn report(
             break;
         }
     }
-    // Drift: what each channel shows against what stockd wants it to show.
-    let mut desired: BTreeMap<(String, String), i64> = BTreeMap::new();
+    // Drift: what each channel shows against what stockd wants it to show
+    // (the quantity, or the availability where the channel shows no quantity).
+    let mut desired: BTreeMap<(String, String), (i64, String)> = BTreeMap::new();
     let mut cursor: Option<String> = None;
     loop {
         let path = match &cursor {
@@ -542,7 +513,13 @@ async fn report(
                     row["channel"].as_str().unwrap_or_default().to_string(),
                     row["sku"].as_str().unwrap_or_default().to_string(),
                 ),
-                row["desired"]["quantity"].as_i64().unwrap_or(0),
+                (
+                    row["desired"]["quantity"].as_i64().unwrap_or(0),
+                    row["desired"]["availability"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
             );
         }
         match page["next_after"].as_str() {
@@ -553,15 +530,21 @@ async fn report(
     let mut drift = 0u64;
     let mut listings = 0u64;
     let mut violations = 0u64;
-    for (channel, sim) in sims {
-        violations += sim.stats().rate_limit_violations;
-        for listing in sim.listings() {
+    for channel in sims {
+        violations += channel.sim.stats().rate_limit_violations;
+        for listing in channel.sim.listings() {
             listings += 1;
-            let want = desired
-                .get(&(channel.to_string(), listing.sku.clone()))
-                .copied()
-                .unwrap_or(0);
-            if listing.quantity.max(0) != want {
+            let key = (channel.channel().to_string(), listing.sku.clone());
+            let Some((quantity, availability)) = desired.get(&key) else {
+                drift += 1;
+                continue;
+            };
+            let differs = if channel.kind.shows_quantity() {
+                listing.quantity.max(0) != *quantity
+            } else {
+                listing.availability != *availability
+            };
+            if differs {
                 drift += 1;
             }
         }
