@@ -129,7 +129,7 @@ fn sample_rules() -> Value {
 /// Marketplaces with tight update limits list part of the catalog.
 fn listed_on(kind: SimKind, index: usize) -> bool {
     match kind {
-        SimKind::Amazon | SimKind::Gmc => index % 10 == 0,
+        SimKind::Amazon | SimKind::Gmc => index.is_multiple_of(10),
         _ => true,
     }
 }
