@@ -111,8 +111,8 @@ pub struct DemoArgs {
     /// Variants in the sample catalog (kits come on top).
     #[arg(long, default_value_t = 1_000)]
     pub variants: usize,
-    /// Customer orders per second on each channel.
-    #[arg(long, default_value_t = 20.0)]
+    /// Customer orders per second on each channel that takes orders.
+    #[arg(long, default_value_t = 5.0)]
     pub orders_per_second: f64,
 }
 
@@ -365,7 +365,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         log_filter: cli
             .log_filter
             .clone()
-            .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty())),
+            .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()))
+            // The demo prints a summary; request logs would drown it.
+            .or_else(|| matches!(cli.command, Command::Demo(_)).then(|| "warn".to_string())),
     };
     let settings = Settings::resolve(file, overrides, &|var| std::env::var(var).ok())?;
     init_logging(&settings.log)?;

@@ -24,6 +24,9 @@ use stockd_store::{Store, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The outbox note of a listing whose update the change budget holds.
+pub const HELD_BY_BUDGET: &str = "held by the change budget";
+
 /// How often an idle worker looks for new work.
 const IDLE_POLL: Duration = Duration::from_millis(20);
 /// How often a worker re-reads the rules (for the change budget).
@@ -473,7 +476,7 @@ impl Worker {
                         channel: row.channel.clone(),
                         sku: row.sku.clone(),
                         until,
-                        note: Some("held by the change budget".into()),
+                        note: Some(HELD_BY_BUDGET.into()),
                     });
                 }
                 PushDecision::Unchanged | PushDecision::Push { .. } => to_send.push(row),

@@ -75,6 +75,7 @@ pub struct DemoReport {
     pub listings: u64,
     pub dlq: u64,
     pub rate_limit_violations: u64,
+    pub rate_limit_violations_by_channel: BTreeMap<String, u64>,
     pub drained: bool,
 }
 
@@ -261,7 +262,7 @@ pub async fn run(
     }
     let traffic_secs = started.elapsed().as_secs_f64();
     eprintln!("  traffic stopped after {traffic_secs:.1} s; draining the pipeline");
-    let drained = drain(&api, Duration::from_secs(60)).await?;
+    let drained = drain(&api, Duration::from_secs(180)).await?;
 
     let report = report(
         &api,
@@ -318,6 +319,13 @@ async fn seed(
         )
         .await?;
     }
+    for channel in sims {
+        api.put(
+            &format!("/v1/channels/{}", channel.channel()),
+            json!({"kind": channel.kind.kind()}),
+        )
+        .await?;
+    }
     api.put(
         "/v1/rules",
         json!({"rules": sample_rules(), "message": "demo rules"}),
@@ -338,11 +346,6 @@ async fn seed(
         api.post("/v1/events", Value::Array(chunk.to_vec())).await?;
     }
     for channel in sims {
-        api.put(
-            &format!("/v1/channels/{}", channel.channel()),
-            json!({"kind": channel.kind.kind()}),
-        )
-        .await?;
         let items: Vec<(String, i64)> = all
             .iter()
             .enumerate()
@@ -430,19 +433,50 @@ async fn warehouse(api: Arc<Api>, skus: Vec<String>, per_second: f64, running: A
     }
 }
 
-/// Waits until no listing lags its channel (or `limit` passes).
+/// Every outbox row (`pending`: only the lagging and dead-lettered ones).
+async fn outbox_rows(api: &Api, pending: bool) -> Result<Vec<Value>, DemoError> {
+    let mut rows = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/outbox?pending={pending}&limit=1000");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&after={c}"));
+        }
+        let page = api.get(&path).await?;
+        rows.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next_after"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return Ok(rows),
+        }
+    }
+}
+
+/// A listing whose update the change budget holds: stockd means the channel
+/// to keep showing what it last acknowledged until the budget allows more.
+fn held(row: &Value) -> bool {
+    row["last_error"] == crate::sync::HELD_BY_BUDGET && row["parked"] != true
+}
+
+/// Waits until no listing lags its channel, but for updates the change
+/// budget holds (or until `limit` passes).
 async fn drain(api: &Api, limit: Duration) -> Result<bool, DemoError> {
     let started = Instant::now();
+    let mut quiet_since: Option<Instant> = None;
     loop {
-        let page = api.get("/v1/outbox?pending=true&limit=1").await?;
-        let pending = page["items"].as_array().map_or(0, Vec::len);
-        if pending == 0 {
-            // Webhooks still in flight may move desired states once more.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let again = api.get("/v1/outbox?pending=true&limit=1").await?;
-            if again["items"].as_array().map_or(0, Vec::len) == 0 {
+        let lagging = outbox_rows(api, true)
+            .await?
+            .iter()
+            .filter(|r| !held(r))
+            .count();
+        if lagging == 0 {
+            // Webhooks and polled orders still in flight may move desired
+            // states once more: wait for a quiet second.
+            let since = *quiet_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_secs(1) {
                 return Ok(true);
             }
+        } else {
+            quiet_since = None;
         }
         if started.elapsed() > limit {
             return Ok(false);
@@ -497,41 +531,39 @@ async fn report(
             break;
         }
     }
-    // Drift: what each channel shows against what stockd wants it to show
-    // (the quantity, or the availability where the channel shows no quantity).
+    // Drift: what each channel shows against what stockd means it to show —
+    // the desired state, or for a listing the change budget holds, the state
+    // last acknowledged (the quantity, or the availability where the channel
+    // shows no quantity).
     let mut desired: BTreeMap<(String, String), (i64, String)> = BTreeMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/outbox?pending=false&limit=1000&after={c}"),
-            None => "/v1/outbox?pending=false&limit=1000".to_string(),
+    for row in outbox_rows(api, false).await? {
+        let state = if held(&row) {
+            &row["pushed"]
+        } else {
+            &row["desired"]
         };
-        let page = api.get(&path).await?;
-        for row in page["items"].as_array().cloned().unwrap_or_default() {
-            desired.insert(
-                (
-                    row["channel"].as_str().unwrap_or_default().to_string(),
-                    row["sku"].as_str().unwrap_or_default().to_string(),
-                ),
-                (
-                    row["desired"]["quantity"].as_i64().unwrap_or(0),
-                    row["desired"]["availability"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                ),
-            );
-        }
-        match page["next_after"].as_str() {
-            Some(next) => cursor = Some(next.to_string()),
-            None => break,
-        }
+        desired.insert(
+            (
+                row["channel"].as_str().unwrap_or_default().to_string(),
+                row["sku"].as_str().unwrap_or_default().to_string(),
+            ),
+            (
+                state["quantity"].as_i64().unwrap_or(0),
+                state["availability"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+        );
     }
     let mut drift = 0u64;
     let mut listings = 0u64;
     let mut violations = 0u64;
+    let mut violations_by_channel = BTreeMap::new();
     for channel in sims {
-        violations += channel.sim.stats().rate_limit_violations;
+        let v = channel.sim.stats().rate_limit_violations;
+        violations += v;
+        violations_by_channel.insert(channel.channel().to_string(), v);
         for listing in channel.sim.listings() {
             listings += 1;
             let key = (channel.channel().to_string(), listing.sku.clone());
@@ -573,6 +605,7 @@ async fn report(
         listings,
         dlq: dlq["items"].as_array().map_or(0, |a| a.len() as u64),
         rate_limit_violations: violations,
+        rate_limit_violations_by_channel: violations_by_channel,
         drained,
     })
 }
