@@ -53,6 +53,8 @@ pub const FEED_MAX_MESSAGES: usize = 25_000;
 /// The content type declared for feed documents and used for the upload.
 pub const FEED_CONTENT_TYPE: &str = "application/json; charset=UTF-8";
 /// The header stockd's own convention puts on forwarded notifications.
+/// Share of a published rate the connector uses.
+const PACING_MARGIN: f64 = 0.9;
 pub const SIGNATURE_HEADER: &str = "x-stockd-signature";
 
 const LISTINGS_PREFIX: &str = "/listings/2021-08-01/items";
@@ -163,6 +165,8 @@ impl Op {
     }
 
     /// `(burst, rate per second)` from the models' usage plans (§2.3).
+    /// The limiters run one token under the burst and at `PACING_MARGIN` of
+    /// the rate.
     fn plan(self) -> (f64, f64) {
         match self {
             Op::PatchListingsItem => (5.0, 5.0),
@@ -420,7 +424,9 @@ impl Amazon {
             .iter()
             .map(|op| {
                 let (burst, rate) = op.plan();
-                Limiter::new(burst, rate)
+                // Conservative: the channel's bucket starts and refills on
+                // its own clock, and requests arrive with jitter.
+                Limiter::new((burst - 1.0).max(1.0), rate * PACING_MARGIN)
             })
             .collect();
         let mut rates = [0.0; OPS];
@@ -647,7 +653,7 @@ impl Amazon {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|r| r.is_finite() && *r > 0.0);
         if let Some(rate) = rate {
-            self.limiters[op.index()].observe(0.0, rate, f64::INFINITY);
+            self.limiters[op.index()].observe(0.0, rate * PACING_MARGIN, f64::INFINITY);
             self.set_rate(op, rate);
         }
     }

@@ -858,3 +858,38 @@ async fn five_channels_converge_and_marketplace_orders_lower_the_others() {
     }
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_short_demo_ends_converged_with_nothing_refused() {
+    let options = stockd::demo::DemoOptions {
+        listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        duration: Some(Duration::from_secs(4)),
+        variants: 60,
+        kits: 5,
+        orders_per_second: 5.0,
+        warehouse_per_second: 5.0,
+        report: None,
+    };
+    let report = stockd::demo::run(options, std::future::pending())
+        .await
+        .expect("the demo runs");
+    assert!(report.drained, "{report:?}");
+    assert_eq!(report.drift_listings, 0, "{report:?}");
+    assert_eq!(report.dlq, 0, "{report:?}");
+    assert_eq!(report.rate_limit_violations, 0, "{report:?}");
+    assert_eq!(
+        report.pushes.len(),
+        5,
+        "pushes on every channel: {report:?}"
+    );
+    assert!(report.pushes.values().all(|n| *n > 0), "{report:?}");
+    assert!(
+        report.order_lines > 0 && report.events_applied > 60,
+        "{report:?}"
+    );
+    let summary = stockd::demo::summary(&report);
+    assert!(
+        summary.contains("drift listings          0 of"),
+        "{summary}"
+    );
+}
