@@ -41,6 +41,9 @@ pub struct OutboxRow {
     pub pushed_at: Option<DateTime<Utc>>,
     /// What stockd believes the channel's own count is now.
     pub channel_quantity: Option<i64>,
+    /// Counts the channel's own moves (sales seen by webhook or poll): an
+    /// acknowledgement cleans the row only if none came in since it was read.
+    pub channel_gen: u64,
     /// Push times of the last 24 hours (the change budget).
     pub recent_pushes: Vec<DateTime<Utc>>,
     pub attempts: u32,
@@ -84,6 +87,8 @@ pub enum OutboxUpdate {
         counted: bool,
         /// The row's push times before this one.
         recent_before: Vec<DateTime<Utc>>,
+        /// `channel_gen` when the row was read.
+        channel_gen: u64,
     },
     /// A failed attempt; try again at `next_attempt_at`.
     Failed {
@@ -108,6 +113,14 @@ pub enum OutboxUpdate {
     },
     /// Moved to the dead-letter queue.
     Dead { letter: DeadLetter },
+    /// The channel's own count moved by `delta` (it sold or restocked);
+    /// `None` forgets it. The listing is looked at again.
+    ChannelMoved {
+        channel: ChannelId,
+        sku: Sku,
+        delta: Option<i64>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Storage of the outbox and the dead-letter queue.
@@ -151,6 +164,23 @@ pub trait OutboxStore: Send + Sync {
     async fn dead_letter_discard(&self, id: i64) -> Result<bool, StoreError>;
 }
 
+/// A channel's own count moves as outbox updates.
+pub(crate) fn channel_moves(
+    channel: &ChannelId,
+    moves: Vec<(Sku, Option<i64>)>,
+    at: DateTime<Utc>,
+) -> Vec<OutboxUpdate> {
+    moves
+        .into_iter()
+        .map(|(sku, delta)| OutboxUpdate::ChannelMoved {
+            channel: channel.clone(),
+            sku,
+            delta,
+            at,
+        })
+        .collect()
+}
+
 pub(crate) fn ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
@@ -185,6 +215,8 @@ pub(crate) trait DesiredStates: AvailabilityReads {
         rows: &[DesiredWrite],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Applies what the dispatcher recorded (inside the caller's transaction).
+    async fn record_outbox(&mut self, updates: &[OutboxUpdate]) -> Result<(), StoreError>;
     /// Listed SKUs after `after` (whole-catalog refresh).
     async fn listed_after(
         &mut self,
@@ -317,7 +349,7 @@ pub(crate) const REFRESH_PAGE: u32 = 1_000;
 
 pub(crate) const ROW_COLUMNS: &str = "channel, sku, desired, rules_version, desired_gen, \
      caused_seq, caused_at_ms, dirty_since_ms, sent_gen, pushed, pushed_at_ms, channel_quantity, \
-     recent_pushes, attempts, next_attempt_ms, last_error, parked";
+     recent_pushes, attempts, next_attempt_ms, last_error, parked, channel_gen";
 
 pub(crate) const STORED_DESIRED: &str =
     "SELECT channel, sku, desired, rules_version FROM listing_state WHERE sku = ?1";
@@ -359,15 +391,18 @@ pub(crate) fn rows_sql() -> String {
 }
 
 /// Acknowledged: the channel holds `pushed` for generation `gen`. The row is
-/// clean unless a newer generation arrived meanwhile.
+/// clean unless a newer generation arrived meanwhile or the channel's own
+/// count moved since the dispatcher read the row (`?8`: the `channel_gen` it
+/// saw); such a move already marked the row dirty and keeps its count.
 pub(crate) const ACK: &str = "UPDATE listing_state SET \
        pushed = CASE WHEN ?3 >= sent_gen THEN ?4 ELSE pushed END, \
        pushed_at_ms = CASE WHEN ?3 >= sent_gen THEN ?5 ELSE pushed_at_ms END, \
-       channel_quantity = CASE WHEN ?3 >= sent_gen THEN COALESCE(?6, channel_quantity) \
-         ELSE channel_quantity END, \
+       channel_quantity = CASE WHEN ?3 >= sent_gen AND channel_gen = ?8 \
+         THEN COALESCE(?6, channel_quantity) ELSE channel_quantity END, \
        recent_pushes = CASE WHEN ?3 >= sent_gen THEN ?7 ELSE recent_pushes END, \
        attempts = 0, next_attempt_ms = NULL, last_error = NULL, \
-       dirty_since_ms = CASE WHEN desired_gen <= ?3 THEN NULL ELSE dirty_since_ms END, \
+       dirty_since_ms = CASE WHEN desired_gen <= ?3 AND channel_gen = ?8 THEN NULL \
+         ELSE dirty_since_ms END, \
        sent_gen = CASE WHEN sent_gen > ?3 THEN sent_gen ELSE ?3 END \
      WHERE channel = ?1 AND sku = ?2";
 
@@ -384,6 +419,7 @@ pub(crate) const CHANNEL_QUANTITY: &str =
 /// dispatcher sends only if the channel now differs from the desired state).
 pub(crate) const CHANNEL_MOVED: &str = "UPDATE listing_state SET channel_quantity = \
      CASE WHEN CAST(?3 AS BIGINT) IS NULL THEN NULL ELSE channel_quantity + CAST(?3 AS BIGINT) END, \
+     channel_gen = channel_gen + 1, \
      dirty_since_ms = COALESCE(dirty_since_ms, ?4) \
      WHERE channel = ?1 AND sku = ?2";
 
@@ -435,6 +471,7 @@ pub(crate) struct RawRow {
     pub next_attempt_ms: Option<i64>,
     pub last_error: Option<String>,
     pub parked: i64,
+    pub channel_gen: i64,
 }
 
 fn u(raw: i64) -> Result<u64, StoreError> {
@@ -469,6 +506,7 @@ impl RawRow {
             next_attempt_at: self.next_attempt_ms.map(from_ms),
             last_error: self.last_error,
             parked: self.parked != 0,
+            channel_gen: u(self.channel_gen)?,
         })
     }
 }

@@ -40,6 +40,12 @@ pub(crate) enum Command {
         id: i64,
         reply: Reply<bool>,
     },
+    /// What the dispatcher learned from a channel; rides along with the
+    /// next group of events (one commit for both).
+    RecordOutbox {
+        updates: Vec<crate::outbox::OutboxUpdate>,
+        reply: Reply<()>,
+    },
     /// Recompute listings' desired states — of `skus`, or every listing when
     /// `None` (rules or channels changed); answers with the rows written.
     Refresh {
@@ -56,6 +62,7 @@ impl Command {
     fn event_count(&self) -> usize {
         match self {
             Command::Submit { events, .. } => events.len().max(1),
+            Command::RecordOutbox { updates, .. } => updates.len().max(1),
             _ => 1,
         }
     }
@@ -131,41 +138,59 @@ enum Flow {
 }
 
 type PendingSubmit = (Vec<Submission>, Reply<SubmitOutcome>);
+type PendingRecord = (Vec<crate::outbox::OutboxUpdate>, Reply<()>);
+
+/// Queued work that commits together: events and outbox records.
+#[derive(Default)]
+struct Pending {
+    submits: Vec<PendingSubmit>,
+    records: Vec<PendingRecord>,
+}
 
 async fn process<B: Backend>(backend: &mut B, batch: Vec<Command>) -> Flow {
-    let mut submits: Vec<PendingSubmit> = Vec::new();
+    let mut pending = Pending::default();
     for command in batch {
         match command {
             Command::Submit { events, reply } => {
-                submits.push((events, reply));
+                pending.submits.push((events, reply));
+                continue;
+            }
+            Command::RecordOutbox { updates, reply } => {
+                pending.records.push((updates, reply));
                 continue;
             }
             Command::Close { reply } => {
-                submit_group(backend, std::mem::take(&mut submits)).await;
+                submit_group(backend, std::mem::take(&mut pending)).await;
                 let _ = reply.send(Ok(()));
                 return Flow::Stop;
             }
             // Catalog changes keep their place in the queue relative to events.
             other => {
-                submit_group(backend, std::mem::take(&mut submits)).await;
+                submit_group(backend, std::mem::take(&mut pending)).await;
                 catalog_command(backend, other).await;
             }
         }
     }
-    submit_group(backend, submits).await;
+    submit_group(backend, pending).await;
     Flow::Continue
 }
 
-async fn submit_group<B: Backend>(backend: &mut B, submits: Vec<PendingSubmit>) {
+async fn submit_group<B: Backend>(backend: &mut B, pending: Pending) {
+    let Pending { submits, records } = pending;
     if submits.is_empty() {
+        record_only(backend, records).await;
         return;
     }
+    let updates: Vec<crate::outbox::OutboxUpdate> = records
+        .iter()
+        .flat_map(|(updates, _)| updates.iter().cloned())
+        .collect();
     let needs = Needs::of(
         submits
             .iter()
             .flat_map(|(events, _)| events.iter().map(|s| &s.event)),
     );
-    let outcome = in_group(backend, &needs, |group| {
+    let outcome = in_group(backend, &needs, &updates, |group| {
         submits
             .iter()
             .map(|(events, _)| group.submit(events))
@@ -185,20 +210,50 @@ async fn submit_group<B: Backend>(backend: &mut B, submits: Vec<PendingSubmit>) 
             for ((_, reply), result) in submits.into_iter().zip(results) {
                 let _ = reply.send(Ok(result));
             }
+            for (_, reply) in records {
+                let _ = reply.send(Ok(()));
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, requests = submits.len(), "group commit failed");
             for (_, reply) in submits {
                 let _ = reply.send(Err(StoreError::Database(e.to_string())));
             }
+            for (_, reply) in records {
+                let _ = reply.send(Err(StoreError::Database(e.to_string())));
+            }
         }
+    }
+}
+
+/// Outbox records with no events to ride along: one transaction of their own.
+async fn record_only<B: Backend>(backend: &mut B, records: Vec<PendingRecord>) {
+    if records.is_empty() {
+        return;
+    }
+    let updates: Vec<crate::outbox::OutboxUpdate> = records
+        .iter()
+        .flat_map(|(updates, _)| updates.iter().cloned())
+        .collect();
+    let result = match backend.begin().await {
+        Ok(()) => {
+            let r = backend.record_outbox(&updates).await;
+            finish_tx(backend, r).await
+        }
+        Err(e) => Err(e),
+    };
+    for (_, reply) in records {
+        let _ = reply.send(match &result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(StoreError::Database(e.to_string())),
+        });
     }
 }
 
 async fn catalog_command<B: Backend>(backend: &mut B, command: Command) {
     match command {
-        Command::Submit { .. } | Command::Close { .. } => {
-            unreachable!("submits and close are handled by the caller")
+        Command::Submit { .. } | Command::Close { .. } | Command::RecordOutbox { .. } => {
+            unreachable!("submits, outbox records and close are handled by the caller")
         }
         Command::UpsertLocation { location, reply } => {
             let result = match backend.begin().await {
@@ -321,7 +376,7 @@ async fn replay<B: Backend>(backend: &mut B, mut keys: Vec<String>) -> Result<us
             break;
         }
         let needs = Needs::of(entries.iter().map(|e| &e.event));
-        let (outcomes, writes) = in_group(backend, &needs, |group| {
+        let (outcomes, writes) = in_group(backend, &needs, &[], |group| {
             entries.iter().map(|e| group.replay(e)).collect::<Vec<_>>()
         })
         .await?;
@@ -355,6 +410,7 @@ async fn replay<B: Backend>(backend: &mut B, mut keys: Vec<String>) -> Result<us
 async fn in_group<B: Backend, R>(
     backend: &mut B,
     needs: &Needs,
+    records: &[crate::outbox::OutboxUpdate],
     body: impl FnOnce(&mut Group<'_>) -> R,
 ) -> Result<(R, GroupWrites), StoreError> {
     backend.begin().await?;
@@ -368,6 +424,9 @@ async fn in_group<B: Backend, R>(
         // The outbox: desired channel states move in the same transaction.
         let touched = outbox::touched_skus(&writes.ledger);
         outbox::refresh(backend, &touched, now).await?;
+        // The dispatcher's records: generation-aware, so their order
+        // relative to the refresh does not matter.
+        backend.record_outbox(records).await?;
         Ok((output, writes))
     }
     .await;
@@ -487,6 +546,17 @@ impl WriterHandle {
 
     pub async fn refresh(&self, skus: Option<Vec<stockd_core::Sku>>) -> Result<usize, StoreError> {
         self.call(|reply| Command::Refresh { skus, reply }).await
+    }
+
+    pub async fn record_outbox(
+        &self,
+        updates: Vec<crate::outbox::OutboxUpdate>,
+    ) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.call(|reply| Command::RecordOutbox { updates, reply })
+            .await
     }
 
     pub async fn discard_quarantined(&self, id: i64) -> Result<bool, StoreError> {

@@ -208,6 +208,7 @@ fn ack(row: &OutboxRow, at: DateTime<Utc>) -> OutboxUpdate {
         at,
         counted: true,
         recent_before: vec![],
+        channel_gen: row.channel_gen,
     }
 }
 
@@ -453,6 +454,7 @@ async fn ack_cleans_and_a_new_change_dirties(store: Shared) {
             at,
             counted: true,
             recent_before: vec![at - Duration::hours(25), at - Duration::hours(1)],
+            channel_gen: r.channel_gen,
         }])
         .await
         .unwrap();
@@ -504,6 +506,7 @@ async fn ack_cleans_and_a_new_change_dirties(store: Shared) {
             at: at_l,
             counted: false,
             recent_before: vec![at],
+            channel_gen: l.channel_gen,
         }])
         .await
         .unwrap();
@@ -1044,6 +1047,18 @@ async fn channel_quantity_moves(store: Shared) {
         None
     );
 
+    // An acknowledgement read before a move of the channel's own count
+    // neither cleans the row nor overwrites the moved count: the dispatcher
+    // must look again (its decision did not see the sale).
+    store
+        .outbox_record(vec![ack(&r, ms(Utc::now()))])
+        .await
+        .unwrap();
+    let raced = must_row(&store, "shop", "TEE-M").await;
+    assert!(raced.dirty_since.is_some(), "{raced:?}");
+    assert_eq!(raced.channel_quantity, None);
+    assert_eq!(raced.sent_gen, r.desired_gen);
+    let r = raced;
     store
         .outbox_record(vec![ack(&r, ms(Utc::now()))])
         .await
@@ -1074,6 +1089,7 @@ async fn channel_quantity_moves(store: Shared) {
         moved,
         OutboxRow {
             channel_quantity: Some(2),
+            channel_gen: acked.channel_gen + 2,
             dirty_since: Some(since),
             ..acked.clone()
         }

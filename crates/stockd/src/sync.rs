@@ -27,6 +27,9 @@ use tokio::task::JoinHandle;
 /// The outbox note of a listing whose update the change budget holds.
 pub const HELD_BY_BUDGET: &str = "held by the change budget";
 
+/// Most outbox rows one round takes (in connector-sized batches).
+const ROUND_ROWS_MAX: usize = 1_000;
+
 /// How often an idle worker looks for new work.
 const IDLE_POLL: Duration = Duration::from_millis(20);
 /// How often a worker re-reads the rules (for the change budget).
@@ -420,7 +423,10 @@ impl Worker {
     async fn round(&mut self) -> Result<usize, StoreError> {
         self.refresh_rules().await?;
         let now = Utc::now();
-        let limit = u32::try_from(self.connector.max_batch()).unwrap_or(u32::MAX);
+        // Several connector batches per round: one read and one write of the
+        // outbox serve them all.
+        let batch = self.connector.max_batch().max(1);
+        let limit = u32::try_from(batch.max(ROUND_ROWS_MAX)).unwrap_or(u32::MAX);
         let due = self.store.outbox_due(&self.channel, now, limit).await?;
         if due.is_empty() {
             return Ok(0);
@@ -449,10 +455,8 @@ impl Worker {
             // sales relatively and may be off, and compare-and-set corrects it.
             let in_sync = match &row.pushed {
                 Some(pushed) if carries_quantity => {
-                    *pushed == row.desired
-                        && row
-                            .channel_quantity
-                            .is_none_or(|q| q == row.desired.quantity)
+                    // An unknown count is not in sync: the push reads it first.
+                    *pushed == row.desired && row.channel_quantity == Some(row.desired.quantity)
                 }
                 Some(pushed) => {
                     shown.as_ref() == Some(&desired) && pushed.availability == desired.availability
@@ -482,15 +486,23 @@ impl Worker {
                 PushDecision::Unchanged | PushDecision::Push { .. } => to_send.push(row),
             }
         }
-        let handled = updates.len() + to_send.len();
-        if !to_send.is_empty() {
-            updates.extend(self.push(&to_send).await?);
+        let mut handled = updates.len();
+        for chunk in to_send.chunks(batch) {
+            let (chunk_updates, rate_limited) = self.push(chunk).await?;
+            updates.extend(chunk_updates);
+            handled += chunk.len();
+            if rate_limited {
+                // The rest waits for the next round, after the channel's wait.
+                break;
+            }
         }
         self.store.outbox_record(updates).await?;
         Ok(handled)
     }
 
-    async fn push(&mut self, rows: &[OutboxRow]) -> Result<Vec<OutboxUpdate>, StoreError> {
+    /// Pushes one connector batch; also says whether the channel asked us to
+    /// slow down.
+    async fn push(&mut self, rows: &[OutboxRow]) -> Result<(Vec<OutboxUpdate>, bool), StoreError> {
         let skus: Vec<Sku> = rows.iter().map(|r| r.sku.clone()).collect();
         let listings: BTreeMap<Sku, stockd_channels::External> = self
             .store
@@ -525,7 +537,7 @@ impl Worker {
             sent_rows.push(row);
         }
         if items.is_empty() {
-            return Ok(updates);
+            return Ok((updates, false));
         }
         self.kpis.with(&self.channel, |k| k.pushes += 1);
         let outcomes = match self.connector.push(&items).await {
@@ -541,6 +553,9 @@ impl Worker {
             Err(e) => vec![ItemOutcome::Failed(e); items.len()],
         };
         let now = Utc::now();
+        let rate_limited = outcomes
+            .iter()
+            .any(|o| matches!(o, ItemOutcome::Failed(e) if e.class == ErrorClass::RateLimited));
         for (row, outcome) in sent_rows.into_iter().zip(outcomes) {
             tracing::debug!(channel = %self.channel, sku = %row.sku, gen = row.desired_gen,
                 desired = row.desired.quantity, believed = ?row.channel_quantity,
@@ -554,7 +569,7 @@ impl Worker {
                 ItemOutcome::Failed(error) => updates.extend(self.failed(row, error, now)),
             }
         }
-        Ok(updates)
+        Ok((updates, rate_limited))
     }
 
     fn failed(
@@ -653,6 +668,7 @@ fn acked(
         at,
         counted,
         recent_before: row.recent_pushes.clone(),
+        channel_gen: row.channel_gen,
     }
 }
 

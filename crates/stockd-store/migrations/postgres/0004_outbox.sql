@@ -14,6 +14,7 @@ CREATE TABLE listing_state (
     pushed TEXT,
     pushed_at_ms BIGINT,
     channel_quantity BIGINT,
+    channel_gen BIGINT NOT NULL DEFAULT 0,
     recent_pushes TEXT NOT NULL DEFAULT '[]',
     attempts BIGINT NOT NULL DEFAULT 0,
     next_attempt_ms BIGINT,

@@ -125,6 +125,13 @@ impl DesiredStates for PgBackend {
         Ok(())
     }
 
+    async fn record_outbox(&mut self, updates: &[OutboxUpdate]) -> Result<(), StoreError> {
+        for update in updates {
+            record(&self.client, update).await?;
+        }
+        Ok(())
+    }
+
     async fn listed_after(
         &mut self,
         after: Option<&Sku>,
@@ -163,6 +170,7 @@ fn raw_row(r: &Row) -> RawRow {
         next_attempt_ms: r.get(14),
         last_error: r.get(15),
         parked: r.get(16),
+        channel_gen: r.get(17),
     }
 }
 
@@ -188,6 +196,19 @@ fn to_rows(rows: &[Row]) -> Result<Vec<OutboxRow>, StoreError> {
 
 async fn record<C: GenericClient>(client: &C, update: &OutboxUpdate) -> Result<(), StoreError> {
     match update {
+        OutboxUpdate::ChannelMoved {
+            channel,
+            sku,
+            delta,
+            at,
+        } => {
+            client
+                .execute(
+                    &pg(ob::CHANNEL_MOVED),
+                    &[&channel.as_str(), &sku.as_str(), delta, &ob::ms(*at)],
+                )
+                .await?;
+        }
         OutboxUpdate::Acked {
             channel,
             sku,
@@ -197,6 +218,7 @@ async fn record<C: GenericClient>(client: &C, update: &OutboxUpdate) -> Result<(
             at,
             counted,
             recent_before,
+            channel_gen,
         } => {
             client
                 .execute(
@@ -209,6 +231,7 @@ async fn record<C: GenericClient>(client: &C, update: &OutboxUpdate) -> Result<(
                         &ob::ms(*at),
                         channel_quantity,
                         &ob::recent_pushes_json(recent_before, *at, *counted)?,
+                        &(*channel_gen as i64),
                     ],
                 )
                 .await?;
@@ -392,16 +415,7 @@ impl OutboxStore for PgStore {
     }
 
     async fn outbox_record(&self, updates: Vec<OutboxUpdate>) -> Result<(), StoreError> {
-        if updates.is_empty() {
-            return Ok(());
-        }
-        let mut client = self.reader().await?;
-        let tx = client.transaction().await?;
-        for update in &updates {
-            record(&*tx, update).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.writer.record_outbox(updates).await
     }
 
     async fn outbox_channel_moved(
@@ -409,16 +423,9 @@ impl OutboxStore for PgStore {
         channel: &ChannelId,
         moves: Vec<(Sku, Option<i64>)>,
     ) -> Result<(), StoreError> {
-        let mut client = self.reader().await?;
-        let tx = client.transaction().await?;
-        let sql = pg(ob::CHANNEL_MOVED);
-        let now = ob::ms(Utc::now());
-        for (sku, delta) in &moves {
-            tx.execute(&sql, &[&channel.as_str(), &sku.as_str(), delta, &now])
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.writer
+            .record_outbox(ob::channel_moves(channel, moves, Utc::now()))
+            .await
     }
 
     async fn dead_letters(&self, after_id: i64, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {

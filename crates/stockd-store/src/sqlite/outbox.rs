@@ -113,6 +113,13 @@ impl DesiredStates for SqliteBackend {
         Ok(())
     }
 
+    async fn record_outbox(&mut self, updates: &[OutboxUpdate]) -> Result<(), StoreError> {
+        for update in updates {
+            record(&self.conn, update)?;
+        }
+        Ok(())
+    }
+
     async fn listed_after(
         &mut self,
         after: Option<&Sku>,
@@ -149,6 +156,7 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         next_attempt_ms: r.get(14)?,
         last_error: r.get(15)?,
         parked: r.get(16)?,
+        channel_gen: r.get(17)?,
     })
 }
 
@@ -174,6 +182,19 @@ fn to_rows(raw: Vec<RawRow>) -> Result<Vec<OutboxRow>, StoreError> {
 
 fn record(conn: &Connection, update: &OutboxUpdate) -> Result<(), StoreError> {
     match update {
+        OutboxUpdate::ChannelMoved {
+            channel,
+            sku,
+            delta,
+            at,
+        } => {
+            conn.prepare_cached(ob::CHANNEL_MOVED)?.execute(params![
+                channel.as_str(),
+                sku.as_str(),
+                delta,
+                ob::ms(*at)
+            ])?;
+        }
         OutboxUpdate::Acked {
             channel,
             sku,
@@ -183,6 +204,7 @@ fn record(conn: &Connection, update: &OutboxUpdate) -> Result<(), StoreError> {
             at,
             counted,
             recent_before,
+            channel_gen,
         } => {
             conn.prepare_cached(ob::ACK)?.execute(params![
                 channel.as_str(),
@@ -192,6 +214,7 @@ fn record(conn: &Connection, update: &OutboxUpdate) -> Result<(), StoreError> {
                 ob::ms(*at),
                 channel_quantity,
                 ob::recent_pushes_json(recent_before, *at, *counted)?,
+                *channel_gen as i64,
             ])?;
         }
         OutboxUpdate::Failed {
@@ -357,18 +380,7 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn outbox_record(&self, updates: Vec<OutboxUpdate>) -> Result<(), StoreError> {
-        if updates.is_empty() {
-            return Ok(());
-        }
-        self.read(move |conn| {
-            in_transaction(conn, |conn| {
-                for update in &updates {
-                    record(conn, update)?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        self.writer.record_outbox(updates).await
     }
 
     async fn outbox_channel_moved(
@@ -376,18 +388,9 @@ impl OutboxStore for SqliteStore {
         channel: &ChannelId,
         moves: Vec<(Sku, Option<i64>)>,
     ) -> Result<(), StoreError> {
-        let channel = channel.clone();
-        self.read(move |conn| {
-            in_transaction(conn, |conn| {
-                let mut stmt = conn.prepare_cached(ob::CHANNEL_MOVED)?;
-                let now = ob::ms(Utc::now());
-                for (sku, delta) in &moves {
-                    stmt.execute(params![channel.as_str(), sku.as_str(), delta, now])?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        self.writer
+            .record_outbox(ob::channel_moves(channel, moves, Utc::now()))
+            .await
     }
 
     async fn dead_letters(&self, after_id: i64, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
