@@ -85,6 +85,11 @@ pub struct Shopify {
     /// Last bucket size seen (f64 bits): no call may cost more than it holds.
     bucket_size: AtomicU64,
     change_from: bool,
+    /// The largest set call answered so far: (items, the requested cost the
+    /// channel computed for it). The bucket must hold the *requested* cost
+    /// (§1.6), so a call of no more items reserves that, not the static
+    /// estimate, which is far higher when the channel prices mutations flat.
+    set_cost_seen: std::sync::Mutex<Option<(usize, f64)>>,
 }
 
 impl std::fmt::Debug for Shopify {
@@ -518,6 +523,26 @@ impl Shopify {
             restore_rate,
             bucket_size,
             change_from,
+            set_cost_seen: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// What a set call of `items` will be asked to hold: the channel's own
+    /// figure for a call at least as large, else the static estimate.
+    fn set_estimate(&self, items: usize) -> f64 {
+        let seen = self.set_cost_seen.lock().ok().and_then(|g| *g);
+        match seen {
+            Some((n, requested)) if n >= items => requested.min(set_cost(items)),
+            _ => set_cost(items),
+        }
+    }
+
+    fn learn_set_cost(&self, items: usize, requested: f64) {
+        if let Ok(mut seen) = self.set_cost_seen.lock() {
+            let larger = seen.is_none_or(|(n, r)| items > n || (items == n && requested > r));
+            if larger {
+                *seen = Some((items, requested));
+            }
         }
     }
 
@@ -556,6 +581,7 @@ impl Shopify {
         query: &str,
         variables: Value,
         estimate: f64,
+        set_items: Option<usize>,
     ) -> Result<GqlOk, ChannelError> {
         let taken = with_margin(estimate);
         self.limiter.acquire(taken).await;
@@ -593,14 +619,22 @@ impl Shopify {
                 return Err(e);
             }
         };
-        self.classify(response, taken)
+        self.classify(response, taken, set_items)
     }
 
-    fn classify(&self, response: HttpResponse, taken: f64) -> Result<GqlOk, ChannelError> {
+    fn classify(
+        &self,
+        response: HttpResponse,
+        taken: f64,
+        set_items: Option<usize>,
+    ) -> Result<GqlOk, ChannelError> {
         let status = response.status;
         let excerpt = response.body_excerpt(BODY_EXCERPT);
         let parsed: Option<Value> = serde_json::from_slice(&response.body).ok();
         let cost = parsed.as_ref().and_then(Cost::from_response);
+        if let (Some(items), Some(requested)) = (set_items, cost.and_then(|c| c.requested)) {
+            self.learn_set_cost(items, requested);
+        }
 
         // §1.6: refund requested − actual, then adopt the channel's bucket
         // (observe never raises the local count above the channel's).
@@ -747,7 +781,7 @@ impl Shopify {
                 let ids: Vec<&str> = chunk.iter().map(|&i| pairs[i].0.as_str()).collect();
                 let variables = json!({ "ids": ids, "locationId": location });
                 let answer = match self
-                    .graphql(LEVELS_DOCUMENT, variables, levels_cost(chunk.len()))
+                    .graphql(LEVELS_DOCUMENT, variables, levels_cost(chunk.len()), None)
                     .await
                 {
                     Ok(answer) => answer,
@@ -823,7 +857,12 @@ impl Shopify {
             .then(|| batch_idempotency_key(round, &reference, attempt));
         let document = set_document(key.as_deref());
         let answer = self
-            .graphql(&document, variables, set_cost(round.len()))
+            .graphql(
+                &document,
+                variables,
+                self.set_estimate(round.len()),
+                Some(round.len()),
+            )
             .await?;
         let bad = |message: &str| {
             with_response(
