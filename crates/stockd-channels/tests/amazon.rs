@@ -224,10 +224,7 @@ fn path(url: &str) -> &str {
 // official Amazon schemas read from the spec files.
 
 fn spec(name: &str) -> Value {
-    let file = format!(
-        "{}/../../../shared/specs/amazon/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let file = format!("{}/../../specs/amazon/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&file)
         .unwrap_or_else(|e| panic!("spec file {file} missing or unreadable: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("spec file {file} is not JSON: {e}"))

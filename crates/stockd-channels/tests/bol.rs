@@ -27,10 +27,7 @@ const OFFER_B: &str = "0c6573a2-a80c-48b7-a03e-d5939f1173fa";
 // Schemas.
 
 fn spec_text(name: &str) -> String {
-    let path = format!(
-        "{}/../../../shared/specs/bol/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../../specs/bol/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("spec file {path} missing: {e}"))
 }
 

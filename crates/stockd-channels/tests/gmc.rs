@@ -54,10 +54,7 @@ const DATA_SOURCE: &str = "accounts/4242/dataSources/777";
 const EMAIL: &str = "stockd@stockd-test.iam.gserviceaccount.com";
 
 fn spec(path: &str) -> String {
-    let full = format!(
-        "{}/../../../shared/specs/gmc/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let full = format!("{}/../../specs/gmc/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("spec file {full} missing: {e}"))
 }
 

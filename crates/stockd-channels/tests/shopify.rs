@@ -2,7 +2,7 @@
 //!
 //! Every request the connector sends goes through [`Fake`], which checks the
 //! GraphQL document and its variables against the official Admin schema
-//! (`shared/specs/shopify/admin_schema.graphql`, API 2025-01) before
+//! (`specs/shopify/admin_schema.graphql`, API 2025-01) before
 //! answering, so each test below also validates what it makes the connector
 //! send.
 
@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 const SCHEMA_PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/specs/shopify/admin_schema.graphql"
+    "/../../specs/shopify/admin_schema.graphql"
 );
 
 // ---------------------------------------------------------------------------

@@ -15,11 +15,11 @@ const SECRET: &str = "client-secret";
 
 const RETAILER_SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/specs/bol/retailer-v10.json"
+    "/../../specs/bol/retailer-v10.json"
 );
 const SHARED_SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/specs/bol/shared-v10.json"
+    "/../../specs/bol/shared-v10.json"
 );
 
 async fn sim_with(cfg: Config) -> RunningSim {

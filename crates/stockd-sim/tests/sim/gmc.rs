@@ -1047,10 +1047,7 @@ async fn listings_no_orders_and_injected_faults() {
 }
 
 fn spec(rel: &str) -> String {
-    let path = format!(
-        "{}/../../../shared/specs/gmc/{rel}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../../specs/gmc/{rel}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("spec file {path} missing: {e}"))
 }
 

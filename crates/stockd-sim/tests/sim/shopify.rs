@@ -544,6 +544,12 @@ async fn orders_webhooks_signed_and_stock_moves() {
     assert!(order["line_items"][0]["variant_id"].is_u64());
     assert!(got[2].json()["cancelled_at"].is_string());
     assert_eq!(got[1].json()["available"], 1);
+    // A delivery counts once its answer is in, a moment after the receiver
+    // saw the body.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sim.stats().webhooks_sent < 4 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(sim.stats().webhooks_sent, 4);
     sim.shutdown().await;
 }
@@ -564,6 +570,12 @@ async fn webhook_retry_keeps_payload_and_id() {
     assert_eq!(got.len(), 3);
     assert!(got.windows(2).all(|w| w[0].body == w[1].body
         && w[0].header("x-shopify-webhook-id") == w[1].header("x-shopify-webhook-id")));
+    // A delivery counts once its answer is in, a moment after the receiver
+    // saw the body.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sim.stats().webhooks_sent < 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let st = sim.stats();
     assert_eq!((st.webhooks_failed, st.webhooks_sent), (2, 1));
     sim.shutdown().await;
