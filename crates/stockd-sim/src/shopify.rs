@@ -268,6 +268,24 @@ impl Bucket {
     }
 }
 
+/// An order a customer may still cancel or refund: its id and a copy.
+fn open_order(st: &State, order_id: &str) -> Result<(u64, Order), SimError> {
+    let id: u64 = order_id
+        .parse()
+        .map_err(|_| SimError::UnknownOrder(order_id.into()))?;
+    let order = st
+        .orders
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| SimError::UnknownOrder(order_id.into()))?;
+    if order.cancelled_at.is_some() || order.refunded {
+        return Err(SimError::InvalidState(
+            "order already cancelled or refunded".into(),
+        ));
+    }
+    Ok((id, order))
+}
+
 struct State {
     items: BTreeMap<u64, Item>,
     by_sku: HashMap<String, u64>,
@@ -3137,19 +3155,7 @@ impl SimBackend for Shopify {
 
     fn cancel(&self, order_id: &str) -> Result<(), SimError> {
         let mut st = lock(&self.state);
-        let id: u64 = order_id
-            .parse()
-            .map_err(|_| SimError::UnknownOrder(order_id.into()))?;
-        let order = st
-            .orders
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| SimError::UnknownOrder(order_id.into()))?;
-        if order.cancelled_at.is_some() || order.refunded {
-            return Err(SimError::InvalidState(
-                "order already cancelled or refunded".into(),
-            ));
-        }
+        let (id, order) = open_order(&st, order_id)?;
         let now = now_iso();
         for l in &order.lines {
             if let Some(lv) = st
@@ -3175,19 +3181,7 @@ impl SimBackend for Shopify {
 
     fn refund(&self, order_id: &str, restock: bool) -> Result<(), SimError> {
         let mut st = lock(&self.state);
-        let id: u64 = order_id
-            .parse()
-            .map_err(|_| SimError::UnknownOrder(order_id.into()))?;
-        let order = st
-            .orders
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| SimError::UnknownOrder(order_id.into()))?;
-        if order.cancelled_at.is_some() || order.refunded {
-            return Err(SimError::InvalidState(
-                "order already cancelled or refunded".into(),
-            ));
-        }
+        let (id, order) = open_order(&st, order_id)?;
         let now = now_iso();
         for l in &order.lines {
             if let Some(lv) = st

@@ -96,7 +96,8 @@ pub struct ChannelFigures {
     pub latency_ms: Option<LatencyPercentiles>,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p`-th percentile (nearest rank) of ascending `sorted`; 0 when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -332,24 +333,39 @@ async fn poll_orders(
     }
 }
 
-/// A small xorshift generator for backoff jitter (no cryptographic use).
-struct Rng(u64);
+/// A small xorshift generator: backoff jitter, the demo's sample traffic
+/// (no cryptographic use).
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn seeded() -> Rng {
+    /// A fixed sequence (the demo's traffic is repeatable).
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    pub(crate) fn seeded() -> Rng {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9_7F4A_7C15);
-        Rng(nanos | 1)
+        Rng::new(nanos)
     }
 
-    /// Uniform in [0, 1).
-    fn next_unit(&mut self) -> f64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        self.0
+    }
+
+    /// Uniform in [0, 1).
+    pub(crate) fn next_unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// In [0, n).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
     }
 }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use stockd::config::{
     HttpLimits, ServeConfig, BODY_LIMIT_BYTES_DEFAULT, EVENTS_BODY_LIMIT_BYTES_DEFAULT,
 };
-use stockd::sync::Connection;
+use stockd::sync::{percentile, Connection};
 use stockd_channels::{shopify, woocommerce, ReqwestTransport, Transport};
 use stockd_core::retry::RetryPolicy;
 use stockd_core::ChannelId;
@@ -58,14 +58,6 @@ fn parse_options() -> Result<Options> {
         }
     }
     Ok(options)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn free_port() -> Result<u16> {

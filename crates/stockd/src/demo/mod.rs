@@ -12,6 +12,7 @@ use crate::config::{
 };
 pub mod channels;
 
+use crate::sync::Rng;
 use channels::{SimChannel, SimKind};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -94,21 +95,6 @@ fn setup(e: impl std::fmt::Display) -> DemoError {
 
 const LOCATIONS: [(&str, &str, i32); 2] =
     [("AMS", "Amsterdam DC", 1), ("RTM", "Rotterdam store", 2)];
-
-/// A tiny deterministic generator for the sample traffic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// The sample rules: a little safety stock, a share for the marketplaces,
 /// pre-allocation at low stock (own shop first), and ETAs.
@@ -333,7 +319,7 @@ async fn seed(
     .await?;
     // Opening stock before the listings: a channel's first update is then
     // the real state (Google counts every update against its daily budget).
-    let mut rng = Rng(0xDE30_1234_5678_9ABC);
+    let mut rng = Rng::new(0xDE30_1234_5678_9ABC);
     let receipts: Vec<Value> = variants
         .iter()
         .enumerate()
@@ -381,7 +367,7 @@ async fn customers(
     let sim: &RunningSim = &channel.sim;
     let listed: Vec<String> = sim.listings().into_iter().map(|l| l.sku).collect();
     let skus = if listed.is_empty() { skus } else { listed };
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let pause = Duration::from_secs_f64(1.0 / per_second.max(0.1));
     let mut placed: Vec<String> = Vec::new();
     while running.load(Ordering::SeqCst) {
@@ -408,7 +394,7 @@ async fn customers(
 
 /// The warehouse feed: receipts, cycle counts and returns.
 async fn warehouse(api: Arc<Api>, skus: Vec<String>, per_second: f64, running: Arc<AtomicBool>) {
-    let mut rng = Rng(0x0A1B_2C3D_4E5F_6071);
+    let mut rng = Rng::new(0x0A1B_2C3D_4E5F_6071);
     let pause = Duration::from_secs_f64(1.0 / per_second.max(0.1));
     let variants: Vec<&String> = skus.iter().filter(|s| s.starts_with("DEMO-")).collect();
     let mut n: u64 = 0;
@@ -490,10 +476,7 @@ fn percentiles(mut samples: Vec<f64>) -> LatencyReport {
         return LatencyReport::default();
     }
     samples.sort_by(f64::total_cmp);
-    let at = |p: f64| {
-        let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
-        samples[rank.clamp(1, samples.len()) - 1]
-    };
+    let at = |p: f64| crate::sync::percentile(&samples, p);
     LatencyReport {
         p50: at(50.0),
         p95: at(95.0),
