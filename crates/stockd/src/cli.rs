@@ -61,6 +61,7 @@ pub enum Command {
     /// Run everything in one process: an embedded store in a temporary
     /// folder, channel simulators, a sample catalog, a warehouse feed and
     /// simulated customers; prints a summary at the end.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
 }
 
@@ -95,6 +96,16 @@ impl DlqCommand {
             DlqCommand::Retry(a) | DlqCommand::Discard(a) => &a.target,
         }
     }
+}
+
+/// Whether the command is the demo (whose summary request logs would drown).
+fn is_demo(command: &Command) -> bool {
+    #[cfg(feature = "demo")]
+    if matches!(command, Command::Demo(_)) {
+        return true;
+    }
+    let _ = command;
+    false
 }
 
 #[derive(Debug, Args)]
@@ -356,6 +367,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Stock(args) => (None, args.target.database.database.clone()),
         Command::Rules(command) => (None, command.target().database.database.clone()),
         Command::Dlq(command) => (None, command.target().database.database.clone()),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => (args.listen.clone(), None),
     };
     let overrides = Overrides {
@@ -367,13 +379,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             .clone()
             .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()))
             // The demo prints a summary; request logs would drown it.
-            .or_else(|| matches!(cli.command, Command::Demo(_)).then(|| "warn".to_string())),
+            .or_else(|| is_demo(&cli.command).then(|| "warn".to_string())),
     };
     let settings = Settings::resolve(file, overrides, &|var| std::env::var(var).ok())?;
     init_logging(&settings.log)?;
     match cli.command {
         Command::Serve(_) => serve(settings).await,
         Command::Dlq(command) => dlq(&settings, command).await,
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo(&settings, args).await,
         Command::Migrate(_) => {
             stockd_store::migrate(&settings.serve.database_url)
@@ -539,6 +552,7 @@ async fn dlq(settings: &Settings, command: DlqCommand) -> Result<(), Failure> {
     Ok(())
 }
 
+#[cfg(feature = "demo")]
 async fn demo(settings: &Settings, args: DemoArgs) -> Result<(), Failure> {
     let options = crate::demo::DemoOptions {
         listen: settings.serve.listen,

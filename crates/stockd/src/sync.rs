@@ -364,6 +364,7 @@ impl Rng {
     }
 
     /// In [0, n).
+    #[cfg_attr(not(feature = "demo"), allow(dead_code))]
     pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
