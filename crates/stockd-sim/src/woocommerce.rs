@@ -322,15 +322,24 @@ fn percent_decode(s: &str, plus_as_space: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Query string as PHP's `$_GET` sees it.
+/// Query string as PHP's `$_GET` sees it: one value per name, the last one
+/// given, at the name's first position. WooCommerce signs and reads these, so
+/// a client that repeats a parameter (the official JavaScript client sends each
+/// query parameter twice and signs it once) is accepted by a real shop
+/// (<https://www.php.net/manual/en/reserved.variables.get.php>).
 fn parse_query(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
+    let mut params: Vec<(String, String)> = Vec::new();
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = match pair.split_once('=') {
             Some((k, v)) => (percent_decode(k, true), percent_decode(v, true)),
-            None => (percent_decode(p, true), String::new()),
-        })
-        .collect()
+            None => (percent_decode(pair, true), String::new()),
+        };
+        match params.iter_mut().find(|(name, _)| *name == k) {
+            Some(existing) => existing.1 = v,
+            None => params.push((k, v)),
+        }
+    }
+    params
 }
 
 /// `Authorization: OAuth k="v", ...` parameters.
@@ -1024,25 +1033,28 @@ impl Woo {
         let h = r.headers_mut();
         h.insert("x-wp-total", HeaderValue::from(total as u64));
         h.insert("x-wp-totalpages", HeaderValue::from(total_pages as u64));
-        let others: Vec<String> = ctx
-            .query
-            .iter()
-            .filter(|(k, _)| {
-                k != "page"
-                    && !k.starts_with("oauth_")
-                    && k != "consumer_key"
-                    && k != "consumer_secret"
-            })
-            .map(|(k, v)| format!("{}={}", rawurlencode(k), rawurlencode(v)))
-            .collect();
+        // WooCommerce's collection controllers (WC_REST_CRUD_Controller::get_items)
+        // send only `prev` and `next`, each the request's own query with `page`
+        // replaced (add_query_arg over get_query_params), so every parameter the
+        // client sent comes back, credentials included.
         let link = |p: usize| {
-            let mut qs = others.clone();
-            qs.push(format!("page={p}"));
+            let mut qs: Vec<String> = Vec::new();
+            let mut page_set = false;
+            for (k, v) in &ctx.query {
+                if k == "page" {
+                    qs.push(format!("page={p}"));
+                    page_set = true;
+                } else {
+                    qs.push(format!("{}={}", rawurlencode(k), rawurlencode(v)));
+                }
+            }
+            if !page_set {
+                qs.push(format!("page={p}"));
+            }
             format!("<{}{}?{}>", self.home, ctx.path, qs.join("&"))
         };
         let mut links = Vec::new();
         if page > 1 {
-            links.push(format!("{}; rel=\"first\"", link(1)));
             links.push(format!(
                 "{}; rel=\"prev\"",
                 link((page - 1).min(total_pages.max(1)))
@@ -1050,7 +1062,6 @@ impl Woo {
         }
         if page < total_pages {
             links.push(format!("{}; rel=\"next\"", link(page + 1)));
-            links.push(format!("{}; rel=\"last\"", link(total_pages)));
         }
         if !links.is_empty() {
             if let Ok(v) = HeaderValue::from_str(&links.join(", ")) {

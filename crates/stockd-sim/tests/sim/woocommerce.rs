@@ -204,6 +204,51 @@ async fn oauth_over_http() {
     sim.shutdown().await;
 }
 
+/// The official JavaScript client (`@woocommerce/woocommerce-rest-api`) puts the
+/// query parameters into the URL it signs, then hands them to its HTTP library
+/// again, which appends them a second time: each query parameter arrives twice
+/// and is signed once. WooCommerce reads `$_GET`, where a repeated name counts
+/// once, so the shop accepts it.
+#[tokio::test]
+async fn oauth_with_query_parameters_sent_twice_as_the_official_client_does() {
+    let sim = sim_with(Config::default()).await;
+    let items: Vec<(String, i64)> = (0..15).map(|i| (format!("P{i}"), 1)).collect();
+    sim.add_listings(&items);
+    let url = format!("{}/wp-json/wc/v3/products", sim.base_url);
+    let query = [
+        ("per_page".to_string(), "10".to_string()),
+        ("page".into(), "2".into()),
+    ];
+    let mut signed = query.to_vec();
+    signed.extend(oauth_params(
+        &nonce(),
+        "HMAC-SHA256",
+        chrono::Utc::now().timestamp(),
+    ));
+    let sig = sign_sha256("GET", &url, &signed, CS);
+    signed.push(("oauth_signature".into(), sig));
+    // per_page and page again, after the signed set: what reaches the server.
+    let full = format!("{url}?{}&{}", query_string(&query), query_string(&signed));
+    let r = reqwest::get(&full).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 5, "page 2 of 15 by 10");
+    // A repeated parameter whose last value differs is read as the last value,
+    // so a signature over the first one fails, as on a real shop.
+    let mut signed = query.to_vec();
+    signed.extend(oauth_params(
+        &nonce(),
+        "HMAC-SHA256",
+        chrono::Utc::now().timestamp(),
+    ));
+    let sig = sign_sha256("GET", &url, &signed, CS);
+    signed.push(("oauth_signature".into(), sig));
+    let full = format!("{url}?{}&per_page=5", query_string(&signed));
+    let r = reqwest::get(&full).await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn basic_and_query_auth_when_tls_terminated() {
     let sim = sim_with(Config {
@@ -454,9 +499,18 @@ async fn pagination_headers() {
     assert_eq!(v.as_array().unwrap().len(), 10);
     assert_eq!(h["x-wp-total"], "25");
     assert_eq!(h["x-wp-totalpages"], "3");
+    // WooCommerce sends `prev` and `next` only, each the request's own query
+    // with `page` replaced.
     let link = h["link"].to_str().unwrap();
-    assert!(link.contains("page=3>; rel=\"next\""), "{link}");
-    assert!(link.contains("page=1>; rel=\"prev\""), "{link}");
+    assert!(link.contains("per_page=10&page=3"), "{link}");
+    assert!(link.contains("page=3"), "{link}");
+    assert!(link.contains("rel=\"next\""), "{link}");
+    assert!(link.contains("per_page=10&page=1"), "{link}");
+    assert!(link.contains("rel=\"prev\""), "{link}");
+    assert!(
+        !link.contains("rel=\"first\"") && !link.contains("rel=\"last\""),
+        "{link}"
+    );
     let (_, v, _) = call(
         &sim,
         "GET",
