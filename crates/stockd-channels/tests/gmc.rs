@@ -214,6 +214,35 @@ fn verify_jwt(jwt: &str, audience: &str) -> Result<Value, String> {
     Ok(claims)
 }
 
+/// Verifies a self-signed JWT access token as Google would: RS256 with the
+/// service account's key, `iss` = `sub` = the account, the content scope and
+/// a lifetime of at most one hour.
+fn verify_access_jwt(jwt: &str) -> Result<Value, String> {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    if parts.len() != 3 {
+        return Err(format!("JWT has {} parts", parts.len()));
+    }
+    let signature = b64.decode(parts[2]).map_err(|e| e.to_string())?;
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        public_key_der(),
+    )
+    .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
+    .map_err(|_| "bad signature".to_owned())?;
+    let claims: Value = serde_json::from_slice(&b64.decode(parts[1]).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let iat = claims["iat"].as_i64().ok_or("no iat")?;
+    let exp = claims["exp"].as_i64().ok_or("no exp")?;
+    if claims["iss"] != EMAIL || claims["sub"] != EMAIL || claims["scope"] != SCOPE {
+        return Err(format!("bad claims {claims}"));
+    }
+    if exp - iat > 3600 || exp <= iat {
+        return Err(format!("bad times {claims}"));
+    }
+    Ok(claims)
+}
+
 fn google_error(code: u16, status: &str, message: &str) -> Value {
     json!({"error": {"code": code, "message": message, "status": status}})
 }
@@ -465,6 +494,8 @@ impl Google {
             .unwrap_or("");
         match state.tokens.get(bearer) {
             Some(&until) if Instant::now() < until => {}
+            // A self-signed JWT access token is accepted as the bearer itself.
+            _ if verify_access_jwt(bearer).is_ok() => {}
             _ => {
                 return response(
                     401,
@@ -661,6 +692,46 @@ fn jwt_is_rs256_signed_with_the_service_account_claims() {
         verify_jwt(&forged, DEFAULT_TOKEN_URL),
         Err("bad signature".to_owned())
     );
+}
+
+/// Google's client libraries sign their own JWT and send it as the bearer
+/// token; the connector does the same when configured to, and then never
+/// calls the token endpoint.
+#[tokio::test(start_paused = true)]
+async fn self_signed_jwt_is_sent_as_the_bearer_without_a_token_request() {
+    let google = Google::new();
+    google.seed("nl~NL~A1");
+    let gmc = Gmc::new(
+        Config {
+            self_signed_jwt: true,
+            ..config()
+        },
+        google.clone(),
+    );
+    let items = [item("A1", Availability::InStock, 3)];
+    let outcomes = gmc.push(&items).await.expect("push");
+    assert!(
+        matches!(outcomes[0], ItemOutcome::Applied { .. }),
+        "{outcomes:?}"
+    );
+    gmc.push(&items).await.expect("push");
+    assert_eq!(google.token_requests(), 0, "no token endpoint call");
+    let api = google.api_requests();
+    assert_eq!(api.len(), 2);
+    let bearers: Vec<String> = api
+        .iter()
+        .map(|(_, r)| {
+            r.headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .expect("bearer")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(bearers[0], bearers[1], "the signed token is reused");
+    let claims = verify_access_jwt(&bearers[0]).expect("a valid self-signed JWT");
+    assert!(claims.get("aud").is_none(), "{claims}");
 }
 
 #[tokio::test(start_paused = true)]

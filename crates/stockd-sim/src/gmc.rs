@@ -1,7 +1,8 @@
 //! Google Merchant Center simulator: Merchant API v1 (note §3, checklist §3.8).
 //!
 //! Emulated: the Google OAuth token endpoint `POST /token` for the service-account JWT bearer
-//! grant (RS256 signature, `iss`/`scope`/`aud`/`iat`/`exp` checks, expiring access tokens) and
+//! grant (RS256 signature, `iss`/`scope`/`aud`/`iat`/`exp` checks, expiring access tokens),
+//! self-signed JWTs as bearer tokens (what Google's client libraries send by default), and
 //! Bearer auth with Google's error JSON (§3.2, §3.8.1); Products v1 `productInputs:insert`
 //! (upsert with `versionNumber` ordering), `productInputs` PATCH (`updateMask` semantics) and
 //! DELETE, and processed `products` get/list that show a write only after a configurable
@@ -36,6 +37,8 @@ use crate::common::{
 pub const SCOPE: &str = "https://www.googleapis.com/auth/content";
 /// Google's token endpoint, the `aud` a service-account JWT names.
 pub const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+/// The `aud` of a self-signed JWT access token for the Merchant API.
+pub const MERCHANT_API_AUDIENCE: &str = "https://merchantapi.googleapis.com/";
 /// The JWT bearer grant type (RFC 7523).
 pub const JWT_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
@@ -548,6 +551,52 @@ impl Gmc {
     /// key; `iss` = the service account, `scope` containing [`SCOPE`], `aud` = the token URL,
     /// `iat`/`exp` at most one hour apart and current.
     fn verify_jwt(&self, jwt: &str, now: i64) -> Result<(), (&'static str, String)> {
+        let claims = self.signed_claims(jwt)?;
+        let s = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or("");
+        if s("iss") != self.config.service_account_email {
+            return Err(("invalid_grant", "Invalid grant: account not found".into()));
+        }
+        // Connectors name either Google's token URL or the URL they actually post to.
+        let own = format!("{}/token", self.base_url);
+        let aud = s("aud");
+        if aud != GOOGLE_TOKEN_URL && aud != own {
+            return Err((
+                "invalid_grant",
+                format!("Invalid JWT: aud must be {GOOGLE_TOKEN_URL}"),
+            ));
+        }
+        if !s("scope").split(' ').any(|x| x == SCOPE) {
+            return Err((
+                "invalid_scope",
+                format!("Invalid OAuth scope: {SCOPE} is required"),
+            ));
+        }
+        jwt_timeframe(&claims, now)
+    }
+
+    /// Check a self-signed JWT sent as the bearer token itself (Google accepts
+    /// these from service accounts: claims `iss` = `sub` = the account, and
+    /// either `scope` or `aud` = the API's service URL;
+    /// <https://developers.google.com/identity/protocols/oauth2/service-account#jwt-auth>).
+    fn verify_access_jwt(&self, jwt: &str, now: i64) -> bool {
+        let Ok(claims) = self.signed_claims(jwt) else {
+            return false;
+        };
+        let s = |k: &str| claims.get(k).and_then(Value::as_str);
+        let account = self.config.service_account_email.as_str();
+        let scoped = s("scope").is_some_and(|sc| sc.split(' ').any(|x| x == SCOPE));
+        let audience = s("aud").is_some_and(|aud| {
+            let aud = aud.trim_end_matches('/');
+            aud == MERCHANT_API_AUDIENCE.trim_end_matches('/') || aud == self.base_url
+        });
+        s("iss") == Some(account)
+            && s("sub").is_none_or(|sub| sub == account)
+            && (scoped || audience)
+            && jwt_timeframe(&claims, now).is_ok()
+    }
+
+    /// The claims of an RS256 JWT whose signature the configured key verifies.
+    fn signed_claims(&self, jwt: &str) -> Result<Value, (&'static str, String)> {
         let bad_sig = || ("invalid_grant", "Invalid JWT Signature.".to_string());
         let parts: Vec<&str> = jwt.split('.').collect();
         if parts.len() != 3 {
@@ -569,48 +618,33 @@ impl Gmc {
             .verify(signed.as_bytes(), &sig)
             .map_err(|_| bad_sig())?;
         }
-        let claims: Value = b64url_decode(parts[1])
+        b64url_decode(parts[1])
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(("invalid_grant", "Invalid JWT: bad claim set.".to_string()))?;
-        let s = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or("");
-        if s("iss") != self.config.service_account_email {
-            return Err(("invalid_grant", "Invalid grant: account not found".into()));
-        }
-        // Connectors name either Google's token URL or the URL they actually post to.
-        let own = format!("{}/token", self.base_url);
-        let aud = s("aud");
-        if aud != GOOGLE_TOKEN_URL && aud != own {
-            return Err((
-                "invalid_grant",
-                format!("Invalid JWT: aud must be {GOOGLE_TOKEN_URL}"),
-            ));
-        }
-        if !s("scope").split(' ').any(|x| x == SCOPE) {
-            return Err((
-                "invalid_scope",
-                format!("Invalid OAuth scope: {SCOPE} is required"),
-            ));
-        }
-        let timeframe = || {
-            (
-                "invalid_grant",
-                "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.".to_string(),
-            )
-        };
-        let iat = claims
-            .get("iat")
-            .and_then(Value::as_i64)
-            .ok_or_else(timeframe)?;
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .ok_or_else(timeframe)?;
-        // Skew allowance of 60 s is a choice.
-        if exp <= now || iat > now + 60 || exp < iat || exp - iat > 3600 {
-            return Err(timeframe());
-        }
-        Ok(())
+            .ok_or(("invalid_grant", "Invalid JWT: bad claim set.".to_string()))
     }
+}
+
+/// `iat`/`exp` present, current, and at most one hour apart.
+fn jwt_timeframe(claims: &Value, now: i64) -> Result<(), (&'static str, String)> {
+    let timeframe = || {
+        (
+            "invalid_grant",
+            "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.".to_string(),
+        )
+    };
+    let iat = claims
+        .get("iat")
+        .and_then(Value::as_i64)
+        .ok_or_else(timeframe)?;
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or_else(timeframe)?;
+    // Skew allowance of 60 s is a choice.
+    if exp <= now || iat > now + 60 || exp < iat || exp - iat > 3600 {
+        return Err(timeframe());
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1135,6 +1169,9 @@ impl Gmc {
                 "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
             )));
         };
+        if token.matches('.').count() == 2 && self.verify_access_jwt(token, now_secs()) {
+            return Ok(());
+        }
         let st = lock(&self.state);
         match st.tokens.get(token) {
             Some(exp) if *exp > Instant::now() => Ok(()),

@@ -45,6 +45,7 @@
 //! data_source = "accounts/123456789/dataSources/10001"
 //! service_account_email = "stockd@project.iam.gserviceaccount.com"
 //! private_key_env = "GMC_PRIVATE_KEY"  # the PKCS#8 PEM of the service account
+//! self_signed_jwt = false              # true: sign the bearer token, skip login_url
 //! ```
 
 use crate::config::{ConfigError, Secret};
@@ -92,6 +93,9 @@ pub struct FileConnector {
     pub data_source: Option<String>,
     pub service_account_email: Option<String>,
     pub private_key_env: Option<String>,
+    /// Google: a self-signed JWT as the bearer token instead of the token
+    /// endpoint (default false).
+    pub self_signed_jwt: Option<bool>,
 }
 
 /// A connection with its secrets resolved.
@@ -141,6 +145,7 @@ pub enum ConnectorSettings {
         data_source: String,
         service_account_email: String,
         private_key: Secret,
+        self_signed_jwt: bool,
     },
 }
 
@@ -262,6 +267,7 @@ pub fn resolve(
                     &table.service_account_email,
                 )?,
                 private_key: secret(&id, "private_key_env", &table.private_key_env, env)?,
+                self_signed_jwt: table.self_signed_jwt.unwrap_or(false),
                 channel,
                 url,
             },
@@ -396,6 +402,7 @@ pub fn connect(settings: &ConnectorSettings, transport: Arc<dyn Transport>) -> C
             data_source,
             service_account_email,
             private_key,
+            self_signed_jwt,
         } => {
             let defaults = gmc::Config::default();
             let config = gmc::Config {
@@ -405,6 +412,7 @@ pub fn connect(settings: &ConnectorSettings, transport: Arc<dyn Transport>) -> C
                 data_source: data_source.clone(),
                 service_account_email: service_account_email.clone(),
                 private_key_pem: private_key.expose().to_string(),
+                self_signed_jwt: *self_signed_jwt,
                 ..defaults
             };
             Connection {

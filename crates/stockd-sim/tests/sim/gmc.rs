@@ -361,6 +361,59 @@ async fn public_key_as_der_and_bad_key_refused() {
     assert!(err.is_err());
 }
 
+/// Google's client libraries sign their own JWT and send it as the bearer
+/// token, without the token endpoint: with `scope`, or with `aud` = the API.
+#[tokio::test]
+async fn self_signed_jwt_as_bearer() {
+    let sim = sim_with(base_config()).await;
+    let path = product_path("nl~NL~x");
+    let scoped =
+        json!({"iss": EMAIL, "sub": EMAIL, "scope": SCOPE, "iat": now(), "exp": now() + 3600});
+    let jwt = sign_jwt(KEY_A_PRIVATE, &rs256(), &scoped);
+    let (s, v) = call(&sim, &jwt, "GET", &path, None).await;
+    assert_eq!(s, 404, "accepted, the product does not exist: {v}");
+    let audience = json!({"iss": EMAIL, "sub": EMAIL, "aud": "https://merchantapi.googleapis.com/",
+                          "iat": now(), "exp": now() + 3600});
+    let jwt = sign_jwt(KEY_A_PRIVATE, &rs256(), &audience);
+    assert_eq!(call(&sim, &jwt, "GET", &path, None).await.0, 404);
+    // Refused: another account, a subject that is not the issuer, neither
+    // scope nor audience, expired, too long-lived, signed by another key.
+    let refused = [
+        (
+            KEY_A_PRIVATE,
+            json!({"iss": "x@y.iam.gserviceaccount.com", "scope": SCOPE, "iat": now(), "exp": now() + 60}),
+        ),
+        (
+            KEY_A_PRIVATE,
+            json!({"iss": EMAIL, "sub": "x@y.iam.gserviceaccount.com", "scope": SCOPE, "iat": now(), "exp": now() + 60}),
+        ),
+        (
+            KEY_A_PRIVATE,
+            json!({"iss": EMAIL, "sub": EMAIL, "iat": now(), "exp": now() + 60}),
+        ),
+        (
+            KEY_A_PRIVATE,
+            json!({"iss": EMAIL, "scope": SCOPE, "iat": now() - 7200, "exp": now() - 3600}),
+        ),
+        (
+            KEY_A_PRIVATE,
+            json!({"iss": EMAIL, "scope": SCOPE, "iat": now(), "exp": now() + 7200}),
+        ),
+        (KEY_B_PRIVATE, scoped.clone()),
+    ];
+    for (key, claims) in refused {
+        let jwt = sign_jwt(key, &rs256(), &claims);
+        let (s, v) = call(&sim, &jwt, "GET", &path, None).await;
+        assert_eq!(
+            (s, v["error"]["status"].as_str()),
+            (401, Some("UNAUTHENTICATED")),
+            "{claims}"
+        );
+    }
+    assert_eq!(gmc_stats(&sim).unwrap().tokens_issued, 0);
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn bearer_auth_and_token_expiry() {
     let sim = sim_with(Config {
