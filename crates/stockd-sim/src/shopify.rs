@@ -1078,11 +1078,14 @@ enum Obj {
     Variant(u64),
     Product(u64),
     Conn {
+        /// The schema type of the nodes (`InventoryItem`): names the
+        /// connection and edge types for `__typename`.
+        node_type: &'static str,
         nodes: Vec<Obj>,
         has_next: bool,
         has_prev: bool,
     },
-    Edge(Box<Obj>),
+    Edge(Box<Obj>, &'static str),
     PageInfo {
         has_next: bool,
         has_prev: bool,
@@ -1104,8 +1107,8 @@ fn typename(o: &Obj) -> &'static str {
         Obj::Location(_) => "Location",
         Obj::Variant(_) => "ProductVariant",
         Obj::Product(_) => "Product",
-        Obj::Conn { .. } => "Connection",
-        Obj::Edge(_) => "Edge",
+        Obj::Conn { node_type, .. } => connection_types(node_type).0,
+        Obj::Edge(_, node_type) => connection_types(node_type).1,
         Obj::PageInfo { .. } => "PageInfo",
         Obj::Payload(o) if o.adjust => "InventoryAdjustQuantitiesPayload",
         Obj::Payload(_) => "InventorySetQuantitiesPayload",
@@ -1114,6 +1117,16 @@ fn typename(o: &Obj) -> &'static str {
         Obj::UserError(_, true) => "InventoryAdjustQuantitiesUserError",
         Obj::UserError(_, false) => "InventorySetQuantitiesUserError",
     }
+}
+
+/// The connection and edge type names of a node type, as the schema names
+/// them (`InventoryItemConnection`, `InventoryItemEdge`).
+fn connection_types(node_type: &str) -> (&'static str, &'static str) {
+    CONNECTIONS
+        .iter()
+        .find(|(node, _, _)| *node == node_type)
+        .map(|(_, conn, edge)| (*conn, *edge))
+        .unwrap_or(("", ""))
 }
 
 fn cursor_for(o: &Obj) -> String {
@@ -1213,10 +1226,7 @@ impl Exec<'_> {
 
     fn render(&mut self, o: &Obj, sels: &[Selection], path: &mut Vec<String>) -> Value {
         let mut fields = Vec::new();
-        let ty = match o {
-            Obj::Conn { .. } | Obj::Edge(_) => "",
-            _ => typename(o),
-        };
+        let ty = typename(o);
         let doc = self.doc;
         collect(doc, self.vars, ty, sels, &mut fields);
         let mut out = Map::new();
@@ -1285,7 +1295,13 @@ impl Exec<'_> {
         self.st.items.values().find(|i| i.variant_id == vid)
     }
 
-    fn connection(&mut self, all: Vec<Obj>, f: &Field, path: &mut Vec<String>) -> Value {
+    fn connection(
+        &mut self,
+        node_type: &'static str,
+        all: Vec<Obj>,
+        f: &Field,
+        path: &mut Vec<String>,
+    ) -> Value {
         let first = self.arg(f, "first").as_i64();
         let last = self.arg(f, "last").as_i64();
         let mut list = all;
@@ -1317,6 +1333,7 @@ impl Exec<'_> {
         let nodes: Vec<Obj> = list[s..e].to_vec();
         self.actual += 2.0;
         let conn = Obj::Conn {
+            node_type,
             nodes,
             has_next: e < end || e < total,
             has_prev: s > 0,
@@ -1359,7 +1376,7 @@ impl Exec<'_> {
             Obj::Query => match f.name.as_str() {
                 "inventoryItems" => {
                     let all = st.items.keys().map(|i| Obj::Item(*i)).collect();
-                    self.connection(all, f, path)
+                    self.connection("InventoryItem", all, f, path)
                 }
                 "productVariants" => {
                     let all = st
@@ -1367,7 +1384,7 @@ impl Exec<'_> {
                         .values()
                         .map(|i| Obj::Variant(i.variant_id))
                         .collect();
-                    self.connection(all, f, path)
+                    self.connection("ProductVariant", all, f, path)
                 }
                 "locations" => {
                     let all = st
@@ -1375,7 +1392,7 @@ impl Exec<'_> {
                         .iter()
                         .map(|(l, _)| Obj::Location(*l))
                         .collect();
-                    self.connection(all, f, path)
+                    self.connection("Location", all, f, path)
                 }
                 "inventoryItem" => {
                     let o = parse_gid(self.arg(f, "id").as_str().unwrap_or(""))
@@ -1459,7 +1476,7 @@ impl Exec<'_> {
                     }
                     "inventoryLevels" => {
                         let all = it.levels.keys().map(|l| Obj::Level(it.id, *l)).collect();
-                        self.connection(all, f, path)
+                        self.connection("InventoryLevel", all, f, path)
                     }
                     "variant" => self.sub(Some(Obj::Variant(it.variant_id)), f, path),
                     _ => Value::Null,
@@ -1576,6 +1593,7 @@ impl Exec<'_> {
                 }
             }
             Obj::Conn {
+                node_type,
                 nodes,
                 has_next,
                 has_prev,
@@ -1591,7 +1609,8 @@ impl Exec<'_> {
                 "edges" => {
                     let mut out = Vec::new();
                     for n in nodes {
-                        out.push(self.render(&Obj::Edge(Box::new(n.clone())), &f.selection, path));
+                        let edge = Obj::Edge(Box::new(n.clone()), node_type);
+                        out.push(self.render(&edge, &f.selection, path));
                     }
                     Value::Array(out)
                 }
@@ -1606,7 +1625,7 @@ impl Exec<'_> {
                 }
                 _ => Value::Null,
             },
-            Obj::Edge(n) => match f.name.as_str() {
+            Obj::Edge(n, _) => match f.name.as_str() {
                 "cursor" => json!(cursor_for(n)),
                 "node" => {
                     self.actual += 1.0;

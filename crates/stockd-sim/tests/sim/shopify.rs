@@ -382,6 +382,34 @@ async fn strict_documents_and_reads() {
     sim.shutdown().await;
 }
 
+/// `__typename` names the schema's own types on connections and edges, as
+/// normalising caches (Apollo, Relay) need.
+#[tokio::test]
+async fn typename_of_connections_and_edges() {
+    let sim = sim_with(Config::default()).await;
+    sim.add_listings(&[("A".into(), 1), ("B".into(), 2)]);
+    let q = r#"{ inventoryItems(first: 1) { __typename edges { __typename cursor node { __typename sku } }
+      nodes { __typename } pageInfo { __typename hasNextPage } }
+      locations(first: 5) { __typename edges { __typename } } }"#;
+    let (s, v, _) = gql(&sim, "2025-01", q, json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let items = &v["data"]["inventoryItems"];
+    assert_eq!(items["__typename"], "InventoryItemConnection", "{v}");
+    assert_eq!(items["edges"][0]["__typename"], "InventoryItemEdge");
+    assert_eq!(items["edges"][0]["node"]["__typename"], "InventoryItem");
+    assert_eq!(items["nodes"][0]["__typename"], "InventoryItem");
+    assert_eq!(items["pageInfo"]["__typename"], "PageInfo");
+    assert_eq!(items["pageInfo"]["hasNextPage"], true);
+    let locations = &v["data"]["locations"];
+    assert_eq!(locations["__typename"], "LocationConnection");
+    assert_eq!(locations["edges"][0]["__typename"], "LocationEdge");
+    // A fragment on the connection type applies to it.
+    let q = r#"{ inventoryItems(first: 5) { ...page } } fragment page on InventoryItemConnection { nodes { sku } }"#;
+    let (_, v, _) = gql(&sim, "2025-01", q, json!({})).await;
+    assert_eq!(v["data"]["inventoryItems"]["nodes"][1]["sku"], "B", "{v}");
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn not_stocked_bounds_and_250_limit() {
     let sim = sim_with(Config::default()).await;
