@@ -682,3 +682,105 @@ mod tests {
         assert!(parse("").is_err());
     }
 }
+
+/// Serializes an executed result in the order its query asked for each field:
+/// the GraphQL spec orders a response map by CollectFields (document order,
+/// fragments inlined, the first occurrence of a response key wins), which
+/// `serde_json::Map` (sorted) cannot keep. Fragments are followed whatever
+/// their type condition: a key that a fragment did not select is simply absent.
+pub(crate) fn to_json_in_query_order(
+    value: &serde_json::Value,
+    selection: &[Selection],
+    doc: &Document,
+) -> String {
+    let mut out = String::new();
+    write_ordered(&mut out, value, selection, doc);
+    out
+}
+
+fn write_ordered(
+    out: &mut String,
+    value: &serde_json::Value,
+    selection: &[Selection],
+    doc: &Document,
+) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) if !selection.is_empty() => {
+            let mut keys: Vec<(&str, Vec<&Selection>)> = Vec::new();
+            response_keys(selection, doc, &mut keys, 0);
+            out.push('{');
+            let mut first = true;
+            let mut written = std::collections::HashSet::new();
+            for (key, subs) in &keys {
+                let Some(v) = map.get(*key) else { continue };
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                written.insert(*key);
+                out.push_str(&serde_json::Value::String((*key).to_string()).to_string());
+                out.push(':');
+                let merged: Vec<Selection> = subs.iter().map(|s| (*s).clone()).collect();
+                write_ordered(out, v, &merged, doc);
+            }
+            // Anything the selection does not name (none in a correct executor).
+            for (k, v) in map.iter().filter(|(k, _)| !written.contains(k.as_str())) {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                out.push(':');
+                out.push_str(&v.to_string());
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_ordered(out, item, selection, doc);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// The response keys of a selection set in document order, each with the
+/// sub-selections of every field that answers to it (fields merge by key).
+fn response_keys<'d>(
+    selection: &'d [Selection],
+    doc: &'d Document,
+    keys: &mut Vec<(&'d str, Vec<&'d Selection>)>,
+    depth: usize,
+) {
+    // Fragment cycles are refused by validation; the bound keeps this total.
+    if depth > 64 {
+        return;
+    }
+    for s in selection {
+        match s {
+            Selection::Field(f) => {
+                let key = f.key();
+                let at = match keys.iter().position(|(k, _)| *k == key) {
+                    Some(i) => i,
+                    None => {
+                        keys.push((key, Vec::new()));
+                        keys.len() - 1
+                    }
+                };
+                keys[at].1.extend(f.selection.iter());
+            }
+            Selection::Spread { name, .. } => {
+                if let Some(fragment) = doc.fragments.get(name) {
+                    response_keys(&fragment.selection, doc, keys, depth + 1);
+                }
+            }
+            Selection::Inline { selection, .. } => response_keys(selection, doc, keys, depth + 1),
+        }
+    }
+}

@@ -2288,6 +2288,42 @@ fn respond(status: StatusCode, body: Value, version: &str) -> Response {
     r
 }
 
+/// A result whose `data` keeps the order the query asked for (GraphQL spec,
+/// "Serialization Format": a response map is ordered by the selection set).
+fn respond_in_query_order(
+    data: Option<&Value>,
+    errors: Option<Value>,
+    extensions: Value,
+    selection: &[Selection],
+    doc: &Document,
+    version: &str,
+) -> Response {
+    let mut body = String::from("{");
+    if let Some(errors) = errors {
+        body.push_str("\"errors\":");
+        body.push_str(&errors.to_string());
+        body.push(',');
+    }
+    if let Some(data) = data {
+        body.push_str("\"data\":");
+        body.push_str(&graphql::to_json_in_query_order(data, selection, doc));
+        body.push(',');
+    }
+    body.push_str("\"extensions\":");
+    body.push_str(&extensions.to_string());
+    body.push('}');
+    let mut r = (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(version) {
+        r.headers_mut().insert("x-shopify-api-version", v);
+    }
+    r
+}
+
 fn errors_only(errors: Vec<Value>, st: &State, version: &str) -> Response {
     respond(
         StatusCode::OK,
@@ -2620,12 +2656,16 @@ impl Shopify {
             (data, ex.actual.min(requested), ex.errors)
         };
         st.bucket.level = (st.bucket.level + (requested - actual)).min(st.bucket.max);
-        let mut body =
-            json!({"data": data, "extensions": cost_ext(requested, Some(actual), &st.bucket)});
-        if !errs.is_empty() {
-            body["errors"] = Value::Array(errs);
-        }
-        respond(StatusCode::OK, body, version_s)
+        let errors = (!errs.is_empty()).then_some(Value::Array(errs));
+        let extensions = cost_ext(requested, Some(actual), &st.bucket);
+        respond_in_query_order(
+            Some(&data),
+            errors,
+            extensions,
+            &op.selection,
+            &doc,
+            version_s,
+        )
     }
 
     async fn run_mutation(
@@ -2750,14 +2790,17 @@ impl Shopify {
         let mut st = lock(&self.state);
         let actual = actual.min(requested);
         st.bucket.level = (st.bucket.level + (requested - actual)).min(st.bucket.max);
-        let mut body = json!({"extensions": cost_ext(requested, Some(actual), &st.bucket)});
-        if !top_errors.is_empty() {
-            body["errors"] = Value::Array(top_errors);
-        }
-        if !data.is_empty() || body.get("errors").is_none() {
-            body["data"] = Value::Object(data);
-        }
-        respond(StatusCode::OK, body, version_s)
+        let extensions = cost_ext(requested, Some(actual), &st.bucket);
+        let data = (!data.is_empty() || top_errors.is_empty()).then_some(Value::Object(data));
+        let errors = (!top_errors.is_empty()).then_some(Value::Array(top_errors));
+        respond_in_query_order(
+            data.as_ref(),
+            errors,
+            extensions,
+            &op.selection,
+            doc,
+            version_s,
+        )
     }
 
     async fn apply_with_key(

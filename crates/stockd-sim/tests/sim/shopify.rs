@@ -410,6 +410,75 @@ async fn typename_of_connections_and_edges() {
     sim.shutdown().await;
 }
 
+/// Response maps come in the order the query asked for (GraphQL spec,
+/// "Serialization Format"), not sorted.
+#[tokio::test]
+async fn response_fields_in_query_order() {
+    let sim = sim_with(Config::default()).await;
+    let ls = sim.add_listings(&[("A".into(), 1), ("B".into(), 2)]);
+    let raw = |v: &str| -> String { v.split_whitespace().collect::<Vec<_>>().join("") };
+    let q = r#"{ zz: inventoryItems(first: 2) { pageInfo { hasNextPage } nodes { sku id ...more } }
+      aa: locations(first: 1) { nodes { name id } } }
+      fragment more on InventoryItem { tracked __typename sku }"#;
+    let r = reqwest::Client::new()
+        .post(format!("{}/admin/api/2025-01/graphql.json", sim.base_url))
+        .header("X-Shopify-Access-Token", TOKEN)
+        .json(&json!({"query": q}))
+        .send()
+        .await
+        .unwrap();
+    let text = raw(&r.text().await.unwrap());
+    let order = |keys: &[&str]| {
+        let at: Vec<usize> = keys
+            .iter()
+            .map(|k| {
+                text.find(&format!("\"{k}\":"))
+                    .unwrap_or_else(|| panic!("{k} in {text}"))
+            })
+            .collect();
+        assert!(
+            at.windows(2).all(|w| w[0] < w[1]),
+            "{keys:?} out of order in {text}"
+        );
+    };
+    order(&[
+        "zz",
+        "pageInfo",
+        "hasNextPage",
+        "nodes",
+        "sku",
+        "id",
+        "tracked",
+        "__typename",
+        "aa",
+    ]);
+    order(&["aa", "name"]);
+    assert!(text.starts_with("{\"data\":"), "{text}");
+    // A mutation's payload too.
+    let m = r#"mutation Set($input: InventorySetQuantitiesInput!) {
+      inventorySetQuantities(input: $input) { userErrors { message code field } inventoryAdjustmentGroup { reason createdAt } } }"#;
+    let loc = ext(&ls[0], "location_id");
+    let item = ext(&ls[0], "inventory_item_id");
+    let vars = input(
+        json!([{"inventoryItemId": item, "locationId": loc, "quantity": 4, "compareQuantity": 1}]),
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{}/admin/api/2025-01/graphql.json", sim.base_url))
+        .header("X-Shopify-Access-Token", TOKEN)
+        .json(&json!({"query": m, "variables": vars}))
+        .send()
+        .await
+        .unwrap();
+    let text = raw(&r.text().await.unwrap());
+    let at = |k: &str| {
+        text.find(&format!("\"{k}\":"))
+            .unwrap_or_else(|| panic!("{k} in {text}"))
+    };
+    assert!(at("userErrors") < at("inventoryAdjustmentGroup"), "{text}");
+    assert!(at("reason") < at("createdAt"), "{text}");
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn not_stocked_bounds_and_250_limit() {
     let sim = sim_with(Config::default()).await;
