@@ -647,42 +647,6 @@ pub(crate) fn parse(src: &str) -> Result<Document, ParseError> {
     Ok(doc)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_mutation_with_directive_and_fragments() {
-        let doc = parse(
-            r#"mutation Set($input: InventorySetQuantitiesInput!) {
-              inventorySetQuantities(input: $input) @idempotent(key: "k-1") {
-                inventoryAdjustmentGroup { ...G }
-                userErrors { code field message }
-              }
-            }
-            fragment G on InventoryAdjustmentGroup { createdAt changes { name delta } }"#,
-        )
-        .expect("parses");
-        let op = &doc.operations[0];
-        assert_eq!(op.kind, OpKind::Mutation);
-        assert_eq!(op.vars[0].ty, "InventorySetQuantitiesInput!");
-        let Selection::Field(f) = &op.selection[0] else {
-            panic!("field expected")
-        };
-        assert_eq!(f.directives[0].name, "idempotent");
-        assert_eq!(f.directives[0].args[0].1, GValue::Str("k-1".into()));
-        assert!(doc.fragments.contains_key("G"));
-    }
-
-    #[test]
-    fn rejects_garbage() {
-        assert!(parse("{ a(b: ) }").is_err());
-        assert!(parse("type Foo { a: Int }").is_err());
-        assert!(parse("{ }").is_err());
-        assert!(parse("").is_err());
-    }
-}
-
 /// Serializes an executed result in the order its query asked for each field:
 /// the GraphQL spec orders a response map by CollectFields (document order,
 /// fragments inlined, the first occurrence of a response key wins), which
@@ -782,5 +746,41 @@ fn response_keys<'d>(
             }
             Selection::Inline { selection, .. } => response_keys(selection, doc, keys, depth + 1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mutation_with_directive_and_fragments() {
+        let doc = parse(
+            r#"mutation Set($input: InventorySetQuantitiesInput!) {
+              inventorySetQuantities(input: $input) @idempotent(key: "k-1") {
+                inventoryAdjustmentGroup { ...G }
+                userErrors { code field message }
+              }
+            }
+            fragment G on InventoryAdjustmentGroup { createdAt changes { name delta } }"#,
+        )
+        .expect("parses");
+        let op = &doc.operations[0];
+        assert_eq!(op.kind, OpKind::Mutation);
+        assert_eq!(op.vars[0].ty, "InventorySetQuantitiesInput!");
+        let Selection::Field(f) = &op.selection[0] else {
+            panic!("field expected")
+        };
+        assert_eq!(f.directives[0].name, "idempotent");
+        assert_eq!(f.directives[0].args[0].1, GValue::Str("k-1".into()));
+        assert!(doc.fragments.contains_key("G"));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse("{ a(b: ) }").is_err());
+        assert!(parse("type Foo { a: Int }").is_err());
+        assert!(parse("{ }").is_err());
+        assert!(parse("").is_err());
     }
 }
