@@ -149,3 +149,38 @@ pub(crate) fn kit_part(
         _ => Err(corrupt("reservation with half a kit part")),
     }
 }
+
+/// SQL (both dialects, `?1` = after, `?2` = limit) selecting the RMA ids of a
+/// page of `GET /v1/returns`, by status.
+pub(crate) fn return_ids_sql(status: Option<stockd_core::returns::ReturnStatus>) -> &'static str {
+    use stockd_core::returns::ReturnStatus;
+    match status {
+        // The partial index `returns_open` holds exactly the open lines.
+        Some(ReturnStatus::Open) => {
+            "SELECT DISTINCT rma_id FROM returns
+             WHERE received_qty > sellable_qty + unsellable_qty AND rma_id > ?1
+             ORDER BY rma_id LIMIT ?2"
+        }
+        Some(ReturnStatus::Closed) => {
+            "SELECT rma_id FROM returns WHERE rma_id > ?1 GROUP BY rma_id
+             HAVING MAX(received_qty - sellable_qty - unsellable_qty) <= 0
+             ORDER BY rma_id LIMIT ?2"
+        }
+        None => "SELECT DISTINCT rma_id FROM returns WHERE rma_id > ?1 ORDER BY rma_id LIMIT ?2",
+    }
+}
+
+/// One stored line of an RMA.
+pub(crate) fn return_line(
+    sku: String,
+    location: String,
+    [received_qty, sellable_qty, unsellable_qty]: [i64; 3],
+) -> Result<stockd_core::returns::ReturnLine, StoreError> {
+    Ok(stockd_core::returns::ReturnLine {
+        sku: parse_id(sku, stockd_core::Sku::parse)?,
+        location: parse_id(location, stockd_core::LocationId::parse)?,
+        received_qty,
+        sellable_qty,
+        unsellable_qty,
+    })
+}

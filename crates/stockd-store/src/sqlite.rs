@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0003_kit_reservations.sql"),
     ),
     (4, include_str!("../migrations/sqlite/0004_outbox.sql")),
+    (5, include_str!("../migrations/sqlite/0005_returns.sql")),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;
@@ -275,6 +276,29 @@ fn stock_view_of(
     Ok(stock_view(sku.clone(), &rows, &inbound))
 }
 
+/// The lines of one RMA, in the order first received.
+fn return_lines(
+    conn: &Connection,
+    rma_id: &str,
+) -> Result<Vec<stockd_core::returns::ReturnLine>, StoreError> {
+    let raw = conn
+        .prepare_cached(
+            "SELECT sku, location, received_qty, sellable_qty, unsellable_qty FROM returns
+             WHERE rma_id = ?1 ORDER BY position",
+        )?
+        .query_map([rma_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                [r.get(2)?, r.get(3)?, r.get(4)?],
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    raw.into_iter()
+        .map(|(sku, location, qty)| rows::return_line(sku, location, qty))
+        .collect()
+}
+
 fn variant_exists(conn: &Connection, sku: &str) -> Result<bool, StoreError> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM variants WHERE sku = ?1")?
@@ -466,6 +490,41 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn returns(
+        &self,
+        status: Option<stockd_core::returns::ReturnStatus>,
+        after: Option<&stockd_core::RmaId>,
+        limit: u32,
+    ) -> Result<Vec<stockd_core::returns::ReturnView>, StoreError> {
+        let after = after.map_or(String::new(), |a| a.as_str().to_string());
+        self.read(move |conn| {
+            let ids = conn
+                .prepare_cached(rows::return_ids_sql(status))?
+                .query_map(params![after, limit], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            ids.into_iter()
+                .map(|id| {
+                    let lines = return_lines(conn, &id)?;
+                    let rma_id = parse_id(id, stockd_core::RmaId::parse)?;
+                    Ok(stockd_core::returns::return_view(rma_id, &lines))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn return_record(
+        &self,
+        rma_id: &stockd_core::RmaId,
+    ) -> Result<Option<stockd_core::returns::ReturnView>, StoreError> {
+        let rma_id = rma_id.clone();
+        self.read(move |conn| {
+            let lines = return_lines(conn, rma_id.as_str())?;
+            Ok((!lines.is_empty()).then(|| stockd_core::returns::return_view(rma_id, &lines)))
+        })
+        .await
+    }
+
     async fn refresh_desired(&self, skus: Option<Vec<Sku>>) -> Result<usize, StoreError> {
         self.writer.refresh(skus).await
     }
@@ -574,6 +633,11 @@ impl Backend for SqliteBackend {
                     });
                 }
             }
+        }
+        for rma_id in &needs.rmas {
+            let lines = return_lines(conn, rma_id.as_str())?;
+            skus.extend(lines.iter().map(|l| l.sku.clone()));
+            book.load_returns(rma_id.clone(), lines);
         }
         {
             // Kits named by the events: an order for one reserves its components.
@@ -720,6 +784,28 @@ impl Backend for SqliteBackend {
                     line.eta.map(|d| d.format("%Y-%m-%d").to_string()),
                     line.confirmed
                 ])?;
+            }
+        }
+        {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO returns (rma_id, position, sku, location, received_qty, sellable_qty,
+                   unsellable_qty)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (rma_id, position) DO UPDATE SET received_qty = excluded.received_qty,
+                   sellable_qty = excluded.sellable_qty, unsellable_qty = excluded.unsellable_qty",
+            )?;
+            for (rma_id, lines) in book.changed_returns() {
+                for (position, line) in lines.iter().enumerate() {
+                    stmt.execute(params![
+                        rma_id.as_str(),
+                        position as i64,
+                        line.sku.as_str(),
+                        line.location.as_str(),
+                        line.received_qty,
+                        line.sellable_qty,
+                        line.unsellable_qty
+                    ])?;
+                }
             }
         }
         {
