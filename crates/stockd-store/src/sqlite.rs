@@ -1002,3 +1002,88 @@ impl Backend for SqliteBackend {
         Ok(key.is_some())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 0005 rebuilds RMAs from a ledger written under the pooled
+    /// rule: own verifications first, the rest of a location oldest RMA first.
+    #[test]
+    fn migration_0005_rebuilds_rmas_from_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connect(dir.path().join("db").to_str().unwrap()).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .unwrap();
+        for (version, sql) in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 'then')",
+                [version],
+            )
+            .unwrap();
+        }
+        let events = [
+            r#"{"key":"1","type":"return_received","rma_id":"R1","sku":"A","location":"W1","qty":2}"#,
+            r#"{"key":"2","type":"return_received","rma_id":"R2","sku":"A","location":"W1","qty":1}"#,
+            r#"{"key":"3","type":"return_received","rma_id":"R3","sku":"A","location":"W2","qty":1}"#,
+            r#"{"key":"4","type":"return_verified","rma_id":"R9","sku":"A","location":"W1","sellable_qty":2,"unsellable_qty":1}"#,
+            r#"{"key":"5","type":"return_verified","rma_id":"R3","sku":"A","location":"W2","sellable_qty":1,"unsellable_qty":0}"#,
+            r#"{"key":"6","type":"receipt","sku":"A","location":"W1","qty":1}"#,
+        ];
+        for (seq, event) in events.iter().enumerate() {
+            let kind: serde_json::Value = serde_json::from_str(event).unwrap();
+            conn.execute(
+                "INSERT INTO ledger (seq, key, type, received_at, event, changes, notes)
+                 VALUES (?1, ?2, ?3, 'then', ?4, '[]', '[]')",
+                params![
+                    seq as i64 + 1,
+                    seq.to_string(),
+                    kind["type"].as_str(),
+                    event
+                ],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(String, i64, String, i64, i64, i64)> = conn
+            .prepare(
+                "SELECT rma_id, position, location, received_qty, sellable_qty, unsellable_qty
+                 FROM returns ORDER BY rma_id, position",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let row = |rma: &str, location: &str, received, good, bad| {
+            (
+                rma.to_string(),
+                0,
+                location.to_string(),
+                received,
+                good,
+                bad,
+            )
+        };
+        assert_eq!(
+            rows,
+            [
+                row("R1", "W1", 2, 2, 0),
+                row("R2", "W1", 1, 0, 1),
+                row("R3", "W2", 1, 1, 0)
+            ]
+        );
+    }
+}
