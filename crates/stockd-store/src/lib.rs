@@ -143,6 +143,11 @@ pub trait Store: ChannelStore + outbox::OutboxStore + Send + Sync + 'static {
         after: Option<&stockd_core::RmaId>,
         limit: u32,
     ) -> Result<Vec<stockd_core::returns::ReturnView>, StoreError>;
+    /// The reservation rows of one order (empty when unknown), in line and allocation order.
+    async fn order_reservations(
+        &self,
+        order: &stockd_core::OrderRef,
+    ) -> Result<Vec<stockd_core::ReservationLine>, StoreError>;
     /// One RMA; `None` when nothing of it was received.
     async fn return_record(
         &self,

@@ -388,6 +388,34 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn order_reservations(
+        &self,
+        order: &stockd_core::OrderRef,
+    ) -> Result<Vec<ReservationLine>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                &crate::outbox::pg(rows::ORDER_RESERVATIONS_SQL),
+                &[&channel_column(order), &order.order_id.as_str()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                rows::reservation_line(
+                    order,
+                    rows::ReservationColumns {
+                        line_id: r.get(0),
+                        alloc_index: r.get(1),
+                        sku: r.get(2),
+                        location: r.get(3),
+                        qty: [r.get(4), r.get(5), r.get(6)],
+                        kit: (r.get(7), r.get(8)),
+                    },
+                )
+            })
+            .collect()
+    }
+
     async fn return_record(
         &self,
         rma_id: &stockd_core::RmaId,

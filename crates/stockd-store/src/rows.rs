@@ -184,3 +184,36 @@ pub(crate) fn return_line(
         unsellable_qty,
     })
 }
+
+/// SQL (both dialects) for the reservation rows of one order.
+pub(crate) const ORDER_RESERVATIONS_SQL: &str =
+    "SELECT line_id, alloc_index, sku, location, ordered_qty, shipped_qty, cancelled_qty,
+            kit_sku, per_kit_qty
+     FROM reservations WHERE channel = ?1 AND order_id = ?2 ORDER BY line_id, alloc_index";
+
+/// One reservation row read back with `ORDER_RESERVATIONS_SQL`.
+pub(crate) struct ReservationColumns {
+    pub line_id: String,
+    pub alloc_index: i32,
+    pub sku: String,
+    pub location: String,
+    pub qty: [i64; 3],
+    pub kit: (Option<String>, Option<i64>),
+}
+
+pub(crate) fn reservation_line(
+    order: &OrderRef,
+    c: ReservationColumns,
+) -> Result<stockd_core::ReservationLine, StoreError> {
+    Ok(stockd_core::ReservationLine {
+        order: order.clone(),
+        line_id: parse_id(c.line_id, stockd_core::LineId::parse)?,
+        alloc_index: c.alloc_index,
+        sku: parse_id(c.sku, stockd_core::Sku::parse)?,
+        location: parse_id(c.location, stockd_core::LocationId::parse)?,
+        ordered_qty: c.qty[0],
+        shipped_qty: c.qty[1],
+        cancelled_qty: c.qty[2],
+        kit: kit_part(c.kit.0, c.kit.1)?,
+    })
+}

@@ -513,6 +513,35 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn order_reservations(
+        &self,
+        order: &stockd_core::OrderRef,
+    ) -> Result<Vec<ReservationLine>, StoreError> {
+        let order = order.clone();
+        self.read(move |conn| {
+            let raw = conn
+                .prepare_cached(rows::ORDER_RESERVATIONS_SQL)?
+                .query_map(
+                    params![channel_column(&order), order.order_id.as_str()],
+                    |r| {
+                        Ok(rows::ReservationColumns {
+                            line_id: r.get(0)?,
+                            alloc_index: r.get(1)?,
+                            sku: r.get(2)?,
+                            location: r.get(3)?,
+                            qty: [r.get(4)?, r.get(5)?, r.get(6)?],
+                            kit: (r.get(7)?, r.get(8)?),
+                        })
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            raw.into_iter()
+                .map(|c| rows::reservation_line(&order, c))
+                .collect()
+        })
+        .await
+    }
+
     async fn return_record(
         &self,
         rma_id: &stockd_core::RmaId,
