@@ -9,8 +9,15 @@ use crate::ids::{
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Largest quantity accepted in one event; keeps every sum far from overflow.
+/// The one bound on every quantity and delta an event carries: a quantity is
+/// at most `QTY_MAX`, a delta at most `QTY_MAX` in absolute value.
 pub const QTY_MAX: i64 = 1_000_000_000;
+/// The bound on every stored counter (on_hand, reserved, pending_return,
+/// written_off, inbound, a return's quantities), in absolute value: an event
+/// that would move one beyond it is refused (`quantity_overflow`). With it, a
+/// sum over a million counters still fits an `i64`, so no total computed from
+/// stored stock (stock views, channel pools, kit pools, rule steps) can wrap.
+pub const STOCK_MAX: i64 = 1_000_000_000_000;
 /// Most lines one order, cancel or ship event may carry.
 pub const LINES_MAX: usize = 1_000;
 /// Longest free text (reason, source).
@@ -130,14 +137,15 @@ pub enum EventKind {
     },
     /// A return was inspected: sellable units go back on hand, the rest is written off.
     ///
-    /// Returns are pooled per SKU × location: `sellable_qty + unsellable_qty`
-    /// is checked against everything pending return there, whichever RMA it
-    /// arrived under. The `rma_id` is kept for the audit trail, not matched
-    /// against the `return_received` events.
+    /// It settles units of its RMA only: `sellable_qty + unsellable_qty` is
+    /// checked against what that RMA has pending (on its lines of `sku` and
+    /// `location` when given). An RMA not received yet is waited for.
     ReturnVerified {
         rma_id: RmaId,
-        sku: Sku,
-        location: LocationId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sku: Option<Sku>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<LocationId>,
         sellable_qty: i64,
         unsellable_qty: i64,
     },
@@ -223,11 +231,21 @@ impl EventKind {
             | EventKind::Adjust { sku, .. }
             | EventKind::Count { sku, .. }
             | EventKind::ReturnReceived { sku, .. }
-            | EventKind::ReturnVerified { sku, .. }
             | EventKind::Inbound { sku, .. }
             | EventKind::InboundReceived { sku, .. } => vec![sku],
+            EventKind::ReturnVerified { sku, .. } => sku.iter().collect(),
             EventKind::Order { lines, .. } => lines.iter().map(|l| &l.sku).collect(),
             EventKind::Cancel { .. } | EventKind::Ship { .. } => Vec::new(),
+        }
+    }
+
+    /// The RMA a return event refers to.
+    pub fn rma_id(&self) -> Option<&RmaId> {
+        match self {
+            EventKind::ReturnReceived { rma_id, .. } | EventKind::ReturnVerified { rma_id, .. } => {
+                Some(rma_id)
+            }
+            _ => None,
         }
     }
 
@@ -443,7 +461,8 @@ fn validate_kind(c: &mut Check, type_name: &str, input: &EventInput) -> Option<E
                     c.fail("delta", "must not be 0");
                     None
                 }
-                Some(d) if d.abs() > QTY_MAX => {
+                // `unsigned_abs`: `i64::MIN.abs()` has no i64 value.
+                Some(d) if d.unsigned_abs() > QTY_MAX.unsigned_abs() => {
                     c.fail("delta", format!("must be between -{QTY_MAX} and {QTY_MAX}"));
                     None
                 }
@@ -512,8 +531,11 @@ fn validate_kind(c: &mut Check, type_name: &str, input: &EventInput) -> Option<E
         }
         "return_verified" => {
             let rma_id = c.id("rma_id", &input.rma_id, RmaId::parse);
-            let sku = c.id("sku", &sku(), Sku::parse);
-            let location = c.id("location", &input.location, LocationId::parse);
+            let errors_before = c.errors.len();
+            let sku = c.id_opt("sku", &sku(), Sku::parse);
+            let location = c.id_opt("location", &input.location, LocationId::parse);
+            // SKU and location are optional, but when given they must be valid.
+            let ids_ok = c.errors.len() == errors_before;
             let sellable_qty = c.qty("sellable_qty", Some(input.sellable_qty.unwrap_or(0)), 0);
             let unsellable_qty =
                 c.qty("unsellable_qty", Some(input.unsellable_qty.unwrap_or(0)), 0);
@@ -525,10 +547,13 @@ fn validate_kind(c: &mut Check, type_name: &str, input: &EventInput) -> Option<E
                     "sellable_qty + unsellable_qty must be at least 1",
                 );
             }
+            if !ids_ok {
+                return None;
+            }
             Some(EventKind::ReturnVerified {
                 rma_id: rma_id?,
-                sku: sku?,
-                location: location?,
+                sku,
+                location,
                 sellable_qty: sellable_qty?,
                 unsellable_qty: unsellable_qty?,
             })

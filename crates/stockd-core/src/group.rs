@@ -3,7 +3,7 @@
 //! that applies atomically or not at all, and every event key applies once.
 
 use crate::event::Event;
-use crate::ids::{IdempotencyKey, OrderRef, Sku};
+use crate::ids::{IdempotencyKey, OrderRef, RmaId, Sku};
 use crate::ledger::{apply, Applied, Awaiting, Book, EventError, Note, Refusal, StockDelta};
 use crate::stock::InboundKey;
 use chrono::{DateTime, Utc};
@@ -102,6 +102,8 @@ pub struct GroupWrites {
     pub replayed: Vec<ReplayOutcome>,
     /// Orders created in this group: quarantined events waiting for them can wake.
     pub orders_created: Vec<OrderRef>,
+    /// RMAs that received units in this group: verifications waiting for them can wake.
+    pub returns_received: Vec<RmaId>,
 }
 
 /// What a store must load before running a group of events.
@@ -113,6 +115,8 @@ pub struct Needs {
     /// Orders named; the SKUs of their lines are needed too.
     pub orders: BTreeSet<OrderRef>,
     pub inbound: BTreeSet<InboundKey>,
+    /// RMAs named; the SKUs of their lines are needed too.
+    pub rmas: BTreeSet<RmaId>,
 }
 
 impl Needs {
@@ -123,6 +127,9 @@ impl Needs {
             needs.skus.extend(event.kind.skus().into_iter().cloned());
             if let Some(order) = event.kind.order_ref() {
                 needs.orders.insert(order.clone());
+            }
+            if let Some(rma_id) = event.kind.rma_id() {
+                needs.rmas.insert(rma_id.clone());
             }
             if let crate::event::EventKind::Inbound {
                 po_id,
@@ -311,8 +318,14 @@ impl<'a> Group<'a> {
     fn record_applied(&mut self, event: &Event, applied: Applied) -> EventResult {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if let crate::event::EventKind::Order { order, .. } = &event.kind {
-            self.writes.orders_created.push(order.clone());
+        match &event.kind {
+            crate::event::EventKind::Order { order, .. } => {
+                self.writes.orders_created.push(order.clone())
+            }
+            crate::event::EventKind::ReturnReceived { rma_id, .. } => {
+                self.writes.returns_received.push(rma_id.clone())
+            }
+            _ => {}
         }
         self.writes.ledger.push(LedgerEntry {
             seq,
@@ -329,21 +342,33 @@ impl<'a> Group<'a> {
         }
     }
 
-    fn lengths(&self) -> (usize, usize, usize, u64, usize) {
-        (
-            self.writes.idempotency.len(),
-            self.writes.ledger.len(),
-            self.writes.quarantined.len(),
-            self.next_seq,
-            self.writes.orders_created.len(),
-        )
+    fn lengths(&self) -> Lengths {
+        Lengths {
+            idempotency: self.writes.idempotency.len(),
+            ledger: self.writes.ledger.len(),
+            quarantined: self.writes.quarantined.len(),
+            next_seq: self.next_seq,
+            orders_created: self.writes.orders_created.len(),
+            returns_received: self.writes.returns_received.len(),
+        }
     }
 
-    fn truncate(&mut self, to: (usize, usize, usize, u64, usize)) {
-        self.writes.idempotency.truncate(to.0);
-        self.writes.ledger.truncate(to.1);
-        self.writes.quarantined.truncate(to.2);
-        self.next_seq = to.3;
-        self.writes.orders_created.truncate(to.4);
+    fn truncate(&mut self, to: Lengths) {
+        self.writes.idempotency.truncate(to.idempotency);
+        self.writes.ledger.truncate(to.ledger);
+        self.writes.quarantined.truncate(to.quarantined);
+        self.next_seq = to.next_seq;
+        self.writes.orders_created.truncate(to.orders_created);
+        self.writes.returns_received.truncate(to.returns_received);
     }
+}
+
+/// How far a group's writes reached before a request, to truncate back to.
+struct Lengths {
+    idempotency: usize,
+    ledger: usize,
+    quarantined: usize,
+    next_seq: u64,
+    orders_created: usize,
+    returns_received: usize,
 }

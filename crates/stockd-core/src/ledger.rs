@@ -3,8 +3,9 @@
 //! an undo journal so a refused event or request leaves no trace.
 
 use crate::catalog::Location;
-use crate::event::{EventKind, LineQty, OrderLine};
-use crate::ids::{LineId, LocationId, OrderRef, PoId, Sku};
+use crate::event::{EventKind, LineQty, OrderLine, STOCK_MAX};
+use crate::ids::{LineId, LocationId, OrderRef, PoId, RmaId, Sku};
+use crate::returns::{spread, ReturnLine};
 use crate::stock::{InboundKey, InboundLine, Quantities, StockKey};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -111,6 +112,8 @@ pub enum Awaiting {
     /// Any sellable location (an order without location, and none exists).
     SellableLocation,
     Order(OrderRef),
+    /// A return verified before anything of its RMA was received.
+    Return(RmaId),
 }
 
 impl Awaiting {
@@ -126,6 +129,7 @@ impl Awaiting {
                 order.channel.as_ref().map(|c| c.as_str()).unwrap_or(""),
                 order.order_id
             ),
+            Awaiting::Return(rma_id) => format!("rma:{rma_id}"),
         }
     }
 
@@ -135,6 +139,7 @@ impl Awaiting {
             Awaiting::Location(id) => format!("unknown location {id}"),
             Awaiting::SellableLocation => "no sellable location exists".to_string(),
             Awaiting::Order(order) => format!("unknown order {order}"),
+            Awaiting::Return(rma_id) => format!("rma {rma_id} not received yet"),
         }
     }
 }
@@ -167,16 +172,26 @@ pub enum EventError {
         location: LocationId,
         on_hand: i64,
     },
-    #[error("{sku} at {location}: {requested} verified but only {pending} pending return")]
+    #[error("rma {rma_id}: {requested} verified but only {pending} pending return")]
     ReturnExceeded {
-        sku: Sku,
-        location: LocationId,
+        rma_id: RmaId,
         pending: i64,
         requested: i64,
     },
+    /// A verification names a SKU or location the RMA received nothing of.
+    #[error("rma {rma_id} received nothing of the given sku and location")]
+    ReturnMismatch { rma_id: RmaId },
     /// An event built without `Event::validate` named one line twice.
     #[error("line {line_id} appears twice in this event")]
     DuplicateLine { line_id: LineId },
+    /// A counter would leave ±`STOCK_MAX`: refused rather than wrapped or saturated.
+    #[error("{sku} at {location}: {counter} would go beyond ±{bound}")]
+    QuantityOverflow {
+        sku: Sku,
+        location: LocationId,
+        counter: &'static str,
+        bound: i64,
+    },
 }
 
 impl EventError {
@@ -190,7 +205,9 @@ impl EventError {
             EventError::LineSkuMismatch { .. } => "line_sku_mismatch",
             EventError::NegativeOnHand { .. } => "negative_on_hand",
             EventError::ReturnExceeded { .. } => "return_exceeded",
+            EventError::ReturnMismatch { .. } => "return_mismatch",
             EventError::DuplicateLine { .. } => "duplicate_line",
+            EventError::QuantityOverflow { .. } => "quantity_overflow",
         }
     }
 
@@ -205,6 +222,8 @@ impl EventError {
             EventError::NothingReserved { .. } => "order_id",
             EventError::NegativeOnHand { .. } => "delta",
             EventError::ReturnExceeded { .. } => "sellable_qty",
+            EventError::ReturnMismatch { .. } => "sku",
+            EventError::QuantityOverflow { .. } => "qty",
         }
     }
 }
@@ -222,6 +241,7 @@ enum Undo {
     Stock(StockKey, Option<Quantities>),
     Order(OrderRef, Option<Vec<ReservationLine>>),
     Inbound(InboundKey, Option<InboundLine>),
+    Return(RmaId, Option<Vec<ReturnLine>>),
 }
 
 /// The rows a group of events works on, with change tracking.
@@ -232,11 +252,14 @@ pub struct Book {
     stock: HashMap<StockKey, Quantities>,
     orders: HashMap<OrderRef, Vec<ReservationLine>>,
     inbound: HashMap<InboundKey, InboundLine>,
+    /// Lines of the RMAs named by the events, in the order first received.
+    returns: HashMap<RmaId, Vec<ReturnLine>>,
     /// Kit definitions of the kits named by the events: component and units per kit.
     kits: HashMap<Sku, Vec<(Sku, i64)>>,
     dirty_stock: BTreeSet<StockKey>,
     dirty_orders: BTreeSet<OrderRef>,
     dirty_inbound: BTreeSet<InboundKey>,
+    dirty_returns: BTreeSet<RmaId>,
     journal: Vec<Undo>,
 }
 
@@ -273,6 +296,10 @@ impl Book {
     pub fn load_inbound(&mut self, line: InboundLine) {
         self.inbound.insert(line.key(), line);
     }
+    /// The lines of one RMA, in the order they were first received.
+    pub fn load_returns(&mut self, rma_id: RmaId, lines: Vec<ReturnLine>) {
+        self.returns.insert(rma_id, lines);
+    }
 
     // Reading.
 
@@ -282,13 +309,17 @@ impl Book {
     /// on_hand − reserved at one stock row, floored at 0.
     fn available(&self, key: &StockKey) -> i64 {
         let q = self.quantities(key);
-        (q.on_hand - q.reserved).max(0)
+        // Saturating: a row stored before the bound existed may hold any value.
+        q.on_hand.saturating_sub(q.reserved).max(0)
     }
     pub fn order_lines(&self, order: &OrderRef) -> Option<&[ReservationLine]> {
         self.orders.get(order).map(Vec::as_slice)
     }
     pub fn inbound_line(&self, key: &InboundKey) -> Option<&InboundLine> {
         self.inbound.get(key)
+    }
+    pub fn return_lines(&self, rma_id: &RmaId) -> Option<&[ReturnLine]> {
+        self.returns.get(rma_id).map(Vec::as_slice)
     }
     pub fn locations(&self) -> impl Iterator<Item = &Location> {
         self.locations.values()
@@ -309,6 +340,12 @@ impl Book {
             .iter()
             .filter_map(|k| self.inbound.get(k))
     }
+    /// RMAs changed since loading, with all their lines.
+    pub fn changed_returns(&self) -> impl Iterator<Item = (&RmaId, &[ReturnLine])> {
+        self.dirty_returns
+            .iter()
+            .filter_map(|r| self.returns.get(r).map(|lines| (r, lines.as_slice())))
+    }
 
     // Undo journal.
 
@@ -322,6 +359,7 @@ impl Book {
                 Some(Undo::Stock(key, old)) => restore(&mut self.stock, key, old),
                 Some(Undo::Order(key, old)) => restore(&mut self.orders, key, old),
                 Some(Undo::Inbound(key, old)) => restore(&mut self.inbound, key, old),
+                Some(Undo::Return(key, old)) => restore(&mut self.returns, key, old),
                 None => break,
             }
         }
@@ -339,6 +377,15 @@ impl Book {
             .push(Undo::Order(order.clone(), self.orders.get(order).cloned()));
         self.dirty_orders.insert(order.clone());
         self.orders.entry(order.clone()).or_default()
+    }
+
+    fn returns_mut(&mut self, rma_id: &RmaId) -> &mut Vec<ReturnLine> {
+        self.journal.push(Undo::Return(
+            rma_id.clone(),
+            self.returns.get(rma_id).cloned(),
+        ));
+        self.dirty_returns.insert(rma_id.clone());
+        self.returns.entry(rma_id.clone()).or_default()
     }
 
     fn set_inbound(&mut self, line: InboundLine) {
@@ -411,6 +458,85 @@ fn key(sku: &Sku, location: &LocationId) -> StockKey {
     }
 }
 
+/// A stored counter of a stock row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counter {
+    OnHand,
+    Reserved,
+    PendingReturn,
+    WrittenOff,
+}
+
+impl Counter {
+    fn name(self) -> &'static str {
+        match self {
+            Counter::OnHand => "on_hand",
+            Counter::Reserved => "reserved",
+            Counter::PendingReturn => "pending_return",
+            Counter::WrittenOff => "written_off",
+        }
+    }
+}
+
+fn overflow(k: &StockKey, counter: &'static str) -> Refusal {
+    Refusal::Reject(EventError::QuantityOverflow {
+        sku: k.sku.clone(),
+        location: k.location.clone(),
+        counter,
+        bound: STOCK_MAX,
+    })
+}
+
+/// `value + by` when it stays within ±`STOCK_MAX`.
+pub fn bounded_add(value: i64, by: i64) -> Option<i64> {
+    value
+        .checked_add(by)
+        .filter(|v| v.unsigned_abs() <= STOCK_MAX.unsigned_abs())
+}
+
+/// Moves one counter of one stock row by `by` (and records the delta), or
+/// refuses the event when the counter would leave ±`STOCK_MAX`. Every
+/// quantity change of the ledger goes through here.
+fn bump(
+    book: &mut Book,
+    deltas: &mut Deltas,
+    k: &StockKey,
+    counter: Counter,
+    by: i64,
+) -> Result<(), Refusal> {
+    let q = book.quantities(k);
+    let old = match counter {
+        Counter::OnHand => q.on_hand,
+        Counter::Reserved => q.reserved,
+        Counter::PendingReturn => q.pending_return,
+        Counter::WrittenOff => q.written_off,
+    };
+    let new = bounded_add(old, by).ok_or_else(|| overflow(k, counter.name()))?;
+    let q = book.stock_mut(k);
+    let d = deltas.row(k);
+    // Both ends lie within ±STOCK_MAX, so a delta (the net change of one
+    // event) cannot overflow either.
+    match counter {
+        Counter::OnHand => {
+            q.on_hand = new;
+            d.on_hand += by;
+        }
+        Counter::Reserved => {
+            q.reserved = new;
+            d.reserved += by;
+        }
+        Counter::PendingReturn => {
+            q.pending_return = new;
+            d.pending_return += by;
+        }
+        Counter::WrittenOff => {
+            q.written_off = new;
+            d.written_off += by;
+        }
+    }
+    Ok(())
+}
+
 /// Applies one event to the book. On refusal the book is left as it was.
 pub fn apply(book: &mut Book, event: &EventKind) -> Result<Applied, Refusal> {
     // `Event::validate` refuses a line named twice; an event built without it
@@ -452,9 +578,13 @@ fn apply_unchecked(book: &mut Book, event: &EventKind) -> Result<Applied, Refusa
             sku, location, qty, ..
         } => {
             book.require_known(sku, Some(location))?;
-            let k = key(sku, location);
-            book.stock_mut(&k).on_hand += qty;
-            deltas.row(&k).on_hand += qty;
+            bump(
+                book,
+                &mut deltas,
+                &key(sku, location),
+                Counter::OnHand,
+                *qty,
+            )?;
         }
         EventKind::Adjust {
             sku,
@@ -467,14 +597,15 @@ fn apply_unchecked(book: &mut Book, event: &EventKind) -> Result<Applied, Refusa
             let q = book.quantities(&k);
             // Only a decrease is refused: a correction upwards goes through
             // even when a shipment left on_hand negative.
-            if *delta < 0 && q.on_hand + delta < 0 {
+            let on_hand = bounded_add(q.on_hand, *delta).ok_or_else(|| overflow(&k, "on_hand"))?;
+            if *delta < 0 && on_hand < 0 {
                 return Err(Refusal::Reject(EventError::NegativeOnHand {
                     sku: sku.clone(),
                     location: location.clone(),
                     on_hand: q.on_hand,
                 }));
             }
-            set_on_hand(book, &k, q.on_hand + delta, &mut deltas, &mut notes);
+            set_on_hand(book, &k, on_hand, &mut deltas, &mut notes)?;
         }
         EventKind::Count {
             sku,
@@ -483,7 +614,7 @@ fn apply_unchecked(book: &mut Book, event: &EventKind) -> Result<Applied, Refusa
             ..
         } => {
             book.require_known(sku, Some(location))?;
-            set_on_hand(book, &key(sku, location), *on_hand, &mut deltas, &mut notes);
+            set_on_hand(book, &key(sku, location), *on_hand, &mut deltas, &mut notes)?;
         }
         EventKind::Order { order, lines } => {
             apply_order(book, order, lines, &mut deltas, &mut notes)?;
@@ -495,40 +626,47 @@ fn apply_unchecked(book: &mut Book, event: &EventKind) -> Result<Applied, Refusa
             settle(book, order, lines.as_deref(), Settle::Ship, &mut deltas)?;
         }
         EventKind::ReturnReceived {
-            sku, location, qty, ..
+            rma_id,
+            sku,
+            location,
+            qty,
         } => {
             book.require_known(sku, Some(location))?;
             let k = key(sku, location);
-            book.stock_mut(&k).pending_return += qty;
-            deltas.row(&k).pending_return += qty;
+            bump(book, &mut deltas, &k, Counter::PendingReturn, *qty)?;
+            let lines = book.returns_mut(rma_id);
+            match lines
+                .iter_mut()
+                .find(|l| l.sku == *sku && l.location == *location)
+            {
+                Some(line) => {
+                    line.received_qty = bounded_add(line.received_qty, *qty)
+                        .ok_or_else(|| overflow(&k, "received_qty"))?;
+                }
+                None => lines.push(ReturnLine {
+                    sku: sku.clone(),
+                    location: location.clone(),
+                    received_qty: *qty,
+                    sellable_qty: 0,
+                    unsellable_qty: 0,
+                }),
+            }
         }
         EventKind::ReturnVerified {
+            rma_id,
             sku,
             location,
             sellable_qty,
             unsellable_qty,
-            ..
         } => {
-            book.require_known(sku, Some(location))?;
-            let k = key(sku, location);
-            let total = sellable_qty + unsellable_qty;
-            let pending = book.quantities(&k).pending_return;
-            if total > pending {
-                return Err(Refusal::Reject(EventError::ReturnExceeded {
-                    sku: sku.clone(),
-                    location: location.clone(),
-                    pending,
-                    requested: total,
-                }));
-            }
-            let q = book.stock_mut(&k);
-            q.pending_return -= total;
-            q.on_hand += sellable_qty;
-            q.written_off += unsellable_qty;
-            let d = deltas.row(&k);
-            d.pending_return -= total;
-            d.on_hand += sellable_qty;
-            d.written_off += unsellable_qty;
+            verify_return(
+                book,
+                rma_id,
+                sku.as_ref(),
+                location.as_ref(),
+                (*sellable_qty, *unsellable_qty),
+                &mut deltas,
+            )?;
         }
         EventKind::Inbound {
             po_id,
@@ -579,10 +717,8 @@ fn apply_unchecked(book: &mut Book, event: &EventKind) -> Result<Applied, Refusa
                     extra_qty: qty - open,
                 });
             }
-            book.stock_mut(&k).on_hand += qty;
-            let d = deltas.row(&k);
-            d.on_hand += qty;
-            d.inbound -= from_inbound;
+            bump(book, &mut deltas, &k, Counter::OnHand, *qty)?;
+            deltas.row(&k).inbound -= from_inbound;
         }
     }
     Ok(Applied {
@@ -591,18 +727,84 @@ fn apply_unchecked(book: &mut Book, event: &EventKind) -> Result<Applied, Refusa
     })
 }
 
+/// Settles units of one RMA: sellable ones go back on hand, the rest is
+/// written off; each line's stock row gives up as much pending_return.
+fn verify_return(
+    book: &mut Book,
+    rma_id: &RmaId,
+    sku: Option<&Sku>,
+    location: Option<&LocationId>,
+    (sellable_qty, unsellable_qty): (i64, i64),
+    deltas: &mut Deltas,
+) -> Result<(), Refusal> {
+    let lines = match book.return_lines(rma_id) {
+        Some(lines) if !lines.is_empty() => lines.to_vec(),
+        _ => return Err(Refusal::Quarantine(Awaiting::Return(rma_id.clone()))),
+    };
+    let matching: Vec<usize> = (0..lines.len())
+        .filter(|&i| sku.is_none_or(|s| lines[i].sku == *s))
+        .filter(|&i| location.is_none_or(|l| lines[i].location == *l))
+        .collect();
+    if matching.is_empty() {
+        return Err(Refusal::Reject(EventError::ReturnMismatch {
+            rma_id: rma_id.clone(),
+        }));
+    }
+    // Both are at most QTY_MAX, and each line's pending within ±STOCK_MAX.
+    let requested = sellable_qty + unsellable_qty;
+    let pending: i64 = matching
+        .iter()
+        .map(|&i| lines[i].pending_qty().max(0))
+        .fold(0i64, |sum, p| sum.saturating_add(p));
+    if requested > pending {
+        return Err(Refusal::Reject(EventError::ReturnExceeded {
+            rma_id: rma_id.clone(),
+            pending,
+            requested,
+        }));
+    }
+    for (i, sellable, unsellable) in spread(&lines, &matching, sellable_qty, unsellable_qty) {
+        let k = key(&lines[i].sku, &lines[i].location);
+        // The row's pool must hold what the RMA has pending (it always does
+        // for returns received since RMAs were tracked).
+        let pool = book.quantities(&k).pending_return;
+        if pool < sellable + unsellable {
+            return Err(Refusal::Reject(EventError::ReturnExceeded {
+                rma_id: rma_id.clone(),
+                pending: pool,
+                requested,
+            }));
+        }
+        bump(
+            book,
+            deltas,
+            &k,
+            Counter::PendingReturn,
+            -(sellable + unsellable),
+        )?;
+        bump(book, deltas, &k, Counter::OnHand, sellable)?;
+        bump(book, deltas, &k, Counter::WrittenOff, unsellable)?;
+        let line = &mut book.returns_mut(rma_id)[i];
+        line.sellable_qty += sellable;
+        line.unsellable_qty += unsellable;
+    }
+    Ok(())
+}
+
 fn set_on_hand(
     book: &mut Book,
     k: &StockKey,
     on_hand: i64,
     deltas: &mut Deltas,
     notes: &mut Vec<Note>,
-) {
-    let q = book.stock_mut(k);
-    let change = on_hand - q.on_hand;
-    q.on_hand = on_hand;
+) -> Result<(), Refusal> {
+    let q = book.quantities(k);
+    // Both within ±STOCK_MAX (a stored counter, a validated quantity).
+    let change = on_hand
+        .checked_sub(q.on_hand)
+        .ok_or_else(|| overflow(k, "on_hand"))?;
+    bump(book, deltas, k, Counter::OnHand, change)?;
     let reserved = q.reserved;
-    deltas.row(k).on_hand += change;
     if on_hand < reserved {
         notes.push(Note::BelowReserved {
             sku: k.sku.clone(),
@@ -611,6 +813,7 @@ fn set_on_hand(
             reserved,
         });
     }
+    Ok(())
 }
 
 fn apply_order(
@@ -673,7 +876,12 @@ fn apply_order(
                 }
                 if remaining > 0 {
                     for (component, per_kit_qty) in components {
-                        let units = remaining * per_kit_qty;
+                        let units = remaining
+                            .checked_mul(per_kit_qty)
+                            .filter(|u| *u <= STOCK_MAX)
+                            .ok_or_else(|| {
+                                overflow(&key(&component, &candidates[0]), "reserved")
+                            })?;
                         let (allocations, shortfall) =
                             allocate(book, &component, units, &candidates);
                         if shortfall > 0 {
@@ -692,8 +900,7 @@ fn apply_order(
         }
         for (alloc_index, (sku, location, qty, kit)) in rows.into_iter().enumerate() {
             let k = key(&sku, &location);
-            book.stock_mut(&k).reserved += qty;
-            deltas.row(&k).reserved += qty;
+            bump(book, deltas, &k, Counter::Reserved, qty)?;
             book.order_mut(order).push(ReservationLine {
                 order: order.clone(),
                 line_id: line.line_id.clone(),
@@ -797,7 +1004,7 @@ fn take_rows(
             for (at, &i) in rows.iter().enumerate() {
                 let k = key(&existing[i].sku, &existing[i].location);
                 let already = taken.get(&k).copied().unwrap_or(0);
-                let on_hand = (book.quantities(&k).on_hand - already).max(0);
+                let on_hand = book.quantities(&k).on_hand.saturating_sub(already).max(0);
                 let take = existing[i].open_qty().min(on_hand).min(remaining);
                 takes[at] = take;
                 remaining -= take;
@@ -893,15 +1100,18 @@ fn settle(
         // A kit line has plain rows (pre-built kits) and, per component,
         // rows in component units; its open quantity is counted in kits.
         let (plain, parts) = kit_parts(existing, &rows);
-        let plain_open: i64 = plain.iter().map(|&i| existing[i].open_qty()).sum();
-        let parts_open = parts
-            .iter()
-            .map(|(per_kit, rows)| {
-                rows.iter().map(|&i| existing[i].open_qty()).sum::<i64>() / per_kit
-            })
-            .min()
-            .unwrap_or(0);
-        let open = plain_open + parts_open;
+        let line_overflow = || {
+            let first = &existing[rows.first().copied().unwrap_or(0)];
+            overflow(&key(&first.sku, &first.location), "reserved")
+        };
+        let plain_open = open_sum(existing, &plain).ok_or_else(line_overflow)?;
+        let mut parts_open: Option<i64> = None;
+        for (per_kit, part_rows) in &parts {
+            let kits = open_sum(existing, part_rows).ok_or_else(line_overflow)? / per_kit;
+            parts_open = Some(parts_open.map_or(kits, |p| p.min(kits)));
+        }
+        let parts_open = parts_open.unwrap_or(0);
+        let open = bounded_add(plain_open, parts_open).ok_or_else(line_overflow)?;
         let requested = qty.unwrap_or(open);
         if open == 0 || requested > open {
             return Err(Refusal::Reject(EventError::ReservationExceeded {
@@ -920,14 +1130,9 @@ fn settle(
         let plain_plan = take_rows(book, existing, &plain, from_plain, how, &mut taken);
         let mut parts_plan = Vec::new();
         for (per_kit, part_rows) in &parts {
-            parts_plan.push(take_rows(
-                book,
-                existing,
-                part_rows,
-                from_parts * per_kit,
-                how,
-                &mut taken,
-            ));
+            // from_parts ≤ parts_open, and parts_open × per_kit ≤ the rows' open sum.
+            let units = from_parts.checked_mul(*per_kit).ok_or_else(line_overflow)?;
+            parts_plan.push(take_rows(book, existing, part_rows, units, how, &mut taken));
         }
         // The plan lists rows in the order they are settled: a cancel walks
         // the allocation backwards.
@@ -954,16 +1159,16 @@ fn settle(
         }
     }
     for (k, qty) in touched {
-        let q = book.stock_mut(&k);
-        q.reserved -= qty;
+        bump(book, deltas, &k, Counter::Reserved, -qty)?;
         if how == Settle::Ship {
-            q.on_hand -= qty;
-        }
-        let d = deltas.row(&k);
-        d.reserved -= qty;
-        if how == Settle::Ship {
-            d.on_hand -= qty;
+            bump(book, deltas, &k, Counter::OnHand, -qty)?;
         }
     }
     Ok(())
+}
+
+/// Σ open quantity of `rows`, or `None` when it would leave ±`STOCK_MAX`.
+fn open_sum(existing: &[ReservationLine], rows: &[usize]) -> Option<i64> {
+    rows.iter()
+        .try_fold(0i64, |sum, &i| bounded_add(sum, existing[i].open_qty()))
 }

@@ -9,6 +9,7 @@ pub mod group;
 pub mod ids;
 pub mod ledger;
 pub mod retry;
+pub mod returns;
 pub mod rules;
 pub mod stock;
 

@@ -14,7 +14,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 use stockd_core::event::LineInput;
 use stockd_core::group::{GroupWrites, IdempotencyRecord, Quarantined, ReplayOutcome};
-use stockd_core::ids::{ChannelId, LineId, OrderId, PoId};
+use stockd_core::ids::{ChannelId, LineId, OrderId, PoId, RmaId};
 use stockd_core::stock::{InboundKey, InboundLine, Quantities, StockKey};
 use stockd_core::{
     Book, Event, EventInput, EventResult, EventStatus, Group, IdempotencyKey, Location, LocationId,
@@ -110,10 +110,11 @@ enum Ev {
         l: usize,
         qty: i64,
     },
+    /// Verified by RMA alone, or naming the line's SKU and/or location.
     ReturnVerified {
         rma: u32,
-        s: usize,
-        l: usize,
+        s: Option<usize>,
+        l: Option<usize>,
         good: i64,
         bad: i64,
     },
@@ -291,7 +292,9 @@ fn input(key: &str, ev: &Ev) -> EventInput {
             good,
             bad,
         } => {
-            at(&mut i, "return_verified", *s, *l);
+            i.kind = Some("return_verified".into());
+            i.sku = s.map(|s| SKUS[s].to_string());
+            i.location = l.map(|l| LOCS[l].to_string());
             i.rma_id = Some(format!("R{rma}"));
             i.sellable_qty = Some(*good);
             i.unsellable_qty = Some(*bad);
@@ -388,8 +391,6 @@ struct Flows {
     verified_good: i64,
     inbound_received: i64,
     shipped: i64,
-    returned: i64,
-    verified: i64,
     written_off: i64,
 }
 
@@ -398,8 +399,21 @@ impl Flows {
         self.received + self.adjusted + self.counted + self.verified_good + self.inbound_received
             - self.shipped
     }
-    fn pending_return(&self) -> i64 {
-        self.returned - self.verified
+}
+
+/// One line of an RMA in the model: units of one SKU at one location.
+#[derive(Debug, Clone, PartialEq)]
+struct RmaLine {
+    s: usize,
+    l: usize,
+    received: i64,
+    good: i64,
+    bad: i64,
+}
+
+impl RmaLine {
+    fn pending(&self) -> i64 {
+        self.received - self.good - self.bad
     }
 }
 
@@ -408,6 +422,8 @@ struct Model {
     sku_known: [bool; 4],
     flows: [[Flows; 3]; 4],
     orders: BTreeMap<u32, Vec<MLine>>,
+    /// RMAs by number, their lines in the order first received.
+    rmas: BTreeMap<u32, Vec<RmaLine>>,
     /// (po, sku, location) → (open qty, eta, confirmed)
     /// Open quantity, ETA day in December and confirmation of each PO line.
     inbound: BTreeMap<PoLine, (i64, Option<u32>, bool)>,
@@ -426,6 +442,7 @@ impl Model {
             sku_known: [true, true, true, false],
             flows: Default::default(),
             orders: BTreeMap::new(),
+            rmas: BTreeMap::new(),
             inbound: BTreeMap::new(),
             next_seq: 1,
             marks: Vec::new(),
@@ -453,8 +470,18 @@ impl Model {
         }
     }
 
+    /// Units pending return per sku × location: the open units of every RMA.
+    fn pending_return(&self) -> [[i64; 3]; 4] {
+        let mut pending = [[0; 3]; 4];
+        for line in self.rmas.values().flatten() {
+            pending[line.s][line.l] += line.pending();
+        }
+        pending
+    }
+
     fn snapshot(&self) -> Snapshot {
         let reserved = self.reserved();
+        let pending_return = self.pending_return();
         let mut snap = Snapshot::default();
         for (s, row) in snap.iter_mut().enumerate() {
             for (l, cell) in row.iter_mut().enumerate() {
@@ -462,7 +489,7 @@ impl Model {
                 *cell = [
                     f.on_hand(),
                     reserved[s][l],
-                    f.pending_return(),
+                    pending_return[s][l],
                     f.written_off,
                     0,
                 ];
@@ -539,22 +566,66 @@ impl Model {
             Ev::Order { o, lines } => self.order(*o, lines),
             Ev::Cancel { o, lines } => self.settle(*o, lines.as_deref(), false),
             Ev::Ship { o, lines } => self.settle(*o, lines.as_deref(), true),
-            Ev::ReturnReceived { s, l, qty, .. } => {
+            Ev::ReturnReceived { rma, s, l, qty } => {
                 self.known(*s, Some(*l))?;
-                self.flows[*s][*l].returned += qty;
+                let lines = self.rmas.entry(*rma).or_default();
+                match lines.iter_mut().find(|x| x.s == *s && x.l == *l) {
+                    Some(line) => {
+                        self.marks.push("return: second part of a line");
+                        line.received += qty;
+                    }
+                    None => {
+                        if !lines.is_empty() {
+                            self.marks.push("return: second line of an rma");
+                        }
+                        lines.push(RmaLine {
+                            s: *s,
+                            l: *l,
+                            received: *qty,
+                            good: 0,
+                            bad: 0,
+                        })
+                    }
+                }
                 Ok(vec![])
             }
             Ev::ReturnVerified {
-                s, l, good, bad, ..
+                rma,
+                s,
+                l,
+                good,
+                bad,
             } => {
-                self.known(*s, Some(*l))?;
-                let f = &mut self.flows[*s][*l];
-                if good + bad > f.pending_return() {
+                let Some(lines) = self.rmas.get_mut(rma) else {
+                    return Err(Out::Quarantine(format!("rma R{rma} not received yet")));
+                };
+                let matching: Vec<usize> = (0..lines.len())
+                    .filter(|&i| s.is_none_or(|s| lines[i].s == s))
+                    .filter(|&i| l.is_none_or(|l| lines[i].l == l))
+                    .collect();
+                if matching.is_empty() {
+                    return Err(Out::Reject("return_mismatch"));
+                }
+                let pending: i64 = matching.iter().map(|&i| lines[i].pending()).sum();
+                if good + bad > pending {
                     return Err(Out::Reject("return_exceeded"));
                 }
-                f.verified += good + bad;
-                f.verified_good += good;
-                f.written_off += bad;
+                // Lines in the order received; sellable units first on each.
+                let (mut good_left, mut bad_left) = (*good, *bad);
+                for i in matching {
+                    let line = &mut lines[i];
+                    let g = good_left.min(line.pending());
+                    let b = bad_left.min(line.pending() - g);
+                    good_left -= g;
+                    bad_left -= b;
+                    line.good += g;
+                    line.bad += b;
+                    self.flows[line.s][line.l].verified_good += g;
+                    self.flows[line.s][line.l].written_off += b;
+                }
+                if lines.iter().all(|x| x.pending() == 0) {
+                    self.marks.push("return: rma closed");
+                }
                 Ok(vec![])
             }
             Ev::Inbound {
@@ -896,9 +967,15 @@ impl World {
                 Ev::Ship { o, lines }
             }
             72..=77 => {
-                self.next_rma += 1;
+                // Mostly a new RMA; sometimes another part or line of one.
+                let rma = if self.next_rma > 0 && self.rng.percent(30) {
+                    self.rng.range(1, self.next_rma as i64) as u32
+                } else {
+                    self.next_rma += 1;
+                    self.next_rma
+                };
                 Ev::ReturnReceived {
-                    rma: self.next_rma,
+                    rma,
                     s: self.any_sku(),
                     l: self.any_loc(),
                     qty: self.rng.range(1, 3),
@@ -909,10 +986,23 @@ impl World {
                     (0, 0) => (1, 0),
                     pair => pair,
                 };
+                // Sometimes the next RMA, not received yet.
+                let rma = self.rng.range(1, self.next_rma as i64 + 1) as u32;
+                let line = self
+                    .model
+                    .rmas
+                    .get(&rma)
+                    .and_then(|lines| lines.first().cloned());
+                let (s, l) = match (self.rng.below(4), line) {
+                    (0, _) | (_, None) => (None, None),
+                    (1, Some(line)) => (Some(line.s), None),
+                    (2, Some(line)) => (Some(line.s), Some(line.l)),
+                    (_, Some(_)) => (Some(self.any_sku()), Some(self.any_loc())),
+                };
                 Ev::ReturnVerified {
-                    rma: self.rng.range(1, self.next_rma.max(1) as i64) as u32,
-                    s: self.any_sku(),
-                    l: self.any_loc(),
+                    rma,
+                    s,
+                    l,
                     good,
                     bad,
                 }
@@ -1375,6 +1465,31 @@ impl World {
                 );
             }
         }
+        // Every RMA's lines, in the order first received.
+        for rma in 1..=self.next_rma + 1 {
+            type RmaRow = (usize, usize, i64, i64, i64);
+            let actual: Option<Vec<RmaRow>> = self
+                .book
+                .return_lines(&RmaId::parse(format!("R{rma}")).unwrap())
+                .filter(|lines| !lines.is_empty())
+                .map(|lines| {
+                    lines
+                        .iter()
+                        .map(|x| {
+                            let s = SKUS.iter().position(|s| *s == x.sku.as_str()).unwrap();
+                            let l = LOCS.iter().position(|l| *l == x.location.as_str()).unwrap();
+                            (s, l, x.received_qty, x.sellable_qty, x.unsellable_qty)
+                        })
+                        .collect()
+                });
+            let expected = self.model.rmas.get(&rma).map(|lines| {
+                lines
+                    .iter()
+                    .map(|x| (x.s, x.l, x.received, x.good, x.bad))
+                    .collect()
+            });
+            ensure_eq!(self, actual, expected, "lines of rma R{rma}");
+        }
         let mut ids: BTreeSet<u32> = self.model.orders.keys().copied().collect();
         ids.extend(orders);
         if keys.is_none() {
@@ -1605,6 +1720,11 @@ impl World {
         for line in lines {
             book.load_inbound(line);
         }
+        for &rma in self.model.rmas.keys() {
+            let rma_id = RmaId::parse(format!("R{rma}")).unwrap();
+            let lines = self.book.return_lines(&rma_id).unwrap_or(&[]).to_vec();
+            book.load_returns(rma_id, lines);
+        }
         self.book = book;
         self.check_state(None, &[], &[]);
     }
@@ -1655,6 +1775,11 @@ fn ledger_matches_the_reference_model() {
             "rejected: order_line_exists",
             "rejected: line_sku_mismatch",
             "rejected: return_exceeded",
+            "rejected: return_mismatch",
+            "quarantined: rma",
+            "return: second part of a line",
+            "return: second line of an rma",
+            "return: rma closed",
             "note: oversell",
             "order: line split over locations",
             "note: below reserved",

@@ -222,6 +222,12 @@ fn parse_event(text: &str, default_key: String) -> Event {
             input.location = Some(l.to_string());
             input.qty = Some(num(q));
         }
+        ("verify", [rma, good, bad]) => {
+            input.kind = Some("return_verified".into());
+            input.rma_id = Some(rma.to_string());
+            input.sellable_qty = Some(num(good));
+            input.unsellable_qty = Some(num(bad));
+        }
         ("verify", [rma, s, l, good, bad]) => {
             input.kind = Some("return_verified".into());
             input.rma_id = Some(rma.to_string());
@@ -1073,9 +1079,9 @@ fn returns_are_pending_until_verified() {
          verify R2 A W1 0 2",
         "applied 1
          applied 2
-         rejected [0] return_exceeded: A at W1: 1 verified but only 0 pending return
+         rejected [0] return_exceeded: rma R1: 1 verified but only 0 pending return
          applied 3
-         rejected [0] return_exceeded: A at W1: 3 verified but only 2 pending return
+         rejected [0] return_exceeded: rma R2: 3 verified but only 2 pending return
          applied 4
          --
          A@W1 on_hand=2 written_off=3",
@@ -1148,25 +1154,53 @@ fn inbound_qty_is_what_is_still_expected() {
 }
 
 #[test]
-fn returns_are_pooled_per_sku_and_location() {
-    // The rma_id is not matched: R9 verifies what R1 and R2 brought to W1,
-    // but not what R3 brought to W2.
+fn returns_are_tracked_per_rma() {
+    // A verification settles its own RMA only: R9 was never received, so it
+    // waits (and is replayed when R9 arrives); R3's units at W1 are R1's and
+    // R2's, not R3's.
     check(
         "return R1 A W1 2
          return R2 A W1 1
          return R3 A W2 1
          verify R9 A W1 2 1
          verify R3 A W1 1 0
-         verify R3 A W2 1 0",
+         verify R3 2 0
+         verify R3 1 0
+         return R9 A W1 3
+         replay",
+        "applied 1
+         applied 2
+         applied 3
+         quarantined (rma R9 not received yet)
+         rejected [0] return_mismatch: rma R3 received nothing of the given sku and location
+         rejected [0] return_exceeded: rma R3: 2 verified but only 1 pending return
+         applied 4
+         applied 5
+         replay e4: applied 6
+         --
+         A@W1 on_hand=2 pending_return=3 written_off=1
+         A@W2 on_hand=1",
+    );
+}
+
+#[test]
+fn an_rma_received_in_parts_and_lines_is_verified_by_its_id() {
+    // Two parts of one line, a second SKU, then one verification by RMA id:
+    // sellable units fill the lines in the order received.
+    check(
+        "return R1 A W1 1
+         return R1 A W1 2
+         return R1 B W2 2
+         verify R1 4 1
+         verify R1 1 0",
         "applied 1
          applied 2
          applied 3
          applied 4
-         rejected [0] return_exceeded: A at W1: 1 verified but only 0 pending return
-         applied 5
+         rejected [0] return_exceeded: rma R1: 1 verified but only 0 pending return
          --
-         A@W1 on_hand=2 written_off=1
-         A@W2 on_hand=1",
+         A@W1 on_hand=3
+         B@W2 on_hand=1 written_off=1",
     );
 }
 

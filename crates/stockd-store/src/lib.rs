@@ -136,6 +136,23 @@ pub trait Store: ChannelStore + outbox::OutboxStore + Send + Sync + 'static {
     async fn ledger(&self, query: &LedgerQuery) -> Result<Vec<LedgerRow>, StoreError>;
     async fn quarantine(&self, after_id: i64, limit: u32)
         -> Result<Vec<QuarantineRow>, StoreError>;
+    /// RMAs in id order after `after`, only those with `status` when given.
+    async fn returns(
+        &self,
+        status: Option<stockd_core::returns::ReturnStatus>,
+        after: Option<&stockd_core::RmaId>,
+        limit: u32,
+    ) -> Result<Vec<stockd_core::returns::ReturnView>, StoreError>;
+    /// The reservation rows of one order (empty when unknown), in line and allocation order.
+    async fn order_reservations(
+        &self,
+        order: &stockd_core::OrderRef,
+    ) -> Result<Vec<stockd_core::ReservationLine>, StoreError>;
+    /// One RMA; `None` when nothing of it was received.
+    async fn return_record(
+        &self,
+        rma_id: &stockd_core::RmaId,
+    ) -> Result<Option<stockd_core::returns::ReturnView>, StoreError>;
     /// Recomputes listings' desired channel states through the writer: of
     /// `skus` (a listing or kit changed) or, with `None`, every listing (rules
     /// or channels changed). Returns the rows written.

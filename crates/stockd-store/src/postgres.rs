@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/postgres/0003_kit_reservations.sql"),
     ),
     (4, include_str!("../migrations/postgres/0004_outbox.sql")),
+    (5, include_str!("../migrations/postgres/0005_returns.sql")),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").
 const WRITER_LOCK_ID: i64 = 0x5354_4f43_4b44;
@@ -344,6 +345,96 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn returns(
+        &self,
+        status: Option<stockd_core::returns::ReturnStatus>,
+        after: Option<&stockd_core::RmaId>,
+        limit: u32,
+    ) -> Result<Vec<stockd_core::returns::ReturnView>, StoreError> {
+        let client = self.reader().await?;
+        let after = after.map_or("", |a| a.as_str());
+        let ids: Vec<String> = client
+            .query(
+                &crate::outbox::pg(rows::return_ids_sql(status)),
+                &[&after, &i64::from(limit)],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let rows = client
+            .query(
+                "SELECT rma_id, sku, location, received_qty, sellable_qty, unsellable_qty
+                 FROM returns WHERE rma_id = ANY($1) ORDER BY rma_id, position",
+                &[&ids],
+            )
+            .await?;
+        let mut views: Vec<(String, Vec<stockd_core::returns::ReturnLine>)> = Vec::new();
+        for row in &rows {
+            let rma_id: String = row.get(0);
+            let line =
+                rows::return_line(row.get(1), row.get(2), [row.get(3), row.get(4), row.get(5)])?;
+            match views.last_mut() {
+                Some((last, lines)) if *last == rma_id => lines.push(line),
+                _ => views.push((rma_id, vec![line])),
+            }
+        }
+        views
+            .into_iter()
+            .map(|(id, lines)| {
+                let rma_id = parse_id(id, stockd_core::RmaId::parse)?;
+                Ok(stockd_core::returns::return_view(rma_id, &lines))
+            })
+            .collect()
+    }
+
+    async fn order_reservations(
+        &self,
+        order: &stockd_core::OrderRef,
+    ) -> Result<Vec<ReservationLine>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                &crate::outbox::pg(rows::ORDER_RESERVATIONS_SQL),
+                &[&channel_column(order), &order.order_id.as_str()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                rows::reservation_line(
+                    order,
+                    rows::ReservationColumns {
+                        line_id: r.get(0),
+                        alloc_index: r.get(1),
+                        sku: r.get(2),
+                        location: r.get(3),
+                        qty: [r.get(4), r.get(5), r.get(6)],
+                        kit: (r.get(7), r.get(8)),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    async fn return_record(
+        &self,
+        rma_id: &stockd_core::RmaId,
+    ) -> Result<Option<stockd_core::returns::ReturnView>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                "SELECT sku, location, received_qty, sellable_qty, unsellable_qty
+                 FROM returns WHERE rma_id = $1 ORDER BY position",
+                &[&rma_id.as_str()],
+            )
+            .await?;
+        let lines = rows
+            .iter()
+            .map(|r| rows::return_line(r.get(0), r.get(1), [r.get(2), r.get(3), r.get(4)]))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((!lines.is_empty()).then(|| stockd_core::returns::return_view(rma_id.clone(), &lines)))
+    }
+
     async fn refresh_desired(&self, skus: Option<Vec<Sku>>) -> Result<usize, StoreError> {
         self.writer.refresh(skus).await
     }
@@ -487,6 +578,30 @@ impl Backend for PgBackend {
                 skus.push(sku);
             }
         }
+        if !needs.rmas.is_empty() {
+            let rma_ids: Vec<&str> = needs.rmas.iter().map(|r| r.as_str()).collect();
+            let stmt = self
+                .statement(
+                    "SELECT rma_id, sku, location, received_qty, sellable_qty, unsellable_qty
+                     FROM returns WHERE rma_id = ANY($1) ORDER BY rma_id, position",
+                )
+                .await?;
+            let mut returns: Vec<(String, Vec<stockd_core::returns::ReturnLine>)> = Vec::new();
+            for row in self.client.query(&stmt, &[&rma_ids]).await? {
+                let rma_id: String = row.get(0);
+                let sku: String = row.get(1);
+                skus.push(sku.clone());
+                let line =
+                    rows::return_line(sku, row.get(2), [row.get(3), row.get(4), row.get(5)])?;
+                match returns.last_mut() {
+                    Some((last, lines)) if *last == rma_id => lines.push(line),
+                    _ => returns.push((rma_id, vec![line])),
+                }
+            }
+            for (rma_id, lines) in returns {
+                book.load_returns(parse_id(rma_id, stockd_core::RmaId::parse)?, lines);
+            }
+        }
         if !needs.skus.is_empty() {
             // Kits named by the events: an order for one reserves its components.
             let kits: Vec<&str> = needs.skus.iter().map(Sku::as_str).collect();
@@ -599,6 +714,51 @@ impl Backend for PgBackend {
                         &reserved,
                         &pending,
                         &written_off,
+                    ],
+                )
+                .await?;
+        }
+
+        // Lines of RMAs.
+        let lines: Vec<(&stockd_core::RmaId, i64, &stockd_core::returns::ReturnLine)> = book
+            .changed_returns()
+            .flat_map(|(rma_id, lines)| {
+                lines
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, l)| (rma_id, i as i64, l))
+            })
+            .collect();
+        if !lines.is_empty() {
+            let rma_ids: Vec<&str> = lines.iter().map(|(r, _, _)| r.as_str()).collect();
+            let positions: Vec<i64> = lines.iter().map(|(_, i, _)| *i).collect();
+            let skus: Vec<&str> = lines.iter().map(|(_, _, l)| l.sku.as_str()).collect();
+            let locations: Vec<&str> = lines.iter().map(|(_, _, l)| l.location.as_str()).collect();
+            let received: Vec<i64> = lines.iter().map(|(_, _, l)| l.received_qty).collect();
+            let sellable: Vec<i64> = lines.iter().map(|(_, _, l)| l.sellable_qty).collect();
+            let unsellable: Vec<i64> = lines.iter().map(|(_, _, l)| l.unsellable_qty).collect();
+            let stmt = self
+                .statement(
+                    "INSERT INTO returns (rma_id, position, sku, location, received_qty,
+                       sellable_qty, unsellable_qty)
+                     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[],
+                       $5::int8[], $6::int8[], $7::int8[])
+                     ON CONFLICT (rma_id, position) DO UPDATE SET
+                       received_qty = EXCLUDED.received_qty, sellable_qty = EXCLUDED.sellable_qty,
+                       unsellable_qty = EXCLUDED.unsellable_qty",
+                )
+                .await?;
+            self.client
+                .execute(
+                    &stmt,
+                    &[
+                        &rma_ids,
+                        &positions,
+                        &skus,
+                        &locations,
+                        &received,
+                        &sellable,
+                        &unsellable,
                     ],
                 )
                 .await?;

@@ -149,3 +149,71 @@ pub(crate) fn kit_part(
         _ => Err(corrupt("reservation with half a kit part")),
     }
 }
+
+/// SQL (both dialects, `?1` = after, `?2` = limit) selecting the RMA ids of a
+/// page of `GET /v1/returns`, by status.
+pub(crate) fn return_ids_sql(status: Option<stockd_core::returns::ReturnStatus>) -> &'static str {
+    use stockd_core::returns::ReturnStatus;
+    match status {
+        // The partial index `returns_open` holds exactly the open lines.
+        Some(ReturnStatus::Open) => {
+            "SELECT DISTINCT rma_id FROM returns
+             WHERE received_qty > sellable_qty + unsellable_qty AND rma_id > ?1
+             ORDER BY rma_id LIMIT ?2"
+        }
+        Some(ReturnStatus::Closed) => {
+            "SELECT rma_id FROM returns WHERE rma_id > ?1 GROUP BY rma_id
+             HAVING MAX(received_qty - sellable_qty - unsellable_qty) <= 0
+             ORDER BY rma_id LIMIT ?2"
+        }
+        None => "SELECT DISTINCT rma_id FROM returns WHERE rma_id > ?1 ORDER BY rma_id LIMIT ?2",
+    }
+}
+
+/// One stored line of an RMA.
+pub(crate) fn return_line(
+    sku: String,
+    location: String,
+    [received_qty, sellable_qty, unsellable_qty]: [i64; 3],
+) -> Result<stockd_core::returns::ReturnLine, StoreError> {
+    Ok(stockd_core::returns::ReturnLine {
+        sku: parse_id(sku, stockd_core::Sku::parse)?,
+        location: parse_id(location, stockd_core::LocationId::parse)?,
+        received_qty,
+        sellable_qty,
+        unsellable_qty,
+    })
+}
+
+/// SQL (both dialects) for the reservation rows of one order.
+pub(crate) const ORDER_RESERVATIONS_SQL: &str =
+    "SELECT line_id, alloc_index, sku, location, ordered_qty, shipped_qty, cancelled_qty,
+            kit_sku, per_kit_qty
+     FROM reservations WHERE channel = ?1 AND order_id = ?2 ORDER BY line_id, alloc_index";
+
+/// One reservation row read back with `ORDER_RESERVATIONS_SQL`.
+pub(crate) struct ReservationColumns {
+    pub line_id: String,
+    pub alloc_index: i32,
+    pub sku: String,
+    pub location: String,
+    pub qty: [i64; 3],
+    pub kit: (Option<String>, Option<i64>),
+}
+
+pub(crate) fn reservation_line(
+    order: &OrderRef,
+    c: ReservationColumns,
+) -> Result<stockd_core::ReservationLine, StoreError> {
+    Ok(stockd_core::ReservationLine {
+        order: order.clone(),
+        line_id: parse_id(c.line_id, stockd_core::LineId::parse)?,
+        alloc_index: c.alloc_index,
+        sku: parse_id(c.sku, stockd_core::Sku::parse)?,
+        location: parse_id(c.location, stockd_core::LocationId::parse)?,
+        ordered_qty: c.qty[0],
+        shipped_qty: c.qty[1],
+        cancelled_qty: c.qty[2],
+        kit: kit_part(c.kit.0, c.kit.1)?,
+    })
+}

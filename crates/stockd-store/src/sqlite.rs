@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0003_kit_reservations.sql"),
     ),
     (4, include_str!("../migrations/sqlite/0004_outbox.sql")),
+    (5, include_str!("../migrations/sqlite/0005_returns.sql")),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;
@@ -275,6 +276,29 @@ fn stock_view_of(
     Ok(stock_view(sku.clone(), &rows, &inbound))
 }
 
+/// The lines of one RMA, in the order first received.
+fn return_lines(
+    conn: &Connection,
+    rma_id: &str,
+) -> Result<Vec<stockd_core::returns::ReturnLine>, StoreError> {
+    let raw = conn
+        .prepare_cached(
+            "SELECT sku, location, received_qty, sellable_qty, unsellable_qty FROM returns
+             WHERE rma_id = ?1 ORDER BY position",
+        )?
+        .query_map([rma_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                [r.get(2)?, r.get(3)?, r.get(4)?],
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    raw.into_iter()
+        .map(|(sku, location, qty)| rows::return_line(sku, location, qty))
+        .collect()
+}
+
 fn variant_exists(conn: &Connection, sku: &str) -> Result<bool, StoreError> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM variants WHERE sku = ?1")?
@@ -466,6 +490,70 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn returns(
+        &self,
+        status: Option<stockd_core::returns::ReturnStatus>,
+        after: Option<&stockd_core::RmaId>,
+        limit: u32,
+    ) -> Result<Vec<stockd_core::returns::ReturnView>, StoreError> {
+        let after = after.map_or(String::new(), |a| a.as_str().to_string());
+        self.read(move |conn| {
+            let ids = conn
+                .prepare_cached(rows::return_ids_sql(status))?
+                .query_map(params![after, limit], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            ids.into_iter()
+                .map(|id| {
+                    let lines = return_lines(conn, &id)?;
+                    let rma_id = parse_id(id, stockd_core::RmaId::parse)?;
+                    Ok(stockd_core::returns::return_view(rma_id, &lines))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn order_reservations(
+        &self,
+        order: &stockd_core::OrderRef,
+    ) -> Result<Vec<ReservationLine>, StoreError> {
+        let order = order.clone();
+        self.read(move |conn| {
+            let raw = conn
+                .prepare_cached(rows::ORDER_RESERVATIONS_SQL)?
+                .query_map(
+                    params![channel_column(&order), order.order_id.as_str()],
+                    |r| {
+                        Ok(rows::ReservationColumns {
+                            line_id: r.get(0)?,
+                            alloc_index: r.get(1)?,
+                            sku: r.get(2)?,
+                            location: r.get(3)?,
+                            qty: [r.get(4)?, r.get(5)?, r.get(6)?],
+                            kit: (r.get(7)?, r.get(8)?),
+                        })
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            raw.into_iter()
+                .map(|c| rows::reservation_line(&order, c))
+                .collect()
+        })
+        .await
+    }
+
+    async fn return_record(
+        &self,
+        rma_id: &stockd_core::RmaId,
+    ) -> Result<Option<stockd_core::returns::ReturnView>, StoreError> {
+        let rma_id = rma_id.clone();
+        self.read(move |conn| {
+            let lines = return_lines(conn, rma_id.as_str())?;
+            Ok((!lines.is_empty()).then(|| stockd_core::returns::return_view(rma_id, &lines)))
+        })
+        .await
+    }
+
     async fn refresh_desired(&self, skus: Option<Vec<Sku>>) -> Result<usize, StoreError> {
         self.writer.refresh(skus).await
     }
@@ -574,6 +662,11 @@ impl Backend for SqliteBackend {
                     });
                 }
             }
+        }
+        for rma_id in &needs.rmas {
+            let lines = return_lines(conn, rma_id.as_str())?;
+            skus.extend(lines.iter().map(|l| l.sku.clone()));
+            book.load_returns(rma_id.clone(), lines);
         }
         {
             // Kits named by the events: an order for one reserves its components.
@@ -720,6 +813,28 @@ impl Backend for SqliteBackend {
                     line.eta.map(|d| d.format("%Y-%m-%d").to_string()),
                     line.confirmed
                 ])?;
+            }
+        }
+        {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO returns (rma_id, position, sku, location, received_qty, sellable_qty,
+                   unsellable_qty)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (rma_id, position) DO UPDATE SET received_qty = excluded.received_qty,
+                   sellable_qty = excluded.sellable_qty, unsellable_qty = excluded.unsellable_qty",
+            )?;
+            for (rma_id, lines) in book.changed_returns() {
+                for (position, line) in lines.iter().enumerate() {
+                    stmt.execute(params![
+                        rma_id.as_str(),
+                        position as i64,
+                        line.sku.as_str(),
+                        line.location.as_str(),
+                        line.received_qty,
+                        line.sellable_qty,
+                        line.unsellable_qty
+                    ])?;
+                }
             }
         }
         {
@@ -914,5 +1029,90 @@ impl Backend for SqliteBackend {
                 .execute([key])?;
         }
         Ok(key.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 0005 rebuilds RMAs from a ledger written under the pooled
+    /// rule: own verifications first, the rest of a location oldest RMA first.
+    #[test]
+    fn migration_0005_rebuilds_rmas_from_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connect(dir.path().join("db").to_str().unwrap()).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .unwrap();
+        for (version, sql) in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 'then')",
+                [version],
+            )
+            .unwrap();
+        }
+        let events = [
+            r#"{"key":"1","type":"return_received","rma_id":"R1","sku":"A","location":"W1","qty":2}"#,
+            r#"{"key":"2","type":"return_received","rma_id":"R2","sku":"A","location":"W1","qty":1}"#,
+            r#"{"key":"3","type":"return_received","rma_id":"R3","sku":"A","location":"W2","qty":1}"#,
+            r#"{"key":"4","type":"return_verified","rma_id":"R9","sku":"A","location":"W1","sellable_qty":2,"unsellable_qty":1}"#,
+            r#"{"key":"5","type":"return_verified","rma_id":"R3","sku":"A","location":"W2","sellable_qty":1,"unsellable_qty":0}"#,
+            r#"{"key":"6","type":"receipt","sku":"A","location":"W1","qty":1}"#,
+        ];
+        for (seq, event) in events.iter().enumerate() {
+            let kind: serde_json::Value = serde_json::from_str(event).unwrap();
+            conn.execute(
+                "INSERT INTO ledger (seq, key, type, received_at, event, changes, notes)
+                 VALUES (?1, ?2, ?3, 'then', ?4, '[]', '[]')",
+                params![
+                    seq as i64 + 1,
+                    seq.to_string(),
+                    kind["type"].as_str(),
+                    event
+                ],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(String, i64, String, i64, i64, i64)> = conn
+            .prepare(
+                "SELECT rma_id, position, location, received_qty, sellable_qty, unsellable_qty
+                 FROM returns ORDER BY rma_id, position",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let row = |rma: &str, location: &str, received, good, bad| {
+            (
+                rma.to_string(),
+                0,
+                location.to_string(),
+                received,
+                good,
+                bad,
+            )
+        };
+        assert_eq!(
+            rows,
+            [
+                row("R1", "W1", 2, 2, 0),
+                row("R2", "W1", 1, 0, 1),
+                row("R3", "W2", 1, 1, 0)
+            ]
+        );
     }
 }

@@ -201,11 +201,7 @@ async fn submit_group<B: Backend>(backend: &mut B, pending: Pending) {
         Ok((results, writes)) => {
             // Cancels and ships that waited for these orders are replayed
             // before answering, so a client reads its own writes.
-            let wake = writes
-                .orders_created
-                .iter()
-                .map(|order| Awaiting::Order(order.clone()).wait_key())
-                .collect::<BTreeSet<_>>();
+            let wake = wake_keys(&writes).collect::<BTreeSet<_>>();
             wake_waiting(backend, wake).await;
             for ((_, reply), result) in submits.into_iter().zip(results) {
                 let _ = reply.send(Ok(result));
@@ -391,11 +387,7 @@ async fn replay<B: Backend>(backend: &mut B, mut keys: Vec<String>) -> Result<us
             "replayed quarantined events"
         );
         // Orders created by the replay may wake waiting cancels and ships.
-        let mut next: Vec<String> = writes
-            .orders_created
-            .iter()
-            .map(|o| Awaiting::Order(o.clone()).wait_key())
-            .collect();
+        let mut next: Vec<String> = wake_keys(&writes).collect();
         if entries.len() == REPLAY_BATCH_MAX && replayed_now > 0 {
             next.extend(keys.iter().cloned());
         }
@@ -404,6 +396,20 @@ async fn replay<B: Backend>(backend: &mut B, mut keys: Vec<String>) -> Result<us
         keys = next;
     }
     Ok(applied)
+}
+
+/// Wait keys of quarantined events a group's writes can wake: cancels and
+/// ships waiting for orders it created, verifications waiting for RMAs it received.
+fn wake_keys(writes: &GroupWrites) -> impl Iterator<Item = String> + '_ {
+    let orders = writes
+        .orders_created
+        .iter()
+        .map(|o| Awaiting::Order(o.clone()).wait_key());
+    let returns = writes
+        .returns_received
+        .iter()
+        .map(|r| Awaiting::Return(r.clone()).wait_key());
+    orders.chain(returns)
 }
 
 /// Loads a group's rows, lets `body` apply requests, writes and commits.

@@ -432,6 +432,103 @@ async fn inbound_and_returns(store: Shared) {
     assert_eq!(view.inbound[0].qty, 6);
 }
 
+/// Returns are tracked per RMA: received in parts and lines, verified by id
+/// alone, waiting when verified before receipt, refused beyond what is pending.
+async fn returns_per_rma(store: Shared) {
+    use stockd_core::returns::ReturnStatus;
+    setup(&store).await;
+    let rma = |id: &str| stockd_core::RmaId::parse(id).unwrap();
+    let outcome = submit(
+        &store,
+        vec![
+            json!({"key": "a1", "type": "return_received", "rma_id": "R1", "sku": "TEE-M", "location": "AMS", "qty": 1}),
+            json!({"key": "a2", "type": "return_received", "rma_id": "R1", "sku": "TEE-M", "location": "AMS", "qty": 2}),
+            json!({"key": "a3", "type": "return_received", "rma_id": "R1", "sku": "TEE-L", "location": "RTM", "qty": 1}),
+            json!({"key": "b1", "type": "return_verified", "rma_id": "R2", "sellable_qty": 1}),
+        ],
+    )
+    .await;
+    assert_eq!(
+        statuses(&outcome),
+        [
+            EventStatus::Applied,
+            EventStatus::Applied,
+            EventStatus::Applied,
+            EventStatus::Quarantined
+        ]
+    );
+    let r1 = store.return_record(&rma("R1")).await.unwrap().unwrap();
+    assert_eq!(r1.status, ReturnStatus::Open);
+    assert_eq!((r1.received_qty, r1.pending_qty, r1.lines.len()), (4, 4, 2));
+    assert_eq!(r1.lines[0].received_qty, 3);
+    assert!(store.return_record(&rma("R2")).await.unwrap().is_none());
+    // More than R1 has pending: refused whole, nothing changes.
+    let refused = submit(
+        &store,
+        vec![json!({"key": "v0", "type": "return_verified", "rma_id": "R1", "sellable_qty": 4, "unsellable_qty": 1})],
+    )
+    .await;
+    match refused {
+        Err(RequestError::Rejected { error, .. }) => assert_eq!(error.code(), "return_exceeded"),
+        other => panic!("expected return_exceeded, got {other:?}"),
+    }
+    submit(
+        &store,
+        vec![json!({"key": "v1", "type": "return_verified", "rma_id": "R1", "sellable_qty": 3, "unsellable_qty": 1})],
+    )
+    .await
+    .unwrap();
+    let r1 = store.return_record(&rma("R1")).await.unwrap().unwrap();
+    assert_eq!(r1.status, ReturnStatus::Closed);
+    assert_eq!(
+        (r1.sellable_qty, r1.unsellable_qty, r1.pending_qty),
+        (3, 1, 0)
+    );
+    assert_eq!(totals(&store, "TEE-M").await.0, 3);
+    assert_eq!(
+        store
+            .stock(&sku("TEE-L"))
+            .await
+            .unwrap()
+            .unwrap()
+            .pending_return,
+        0
+    );
+    // R2 arrives: the verification that waited for it is replayed.
+    submit(
+        &store,
+        vec![json!({"key": "c1", "type": "return_received", "rma_id": "R2", "sku": "TEE-L", "location": "AMS", "qty": 2})],
+    )
+    .await
+    .unwrap();
+    let r2 = store.return_record(&rma("R2")).await.unwrap().unwrap();
+    assert_eq!(
+        (r2.status, r2.sellable_qty, r2.pending_qty),
+        (ReturnStatus::Open, 1, 1)
+    );
+    let open = store
+        .returns(Some(ReturnStatus::Open), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        open.iter().map(|r| r.rma_id.as_str()).collect::<Vec<_>>(),
+        ["R2"]
+    );
+    let closed = store
+        .returns(Some(ReturnStatus::Closed), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        closed.iter().map(|r| r.rma_id.as_str()).collect::<Vec<_>>(),
+        ["R1"]
+    );
+    let all = store.returns(None, Some(&rma("R1")), 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.rma_id.as_str()).collect::<Vec<_>>(),
+        ["R2"]
+    );
+}
+
 async fn pages_through_stock_and_ledger(store: Shared) {
     location(&store, "AMS", true, 1).await;
     let skus: Vec<String> = (0..25).map(|i| format!("SKU-{i:03}")).collect();
@@ -755,6 +852,7 @@ conformance!(
     concurrent_duplicates_apply_once,
     concurrent_requests_group_commit,
     inbound_and_returns,
+    returns_per_rma,
     pages_through_stock_and_ledger,
     channels_listings_kits_and_rules,
     kit_orders_reserve_components,

@@ -260,6 +260,179 @@ pub enum ChangeError {
     Invalid(String),
 }
 
+/// What a refund with restock does to one line of a known order: the part
+/// still reserved is released (a cancel), the shipped part came back (a
+/// return, per SKU and location it shipped from).
+#[derive(Debug, PartialEq)]
+struct RefundSplit {
+    release_qty: i64,
+    /// (sku, location, units) returned; for a kit line, its components.
+    returned: Vec<(Sku, stockd_core::LocationId, i64)>,
+}
+
+/// Splits `qty` refunded units of one order line over what is still
+/// reserved and what was shipped; units beyond both are left out (the
+/// channel refunded more than stockd saw ordered).
+fn split_refund(rows: &[&stockd_core::ReservationLine], qty: i64) -> RefundSplit {
+    // Pre-built kits and plain lines count in line units; a kit's component
+    // rows count in kits (units ÷ per kit, the scarcest component).
+    let plain: Vec<&&stockd_core::ReservationLine> =
+        rows.iter().filter(|r| r.kit.is_none()).collect();
+    let mut components: Vec<(Sku, i64, Vec<&stockd_core::ReservationLine>)> = Vec::new();
+    for row in rows.iter().filter(|r| r.kit.is_some()) {
+        let per_kit = row.kit.as_ref().map_or(1, |k| k.per_kit_qty.max(1));
+        match components.iter_mut().find(|(sku, _, _)| *sku == row.sku) {
+            Some((_, _, group)) => group.push(row),
+            None => components.push((row.sku.clone(), per_kit, vec![row])),
+        }
+    }
+    let in_kits = |f: fn(&stockd_core::ReservationLine) -> i64| -> i64 {
+        let plain: i64 = plain.iter().map(|r| f(r)).sum();
+        let kits = components
+            .iter()
+            .map(|(_, per_kit, group)| group.iter().map(|r| f(r)).sum::<i64>() / per_kit)
+            .min()
+            .unwrap_or(0);
+        plain + kits
+    };
+    let open = in_kits(stockd_core::ReservationLine::open_qty);
+    let shipped = in_kits(|r| r.shipped_qty);
+    let release_qty = qty.min(open).max(0);
+    let mut to_return = (qty - release_qty).min(shipped).max(0);
+    let mut returned = Vec::new();
+    // Plain (or pre-built kit) units first, from where they shipped.
+    for row in plain.iter().filter(|r| r.shipped_qty > 0) {
+        let take = to_return.min(row.shipped_qty);
+        if take > 0 {
+            returned.push((row.sku.clone(), row.location.clone(), take));
+            to_return -= take;
+        }
+    }
+    if to_return > 0 {
+        for (sku, per_kit, group) in &components {
+            let mut units = to_return * per_kit;
+            for row in group.iter().filter(|r| r.shipped_qty > 0) {
+                let take = units.min(row.shipped_qty);
+                if take > 0 {
+                    returned.push((sku.clone(), row.location.clone(), take));
+                    units -= take;
+                }
+            }
+        }
+    }
+    RefundSplit {
+        release_qty,
+        returned,
+    }
+}
+
+/// A refund with restock of an order stockd knows: one atomic request
+/// releasing what is still reserved and receiving back, as a return under
+/// the RMA `{channel}:{dedup key}`, what was shipped. `None` when stockd
+/// does not know the order (the refund then waits for it as a cancel).
+async fn apply_refund(
+    store: &dyn Store,
+    index: &ListingIndex,
+    channel_id: &ChannelId,
+    change: &OrderChange,
+) -> Result<Option<(&'static str, Option<u64>)>, ChangeError> {
+    let order = stockd_core::OrderRef {
+        channel: Some(channel_id.clone()),
+        order_id: stockd_core::OrderId::parse(change.order_id.clone())
+            .map_err(|e| ChangeError::Invalid(format!("order_id: {e}")))?,
+    };
+    let rows = store.order_reservations(&order).await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let key = |suffix: &str| format!("{channel_id}:{}:{suffix}", change.dedup_key);
+    let rma_id = format!("{channel_id}:{}", change.dedup_key);
+    let mut release = Vec::new();
+    let mut events = Vec::new();
+    for line in &change.lines {
+        let line_rows: Vec<&stockd_core::ReservationLine> = rows
+            .iter()
+            .filter(|r| r.line_id.as_str() == line.line_id)
+            .collect();
+        if line_rows.is_empty() {
+            tracing::warn!(channel = %channel_id, order = %change.order_id, line = %line.line_id,
+                "refunded line was never reserved by stockd; nothing to release or receive back");
+            continue;
+        }
+        let split = split_refund(&line_rows, line.qty);
+        if split.release_qty > 0 {
+            release.push(serde_json::json!({"line_id": line.line_id, "qty": split.release_qty}));
+        }
+        for (sku, location, qty) in split.returned {
+            events.push(serde_json::json!({
+                "key": key(&format!("return:{}:{sku}@{location}", line.line_id)),
+                "type": "return_received",
+                "rma_id": rma_id,
+                "sku": sku.as_str(),
+                "location": location.as_str(),
+                "qty": qty,
+                "source": "webhook",
+            }));
+        }
+    }
+    if !release.is_empty() {
+        events.insert(
+            0,
+            serde_json::json!({
+                "key": key("release"),
+                "type": "cancel",
+                "channel": channel_id.as_str(),
+                "order_id": change.order_id,
+                "lines": release,
+                "reason": "refunded on the channel before shipment",
+                "source": "webhook",
+            }),
+        );
+    }
+    if events.is_empty() {
+        return Ok(Some(("unmapped", None)));
+    }
+    let mut submissions = Vec::with_capacity(events.len());
+    for value in events {
+        let input: EventInput =
+            serde_json::from_value(value).map_err(|e| ChangeError::Invalid(e.to_string()))?;
+        let event = Event::validate(&input).map_err(|problems| {
+            ChangeError::Invalid(
+                problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.field, p.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        submissions.push(stockd_store::submission(event));
+    }
+    let results = match store.submit(submissions).await? {
+        Ok(results) => results,
+        Err(refused) => {
+            tracing::warn!(channel = %channel_id, order = %change.order_id, error = ?refused,
+                "channel refund refused by the ledger");
+            return Ok(Some(("refused", None)));
+        }
+    };
+    let status = if results.iter().all(|r| r.status == EventStatus::Duplicate) {
+        "duplicate"
+    } else if results.iter().any(|r| r.status == EventStatus::Quarantined) {
+        "quarantined"
+    } else {
+        "applied"
+    };
+    if status != "duplicate" {
+        let skus = index.map(store, channel_id, change).await?;
+        let moves = channel_moves(change, &skus);
+        if let Err(e) = store.outbox_channel_moved(channel_id, moves).await {
+            tracing::warn!(channel = %channel_id, error = %e, "could not follow the channel's count");
+        }
+    }
+    let seq = results.iter().filter_map(|r| r.seq).max();
+    Ok(Some((status, seq)))
+}
+
 /// Applies one order change of `channel` (from a webhook or a poll): maps
 /// its lines to SKUs, submits the ledger event (idempotent by the change's
 /// dedup key) and follows the channel's own count. Returns the status
@@ -271,6 +444,11 @@ pub async fn apply_change(
     channel_id: &ChannelId,
     change: &OrderChange,
 ) -> Result<(&'static str, Option<u64>), ChangeError> {
+    if change.kind == OrderChangeKind::Restocked {
+        if let Some(outcome) = apply_refund(store, index, channel_id, change).await? {
+            return Ok(outcome);
+        }
+    }
     let skus = index.map(store, channel_id, change).await?;
     if skus.iter().any(Option::is_none) {
         tracing::warn!(channel = %channel_id, order = %change.order_id,

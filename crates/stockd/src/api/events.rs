@@ -26,7 +26,7 @@ pub struct EventsResponse {
     request_body(content = schema::EventsBody, description = "One event object or an array of up to 10,000; the array applies atomically."),
     responses(
         (status = 200, description = "Every event applied, recognised as a duplicate, or quarantined.", body = EventsResponse),
-        (status = 400, description = "`malformed_json`: the body is not JSON.", body = ErrorBody),
+        (status = 400, description = "`malformed_json`: the body is not JSON, or an object in it names one member twice.", body = ErrorBody),
         (status = 409, description = "`idempotency_key_reused`: a key was used before with another payload; nothing applied.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: send application/json.", body = ErrorBody),

@@ -9,9 +9,11 @@ pub mod events;
 pub mod ledger;
 pub mod ops;
 pub mod quarantine;
+pub mod returns;
 pub mod rules;
 pub mod schema;
 pub mod stock;
+pub mod strict_json;
 pub mod sync;
 
 use crate::auth::Auth;
@@ -122,6 +124,8 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .route("/v1/stock/{sku}", get(stock::get_stock))
         .route("/v1/ledger", get(ledger::list_ledger))
         .route("/v1/quarantine", get(quarantine::list_quarantine))
+        .route("/v1/returns", get(returns::list_returns))
+        .route("/v1/returns/{rma_id}", get(returns::get_return))
         .route(
             "/v1/quarantine/{id}",
             delete(quarantine::discard_quarantined),
@@ -199,8 +203,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                     StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
                     _ => ApiError::InvalidBody(rejection.body_text()),
                 })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
+        // Duplicate object members are refused: 400 `malformed_json`.
+        serde_json::from_slice::<strict_json::StrictValue>(&bytes)
+            .map(|strict| JsonBody(strict.0))
             .map_err(|e| ApiError::MalformedJson(e.to_string()))
     }
 }
@@ -293,6 +298,8 @@ impl utoipa::Modify for BearerAuth {
         ledger::list_ledger,
         quarantine::list_quarantine,
         quarantine::discard_quarantined,
+        returns::list_returns,
+        returns::get_return,
         sync::list_outbox,
         sync::list_dlq,
         sync::retry_dead_letter,
@@ -317,6 +324,7 @@ impl utoipa::Modify for BearerAuth {
         (name = "rules", description = "The versioned channel rules: validate, preview, apply, diff, roll back."),
         (name = "ledger", description = "The audit trail."),
         (name = "quarantine", description = "Events waiting for what they name."),
+        (name = "returns", description = "Returns tracked per RMA."),
         (name = "ops", description = "Health, readiness, metrics, this document."),
     )
 )]

@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 /// receipt (sku, location, qty, reason?), adjust (sku, location, delta, reason),
 /// count (sku, location, on_hand, reason?), order (channel?, order_id, lines),
 /// cancel (channel?, order_id, lines?, reason?), ship (channel?, order_id, lines?),
-/// return_received (rma_id, sku, location, qty), return_verified (rma_id, sku,
-/// location, sellable_qty?, unsellable_qty?), inbound (po_id, sku, location, qty,
+/// return_received (rma_id, sku, location, qty), return_verified (rma_id, sku?,
+/// location?, sellable_qty?, unsellable_qty?), inbound (po_id, sku, location, qty,
 /// eta?, confirmed?), inbound_received (po_id, sku, location, qty).
 #[derive(ToSchema)]
 pub struct EventInput {
@@ -168,6 +168,31 @@ pub struct LedgerRow {
     pub notes: Vec<serde_json::Value>,
 }
 
+/// One RMA: `open` while some received unit is not verified.
+#[derive(ToSchema)]
+pub struct ReturnView {
+    pub rma_id: String,
+    /// open or closed.
+    pub status: String,
+    pub received_qty: i64,
+    pub sellable_qty: i64,
+    pub unsellable_qty: i64,
+    pub pending_qty: i64,
+    /// In the order first received.
+    pub lines: Vec<ReturnLineView>,
+}
+
+/// Units of one SKU received at one location under an RMA.
+#[derive(ToSchema)]
+pub struct ReturnLineView {
+    pub sku: String,
+    pub location: String,
+    pub received_qty: i64,
+    pub sellable_qty: i64,
+    pub unsellable_qty: i64,
+    pub pending_qty: i64,
+}
+
 /// A quarantined event.
 #[derive(ToSchema)]
 pub struct QuarantineRow {
@@ -299,5 +324,17 @@ mod tests {
                 event: Value::Null,
             },
         );
+        let view = core::returns::return_view(
+            core::RmaId::parse("R").unwrap(),
+            &[core::returns::ReturnLine {
+                sku: sku(),
+                location: loc(),
+                received_qty: 2,
+                sellable_qty: 1,
+                unsellable_qty: 0,
+            }],
+        );
+        check("ReturnLineView", &view.lines[0]);
+        check("ReturnView", &view);
     }
 }

@@ -14,6 +14,7 @@ mod events;
 mod http;
 mod ops;
 mod quarantine;
+mod returns;
 mod rules;
 mod stock;
 mod sync;

@@ -898,3 +898,57 @@ async fn a_short_demo_ends_converged_with_nothing_refused() {
         "{summary}"
     );
 }
+
+#[tokio::test]
+async fn a_shopify_refund_with_restock_returns_shipped_units_and_releases_the_rest() {
+    let h = Harness::start(&["RET-1"]).await;
+    h.app().events(receipt("r1", "RET-1", "AMS", 5)).await;
+    h.converged(Duration::from_secs(15)).await.unwrap();
+    let wait_for = |what: &'static str, check: fn(&serde_json::Value) -> bool| {
+        let app = h.app();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let stock = app.stock("RET-1").await;
+                if check(&stock) {
+                    return stock;
+                }
+                assert!(Instant::now() < deadline, "{what}: {stock}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // Shipped, then refunded with restock: the units come back as a return.
+    let shipped = h.shop.buy(&[("RET-1".to_string(), 2)]).await.unwrap();
+    wait_for("reserved", |s| s["reserved"] == 2).await;
+    h.app()
+        .events(json!({"key": "ship", "type": "ship", "channel": SHOP, "order_id": shipped}))
+        .await;
+    h.shop.refund_order(&shipped, true).await.unwrap();
+    let stock = wait_for("pending return", |s| s["pending_return"] == 2).await;
+    assert_eq!(
+        (stock["on_hand"].as_i64(), stock["reserved"].as_i64()),
+        (Some(3), Some(0))
+    );
+    let open = h
+        .app()
+        .get("/v1/returns?status=open")
+        .await
+        .expect(200)
+        .body;
+    let rma = open["items"][0]["rma_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        rma.starts_with(&format!("{SHOP}:refunds/create:")),
+        "{open}"
+    );
+    // Refunded before shipping: the reservation is released, nothing returns.
+    let unshipped = h.shop.buy(&[("RET-1".to_string(), 1)]).await.unwrap();
+    wait_for("reserved", |s| s["reserved"] == 1).await;
+    h.shop.refund_order(&unshipped, true).await.unwrap();
+    let stock = wait_for("released", |s| s["reserved"] == 0).await;
+    assert_eq!(stock["pending_return"], 2, "{stock}");
+    h.stop().await;
+}
