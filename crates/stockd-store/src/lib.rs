@@ -8,6 +8,7 @@
 pub mod availability;
 mod canonical;
 pub mod channels;
+pub mod hot;
 pub mod outbox;
 mod postgres;
 mod rows;
