@@ -348,6 +348,10 @@ impl Store for PgStore {
         self.writer.close().await;
     }
 
+    fn recompute_done(&self) -> bool {
+        self.writer.recompute_done()
+    }
+
     fn backend_name(&self) -> &'static str {
         "postgres"
     }

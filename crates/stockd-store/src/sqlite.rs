@@ -487,6 +487,10 @@ impl Store for SqliteStore {
         self.checkpointer.stop().await;
     }
 
+    fn recompute_done(&self) -> bool {
+        self.writer.recompute_done()
+    }
+
     fn backend_name(&self) -> &'static str {
         "sqlite"
     }
