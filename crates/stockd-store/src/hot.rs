@@ -170,6 +170,8 @@ pub fn hot_statements() -> Vec<HotStatement> {
         both("outbox due", &ob::due_sql()),
         both("outbox page", &ob::page_sql(false, false)),
         both("outbox page of a channel", &ob::page_sql(true, false)),
+        both("outbox pending page", &ob::page_sql(false, true)),
+        both("outbox pending page of a channel", &ob::page_sql(true, true)),
         both("outbox rows", &ob::rows_sql()),
         both("outbox ack", ob::ACK),
         both("outbox channel moved", ob::CHANNEL_MOVED),
