@@ -12,8 +12,16 @@
 //! Latency is measured per request, from submit to the answer (which comes
 //! after the commit). Prints one JSON line.
 //!
+//! With `--catalog`, the batch run is repeated on a realistic catalog: every
+//! variant listed on five channels, rules with overrides, 1 % kits (see
+//! `catalog.rs`), so each group also recomputes and writes the desired
+//! channel states of what it touched; `batch_listed_vs_batch` compares the
+//! two in the same run.
+//!
 //! Usage: stockd-bench [--backend sqlite|postgres|both] [--variants N]
-//!        [--events N] [--naive-events N] [--postgres-url URL]
+//!        [--events N] [--naive-events N] [--postgres-url URL] [--catalog]
+
+mod catalog;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -31,6 +39,7 @@ struct Options {
     batch_clients: usize,
     batch_size: usize,
     postgres_url: Option<String>,
+    catalog: bool,
 }
 
 fn parse_options() -> Result<Options> {
@@ -43,6 +52,7 @@ fn parse_options() -> Result<Options> {
         batch_clients: 8,
         batch_size: 2_000,
         postgres_url: None,
+        catalog: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -62,11 +72,12 @@ fn parse_options() -> Result<Options> {
             "--batch-clients" => options.batch_clients = value()?.parse()?,
             "--batch-size" => options.batch_size = value()?.parse()?,
             "--postgres-url" => options.postgres_url = Some(value()?),
+            "--catalog" => options.catalog = true,
             "-h" | "--help" => {
                 println!(
                     "stockd-bench [--backend sqlite|postgres|both] [--variants N] [--events N] \
                      [--naive-events N] [--single-clients N] [--batch-clients N] [--batch-size N] \
-                     [--postgres-url URL]\nPrints one JSON line of figures."
+                     [--postgres-url URL] [--catalog]\nPrints one JSON line of figures."
                 );
                 std::process::exit(0);
             }
@@ -92,7 +103,7 @@ impl XorShift {
 }
 
 fn sku(i: usize) -> String {
-    format!("SKU-{i:06}")
+    catalog::sku(i)
 }
 
 /// Half receipts, half single-line orders on random variants.
@@ -253,6 +264,27 @@ async fn bench_backend(backend: &str, options: &Options) -> Result<Value> {
         eprintln!("{backend} {run}: {result}");
         figures.insert(run.to_string(), result);
     }
+    if options.catalog {
+        // The batch run again, on variants listed on five channels.
+        let (store, _dir) = open_fresh(backend, options, "listed").await?;
+        let files = tempfile::tempdir()?;
+        let import = catalog::build(&store, files.path(), options.variants, 5).await?;
+        let events = workload("listed", options.events, options.variants, 0x5eed_0001);
+        let mut result = drive(&store, events, options.batch_clients, options.batch_size).await?;
+        store.close().await;
+        result["import"] = import;
+        eprintln!("{backend} batch_listed: {result}");
+        let ratio = result["events_per_s"].as_f64().unwrap_or(0.0)
+            / figures["batch"]["events_per_s"]
+                .as_f64()
+                .unwrap_or(1.0)
+                .max(1.0);
+        figures.insert("batch_listed".into(), result);
+        figures.insert(
+            "batch_listed_vs_batch".into(),
+            json!((ratio * 100.0).round() / 100.0),
+        );
+    }
     let speedup = |run: &str| {
         let of = |r: &str| figures[r]["events_per_s"].as_f64().unwrap_or(0.0);
         ((of(run) / of("naive").max(1.0)) * 10.0).round() / 10.0
@@ -278,6 +310,7 @@ async fn main() -> Result<()> {
     for backend in &options.backends {
         out.insert(backend.clone(), bench_backend(backend, &options).await?);
     }
+    out.insert("rss_peak_mib".into(), json!(catalog::peak_rss_mib()));
     println!("{}", Value::Object(out));
     Ok(())
 }

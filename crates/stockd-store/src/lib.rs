@@ -8,6 +8,7 @@
 pub mod availability;
 mod canonical;
 pub mod channels;
+pub mod hot;
 pub mod outbox;
 mod postgres;
 mod rows;
@@ -161,6 +162,9 @@ pub trait Store: ChannelStore + outbox::OutboxStore + Send + Sync + 'static {
     async fn discard_quarantined(&self, id: i64) -> Result<bool, StoreError>;
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Whether the recompute of every desired channel state (at start, after
+    /// a rules or channel change) is over. Events apply meanwhile.
+    fn recompute_done(&self) -> bool;
     /// Finishes queued writes and stops the writer.
     async fn close(&self);
     /// `sqlite` or `postgres`.

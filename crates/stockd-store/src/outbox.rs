@@ -375,7 +375,8 @@ pub(crate) fn due_sql() -> String {
 }
 
 pub(crate) fn page_sql(channel: bool, pending_only: bool) -> String {
-    let mut sql = format!("SELECT {ROW_COLUMNS} FROM listing_state WHERE (channel > ?1 OR (channel = ?1 AND sku > ?2))");
+    let mut sql =
+        format!("SELECT {ROW_COLUMNS} FROM listing_state WHERE (channel, sku) > (?1, ?2)");
     if channel {
         sql.push_str(" AND channel = ?4");
     }

@@ -5,6 +5,8 @@
 //! Each group costs a fixed number of round trips: rows are read with
 //! `= ANY($1)` and written with `UNNEST` arrays.
 
+use crate::hot;
+use crate::outbox::pg;
 use crate::rows::{self, channel_column, parse_id};
 use crate::writer::{self, Backend, Loaded, WriterHandle};
 use crate::{
@@ -34,6 +36,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (4, include_str!("../migrations/postgres/0004_outbox.sql")),
     (5, include_str!("../migrations/postgres/0005_returns.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_catalog_scale.sql"),
+    ),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").
 const WRITER_LOCK_ID: i64 = 0x5354_4f43_4b44;
@@ -153,14 +159,7 @@ fn to_inbound(row: &Row) -> Result<InboundLine, StoreError> {
 
 /// Stock views of `skus`, in the order given.
 async fn stock_views(client: &Client, skus: &[String]) -> Result<Vec<StockView>, StoreError> {
-    let rows = client
-        .query(
-            "SELECT l.id, l.name, l.sellable, l.priority, s.on_hand, s.reserved, s.pending_return,
-                    s.written_off, s.sku
-             FROM stock s JOIN locations l ON l.id = s.location WHERE s.sku = ANY($1)",
-            &[&skus],
-        )
-        .await?;
+    let rows = client.query(hot::PG_STOCK_VIEWS, &[&skus]).await?;
     let mut by_sku: HashMap<String, Vec<(Location, Quantities)>> = HashMap::new();
     for row in &rows {
         by_sku
@@ -168,12 +167,7 @@ async fn stock_views(client: &Client, skus: &[String]) -> Result<Vec<StockView>,
             .or_default()
             .push((to_location(row)?, to_quantities(row, 4)));
     }
-    let inbound_rows = client
-        .query(
-            "SELECT po_id, sku, location, qty, eta, confirmed FROM inbound WHERE sku = ANY($1)",
-            &[&skus],
-        )
-        .await?;
+    let inbound_rows = client.query(hot::PG_INBOUND_OF, &[&skus]).await?;
     let mut inbound: HashMap<String, Vec<InboundLine>> = HashMap::new();
     for row in &inbound_rows {
         let line = to_inbound(row)?;
@@ -231,12 +225,7 @@ impl Store for PgStore {
 
     async fn variant(&self, sku: &Sku) -> Result<Option<Variant>, StoreError> {
         let client = self.reader().await?;
-        let row = client
-            .query_opt(
-                "SELECT title, product_id, gtin FROM variants WHERE sku = $1",
-                &[&sku.as_str()],
-            )
-            .await?;
+        let row = client.query_opt(hot::PG_VARIANT, &[&sku.as_str()]).await?;
         Ok(row.map(|r| Variant {
             sku: sku.clone(),
             title: r.get(0),
@@ -266,10 +255,7 @@ impl Store for PgStore {
         let client = self.reader().await?;
         let after = after.map_or("", |s| s.as_str());
         let skus: Vec<String> = client
-            .query(
-                "SELECT sku FROM variants WHERE sku > $1 ORDER BY sku LIMIT $2",
-                &[&after, &i64::from(limit)],
-            )
+            .query(&pg(hot::VARIANTS_PAGE), &[&after, &i64::from(limit)])
             .await?
             .iter()
             .map(|r| r.get(0))
@@ -453,6 +439,10 @@ impl Store for PgStore {
         self.writer.close().await;
     }
 
+    fn recompute_done(&self) -> bool {
+        self.writer.recompute_done()
+    }
+
     fn backend_name(&self) -> &'static str {
         "postgres"
     }
@@ -535,9 +525,7 @@ impl Backend for PgBackend {
         let mut book = Book::new(locations);
 
         let keys: Vec<&str> = needs.keys.iter().map(|k| k.as_str()).collect();
-        let stmt = self
-            .statement("SELECT key, payload_hash, result FROM idempotency WHERE key = ANY($1)")
-            .await?;
+        let stmt = self.statement(hot::PG_IDEMPOTENCY).await?;
         let mut records = HashMap::with_capacity(keys.len());
         for row in self.client.query(&stmt, &[&keys]).await? {
             let key = parse_id(row.get(0), stockd_core::IdempotencyKey::parse)?;
@@ -605,12 +593,7 @@ impl Backend for PgBackend {
         if !needs.skus.is_empty() {
             // Kits named by the events: an order for one reserves its components.
             let kits: Vec<&str> = needs.skus.iter().map(Sku::as_str).collect();
-            let stmt = self
-                .statement(
-                    "SELECT kit, component, qty FROM bundle_components WHERE kit = ANY($1)
-                     ORDER BY kit, position",
-                )
-                .await?;
+            let stmt = self.statement(hot::PG_KIT_COMPONENTS).await?;
             let mut components: Vec<(Sku, Vec<(Sku, i64)>)> = Vec::new();
             for row in self.client.query(&stmt, &[&kits]).await? {
                 let kit = parse_id(row.get(0), Sku::parse)?;
@@ -630,18 +613,11 @@ impl Backend for PgBackend {
         skus.sort();
         skus.dedup();
 
-        let stmt = self
-            .statement("SELECT sku FROM variants WHERE sku = ANY($1)")
-            .await?;
+        let stmt = self.statement(hot::PG_LOAD_VARIANTS).await?;
         for row in self.client.query(&stmt, &[&skus]).await? {
             book.load_variant(parse_id(row.get(0), Sku::parse)?);
         }
-        let stmt = self
-            .statement(
-                "SELECT sku, location, on_hand, reserved, pending_return, written_off
-                 FROM stock WHERE sku = ANY($1)",
-            )
-            .await?;
+        let stmt = self.statement(hot::PG_LOAD_STOCK).await?;
         for row in self.client.query(&stmt, &[&skus]).await? {
             book.load_stock(
                 StockKey {

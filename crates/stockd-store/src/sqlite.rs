@@ -2,6 +2,7 @@
 //! connection on the writer thread (group commits with `synchronous=FULL`, so
 //! an answered event is on disk), and a small pool of reader connections.
 
+use crate::hot;
 use crate::rows::{self, channel_column, corrupt, parse_id, parse_time};
 use crate::writer::{self, Backend, Loaded, WriterHandle};
 use crate::{
@@ -31,6 +32,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (4, include_str!("../migrations/sqlite/0004_outbox.sql")),
     (5, include_str!("../migrations/sqlite/0005_returns.sql")),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_catalog_scale.sql"),
+    ),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;
@@ -190,9 +195,7 @@ fn all_locations(conn: &Connection) -> Result<Vec<Location>, StoreError> {
 }
 
 fn stock_rows(conn: &Connection, sku: &str) -> Result<Vec<(String, Quantities)>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT location, on_hand, reserved, pending_return, written_off FROM stock WHERE sku = ?1",
-    )?;
+    let mut stmt = conn.prepare_cached(hot::SQLITE_STOCK_OF)?;
     let rows = stmt
         .query_map([sku], |r| {
             Ok((
@@ -360,7 +363,7 @@ impl Store for SqliteStore {
         let sku = sku.clone();
         self.read(move |conn| {
             Ok(conn
-                .prepare_cached("SELECT title, product_id, gtin FROM variants WHERE sku = ?1")?
+                .prepare_cached(hot::SQLITE_VARIANT)?
                 .query_row([sku.as_str()], |r| {
                     Ok(Variant {
                         sku: sku.clone(),
@@ -401,7 +404,7 @@ impl Store for SqliteStore {
                 .map(|l| (l.id.clone(), l))
                 .collect();
             let skus = conn
-                .prepare_cached("SELECT sku FROM variants WHERE sku > ?1 ORDER BY sku LIMIT ?2")?
+                .prepare_cached(hot::VARIANTS_PAGE)?
                 .query_map(params![after, limit], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
             skus.into_iter()
@@ -572,6 +575,10 @@ impl Store for SqliteStore {
         self.checkpointer.stop().await;
     }
 
+    fn recompute_done(&self) -> bool {
+        self.writer.recompute_done()
+    }
+
     fn backend_name(&self) -> &'static str {
         "sqlite"
     }
@@ -604,8 +611,7 @@ impl Backend for SqliteBackend {
         let mut book = Book::new(all_locations(conn)?);
         let mut keys = HashMap::with_capacity(needs.keys.len());
         {
-            let mut stmt =
-                conn.prepare_cached("SELECT payload_hash, result FROM idempotency WHERE key = ?1")?;
+            let mut stmt = conn.prepare_cached(hot::SQLITE_IDEMPOTENCY)?;
             for key in &needs.keys {
                 let found = stmt
                     .query_row([key.as_str()], |r| {
@@ -670,9 +676,7 @@ impl Backend for SqliteBackend {
         }
         {
             // Kits named by the events: an order for one reserves its components.
-            let mut stmt = conn.prepare_cached(
-                "SELECT component, qty FROM bundle_components WHERE kit = ?1 ORDER BY position",
-            )?;
+            let mut stmt = conn.prepare_cached(hot::SQLITE_KIT_COMPONENTS)?;
             for kit in &needs.skus {
                 let components = stmt
                     .query_map([kit.as_str()], |r| {
@@ -693,10 +697,7 @@ impl Backend for SqliteBackend {
         {
             // One query per SKU: no row means an unknown variant; a row
             // without a location, a known variant without stock rows yet.
-            let mut stmt = conn.prepare_cached(
-                "SELECT s.location, s.on_hand, s.reserved, s.pending_return, s.written_off
-                 FROM variants v LEFT JOIN stock s ON s.sku = v.sku WHERE v.sku = ?1",
-            )?;
+            let mut stmt = conn.prepare_cached(hot::SQLITE_LOAD_STOCK)?;
             for sku in &skus {
                 let rows = stmt
                     .query_map([sku.as_str()], |r| {

@@ -8,6 +8,8 @@ use crate::outbox;
 use crate::{StoreError, SubmitOutcome, UpsertSummary};
 use chrono::Utc;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use stockd_core::group::{GroupWrites, IdempotencyRecord, Quarantined, ReplayOutcome};
 use stockd_core::{Awaiting, Book, Group, IdempotencyKey, Location, Needs, Submission, Variant};
 use tokio::sync::{mpsc, oneshot};
@@ -97,12 +99,18 @@ pub(crate) trait Backend: crate::outbox::DesiredStates {
 }
 
 /// Runs the writer until every sender is dropped, then returns.
-pub(crate) async fn run<B: Backend>(mut backend: B, mut commands: mpsc::Receiver<Command>) {
-    // Desired states are recomputed at start: today's date (ETAs) and the
-    // velocity window move while no writer runs.
-    if let Err(e) = refresh_all(&mut backend).await {
-        tracing::error!(error = %e, "recomputing desired channel states at start failed");
-    }
+///
+/// Desired states are recomputed at start (today's date moves ETAs and the
+/// velocity window moves while no writer runs) and after a rules or channel
+/// change: that pass runs here, one page of SKUs per transaction, and a
+/// waiting group of requests goes first between two pages, so the writer
+/// takes events at once on any catalog. A crash mid-pass loses nothing: the
+/// pass only rewrites what it computes and starts again at the next start.
+pub(crate) async fn run<B: Backend>(
+    mut backend: B,
+    mut commands: mpsc::Receiver<Command>,
+    recompute: Arc<AtomicBool>,
+) {
     // Events whose wait ended while no writer ran (e.g. a crash right after
     // a catalog commit) are replayed at start.
     match backend.waiting_keys().await {
@@ -113,7 +121,33 @@ pub(crate) async fn run<B: Backend>(mut backend: B, mut commands: mpsc::Receiver
         }
         Err(e) => tracing::error!(error = %e, "reading quarantine at start failed"),
     }
-    while let Some(first) = commands.recv().await {
+    let mut pass = Some(Pass::new(Vec::new()));
+    recompute.store(true, Ordering::SeqCst);
+    loop {
+        let first = if pass.is_some() {
+            match commands.try_recv() {
+                Ok(command) => Some(command),
+                Err(mpsc::error::TryRecvError::Empty) => None,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match commands.recv().await {
+                Some(command) => Some(command),
+                None => break,
+            }
+        };
+        let Some(first) = first else {
+            // Nothing waits: one page of the pass.
+            if let Some(current) = pass.as_mut() {
+                if current.step(&mut backend).await {
+                    if let Some(done) = pass.take() {
+                        done.finish();
+                    }
+                    recompute.store(false, Ordering::SeqCst);
+                }
+            }
+            continue;
+        };
         let mut event_count = first.event_count();
         let mut batch = vec![first];
         while event_count < GROUP_EVENTS_MAX {
@@ -125,8 +159,84 @@ pub(crate) async fn run<B: Backend>(mut backend: B, mut commands: mpsc::Receiver
                 Err(_) => break,
             }
         }
-        if process(&mut backend, batch).await == Flow::Stop {
+        // A whole-catalog refresh joins the pass (started again from the
+        // first SKU, so it sees the change); it is answered when the pass ends.
+        let mut rest = Vec::with_capacity(batch.len());
+        for command in batch {
+            match command {
+                Command::Refresh { skus: None, reply } => {
+                    let mut replies = pass.take().map(|p| p.replies).unwrap_or_default();
+                    replies.push(reply);
+                    pass = Some(Pass::new(replies));
+                    recompute.store(true, Ordering::SeqCst);
+                }
+                other => rest.push(other),
+            }
+        }
+        if process(&mut backend, rest).await == Flow::Stop {
             break;
+        }
+    }
+}
+
+/// A whole-catalog recompute under way: where it is, what it wrote, and the
+/// requests waiting for its end.
+struct Pass {
+    after: Option<stockd_core::Sku>,
+    written: usize,
+    replies: Vec<Reply<usize>>,
+    started: std::time::Instant,
+}
+
+impl Pass {
+    fn new(replies: Vec<Reply<usize>>) -> Pass {
+        Pass {
+            after: None,
+            written: 0,
+            replies,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Recomputes the next page in a transaction of its own; true when the
+    /// pass is over (a failure ends it: the next start runs it again).
+    async fn step<B: Backend>(&mut self, backend: &mut B) -> bool {
+        let page = async {
+            backend.begin().await?;
+            let page = outbox::refresh_page(
+                backend,
+                self.after.as_ref(),
+                outbox::REFRESH_PAGE,
+                Utc::now(),
+            )
+            .await;
+            finish_tx(backend, page).await
+        }
+        .await;
+        match page {
+            Ok((n, next)) => {
+                self.written += n;
+                self.after = next;
+                self.after.is_none()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "recomputing desired channel states failed");
+                for reply in self.replies.drain(..) {
+                    let _ = reply.send(Err(StoreError::Database(e.to_string())));
+                }
+                true
+            }
+        }
+    }
+
+    fn finish(self) {
+        tracing::info!(
+            written = self.written,
+            seconds = self.started.elapsed().as_secs_f64(),
+            "desired channel states recomputed"
+        );
+        for reply in self.replies {
+            let _ = reply.send(Ok(self.written));
         }
     }
 }
@@ -284,8 +394,11 @@ async fn catalog_command<B: Backend>(backend: &mut B, command: Command) {
                     .map(|s| UpsertSummary { upserted, ..s }),
             );
         }
+        // The writer's loop runs these as its paged pass; here one runs whole.
         Command::Refresh { skus: None, reply } => {
-            let _ = reply.send(refresh_all(backend).await);
+            let mut pass = Pass::new(vec![reply]);
+            while !pass.step(backend).await {}
+            pass.finish();
         }
         Command::Refresh {
             skus: Some(skus),
@@ -324,23 +437,6 @@ async fn finish_catalog<B: Backend>(
         upserted: 1,
         replayed,
     })
-}
-
-/// Recomputes every listing, one transaction per page of SKUs.
-async fn refresh_all<B: Backend>(backend: &mut B) -> Result<usize, StoreError> {
-    let mut after: Option<stockd_core::Sku> = None;
-    let mut written = 0;
-    loop {
-        backend.begin().await?;
-        let page =
-            outbox::refresh_page(backend, after.as_ref(), outbox::REFRESH_PAGE, Utc::now()).await;
-        let (n, next) = finish_tx(backend, page).await?;
-        written += n;
-        match next {
-            Some(next) => after = Some(next),
-            None => return Ok(written),
-        }
-    }
 }
 
 /// Replays the waiting events among `wake`; returns how many were applied.
@@ -474,6 +570,8 @@ pub(crate) fn last_per_key(
 /// A handle to a running writer thread.
 pub(crate) struct WriterHandle {
     pub commands: mpsc::Sender<Command>,
+    /// True while desired states are being recomputed (start, rules change).
+    pub recompute: Arc<AtomicBool>,
     pub thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -489,6 +587,8 @@ impl WriterHandle {
     {
         let (tx, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let recompute = Arc::new(AtomicBool::new(true));
+        let recompute_flag = recompute.clone();
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
@@ -506,7 +606,7 @@ impl WriterHandle {
                     match make_backend().await {
                         Ok(backend) => {
                             let _ = ready_tx.send(Ok(()));
-                            run(backend, rx).await;
+                            run(backend, rx, recompute_flag).await;
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -520,8 +620,14 @@ impl WriterHandle {
             .map_err(|_| StoreError::Database("writer thread failed to start".into()))??;
         Ok(WriterHandle {
             commands: tx,
+            recompute,
             thread: std::sync::Mutex::new(Some(thread)),
         })
+    }
+
+    /// Whether the recompute pass of desired states is over.
+    pub fn recompute_done(&self) -> bool {
+        !self.recompute.load(Ordering::SeqCst)
     }
 
     pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {

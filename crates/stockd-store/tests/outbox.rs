@@ -1309,6 +1309,13 @@ async fn survives_restart(
     store.close().await;
 
     let store = open().await;
+    for _ in 0..200 {
+        if store.recompute_done() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(store.recompute_done(), "the start-up recompute ends");
     assert_eq!(all_rows(&store).await, rows, "same rows after a restart");
     assert_eq!(store.dead_letters(0, 100).await.unwrap(), letters);
     // The writer is live again and keeps counting from where it was.

@@ -396,9 +396,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Import(ImportCommand::Variants(args)) => {
-            let variants = import::read_variants(&args.file).map_err(Failure::runtime)?;
+            let total = import::check_variants(&args.file)
+                .await
+                .map_err(Failure::runtime)?;
             let target = open_target(&settings, &args.target).await?;
-            let sent = import::send_variants(&target, variants).await;
+            let sent = import::send_variants(&target, &args.file, total).await;
             target.close().await;
             let counts = sent.map_err(Failure::runtime)?;
             print_json(&counts);
@@ -408,9 +410,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let channel = stockd_core::ChannelId::parse(args.channel.as_str()).map_err(|e| {
                 Failure::Usage(format!("invalid channel id {:?}: {e}", args.channel))
             })?;
-            let listings = import::read_listings(&args.file, &channel).map_err(Failure::runtime)?;
+            let total = import::check_listings(&args.file, &channel)
+                .await
+                .map_err(Failure::runtime)?;
             let target = open_target(&settings, &args.target).await?;
-            let sent = import::send_listings(&target, channel.as_str(), listings).await;
+            let sent = import::send_listings(&target, &channel, &args.file, total).await;
             target.close().await;
             let upserted = sent.map_err(Failure::runtime)?;
             print_json(&serde_json::json!({ "upserted": upserted }));

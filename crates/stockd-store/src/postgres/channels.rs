@@ -6,6 +6,8 @@ use crate::channels::{
     bundles_from_rows, channel_from_columns, listing_from_columns, locations_column, sales_in,
     ChannelRecord, ChannelStore, ListingRecord, RulesVersion, VariantStock,
 };
+use crate::hot;
+use crate::outbox::pg;
 use crate::rows::parse_id;
 use crate::StoreError;
 use async_trait::async_trait;
@@ -54,13 +56,7 @@ pub(crate) async fn listings_of_on(
     skus: &[Sku],
 ) -> Result<Vec<ListingRecord>, StoreError> {
     let skus: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-    let rows = client
-        .query(
-            "SELECT channel, sku, external, rank FROM listings WHERE sku = ANY($1)
-             ORDER BY sku, channel",
-            &[&skus],
-        )
-        .await?;
+    let rows = client.query(hot::PG_LISTINGS_OF, &[&skus]).await?;
     rows.iter().map(to_listing).collect()
 }
 
@@ -93,12 +89,7 @@ pub(crate) async fn variant_stock_on(
     skus: &[Sku],
 ) -> Result<Vec<VariantStock>, StoreError> {
     let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-    let variants = client
-        .query(
-            "SELECT sku, title, product_id, gtin FROM variants WHERE sku = ANY($1)",
-            &[&names],
-        )
-        .await?;
+    let variants = client.query(hot::PG_VARIANTS, &[&names]).await?;
     let mut out: Vec<VariantStock> = Vec::with_capacity(variants.len());
     let mut at: HashMap<String, usize> = HashMap::new();
     for row in &variants {
@@ -115,13 +106,7 @@ pub(crate) async fn variant_stock_on(
             inbound: Vec::new(),
         });
     }
-    let stock = client
-        .query(
-            "SELECT sku, location, on_hand, reserved, pending_return, written_off
-             FROM stock WHERE sku = ANY($1)",
-            &[&names],
-        )
-        .await?;
+    let stock = client.query(hot::PG_STOCK_OF, &[&names]).await?;
     for row in &stock {
         let sku: &str = row.get(0);
         if let Some(&i) = at.get(sku) {
@@ -131,12 +116,7 @@ pub(crate) async fn variant_stock_on(
             ));
         }
     }
-    let inbound = client
-        .query(
-            "SELECT po_id, sku, location, qty, eta, confirmed FROM inbound WHERE sku = ANY($1)",
-            &[&names],
-        )
-        .await?;
+    let inbound = client.query(hot::PG_INBOUND_OF, &[&names]).await?;
     for row in &inbound {
         let line = to_inbound(row)?;
         if let Some(&i) = at.get(line.sku.as_str()) {
@@ -152,14 +132,7 @@ pub(crate) async fn sales_since_on(
     since: DateTime<Utc>,
 ) -> Result<Vec<Sale>, StoreError> {
     let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-    let rows = client
-        .query(
-            "SELECT s.sku, l.event, l.received_at FROM ledger_skus s JOIN ledger l ON l.seq = s.seq
-             WHERE s.sku = ANY($1) AND l.type = 'order' AND l.received_at >= $2
-             ORDER BY l.seq",
-            &[&names, &since],
-        )
-        .await?;
+    let rows = client.query(hot::PG_SALES_SINCE, &[&names, &since]).await?;
     let mut sales = Vec::new();
     for row in &rows {
         let sku = parse_id(row.get(0), Sku::parse)?;
@@ -241,8 +214,7 @@ impl ChannelStore for PgStore {
         let client = self.reader().await?;
         let rows = client
             .query(
-                "SELECT channel, sku, external, rank FROM listings
-                 WHERE channel = $1 AND sku > $2 ORDER BY sku LIMIT $3",
+                &pg(hot::LISTINGS_PAGE),
                 &[
                     &channel.as_str(),
                     &after.map_or("", |s| s.as_str()),
@@ -261,7 +233,7 @@ impl ChannelStore for PgStore {
         let client = self.reader().await?;
         let rows = client
             .query(
-                "SELECT DISTINCT sku FROM listings WHERE sku > $1 ORDER BY sku LIMIT $2",
+                &pg(hot::LISTED_AFTER),
                 &[&after.map_or("", |s| s.as_str()), &i64::from(limit)],
             )
             .await?;

@@ -7,6 +7,7 @@ use super::channels::{
 use super::{to_location, PgBackend, PgStore};
 use crate::availability::AvailabilityReads;
 use crate::channels::{ChannelRecord, ListingRecord, RulesVersion, VariantStock};
+use crate::hot;
 use crate::outbox::{
     self as ob, pg, DeadLetter, DesiredStates, DesiredWrite, OutboxRow, OutboxStore, OutboxUpdate,
     RawDead, RawRow,
@@ -61,13 +62,7 @@ impl DesiredStates for PgBackend {
         skus: &[Sku],
     ) -> Result<BTreeMap<(ChannelId, Sku), (ListingState, Option<u32>)>, StoreError> {
         let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-        let rows = self
-            .client
-            .query(
-                "SELECT channel, sku, desired, rules_version FROM listing_state WHERE sku = ANY($1)",
-                &[&names],
-            )
-            .await?;
+        let rows = self.client.query(hot::PG_STORED_DESIRED, &[&names]).await?;
         let mut out = BTreeMap::new();
         for row in &rows {
             let desired: &str = row.get(2);
@@ -140,10 +135,7 @@ impl DesiredStates for PgBackend {
         let after = after.map(|s| s.as_str().to_string()).unwrap_or_default();
         let rows = self
             .client
-            .query(
-                "SELECT DISTINCT sku FROM listings WHERE sku > $1 ORDER BY sku LIMIT $2",
-                &[&after, &i64::from(limit)],
-            )
+            .query(&pg(hot::LISTED_AFTER), &[&after, &i64::from(limit)])
             .await?;
         rows.iter()
             .map(|r| parse_id(r.get(0), Sku::parse))

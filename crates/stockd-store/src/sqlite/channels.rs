@@ -6,6 +6,7 @@ use crate::channels::{
     bundles_from_rows, channel_from_columns, listing_from_columns, locations_column, sales_in,
     ChannelRecord, ChannelStore, ListingRecord, RulesVersion, VariantStock,
 };
+use crate::hot;
 use crate::rows::{parse_id, parse_time};
 use crate::StoreError;
 use async_trait::async_trait;
@@ -81,9 +82,7 @@ pub(crate) fn listings_of_on(
     conn: &Connection,
     skus: &[Sku],
 ) -> Result<Vec<ListingRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT channel, sku, external, rank FROM listings WHERE sku = ?1 ORDER BY channel",
-    )?;
+    let mut stmt = conn.prepare_cached(hot::SQLITE_LISTINGS_OF)?;
     let mut raw = Vec::new();
     for sku in skus {
         raw.extend(
@@ -120,7 +119,7 @@ pub(crate) fn variant_stock_on(
     for sku in skus {
         let sku = sku.clone();
         let variant = conn
-            .prepare_cached("SELECT title, product_id, gtin FROM variants WHERE sku = ?1")?
+            .prepare_cached(hot::SQLITE_VARIANT)?
             .query_row([sku.as_str()], |r| {
                 Ok(Variant {
                     sku: sku.clone(),
@@ -157,10 +156,7 @@ pub(crate) fn sales_since_on(
     // Stored times are RFC 3339 in UTC: a second-precision prefix compares
     // correctly as text; the exact bound is checked after parsing.
     let since_prefix = since.format("%Y-%m-%dT%H:%M:%S").to_string();
-    let mut stmt = conn.prepare_cached(
-        "SELECT l.event, l.received_at FROM ledger_skus s JOIN ledger l ON l.seq = s.seq
-             WHERE s.sku = ?1 AND l.type = 'order' AND l.received_at >= ?2 ORDER BY l.seq",
-    )?;
+    let mut stmt = conn.prepare_cached(hot::SQLITE_SALES_SINCE)?;
     let mut sales = Vec::new();
     for sku in skus {
         let rows = stmt
@@ -251,10 +247,7 @@ impl ChannelStore for SqliteStore {
         let after = after.map(|s| s.as_str().to_string()).unwrap_or_default();
         self.read(move |conn| {
             let raw = conn
-                .prepare_cached(
-                    "SELECT channel, sku, external, rank FROM listings
-                     WHERE channel = ?1 AND sku > ?2 ORDER BY sku LIMIT ?3",
-                )?
+                .prepare_cached(hot::LISTINGS_PAGE)?
                 .query_map(params![channel.as_str(), after, limit], listing_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             to_listings(raw)
@@ -271,9 +264,7 @@ impl ChannelStore for SqliteStore {
         let after = after.map(|s| s.as_str().to_string()).unwrap_or_default();
         self.read(move |conn| {
             let raw = conn
-                .prepare_cached(
-                    "SELECT DISTINCT sku FROM listings WHERE sku > ?1 ORDER BY sku LIMIT ?2",
-                )?
+                .prepare_cached(hot::LISTED_AFTER)?
                 .query_map(params![after, limit], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
             raw.into_iter().map(|s| parse_id(s, Sku::parse)).collect()

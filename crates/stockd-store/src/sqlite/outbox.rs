@@ -8,6 +8,7 @@ use super::channels::{
 use super::{all_locations, SqliteBackend, SqliteStore};
 use crate::availability::AvailabilityReads;
 use crate::channels::{ChannelRecord, ListingRecord, RulesVersion, VariantStock};
+use crate::hot;
 use crate::outbox::{
     self as ob, DeadLetter, DesiredStates, DesiredWrite, OutboxRow, OutboxStore, OutboxUpdate,
     RawDead, RawRow,
@@ -128,9 +129,7 @@ impl DesiredStates for SqliteBackend {
         let after = after.map(|s| s.as_str().to_string()).unwrap_or_default();
         let raw = self
             .conn
-            .prepare_cached(
-                "SELECT DISTINCT sku FROM listings WHERE sku > ?1 ORDER BY sku LIMIT ?2",
-            )?
+            .prepare_cached(hot::LISTED_AFTER)?
             .query_map(params![after, limit], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
         raw.into_iter().map(|s| parse_id(s, Sku::parse)).collect()

@@ -1,5 +1,5 @@
 //! Operations endpoints: liveness (`/healthz`), readiness (`/readyz`, the
-//! store answers), Prometheus metrics (`/metrics`) and the OpenAPI document
+//! store answers; says whether desired channel states are being recomputed), Prometheus metrics (`/metrics`) and the OpenAPI document
 //! (`/openapi.json`). Only the last needs a token.
 
 use crate::api::AppState;
@@ -16,6 +16,12 @@ use utoipa::ToSchema;
 pub struct Health {
     /// `ok` or `ready`.
     pub status: &'static str,
+    /// `/readyz` only: `running` while the desired channel state of every
+    /// listing is recomputed (after a start, a rules or a channel change),
+    /// `done` after. Events, reads and pushes are served meanwhile; what a
+    /// channel is sent may still move when the pass reaches its listing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recompute: Option<&'static str>,
 }
 
 #[utoipa::path(
@@ -25,7 +31,10 @@ pub struct Health {
     responses((status = 200, description = "The process runs.", body = Health))
 )]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+    Json(Health {
+        status: "ok",
+        recompute: None,
+    })
 }
 
 #[utoipa::path(
@@ -33,13 +42,21 @@ pub async fn healthz() -> Json<Health> {
     path = "/readyz",
     tag = "ops",
     responses(
-        (status = 200, description = "The store answers.", body = Health),
+        (status = 200, description = "The store answers: the instance takes requests (also while `recompute` is `running`).", body = Health),
         (status = 503, description = "`storage_unavailable`.", body = ErrorBody),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.store.ping().await.map_err(ApiError::Storage)?;
-    Ok(Json(Health { status: "ready" }))
+    let recompute = if state.store.recompute_done() {
+        "done"
+    } else {
+        "running"
+    };
+    Ok(Json(Health {
+        status: "ready",
+        recompute: Some(recompute),
+    }))
 }
 
 #[utoipa::path(
