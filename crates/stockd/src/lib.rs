@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connections;
+pub mod console;
 pub mod demo;
 pub mod error;
 pub mod import;
