@@ -163,7 +163,7 @@ pub struct ListingFilterQuery {
     id: Option<i64>,
 }
 
-fn outbox_table(rows: &[OutboxRow]) -> String {
+fn outbox_table(rows: &[(Sku, Option<OutboxRow>)]) -> String {
     let now = Utc::now();
     let mut out = String::from(
         "<div class=\"scroll\"><table id=\"listings\"><thead><tr><th>SKU</th><th class=\"num\">Should show</th>\
@@ -172,13 +172,23 @@ fn outbox_table(rows: &[OutboxRow]) -> String {
     if rows.is_empty() {
         out.push_str("<tr><td colspan=\"6\">Nothing here.</td></tr>");
     }
-    for r in rows {
+    for (sku, row) in rows {
+        let Some(r) = row else {
+            let _ = write!(
+                out,
+                "<tr><td><a href=\"/stock/{}\">{}</a></td><td class=\"num\">–</td><td class=\"num\">–</td>\
+                 <td>not computed yet</td><td class=\"num\">0</td><td></td></tr>",
+                url_part(sku.as_str()),
+                esc(sku.as_str()),
+            );
+            continue;
+        };
         let _ = write!(
             out,
             "<tr><td><a href=\"/stock/{}\">{}</a></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td>\
              <td class=\"num\">{}</td><td>{}{}</td></tr>",
-            url_part(r.sku.as_str()),
-            esc(r.sku.as_str()),
+            url_part(sku.as_str()),
+            esc(sku.as_str()),
             r.desired.quantity,
             r.channel_quantity
                 .or(r.pushed.as_ref().map(|p| p.quantity))
@@ -228,16 +238,26 @@ pub async fn listings(
         "dead" => Some(LaggingFilter::DeadLettered),
         _ => None,
     };
-    let rows = match lagging {
-        Some(f) => {
-            store
-                .lagging_listings(&channel.id, f, after.as_ref(), PAGE)
-                .await
-        }
+    // Every listing in the "all" view; a listing without an outbox row yet
+    // (never computed) shows without its states.
+    let rows: Result<Vec<(Sku, Option<OutboxRow>)>, StoreError> = match lagging {
+        Some(f) => store
+            .lagging_listings(&channel.id, f, after.as_ref(), PAGE)
+            .await
+            .map(|rows| rows.into_iter().map(|r| (r.sku.clone(), Some(r))).collect()),
         None => match store.listings(&channel.id, after.as_ref(), PAGE).await {
             Ok(listings) => {
                 let skus: Vec<Sku> = listings.into_iter().map(|l| l.sku).collect();
-                store.outbox_rows(&channel.id, &skus).await
+                store.outbox_rows(&channel.id, &skus).await.map(|rows| {
+                    let mut by_sku: std::collections::HashMap<Sku, OutboxRow> =
+                        rows.into_iter().map(|r| (r.sku.clone(), r)).collect();
+                    skus.into_iter()
+                        .map(|s| {
+                            let row = by_sku.remove(&s);
+                            (s, row)
+                        })
+                        .collect()
+                })
             }
             Err(e) => Err(e),
         },
@@ -286,12 +306,12 @@ pub async fn listings(
     body.push_str("</nav>");
     body.push_str(&outbox_table(&rows));
     if rows.len() == PAGE as usize {
-        if let Some(last) = rows.last() {
+        if let Some((last, _)) = rows.last() {
             let _ = write!(
                 body,
                 "<p><a href=\"{base}?filter={}&amp;after={}\">Next page →</a></p>",
                 esc(filter),
-                url_part(last.sku.as_str())
+                url_part(last.as_str())
             );
         }
     }
