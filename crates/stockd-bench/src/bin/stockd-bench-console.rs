@@ -59,7 +59,12 @@ struct Client {
 }
 
 impl Client {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(&body);
@@ -147,7 +152,11 @@ async fn main() -> Result<()> {
             })
             .collect();
         client
-            .send(reqwest::Method::POST, "/v1/variants", Some(Value::Array(items)))
+            .send(
+                reqwest::Method::POST,
+                "/v1/variants",
+                Some(Value::Array(items)),
+            )
             .await?;
         let events: Vec<Value> = (start..end)
             .map(|i| {
@@ -156,7 +165,11 @@ async fn main() -> Result<()> {
             })
             .collect();
         client
-            .send(reqwest::Method::POST, "/v1/events", Some(Value::Array(events)))
+            .send(
+                reqwest::Method::POST,
+                "/v1/events",
+                Some(Value::Array(events)),
+            )
             .await?;
     }
     for (id, kind) in CHANNELS {
@@ -173,8 +186,8 @@ async fn main() -> Result<()> {
         "channels": {"bol": {"percent": 80}, "amazon": {"max_exposed": 50}},
         "overrides": [{"match": {"sku": "SKU-00001*"}, "set": {"safety_stock": 3}}]
     });
-    let doc = stockd::input::parse_rules_document(&rules)
-        .map_err(|e| anyhow::anyhow!("rules: {e:?}"))?;
+    let doc =
+        stockd::input::parse_rules_document(&rules).map_err(|e| anyhow::anyhow!("rules: {e:?}"))?;
     store
         .add_rules_version(doc, "bench".into(), "bench".into())
         .await?;
@@ -206,7 +219,11 @@ async fn main() -> Result<()> {
         })
         .collect();
     client
-        .send(reqwest::Method::POST, "/v1/events", Some(Value::Array(waiting)))
+        .send(
+            reqwest::Method::POST,
+            "/v1/events",
+            Some(Value::Array(waiting)),
+        )
         .await?;
     let setup_s = setup.elapsed().as_secs_f64();
 
@@ -231,14 +248,20 @@ async fn main() -> Result<()> {
         ("overview", "/".into()),
         ("overview_live", "/overview/live".into()),
         ("stock_search_sku_prefix", "/stock?q=SKU-00500".into()),
-        ("stock_search_gtin", format!("/stock?q={}", gtin(variants / 3))),
+        (
+            "stock_search_gtin",
+            format!("/stock?q={}", gtin(variants / 3)),
+        ),
         ("stock_search_title_rare", "/stock?q=zebra".into()),
         ("stock_search_title_common", "/stock?q=oak".into()),
         ("stock_sku", format!("/stock/{mid}")),
         ("stock_sku_lagging", format!("/stock/{}", sku(10))),
         ("channels", "/channels".into()),
         ("channel_lagging", "/channels/bol?filter=lagging".into()),
-        ("channel_all", format!("/channels/bol?filter=all&after={mid}")),
+        (
+            "channel_all",
+            format!("/channels/bol?filter=all&after={mid}"),
+        ),
         ("channel_budget", "/channels/bol?filter=budget".into()),
         ("channel_dead", "/channels/bol?filter=dead".into()),
         ("rules", "/rules".into()),
