@@ -25,6 +25,7 @@ use stockd_core::{
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 mod channels;
+mod console;
 mod outbox;
 
 const MIGRATIONS: &[(i32, &str)] = &[

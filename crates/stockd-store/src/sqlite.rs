@@ -21,6 +21,7 @@ use stockd_core::{
 };
 
 mod channels;
+mod console;
 mod outbox;
 
 const MIGRATIONS: &[(i64, &str)] = &[

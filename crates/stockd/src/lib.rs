@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connections;
+pub mod console;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;

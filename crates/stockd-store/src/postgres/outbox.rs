@@ -182,7 +182,7 @@ fn raw_dead(r: &Row) -> RawDead {
     }
 }
 
-fn to_rows(rows: &[Row]) -> Result<Vec<OutboxRow>, StoreError> {
+pub(super) fn to_rows(rows: &[Row]) -> Result<Vec<OutboxRow>, StoreError> {
     rows.iter().map(|r| raw_row(r).into_row()).collect()
 }
 

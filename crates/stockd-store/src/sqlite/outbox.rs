@@ -136,7 +136,7 @@ impl DesiredStates for SqliteBackend {
     }
 }
 
-fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+pub(super) fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
     Ok(RawRow {
         channel: r.get(0)?,
         sku: r.get(1)?,
@@ -175,7 +175,7 @@ fn raw_dead(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawDead> {
     })
 }
 
-fn to_rows(raw: Vec<RawRow>) -> Result<Vec<OutboxRow>, StoreError> {
+pub(super) fn to_rows(raw: Vec<RawRow>) -> Result<Vec<OutboxRow>, StoreError> {
     raw.into_iter().map(RawRow::into_row).collect()
 }
 

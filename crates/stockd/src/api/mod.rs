@@ -148,6 +148,8 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
                 .on_request(())
                 .on_response(log_response),
         )
+        // The operator console answers in HTML, outside the JSON error layer.
+        .merge(crate::console::router(state.clone()))
         .with_state(state)
 }
 

@@ -191,6 +191,7 @@ pub async fn run(
         "stockd demo: API on {} (store in a temporary folder)",
         server.url()
     );
+    eprintln!("  console: {}/ (open it in a browser)", server.url());
     for channel in &sims {
         eprintln!(
             "  {} simulator: {}/_sim/listings",

@@ -25,7 +25,7 @@ async fn transport_errors_are_json_with_stable_codes() {
             "unsupported_media_type",
         ),
         ("GET", "/v1/nothing", None, 404, "not_found"),
-        ("GET", "/", None, 404, "not_found"),
+        ("GET", "/no-such-page", None, 404, "not_found"),
         ("DELETE", "/v1/events", None, 405, "method_not_allowed"),
         ("PATCH", "/v1/stock/A", None, 405, "method_not_allowed"),
         ("GET", "/v1/ledger?limit=-3", None, 400, "invalid_query"),

@@ -10,6 +10,7 @@ mod bundles;
 mod catalog;
 mod channels;
 mod cli;
+mod console;
 mod events;
 mod http;
 mod ops;

@@ -1,0 +1,143 @@
+//! PostgreSQL side of `ConsoleReads` (see `crate::console`).
+
+use super::outbox::to_rows;
+use super::PgStore;
+use crate::console::{self as c, ChannelHealth, ConsoleReads, LaggingFilter, OversellTotals};
+use crate::outbox::{pg, OutboxRow};
+use crate::rows::parse_id;
+use crate::StoreError;
+use async_trait::async_trait;
+use stockd_core::{ChannelId, Sku, Variant};
+use tokio_postgres::Row;
+
+const TITLE_SQL: &str = "SELECT sku, title, product_id, gtin FROM variants \
+     WHERE title ILIKE '%' || $1 || '%' ESCAPE '\\' ORDER BY sku LIMIT $2";
+
+fn variants(rows: &[Row]) -> Result<Vec<Variant>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            Ok(Variant {
+                sku: parse_id(r.get::<_, String>(0), Sku::parse)?,
+                title: r.get(1),
+                product_id: r.get(2),
+                gtin: r.get(3),
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl ConsoleReads for PgStore {
+    async fn search_variants(&self, text: &str, limit: u32) -> Result<Vec<Variant>, StoreError> {
+        let text = text.trim();
+        if text.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.reader().await?;
+        let max = limit as usize;
+        let n = i64::from(limit);
+        let prefix_sql = pg(c::SKU_PREFIX_SQL);
+        // starts_with guards against collations that do not sort by bytes.
+        let prefixed = |found: Vec<Variant>, p: &str| -> Vec<Variant> {
+            found
+                .into_iter()
+                .filter(|v| v.sku.as_str().starts_with(p))
+                .collect()
+        };
+        let rows = client
+            .query(&prefix_sql, &[&text, &c::prefix_end(text), &n])
+            .await?;
+        let mut found = prefixed(variants(&rows)?, text);
+        let upper = text.to_uppercase();
+        if found.len() < max && upper != text {
+            let rows = client
+                .query(&prefix_sql, &[&upper, &c::prefix_end(&upper), &n])
+                .await?;
+            c::merge(&mut found, prefixed(variants(&rows)?, &upper), max);
+        }
+        if found.len() < max && c::may_be_gtin(text) {
+            let rows = client.query(&pg(c::GTIN_SQL), &[&text, &n]).await?;
+            c::merge(&mut found, variants(&rows)?, max);
+        }
+        if found.len() < max {
+            let rows = client
+                .query(TITLE_SQL, &[&c::like_escape(text), &n])
+                .await?;
+            c::merge(&mut found, variants(&rows)?, max);
+        }
+        Ok(found)
+    }
+
+    async fn ledger_seqs_of(&self, sku: &Sku, limit: u32) -> Result<Vec<u64>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(&pg(c::LEDGER_SEQS_SQL), &[&sku.as_str(), &i64::from(limit)])
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+    }
+
+    async fn ledger_head(&self) -> Result<u64, StoreError> {
+        let client = self.reader().await?;
+        let row = client.query_one(c::LEDGER_HEAD_SQL, &[]).await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn channel_health(
+        &self,
+        channels: &[ChannelId],
+    ) -> Result<Vec<ChannelHealth>, StoreError> {
+        let client = self.reader().await?;
+        let health_sql = pg(c::HEALTH_SQL);
+        let dead_sql = pg(c::DEAD_COUNT_SQL);
+        let mut out = Vec::with_capacity(channels.len());
+        for channel in channels {
+            let row = client
+                .query_one(&health_sql, &[&channel.as_str(), &c::HELD_BY_BUDGET_NOTE])
+                .await?;
+            let dead = client.query_one(&dead_sql, &[&channel.as_str()]).await?;
+            out.push(ChannelHealth {
+                channel: channel.clone(),
+                lagging: row.get::<_, i64>(0) as u64,
+                oldest_unsent: row.get::<_, Option<i64>>(1).map(c::from_ms).transpose()?,
+                held_by_budget: row.get::<_, i64>(2) as u64,
+                dead_letters: dead.get::<_, i64>(0) as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn lagging_listings(
+        &self,
+        channel: &ChannelId,
+        filter: LaggingFilter,
+        after: Option<&Sku>,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let client = self.reader().await?;
+        let sql = pg(&c::lagging_sql(filter));
+        let after = after.map_or("", |s| s.as_str());
+        let limit = i64::from(limit);
+        let rows = if filter == LaggingFilter::HeldByBudget {
+            client
+                .query(
+                    &sql,
+                    &[&channel.as_str(), &after, &limit, &c::HELD_BY_BUDGET_NOTE],
+                )
+                .await?
+        } else {
+            client
+                .query(&sql, &[&channel.as_str(), &after, &limit])
+                .await?
+        };
+        to_rows(&rows)
+    }
+
+    async fn oversell_totals(&self) -> Result<OversellTotals, StoreError> {
+        let client = self.reader().await?;
+        let row = client.query_one(c::OVERSELL_SQL, &[]).await?;
+        Ok(OversellTotals {
+            lines: row.get::<_, i64>(0) as u64,
+            units: row.get(1),
+        })
+    }
+}
