@@ -24,6 +24,7 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 
 mod channels;
 mod outbox;
+mod reconcile;
 
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_ledger.sql")),
@@ -33,6 +34,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/postgres/0003_kit_reservations.sql"),
     ),
     (4, include_str!("../migrations/postgres/0004_outbox.sql")),
+    (
+        9,
+        include_str!("../migrations/postgres/0009_reconciliation.sql"),
+    ),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").
 const WRITER_LOCK_ID: i64 = 0x5354_4f43_4b44;

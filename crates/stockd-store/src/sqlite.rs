@@ -21,6 +21,7 @@ use stockd_core::{
 
 mod channels;
 mod outbox;
+mod reconcile;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_ledger.sql")),
@@ -30,6 +31,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0003_kit_reservations.sql"),
     ),
     (4, include_str!("../migrations/sqlite/0004_outbox.sql")),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_reconciliation.sql"),
+    ),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;

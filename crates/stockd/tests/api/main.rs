@@ -14,6 +14,7 @@ mod events;
 mod http;
 mod ops;
 mod quarantine;
+mod reconcile;
 mod rules;
 mod stock;
 mod sync;
