@@ -327,7 +327,7 @@ pub(crate) fn items_sql(class: bool) -> String {
 /// acknowledgement in flight does not clean the row), the row is dirty.
 pub(crate) const REQUEUE: &str = "UPDATE listing_state SET \
      channel_quantity = COALESCE(CAST(?3 AS BIGINT), channel_quantity), \
-     pushed = CASE WHEN ?4 <> 0 THEN NULL ELSE pushed END, \
+     pushed = CASE WHEN CAST(?4 AS BIGINT) <> 0 THEN NULL ELSE pushed END, \
      channel_gen = channel_gen + 1, dirty_since_ms = ?7, last_error = ?8 \
      WHERE channel = ?1 AND sku = ?2 AND desired_gen = ?5 AND channel_gen = ?6 \
      AND dirty_since_ms IS NULL AND parked = 0";
