@@ -2342,4 +2342,20 @@ impl SimBackend for Amazon {
         }
         Ok(())
     }
+
+    fn edit_quantity(&self, sku: &str, quantity: i64) -> Result<SimListing, SimError> {
+        let mut st = lock(&self.state);
+        let l = st
+            .listings
+            .get_mut(sku)
+            .ok_or_else(|| SimError::UnknownSku(sku.to_string()))?;
+        let fa = l.fa.get_or_insert(Availability {
+            quantity: 0,
+            lead_time: None,
+            restock_date: None,
+        });
+        fa.quantity = quantity.max(0);
+        l.updated = now();
+        Ok(self.listing_view(l))
+    }
 }

@@ -1848,6 +1848,23 @@ impl SimBackend for Bol {
         }
         Ok(())
     }
+
+    fn edit_quantity(&self, sku: &str, quantity: i64) -> Result<SimListing, SimError> {
+        let mut st = lock(&self.state);
+        self.settle(&mut st);
+        let seq = st.next_seq();
+        let index = st
+            .offers
+            .iter()
+            .position(|o| o.reference == sku)
+            .ok_or_else(|| SimError::UnknownSku(sku.to_string()))?;
+        let offer = &mut st.offers[index];
+        // The seller dashboard has the API's 0..=999 range.
+        offer.amount = quantity.clamp(0, 999);
+        offer.updated_seq = seq;
+        offer.modified = Utc::now();
+        Ok(st.listing(&st.offers[index]))
+    }
 }
 
 #[cfg(test)]

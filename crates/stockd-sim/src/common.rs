@@ -133,6 +133,9 @@ pub(crate) trait SimBackend: Send + Sync + 'static {
     fn buy(&self, lines: &[(String, i64)]) -> Result<Value, SimError>;
     fn cancel(&self, order_id: &str) -> Result<(), SimError>;
     fn refund(&self, order_id: &str, restock: bool) -> Result<(), SimError>;
+    /// A merchant edits the listing's quantity in the channel's back office (behind stockd's
+    /// back: no webhook, nothing stockd sent); returns the listing as it now shows.
+    fn edit_quantity(&self, sku: &str, quantity: i64) -> Result<SimListing, SimError>;
 }
 
 /// A small xorshift64* generator: fault rates and ids need no cryptographic quality.
@@ -689,6 +692,11 @@ impl RunningSim {
         self.backend.refund(order_id, restock)
     }
 
+    /// A merchant edits a listing's quantity in the back office (stockd is not told).
+    pub fn edit_quantity(&self, sku: &str, quantity: i64) -> Result<SimListing, SimError> {
+        self.backend.edit_quantity(sku, quantity)
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         self.backend.core().set_faults(faults);
     }
@@ -765,6 +773,7 @@ type Backend = Arc<dyn SimBackend>;
 pub(crate) fn sim_router(backend: Backend) -> Router {
     Router::new()
         .route("/_sim/listings", get(get_listings).post(post_listings))
+        .route("/_sim/listings/{sku}/quantity", post(post_edit_quantity))
         .route("/_sim/orders", post(post_order))
         .route("/_sim/orders/{id}/cancel", post(post_cancel))
         .route("/_sim/orders/{id}/refund", post(post_refund))
@@ -787,6 +796,31 @@ async fn get_listings(State(b): State<Backend>) -> Response {
 async fn post_listings(State(b): State<Backend>, body: axum::body::Bytes) -> Response {
     match parse_json::<Vec<NewListing>>(&body) {
         Ok(items) => (StatusCode::CREATED, Json(b.add_listings(&items))).into_response(),
+        Err(e) => e.to_response(),
+    }
+}
+
+/// The body of `POST /_sim/listings/{sku}/quantity`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditQuantity {
+    quantity: i64,
+}
+
+async fn post_edit_quantity(
+    State(b): State<Backend>,
+    Path(sku): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let edit: EditQuantity = match parse_json(&body) {
+        Ok(e) => e,
+        Err(e) => return e.to_response(),
+    };
+    if edit.quantity < 0 {
+        return SimError::BadRequest("quantity must be >= 0".into()).to_response();
+    }
+    match b.edit_quantity(&sku, edit.quantity) {
+        Ok(listing) => Json(listing).into_response(),
         Err(e) => e.to_response(),
     }
 }

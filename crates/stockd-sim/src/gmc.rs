@@ -1868,4 +1868,52 @@ impl SimBackend for Gmc {
     fn refund(&self, _order_id: &str, _restock: bool) -> Result<(), SimError> {
         Err(SimError::BadRequest("no orders on this channel".into()))
     }
+
+    /// Merchant Center's product editor: the availability (and a local
+    /// inventory's quantity) change at once, without going through the API.
+    fn edit_quantity(&self, sku: &str, quantity: i64) -> Result<SimListing, SimError> {
+        let now = Instant::now();
+        let availability = if quantity > 0 {
+            "IN_STOCK"
+        } else {
+            "OUT_OF_STOCK"
+        };
+        let mut st = lock(&self.state);
+        let entry = st
+            .products
+            .values_mut()
+            .find(|e| e.offer_id == sku && e.input.is_some())
+            .ok_or_else(|| SimError::UnknownSku(sku.to_string()))?;
+        entry.processed.settle(now);
+        for product in [entry.input.as_mut(), entry.processed.visible.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(attrs) = product
+                .get_mut("productAttributes")
+                .and_then(Value::as_object_mut)
+            {
+                attrs.insert("availability".into(), json!(availability));
+            }
+        }
+        for local in entry.local.values_mut() {
+            local.settle(now);
+            if let Some(attrs) = local
+                .visible
+                .as_mut()
+                .and_then(|v| v.get_mut("localInventoryAttributes"))
+                .and_then(Value::as_object_mut)
+            {
+                attrs.insert("availability".into(), json!(availability));
+                attrs.insert("quantity".into(), json!(quantity.to_string()));
+            }
+        }
+        let entry = st
+            .products
+            .values_mut()
+            .find(|e| e.offer_id == sku && e.input.is_some())
+            .ok_or_else(|| SimError::UnknownSku(sku.to_string()))?;
+        self.listing_of(entry, now)
+            .ok_or_else(|| SimError::UnknownSku(sku.to_string()))
+    }
 }

@@ -3309,6 +3309,30 @@ impl SimBackend for Shopify {
         }
         Ok(())
     }
+
+    fn edit_quantity(&self, sku: &str, quantity: i64) -> Result<SimListing, SimError> {
+        let mut st = lock(&self.state);
+        let loc = st.primary();
+        let id = *st
+            .by_sku
+            .get(sku)
+            .ok_or_else(|| SimError::UnknownSku(sku.to_string()))?;
+        let now = now_iso();
+        let item = st
+            .items
+            .get_mut(&id)
+            .ok_or_else(|| SimError::UnknownSku(sku.to_string()))?;
+        let level = item.levels.entry(loc).or_insert_with(|| Level {
+            q: Quantities::default(),
+            created_at: now.clone(),
+            updated_at: now.clone(),
+        });
+        // The admin edits "available" (on hand is derived from it).
+        level.q.available = quantity;
+        level.updated_at = now;
+        let item = item.clone();
+        Ok(st.listing(&item))
+    }
 }
 
 #[cfg(test)]

@@ -1825,6 +1825,36 @@ impl SimBackend for Woo {
         self.emit(&mut st, "order.updated", &o);
         Ok(())
     }
+
+    fn edit_quantity(&self, sku: &str, quantity: i64) -> Result<SimListing, SimError> {
+        let mut st = lock(&self.state);
+        let now = now_local();
+        let id = st
+            .products
+            .values()
+            .find(|p| p.sku == sku && p.kind != Kind::Variable)
+            .map(|p| p.id)
+            .ok_or_else(|| SimError::UnknownSku(sku.to_string()))?;
+        let parent = {
+            let p = st
+                .products
+                .get_mut(&id)
+                .ok_or_else(|| SimError::UnknownSku(sku.to_string()))?;
+            p.manage_stock = true;
+            p.stock_quantity = Some(quantity);
+            p.modified = now;
+            auto_status(p);
+            p.parent_id
+        };
+        if parent != 0 {
+            st.sync_parent(parent);
+        }
+        let p = st
+            .products
+            .get(&id)
+            .ok_or_else(|| SimError::UnknownSku(sku.to_string()))?;
+        Ok(st.listing(p))
+    }
 }
 
 #[cfg(test)]

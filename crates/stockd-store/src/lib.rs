@@ -12,6 +12,7 @@ pub mod hot;
 pub mod console;
 pub mod outbox;
 mod postgres;
+pub mod reconcile;
 mod rows;
 mod sqlite;
 mod writer;
@@ -117,7 +118,13 @@ pub struct UpsertSummary {
 /// concurrently.
 #[async_trait]
 pub trait Store:
-    ChannelStore + outbox::OutboxStore + console::ConsoleReads + Send + Sync + 'static
+    ChannelStore
+    + outbox::OutboxStore
+    + console::ConsoleReads
+    + reconcile::ReconcileStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Applies one request of events atomically (idempotent per event key).
     async fn submit(&self, events: Vec<Submission>) -> Result<SubmitOutcome, StoreError>;

@@ -27,6 +27,7 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 mod channels;
 mod console;
 mod outbox;
+mod reconcile;
 
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_ledger.sql")),
@@ -40,6 +41,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         6,
         include_str!("../migrations/postgres/0006_catalog_scale.sql"),
+    ),
+    (
+        9,
+        include_str!("../migrations/postgres/0009_reconciliation.sql"),
     ),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").

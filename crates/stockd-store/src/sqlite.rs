@@ -23,6 +23,7 @@ use stockd_core::{
 mod channels;
 mod console;
 mod outbox;
+mod reconcile;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_ledger.sql")),
@@ -36,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         6,
         include_str!("../migrations/sqlite/0006_catalog_scale.sql"),
+    ),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_reconciliation.sql"),
     ),
 ];
 /// Reader connections kept open for reuse.

@@ -58,11 +58,26 @@ pub enum Command {
     /// Inspect, retry or discard updates in the dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Reconcile channels: read back what each shows, compare with what
+    /// stockd wants, queue drifting listings again; prints the runs as JSON.
+    Reconcile(ReconcileArgs),
     /// Run everything in one process: an embedded store in a temporary
     /// folder, channel simulators, a sample catalog, a warehouse feed and
     /// simulated customers; prints a summary at the end.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Only this channel (default: every channel).
+    #[arg(long, value_name = "ID")]
+    pub channel: Option<String>,
+    /// Wait until the runs finish, with a progress bar on stderr.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -367,6 +382,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Stock(args) => (None, args.target.database.database.clone()),
         Command::Rules(command) => (None, command.target().database.database.clone()),
         Command::Dlq(command) => (None, command.target().database.database.clone()),
+        Command::Reconcile(args) => (None, args.target.database.database.clone()),
         #[cfg(feature = "demo")]
         Command::Demo(args) => (args.listen.clone(), None),
     };
@@ -386,6 +402,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Serve(_) => serve(settings).await,
         Command::Dlq(command) => dlq(&settings, command).await,
+        Command::Reconcile(args) => reconcile(&settings, args).await,
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo(&settings, args).await,
         Command::Migrate(_) => {
@@ -554,6 +571,76 @@ async fn dlq(settings: &Settings, command: DlqCommand) -> Result<(), Failure> {
     let value = answer.map_err(Failure::runtime)?;
     print_json(&value);
     Ok(())
+}
+
+async fn reconcile(settings: &Settings, args: ReconcileArgs) -> Result<(), Failure> {
+    let channel = args
+        .channel
+        .as_deref()
+        .map(|c| {
+            stockd_core::ChannelId::parse(c)
+                .map_err(|e| Failure::Usage(format!("invalid channel id {c:?}: {e}")))
+        })
+        .transpose()?;
+    let target = open_target(settings, &args.target).await?;
+    let result = reconcile_on(&target, channel.as_ref(), args.wait).await;
+    target.close().await;
+    print_json(&result?);
+    Ok(())
+}
+
+async fn reconcile_on(
+    target: &crate::client::Target,
+    channel: Option<&stockd_core::ChannelId>,
+    wait: bool,
+) -> Result<serde_json::Value, Failure> {
+    let started = target
+        .reconcile_start(channel)
+        .await
+        .map_err(Failure::runtime)?;
+    if !wait {
+        return Ok(started);
+    }
+    let ids: Vec<i64> = started["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_i64())
+        .collect();
+    loop {
+        let mut runs = Vec::new();
+        for id in &ids {
+            if let Some(run) = target.reconcile_run(*id).await.map_err(Failure::runtime)? {
+                runs.push(run);
+            }
+        }
+        let total: u64 = runs.iter().filter_map(|r| r["total"].as_u64()).sum();
+        let checked: u64 = runs
+            .iter()
+            .filter_map(|r| r["listings_checked"].as_u64())
+            .sum();
+        let done = runs
+            .iter()
+            .all(|r| matches!(r["status"].as_str(), Some("completed" | "failed")));
+        eprint!("\r{}", progress_bar(checked, total, runs.len()));
+        if done {
+            eprintln!();
+            return Ok(serde_json::json!({ "runs": runs }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// `[#######.............]  1234/5000 listings (2 runs)`.
+fn progress_bar(checked: u64, total: u64, runs: usize) -> String {
+    const WIDTH: u64 = 30;
+    let filled = (checked * WIDTH).checked_div(total).unwrap_or(0).min(WIDTH);
+    format!(
+        "[{}{}] {checked}/{total} listings ({runs} run{})",
+        "#".repeat(filled as usize),
+        ".".repeat((WIDTH - filled) as usize),
+        if runs == 1 { "" } else { "s" }
+    )
 }
 
 #[cfg(feature = "demo")]

@@ -429,6 +429,75 @@ impl Target {
         }
     }
 
+    /// `stockd reconcile`: queues a run per channel (or of every channel).
+    /// Directly on the database the run is queued for the server to take.
+    pub async fn reconcile_start(&self, channel: Option<&ChannelId>) -> Result<Value, SendError> {
+        match self {
+            Target::Direct(store) => {
+                let channels: Vec<ChannelId> = match channel {
+                    Some(c) => vec![c.clone()],
+                    None => store.channels().await?.into_iter().map(|c| c.id).collect(),
+                };
+                let open = store.recon_open().await?;
+                let mut runs = Vec::new();
+                for channel in channels {
+                    let run = match open.iter().find(|r| r.channel == channel) {
+                        Some(run) => run.clone(),
+                        None => {
+                            store
+                                .recon_create(&channel, "cli", true, chrono::Utc::now())
+                                .await?
+                        }
+                    };
+                    runs.push(crate::reconcile::RunView::from(&run));
+                }
+                to_json(&serde_json::json!({"runs": runs}))
+            }
+            Target::Server(client) => {
+                let body = match channel {
+                    Some(c) => serde_json::json!({"channel": c.as_str()}),
+                    None => serde_json::json!({}),
+                };
+                client
+                    .call(
+                        reqwest::Method::POST,
+                        &["v1", "reconciliations"],
+                        &[],
+                        Some(&body),
+                    )
+                    .await
+            }
+        }
+    }
+
+    /// One reconciliation run as the API shows it; `None` when unknown.
+    pub async fn reconcile_run(&self, id: i64) -> Result<Option<Value>, SendError> {
+        match self {
+            Target::Direct(store) => match store.recon_run(id).await? {
+                Some(run) => Ok(Some(to_json(&crate::reconcile::RunView::from(&run))?)),
+                None => Ok(None),
+            },
+            Target::Server(client) => {
+                let id_text = id.to_string();
+                match client
+                    .call(
+                        reqwest::Method::GET,
+                        &["v1", "reconciliations", &id_text],
+                        &[],
+                        None,
+                    )
+                    .await
+                {
+                    Ok(v) => Ok(Some(v)),
+                    Err(SendError::Refused { code, .. }) if code == "unknown_reconciliation" => {
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
     /// Lets a direct store finish its writes.
     pub async fn close(self) {
         if let Target::Direct(store) = self {

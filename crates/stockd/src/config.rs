@@ -72,6 +72,27 @@ pub struct FileConfig {
     pub connectors: std::collections::BTreeMap<String, crate::connections::FileConnector>,
     #[serde(default)]
     pub sync: FileSync,
+    #[serde(default)]
+    pub reconciliation: FileReconciliation,
+}
+
+/// `[reconciliation]`: when every channel is read back, and where drift is
+/// only reported.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileReconciliation {
+    /// Daily start, `HH:MM` (default `02:00`); `"off"` runs on demand only.
+    pub daily_at: Option<String>,
+    /// The schedule's fixed UTC offset, `+HH:MM` / `-HH:MM` / `Z` (default
+    /// `Z`). There is no time-zone database: change it for daylight saving.
+    pub utc_offset: Option<String>,
+    /// Channels whose drift is reported but not fixed.
+    #[serde(default)]
+    pub report_only: Vec<String>,
+    /// Listings per page (default 250).
+    pub page_size: Option<usize>,
+    /// Before a differing listing is read again to confirm (default 2000).
+    pub confirm_delay_ms: Option<u64>,
 }
 
 /// `[sync]`: when failing updates are dead-lettered.
@@ -142,6 +163,8 @@ pub enum ConfigError {
     TokenNameEmpty,
     #[error("connector {channel:?}: {message}")]
     Connector { channel: String, message: String },
+    #[error("{0}")]
+    Reconciliation(String),
     #[error("sync.max_attempts must be at least 1")]
     SyncAttempts,
     #[error("invalid log filter {filter:?}: {message}")]
@@ -191,6 +214,8 @@ pub struct ServeConfig {
     /// Connectors given directly (tests and the demo: in-process channels).
     pub extra_connections: Vec<crate::sync::Connection>,
     pub retry: stockd_core::retry::RetryPolicy,
+    /// Reconciliation runs (schedule, report-only channels, paging).
+    pub reconcile: crate::reconcile::ReconcileConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -255,6 +280,7 @@ impl Settings {
         if let Some(secs) = file.sync.max_age_secs {
             retry.max_age = std::time::Duration::from_secs(secs);
         }
+        let reconcile = resolve_reconciliation(file.reconciliation)?;
         let log = LogSettings {
             format: overrides
                 .log_format
@@ -274,10 +300,49 @@ impl Settings {
                 connectors,
                 extra_connections: Vec::new(),
                 retry,
+                reconcile,
             },
             log,
         })
     }
+}
+
+fn resolve_reconciliation(
+    file: FileReconciliation,
+) -> Result<crate::reconcile::ReconcileConfig, ConfigError> {
+    use crate::reconcile::{DailyAt, ReconcileConfig};
+    let schedule = match file.daily_at.as_deref() {
+        Some("off") => None,
+        at => Some(
+            DailyAt::parse(
+                at.unwrap_or("02:00"),
+                file.utc_offset.as_deref().unwrap_or("Z"),
+            )
+            .map_err(ConfigError::Reconciliation)?,
+        ),
+    };
+    let mut config = ReconcileConfig {
+        schedule,
+        ..ReconcileConfig::default()
+    };
+    for raw in file.report_only {
+        let channel = stockd_core::ChannelId::parse(raw.clone()).map_err(|e| {
+            ConfigError::Reconciliation(format!("reconciliation.report_only {raw:?}: {e}"))
+        })?;
+        config.report_only.insert(channel);
+    }
+    if let Some(size) = file.page_size {
+        if size == 0 {
+            return Err(ConfigError::Reconciliation(
+                "reconciliation.page_size must be at least 1".into(),
+            ));
+        }
+        config.page_size = size;
+    }
+    if let Some(ms) = file.confirm_delay_ms {
+        config.confirm_delay = std::time::Duration::from_millis(ms);
+    }
+    Ok(config)
 }
 
 /// `IP:PORT`; `localhost:PORT` is taken as 127.0.0.1.

@@ -16,6 +16,7 @@ pub mod error;
 pub mod import;
 pub mod input;
 pub mod metrics;
+pub mod reconcile;
 pub mod sync;
 pub mod webhooks;
 
@@ -124,6 +125,15 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
             .map(|c| (c.channel.clone(), c.connector.clone()))
             .collect(),
     );
+    let reconciler = reconcile::Reconciler::new(
+        store.clone(),
+        connections
+            .iter()
+            .map(|c| (c.channel.clone(), c.connector.clone()))
+            .collect(),
+        config.reconcile.clone(),
+    );
+    state.reconciler = Some(reconciler.clone());
     let dispatcher = sync::Dispatcher::start(
         store.clone(),
         connections,
@@ -131,6 +141,7 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
         state.sync_kpis.clone(),
         state.listing_index.clone(),
     );
+    let reconciling = reconciler.start();
     let sync_kpis = state.sync_kpis.clone();
     let app = api::router(state, config.http);
     let (shutdown, stop) = oneshot::channel::<()>();
@@ -141,6 +152,7 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
                 let _ = stop.await;
             })
             .await;
+        reconciling.stop().await;
         dispatcher.stop().await;
         store.close().await;
         served

@@ -203,7 +203,7 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-fn escape(label: &str) -> String {
+pub(crate) fn escape(label: &str) -> String {
     label
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -9,6 +9,7 @@ pub mod events;
 pub mod ledger;
 pub mod ops;
 pub mod quarantine;
+pub mod reconciliations;
 pub mod returns;
 pub mod rules;
 pub mod schema;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The OpenAPI document, rendered once at start.
     pub openapi_json: Arc<str>,
+    /// Reconciliation runs (`None`: this server runs none).
+    pub reconciler: Option<Arc<crate::reconcile::Reconciler>>,
 }
 
 impl AppState {
@@ -73,6 +76,7 @@ impl AppState {
             auth: Arc::new(auth),
             metrics: Arc::new(metrics),
             openapi_json: openapi_json.into(),
+            reconciler: None,
         }
     }
 }
@@ -97,6 +101,15 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .route("/v1/dlq/{id}", delete(sync::discard_dead_letter))
         .route("/v1/dlq/{id}/retry", post(sync::retry_dead_letter))
         .route("/v1/kpis", get(sync::get_kpis))
+        .route(
+            "/v1/reconciliations",
+            get(reconciliations::list).post(reconciliations::start),
+        )
+        .route("/v1/reconciliations/{id}", get(reconciliations::get_one))
+        .route(
+            "/v1/reconciliations/{id}/items",
+            get(reconciliations::items),
+        )
         .route(
             "/v1/webhooks/{kind}/{channel_id}",
             post(crate::webhooks::receive),
@@ -307,6 +320,10 @@ impl utoipa::Modify for BearerAuth {
         sync::retry_dead_letter,
         sync::discard_dead_letter,
         sync::get_kpis,
+        reconciliations::start,
+        reconciliations::list,
+        reconciliations::get_one,
+        reconciliations::items,
         crate::webhooks::receive,
         ops::healthz,
         ops::readyz,
@@ -318,6 +335,7 @@ impl utoipa::Modify for BearerAuth {
     tags(
         (name = "events", description = "The only way stock changes."),
         (name = "sync", description = "The outbound sync: outbox, dead-letter queue, latency KPIs."),
+        (name = "reconciliation", description = "Read back what each channel shows, compare, classify and fix drift."),
         (name = "webhooks", description = "Order notifications from channels, verified by signature."),
         (name = "catalog", description = "Variants and locations."),
         (name = "stock", description = "Stock views computed from the ledger."),

@@ -78,6 +78,17 @@ pub struct DemoReport {
     pub rate_limit_violations: u64,
     pub rate_limit_violations_by_channel: BTreeMap<String, u64>,
     pub drained: bool,
+    /// The closing reconciliation of every channel, after one listing per
+    /// channel was edited behind stockd's back.
+    pub reconciliation: BTreeMap<String, ReconciliationReport>,
+}
+
+/// One channel's closing reconciliation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReconciliationReport {
+    pub listings_checked: u64,
+    pub drift: u64,
+    pub fixed: u64,
 }
 
 /// Why the demo could not run.
@@ -181,6 +192,13 @@ pub async fn run(
         connectors: Vec::new(),
         extra_connections: connections,
         retry: RetryPolicy::default(),
+        reconcile: crate::reconcile::ReconcileConfig {
+            schedule: None,
+            // The Google simulator serves a processed product after 100 ms.
+            settle_after_push: Some(Duration::from_secs(2)),
+            confirm_delay: Duration::from_millis(500),
+            ..Default::default()
+        },
     })
     .await?;
     let api = Arc::new(Api {
@@ -249,9 +267,11 @@ pub async fn run(
     }
     let traffic_secs = started.elapsed().as_secs_f64();
     eprintln!("  traffic stopped after {traffic_secs:.1} s; draining the pipeline");
-    let drained = drain(&api, Duration::from_secs(180)).await?;
+    let mut drained = drain(&api, Duration::from_secs(180)).await?;
+    let reconciliation = reconcile(&api, &sims, &skus).await?;
+    drained &= drain(&api, Duration::from_secs(180)).await?;
 
-    let report = report(
+    let mut report = report(
         &api,
         &server,
         &sims,
@@ -261,6 +281,7 @@ pub async fn run(
         drained,
     )
     .await?;
+    report.reconciliation = reconciliation;
     server.shutdown().await.map_err(setup)?;
     for channel in sims {
         if let Ok(channel) = Arc::try_unwrap(channel) {
@@ -591,7 +612,70 @@ async fn report(
         rate_limit_violations: violations,
         rate_limit_violations_by_channel: violations_by_channel,
         drained,
+        reconciliation: BTreeMap::new(),
     })
+}
+
+/// A merchant edits one listing per channel in its back office (after the
+/// Google simulator's last processing settled); then every channel is
+/// reconciled and the runs are waited for.
+async fn reconcile(
+    api: &Api,
+    sims: &[Arc<SimChannel>],
+    skus: &[String],
+) -> Result<BTreeMap<String, ReconciliationReport>, DemoError> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if let Some(sku) = skus.first() {
+        for channel in sims {
+            let Some(shown) = channel.sim.listings().into_iter().find(|l| &l.sku == sku) else {
+                continue;
+            };
+            // Google shows availability: flip it; elsewhere add a few units.
+            let edited = match channel.kind.shows_quantity() {
+                true => shown.quantity + 7,
+                false if shown.availability == "in_stock" => 0,
+                false => 5,
+            };
+            channel.sim.edit_quantity(sku, edited).map_err(setup)?;
+        }
+    }
+    let started = api.post("/v1/reconciliations", json!({})).await?;
+    let ids: Vec<i64> = started["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_i64())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let mut runs = Vec::new();
+        for id in &ids {
+            runs.push(api.get(&format!("/v1/reconciliations/{id}")).await?);
+        }
+        if runs
+            .iter()
+            .all(|r| r["status"] == "completed" || r["status"] == "failed")
+        {
+            eprintln!("  reconciled {} channels", runs.len());
+            return Ok(runs
+                .iter()
+                .map(|r| {
+                    (
+                        r["channel"].as_str().unwrap_or_default().to_string(),
+                        ReconciliationReport {
+                            listings_checked: r["listings_checked"].as_u64().unwrap_or(0),
+                            drift: r["drift"].as_u64().unwrap_or(0),
+                            fixed: r["fixed"].as_u64().unwrap_or(0),
+                        },
+                    )
+                })
+                .collect());
+        }
+        if Instant::now() > deadline {
+            return Err(DemoError::Setup("reconciliation did not finish".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The human summary printed at the end.
@@ -630,6 +714,13 @@ pub fn summary(report: &DemoReport) -> String {
         "  rate-limit violations   {}",
         report.rate_limit_violations
     );
+    for (channel, r) in &report.reconciliation {
+        let _ = writeln!(
+            out,
+            "  reconciled {channel:<12} {} checked, {} drift, {} fixed",
+            r.listings_checked, r.drift, r.fixed
+        );
+    }
     if !report.drained {
         let _ = writeln!(
             out,

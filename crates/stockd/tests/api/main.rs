@@ -15,6 +15,7 @@ mod events;
 mod http;
 mod ops;
 mod quarantine;
+mod reconcile;
 mod returns;
 mod rules;
 mod stock;

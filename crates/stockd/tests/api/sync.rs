@@ -880,6 +880,12 @@ async fn a_short_demo_ends_converged_with_nothing_refused() {
         .expect("the demo runs");
     assert!(report.drained, "{report:?}");
     assert_eq!(report.drift_listings, 0, "{report:?}");
+    // The closing reconciliation found and fixed the back-office edit on
+    // every channel (drift_listings above is measured after the fix).
+    assert_eq!(report.reconciliation.len(), 5, "{report:?}");
+    for r in report.reconciliation.values() {
+        assert_eq!((r.drift, r.fixed), (1, 1), "{report:?}");
+    }
     assert_eq!(report.dlq, 0, "{report:?}");
     assert_eq!(report.rate_limit_violations, 0, "{report:?}");
     assert_eq!(
