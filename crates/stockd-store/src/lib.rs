@@ -8,6 +8,7 @@
 pub mod availability;
 mod canonical;
 pub mod channels;
+pub mod inbound;
 pub mod outbox;
 mod postgres;
 mod rows;
@@ -114,7 +115,9 @@ pub struct UpsertSummary {
 /// The storage of stockd. Writes go through one writer per store; reads run
 /// concurrently.
 #[async_trait]
-pub trait Store: ChannelStore + outbox::OutboxStore + Send + Sync + 'static {
+pub trait Store:
+    ChannelStore + outbox::OutboxStore + inbound::InboundStore + Send + Sync + 'static
+{
     /// Applies one request of events atomically (idempotent per event key).
     async fn submit(&self, events: Vec<Submission>) -> Result<SubmitOutcome, StoreError>;
     /// Creates or replaces a location; quarantined events waiting for it are replayed.

@@ -23,6 +23,7 @@ use stockd_core::{
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 mod channels;
+mod inbound;
 mod outbox;
 
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -33,6 +34,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/postgres/0003_kit_reservations.sql"),
     ),
     (4, include_str!("../migrations/postgres/0004_outbox.sql")),
+    (8, include_str!("../migrations/postgres/0008_inbound.sql")),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").
 const WRITER_LOCK_ID: i64 = 0x5354_4f43_4b44;

@@ -20,6 +20,7 @@ use stockd_core::{
 };
 
 mod channels;
+mod inbound;
 mod outbox;
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -30,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0003_kit_reservations.sql"),
     ),
     (4, include_str!("../migrations/sqlite/0004_outbox.sql")),
+    (8, include_str!("../migrations/sqlite/0008_inbound.sql")),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;

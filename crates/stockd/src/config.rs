@@ -72,6 +72,9 @@ pub struct FileConfig {
     pub connectors: std::collections::BTreeMap<String, crate::connections::FileConnector>,
     #[serde(default)]
     pub sync: FileSync,
+    /// `[inbound.nats]`: events from an ERP/WMS over NATS JetStream.
+    #[serde(default)]
+    pub inbound: crate::inbound::FileInbound,
 }
 
 /// `[sync]`: when failing updates are dead-lettered.
@@ -144,6 +147,8 @@ pub enum ConfigError {
     Connector { channel: String, message: String },
     #[error("sync.max_attempts must be at least 1")]
     SyncAttempts,
+    #[error("{0}")]
+    Inbound(String),
     #[error("invalid log filter {filter:?}: {message}")]
     LogFilter { filter: String, message: String },
 }
@@ -191,6 +196,8 @@ pub struct ServeConfig {
     /// Connectors given directly (tests and the demo: in-process channels).
     pub extra_connections: Vec<crate::sync::Connection>,
     pub retry: stockd_core::retry::RetryPolicy,
+    /// Inbound and outbound paths beyond HTTP (NATS); none by default.
+    pub inbound: crate::inbound::InboundSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -245,6 +252,7 @@ impl Settings {
         }
         let tokens = resolve_tokens(file.auth.tokens, env)?;
         let connectors = crate::connections::resolve(file.connectors, env)?;
+        let inbound = file.inbound.resolve(env)?;
         let mut retry = stockd_core::retry::RetryPolicy::default();
         if let Some(attempts) = file.sync.max_attempts {
             if attempts == 0 {
@@ -274,6 +282,7 @@ impl Settings {
                 connectors,
                 extra_connections: Vec::new(),
                 retry,
+                inbound,
             },
             log,
         })

@@ -12,6 +12,7 @@ pub mod connections;
 pub mod demo;
 pub mod error;
 pub mod import;
+pub mod inbound;
 pub mod input;
 pub mod metrics;
 pub mod sync;
@@ -129,6 +130,9 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
         state.sync_kpis.clone(),
         state.listing_index.clone(),
     );
+    let inbound_nats = config.inbound.nats.clone().map(|settings| {
+        inbound::nats::NatsConsumer::start(store.clone(), settings, state.inbound_kpis.clone())
+    });
     let sync_kpis = state.sync_kpis.clone();
     let app = api::router(state, config.http);
     let (shutdown, stop) = oneshot::channel::<()>();
@@ -139,6 +143,9 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
                 let _ = stop.await;
             })
             .await;
+        if let Some(consumer) = inbound_nats {
+            consumer.stop().await;
+        }
         dispatcher.stop().await;
         store.close().await;
         served

@@ -147,6 +147,7 @@ async fn run(options: &Options, throttled: bool) -> Result<Value> {
         connectors: Vec::new(),
         extra_connections: connections,
         retry: RetryPolicy::default(),
+        inbound: Default::default(),
     })
     .await?;
     let base = server.url();

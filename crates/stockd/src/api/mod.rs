@@ -6,6 +6,7 @@ pub mod bundles;
 pub mod catalog;
 pub mod channels;
 pub mod events;
+pub mod inbound;
 pub mod ledger;
 pub mod ops;
 pub mod quarantine;
@@ -51,6 +52,7 @@ pub struct AppState {
     pub connectors: Arc<crate::webhooks::Connectors>,
     pub listing_index: Arc<crate::webhooks::ListingIndex>,
     pub sync_kpis: Arc<crate::sync::SyncKpis>,
+    pub inbound_kpis: Arc<crate::inbound::nats::InboundKpis>,
     pub auth: Arc<Auth>,
     pub metrics: Arc<Metrics>,
     /// The OpenAPI document, rendered once at start.
@@ -68,6 +70,7 @@ impl AppState {
             connectors: Arc::new(crate::webhooks::Connectors::new()),
             listing_index: Arc::new(crate::webhooks::ListingIndex::default()),
             sync_kpis: Arc::new(crate::sync::SyncKpis::default()),
+            inbound_kpis: Arc::default(),
             auth: Arc::new(auth),
             metrics: Arc::new(metrics),
             openapi_json: openapi_json.into(),
@@ -125,6 +128,11 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .route(
             "/v1/quarantine/{id}",
             delete(quarantine::discard_quarantined),
+        )
+        .route("/v1/inbound/rejected", get(inbound::list_rejected))
+        .route(
+            "/v1/inbound/rejected/{id}",
+            delete(inbound::discard_rejected),
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -293,6 +301,8 @@ impl utoipa::Modify for BearerAuth {
         ledger::list_ledger,
         quarantine::list_quarantine,
         quarantine::discard_quarantined,
+        inbound::list_rejected,
+        inbound::discard_rejected,
         sync::list_outbox,
         sync::list_dlq,
         sync::retry_dead_letter,
@@ -317,6 +327,7 @@ impl utoipa::Modify for BearerAuth {
         (name = "rules", description = "The versioned channel rules: validate, preview, apply, diff, roll back."),
         (name = "ledger", description = "The audit trail."),
         (name = "quarantine", description = "Events waiting for what they name."),
+        (name = "inbound", description = "Bus messages and supplier feeds."),
         (name = "ops", description = "Health, readiness, metrics, this document."),
     )
 )]

@@ -54,6 +54,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         {
             let mut text = state.metrics.render();
             state.sync_kpis.render(&mut text);
+            state.inbound_kpis.render(&mut text);
             text
         },
     )

@@ -181,6 +181,7 @@ pub async fn run(
         connectors: Vec::new(),
         extra_connections: connections,
         retry: RetryPolicy::default(),
+        inbound: Default::default(),
     })
     .await?;
     let api = Arc::new(Api {

@@ -25,6 +25,7 @@ pub fn config(database_url: String) -> ServeConfig {
         connectors: Vec::new(),
         extra_connections: Vec::new(),
         retry: stockd_core::retry::RetryPolicy::default(),
+        inbound: Default::default(),
     }
 }
 

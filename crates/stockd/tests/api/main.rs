@@ -12,6 +12,7 @@ mod channels;
 mod cli;
 mod events;
 mod http;
+mod inbound;
 mod ops;
 mod quarantine;
 mod rules;

@@ -79,6 +79,8 @@ async fn openapi_document_describes_the_api() {
         ("/v1/ledger", "get"),
         ("/v1/quarantine", "get"),
         ("/v1/quarantine/{id}", "delete"),
+        ("/v1/inbound/rejected", "get"),
+        ("/v1/inbound/rejected/{id}", "delete"),
         ("/v1/channels", "get"),
         ("/v1/channels/{id}", "put"),
         ("/v1/channels/{id}", "get"),
