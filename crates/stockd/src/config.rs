@@ -75,6 +75,9 @@ pub struct FileConfig {
     /// `[inbound.nats]`: events from an ERP/WMS over NATS JetStream.
     #[serde(default)]
     pub inbound: crate::inbound::FileInbound,
+    /// `[[feeds]]`: supplier stock and ASN files.
+    #[serde(default)]
+    pub feeds: Vec<crate::inbound::feeds::FileFeed>,
 }
 
 /// `[sync]`: when failing updates are dead-lettered.
@@ -252,7 +255,8 @@ impl Settings {
         }
         let tokens = resolve_tokens(file.auth.tokens, env)?;
         let connectors = crate::connections::resolve(file.connectors, env)?;
-        let inbound = file.inbound.resolve(env)?;
+        let mut inbound = file.inbound.resolve(env)?;
+        inbound.feeds = crate::inbound::feeds::resolve(file.feeds)?;
         let mut retry = stockd_core::retry::RetryPolicy::default();
         if let Some(attempts) = file.sync.max_attempts {
             if attempts == 0 {

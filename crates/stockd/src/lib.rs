@@ -133,6 +133,8 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
     let inbound_nats = config.inbound.nats.clone().map(|settings| {
         inbound::nats::NatsConsumer::start(store.clone(), settings, state.inbound_kpis.clone())
     });
+    state.feeds = std::sync::Arc::new(config.inbound.feeds.clone());
+    let feed_scheduler = inbound::feeds::FeedScheduler::start(store.clone(), &config.inbound.feeds);
     let sync_kpis = state.sync_kpis.clone();
     let app = api::router(state, config.http);
     let (shutdown, stop) = oneshot::channel::<()>();
@@ -143,6 +145,7 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
                 let _ = stop.await;
             })
             .await;
+        feed_scheduler.stop().await;
         if let Some(consumer) = inbound_nats {
             consumer.stop().await;
         }

@@ -6,6 +6,7 @@ pub mod bundles;
 pub mod catalog;
 pub mod channels;
 pub mod events;
+pub mod feeds;
 pub mod inbound;
 pub mod ledger;
 pub mod ops;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub listing_index: Arc<crate::webhooks::ListingIndex>,
     pub sync_kpis: Arc<crate::sync::SyncKpis>,
     pub inbound_kpis: Arc<crate::inbound::nats::InboundKpis>,
+    /// Configured supplier feeds.
+    pub feeds: Arc<Vec<crate::inbound::feeds::FeedSettings>>,
     pub auth: Arc<Auth>,
     pub metrics: Arc<Metrics>,
     /// The OpenAPI document, rendered once at start.
@@ -71,6 +74,7 @@ impl AppState {
             listing_index: Arc::new(crate::webhooks::ListingIndex::default()),
             sync_kpis: Arc::new(crate::sync::SyncKpis::default()),
             inbound_kpis: Arc::default(),
+            feeds: Arc::default(),
             auth: Arc::new(auth),
             metrics: Arc::new(metrics),
             openapi_json: openapi_json.into(),
@@ -130,6 +134,8 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             delete(quarantine::discard_quarantined),
         )
         .route("/v1/inbound/rejected", get(inbound::list_rejected))
+        .route("/v1/feeds", get(feeds::list_feeds))
+        .route("/v1/feeds/{id}/runs", get(feeds::list_runs))
         .route(
             "/v1/inbound/rejected/{id}",
             delete(inbound::discard_rejected),
@@ -303,6 +309,8 @@ impl utoipa::Modify for BearerAuth {
         quarantine::discard_quarantined,
         inbound::list_rejected,
         inbound::discard_rejected,
+        feeds::list_feeds,
+        feeds::list_runs,
         sync::list_outbox,
         sync::list_dlq,
         sync::retry_dead_letter,

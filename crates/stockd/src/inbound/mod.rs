@@ -6,6 +6,7 @@
 //! body (`crate::input`) and applied by the store's writer, so the same
 //! idempotency keys make a redelivery harmless.
 
+pub mod feeds;
 pub mod nats;
 
 use crate::config::{ConfigError, Secret};
@@ -75,6 +76,8 @@ pub const NATS_ACK_WAIT_DEFAULT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Default)]
 pub struct InboundSettings {
     pub nats: Option<NatsInboundSettings>,
+    /// `[[feeds]]`.
+    pub feeds: Vec<feeds::FeedSettings>,
 }
 
 fn nats_error(message: impl Into<String>) -> ConfigError {
@@ -160,6 +163,7 @@ impl FileInbound {
                 batch,
                 ack_wait,
             }),
+            feeds: Vec::new(),
         })
     }
 }

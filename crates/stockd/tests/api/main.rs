@@ -11,6 +11,7 @@ mod catalog;
 mod channels;
 mod cli;
 mod events;
+mod feeds;
 mod http;
 mod inbound;
 mod ops;

@@ -81,6 +81,8 @@ async fn openapi_document_describes_the_api() {
         ("/v1/quarantine/{id}", "delete"),
         ("/v1/inbound/rejected", "get"),
         ("/v1/inbound/rejected/{id}", "delete"),
+        ("/v1/feeds", "get"),
+        ("/v1/feeds/{id}/runs", "get"),
         ("/v1/channels", "get"),
         ("/v1/channels/{id}", "put"),
         ("/v1/channels/{id}", "get"),
