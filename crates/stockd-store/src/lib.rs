@@ -11,6 +11,7 @@ pub mod channels;
 pub mod inbound;
 pub mod outbox;
 mod postgres;
+pub mod publish;
 mod rows;
 mod sqlite;
 mod writer;
@@ -116,7 +117,13 @@ pub struct UpsertSummary {
 /// concurrently.
 #[async_trait]
 pub trait Store:
-    ChannelStore + outbox::OutboxStore + inbound::InboundStore + Send + Sync + 'static
+    ChannelStore
+    + outbox::OutboxStore
+    + inbound::InboundStore
+    + publish::PublishStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Applies one request of events atomically (idempotent per event key).
     async fn submit(&self, events: Vec<Submission>) -> Result<SubmitOutcome, StoreError>;

@@ -25,6 +25,7 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 mod channels;
 mod inbound;
 mod outbox;
+mod publish;
 
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_ledger.sql")),

@@ -22,6 +22,7 @@ use stockd_core::{
 mod channels;
 mod inbound;
 mod outbox;
+mod publish;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_ledger.sql")),

@@ -78,6 +78,9 @@ pub struct FileConfig {
     /// `[[feeds]]`: supplier stock and ASN files.
     #[serde(default)]
     pub feeds: Vec<crate::inbound::feeds::FileFeed>,
+    /// `[outbound.nats]`: stock changes published out.
+    #[serde(default)]
+    pub outbound: crate::outbound::FileOutbound,
 }
 
 /// `[sync]`: when failing updates are dead-lettered.
@@ -257,6 +260,7 @@ impl Settings {
         let connectors = crate::connections::resolve(file.connectors, env)?;
         let mut inbound = file.inbound.resolve(env)?;
         inbound.feeds = crate::inbound::feeds::resolve(file.feeds)?;
+        inbound.outbound_nats = file.outbound.resolve(env)?;
         let mut retry = stockd_core::retry::RetryPolicy::default();
         if let Some(attempts) = file.sync.max_attempts {
             if attempts == 0 {

@@ -15,6 +15,7 @@ pub mod import;
 pub mod inbound;
 pub mod input;
 pub mod metrics;
+pub mod outbound;
 pub mod sync;
 pub mod webhooks;
 
@@ -135,6 +136,11 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
     });
     state.feeds = std::sync::Arc::new(config.inbound.feeds.clone());
     let feed_scheduler = inbound::feeds::FeedScheduler::start(store.clone(), &config.inbound.feeds);
+    let publisher = config
+        .inbound
+        .outbound_nats
+        .clone()
+        .map(|settings| outbound::Publisher::start(store.clone(), settings));
     let sync_kpis = state.sync_kpis.clone();
     let app = api::router(state, config.http);
     let (shutdown, stop) = oneshot::channel::<()>();
@@ -146,6 +152,9 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
             })
             .await;
         feed_scheduler.stop().await;
+        if let Some(publisher) = publisher {
+            publisher.stop().await;
+        }
         if let Some(consumer) = inbound_nats {
             consumer.stop().await;
         }

@@ -29,3 +29,14 @@ CREATE TABLE feed_runs (
     problems TEXT NOT NULL
 );
 CREATE INDEX feed_runs_feed ON feed_runs (feed, id);
+-- Stock changes published out (the publish outbox): one row per SKU whose
+-- stock a committed group touched, written in that group's transaction;
+-- `gen` counts those groups, `published_gen` is the last one published.
+CREATE TABLE stock_publish (
+    sku TEXT PRIMARY KEY,
+    gen BIGINT NOT NULL,
+    published_gen BIGINT NOT NULL DEFAULT 0,
+    caused_seq BIGINT NOT NULL,
+    changed_at_ms BIGINT NOT NULL
+);
+CREATE INDEX stock_publish_due ON stock_publish (changed_at_ms) WHERE gen > published_gen;

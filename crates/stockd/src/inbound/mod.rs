@@ -78,6 +78,8 @@ pub struct InboundSettings {
     pub nats: Option<NatsInboundSettings>,
     /// `[[feeds]]`.
     pub feeds: Vec<feeds::FeedSettings>,
+    /// `[outbound.nats]`: stock changes published out.
+    pub outbound_nats: Option<crate::outbound::NatsOutboundSettings>,
 }
 
 fn nats_error(message: impl Into<String>) -> ConfigError {
@@ -164,6 +166,7 @@ impl FileInbound {
                 ack_wait,
             }),
             feeds: Vec::new(),
+            outbound_nats: None,
         })
     }
 }

@@ -415,3 +415,120 @@ async fn two_instances_on_one_consumer_apply_every_message_once() {
     second.stop().await;
     js.delete_stream(&s.stream).await.expect("delete stream");
 }
+
+/// Stock changes published out: one message per committed change of a SKU
+/// (changes made one at a time), in generation order per SKU, with the
+/// quantities of that change; a repeated publish is dropped by the stream.
+#[tokio::test]
+async fn stock_changes_are_published_once_per_change_in_order() {
+    let Some(client) = nats("stock_published").await else {
+        return;
+    };
+    let js = jetstream::new(client);
+    let unique = settings("out", Duration::from_secs(30));
+    let outbound = stockd::outbound::NatsOutboundSettings {
+        url: unique.url.clone(),
+        auth: NatsAuth::None,
+        subject_prefix: unique.subjects[0]
+            .trim_end_matches(".>")
+            .replace("stockdtest", "stockdout"),
+        stream: format!("{}_OUT", unique.stream),
+    };
+    let server_outbound = outbound.clone();
+    let app = TestApp::sqlite_with(|c| c.inbound.outbound_nats = Some(server_outbound)).await;
+    catalog(&app, &["A", "B.1"]).await;
+    let stream_messages = || async {
+        match js.get_stream(&outbound.stream).await {
+            Ok(mut stream) => stream.info().await.map_or(0, |i| i.state.messages),
+            Err(_) => 0,
+        }
+    };
+    let mut expected = 0;
+    for i in 1..=4 {
+        for sku in ["A", "B.1"] {
+            app.events(receipt(&format!("{sku}-{i}"), sku, "AMS", i))
+                .await;
+            expected += 1;
+            eventually("the change published", || async {
+                stream_messages().await == expected
+            })
+            .await;
+        }
+    }
+    // An order touching A publishes A once more.
+    app.events(
+        json!({"key": "o1", "type": "order", "channel": "web", "order_id": "O1",
+        "lines": [{"line_id": "1", "sku": "A", "qty": 2}]}),
+    )
+    .await;
+    expected += 1;
+    eventually("the order published", || async {
+        stream_messages().await == expected
+    })
+    .await;
+
+    // Read the stream back.
+    let stream = js.get_stream(&outbound.stream).await.unwrap();
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    use futures_util::StreamExt;
+    let mut batch = consumer.fetch().max_messages(100).messages().await.unwrap();
+    let mut seen: Vec<(String, stockd::outbound::StockMessage)> = Vec::new();
+    while let Some(m) = batch.next().await {
+        let m = m.unwrap();
+        let body: stockd::outbound::StockMessage = serde_json::from_slice(&m.payload).unwrap();
+        let id = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .unwrap()
+            .to_string();
+        assert_eq!(id, format!("{}:{}", body.sku, body.gen));
+        seen.push((m.subject.to_string(), body));
+    }
+    assert_eq!(seen.len(), expected as usize);
+    let of = |sku: &str| -> Vec<(u64, i64, i64)> {
+        seen.iter()
+            .filter(|(_, m)| m.sku == sku)
+            .map(|(_, m)| (m.gen, m.on_hand, m.reserved))
+            .collect()
+    };
+    assert_eq!(
+        of("A"),
+        vec![(1, 1, 0), (2, 3, 0), (3, 6, 0), (4, 10, 0), (5, 10, 2)]
+    );
+    assert_eq!(of("B.1"), vec![(1, 1, 0), (2, 3, 0), (3, 6, 0), (4, 10, 0)]);
+    assert!(seen.iter().all(|(_, m)| m.version == 1));
+    assert!(
+        seen.iter()
+            .any(|(subject, m)| m.sku == "B.1" && subject.ends_with(".B%2E1")),
+        "the dot of the SKU is escaped in the subject"
+    );
+
+    // A repeat of a published change (a crash before it was recorded) is
+    // dropped by the stream's deduplication.
+    let (subject, last) = seen.last().unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", format!("{}:{}", last.sku, last.gen).as_str());
+    let ack = js
+        .publish_with_headers(
+            subject.clone(),
+            headers,
+            serde_json::to_vec(last).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(ack.duplicate);
+    assert_eq!(stream_messages().await, expected);
+    app.stop().await;
+    js.delete_stream(&outbound.stream)
+        .await
+        .expect("delete stream");
+}
