@@ -8,10 +8,12 @@
 pub mod availability;
 mod canonical;
 pub mod channels;
-pub mod hot;
 pub mod console;
+pub mod hot;
+pub mod inbound;
 pub mod outbox;
 mod postgres;
+pub mod publish;
 pub mod reconcile;
 mod rows;
 mod sqlite;
@@ -122,6 +124,8 @@ pub trait Store:
     + outbox::OutboxStore
     + console::ConsoleReads
     + reconcile::ReconcileStore
+    + inbound::InboundStore
+    + publish::PublishStore
     + Send
     + Sync
     + 'static

@@ -26,7 +26,9 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 
 mod channels;
 mod console;
+mod inbound;
 mod outbox;
+mod publish;
 mod reconcile;
 
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -38,14 +40,9 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (4, include_str!("../migrations/postgres/0004_outbox.sql")),
     (5, include_str!("../migrations/postgres/0005_returns.sql")),
-    (
-        6,
-        include_str!("../migrations/postgres/0006_catalog_scale.sql"),
-    ),
-    (
-        9,
-        include_str!("../migrations/postgres/0009_reconciliation.sql"),
-    ),
+    (6, include_str!("../migrations/postgres/0006_catalog_scale.sql")),
+    (8, include_str!("../migrations/postgres/0008_inbound.sql")),
+    (9, include_str!("../migrations/postgres/0009_reconciliation.sql")),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").
 const WRITER_LOCK_ID: i64 = 0x5354_4f43_4b44;

@@ -22,7 +22,9 @@ use stockd_core::{
 
 mod channels;
 mod console;
+mod inbound;
 mod outbox;
+mod publish;
 mod reconcile;
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -34,14 +36,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (4, include_str!("../migrations/sqlite/0004_outbox.sql")),
     (5, include_str!("../migrations/sqlite/0005_returns.sql")),
-    (
-        6,
-        include_str!("../migrations/sqlite/0006_catalog_scale.sql"),
-    ),
-    (
-        9,
-        include_str!("../migrations/sqlite/0009_reconciliation.sql"),
-    ),
+    (6, include_str!("../migrations/sqlite/0006_catalog_scale.sql")),
+    (8, include_str!("../migrations/sqlite/0008_inbound.sql")),
+    (9, include_str!("../migrations/sqlite/0009_reconciliation.sql")),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;

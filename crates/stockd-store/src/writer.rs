@@ -79,7 +79,9 @@ pub(crate) struct Loaded {
 
 /// What an adapter provides to the writer. Every method but `begin` runs
 /// inside the transaction `begin` opened.
-pub(crate) trait Backend: crate::outbox::DesiredStates {
+pub(crate) trait Backend:
+    crate::outbox::DesiredStates + crate::publish::StockChanges
+{
     async fn begin(&mut self) -> Result<(), StoreError>;
     async fn commit(&mut self) -> Result<(), StoreError>;
     async fn rollback(&mut self);
@@ -529,6 +531,9 @@ async fn in_group<B: Backend, R>(
         // The dispatcher's records: generation-aware, so their order
         // relative to the refresh does not matter.
         backend.record_outbox(records).await?;
+        // The publish outbox (`[outbound.nats]`): the touched SKUs, marked
+        // in this transaction so that no committed change goes unpublished.
+        crate::publish::mark_changed(backend, &touched, now).await?;
         Ok((output, writes))
     }
     .await;

@@ -278,6 +278,21 @@ pub enum ImportCommand {
     /// external.<key> columns) or a JSON array of {"sku", "external", "rank"},
     /// in atomic chunks of 1,000; the whole file is checked before anything is sent.
     Listings(ImportListingsArgs),
+    /// Run a supplier feed (`[[feeds]]` in the config file) over one file:
+    /// good rows apply, bad rows are listed with line and column, a file that
+    /// drops too many SKUs is refused whole. Prints the run as JSON.
+    Feed(ImportFeedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportFeedArgs {
+    /// The CSV or JSON file.
+    pub file: PathBuf,
+    /// The feed id (`id` of a `[[feeds]]` table).
+    #[arg(long, value_name = "ID")]
+    pub feed: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Args)]
@@ -378,6 +393,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Import(ImportCommand::Listings(args)) => {
             (None, args.target.database.database.clone())
         }
+        Command::Import(ImportCommand::Feed(args)) => (None, args.database.database.clone()),
         Command::Events(args) => (None, args.target.database.database.clone()),
         Command::Stock(args) => (None, args.target.database.database.clone()),
         Command::Rules(command) => (None, command.target().database.database.clone()),
@@ -437,6 +453,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             print_json(&serde_json::json!({ "upserted": upserted }));
             Ok(())
         }
+        Command::Import(ImportCommand::Feed(args)) => import_feed(&settings, args).await,
         Command::Rules(command) => run_rules(&settings, command).await,
         Command::Events(args) => {
             let target = open_target(&settings, &args.target).await?;
@@ -460,6 +477,47 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 None => Err(Failure::Runtime(format!("unknown sku {:?}", args.sku))),
             }
         }
+    }
+}
+
+async fn import_feed(settings: &Settings, args: ImportFeedArgs) -> Result<(), Failure> {
+    use crate::inbound::feeds;
+    let feed = settings
+        .serve
+        .inbound
+        .feeds
+        .iter()
+        .find(|f| f.id == args.feed)
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "no [[feeds]] table with id {:?} in the configuration",
+                args.feed
+            ))
+        })?;
+    let bytes = std::fs::read(&args.file)
+        .map_err(|e| Failure::Runtime(format!("cannot read {}: {e}", args.file.display())))?;
+    let store = stockd_store::open(&settings.serve.database_url)
+        .await
+        .map_err(store_failure)?;
+    let bar = import::progress_bar(0, "{bar:40} {pos}/{len} rows {elapsed}");
+    let run = feeds::run_feed(
+        &*store,
+        feed,
+        &args.file.display().to_string(),
+        &bytes,
+        Some(&bar),
+    )
+    .await;
+    bar.finish_and_clear();
+    store.close().await;
+    let run = run.map_err(Failure::runtime)?;
+    print_json(&run);
+    match run.status {
+        stockd_store::inbound::FeedRunStatus::Applied => Ok(()),
+        _ => Err(Failure::Runtime(
+            run.error
+                .unwrap_or_else(|| "the feed run did not apply".into()),
+        )),
     }
 }
 

@@ -72,6 +72,15 @@ pub struct FileConfig {
     pub connectors: std::collections::BTreeMap<String, crate::connections::FileConnector>,
     #[serde(default)]
     pub sync: FileSync,
+    /// `[inbound.nats]`: events from an ERP/WMS over NATS JetStream.
+    #[serde(default)]
+    pub inbound: crate::inbound::FileInbound,
+    /// `[[feeds]]`: supplier stock and ASN files.
+    #[serde(default)]
+    pub feeds: Vec<crate::inbound::feeds::FileFeed>,
+    /// `[outbound.nats]`: stock changes published out.
+    #[serde(default)]
+    pub outbound: crate::outbound::FileOutbound,
     #[serde(default)]
     pub reconciliation: FileReconciliation,
 }
@@ -167,6 +176,8 @@ pub enum ConfigError {
     Reconciliation(String),
     #[error("sync.max_attempts must be at least 1")]
     SyncAttempts,
+    #[error("{0}")]
+    Inbound(String),
     #[error("invalid log filter {filter:?}: {message}")]
     LogFilter { filter: String, message: String },
 }
@@ -214,6 +225,8 @@ pub struct ServeConfig {
     /// Connectors given directly (tests and the demo: in-process channels).
     pub extra_connections: Vec<crate::sync::Connection>,
     pub retry: stockd_core::retry::RetryPolicy,
+    /// Inbound and outbound paths beyond HTTP (NATS); none by default.
+    pub inbound: crate::inbound::InboundSettings,
     /// Reconciliation runs (schedule, report-only channels, paging).
     pub reconcile: crate::reconcile::ReconcileConfig,
 }
@@ -270,6 +283,9 @@ impl Settings {
         }
         let tokens = resolve_tokens(file.auth.tokens, env)?;
         let connectors = crate::connections::resolve(file.connectors, env)?;
+        let mut inbound = file.inbound.resolve(env)?;
+        inbound.feeds = crate::inbound::feeds::resolve(file.feeds)?;
+        inbound.outbound_nats = file.outbound.resolve(env)?;
         let mut retry = stockd_core::retry::RetryPolicy::default();
         if let Some(attempts) = file.sync.max_attempts {
             if attempts == 0 {
@@ -300,6 +316,7 @@ impl Settings {
                 connectors,
                 extra_connections: Vec::new(),
                 retry,
+                inbound,
                 reconcile,
             },
             log,

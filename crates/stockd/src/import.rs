@@ -61,7 +61,7 @@ fn details_text(details: &[String]) -> String {
 }
 
 /// A progress bar on stderr, hidden when stderr is not a terminal.
-fn progress_bar(len: u64, template: &str) -> ProgressBar {
+pub(crate) fn progress_bar(len: u64, template: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

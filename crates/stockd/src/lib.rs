@@ -14,9 +14,11 @@ pub mod console;
 pub mod demo;
 pub mod error;
 pub mod import;
+pub mod inbound;
 pub mod input;
 pub mod metrics;
 pub mod reconcile;
+pub mod outbound;
 pub mod sync;
 pub mod webhooks;
 
@@ -142,6 +144,16 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
         state.listing_index.clone(),
     );
     let reconciling = reconciler.start();
+    let inbound_nats = config.inbound.nats.clone().map(|settings| {
+        inbound::nats::NatsConsumer::start(store.clone(), settings, state.inbound_kpis.clone())
+    });
+    state.feeds = std::sync::Arc::new(config.inbound.feeds.clone());
+    let feed_scheduler = inbound::feeds::FeedScheduler::start(store.clone(), &config.inbound.feeds);
+    let publisher = config
+        .inbound
+        .outbound_nats
+        .clone()
+        .map(|settings| outbound::Publisher::start(store.clone(), settings));
     let sync_kpis = state.sync_kpis.clone();
     let app = api::router(state, config.http);
     let (shutdown, stop) = oneshot::channel::<()>();
@@ -153,6 +165,13 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
             })
             .await;
         reconciling.stop().await;
+        feed_scheduler.stop().await;
+        if let Some(publisher) = publisher {
+            publisher.stop().await;
+        }
+        if let Some(consumer) = inbound_nats {
+            consumer.stop().await;
+        }
         dispatcher.stop().await;
         store.close().await;
         served

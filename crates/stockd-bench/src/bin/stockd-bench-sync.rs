@@ -148,6 +148,7 @@ async fn run(options: &Options, throttled: bool) -> Result<Value> {
         extra_connections: connections,
         retry: RetryPolicy::default(),
         reconcile: Default::default(),
+        inbound: Default::default(),
     })
     .await?;
     let base = server.url();

@@ -6,6 +6,8 @@ pub mod bundles;
 pub mod catalog;
 pub mod channels;
 pub mod events;
+pub mod feeds;
+pub mod inbound;
 pub mod ledger;
 pub mod ops;
 pub mod quarantine;
@@ -54,6 +56,9 @@ pub struct AppState {
     pub connectors: Arc<crate::webhooks::Connectors>,
     pub listing_index: Arc<crate::webhooks::ListingIndex>,
     pub sync_kpis: Arc<crate::sync::SyncKpis>,
+    pub inbound_kpis: Arc<crate::inbound::nats::InboundKpis>,
+    /// Configured supplier feeds.
+    pub feeds: Arc<Vec<crate::inbound::feeds::FeedSettings>>,
     pub auth: Arc<Auth>,
     pub metrics: Arc<Metrics>,
     /// The OpenAPI document, rendered once at start.
@@ -73,6 +78,8 @@ impl AppState {
             connectors: Arc::new(crate::webhooks::Connectors::new()),
             listing_index: Arc::new(crate::webhooks::ListingIndex::default()),
             sync_kpis: Arc::new(crate::sync::SyncKpis::default()),
+            inbound_kpis: Arc::default(),
+            feeds: Arc::default(),
             auth: Arc::new(auth),
             metrics: Arc::new(metrics),
             openapi_json: openapi_json.into(),
@@ -142,6 +149,13 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .route(
             "/v1/quarantine/{id}",
             delete(quarantine::discard_quarantined),
+        )
+        .route("/v1/inbound/rejected", get(inbound::list_rejected))
+        .route("/v1/feeds", get(feeds::list_feeds))
+        .route("/v1/feeds/{id}/runs", get(feeds::list_runs))
+        .route(
+            "/v1/inbound/rejected/{id}",
+            delete(inbound::discard_rejected),
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -315,6 +329,10 @@ impl utoipa::Modify for BearerAuth {
         quarantine::discard_quarantined,
         returns::list_returns,
         returns::get_return,
+        inbound::list_rejected,
+        inbound::discard_rejected,
+        feeds::list_feeds,
+        feeds::list_runs,
         sync::list_outbox,
         sync::list_dlq,
         sync::retry_dead_letter,
@@ -345,6 +363,7 @@ impl utoipa::Modify for BearerAuth {
         (name = "ledger", description = "The audit trail."),
         (name = "quarantine", description = "Events waiting for what they name."),
         (name = "returns", description = "Returns tracked per RMA."),
+        (name = "inbound", description = "Bus messages and supplier feeds."),
         (name = "ops", description = "Health, readiness, metrics, this document."),
     )
 )]

@@ -199,6 +199,7 @@ pub async fn run(
             confirm_delay: Duration::from_millis(500),
             ..Default::default()
         },
+        inbound: Default::default(),
     })
     .await?;
     let api = Arc::new(Api {

@@ -26,6 +26,7 @@ pub fn config(database_url: String) -> ServeConfig {
         extra_connections: Vec::new(),
         retry: stockd_core::retry::RetryPolicy::default(),
         reconcile: Default::default(),
+        inbound: Default::default(),
     }
 }
 
