@@ -33,6 +33,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/postgres/0003_kit_reservations.sql"),
     ),
     (4, include_str!("../migrations/postgres/0004_outbox.sql")),
+    (
+        7,
+        include_str!("../migrations/postgres/0007_protective_sync.sql"),
+    ),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").
 const WRITER_LOCK_ID: i64 = 0x5354_4f43_4b44;

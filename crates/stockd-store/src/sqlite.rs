@@ -30,6 +30,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0003_kit_reservations.sql"),
     ),
     (4, include_str!("../migrations/sqlite/0004_outbox.sql")),
+    (
+        7,
+        include_str!("../migrations/sqlite/0007_protective_sync.sql"),
+    ),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;
