@@ -63,6 +63,9 @@ const ORDERS_PATH: &str = "/orders/2026-01-01/orders";
 const BODY_EXCERPT: usize = 2048;
 /// Access tokens live one hour (§2.1); renew this long before.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+/// Items of a push that takes the patch path (about one second at the
+/// `patchListingsItem` rate).
+const PATCHES_PER_FAST_PUSH: usize = 5;
 /// A remembered pending feed is forgotten after this long.
 const PENDING_TTL: Duration = Duration::from_secs(6 * 3600);
 
@@ -1464,6 +1467,16 @@ impl Connector for Amazon {
 
     fn max_batch(&self) -> usize {
         FEED_MAX_MESSAGES
+    }
+
+    /// Patches, one per SKU at 5/s (burst 5): about a second's worth.
+    fn fast_batch(&self) -> usize {
+        PATCHES_PER_FAST_PUSH.min(self.config.feed_threshold).max(1)
+    }
+
+    /// A feed is followed for minutes; patches go on meanwhile.
+    fn pushes_in_flight(&self) -> usize {
+        2
     }
 
     async fn push(&self, items: &[PushItem]) -> Result<Vec<ItemOutcome>, ChannelError> {

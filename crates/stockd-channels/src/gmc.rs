@@ -944,6 +944,11 @@ impl Connector for Gmc {
         false
     }
 
+    /// Google accepts about two product updates a day.
+    fn default_pushes_per_day(&self) -> Option<u32> {
+        Some(2)
+    }
+
     async fn push(&self, items: &[PushItem]) -> Result<Vec<ItemOutcome>, ChannelError> {
         let targets: Vec<Result<Target, ChannelError>> =
             items.iter().map(|i| parse_external(&i.external)).collect();

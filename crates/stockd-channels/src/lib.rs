@@ -204,6 +204,25 @@ pub trait Connector: Send + Sync {
     /// Most items one `push` call takes.
     fn max_batch(&self) -> usize;
 
+    /// Most items of a push that takes the channel's fast path and answers
+    /// within about a second at the channel's rate (protective updates go
+    /// this way: Amazon patches rather than a feed).
+    fn fast_batch(&self) -> usize {
+        self.max_batch()
+    }
+
+    /// Pushes the dispatcher may have under way at once per class of update
+    /// (channels that acknowledge later are pipelined).
+    fn pushes_in_flight(&self) -> usize {
+        1
+    }
+
+    /// The change budget (pushes per listing per day) when the rules set
+    /// none.
+    fn default_pushes_per_day(&self) -> Option<u32> {
+        None
+    }
+
     /// Sends absolute values. `Err` when the whole call failed (nothing
     /// applied); otherwise one outcome per item, in the order given. Waits
     /// for the channel's rate limit before sending.

@@ -49,8 +49,27 @@ pub struct OutboxRow {
     pub attempts: u32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
-    /// In the dead-letter queue: not sent until retried or discarded.
+    /// In the dead-letter queue: generation `parked_gen` is not sent until
+    /// retried or discarded; a newer desired state is.
     pub parked: bool,
+    pub parked_gen: u64,
+    /// The update lowers what the channel shows (sent before any other).
+    pub protective: bool,
+    /// Receipt of the oldest cause the channel has not acknowledged yet.
+    pub unacked_since: Option<DateTime<Utc>>,
+}
+
+impl OutboxRow {
+    /// Where this update's latency runs from: the oldest cause the channel
+    /// has not acknowledged.
+    pub fn latency_start(&self) -> DateTime<Utc> {
+        self.unacked_since.unwrap_or(self.caused_at)
+    }
+
+    /// Sending a state newer than the one a dead letter parked.
+    pub fn supersedes_dead_letter(&self) -> bool {
+        self.parked && self.desired_gen > self.parked_gen
+    }
 }
 
 /// A dead letter: an update the channel refused for good, or that ran out
@@ -68,6 +87,9 @@ pub struct DeadLetter {
     pub body: Option<String>,
     pub attempts: u32,
     pub created_at: DateTime<Utc>,
+    /// A newer desired state of the listing exists: this letter's state is
+    /// no longer what the channel should show.
+    pub superseded: bool,
 }
 
 /// A change the dispatcher records after talking to a channel.
@@ -113,6 +135,14 @@ pub enum OutboxUpdate {
     },
     /// Moved to the dead-letter queue.
     Dead { letter: DeadLetter },
+    /// A push of the row is under way by `holder`: no round takes it before
+    /// `until` (the push resolves first, or its holder's lease is taken over).
+    InFlight {
+        channel: ChannelId,
+        sku: Sku,
+        holder: String,
+        until: DateTime<Utc>,
+    },
     /// The channel's own count moved by `delta` (it sold or restocked);
     /// `None` forgets it. The listing is looked at again.
     ChannelMoved {
@@ -158,6 +188,40 @@ pub trait OutboxStore: Send + Sync {
         moves: Vec<(Sku, Option<i64>)>,
     ) -> Result<(), StoreError>;
     async fn dead_letters(&self, after_id: i64, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Per channel with unsent updates: since when its oldest one lags.
+    async fn outbox_oldest_unsent(&self) -> Result<Vec<(ChannelId, DateTime<Utc>)>, StoreError>;
+    /// Takes or renews the lease on `channel` for `holder` until `until`
+    /// (one dispatcher per channel across instances); true when `holder`
+    /// holds it. Written at once, outside the event writer.
+    async fn channel_lease(
+        &self,
+        channel: &ChannelId,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Makes due again what holders other than `holder` left in flight on
+    /// `channel` (after `holder` took the channel's lease over).
+    async fn outbox_release_in_flight(
+        &self,
+        channel: &ChannelId,
+        holder: &str,
+    ) -> Result<u64, StoreError>;
+    /// Gives the lease up (a stopping instance lets another take over now).
+    async fn channel_lease_release(
+        &self,
+        channel: &ChannelId,
+        holder: &str,
+    ) -> Result<(), StoreError>;
+    /// The order-poll cursor of `channel`.
+    async fn poll_cursor(&self, channel: &ChannelId) -> Result<Option<String>, StoreError>;
+    /// Moves the order-poll cursor (only while `holder` holds the lease).
+    async fn set_poll_cursor(
+        &self,
+        channel: &ChannelId,
+        holder: &str,
+        cursor: Option<&str>,
+    ) -> Result<(), StoreError>;
     /// Sends a dead letter's listing again (from its latest desired state).
     async fn dead_letter_retry(&self, id: i64) -> Result<bool, StoreError>;
     /// Drops a dead letter: its update is given up (a later change is sent).
@@ -349,30 +413,41 @@ pub(crate) const REFRESH_PAGE: u32 = 1_000;
 
 pub(crate) const ROW_COLUMNS: &str = "channel, sku, desired, rules_version, desired_gen, \
      caused_seq, caused_at_ms, dirty_since_ms, sent_gen, pushed, pushed_at_ms, channel_quantity, \
-     recent_pushes, attempts, next_attempt_ms, last_error, parked, channel_gen";
+     recent_pushes, attempts, next_attempt_ms, last_error, parked, channel_gen, parked_gen, \
+     protective, unacked_since_ms";
 
 pub(crate) const STORED_DESIRED: &str =
     "SELECT channel, sku, desired, rules_version FROM listing_state WHERE sku = ?1";
 
 pub(crate) const INSERT_DESIRED: &str = "INSERT INTO listing_state \
-     (channel, sku, desired, rules_version, desired_gen, caused_seq, caused_at_ms, dirty_since_ms) \
-     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7) \
+     (channel, sku, desired, rules_version, desired_gen, caused_seq, caused_at_ms, dirty_since_ms, \
+       unacked_since_ms) \
+     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?6) \
      ON CONFLICT (channel, sku) DO UPDATE SET desired = excluded.desired, \
        rules_version = excluded.rules_version, \
        desired_gen = listing_state.desired_gen + 1, caused_seq = excluded.caused_seq, \
        caused_at_ms = excluded.caused_at_ms, \
-       dirty_since_ms = COALESCE(listing_state.dirty_since_ms, excluded.dirty_since_ms)";
+       dirty_since_ms = COALESCE(listing_state.dirty_since_ms, excluded.dirty_since_ms), \
+       unacked_since_ms = COALESCE(listing_state.unacked_since_ms, excluded.unacked_since_ms)";
 
 pub(crate) const UPDATE_VERSION: &str =
     "UPDATE listing_state SET rules_version = ?3 WHERE channel = ?1 AND sku = ?2";
 
+/// Due rows: protective updates first, oldest first within each class (the
+/// `listing_state_due` index serves the order). A parked listing is due
+/// again once it has a newer desired state than the one parked.
 pub(crate) fn due_sql() -> String {
     format!(
         "SELECT {ROW_COLUMNS} FROM listing_state WHERE channel = ?1 AND dirty_since_ms IS NOT NULL \
-         AND parked = 0 AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?2) \
-         ORDER BY dirty_since_ms, sku LIMIT ?3"
+         AND (parked = 0 OR desired_gen > parked_gen) \
+         AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?2) \
+         ORDER BY protective DESC, dirty_since_ms, sku LIMIT ?3"
     )
 }
+
+/// The oldest lag (`dirty_since_ms`) of each channel's unsent rows.
+pub(crate) const OLDEST_UNSENT: &str = "SELECT channel, MIN(dirty_since_ms) FROM listing_state \
+     WHERE dirty_since_ms IS NOT NULL GROUP BY channel ORDER BY channel";
 
 pub(crate) fn page_sql(channel: bool, pending_only: bool) -> String {
     let mut sql =
@@ -394,24 +469,44 @@ pub(crate) fn rows_sql() -> String {
 /// Acknowledged: the channel holds `pushed` for generation `gen`. The row is
 /// clean unless a newer generation arrived meanwhile or the channel's own
 /// count moved since the dispatcher read the row (`?8`: the `channel_gen` it
-/// saw); such a move already marked the row dirty and keeps its count.
+/// saw); such a move already marked the row dirty and keeps its count. The
+/// latency start moves to the cause of the next generation when exactly one
+/// newer arrived (its cause is the row's), else stays (conservative). An
+/// acknowledged state newer than a parked one ends the parking.
 pub(crate) const ACK: &str = "UPDATE listing_state SET \
        pushed = CASE WHEN ?3 >= sent_gen THEN ?4 ELSE pushed END, \
        pushed_at_ms = CASE WHEN ?3 >= sent_gen THEN ?5 ELSE pushed_at_ms END, \
        channel_quantity = CASE WHEN ?3 >= sent_gen AND channel_gen = ?8 \
          THEN COALESCE(?6, channel_quantity) ELSE channel_quantity END, \
        recent_pushes = CASE WHEN ?3 >= sent_gen THEN ?7 ELSE recent_pushes END, \
-       attempts = 0, next_attempt_ms = NULL, last_error = NULL, \
+       attempts = 0, next_attempt_ms = NULL, last_error = NULL, in_flight_holder = NULL, \
        dirty_since_ms = CASE WHEN desired_gen <= ?3 AND channel_gen = ?8 THEN NULL \
          ELSE dirty_since_ms END, \
+       unacked_since_ms = CASE WHEN desired_gen <= ?3 AND channel_gen = ?8 THEN NULL \
+         WHEN desired_gen = ?3 + 1 THEN caused_at_ms \
+         WHEN desired_gen > ?3 + 1 THEN unacked_since_ms ELSE ?5 END, \
+       parked = CASE WHEN ?3 > parked_gen THEN 0 ELSE parked END, \
        sent_gen = CASE WHEN sent_gen > ?3 THEN sent_gen ELSE ?3 END \
      WHERE channel = ?1 AND sku = ?2";
 
+/// A failed attempt; a state newer than a parked one leaves the parking
+/// (its attempts count from here).
 pub(crate) const FAILED: &str = "UPDATE listing_state SET attempts = ?3, next_attempt_ms = ?4, \
-     last_error = ?5 WHERE channel = ?1 AND sku = ?2";
+     last_error = ?5, in_flight_holder = NULL, \
+     parked = CASE WHEN desired_gen > parked_gen THEN 0 ELSE parked END \
+     WHERE channel = ?1 AND sku = ?2";
 
 pub(crate) const DEFERRED: &str = "UPDATE listing_state SET next_attempt_ms = ?3, \
-     last_error = COALESCE(?4, last_error) WHERE channel = ?1 AND sku = ?2";
+     last_error = COALESCE(?4, last_error), in_flight_holder = NULL \
+     WHERE channel = ?1 AND sku = ?2";
+
+pub(crate) const IN_FLIGHT: &str = "UPDATE listing_state SET next_attempt_ms = ?3, \
+     in_flight_holder = ?4 WHERE channel = ?1 AND sku = ?2";
+
+/// A new lease holder takes over what another instance left in flight.
+pub(crate) const RELEASE_IN_FLIGHT: &str = "UPDATE listing_state SET next_attempt_ms = NULL, \
+     in_flight_holder = NULL WHERE channel = ?1 AND in_flight_holder IS NOT NULL \
+     AND in_flight_holder <> ?2";
 
 pub(crate) const CHANNEL_QUANTITY: &str =
     "UPDATE listing_state SET channel_quantity = ?3 WHERE channel = ?1 AND sku = ?2";
@@ -421,18 +516,22 @@ pub(crate) const CHANNEL_QUANTITY: &str =
 pub(crate) const CHANNEL_MOVED: &str = "UPDATE listing_state SET channel_quantity = \
      CASE WHEN CAST(?3 AS BIGINT) IS NULL THEN NULL ELSE channel_quantity + CAST(?3 AS BIGINT) END, \
      channel_gen = channel_gen + 1, \
-     dirty_since_ms = COALESCE(dirty_since_ms, ?4) \
+     dirty_since_ms = COALESCE(dirty_since_ms, ?4), \
+     unacked_since_ms = COALESCE(unacked_since_ms, ?4) \
      WHERE channel = ?1 AND sku = ?2";
 
 pub(crate) const PARK: &str = "UPDATE listing_state SET parked = 1, attempts = ?3, \
-     last_error = ?4 WHERE channel = ?1 AND sku = ?2";
+     last_error = ?4, parked_gen = ?5, in_flight_holder = NULL, next_attempt_ms = NULL WHERE channel = ?1 AND sku = ?2";
 
 pub(crate) const INSERT_DEAD: &str = "INSERT INTO dead_letters (channel, sku, desired_gen, \
      desired, code, message, status, body, attempts, created_at_ms) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 pub(crate) const DEAD_PAGE: &str = "SELECT id, channel, sku, desired_gen, desired, code, message, \
-     status, body, attempts, created_at_ms FROM dead_letters WHERE id > ?1 ORDER BY id LIMIT ?2";
+     status, body, attempts, created_at_ms, \
+     CAST(CASE WHEN EXISTS (SELECT 1 FROM listing_state l WHERE l.channel = d.channel \
+       AND l.sku = d.sku AND l.desired_gen > d.desired_gen) THEN 1 ELSE 0 END AS BIGINT) \
+     FROM dead_letters d WHERE id > ?1 ORDER BY id LIMIT ?2";
 
 pub(crate) const DEAD_ONE: &str = "SELECT channel, sku FROM dead_letters WHERE id = ?1";
 
@@ -445,8 +544,25 @@ pub(crate) const UNPARK_RETRY: &str = "UPDATE listing_state SET parked = 0, atte
 
 /// Discard: the update is given up; the listing is clean until it changes.
 pub(crate) const UNPARK_DISCARD: &str = "UPDATE listing_state SET parked = 0, attempts = 0, \
-     next_attempt_ms = NULL, sent_gen = desired_gen, dirty_since_ms = NULL \
+     next_attempt_ms = NULL, sent_gen = desired_gen, dirty_since_ms = NULL, \
+     unacked_since_ms = NULL \
      WHERE channel = ?1 AND sku = ?2";
+
+/// Takes or renews a channel's lease: succeeds (one row) when nobody holds
+/// it, `?2` holds it, or the holder's lease ran out.
+pub(crate) const LEASE_TAKE: &str = "INSERT INTO channel_leases (channel, holder, expires_at_ms) \
+     VALUES (?1, ?2, ?3) ON CONFLICT (channel) DO UPDATE SET holder = excluded.holder, \
+     expires_at_ms = excluded.expires_at_ms \
+     WHERE channel_leases.holder = excluded.holder OR channel_leases.expires_at_ms < ?4";
+
+pub(crate) const LEASE_RELEASE: &str =
+    "UPDATE channel_leases SET expires_at_ms = 0 WHERE channel = ?1 AND holder = ?2";
+
+pub(crate) const POLL_CURSOR: &str = "SELECT poll_cursor FROM channel_leases WHERE channel = ?1";
+
+/// Only the lease holder moves the cursor.
+pub(crate) const SET_POLL_CURSOR: &str =
+    "UPDATE channel_leases SET poll_cursor = ?3 WHERE channel = ?1 AND holder = ?2";
 
 /// `?N` → `$N` for PostgreSQL.
 pub(crate) fn pg(sql: &str) -> String {
@@ -473,6 +589,9 @@ pub(crate) struct RawRow {
     pub last_error: Option<String>,
     pub parked: i64,
     pub channel_gen: i64,
+    pub parked_gen: i64,
+    pub protective: i64,
+    pub unacked_since_ms: Option<i64>,
 }
 
 fn u(raw: i64) -> Result<u64, StoreError> {
@@ -508,6 +627,9 @@ impl RawRow {
             last_error: self.last_error,
             parked: self.parked != 0,
             channel_gen: u(self.channel_gen)?,
+            parked_gen: u(self.parked_gen)?,
+            protective: self.protective != 0,
+            unacked_since: self.unacked_since_ms.map(from_ms),
         })
     }
 }
@@ -525,6 +647,7 @@ pub(crate) struct RawDead {
     pub body: Option<String>,
     pub attempts: i64,
     pub created_at_ms: i64,
+    pub superseded: i64,
 }
 
 impl RawDead {
@@ -541,6 +664,7 @@ impl RawDead {
             body: self.body,
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
             created_at: from_ms(self.created_at_ms),
+            superseded: self.superseded != 0,
         })
     }
 }

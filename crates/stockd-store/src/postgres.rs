@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("../migrations/postgres/0004_outbox.sql")),
     (5, include_str!("../migrations/postgres/0005_returns.sql")),
     (6, include_str!("../migrations/postgres/0006_catalog_scale.sql")),
+    (7, include_str!("../migrations/postgres/0007_protective_sync.sql")),
     (8, include_str!("../migrations/postgres/0008_inbound.sql")),
     (9, include_str!("../migrations/postgres/0009_reconciliation.sql")),
 ];

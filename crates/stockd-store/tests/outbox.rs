@@ -225,6 +225,7 @@ fn letter(row: &OutboxRow, code: &str, at: DateTime<Utc>) -> DeadLetter {
         body: Some(json!({"errors": [code]}).to_string()),
         attempts: 7,
         created_at: ms(at),
+        superseded: false,
     }
 }
 
@@ -731,12 +732,15 @@ async fn dead_letters_park_retry_and_discard(store: Shared) {
         keys(&pending),
         pairs(&[("shop", "TEE-L"), ("shop", "TEE-M")])
     );
-    // A change of a parked listing does not send it either.
+    // A change of a parked listing is a newer state: it is sent (the
+    // letter belongs to the older state).
     receipt(&store, "r2", "TEE-M", "AMS", 1).await;
     let changed = must_row(&store, "shop", "TEE-M").await;
-    assert!(changed.parked);
+    assert!(changed.parked && changed.supersedes_dead_letter());
     assert_eq!(changed.desired_gen, r.desired_gen + 1);
-    assert_eq!(due_skus(&store, "shop", far).await, ["TEE-L"]);
+    let mut due_far = due_skus(&store, "shop", far).await;
+    due_far.sort();
+    assert_eq!(due_far, ["TEE-L", "TEE-M"]);
 
     // Retry: back in line at once, attempts reset, letter gone.
     assert!(store.dead_letter_retry(letters[0].id).await.unwrap());
@@ -1082,7 +1086,7 @@ async fn channel_quantity_moves(store: Shared) {
     let moved = must_row(&store, "shop", "TEE-M").await;
     assert_eq!(moved.channel_quantity, Some(2));
     // The listing is looked at again (the channel may now differ from the
-    // desired state); nothing else of the row moves.
+    // desired state; it lags since the move); nothing else of the row moves.
     let since = moved.dirty_since.expect("looked at again");
     assert_between(since, moved_at, moved_by, "dirty_since");
     assert_eq!(
@@ -1091,6 +1095,7 @@ async fn channel_quantity_moves(store: Shared) {
             channel_quantity: Some(2),
             channel_gen: acked.channel_gen + 2,
             dirty_since: Some(since),
+            unacked_since: Some(since),
             ..acked.clone()
         }
     );
@@ -1333,6 +1338,264 @@ async fn survives_restart(
 
 // ----- instantiation ---------------------------------------------------------
 
+async fn adjust(store: &Shared, key: &str, s: &str, delta: i64) {
+    submit_one(
+        store,
+        json!({"key": key, "type": "adjust", "sku": s, "location": "AMS", "delta": delta,
+               "reason": "recount"}),
+    )
+    .await;
+}
+
+/// Case 4c: Protective updates (they lower what the channel shows) come
+/// before any other, oldest first within each class; the class follows
+/// the desired state, the acknowledged state and the channel's own count.
+async fn protective_updates_first(store: Shared) {
+    setup(&store).await;
+    list(&store, "shop", &["TEE-S", "TEE-M", "TEE-L"]).await;
+    for s in ["TEE-S", "TEE-M", "TEE-L"] {
+        receipt(&store, &format!("r-{s}"), s, "AMS", 5).await;
+    }
+    let rows = all_rows(&store).await;
+    let at = ms(Utc::now());
+    store
+        .outbox_record(rows.iter().map(|r| ack(r, at)).collect())
+        .await
+        .unwrap();
+    // An increase first, then a decrease, then the channel's count moving
+    // above the desired state (it restocked on its own).
+    receipt(&store, "up", "TEE-S", "AMS", 2).await;
+    adjust(&store, "down", "TEE-M", -2).await;
+    store
+        .outbox_channel_moved(&ch("shop"), vec![(sku("TEE-L"), Some(3))])
+        .await
+        .unwrap();
+    let now = Utc::now() + Duration::hours(1);
+    let due = due(&store, "shop", now).await;
+    let classes: Vec<(String, bool)> = due
+        .iter()
+        .map(|r| (r.sku.as_str().to_string(), r.protective))
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            ("TEE-M".to_string(), true),
+            ("TEE-L".to_string(), true),
+            ("TEE-S".to_string(), false)
+        ]
+    );
+    assert!(due[0].dirty_since <= due[1].dirty_since);
+    let first = store.outbox_due(&ch("shop"), now, 1).await.unwrap();
+    assert_eq!(keys(&first), [("shop".to_string(), "TEE-M".to_string())]);
+    // Acknowledged, the decrease is no longer protective; a later increase
+    // of the same listing is not either.
+    let m = due[0].clone();
+    store.outbox_record(vec![ack(&m, now)]).await.unwrap();
+    receipt(&store, "up2", "TEE-M", "AMS", 1).await;
+    let m = must_row(&store, "shop", "TEE-M").await;
+    assert!(!m.protective && m.dirty_since.is_some(), "{m:?}");
+    // Out of stock is protective whatever the count.
+    adjust(&store, "gone", "TEE-S", -7).await;
+    let gone = must_row(&store, "shop", "TEE-S").await;
+    assert_eq!(gone.desired.availability, Availability::OutOfStock);
+    assert!(gone.protective);
+}
+
+/// Case 5c: A dead letter belongs to a state: a newer desired state of a
+/// parked listing is sent; the old letter stays, marked superseded; the
+/// acknowledgement of the newer state ends the parking.
+async fn parked_listing_sends_a_newer_state(store: Shared) {
+    setup(&store).await;
+    list(&store, "shop", &["TEE-M"]).await;
+    receipt(&store, "r1", "TEE-M", "AMS", 5).await;
+    let shown = must_row(&store, "shop", "TEE-M").await;
+    store
+        .outbox_record(vec![ack(&shown, ms(Utc::now()))])
+        .await
+        .unwrap();
+    // An increase the channel refuses for good.
+    receipt(&store, "r2", "TEE-M", "AMS", 2).await;
+    let r = must_row(&store, "shop", "TEE-M").await;
+    let t = ms(Utc::now());
+    store
+        .outbox_record(vec![OutboxUpdate::Dead {
+            letter: letter(&r, "invalid_item", t),
+        }])
+        .await
+        .unwrap();
+    let far = t + Duration::days(1);
+    assert!(due_skus(&store, "shop", far).await.is_empty());
+    let letters = store.dead_letters(0, 10).await.unwrap();
+    assert!(!letters[0].superseded);
+    // A decrease below what the channel shows (5) arrives: it is due
+    // although the listing is parked.
+    adjust(&store, "down", "TEE-M", -5).await;
+    let due = due(&store, "shop", far).await;
+    assert_eq!(due.len(), 1);
+    let newer = due[0].clone();
+    assert!(newer.parked && newer.supersedes_dead_letter() && newer.protective);
+    assert_eq!(newer.desired.quantity, 2);
+    let letters = store.dead_letters(0, 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert!(letters[0].superseded, "{letters:?}");
+    // A failed attempt of the newer state counts from its own start.
+    store
+        .outbox_record(vec![OutboxUpdate::Failed {
+            channel: ch("shop"),
+            sku: sku("TEE-M"),
+            attempts: 1,
+            next_attempt_at: t,
+            error: "timeout: slow".into(),
+        }])
+        .await
+        .unwrap();
+    let failed = must_row(&store, "shop", "TEE-M").await;
+    assert!(!failed.parked && failed.attempts == 1, "{failed:?}");
+    store.outbox_record(vec![ack(&newer, far)]).await.unwrap();
+    let acked = must_row(&store, "shop", "TEE-M").await;
+    assert!(!acked.parked && acked.dirty_since.is_none(), "{acked:?}");
+    assert_eq!(store.dead_letters(0, 10).await.unwrap().len(), 1);
+}
+
+/// Case 5d: Latency runs from the oldest cause the channel has not
+/// acknowledged: a newer event does not move it; an acknowledgement of an
+/// older generation moves it to the next generation's cause.
+async fn latency_start_is_the_oldest_unacknowledged_cause(store: Shared) {
+    setup(&store).await;
+    list(&store, "shop", &["TEE-M"]).await;
+    let listed = must_row(&store, "shop", "TEE-M").await;
+    store
+        .outbox_record(vec![ack(&listed, ms(Utc::now()))])
+        .await
+        .unwrap();
+    assert_eq!(must_row(&store, "shop", "TEE-M").await.unacked_since, None);
+    let (_, before, after) = submit_timed(
+        &store,
+        vec![json!({"key": "r1", "type": "receipt", "sku": "TEE-M", "location": "AMS", "qty": 5})],
+    )
+    .await;
+    let first = must_row(&store, "shop", "TEE-M").await;
+    let start = first.unacked_since.expect("a lagging row has a start");
+    assert_between(start, before, after, "unacked_since");
+    receipt(&store, "r2", "TEE-M", "AMS", 1).await;
+    let second = must_row(&store, "shop", "TEE-M").await;
+    assert_eq!(second.unacked_since, Some(start));
+    assert!(second.caused_at >= start);
+    assert_eq!(second.latency_start(), start);
+    // The first generation acknowledged: the second's cause is the start.
+    store
+        .outbox_record(vec![ack(&first, ms(Utc::now()))])
+        .await
+        .unwrap();
+    let after_ack = must_row(&store, "shop", "TEE-M").await;
+    assert_eq!(after_ack.unacked_since, Some(second.caused_at));
+    store
+        .outbox_record(vec![ack(&after_ack, ms(Utc::now()))])
+        .await
+        .unwrap();
+    assert_eq!(must_row(&store, "shop", "TEE-M").await.unacked_since, None);
+}
+
+/// Case 5e: In-flight marks keep rounds off a row; a new lease holder makes
+/// due what another left in flight. Leases: one holder at a time, renewed
+/// by its holder, taken over once run out; the poll cursor moves only for
+/// the holder. The oldest unsent age per channel.
+async fn in_flight_and_leases(store: Shared) {
+    setup(&store).await;
+    list(&store, "shop", &["TEE-M", "TEE-L"]).await;
+    receipt(&store, "r1", "TEE-M", "AMS", 5).await;
+    let now = ms(Utc::now());
+    store
+        .outbox_record(vec![OutboxUpdate::InFlight {
+            channel: ch("shop"),
+            sku: sku("TEE-M"),
+            holder: "a".into(),
+            until: now + Duration::minutes(20),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(due_skus(&store, "shop", now).await, ["TEE-L"]);
+    assert_eq!(
+        store
+            .outbox_release_in_flight(&ch("shop"), "a")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(due_skus(&store, "shop", now).await, ["TEE-L"]);
+    assert_eq!(
+        store
+            .outbox_release_in_flight(&ch("shop"), "b")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(due_skus(&store, "shop", now).await, ["TEE-L", "TEE-M"]);
+
+    let oldest = store.outbox_oldest_unsent().await.unwrap();
+    let shop = oldest
+        .iter()
+        .find(|(c, _)| *c == ch("shop"))
+        .expect("shop lags");
+    let rows = all_rows(&store).await;
+    let min = rows
+        .iter()
+        .filter(|r| r.channel == ch("shop"))
+        .filter_map(|r| r.dirty_since)
+        .min();
+    assert_eq!(Some(shop.1), min);
+
+    let shop = ch("shop");
+    let ttl = Duration::seconds(6);
+    assert!(store
+        .channel_lease(&shop, "a", now, now + ttl)
+        .await
+        .unwrap());
+    assert!(!store
+        .channel_lease(&shop, "b", now, now + ttl)
+        .await
+        .unwrap());
+    assert!(store
+        .channel_lease(&shop, "a", now + Duration::seconds(2), now + ttl * 2)
+        .await
+        .unwrap());
+    store
+        .set_poll_cursor(&shop, "b", Some("from-b"))
+        .await
+        .unwrap();
+    assert_eq!(store.poll_cursor(&shop).await.unwrap(), None);
+    store.set_poll_cursor(&shop, "a", Some("c1")).await.unwrap();
+    assert_eq!(
+        store.poll_cursor(&shop).await.unwrap().as_deref(),
+        Some("c1")
+    );
+    // Not yet run out for b; then run out.
+    let later = now + Duration::seconds(10);
+    assert!(!store
+        .channel_lease(&shop, "b", later, later + ttl)
+        .await
+        .unwrap());
+    let expired = now + ttl * 2 + Duration::seconds(1);
+    assert!(store
+        .channel_lease(&shop, "b", expired, expired + ttl)
+        .await
+        .unwrap());
+    assert!(!store
+        .channel_lease(&shop, "a", expired, expired + ttl)
+        .await
+        .unwrap());
+    // The cursor stays for the new holder; a released lease is free at once.
+    assert_eq!(
+        store.poll_cursor(&shop).await.unwrap().as_deref(),
+        Some("c1")
+    );
+    store.channel_lease_release(&shop, "b").await.unwrap();
+    assert!(store
+        .channel_lease(&shop, "a", expired, expired + ttl)
+        .await
+        .unwrap());
+}
+
 async fn sqlite_store() -> (Shared, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("stockd.db").display());
@@ -1384,6 +1647,10 @@ conformance!(
     rules_versions_recompute_every_listing,
     channel_quantity_moves,
     outbox_pages_and_filters,
+    protective_updates_first,
+    parked_listing_sends_a_newer_state,
+    latency_start_is_the_oldest_unacknowledged_cause,
+    in_flight_and_leases,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,17 +1,27 @@
 //! The dispatcher: one worker per connected channel, running inside
-//! `stockd serve`. Each round it takes the channel's lagging listings from
-//! the outbox (oldest first), applies the change budget, pushes one batch
-//! through the connector (which paces itself with the channel's rate-limit
-//! signals) and records what the channel said: acknowledged, retry later
-//! (backoff with full jitter, never before `Retry-After`), or dead-lettered.
-//! Everything it needs is in the database, so a crash or restart resumes
-//! where it stopped.
+//! `stockd serve`. Each round it reads the channel's lagging listings from
+//! the outbox — protective updates (they lower what the channel shows)
+//! before any other, oldest first within each class — applies the change
+//! budget, marks the rows in flight and starts pushes through the connector
+//! in free slots: protective updates in small pushes on the channel's fast
+//! path, the rest in bulk. Pushes resolve on their own (bol's process
+//! statuses, Amazon's feeds) while the worker goes on sending within the
+//! channel's rate limits; each records what the channel said: acknowledged,
+//! corrected (a compare-and-set conflict), retry later (backoff with full
+//! jitter, never before `Retry-After`), or dead-lettered. Everything it
+//! needs is in the database, so a crash or restart resumes where it stopped
+//! (what was in flight is sent again: values are absolute).
 //!
-//! Latency is measured per update from the receipt of the event that caused
-//! the desired state to the channel's acknowledgement.
+//! On a shared PostgreSQL, a per-channel lease row makes exactly one
+//! instance push to and poll each channel; another takes over when the
+//! lease runs out.
+//!
+//! Latency is measured per update from the oldest cause the channel had
+//! not acknowledged to the channel's acknowledgement.
 
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stockd_channels::{ChannelError, Connector, ErrorClass, ItemOutcome, PushItem};
@@ -22,20 +32,35 @@ use stockd_core::{ChannelId, Sku};
 use stockd_store::outbox::{DeadLetter, OutboxRow, OutboxUpdate};
 use stockd_store::{Store, StoreError};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// The outbox note of a listing whose update the change budget holds.
 pub const HELD_BY_BUDGET: &str = "held by the change budget";
 
-/// Most outbox rows one round takes (in connector-sized batches).
+/// Most outbox rows one round reads.
 const ROUND_ROWS_MAX: usize = 1_000;
 
 /// How often an idle worker looks for new work.
 const IDLE_POLL: Duration = Duration::from_millis(20);
 /// How often a worker re-reads the rules (for the change budget).
 const RULES_REFRESH: Duration = Duration::from_secs(5);
-/// Latency samples kept per channel for the percentiles.
+/// Latency samples kept per channel and class for the percentiles.
 const LATENCY_SAMPLES_MAX: usize = 100_000;
+/// A channel lease lasts this long unless renewed…
+const LEASE_TTL: Duration = Duration::from_secs(6);
+/// …which its holder does this often; another instance tries as often, so
+/// it takes over within `LEASE_TTL + LEASE_RENEW` of the holder's death.
+const LEASE_RENEW: Duration = Duration::from_secs(2);
+/// The holder stops starting work this long before its lease runs out.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
+/// How often a worker or poller without the lease looks again.
+const LEASE_WAIT: Duration = Duration::from_millis(500);
+/// No round takes an in-flight row before this (longer than any push
+/// follows its channel: bol's process statuses, Amazon's feed timeout).
+const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// Attempts at recording a push's outcome, this far apart.
+const RECORD_ATTEMPTS: u32 = 3;
+const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// A channel connected to stockd.
 #[derive(Clone)]
@@ -59,16 +84,54 @@ pub struct SyncKpis {
     inner: Mutex<BTreeMap<ChannelId, ChannelKpis>>,
 }
 
+/// A ring of latency samples (milliseconds).
+#[derive(Default, Clone)]
+struct Samples {
+    ms: Vec<f64>,
+    next: usize,
+}
+
+impl Samples {
+    fn push(&mut self, ms: f64) {
+        if self.ms.len() < LATENCY_SAMPLES_MAX {
+            self.ms.push(ms);
+        } else {
+            self.ms[self.next] = ms;
+            self.next = (self.next + 1) % LATENCY_SAMPLES_MAX;
+        }
+    }
+
+    fn percentiles(&self) -> Option<LatencyPercentiles> {
+        let mut sorted = self.ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        (!sorted.is_empty()).then(|| LatencyPercentiles {
+            p50: percentile(&sorted, 50.0),
+            p95: percentile(&sorted, 95.0),
+            p99: percentile(&sorted, 99.0),
+            samples: sorted.len() as u64,
+        })
+    }
+}
+
 #[derive(Default, Clone)]
 struct ChannelKpis {
-    latency_ms: Vec<f64>,
-    next_sample: usize,
+    protective: Samples,
+    other: Samples,
     pushes: u64,
     items_acked: u64,
     failures: u64,
+    corrections: u64,
     rate_limited: u64,
     dead_lettered: u64,
     held_by_budget: u64,
+}
+
+/// Which updates a latency sample belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateClass {
+    /// Lowers what the channel shows (quantity down, or out of stock).
+    Protective,
+    Other,
 }
 
 /// Percentiles of a channel's update latency.
@@ -89,11 +152,22 @@ pub struct ChannelFigures {
     pub pushes: u64,
     pub items_acked: u64,
     pub failures: u64,
+    /// Compare-and-set conflicts: stockd's belief of the channel's count
+    /// was corrected and the update sent again (not counted as attempts).
+    pub corrections: u64,
     pub rate_limited: u64,
     pub dead_lettered: u64,
     pub held_by_budget: u64,
-    /// Event received → channel acknowledged, in milliseconds.
+    /// Oldest unacknowledged cause → channel acknowledged, in milliseconds,
+    /// all updates.
     pub latency_ms: Option<LatencyPercentiles>,
+    /// The same for protective updates (they lower what the channel shows).
+    pub latency_ms_protective: Option<LatencyPercentiles>,
+    /// The same for the other updates.
+    pub latency_ms_other: Option<LatencyPercentiles>,
+    /// How long the channel's oldest unsent update has waited, in
+    /// milliseconds (none: nothing waits).
+    pub oldest_unsent_age_ms: Option<f64>,
 }
 
 /// The `p`-th percentile (nearest rank) of ascending `sorted`; 0 when empty.
@@ -114,57 +188,80 @@ impl SyncKpis {
         f(map.entry(channel.clone()).or_default());
     }
 
-    fn latency(&self, channel: &ChannelId, ms: f64) {
+    fn snapshot(&self) -> BTreeMap<ChannelId, ChannelKpis> {
+        match self.inner.lock() {
+            Ok(m) => m.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn latency(&self, channel: &ChannelId, class: UpdateClass, ms: f64) {
         self.with(channel, |k| {
-            if k.latency_ms.len() < LATENCY_SAMPLES_MAX {
-                k.latency_ms.push(ms);
-            } else {
-                k.latency_ms[k.next_sample] = ms;
-                k.next_sample = (k.next_sample + 1) % LATENCY_SAMPLES_MAX;
+            match class {
+                UpdateClass::Protective => k.protective.push(ms),
+                UpdateClass::Other => k.other.push(ms),
             }
             k.items_acked += 1;
         });
     }
 
-    /// The latency samples (ms) kept for `channel`.
+    /// The latency samples (ms) kept for `channel`, both classes.
     pub fn samples(&self, channel: &ChannelId) -> Vec<f64> {
-        match self.inner.lock() {
-            Ok(m) => m
-                .get(channel)
-                .map(|k| k.latency_ms.clone())
-                .unwrap_or_default(),
-            Err(p) => p
-                .into_inner()
-                .get(channel)
-                .map(|k| k.latency_ms.clone())
-                .unwrap_or_default(),
-        }
+        let mut out = self.class_samples(channel, UpdateClass::Protective);
+        out.extend(self.class_samples(channel, UpdateClass::Other));
+        out
     }
 
-    /// Every channel's figures.
+    /// The latency samples (ms) kept for one class of `channel`'s updates.
+    pub fn class_samples(&self, channel: &ChannelId, class: UpdateClass) -> Vec<f64> {
+        let map = self.snapshot();
+        map.get(channel)
+            .map(|k| match class {
+                UpdateClass::Protective => k.protective.ms.clone(),
+                UpdateClass::Other => k.other.ms.clone(),
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every channel's figures (without outbox ages).
     pub fn figures(&self) -> Vec<ChannelFigures> {
-        let map = match self.inner.lock() {
-            Ok(m) => m.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
+        self.figures_with(&[], Utc::now())
+    }
+
+    /// Every channel's figures, with the age at `now` of each channel's
+    /// oldest unsent update (`oldest`: from `outbox_oldest_unsent`).
+    pub fn figures_with(
+        &self,
+        oldest: &[(ChannelId, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> Vec<ChannelFigures> {
+        let mut map = self.snapshot();
+        for (channel, _) in oldest {
+            map.entry(channel.clone()).or_default();
+        }
         map.into_iter()
             .map(|(channel, k)| {
-                let mut sorted = k.latency_ms.clone();
-                sorted.sort_by(f64::total_cmp);
+                let mut all = k.protective.clone();
+                for ms in &k.other.ms {
+                    all.ms.push(*ms);
+                }
+                let oldest_unsent_age_ms = oldest
+                    .iter()
+                    .find(|(c, _)| *c == channel)
+                    .map(|(_, at)| ((now - *at).num_milliseconds().max(0)) as f64);
                 ChannelFigures {
                     channel,
                     pushes: k.pushes,
                     items_acked: k.items_acked,
                     failures: k.failures,
+                    corrections: k.corrections,
                     rate_limited: k.rate_limited,
                     dead_lettered: k.dead_lettered,
                     held_by_budget: k.held_by_budget,
-                    latency_ms: (!sorted.is_empty()).then(|| LatencyPercentiles {
-                        p50: percentile(&sorted, 50.0),
-                        p95: percentile(&sorted, 95.0),
-                        p99: percentile(&sorted, 99.0),
-                        samples: sorted.len() as u64,
-                    }),
+                    latency_ms: all.percentiles(),
+                    latency_ms_protective: k.protective.percentiles(),
+                    latency_ms_other: k.other.percentiles(),
+                    oldest_unsent_age_ms,
                 }
             })
             .collect()
@@ -172,11 +269,21 @@ impl SyncKpis {
 
     /// The figures in Prometheus text format.
     pub fn render(&self, out: &mut String) {
+        self.render_with(&[], Utc::now(), out)
+    }
+
+    /// The figures in Prometheus text format, with outbox ages.
+    pub fn render_with(
+        &self,
+        oldest: &[(ChannelId, DateTime<Utc>)],
+        now: DateTime<Utc>,
+        out: &mut String,
+    ) {
         use std::fmt::Write;
-        let figures = self.figures();
+        let figures = self.figures_with(oldest, now);
         let _ = writeln!(
             out,
-            "# HELP stockd_sync_latency_ms Event received to channel acknowledged, in milliseconds.\n# TYPE stockd_sync_latency_ms summary"
+            "# HELP stockd_sync_latency_ms Oldest unacknowledged cause to channel acknowledged, in milliseconds: all updates, and by class (protective: lowers what the channel shows).\n# TYPE stockd_sync_latency_ms summary"
         );
         for f in &figures {
             if let Some(l) = f.latency_ms {
@@ -193,6 +300,36 @@ impl SyncKpis {
                     f.channel, l.samples
                 );
             }
+            for (class, latency) in [
+                ("protective", f.latency_ms_protective),
+                ("other", f.latency_ms_other),
+            ] {
+                let Some(l) = latency else { continue };
+                for (q, v) in [("0.5", l.p50), ("0.95", l.p95), ("0.99", l.p99)] {
+                    let _ = writeln!(
+                        out,
+                        "stockd_sync_latency_ms{{channel=\"{}\",class=\"{class}\",quantile=\"{q}\"}} {v}",
+                        f.channel
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "stockd_sync_latency_ms_count{{channel=\"{}\",class=\"{class}\"}} {}",
+                    f.channel, l.samples
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP stockd_outbox_oldest_unsent_age_ms Age of the channel's oldest unsent update, in milliseconds (0: none).\n# TYPE stockd_outbox_oldest_unsent_age_ms gauge"
+        );
+        for f in &figures {
+            let _ = writeln!(
+                out,
+                "stockd_outbox_oldest_unsent_age_ms{{channel=\"{}\"}} {}",
+                f.channel,
+                f.oldest_unsent_age_ms.unwrap_or(0.0)
+            );
         }
         for (name, help, get) in [
             (
@@ -209,6 +346,11 @@ impl SyncKpis {
                 "stockd_sync_failures_total",
                 "Failed update attempts.",
                 |f| f.failures,
+            ),
+            (
+                "stockd_sync_corrections_total",
+                "Compare-and-set conflicts corrected and sent again.",
+                |f| f.corrections,
             ),
             (
                 "stockd_sync_rate_limited_total",
@@ -240,8 +382,32 @@ pub struct Dispatcher {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Whether this instance may push to and poll a channel now.
+struct Lease {
+    /// Unix ms until which the lease is ours (with a safety margin).
+    valid_until_ms: AtomicI64,
+}
+
+impl Lease {
+    fn held(&self, now: DateTime<Utc>) -> bool {
+        now.timestamp_millis() < self.valid_until_ms.load(Ordering::Acquire)
+    }
+
+    fn set(&self, until_ms: i64) {
+        self.valid_until_ms.store(until_ms, Ordering::Release);
+    }
+}
+
+/// This instance's name in lease rows and in-flight marks.
+fn instance_id() -> Arc<str> {
+    let mut rng = Rng::seeded();
+    format!("{}-{:016x}", std::process::id(), rng.next_u64()).into()
+}
+
 impl Dispatcher {
-    /// Starts one worker per connection.
+    /// Starts one worker per connection (and an order poller where the
+    /// channel has no order push). On a shared PostgreSQL each channel has a
+    /// lease: only its holder pushes and polls.
     pub fn start(
         store: Arc<dyn Store>,
         connections: Vec<Connection>,
@@ -250,35 +416,56 @@ impl Dispatcher {
         index: Arc<crate::webhooks::ListingIndex>,
     ) -> Dispatcher {
         let (stop, stopped) = watch::channel(false);
-        let mut tasks: Vec<JoinHandle<()>> = connections
-            .iter()
-            .filter(|c| c.connector.polls_orders())
-            .map(|c| {
-                tokio::spawn(poll_orders(
+        let holder = instance_id();
+        // SQLite is one process: the lease is always ours.
+        let shared = store.backend_name() != "sqlite";
+        let mut tasks = Vec::new();
+        for connection in connections {
+            let lease = Arc::new(Lease {
+                valid_until_ms: AtomicI64::new(if shared { 0 } else { i64::MAX }),
+            });
+            tasks.push(tokio::spawn(keep_lease(
+                store.clone(),
+                connection.channel.clone(),
+                holder.clone(),
+                shared,
+                lease.clone(),
+                stopped.clone(),
+            )));
+            if connection.connector.polls_orders() {
+                tasks.push(tokio::spawn(poll_orders(
                     store.clone(),
-                    c.clone(),
+                    connection.clone(),
                     index.clone(),
+                    holder.clone(),
+                    lease.clone(),
                     stopped.clone(),
-                ))
-            })
-            .collect();
-        tasks.extend(connections.into_iter().map(|connection| {
+                )));
+            }
             let worker = Worker {
-                store: store.clone(),
-                channel: connection.channel,
-                connector: connection.connector,
-                policy,
-                kpis: kpis.clone(),
-                rng: Rng::seeded(),
+                pusher: Arc::new(Pusher {
+                    store: store.clone(),
+                    channel: connection.channel,
+                    connector: connection.connector,
+                    policy,
+                    kpis: kpis.clone(),
+                    rng: Mutex::new(Rng::seeded()),
+                }),
+                holder: holder.clone(),
+                shared,
+                lease,
                 budget_per_day: None,
                 rules_read_at: None,
+                running: JoinSet::new(),
+                running_fast: 0,
+                running_bulk: 0,
             };
-            tokio::spawn(worker.run(stopped.clone()))
-        }));
+            tasks.push(tokio::spawn(worker.run(stopped.clone())));
+        }
         Dispatcher { stop, tasks }
     }
 
-    /// Stops the workers after their current round.
+    /// Stops the workers after their pushes under way resolve.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
@@ -287,23 +474,110 @@ impl Dispatcher {
     }
 }
 
-/// Polls a channel without order push (bol, Amazon) and applies what it
-/// reports, as webhooks are applied. The cursor lives in memory: after a
-/// restart the connector looks back far enough, and re-reading an order is
-/// harmless (changes are idempotent by their dedup key).
-async fn poll_orders(
+/// Takes and renews the channel's lease. A new holder first makes due what
+/// another instance left in flight (that instance is gone: its lease ran
+/// out). On SQLite only that first step runs (a previous process's marks).
+async fn keep_lease(
     store: Arc<dyn Store>,
-    connection: Connection,
-    index: Arc<crate::webhooks::ListingIndex>,
+    channel: ChannelId,
+    holder: Arc<str>,
+    shared: bool,
+    lease: Arc<Lease>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let channel = connection.channel;
-    let mut cursor: Option<String> = None;
+    if !shared {
+        if let Err(e) = store.outbox_release_in_flight(&channel, &holder).await {
+            tracing::warn!(channel = %channel, error = %e, "releasing earlier in-flight marks failed");
+        }
+        return;
+    }
     loop {
         if *stopped.borrow() {
             break;
         }
-        let wait = match connection.connector.poll_orders(cursor.as_deref()).await {
+        let now = Utc::now();
+        match store
+            .channel_lease(&channel, &holder, now, later(now, LEASE_TTL))
+            .await
+        {
+            Ok(true) => {
+                if !lease.held(now) {
+                    match store.outbox_release_in_flight(&channel, &holder).await {
+                        Ok(released) => tracing::info!(channel = %channel, holder = %holder,
+                            released, "took the channel's lease"),
+                        Err(e) => {
+                            tracing::warn!(channel = %channel, error = %e,
+                                "releasing another instance's in-flight marks failed");
+                            // Not ours until that worked: try again.
+                            tokio::select! {
+                                _ = tokio::time::sleep(LEASE_RENEW) => {}
+                                _ = stopped.changed() => {}
+                            }
+                            continue;
+                        }
+                    }
+                }
+                lease.set(later(now, LEASE_TTL - LEASE_MARGIN).timestamp_millis());
+            }
+            Ok(false) => {
+                if lease.held(now) {
+                    tracing::warn!(channel = %channel, "lost the channel's lease");
+                }
+                lease.set(0);
+            }
+            // Kept until it runs out on its own.
+            Err(e) => tracing::warn!(channel = %channel, error = %e, "renewing the lease failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LEASE_RENEW) => {}
+            _ = stopped.changed() => {}
+        }
+    }
+}
+
+/// Polls a channel without order push (bol, Amazon) and applies what it
+/// reports, as webhooks are applied. Only the lease holder polls; the cursor
+/// lives in the database, so a takeover or restart resumes where the last
+/// holder stopped (re-reading an order is harmless: changes are idempotent
+/// by their dedup key).
+async fn poll_orders(
+    store: Arc<dyn Store>,
+    connection: Connection,
+    index: Arc<crate::webhooks::ListingIndex>,
+    holder: Arc<str>,
+    lease: Arc<Lease>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let channel = connection.channel;
+    let mut cursor: Option<Option<String>> = None;
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        if !lease.held(Utc::now()) {
+            // Read again from the database when the lease is ours again.
+            cursor = None;
+            tokio::select! {
+                _ = tokio::time::sleep(LEASE_WAIT) => {}
+                _ = stopped.changed() => {}
+            }
+            continue;
+        }
+        let current = match &cursor {
+            Some(c) => c.clone(),
+            None => match store.poll_cursor(&channel).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(channel = %channel, error = %e, "reading the poll cursor failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(LEASE_WAIT) => {}
+                        _ = stopped.changed() => {}
+                    }
+                    continue;
+                }
+            },
+        };
+        let wait = match connection.connector.poll_orders(current.as_deref()).await {
             Ok(poll) => {
                 let mut complete = true;
                 for change in &poll.changes {
@@ -317,12 +591,24 @@ async fn poll_orders(
                     }
                 }
                 if complete {
-                    cursor = poll.cursor;
+                    if poll.cursor != current {
+                        if let Err(e) = store
+                            .set_poll_cursor(&channel, &holder, poll.cursor.as_deref())
+                            .await
+                        {
+                            tracing::warn!(channel = %channel, error = %e,
+                                "storing the poll cursor failed");
+                        }
+                    }
+                    cursor = Some(poll.cursor);
+                } else {
+                    cursor = Some(current);
                 }
                 poll.next_poll_after
             }
             Err(e) => {
                 tracing::warn!(channel = %channel, error = %e, "order poll failed");
+                cursor = Some(current);
                 e.retry_after.unwrap_or(Duration::from_secs(30))
             }
         };
@@ -370,21 +656,38 @@ impl Rng {
     }
 }
 
+/// One channel's dispatcher loop: each round reads due rows (protective
+/// first), starts pushes in free slots and goes on while they resolve.
 struct Worker {
+    pusher: Arc<Pusher>,
+    holder: Arc<str>,
+    shared: bool,
+    lease: Arc<Lease>,
+    budget_per_day: Option<u32>,
+    rules_read_at: Option<tokio::time::Instant>,
+    running: JoinSet<Lane>,
+    running_fast: usize,
+    running_bulk: usize,
+}
+
+/// Where a push runs: the fast lane takes protective updates in small
+/// pushes on the channel's fast path; the bulk lane takes the rest (and
+/// protective updates beyond what the fast lane can take now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Fast,
+    Bulk,
+}
+
+/// Talks to one channel and records what it said: shared by a worker's
+/// pushes under way.
+struct Pusher {
     store: Arc<dyn Store>,
     channel: ChannelId,
     connector: Arc<dyn Connector>,
     policy: RetryPolicy,
     kpis: Arc<SyncKpis>,
-    rng: Rng,
-    budget_per_day: Option<u32>,
-    rules_read_at: Option<tokio::time::Instant>,
-}
-
-/// The change budget of a channel kind when the rules set none: Google
-/// accepts about two product updates a day.
-fn default_budget(kind: &str) -> Option<u32> {
-    (kind == "gmc").then_some(2)
+    rng: Mutex<Rng>,
 }
 
 fn to_std(d: chrono::Duration) -> Duration {
@@ -395,28 +698,76 @@ fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
+fn class_of(row: &OutboxRow) -> UpdateClass {
+    if row.protective {
+        UpdateClass::Protective
+    } else {
+        UpdateClass::Other
+    }
+}
+
 impl Worker {
     async fn run(mut self, mut stopped: watch::Receiver<bool>) {
-        tracing::info!(channel = %self.channel, kind = self.connector.kind(), "sync worker started");
+        let channel = self.pusher.channel.clone();
+        tracing::info!(channel = %channel, kind = self.pusher.connector.kind(), "sync worker started");
         loop {
             if *stopped.borrow() {
                 break;
             }
-            let worked = match self.round().await {
-                Ok(n) => n > 0,
-                Err(e) => {
-                    tracing::error!(channel = %self.channel, error = %e, "sync round failed");
-                    false
+            while let Some(done) = self.running.try_join_next() {
+                self.finished(done);
+            }
+            let started = if self.lease.held(Utc::now()) {
+                match self.round().await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::error!(channel = %channel, error = %e, "sync round failed");
+                        0
+                    }
                 }
+            } else {
+                0
             };
-            if !worked {
+            if started == 0 {
                 tokio::select! {
                     _ = tokio::time::sleep(IDLE_POLL) => {}
+                    Some(done) = self.running.join_next(), if !self.running.is_empty() => {
+                        self.finished(done);
+                    }
                     _ = stopped.changed() => {}
                 }
             }
         }
-        tracing::info!(channel = %self.channel, "sync worker stopped");
+        // Pushes under way resolve and are recorded before the lease goes.
+        while let Some(done) = self.running.join_next().await {
+            self.finished(done);
+        }
+        if self.shared {
+            if let Err(e) = self
+                .pusher
+                .store
+                .channel_lease_release(&channel, &self.holder)
+                .await
+            {
+                tracing::warn!(channel = %channel, error = %e, "releasing the lease failed");
+            }
+        }
+        tracing::info!(channel = %channel, "sync worker stopped");
+    }
+
+    fn finished(&mut self, done: Result<Lane, tokio::task::JoinError>) {
+        match done {
+            Ok(Lane::Fast) => self.running_fast -= 1,
+            Ok(Lane::Bulk) => self.running_bulk -= 1,
+            Err(e) => {
+                // A push task panicked: its lane is unknown; recount from
+                // what is still running (its rows wait for the in-flight
+                // timeout or the next start).
+                tracing::error!(channel = %self.pusher.channel, error = %e, "push task failed");
+                self.running_fast = self.running.len().min(self.running_fast);
+                self.running_bulk = self.running.len().saturating_sub(self.running_fast);
+            }
+        }
     }
 
     async fn refresh_rules(&mut self) -> Result<(), StoreError> {
@@ -427,31 +778,48 @@ impl Worker {
             return Ok(());
         }
         self.rules_read_at = Some(tokio::time::Instant::now());
-        let setup = crate::availability::Setup::load(&*self.store).await?;
-        let rules = crate::availability::active_rules(&*self.store, &setup).await?;
+        let store = &*self.pusher.store;
+        let setup = crate::availability::Setup::load(store).await?;
+        let rules = crate::availability::active_rules(store, &setup).await?;
         self.budget_per_day = rules
             .rules
-            .pushes_per_day(&self.channel)
-            .or_else(|| default_budget(self.connector.kind()));
+            .pushes_per_day(&self.pusher.channel)
+            .or_else(|| self.pusher.connector.default_pushes_per_day());
         Ok(())
     }
 
-    /// One batch: returns how many listings it handled.
+    /// One round: settles what needs no push, starts pushes in the free
+    /// slots (protective updates in small fast-path pushes of their own) and
+    /// returns how many listings it handled.
     async fn round(&mut self) -> Result<usize, StoreError> {
         self.refresh_rules().await?;
+        let connector = self.pusher.connector.clone();
+        let slots = connector.pushes_in_flight().max(1);
+        let free_fast = slots.saturating_sub(self.running_fast);
+        let free_bulk = slots.saturating_sub(self.running_bulk);
+        if free_fast == 0 && free_bulk == 0 {
+            return Ok(0);
+        }
+        let fast = connector.fast_batch().max(1);
+        let bulk = connector.max_batch().max(1);
+        let wanted = fast
+            .saturating_mul(free_fast)
+            .saturating_add(bulk.saturating_mul(free_bulk));
+        let limit = u32::try_from(wanted.clamp(1, ROUND_ROWS_MAX)).unwrap_or(u32::MAX);
         let now = Utc::now();
-        // Several connector batches per round: one read and one write of the
-        // outbox serve them all.
-        let batch = self.connector.max_batch().max(1);
-        let limit = u32::try_from(batch.max(ROUND_ROWS_MAX)).unwrap_or(u32::MAX);
-        let due = self.store.outbox_due(&self.channel, now, limit).await?;
+        let due = self
+            .pusher
+            .store
+            .outbox_due(&self.pusher.channel, now, limit)
+            .await?;
         if due.is_empty() {
             return Ok(0);
         }
+        let carries_quantity = connector.carries_quantity();
         let mut updates = Vec::new();
-        let mut to_send: Vec<OutboxRow> = Vec::new();
+        let mut protective: Vec<OutboxRow> = Vec::new();
+        let mut other: Vec<OutboxRow> = Vec::new();
         for row in due {
-            let carries_quantity = self.connector.carries_quantity();
             // What the channel shows: the last acknowledged state, with the
             // channel's own count where it moved since (it sold or restocked).
             let shown = row.pushed.clone().map(|pushed| ListingState {
@@ -492,7 +860,9 @@ impl Worker {
                 self.budget_per_day,
             ) {
                 PushDecision::Hold { until } => {
-                    self.kpis.with(&self.channel, |k| k.held_by_budget += 1);
+                    self.pusher
+                        .kpis
+                        .with(&self.pusher.channel, |k| k.held_by_budget += 1);
                     updates.push(OutboxUpdate::Deferred {
                         channel: row.channel.clone(),
                         sku: row.sku.clone(),
@@ -500,26 +870,93 @@ impl Worker {
                         note: Some(HELD_BY_BUDGET.into()),
                     });
                 }
-                PushDecision::Unchanged | PushDecision::Push { .. } => to_send.push(row),
+                PushDecision::Unchanged | PushDecision::Push { .. } => {
+                    if row.protective {
+                        protective.push(row);
+                    } else {
+                        other.push(row);
+                    }
+                }
             }
+        }
+        // Protective updates take the fast lane; what it cannot take now
+        // heads the bulk lane (on Amazon a feed: slower than a patch, but
+        // not behind the patch rate).
+        let fast_rows = (fast * free_fast).min(protective.len());
+        let overflow = protective.split_off(fast_rows);
+        let mut pushes: Vec<(Lane, Vec<OutboxRow>)> = Vec::new();
+        for chunk in protective.chunks(fast) {
+            pushes.push((Lane::Fast, chunk.to_vec()));
+        }
+        let bulk_rows: Vec<OutboxRow> = overflow.into_iter().chain(other).collect();
+        for chunk in bulk_rows.chunks(bulk).take(free_bulk) {
+            pushes.push((Lane::Bulk, chunk.to_vec()));
         }
         let mut handled = updates.len();
-        for chunk in to_send.chunks(batch) {
-            let (chunk_updates, rate_limited) = self.push(chunk).await?;
-            updates.extend(chunk_updates);
-            handled += chunk.len();
-            if rate_limited {
-                // The rest waits for the next round, after the channel's wait.
-                break;
-            }
+        // The in-flight marks commit before anything is sent: no other
+        // round (of this or another instance) takes these rows meanwhile.
+        let until = later(now, IN_FLIGHT_TIMEOUT);
+        for (_, rows) in &pushes {
+            handled += rows.len();
+            updates.extend(rows.iter().map(|row| OutboxUpdate::InFlight {
+                channel: row.channel.clone(),
+                sku: row.sku.clone(),
+                holder: self.holder.to_string(),
+                until,
+            }));
         }
-        self.store.outbox_record(updates).await?;
+        self.pusher.store.outbox_record(updates).await?;
+        for (lane, rows) in pushes {
+            match lane {
+                Lane::Fast => self.running_fast += 1,
+                Lane::Bulk => self.running_bulk += 1,
+            }
+            let pusher = self.pusher.clone();
+            self.running.spawn(async move {
+                pusher.push_and_record(rows).await;
+                lane
+            });
+        }
         Ok(handled)
     }
+}
 
-    /// Pushes one connector batch; also says whether the channel asked us to
-    /// slow down.
-    async fn push(&mut self, rows: &[OutboxRow]) -> Result<(Vec<OutboxUpdate>, bool), StoreError> {
+impl Pusher {
+    /// Pushes one connector batch and records the outcome (the one place
+    /// push outcomes are recorded).
+    async fn push_and_record(&self, rows: Vec<OutboxRow>) {
+        let updates = match self.push(&rows).await {
+            Ok(updates) => updates,
+            Err(e) => {
+                tracing::error!(channel = %self.channel, error = %e,
+                    "preparing a push failed; its listings are due again");
+                let now = Utc::now();
+                rows.iter()
+                    .map(|row| OutboxUpdate::Deferred {
+                        channel: row.channel.clone(),
+                        sku: row.sku.clone(),
+                        until: later(now, STORE_RETRY),
+                        note: None,
+                    })
+                    .collect()
+            }
+        };
+        for attempt in 1..=RECORD_ATTEMPTS {
+            match self.store.outbox_record(updates.clone()).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(channel = %self.channel, error = %e, attempt,
+                        "recording push outcomes failed");
+                    tokio::time::sleep(STORE_RETRY).await;
+                }
+            }
+        }
+        tracing::error!(channel = %self.channel,
+            "push outcomes not recorded; the listings are sent again after the in-flight timeout");
+    }
+
+    /// Pushes one connector batch; returns what to record.
+    async fn push(&self, rows: &[OutboxRow]) -> Result<Vec<OutboxUpdate>, StoreError> {
         let skus: Vec<Sku> = rows.iter().map(|r| r.sku.clone()).collect();
         let listings: BTreeMap<Sku, stockd_channels::External> = self
             .store
@@ -554,7 +991,7 @@ impl Worker {
             sent_rows.push(row);
         }
         if items.is_empty() {
-            return Ok((updates, false));
+            return Ok(updates);
         }
         self.kpis.with(&self.channel, |k| k.pushes += 1);
         let outcomes = match self.connector.push(&items).await {
@@ -570,27 +1007,32 @@ impl Worker {
             Err(e) => vec![ItemOutcome::Failed(e); items.len()],
         };
         let now = Utc::now();
-        let rate_limited = outcomes
-            .iter()
-            .any(|o| matches!(o, ItemOutcome::Failed(e) if e.class == ErrorClass::RateLimited));
         for (row, outcome) in sent_rows.into_iter().zip(outcomes) {
             tracing::debug!(channel = %self.channel, sku = %row.sku, gen = row.desired_gen,
                 desired = row.desired.quantity, believed = ?row.channel_quantity,
-                outcome = ?outcome, "push outcome");
+                protective = row.protective, outcome = ?outcome, "push outcome");
             match outcome {
                 ItemOutcome::Applied { quantity } => {
-                    let ms = (now - row.caused_at).num_microseconds().unwrap_or(0) as f64 / 1000.0;
-                    self.kpis.latency(&self.channel, ms.max(0.0));
+                    let ms =
+                        (now - row.latency_start()).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+                    self.kpis.latency(&self.channel, class_of(row), ms.max(0.0));
                     updates.push(acked(row, &row.desired, Some(quantity), now, true));
                 }
                 ItemOutcome::Failed(error) => updates.extend(self.failed(row, error, now)),
             }
         }
-        Ok((updates, rate_limited))
+        Ok(updates)
+    }
+
+    fn jitter(&self) -> f64 {
+        match self.rng.lock() {
+            Ok(mut rng) => rng.next_unit(),
+            Err(p) => p.into_inner().next_unit(),
+        }
     }
 
     fn failed(
-        &mut self,
+        &self,
         row: &OutboxRow,
         error: ChannelError,
         now: DateTime<Utc>,
@@ -602,7 +1044,7 @@ impl Worker {
                 self.kpis.with(&self.channel, |k| k.rate_limited += 1);
                 let wait = error
                     .retry_after
-                    .unwrap_or_else(|| self.policy.backoff(1, self.rng.next_unit(), None));
+                    .unwrap_or_else(|| self.policy.backoff(1, self.jitter(), None));
                 vec![OutboxUpdate::Deferred {
                     channel,
                     sku,
@@ -611,54 +1053,52 @@ impl Worker {
                 }]
             }
             ErrorClass::Stale => {
-                // The channel's count moved (it sold): adopt its count and
-                // send again; attempts count so a flapping count ends.
-                let mut out = vec![OutboxUpdate::ChannelQuantity {
-                    channel,
-                    sku,
-                    quantity: error.current,
-                }];
-                out.extend(self.retry_or_dead(row, error, now));
-                out
+                // A compare-and-set conflict: the channel's count moved (it
+                // sold). A correction, not a failed attempt: adopt its count
+                // and send again at once.
+                self.kpis.with(&self.channel, |k| k.corrections += 1);
+                vec![
+                    OutboxUpdate::ChannelQuantity {
+                        channel: channel.clone(),
+                        sku: sku.clone(),
+                        quantity: error.current,
+                    },
+                    OutboxUpdate::Deferred {
+                        channel,
+                        sku,
+                        until: now,
+                        note: Some(format!("corrected: {}", error.code)),
+                    },
+                ]
             }
             ErrorClass::Retryable => self.retry_or_dead(row, error, now),
             ErrorClass::Permanent => {
                 self.kpis.with(&self.channel, |k| k.dead_lettered += 1);
-                vec![dead(row, &error, row.attempts + 1, now)]
+                vec![dead(row, &error, attempts_before(row) + 1, now)]
             }
         }
     }
 
     fn retry_or_dead(
-        &mut self,
+        &self,
         row: &OutboxRow,
         error: ChannelError,
         now: DateTime<Utc>,
     ) -> Vec<OutboxUpdate> {
         self.kpis.with(&self.channel, |k| k.failures += 1);
-        let attempts = row.attempts + 1;
-        let age = to_std(now - row.dirty_since.unwrap_or(now));
-        let retry_in = if error.class == ErrorClass::Stale {
-            Some(Duration::ZERO)
-        } else {
-            error.retry_after
-        };
+        let attempts = attempts_before(row) + 1;
+        // The age of the state being sent: a dead letter belongs to a state.
+        let since = row.dirty_since.unwrap_or(now).max(row.caused_at);
+        let age = to_std(now - since);
         match self
             .policy
-            .decide(attempts, age, self.rng.next_unit(), retry_in)
+            .decide(attempts, age, self.jitter(), error.retry_after)
         {
             RetryDecision::RetryAfter(wait) => vec![OutboxUpdate::Failed {
                 channel: row.channel.clone(),
                 sku: row.sku.clone(),
                 attempts,
-                next_attempt_at: later(
-                    now,
-                    if error.class == ErrorClass::Stale {
-                        Duration::ZERO
-                    } else {
-                        wait
-                    },
-                ),
+                next_attempt_at: later(now, wait),
                 error: format!("{}: {}", error.code, error.message),
             }],
             RetryDecision::DeadLetter => {
@@ -666,6 +1106,16 @@ impl Worker {
                 vec![dead(row, &error, attempts, now)]
             }
         }
+    }
+}
+
+/// Failed attempts of the state being sent: a newer state than a parked one
+/// starts afresh.
+fn attempts_before(row: &OutboxRow) -> u32 {
+    if row.supersedes_dead_letter() {
+        0
+    } else {
+        row.attempts
     }
 }
 
@@ -703,6 +1153,7 @@ fn dead(row: &OutboxRow, error: &ChannelError, attempts: u32, at: DateTime<Utc>)
             body: error.body.clone(),
             attempts,
             created_at: at,
+            superseded: false,
         },
     }
 }

@@ -163,6 +163,9 @@ fn raw_row(r: &Row) -> RawRow {
         last_error: r.get(15),
         parked: r.get(16),
         channel_gen: r.get(17),
+        parked_gen: r.get(18),
+        protective: r.get(19),
+        unacked_since_ms: r.get(20),
     }
 }
 
@@ -179,6 +182,7 @@ fn raw_dead(r: &Row) -> RawDead {
         body: r.get(8),
         attempts: r.get(9),
         created_at_ms: r.get(10),
+        superseded: r.get(11),
     }
 }
 
@@ -261,6 +265,19 @@ async fn record<C: GenericClient>(client: &C, update: &OutboxUpdate) -> Result<(
                 )
                 .await?;
         }
+        OutboxUpdate::InFlight {
+            channel,
+            sku,
+            holder,
+            until,
+        } => {
+            client
+                .execute(
+                    &pg(ob::IN_FLIGHT),
+                    &[&channel.as_str(), &sku.as_str(), &ob::ms(*until), holder],
+                )
+                .await?;
+        }
         OutboxUpdate::ChannelQuantity {
             channel,
             sku,
@@ -299,6 +316,7 @@ async fn record<C: GenericClient>(client: &C, update: &OutboxUpdate) -> Result<(
                         &letter.sku.as_str(),
                         &i64::from(letter.attempts),
                         &format!("{}: {}", letter.code, letter.message),
+                        &(letter.desired_gen as i64),
                     ],
                 )
                 .await?;
@@ -426,6 +444,83 @@ impl OutboxStore for PgStore {
             .query(&pg(ob::DEAD_PAGE), &[&after_id, &i64::from(limit)])
             .await?;
         rows.iter().map(|r| raw_dead(r).into_letter()).collect()
+    }
+
+    async fn outbox_oldest_unsent(&self) -> Result<Vec<(ChannelId, DateTime<Utc>)>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client.query(&pg(ob::OLDEST_UNSENT), &[]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    parse_id(r.get::<_, String>(0), ChannelId::parse)?,
+                    ob::from_ms(r.get::<_, i64>(1)),
+                ))
+            })
+            .collect()
+    }
+
+    async fn channel_lease(
+        &self,
+        channel: &ChannelId,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let client = self.reader().await?;
+        let n = client
+            .execute(
+                &pg(ob::LEASE_TAKE),
+                &[&channel.as_str(), &holder, &ob::ms(until), &ob::ms(now)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn outbox_release_in_flight(
+        &self,
+        channel: &ChannelId,
+        holder: &str,
+    ) -> Result<u64, StoreError> {
+        let client = self.reader().await?;
+        Ok(client
+            .execute(&pg(ob::RELEASE_IN_FLIGHT), &[&channel.as_str(), &holder])
+            .await?)
+    }
+
+    async fn channel_lease_release(
+        &self,
+        channel: &ChannelId,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        let client = self.reader().await?;
+        client
+            .execute(&pg(ob::LEASE_RELEASE), &[&channel.as_str(), &holder])
+            .await?;
+        Ok(())
+    }
+
+    async fn poll_cursor(&self, channel: &ChannelId) -> Result<Option<String>, StoreError> {
+        let client = self.reader().await?;
+        let row = client
+            .query_opt(&pg(ob::POLL_CURSOR), &[&channel.as_str()])
+            .await?;
+        Ok(row.and_then(|r| r.get::<_, Option<String>>(0)))
+    }
+
+    async fn set_poll_cursor(
+        &self,
+        channel: &ChannelId,
+        holder: &str,
+        cursor: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let client = self.reader().await?;
+        client
+            .execute(
+                &pg(ob::SET_POLL_CURSOR),
+                &[&channel.as_str(), &holder, &cursor],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn dead_letter_retry(&self, id: i64) -> Result<bool, StoreError> {

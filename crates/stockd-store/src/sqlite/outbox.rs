@@ -156,6 +156,9 @@ pub(super) fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         last_error: r.get(15)?,
         parked: r.get(16)?,
         channel_gen: r.get(17)?,
+        parked_gen: r.get(18)?,
+        protective: r.get(19)?,
+        unacked_since_ms: r.get(20)?,
     })
 }
 
@@ -172,6 +175,7 @@ fn raw_dead(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawDead> {
         body: r.get(8)?,
         attempts: r.get(9)?,
         created_at_ms: r.get(10)?,
+        superseded: r.get(11)?,
     })
 }
 
@@ -244,6 +248,19 @@ fn record(conn: &Connection, update: &OutboxUpdate) -> Result<(), StoreError> {
                 note
             ])?;
         }
+        OutboxUpdate::InFlight {
+            channel,
+            sku,
+            holder,
+            until,
+        } => {
+            conn.prepare_cached(ob::IN_FLIGHT)?.execute(params![
+                channel.as_str(),
+                sku.as_str(),
+                ob::ms(*until),
+                holder
+            ])?;
+        }
         OutboxUpdate::ChannelQuantity {
             channel,
             sku,
@@ -272,7 +289,8 @@ fn record(conn: &Connection, update: &OutboxUpdate) -> Result<(), StoreError> {
                 letter.channel.as_str(),
                 letter.sku.as_str(),
                 letter.attempts,
-                format!("{}: {}", letter.code, letter.message)
+                format!("{}: {}", letter.code, letter.message),
+                letter.desired_gen as i64,
             ])?;
         }
     }
@@ -399,6 +417,96 @@ impl OutboxStore for SqliteStore {
                 .query_map(params![after_id, limit], raw_dead)?
                 .collect::<Result<Vec<_>, _>>()?;
             raw.into_iter().map(RawDead::into_letter).collect()
+        })
+        .await
+    }
+
+    async fn outbox_oldest_unsent(&self) -> Result<Vec<(ChannelId, DateTime<Utc>)>, StoreError> {
+        self.read(move |conn| {
+            let raw = conn
+                .prepare_cached(ob::OLDEST_UNSENT)?
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            raw.into_iter()
+                .map(|(c, at)| Ok((parse_id(c, ChannelId::parse)?, ob::from_ms(at))))
+                .collect()
+        })
+        .await
+    }
+
+    async fn channel_lease(
+        &self,
+        channel: &ChannelId,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (channel, holder) = (channel.as_str().to_string(), holder.to_string());
+        self.read(move |conn| {
+            let n = conn.prepare_cached(ob::LEASE_TAKE)?.execute(params![
+                channel,
+                holder,
+                ob::ms(until),
+                ob::ms(now)
+            ])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn outbox_release_in_flight(
+        &self,
+        channel: &ChannelId,
+        holder: &str,
+    ) -> Result<u64, StoreError> {
+        let (channel, holder) = (channel.as_str().to_string(), holder.to_string());
+        self.read(move |conn| {
+            let n = conn
+                .prepare_cached(ob::RELEASE_IN_FLIGHT)?
+                .execute(params![channel, holder])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn channel_lease_release(
+        &self,
+        channel: &ChannelId,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        let (channel, holder) = (channel.as_str().to_string(), holder.to_string());
+        self.read(move |conn| {
+            conn.prepare_cached(ob::LEASE_RELEASE)?
+                .execute(params![channel, holder])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn poll_cursor(&self, channel: &ChannelId) -> Result<Option<String>, StoreError> {
+        let channel = channel.as_str().to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(ob::POLL_CURSOR)?
+                .query_row([channel], |r| r.get::<_, Option<String>>(0))
+                .optional()?
+                .flatten())
+        })
+        .await
+    }
+
+    async fn set_poll_cursor(
+        &self,
+        channel: &ChannelId,
+        holder: &str,
+        cursor: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (channel, holder) = (channel.as_str().to_string(), holder.to_string());
+        let cursor = cursor.map(str::to_string);
+        self.read(move |conn| {
+            conn.prepare_cached(ob::SET_POLL_CURSOR)?
+                .execute(params![channel, holder, cursor])?;
+            Ok(())
         })
         .await
     }

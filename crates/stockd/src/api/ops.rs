@@ -66,11 +66,15 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     responses((status = 200, description = "Prometheus text exposition format.", content_type = "text/plain", body = String))
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Outbox ages are left out (not failed) when the store cannot answer.
+    let oldest = state.store.outbox_oldest_unsent().await.unwrap_or_default();
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         {
             let mut text = state.metrics.render();
-            state.sync_kpis.render(&mut text);
+            state
+                .sync_kpis
+                .render_with(&oldest, chrono::Utc::now(), &mut text);
             crate::reconcile::render_metrics(&*state.store, &mut text).await;
             state.inbound_kpis.render(&mut text);
             text

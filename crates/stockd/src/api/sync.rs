@@ -217,11 +217,22 @@ pub struct Kpis {
     get,
     path = "/v1/kpis",
     tag = "sync",
-    responses((status = 200, description = "Update latency p50/p95/p99 and delivery counts per channel since start.", body = Kpis)),
+    responses(
+        (status = 200, description = "Update latency p50/p95/p99 (all, protective, other) and delivery counts per channel since start, and the age of each channel's oldest unsent update.", body = Kpis),
+        (status = 503, description = "`storage_unavailable`.", body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
-pub async fn get_kpis(State(state): State<AppState>, _caller: Authorized<Read>) -> Json<Kpis> {
-    Json(Kpis {
-        channels: state.sync_kpis.figures(),
-    })
+pub async fn get_kpis(
+    State(state): State<AppState>,
+    _caller: Authorized<Read>,
+) -> Result<Json<Kpis>, ApiError> {
+    let oldest = state
+        .store
+        .outbox_oldest_unsent()
+        .await
+        .map_err(ApiError::Storage)?;
+    Ok(Json(Kpis {
+        channels: state.sync_kpis.figures_with(&oldest, chrono::Utc::now()),
+    }))
 }

@@ -23,6 +23,9 @@ const WOO_KEY: &str = "ck_demo_0123456789abcdef0123456789abcdef";
 const WOO_SECRET: &str = "cs_demo_0123456789abcdef0123456789abcdef";
 const WOO_WEBHOOK_SECRET: &str = "demo-woo-webhook-secret";
 const BOL_CLIENT: &str = "demo-bol-client";
+/// How often the demo polls bol for orders (the orders list allows 25 calls
+/// a minute); the drain waits this long for orders still unseen.
+pub const BOL_ORDER_POLL: Duration = Duration::from_secs(3);
 const BOL_SECRET: &str = "demo-bol-secret";
 const LWA_CLIENT: &str = "amzn1.application-oa2-client.demo";
 const LWA_SECRET: &str = "amzn1.oa2-cs.v1.demo";
@@ -185,7 +188,7 @@ pub async fn start(
                         // The simulator settles a process in ~100 ms.
                         process_poll_interval: Duration::from_millis(150),
                         // The orders list allows 25 calls a minute.
-                        order_poll_interval: Duration::from_secs(3),
+                        order_poll_interval: BOL_ORDER_POLL,
                         ..Default::default()
                     },
                     transport.clone(),

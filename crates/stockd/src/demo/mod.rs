@@ -12,7 +12,7 @@ use crate::config::{
 };
 pub mod channels;
 
-use crate::sync::Rng;
+use crate::sync::{Rng, UpdateClass};
 use channels::{SimChannel, SimKind};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -61,6 +61,16 @@ pub struct LatencyReport {
     pub p99: f64,
 }
 
+/// One channel's latency: all updates, protective ones (they lower what the
+/// channel shows) and the others.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct ChannelLatencyReport {
+    #[serde(flatten)]
+    pub all: LatencyReport,
+    pub protective: LatencyReport,
+    pub other: LatencyReport,
+}
+
 /// The `--report` file.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DemoReport {
@@ -68,11 +78,13 @@ pub struct DemoReport {
     pub events_applied: u64,
     pub pushes: BTreeMap<String, u64>,
     pub latency_ms: LatencyReport,
-    pub latency_ms_by_channel: BTreeMap<String, LatencyReport>,
+    pub latency_ms_by_channel: BTreeMap<String, ChannelLatencyReport>,
     pub oversold_lines: u64,
     pub order_lines: u64,
     pub orders_refused_not_shown: u64,
     pub drift_listings: u64,
+    /// Listings whose channel differs from stockd after the drain, per channel.
+    pub drift_by_channel: BTreeMap<String, u64>,
     pub listings: u64,
     pub dlq: u64,
     pub rate_limit_violations: u64,
@@ -219,11 +231,33 @@ pub async fn run(
         );
     }
     let skus = seed(&api, &sims, &options).await?;
+    // The first push of every listing is set-up, not traffic: measured
+    // updates start when it is done.
+    let initial = Instant::now();
+    let initial_drained = drain(&api, Duration::from_secs(180)).await?;
+    let kpis = server.sync_kpis();
+    let baseline: BTreeMap<(String, bool), usize> = kpis
+        .figures()
+        .iter()
+        .flat_map(|f| {
+            [UpdateClass::Protective, UpdateClass::Other].map(|class| {
+                (
+                    (
+                        f.channel.as_str().to_string(),
+                        class == UpdateClass::Protective,
+                    ),
+                    kpis.class_samples(&f.channel, class).len(),
+                )
+            })
+        })
+        .collect();
     eprintln!(
-        "  catalog: {} variants and {} kits listed on {} channels; traffic starts",
+        "  catalog: {} variants and {} kits listed on {} channels, first sync {} in {:.1} s; traffic starts",
         options.variants,
         options.kits,
-        sims.len()
+        sims.len(),
+        if initial_drained { "done" } else { "NOT done" },
+        initial.elapsed().as_secs_f64()
     );
 
     let started = Instant::now();
@@ -280,6 +314,7 @@ pub async fn run(
         &order_lines,
         &refused,
         drained,
+        &baseline,
     )
     .await?;
     report.reconciliation = reconciliation;
@@ -478,10 +513,12 @@ async fn drain(api: &Api, limit: Duration) -> Result<bool, DemoError> {
             .filter(|r| !held(r))
             .count();
         if lagging == 0 {
-            // Webhooks and polled orders still in flight may move desired
-            // states once more: wait for a quiet second.
+            // Webhooks and polled orders still on their way may move desired
+            // states once more: wait a quiet second beyond a full order-poll
+            // cycle (an order a polled channel took but stockd has not seen
+            // yet is drift that the next poll corrects).
             let since = *quiet_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= Duration::from_secs(1) {
+            if since.elapsed() >= channels::BOL_ORDER_POLL + Duration::from_secs(1) {
                 return Ok(true);
             }
         } else {
@@ -516,6 +553,7 @@ async fn report(
     order_lines: &AtomicU64,
     refused: &AtomicU64,
     drained: bool,
+    baseline: &BTreeMap<(String, bool), usize>,
 ) -> Result<DemoReport, DemoError> {
     // The ledger: every applied event, and the oversell notes on orders.
     let mut events_applied = 0u64;
@@ -563,6 +601,7 @@ async fn report(
         );
     }
     let mut drift = 0u64;
+    let mut drift_by_channel: BTreeMap<String, u64> = BTreeMap::new();
     let mut listings = 0u64;
     let mut violations = 0u64;
     let mut violations_by_channel = BTreeMap::new();
@@ -570,11 +609,15 @@ async fn report(
         let v = channel.sim.stats().rate_limit_violations;
         violations += v;
         violations_by_channel.insert(channel.channel().to_string(), v);
+        let channel_drift = drift_by_channel
+            .entry(channel.channel().to_string())
+            .or_default();
         for listing in channel.sim.listings() {
             listings += 1;
             let key = (channel.channel().to_string(), listing.sku.clone());
             let Some((quantity, availability)) = desired.get(&key) else {
                 drift += 1;
+                *channel_drift += 1;
                 continue;
             };
             let differs = if channel.kind.shows_quantity() {
@@ -583,7 +626,11 @@ async fn report(
                 listing.availability != *availability
             };
             if differs {
+                tracing::warn!(channel = %key.0, sku = %key.1, shown = listing.quantity,
+                    shown_availability = %listing.availability, desired = quantity,
+                    desired_availability = %availability, "drift after drain");
                 drift += 1;
+                *channel_drift += 1;
             }
         }
     }
@@ -594,8 +641,30 @@ async fn report(
     let mut pushes = BTreeMap::new();
     for f in &figures {
         pushes.insert(f.channel.as_str().to_string(), f.pushes);
-        let samples = server.sync_kpis().samples(&f.channel);
-        by_channel.insert(f.channel.as_str().to_string(), percentiles(samples.clone()));
+        // Samples of the traffic only (the first sync's are skipped).
+        let kpis = server.sync_kpis();
+        let channel = f.channel.as_str().to_string();
+        let of = |class: UpdateClass| -> Vec<f64> {
+            let skip = baseline
+                .get(&(channel.clone(), class == UpdateClass::Protective))
+                .copied()
+                .unwrap_or(0);
+            kpis.class_samples(&f.channel, class)
+                .into_iter()
+                .skip(skip)
+                .collect()
+        };
+        let protective = of(UpdateClass::Protective);
+        let other = of(UpdateClass::Other);
+        let samples: Vec<f64> = protective.iter().chain(&other).copied().collect();
+        by_channel.insert(
+            channel.clone(),
+            ChannelLatencyReport {
+                all: percentiles(samples.clone()),
+                protective: percentiles(protective),
+                other: percentiles(other),
+            },
+        );
         all_latency.extend(samples);
     }
     Ok(DemoReport {
@@ -608,6 +677,7 @@ async fn report(
         order_lines: order_lines.load(Ordering::Relaxed),
         orders_refused_not_shown: refused.load(Ordering::Relaxed),
         drift_listings: drift,
+        drift_by_channel,
         listings,
         dlq: dlq["items"].as_array().map_or(0, |a| a.len() as u64),
         rate_limit_violations: violations,

@@ -245,6 +245,9 @@ async fn a_receipt_reaches_every_channel() {
         .all(|c| c["latency_ms"]["samples"].as_u64().unwrap_or(0) > 0));
     let metrics = h.app().get("/metrics").await.expect(200).text;
     assert!(metrics.contains("stockd_sync_latency_ms{channel=\"shop\",quantile=\"0.95\"}"));
+    assert!(metrics
+        .contains("stockd_sync_latency_ms{channel=\"shop\",class=\"other\",quantile=\"0.95\"}"));
+    assert!(metrics.contains("stockd_outbox_oldest_unsent_age_ms{channel=\"shop\"} 0"));
     assert_eq!(h.shop.stats().rate_limit_violations, 0);
     h.stop().await;
 }
@@ -361,6 +364,56 @@ async fn a_permanent_error_is_dead_lettered_and_a_retry_lands_after_the_fix() {
         .post(&format!("/v1/dlq/{id}/retry"), json!({}))
         .await
         .expect_error(404, "unknown_dead_letter");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_parked_listing_receives_a_decrease_and_it_is_pushed() {
+    let h = Harness::start(&["BAD-1", "OK-1"]).await;
+    h.woo.set_faults(Faults {
+        reject_skus: vec!["BAD-1".into()],
+        ..Default::default()
+    });
+    h.app().events(receipt("r1", "BAD-1", "AMS", 4)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let letter = loop {
+        let dlq = h.app().get("/v1/dlq").await.expect(200).body;
+        if let Some(letter) = dlq["items"].as_array().and_then(|a| a.first()).cloned() {
+            break letter;
+        }
+        assert!(Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(letter["superseded"], false);
+    // The channel accepts again; nobody retries the letter. A decrease of
+    // the parked listing is sent on its own.
+    h.woo.set_faults(Faults::default());
+    h.app()
+        .events(
+            json!({"key": "down", "type": "adjust", "sku": "BAD-1", "location": "AMS",
+                       "delta": -3, "reason": "damaged"}),
+        )
+        .await;
+    h.converged(Duration::from_secs(15)).await.unwrap();
+    assert_eq!(shown_of(&h.woo, "BAD-1"), 1);
+    // The old letter stays visible, marked superseded.
+    let dlq = h.app().get("/v1/dlq").await.expect(200).body;
+    let items = dlq["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{dlq}");
+    assert_eq!(items[0]["id"], letter["id"]);
+    assert_eq!(items[0]["superseded"], true);
+    // The decrease is counted as a protective update.
+    let kpis = h.app().get("/v1/kpis").await.expect(200).body;
+    let woo = kpis["channels"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["channel"] == WOO))
+        .cloned()
+        .expect("woo figures");
+    assert!(
+        woo["latency_ms_protective"]["samples"].as_u64() >= Some(1),
+        "{woo}"
+    );
+    assert_eq!(woo["oldest_unsent_age_ms"], Value::Null, "{woo}");
     h.stop().await;
 }
 
