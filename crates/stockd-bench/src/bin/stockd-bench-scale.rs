@@ -180,6 +180,8 @@ async fn main() -> Result<()> {
         connectors: Vec::new(),
         extra_connections: Vec::new(),
         retry: stockd_core::retry::RetryPolicy::default(),
+        inbound: Default::default(),
+        reconcile: Default::default(),
     })
     .await?;
     let base = server.url();
