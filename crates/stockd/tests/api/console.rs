@@ -567,23 +567,47 @@ impl WebDriver {
         }
     }
 
+    /// The rendered text of the first element matching `css`, read in one
+    /// script call (the overview replaces its live part every few seconds,
+    /// so a found element may be gone by the next command).
     async fn text(&self, css: &str) -> String {
-        let id = self.find(css, Duration::from_secs(10)).await;
-        self.cmd(reqwest::Method::GET, &format!("/element/{id}/text"), None)
-            .await
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let path = format!("/session/{}/execute/sync", self.session);
+            let value = self
+                .raw(
+                    reqwest::Method::POST,
+                    &path,
+                    Some(json!({
+                        "script": "var e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+                        "args": [css]
+                    })),
+                )
+                .await;
+            if let Some(text) = value.as_str() {
+                return text.trim().to_string();
+            }
+            assert!(Instant::now() < deadline, "no element {css}: {value}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
+    /// Clicks the first element matching `css`, finding it again if the page
+    /// replaced it in between.
     async fn click(&self, css: &str) {
-        let id = self.find(css, Duration::from_secs(10)).await;
-        self.cmd(
-            reqwest::Method::POST,
-            &format!("/element/{id}/click"),
-            Some(json!({})),
-        )
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let id = self.find(css, Duration::from_secs(10)).await;
+            let path = format!("/session/{}/element/{id}/click", self.session);
+            let value = self
+                .raw(reqwest::Method::POST, &path, Some(json!({})))
+                .await;
+            match value.get("error").and_then(Value::as_str) {
+                None => return,
+                Some("stale element reference") if Instant::now() < deadline => continue,
+                Some(error) => panic!("click {css}: {error}: {}", value["message"]),
+            }
+        }
     }
 
     async fn type_into(&self, css: &str, text: &str) {
