@@ -998,3 +998,64 @@ async fn every_page_renders_on_postgres() {
     };
     every_page_renders_and_quarantine_discards(app).await;
 }
+
+#[tokio::test]
+async fn rules_apply_then_roll_back_with_a_diff_between_versions() {
+    let app = TestApp::sqlite().await;
+    let mut b = Browser::new(&app.base);
+    b.get("/signin").await;
+    let csrf = b.csrf().await;
+    for (doc, message) in [
+        (json!({"defaults": {"safety_stock": 1}}), "one back"),
+        (json!({"defaults": {"safety_stock": 4}}), "four back"),
+    ] {
+        let page = b
+            .post(
+                "/rules/apply",
+                &[
+                    ("csrf", &csrf),
+                    ("rules", &doc.to_string()),
+                    ("message", message),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, 303, "{}", page.text);
+    }
+    let diff = b.get("/rules/diff?from=1&to=2").await;
+    assert_eq!(diff.status, 200);
+    assert!(
+        diff.text.contains("<code>defaults.safety_stock</code></td><td class=\"from\">1</td><td class=\"to\">4</td>"),
+        "{}",
+        diff.text
+    );
+    let rules = b.get("/rules").await.text;
+    assert!(
+        rules.contains("action=\"/rules/rollback\""),
+        "an older version can be rolled back to"
+    );
+    let page = b
+        .post(
+            "/rules/rollback",
+            &[
+                ("csrf", &csrf),
+                ("version", "1"),
+                ("message", "too cautious"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.text);
+    assert_eq!(page.location.as_deref(), Some("/rules?applied=3&changed=0"));
+    let active = app.get("/v1/rules").await.expect(200).body;
+    assert_eq!(active["version"], 3);
+    assert_eq!(active["rules"]["defaults"]["safety_stock"], 1);
+    assert_eq!(active["message"], "too cautious");
+    let page = b
+        .post(
+            "/rules/rollback",
+            &[("csrf", &csrf), ("version", "9"), ("message", "nowhere")],
+        )
+        .await;
+    assert_eq!(page.status, 404);
+    assert_eq!(b.get("/rules/diff?from=1&to=9").await.status, 404);
+    app.stop().await;
+}
