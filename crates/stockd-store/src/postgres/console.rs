@@ -55,11 +55,13 @@ impl ConsoleReads for PgStore {
                 .await?;
             c::merge(&mut found, prefixed(variants(&rows)?, &upper), max);
         }
-        if found.len() < max && c::may_be_gtin(text) {
+        let gtin_like = c::may_be_gtin(text);
+        if found.len() < max && gtin_like {
             let rows = client.query(&pg(c::GTIN_SQL), &[&text, &n]).await?;
             c::merge(&mut found, variants(&rows)?, max);
         }
-        if found.len() < max {
+        // A barcode that matched is not looked for in titles too.
+        if found.len() < max && (!gtin_like || found.is_empty()) {
             let rows = client
                 .query(TITLE_SQL, &[&c::like_escape(text), &n])
                 .await?;

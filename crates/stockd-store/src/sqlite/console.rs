@@ -64,11 +64,13 @@ impl ConsoleReads for SqliteStore {
                 )?;
                 c::merge(&mut found, more, max);
             }
-            if found.len() < max && c::may_be_gtin(&text) {
+            let gtin_like = c::may_be_gtin(&text);
+            if found.len() < max && gtin_like {
                 let more = variants(conn, c::GTIN_SQL, params![text, limit])?;
                 c::merge(&mut found, more, max);
             }
-            if found.len() < max {
+            // A barcode that matched is not looked for in titles too.
+            if found.len() < max && (!gtin_like || found.is_empty()) {
                 let more = variants(conn, TITLE_SQL, params![c::like_escape(&text), limit])?;
                 c::merge(&mut found, more, max);
             }

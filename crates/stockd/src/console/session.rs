@@ -8,7 +8,7 @@ use super::html::{self, esc};
 use super::Console;
 use crate::auth::{Auth, Role};
 use axum::extract::{FromRequestParts, State};
-use axum::http::header::{AUTHORIZATION, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST, LOCATION, ORIGIN, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -260,8 +260,33 @@ fn token_role(auth: &Auth, token: &str) -> Option<(String, Role)> {
         .find_map(|role| auth.authorize(&headers, role).ok().map(|name| (name, role)))
 }
 
+/// False when the browser says the form came from another site (`Origin`
+/// names a different host than `Host`): no signing in from elsewhere.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+}
+
 /// `POST /signin`: exchanges a token for a session.
-pub async fn sign_in(State(console): State<Console>, Form(form): Form<SignInForm>) -> Response {
+pub async fn sign_in(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return html::error_page(
+            StatusCode::FORBIDDEN,
+            None,
+            "Sign in from this console's own page.",
+        );
+    }
     let next = safe_next(form.next.as_deref());
     let token = form.token.unwrap_or_default();
     let Some((caller, role)) = token_role(&console.app.auth, &token) else {
@@ -330,6 +355,19 @@ mod tests {
         let reader = sessions.start("r".into(), Role::Read).unwrap();
         let r = sessions.get(&reader).unwrap();
         assert!(r.refusal(Some(&r.csrf.clone()), Role::Admin).is_some());
+    }
+
+    #[test]
+    fn sign_in_only_from_this_site() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        assert!(same_origin(&headers));
+        headers.insert(ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
+        assert!(same_origin(&headers));
+        headers.insert(ORIGIN, HeaderValue::from_static("https://evil.example"));
+        assert!(!same_origin(&headers));
+        headers.insert(ORIGIN, HeaderValue::from_static("null"));
+        assert!(!same_origin(&headers));
     }
 
     #[test]

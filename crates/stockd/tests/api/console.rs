@@ -567,23 +567,47 @@ impl WebDriver {
         }
     }
 
+    /// The rendered text of the first element matching `css`, read in one
+    /// script call (the overview replaces its live part every few seconds,
+    /// so a found element may be gone by the next command).
     async fn text(&self, css: &str) -> String {
-        let id = self.find(css, Duration::from_secs(10)).await;
-        self.cmd(reqwest::Method::GET, &format!("/element/{id}/text"), None)
-            .await
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let path = format!("/session/{}/execute/sync", self.session);
+            let value = self
+                .raw(
+                    reqwest::Method::POST,
+                    &path,
+                    Some(json!({
+                        "script": "var e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+                        "args": [css]
+                    })),
+                )
+                .await;
+            if let Some(text) = value.as_str() {
+                return text.trim().to_string();
+            }
+            assert!(Instant::now() < deadline, "no element {css}: {value}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
+    /// Clicks the first element matching `css`, finding it again if the page
+    /// replaced it in between.
     async fn click(&self, css: &str) {
-        let id = self.find(css, Duration::from_secs(10)).await;
-        self.cmd(
-            reqwest::Method::POST,
-            &format!("/element/{id}/click"),
-            Some(json!({})),
-        )
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let id = self.find(css, Duration::from_secs(10)).await;
+            let path = format!("/session/{}/element/{id}/click", self.session);
+            let value = self
+                .raw(reqwest::Method::POST, &path, Some(json!({})))
+                .await;
+            match value.get("error").and_then(Value::as_str) {
+                None => return,
+                Some("stale element reference") if Instant::now() < deadline => continue,
+                Some(error) => panic!("click {css}: {error}: {}", value["message"]),
+            }
+        }
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -852,5 +876,186 @@ async fn in_a_browser_sign_in_find_explain_change_a_rule_retry_and_watch_the_cha
     assert!(!ids.contains(&letter), "{dlq}");
 
     wd.quit().await;
+    app.stop().await;
+}
+
+/// Every page over a small catalog with lagging listings (no channel is
+/// connected), a kit, a rules version and a quarantined event — which
+/// exercises each of the store's console reads — then discarding the
+/// quarantined event from its page.
+async fn every_page_renders_and_quarantine_discards(mut app: TestApp) {
+    app.location("AMS", true, 1).await;
+    for (sku, title) in [
+        ("MUG-1", "Mug"),
+        ("LID-1", "Lid"),
+        ("SET-1", "Mug with lid"),
+    ] {
+        app.put(&format!("/v1/variants/{sku}"), json!({"title": title}))
+            .await
+            .expect(200);
+    }
+    app.put(
+        "/v1/bundles/SET-1",
+        json!({"components": [{"sku": "MUG-1", "qty": 1}, {"sku": "LID-1", "qty": 1}]}),
+    )
+    .await
+    .expect(200);
+    app.put("/v1/channels/bol", json!({"kind": "bol"}))
+        .await
+        .expect(200);
+    app.post(
+        "/v1/channels/bol/listings",
+        json!([{"sku": "MUG-1"}, {"sku": "SET-1"}]),
+    )
+    .await
+    .expect(200);
+    app.put(
+        "/v1/rules",
+        json!({"rules": {"channels": {"bol": {"safety_stock": 1}}}, "message": "bol keeps one"}),
+    )
+    .await
+    .expect(200);
+    app.events(json!([
+        receipt("r1", "MUG-1", "AMS", 6),
+        receipt("r2", "LID-1", "AMS", 2),
+        receipt("r3", "GHOST-1", "AMS", 1)
+    ]))
+    .await;
+    let mut b = Browser::new(&app.base);
+    b.get("/signin").await;
+    for (path, expect) in [
+        ("/", "id=\"chart-latency\""),
+        ("/overview/live", "<table id=\"health\">"),
+        ("/stock?q=mug", "MUG-1"),
+        (
+            "/stock/MUG-1",
+            "1 in each <a href=\"/stock/SET-1\">SET-1</a>",
+        ),
+        ("/stock/SET-1", "Kit pool 2"),
+        ("/channels", "No dead letters."),
+        ("/channels/bol", "MUG-1"),
+        ("/channels/bol?filter=all", "SET-1"),
+        ("/channels/bol?filter=budget", "Nothing here."),
+        ("/channels/bol?filter=dead", "Nothing here."),
+        ("/rules", "bol keeps one"),
+        ("/rules/diff?from=0&to=1", "channels.bol.safety_stock"),
+        ("/quarantine", "GHOST-1"),
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.text);
+        assert!(
+            page.text.contains(expect),
+            "{path} lacks {expect:?}: {}",
+            page.text
+        );
+    }
+    let overview = b.get("/overview/live").await.text;
+    assert!(
+        overview.contains("<td class=\"num\">2</td><td>"),
+        "two lagging listings: {overview}"
+    );
+    let sku_page = b.get("/stock/MUG-1").await.text;
+    assert!(sku_page.contains("update pending"), "{sku_page}");
+    assert!(sku_page.contains("receipt"), "{sku_page}");
+    assert_eq!(b.get("/stock/NOPE").await.status, 404);
+    assert_eq!(b.get("/channels/nope").await.status, 404);
+
+    let quarantined = {
+        app.token = None;
+        app.get("/v1/quarantine").await.expect(200).body["items"][0]["id"]
+            .as_i64()
+            .expect("a quarantined event")
+    };
+    let csrf = b.csrf().await;
+    let page = b
+        .post(
+            &format!("/quarantine/{quarantined}/discard"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(page.status, 303);
+    let page = b
+        .get(page.location.as_deref().unwrap_or("/quarantine"))
+        .await;
+    assert!(
+        page.text.contains("discarded; its key is free again"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("The quarantine is empty."));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_page_renders_on_sqlite() {
+    every_page_renders_and_quarantine_discards(TestApp::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn every_page_renders_on_postgres() {
+    let Some(app) = TestApp::postgres("console_pages").await else {
+        return;
+    };
+    every_page_renders_and_quarantine_discards(app).await;
+}
+
+#[tokio::test]
+async fn rules_apply_then_roll_back_with_a_diff_between_versions() {
+    let app = TestApp::sqlite().await;
+    let mut b = Browser::new(&app.base);
+    b.get("/signin").await;
+    let csrf = b.csrf().await;
+    for (doc, message) in [
+        (json!({"defaults": {"safety_stock": 1}}), "one back"),
+        (json!({"defaults": {"safety_stock": 4}}), "four back"),
+    ] {
+        let page = b
+            .post(
+                "/rules/apply",
+                &[
+                    ("csrf", &csrf),
+                    ("rules", &doc.to_string()),
+                    ("message", message),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, 303, "{}", page.text);
+    }
+    let diff = b.get("/rules/diff?from=1&to=2").await;
+    assert_eq!(diff.status, 200);
+    assert!(
+        diff.text.contains("<code>defaults.safety_stock</code></td><td class=\"from\">1</td><td class=\"to\">4</td>"),
+        "{}",
+        diff.text
+    );
+    let rules = b.get("/rules").await.text;
+    assert!(
+        rules.contains("action=\"/rules/rollback\""),
+        "an older version can be rolled back to"
+    );
+    let page = b
+        .post(
+            "/rules/rollback",
+            &[
+                ("csrf", &csrf),
+                ("version", "1"),
+                ("message", "too cautious"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.text);
+    assert_eq!(page.location.as_deref(), Some("/rules?applied=3&changed=0"));
+    let active = app.get("/v1/rules").await.expect(200).body;
+    assert_eq!(active["version"], 3);
+    assert_eq!(active["rules"]["defaults"]["safety_stock"], 1);
+    assert_eq!(active["message"], "too cautious");
+    let page = b
+        .post(
+            "/rules/rollback",
+            &[("csrf", &csrf), ("version", "9"), ("message", "nowhere")],
+        )
+        .await;
+    assert_eq!(page.status, 404);
+    assert_eq!(b.get("/rules/diff?from=1&to=9").await.status, 404);
     app.stop().await;
 }
