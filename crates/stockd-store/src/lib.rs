@@ -8,6 +8,7 @@
 pub mod availability;
 mod canonical;
 pub mod channels;
+pub mod kpis;
 pub mod outbox;
 mod postgres;
 pub mod reconcile;
@@ -116,7 +117,13 @@ pub struct UpsertSummary {
 /// concurrently.
 #[async_trait]
 pub trait Store:
-    ChannelStore + outbox::OutboxStore + reconcile::ReconcileStore + Send + Sync + 'static
+    ChannelStore
+    + outbox::OutboxStore
+    + reconcile::ReconcileStore
+    + kpis::KpiStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Applies one request of events atomically (idempotent per event key).
     async fn submit(&self, events: Vec<Submission>) -> Result<SubmitOutcome, StoreError>;

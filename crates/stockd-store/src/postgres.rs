@@ -23,6 +23,7 @@ use stockd_core::{
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 mod channels;
+mod kpis;
 mod outbox;
 mod reconcile;
 

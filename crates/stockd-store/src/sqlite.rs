@@ -20,6 +20,7 @@ use stockd_core::{
 };
 
 mod channels;
+mod kpis;
 mod outbox;
 mod reconcile;
 

@@ -3,6 +3,7 @@
 //! `main.rs` only calls `cli::main`; tests start the server with `spawn`.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod availability;
 pub mod cli;
@@ -132,6 +133,9 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
         config.reconcile.clone(),
     );
     state.reconciler = Some(reconciler.clone());
+    let (audit_sink, audit_task) =
+        audit::AuditTask::start(store.clone(), config.reconcile.audit_retention);
+    let _ = state.sync_kpis.audit.set(audit_sink);
     let dispatcher = sync::Dispatcher::start(
         store.clone(),
         connections,
@@ -152,6 +156,7 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
             .await;
         reconciling.stop().await;
         dispatcher.stop().await;
+        audit_task.stop().await;
         store.close().await;
         served
     });

@@ -55,6 +55,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             let mut text = state.metrics.render();
             state.sync_kpis.render(&mut text);
             crate::reconcile::render_metrics(&*state.store, &mut text).await;
+            crate::api::kpis::render_metrics(&*state.store, &mut text).await;
             text
         },
     )
