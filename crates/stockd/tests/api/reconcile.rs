@@ -443,3 +443,58 @@ async fn a_run_during_traffic_reports_no_false_drift() {
     h.converged(Duration::from_secs(60)).await.unwrap();
     h.stop().await;
 }
+
+/// `stockd ARGS`, off the async runtime so the in-process server answers.
+async fn stockd_cli(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stockd"))
+            .env_remove("STOCKD_SERVER")
+            .env_remove("STOCKD_TOKEN")
+            .env_remove("STOCKD_CONFIG")
+            .env_remove("STOCKD_DATABASE_URL")
+            .args(&args)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("stockd runs")
+}
+
+#[tokio::test]
+async fn the_cli_starts_a_run_and_waits_with_a_progress_bar() {
+    let skus = ["CL-1", "CL-2"];
+    let h = Channels::start(&skus, 2, 250).await;
+    h.converged(Duration::from_secs(60)).await.unwrap();
+    h.sim(SimKind::Woocommerce)
+        .sim
+        .edit_quantity("CL-1", 9)
+        .expect("edit");
+    let url = h.app().base.clone();
+    let out = stockd_cli(&[
+        "reconcile",
+        "--channel",
+        "woo-main",
+        "--wait",
+        "--server",
+        &url,
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let run = &report["runs"][0];
+    assert_eq!(run["channel"], "woo-main", "{report}");
+    assert_eq!(run["status"], "completed", "{report}");
+    assert_eq!(run["counts"]["channel_differs"], 1, "{report}");
+    assert_eq!(run["fixed"], 1, "{report}");
+    assert!(stderr.contains("2/2 listings (1 run)"), "{stderr}");
+    let refused = stockd_cli(&["reconcile", "--channel", "nope", "--server", &url]).await;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("channel_not_connected"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    h.stop().await;
+}
