@@ -332,9 +332,39 @@ pub async fn list_pushes(
 pub async fn render_metrics(store: &dyn Store, out: &mut String) {
     use std::fmt::Write;
     let to = Utc::now().date_naive();
-    let Ok(kpis) = kpis_by_channel(store, to - chrono::Duration::days(29), to, None).await else {
+    let from = to - chrono::Duration::days(29);
+    let Ok(kpis) = kpis_by_channel(store, from, to, None).await else {
         return;
     };
+    // The stored latency histogram, cumulative as Prometheus wants it.
+    if let Ok(days) = store.kpi_days(from, to, None).await {
+        let mut per: BTreeMap<ChannelId, DayCounts> = BTreeMap::new();
+        for d in &days {
+            per.entry(d.channel.clone()).or_default().add(&d.counts);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP stockd_kpi_update_latency_ms Update latency over the last 30 days (stored histogram), in milliseconds.\n# TYPE stockd_kpi_update_latency_ms histogram"
+        );
+        for (channel, counts) in &per {
+            let label = crate::metrics::escape(channel.as_str());
+            let mut cumulative = 0;
+            for (i, n) in counts.latency.iter().enumerate() {
+                cumulative += n;
+                let le = stockd_store::kpis::LATENCY_BUCKETS_MS
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+                let _ = writeln!(
+                    out,
+                    "stockd_kpi_update_latency_ms_bucket{{channel=\"{label}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "stockd_kpi_update_latency_ms_count{{channel=\"{label}\"}} {cumulative}"
+            );
+        }
+    }
     for (name, help, get) in [
         (
             "stockd_kpi_oversell_rate",

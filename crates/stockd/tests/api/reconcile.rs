@@ -309,6 +309,14 @@ async fn back_office_edits_on_every_channel_are_found_and_fixed() {
         ),
         "{text}"
     );
+    assert!(
+        text.contains("stockd_kpi_update_latency_ms_bucket{channel=\"woo-main\",le=\"+Inf\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stockd_kpi_drift_rate{channel=\"bol-nl\"}"),
+        "{text}"
+    );
     h.app()
         .post("/v1/reconciliations", json!({"channel": "nope"}))
         .await
