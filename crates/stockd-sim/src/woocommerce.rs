@@ -251,6 +251,21 @@ fn auto_status(p: &mut Product) {
     }
 }
 
+/// The `include` collection parameter (a comma list of ids, §2.1): only
+/// those resources are listed, and the totals count only them.
+fn include_ids(ctx: &Ctx) -> Option<std::collections::HashSet<u64>> {
+    let raw = ctx
+        .query
+        .iter()
+        .find(|(k, _)| k == "include" || k == "include[]")
+        .map(|(_, v)| v.clone())?;
+    Some(
+        raw.split(',')
+            .filter_map(|id| id.trim().parse::<u64>().ok())
+            .collect(),
+    )
+}
+
 struct Woo {
     config: Config,
     core: Arc<SimCore>,
@@ -1081,12 +1096,14 @@ impl Woo {
         let st = lock(&self.state);
         let sku = q("sku");
         let ty = q("type");
+        let include = include_ids(ctx);
         // Newest first, WooCommerce's default order (date desc).
         let items: Vec<Value> = st
             .products
             .values()
             .rev()
             .filter(|p| p.kind != Kind::Variation)
+            .filter(|p| include.as_ref().is_none_or(|ids| ids.contains(&p.id)))
             .filter(|p| {
                 sku.as_ref()
                     .is_none_or(|s| s.split(',').any(|x| x == p.sku))
@@ -1228,10 +1245,12 @@ impl Woo {
         else {
             return invalid_id();
         };
+        let include = include_ids(ctx);
         let items: Vec<Value> = parent
             .variations
             .iter()
             .rev()
+            .filter(|v| include.as_ref().is_none_or(|ids| ids.contains(v)))
             .filter_map(|v| st.products.get(v))
             .map(|v| self.product_json(&st, v))
             .collect();

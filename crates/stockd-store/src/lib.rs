@@ -11,6 +11,7 @@ pub mod channels;
 pub mod console;
 pub mod hot;
 pub mod inbound;
+pub mod kpis;
 pub mod outbox;
 mod postgres;
 pub mod publish;
@@ -126,6 +127,7 @@ pub trait Store:
     + reconcile::ReconcileStore
     + inbound::InboundStore
     + publish::PublishStore
+    + kpis::KpiStore
     + Send
     + Sync
     + 'static

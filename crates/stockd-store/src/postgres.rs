@@ -27,6 +27,7 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 mod channels;
 mod console;
 mod inbound;
+mod kpis;
 mod outbox;
 mod publish;
 mod reconcile;

@@ -23,6 +23,7 @@ use stockd_core::{
 mod channels;
 mod console;
 mod inbound;
+mod kpis;
 mod outbox;
 mod publish;
 mod reconcile;

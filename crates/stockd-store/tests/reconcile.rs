@@ -6,6 +6,9 @@ use chrono::{Duration, Utc};
 use serde_json::json;
 use std::sync::Arc;
 use stockd_core::{ChannelId, Location, LocationId, Sku, Variant};
+use stockd_store::kpis::{
+    histogram_percentile, latency_bucket, DayCounts, PushAttempt, LATENCY_BUCKETS_MS,
+};
 use stockd_store::outbox::OutboxUpdate;
 use stockd_store::reconcile::{ClassCounts, DriftClass, PageProgress, Requeue, RunItem, RunStatus};
 use stockd_store::{ChannelKind, ChannelRecord, ListingRecord, Store};
@@ -245,6 +248,132 @@ async fn requeue_applies_only_to_a_row_as_seen(store: Shared) {
     assert!(again.is_empty());
 }
 
+fn attempt(channel: &str, s: &str, at: chrono::DateTime<Utc>, latency: Option<f64>) -> PushAttempt {
+    PushAttempt {
+        id: 0,
+        at,
+        channel: ch(channel),
+        sku: sku(s),
+        desired_gen: 3,
+        rules_version: Some(2),
+        caused_seq: Some(41),
+        sent: json!({"quantity": 4}),
+        outcome: if latency.is_some() {
+            "applied"
+        } else {
+            "retryable"
+        }
+        .into(),
+        channel_quantity: Some(4),
+        code: None,
+        message: None,
+        latency_ms: latency,
+        dead_lettered: false,
+    }
+}
+
+async fn audit_trail_and_daily_figures(store: Shared) {
+    let now = Utc::now();
+    let old = now - Duration::days(40);
+    store
+        .kpi_record(
+            vec![
+                attempt("shop", "A", old, Some(20.0)),
+                attempt("shop", "A", now, Some(4_000.0)),
+                attempt("bol", "A", now, None),
+                attempt("shop", "B", now, Some(20.0)),
+            ],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let of_a = store
+        .push_attempts(Some(&sku("A")), None, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(of_a.len(), 3);
+    assert_eq!(of_a[0].caused_seq, Some(41));
+    assert_eq!(of_a[0].sent, json!({"quantity": 4}));
+    let shop_a = store
+        .push_attempts(Some(&sku("A")), Some(&ch("shop")), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(shop_a.len(), 2);
+    let bol = store
+        .push_attempts(None, Some(&ch("bol")), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(bol.len(), 1);
+    let after = store
+        .push_attempts(None, None, of_a[0].id, 10)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 3);
+    // Retention: the 40-day-old attempt goes.
+    let pruned = store
+        .push_attempts_prune(now - Duration::days(30), 100)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    assert_eq!(
+        store.push_attempts(None, None, 0, 10).await.unwrap().len(),
+        3
+    );
+
+    let today = now.date_naive();
+    let mut latency = vec![0; LATENCY_BUCKETS_MS.len() + 1];
+    latency[latency_bucket(20.0)] = 3;
+    latency[latency_bucket(4_000.0)] = 1;
+    let counts = DayCounts {
+        order_lines: 0,
+        stock_cancels: 0,
+        pushes: 4,
+        failures: 1,
+        dead_letters: 1,
+        latency,
+    };
+    store
+        .kpi_record(Vec::new(), vec![(ch("shop"), today, counts.clone())])
+        .await
+        .unwrap();
+    store
+        .kpi_record(Vec::new(), vec![(ch("shop"), today, counts)])
+        .await
+        .unwrap();
+    // Order lines follow the ledger once: a second writer at the same
+    // cursor is refused.
+    let from = store.kpi_ledger_cursor().await.unwrap();
+    let orders = DayCounts {
+        order_lines: 200,
+        stock_cancels: 2,
+        ..DayCounts::default()
+    };
+    assert!(store
+        .kpi_follow_ledger(from, from + 5, vec![(ch("shop"), today, orders.clone())])
+        .await
+        .unwrap());
+    assert!(!store
+        .kpi_follow_ledger(from, from + 5, vec![(ch("shop"), today, orders)])
+        .await
+        .unwrap());
+    assert_eq!(store.kpi_ledger_cursor().await.unwrap(), from + 5);
+    let days = store
+        .kpi_days(today - Duration::days(89), today, Some(&ch("shop")))
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 1);
+    let d = &days[0].counts;
+    assert_eq!((d.pushes, d.failures, d.dead_letters), (8, 2, 2));
+    assert_eq!((d.order_lines, d.stock_cancels), (200, 2));
+    assert_eq!(histogram_percentile(&d.latency, 50.0), Some(25.0));
+    assert_eq!(histogram_percentile(&d.latency, 95.0), Some(5_000.0));
+    assert!(store
+        .kpi_days(today - Duration::days(89), today, Some(&ch("bol")))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 async fn sqlite_store() -> (Shared, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("stockd.db").display());
@@ -284,4 +413,5 @@ macro_rules! conformance {
 conformance!(
     runs_commit_progress_page_by_page,
     requeue_applies_only_to_a_row_as_seen,
+    audit_trail_and_daily_figures,
 );

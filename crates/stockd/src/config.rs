@@ -83,6 +83,16 @@ pub struct FileConfig {
     pub outbound: crate::outbound::FileOutbound,
     #[serde(default)]
     pub reconciliation: FileReconciliation,
+    #[serde(default)]
+    pub audit: FileAudit,
+}
+
+/// `[audit]`: how long every push attempt is kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAudit {
+    /// Days (default 30).
+    pub retention_days: Option<u64>,
 }
 
 /// `[reconciliation]`: when every channel is read back, and where drift is
@@ -296,7 +306,10 @@ impl Settings {
         if let Some(secs) = file.sync.max_age_secs {
             retry.max_age = std::time::Duration::from_secs(secs);
         }
-        let reconcile = resolve_reconciliation(file.reconciliation)?;
+        let mut reconcile = resolve_reconciliation(file.reconciliation)?;
+        if let Some(days) = file.audit.retention_days {
+            reconcile.audit_retention = std::time::Duration::from_secs(days * 24 * 3600);
+        }
         let log = LogSettings {
             format: overrides
                 .log_format

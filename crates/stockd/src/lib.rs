@@ -3,6 +3,7 @@
 //! `main.rs` only calls `cli::main`; tests start the server with `spawn`.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod availability;
 pub mod cli;
@@ -136,6 +137,9 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
         config.reconcile.clone(),
     );
     state.reconciler = Some(reconciler.clone());
+    let (audit_sink, audit_task) =
+        audit::AuditTask::start(store.clone(), config.reconcile.audit_retention);
+    let _ = state.sync_kpis.audit.set(audit_sink);
     let dispatcher = sync::Dispatcher::start(
         store.clone(),
         connections,
@@ -173,6 +177,7 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
             consumer.stop().await;
         }
         dispatcher.stop().await;
+        audit_task.stop().await;
         store.close().await;
         served
     });

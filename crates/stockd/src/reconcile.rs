@@ -135,6 +135,9 @@ pub struct ReconcileConfig {
     /// (Google: minutes), a listing pushed this recently is not compared;
     /// `None`: the channel kind's default (15 minutes for Google).
     pub settle_after_push: Option<Duration>,
+    /// How long push attempts stay in the audit trail (`[audit]
+    /// retention_days`, default 30 days).
+    pub audit_retention: Duration,
 }
 
 impl Default for ReconcileConfig {
@@ -145,6 +148,7 @@ impl Default for ReconcileConfig {
             page_size: 250,
             confirm_delay: Duration::from_secs(2),
             settle_after_push: None,
+            audit_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

@@ -82,6 +82,8 @@ impl std::fmt::Debug for Connection {
 #[derive(Default)]
 pub struct SyncKpis {
     inner: Mutex<BTreeMap<ChannelId, ChannelKpis>>,
+    /// Where push attempts go for the audit trail and the daily figures.
+    pub audit: std::sync::OnceLock<crate::audit::AuditSink>,
 }
 
 /// A ring of latency samples (milliseconds).
@@ -1007,7 +1009,14 @@ impl Pusher {
             Err(e) => vec![ItemOutcome::Failed(e); items.len()],
         };
         let now = Utc::now();
-        for (row, outcome) in sent_rows.into_iter().zip(outcomes) {
+        for ((row, outcome), item) in sent_rows.into_iter().zip(outcomes).zip(&items) {
+            let audit_outcome = self
+                .kpis
+                .audit
+                .get()
+                .cloned()
+                .map(|sink| (sink, outcome.clone()));
+            let updates_before = updates.len();
             tracing::debug!(channel = %self.channel, sku = %row.sku, gen = row.desired_gen,
                 desired = row.desired.quantity, believed = ?row.channel_quantity,
                 protective = row.protective, outcome = ?outcome, "push outcome");
@@ -1019,6 +1028,13 @@ impl Pusher {
                     updates.push(acked(row, &row.desired, Some(quantity), now, true));
                 }
                 ItemOutcome::Failed(error) => updates.extend(self.failed(row, error, now)),
+            }
+            // The audit trail (written off this path, see `audit`).
+            if let Some((sink, outcome)) = audit_outcome {
+                let dead = updates[updates_before..]
+                    .iter()
+                    .any(|u| matches!(u, OutboxUpdate::Dead { .. }));
+                sink.record(crate::audit::attempt(row, item, &outcome, now, dead));
             }
         }
         Ok(updates)

@@ -526,6 +526,59 @@ async fn pagination_headers() {
 }
 
 #[tokio::test]
+async fn include_lists_only_those_ids_and_a_back_office_edit_shows() {
+    let sim = sim_with(Config::default()).await;
+    let items: Vec<(String, i64)> = (0..25).map(|i| (format!("I{i}"), 1)).collect();
+    let listed = sim.add_listings(&items);
+    let id = |i: usize| listed[i].external["product_id"].to_string();
+    let include = format!("{},{}", id(3), id(7));
+    let (_, v, h) = call(
+        &sim,
+        "GET",
+        "/products",
+        &[("include", &include), ("per_page", "100")],
+        None,
+    )
+    .await;
+    let skus: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["sku"].as_str().unwrap())
+        .collect();
+    assert_eq!(skus.len(), 2, "{skus:?}");
+    assert!(skus.contains(&"I3") && skus.contains(&"I7"), "{skus:?}");
+    assert_eq!(h["x-wp-total"], "2");
+    assert_eq!(h["x-wp-totalpages"], "1");
+    // The merchant sets I3 to 0 in wp-admin: the API shows it, no webhook.
+    let r = reqwest::Client::new()
+        .post(format!("{}/_sim/listings/I3/quantity", sim.base_url))
+        .json(&json!({"quantity": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, v, _) = call(&sim, "GET", &format!("/products/{}", id(3)), &[], None).await;
+    assert_eq!(v["stock_quantity"], 0);
+    assert_eq!(v["stock_status"], "outofstock");
+    let r = reqwest::Client::new()
+        .post(format!("{}/_sim/listings/NOPE/quantity", sim.base_url))
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let r = reqwest::Client::new()
+        .post(format!("{}/_sim/listings/I3/quantity", sim.base_url))
+        .json(&json!({"quantity": -1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn orders_reduce_stock_and_send_signed_webhooks() {
     let (url, sink) = receiver().await;
     let sim = sim_with(Config {

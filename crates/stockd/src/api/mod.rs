@@ -8,6 +8,7 @@ pub mod channels;
 pub mod events;
 pub mod feeds;
 pub mod inbound;
+pub mod kpis;
 pub mod ledger;
 pub mod ops;
 pub mod quarantine;
@@ -107,7 +108,8 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .route("/v1/dlq", get(sync::list_dlq))
         .route("/v1/dlq/{id}", delete(sync::discard_dead_letter))
         .route("/v1/dlq/{id}/retry", post(sync::retry_dead_letter))
-        .route("/v1/kpis", get(sync::get_kpis))
+        .route("/v1/kpis", get(kpis::get_kpis))
+        .route("/v1/pushes", get(kpis::list_pushes))
         .route(
             "/v1/reconciliations",
             get(reconciliations::list).post(reconciliations::start),
@@ -337,7 +339,8 @@ impl utoipa::Modify for BearerAuth {
         sync::list_dlq,
         sync::retry_dead_letter,
         sync::discard_dead_letter,
-        sync::get_kpis,
+        kpis::get_kpis,
+        kpis::list_pushes,
         reconciliations::start,
         reconciliations::list,
         reconciliations::get_one,

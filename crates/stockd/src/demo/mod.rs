@@ -93,6 +93,17 @@ pub struct DemoReport {
     /// The closing reconciliation of every channel, after one listing per
     /// channel was edited behind stockd's back.
     pub reconciliation: BTreeMap<String, ReconciliationReport>,
+    /// The persisted figures of the day per channel, against their targets.
+    pub kpis: BTreeMap<String, KpiReport>,
+}
+
+/// One channel's headline figures (persisted, `GET /v1/kpis`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct KpiReport {
+    pub oversell_rate: Option<f64>,
+    pub cancel_ratio: Option<f64>,
+    pub drift_rate: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
 }
 
 /// One channel's closing reconciliation.
@@ -318,6 +329,19 @@ pub async fn run(
     )
     .await?;
     report.reconciliation = reconciliation;
+    let kpis = api.get("/v1/kpis").await?;
+    for k in kpis["by_channel"].as_array().into_iter().flatten() {
+        let t = &k["targets"];
+        report.kpis.insert(
+            k["channel"].as_str().unwrap_or_default().to_string(),
+            KpiReport {
+                oversell_rate: t["oversell_rate"]["value"].as_f64(),
+                cancel_ratio: t["cancel_ratio"]["value"].as_f64(),
+                drift_rate: t["drift_rate"]["value"].as_f64(),
+                latency_p95_ms: t["latency_p95_ms"]["value"].as_f64(),
+            },
+        );
+    }
     server.shutdown().await.map_err(setup)?;
     for channel in sims {
         if let Ok(channel) = Arc::try_unwrap(channel) {
@@ -684,6 +708,7 @@ async fn report(
         rate_limit_violations_by_channel: violations_by_channel,
         drained,
         reconciliation: BTreeMap::new(),
+        kpis: BTreeMap::new(),
     })
 }
 

@@ -251,6 +251,52 @@ async fn back_office_edits_on_every_channel_are_found_and_fixed() {
         shop.iter().find(|l| l.sku == "RC-2").map(|l| l.quantity),
         Some(4)
     );
+    // Every push of RC-2 is in the audit trail, the fix included.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pushes = h
+            .app()
+            .get("/v1/pushes?sku=RC-2&limit=1000")
+            .await
+            .expect(200);
+        let items = pushes.body["items"].as_array().cloned().unwrap_or_default();
+        let channels: std::collections::BTreeSet<String> = items
+            .iter()
+            .filter(|a| a["outcome"] == "applied")
+            .filter_map(|a| a["channel"].as_str().map(str::to_string))
+            .collect();
+        // Two pushes per channel at least: the first listing, the fix.
+        let per_channel = |c: &str| items.iter().filter(|a| a["channel"] == c).count();
+        if channels.len() == 5 && h.sims.iter().all(|s| per_channel(s.channel()) >= 2) {
+            assert!(items.iter().all(|a| a["sku"] == "RC-2"), "{items:?}");
+            assert!(items[0]["sent"]["quantity"].is_i64(), "{items:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{items:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Persisted figures: pushes and latency per channel, drift of the last
+    // run against its target.
+    let kpis = h.app().get("/v1/kpis").await.expect(200).body;
+    assert!(kpis["channels"].is_array(), "{kpis}");
+    let by_channel = kpis["by_channel"].as_array().expect("by_channel");
+    assert_eq!(by_channel.len(), 5, "{kpis}");
+    for k in by_channel {
+        assert!(k["total"]["pushes"].as_u64().unwrap_or(0) >= 3, "{k}");
+        assert!(k["total"]["latency_ms"]["p95"].is_f64(), "{k}");
+        assert_eq!(k["targets"]["latency_p95_ms"]["target"], 5000.0, "{k}");
+        let drift = &k["targets"]["drift_rate"];
+        assert!(
+            (drift["value"].as_f64().unwrap_or(0.0) - 1.0 / 3.0).abs() < 1e-9,
+            "{k}"
+        );
+        assert_eq!(drift["pass"], false, "{k}");
+        assert_eq!(k["daily"].as_array().map(Vec::len), Some(1), "{k}");
+    }
+    h.app()
+        .get("/v1/kpis?from=2026-13-01")
+        .await
+        .expect_error(400, "invalid_query");
     // Reports: the list, metrics, bad input.
     let list = h.app().get("/v1/reconciliations?limit=5").await.expect(200);
     assert_eq!(list.body["runs"].as_array().map(Vec::len), Some(5));
@@ -261,6 +307,14 @@ async fn back_office_edits_on_every_channel_are_found_and_fixed() {
         text.contains(
             "stockd_reconciliation_listings{channel=\"shopify-main\",class=\"channel_differs\"} 1"
         ),
+        "{text}"
+    );
+    assert!(
+        text.contains("stockd_kpi_update_latency_ms_bucket{channel=\"woo-main\",le=\"+Inf\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stockd_kpi_drift_rate{channel=\"bol-nl\"}"),
         "{text}"
     );
     h.app()
@@ -327,6 +381,15 @@ async fn a_run_stopped_mid_way_completes_after_a_restart() {
     assert_eq!(run["counts"]["channel_differs"], 1, "{run}");
     assert_eq!(run["fixed"], 1, "{run}");
     h.converged(Duration::from_secs(60)).await.unwrap();
+    // The daily figures were written before the restart and are still there.
+    let kpis = h
+        .app()
+        .get("/v1/kpis?channel=shopify-main")
+        .await
+        .expect(200)
+        .body;
+    let shop = &kpis["by_channel"][0];
+    assert!(shop["total"]["pushes"].as_u64().unwrap_or(0) >= 9, "{kpis}");
     h.stop().await;
 }
 
@@ -360,6 +423,25 @@ async fn a_run_during_traffic_reports_no_false_drift() {
         }
     };
     let (runs, ()) = tokio::join!(h.reconcile_all(Duration::from_secs(90)), traffic);
+    // Customers' orders are counted as order lines of their channel.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let kpis = h
+            .app()
+            .get("/v1/kpis?channel=shopify-main")
+            .await
+            .expect(200)
+            .body;
+        if kpis["by_channel"][0]["total"]["order_lines"].as_u64() == Some(10) {
+            assert_eq!(
+                kpis["by_channel"][0]["targets"]["oversell_rate"]["pass"],
+                true
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{kpis}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for run in &runs {
         assert_eq!(run["status"], "completed", "{run}");
         assert_eq!(run["listings_checked"], 20, "{run}");
@@ -367,5 +449,60 @@ async fn a_run_during_traffic_reports_no_false_drift() {
         assert_eq!(run["counts"]["missing_on_channel"], 0, "{run}");
     }
     h.converged(Duration::from_secs(60)).await.unwrap();
+    h.stop().await;
+}
+
+/// `stockd ARGS`, off the async runtime so the in-process server answers.
+async fn stockd_cli(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stockd"))
+            .env_remove("STOCKD_SERVER")
+            .env_remove("STOCKD_TOKEN")
+            .env_remove("STOCKD_CONFIG")
+            .env_remove("STOCKD_DATABASE_URL")
+            .args(&args)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("stockd runs")
+}
+
+#[tokio::test]
+async fn the_cli_starts_a_run_and_waits_with_a_progress_bar() {
+    let skus = ["CL-1", "CL-2"];
+    let h = Channels::start(&skus, 2, 250).await;
+    h.converged(Duration::from_secs(60)).await.unwrap();
+    h.sim(SimKind::Woocommerce)
+        .sim
+        .edit_quantity("CL-1", 9)
+        .expect("edit");
+    let url = h.app().base.clone();
+    let out = stockd_cli(&[
+        "reconcile",
+        "--channel",
+        "woo-main",
+        "--wait",
+        "--server",
+        &url,
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let run = &report["runs"][0];
+    assert_eq!(run["channel"], "woo-main", "{report}");
+    assert_eq!(run["status"], "completed", "{report}");
+    assert_eq!(run["counts"]["channel_differs"], 1, "{report}");
+    assert_eq!(run["fixed"], 1, "{report}");
+    assert!(stderr.contains("2/2 listings (1 run)"), "{stderr}");
+    let refused = stockd_cli(&["reconcile", "--channel", "nope", "--server", &url]).await;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("channel_not_connected"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     h.stop().await;
 }

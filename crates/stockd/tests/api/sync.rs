@@ -939,6 +939,11 @@ async fn a_short_demo_ends_converged_with_nothing_refused() {
     for r in report.reconciliation.values() {
         assert_eq!((r.drift, r.fixed), (1, 1), "{report:?}");
     }
+    assert_eq!(report.kpis.len(), 5, "{report:?}");
+    assert!(
+        report.kpis.values().all(|k| k.drift_rate.is_some()),
+        "{report:?}"
+    );
     assert_eq!(report.dlq, 0, "{report:?}");
     assert_eq!(report.rate_limit_violations, 0, "{report:?}");
     assert_eq!(
