@@ -37,6 +37,8 @@ pub struct DemoOptions {
     /// Warehouse events per second.
     pub warehouse_per_second: f64,
     pub report: Option<std::path::PathBuf>,
+    /// NATS URL: the warehouse traffic goes over NATS JetStream instead of HTTP.
+    pub inbound_nats: Option<String>,
 }
 
 impl Default for DemoOptions {
@@ -49,6 +51,7 @@ impl Default for DemoOptions {
             orders_per_second: 5.0,
             warehouse_per_second: 10.0,
             report: None,
+            inbound_nats: None,
         }
     }
 }
@@ -181,7 +184,10 @@ pub async fn run(
         connectors: Vec::new(),
         extra_connections: connections,
         retry: RetryPolicy::default(),
-        inbound: Default::default(),
+        inbound: crate::inbound::InboundSettings {
+            nats: options.inbound_nats.as_ref().map(|url| demo_nats(url)),
+            ..Default::default()
+        },
     })
     .await?;
     let api = Arc::new(Api {
@@ -227,8 +233,21 @@ pub async fn run(
             0x5eed_0000 + i as u64,
         )));
     }
+    let sink = match &options.inbound_nats {
+        None => WarehouseSink::Http(api.clone()),
+        Some(url) => {
+            let client = async_nats::connect(url.as_str())
+                .await
+                .map_err(|e| DemoError::Setup(format!("cannot connect to NATS at {url}: {e}")))?;
+            eprintln!("  warehouse traffic: published on NATS JetStream at {url}");
+            WarehouseSink::Nats(
+                Box::new(async_nats::jetstream::new(client)),
+                demo_nats(url).subjects[0].replace('>', "wms"),
+            )
+        }
+    };
     traffic.push(tokio::spawn(warehouse(
-        api.clone(),
+        sink,
         skus.clone(),
         options.warehouse_per_second,
         running.clone(),
@@ -393,8 +412,53 @@ async fn customers(
     }
 }
 
+/// The demo's `[inbound.nats]`: a stream of its own per process.
+fn demo_nats(url: &str) -> crate::inbound::NatsInboundSettings {
+    let id = std::process::id();
+    crate::inbound::NatsInboundSettings {
+        url: url.to_string(),
+        auth: crate::inbound::NatsAuth::None,
+        stream: format!("STOCKD_DEMO_{id}"),
+        subjects: vec![format!("stockd.demo.{id}.>")],
+        durable: "stockd".into(),
+        batch: crate::inbound::NATS_BATCH_DEFAULT,
+        ack_wait: crate::inbound::NATS_ACK_WAIT_DEFAULT,
+    }
+}
+
+/// Where the warehouse sends its events.
+enum WarehouseSink {
+    Http(Arc<Api>),
+    /// A JetStream context and the subject to publish on.
+    Nats(Box<async_nats::jetstream::Context>, String),
+}
+
+impl WarehouseSink {
+    async fn send(&self, event: Value) -> Result<(), String> {
+        match self {
+            WarehouseSink::Http(api) => api
+                .post("/v1/events", event)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            WarehouseSink::Nats(js, subject) => {
+                let ack = js
+                    .publish(subject.clone(), event.to_string().into())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                ack.await.map(|_| ()).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
 /// The warehouse feed: receipts, cycle counts and returns.
-async fn warehouse(api: Arc<Api>, skus: Vec<String>, per_second: f64, running: Arc<AtomicBool>) {
+async fn warehouse(
+    sink: WarehouseSink,
+    skus: Vec<String>,
+    per_second: f64,
+    running: Arc<AtomicBool>,
+) {
     let mut rng = Rng::new(0x0A1B_2C3D_4E5F_6071);
     let pause = Duration::from_secs_f64(1.0 / per_second.max(0.1));
     let variants: Vec<&String> = skus.iter().filter(|s| s.starts_with("DEMO-")).collect();
@@ -414,7 +478,7 @@ async fn warehouse(api: Arc<Api>, skus: Vec<String>, per_second: f64, running: A
             _ => json!({"key": format!("wh-rcpt-{n}"), "type": "receipt", "sku": sku,
                         "location": location, "qty": 1 + rng.below(10) as i64}),
         };
-        if let Err(e) = api.post("/v1/events", event).await {
+        if let Err(e) = sink.send(event).await {
             tracing::warn!(error = %e, "warehouse event refused");
         }
     }

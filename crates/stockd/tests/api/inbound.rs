@@ -532,3 +532,57 @@ async fn stock_changes_are_published_once_per_change_in_order() {
         .await
         .expect("delete stream");
 }
+
+/// `stockd demo --inbound nats`: the warehouse traffic goes over JetStream
+/// and every message is consumed and acknowledged.
+#[tokio::test]
+async fn the_demo_sends_warehouse_traffic_over_nats() {
+    let Some(client) = nats("demo_over_nats").await else {
+        return;
+    };
+    let js = jetstream::new(client);
+    let url = std::env::var("STOCKD_TEST_NATS_URL")
+        .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let options = stockd::demo::DemoOptions {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        duration: Some(Duration::from_secs(3)),
+        variants: 40,
+        kits: 3,
+        orders_per_second: 2.0,
+        warehouse_per_second: 20.0,
+        report: None,
+        inbound_nats: Some(url),
+    };
+    let report = stockd::demo::run(options, std::future::pending())
+        .await
+        .expect("the demo runs");
+    assert!(report.drained, "{report:?}");
+    assert_eq!(report.drift_listings, 0, "{report:?}");
+    let stream_name = format!("STOCKD_DEMO_{}", std::process::id());
+    let mut stream = js
+        .get_stream(&stream_name)
+        .await
+        .expect("the demo's stream");
+    let published = stream.info().await.unwrap().state.messages;
+    assert!(published > 20, "warehouse messages published: {published}");
+    let info = consumer_info(
+        &js,
+        &NatsInboundSettings {
+            stream: stream_name.clone(),
+            durable: "stockd".into(),
+            ..settings("demo", Duration::from_secs(30))
+        },
+    )
+    .await;
+    assert_eq!(info.num_pending, 0, "{info:?}");
+    assert_eq!(
+        info.ack_floor.stream_sequence, published,
+        "every message acknowledged"
+    );
+    js.delete_stream(&stream_name).await.expect("delete stream");
+}
