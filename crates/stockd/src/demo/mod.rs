@@ -233,6 +233,7 @@ pub async fn run(
             0x5eed_0000 + i as u64,
         )));
     }
+    let mut nats_js = None;
     let sink = match &options.inbound_nats {
         None => WarehouseSink::Http(api.clone()),
         Some(url) => {
@@ -240,10 +241,9 @@ pub async fn run(
                 .await
                 .map_err(|e| DemoError::Setup(format!("cannot connect to NATS at {url}: {e}")))?;
             eprintln!("  warehouse traffic: published on NATS JetStream at {url}");
-            WarehouseSink::Nats(
-                Box::new(async_nats::jetstream::new(client)),
-                demo_nats(url).subjects[0].replace('>', "wms"),
-            )
+            let js = async_nats::jetstream::new(client);
+            nats_js = Some(js.clone());
+            WarehouseSink::Nats(Box::new(js), demo_nats(url).subjects[0].replace('>', "wms"))
         }
     };
     traffic.push(tokio::spawn(warehouse(
@@ -267,6 +267,9 @@ pub async fn run(
         let _ = task.await;
     }
     let traffic_secs = started.elapsed().as_secs_f64();
+    if let (Some(js), Some(url)) = (&nats_js, &options.inbound_nats) {
+        wait_consumed(js, &demo_nats(url).stream).await;
+    }
     eprintln!("  traffic stopped after {traffic_secs:.1} s; draining the pipeline");
     let drained = drain(&api, Duration::from_secs(180)).await?;
 
@@ -423,6 +426,24 @@ fn demo_nats(url: &str) -> crate::inbound::NatsInboundSettings {
         durable: "stockd".into(),
         batch: crate::inbound::NATS_BATCH_DEFAULT,
         ack_wait: crate::inbound::NATS_ACK_WAIT_DEFAULT,
+    }
+}
+
+/// Waits (up to 30 s) until stockd has acknowledged every warehouse message.
+async fn wait_consumed(js: &async_nats::jetstream::Context, stream: &str) {
+    for _ in 0..600 {
+        let consumed = async {
+            let stream = js.get_stream(stream).await.ok()?;
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                stream.get_consumer("stockd").await.ok()?;
+            let info = consumer.info().await.ok()?;
+            Some(info.num_pending == 0 && info.num_ack_pending == 0)
+        }
+        .await;
+        if consumed == Some(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -122,6 +122,9 @@ async fn published_events_are_applied_then_acknowledged() {
     };
     let js = jetstream::new(client);
     let s = settings("applied", Duration::from_secs(30));
+    stockd::inbound::nats::bind(&js, &s)
+        .await
+        .expect("stream and consumer");
     let server_settings = s.clone();
     let app = TestApp::sqlite_with(|c| c.inbound.nats = Some(server_settings)).await;
     catalog(&app, &["A", "B"]).await;
@@ -181,6 +184,9 @@ async fn poison_messages_are_kept_as_rejected_and_do_not_block() {
     };
     let js = jetstream::new(client);
     let s = settings("poison", Duration::from_secs(30));
+    stockd::inbound::nats::bind(&js, &s)
+        .await
+        .expect("stream and consumer");
     let server_settings = s.clone();
     let app = TestApp::sqlite_with(|c| c.inbound.nats = Some(server_settings)).await;
     catalog(&app, &["A"]).await;
@@ -351,6 +357,9 @@ async fn two_instances_on_one_consumer_apply_every_message_once() {
         cfg.inbound.nats = Some(s);
         TestApp::start(cfg, tempfile::tempdir().unwrap())
     };
+    stockd::inbound::nats::bind(&js, &s)
+        .await
+        .expect("stream and consumer");
     let first = start(s.clone()).await;
     let second = start(s.clone()).await;
     catalog(&first, &["A", "B", "C", "D"]).await;
@@ -550,11 +559,11 @@ async fn the_demo_sends_warehouse_traffic_over_nats() {
         .port();
     let options = stockd::demo::DemoOptions {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        duration: Some(Duration::from_secs(3)),
-        variants: 40,
-        kits: 3,
-        orders_per_second: 2.0,
-        warehouse_per_second: 20.0,
+        duration: Some(Duration::from_secs(4)),
+        variants: 60,
+        kits: 5,
+        orders_per_second: 5.0,
+        warehouse_per_second: 5.0,
         report: None,
         inbound_nats: Some(url),
     };
@@ -569,7 +578,7 @@ async fn the_demo_sends_warehouse_traffic_over_nats() {
         .await
         .expect("the demo's stream");
     let published = stream.info().await.unwrap().state.messages;
-    assert!(published > 20, "warehouse messages published: {published}");
+    assert!(published > 5, "warehouse messages published: {published}");
     let info = consumer_info(
         &js,
         &NatsInboundSettings {
