@@ -140,6 +140,18 @@ pub struct DemoArgs {
     /// Customer orders per second on each channel that takes orders.
     #[arg(long, default_value_t = 5.0)]
     pub orders_per_second: f64,
+    /// How the warehouse traffic reaches stockd: `http` (POST /v1/events) or
+    /// `nats` (published on NATS JetStream and consumed by `[inbound.nats]`).
+    #[arg(long, value_name = "WAY", default_value = "http", value_parser = ["http", "nats"])]
+    pub inbound: String,
+    /// The NATS server for `--inbound nats`.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "STOCKD_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
 }
 
 /// `90`, `90s`, `5m`, `1h`, `250ms`.
@@ -709,6 +721,7 @@ async fn demo(settings: &Settings, args: DemoArgs) -> Result<(), Failure> {
         variants: args.variants.max(1),
         orders_per_second: args.orders_per_second,
         report: args.report.clone(),
+        inbound_nats: (args.inbound == "nats").then(|| args.nats_url.clone()),
         ..Default::default()
     };
     let stop = async {

@@ -180,6 +180,7 @@ async fn main() -> Result<()> {
         connectors: Vec::new(),
         extra_connections: connections,
         retry: RetryPolicy::default(),
+        inbound: Default::default(),
         reconcile: stockd::reconcile::ReconcileConfig {
             schedule: None,
             page_size: 1_000,

@@ -29,7 +29,6 @@ CREATE TABLE feed_runs (
     problems TEXT NOT NULL
 );
 CREATE INDEX feed_runs_feed ON feed_runs (feed, id);
-CREATE INDEX feed_runs_feed ON feed_runs (feed, id);
 -- Stock changes published out (the publish outbox): one row per SKU whose
 -- stock a committed group touched, written in that group's transaction;
 -- `gen` counts those groups, `published_gen` is the last one published.

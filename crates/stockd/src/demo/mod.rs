@@ -37,6 +37,8 @@ pub struct DemoOptions {
     /// Warehouse events per second.
     pub warehouse_per_second: f64,
     pub report: Option<std::path::PathBuf>,
+    /// NATS URL: the warehouse traffic goes over NATS JetStream instead of HTTP.
+    pub inbound_nats: Option<String>,
 }
 
 impl Default for DemoOptions {
@@ -49,6 +51,7 @@ impl Default for DemoOptions {
             orders_per_second: 5.0,
             warehouse_per_second: 10.0,
             report: None,
+            inbound_nats: None,
         }
     }
 }
@@ -222,7 +225,10 @@ pub async fn run(
             confirm_delay: Duration::from_millis(500),
             ..Default::default()
         },
-        inbound: Default::default(),
+        inbound: crate::inbound::InboundSettings {
+            nats: options.inbound_nats.as_ref().map(|url| demo_nats(url)),
+            ..Default::default()
+        },
     })
     .await?;
     let api = Arc::new(Api {
@@ -291,8 +297,21 @@ pub async fn run(
             0x5eed_0000 + i as u64,
         )));
     }
+    let mut nats_js = None;
+    let sink = match &options.inbound_nats {
+        None => WarehouseSink::Http(api.clone()),
+        Some(url) => {
+            let client = async_nats::connect(url.as_str())
+                .await
+                .map_err(|e| DemoError::Setup(format!("cannot connect to NATS at {url}: {e}")))?;
+            eprintln!("  warehouse traffic: published on NATS JetStream at {url}");
+            let js = async_nats::jetstream::new(client);
+            nats_js = Some(js.clone());
+            WarehouseSink::Nats(Box::new(js), demo_nats(url).subjects[0].replace('>', "wms"))
+        }
+    };
     traffic.push(tokio::spawn(warehouse(
-        api.clone(),
+        sink,
         skus.clone(),
         options.warehouse_per_second,
         running.clone(),
@@ -312,6 +331,9 @@ pub async fn run(
         let _ = task.await;
     }
     let traffic_secs = started.elapsed().as_secs_f64();
+    if let (Some(js), Some(url)) = (&nats_js, &options.inbound_nats) {
+        wait_consumed(js, &demo_nats(url).stream).await;
+    }
     eprintln!("  traffic stopped after {traffic_secs:.1} s; draining the pipeline");
     let mut drained = drain(&api, Duration::from_secs(180)).await?;
     let reconciliation = reconcile(&api, &sims, &skus).await?;
@@ -474,8 +496,71 @@ async fn customers(
     }
 }
 
+/// The demo's `[inbound.nats]`: a stream of its own per process.
+fn demo_nats(url: &str) -> crate::inbound::NatsInboundSettings {
+    let id = std::process::id();
+    crate::inbound::NatsInboundSettings {
+        url: url.to_string(),
+        auth: crate::inbound::NatsAuth::None,
+        stream: format!("STOCKD_DEMO_{id}"),
+        subjects: vec![format!("stockd.demo.{id}.>")],
+        durable: "stockd".into(),
+        batch: crate::inbound::NATS_BATCH_DEFAULT,
+        ack_wait: crate::inbound::NATS_ACK_WAIT_DEFAULT,
+    }
+}
+
+/// Waits (up to 30 s) until stockd has acknowledged every warehouse message.
+async fn wait_consumed(js: &async_nats::jetstream::Context, stream: &str) {
+    for _ in 0..600 {
+        let consumed = async {
+            let stream = js.get_stream(stream).await.ok()?;
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                stream.get_consumer("stockd").await.ok()?;
+            let info = consumer.info().await.ok()?;
+            Some(info.num_pending == 0 && info.num_ack_pending == 0)
+        }
+        .await;
+        if consumed == Some(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Where the warehouse sends its events.
+enum WarehouseSink {
+    Http(Arc<Api>),
+    /// A JetStream context and the subject to publish on.
+    Nats(Box<async_nats::jetstream::Context>, String),
+}
+
+impl WarehouseSink {
+    async fn send(&self, event: Value) -> Result<(), String> {
+        match self {
+            WarehouseSink::Http(api) => api
+                .post("/v1/events", event)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            WarehouseSink::Nats(js, subject) => {
+                let ack = js
+                    .publish(subject.clone(), event.to_string().into())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                ack.await.map(|_| ()).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
 /// The warehouse feed: receipts, cycle counts and returns.
-async fn warehouse(api: Arc<Api>, skus: Vec<String>, per_second: f64, running: Arc<AtomicBool>) {
+async fn warehouse(
+    sink: WarehouseSink,
+    skus: Vec<String>,
+    per_second: f64,
+    running: Arc<AtomicBool>,
+) {
     let mut rng = Rng::new(0x0A1B_2C3D_4E5F_6071);
     let pause = Duration::from_secs_f64(1.0 / per_second.max(0.1));
     let variants: Vec<&String> = skus.iter().filter(|s| s.starts_with("DEMO-")).collect();
@@ -495,7 +580,7 @@ async fn warehouse(api: Arc<Api>, skus: Vec<String>, per_second: f64, running: A
             _ => json!({"key": format!("wh-rcpt-{n}"), "type": "receipt", "sku": sku,
                         "location": location, "qty": 1 + rng.below(10) as i64}),
         };
-        if let Err(e) = api.post("/v1/events", event).await {
+        if let Err(e) = sink.send(event).await {
             tracing::warn!(error = %e, "warehouse event refused");
         }
     }

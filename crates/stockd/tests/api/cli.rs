@@ -609,3 +609,60 @@ async fn rules_on_a_database() {
         .expect(0);
     assert_eq!(history.json()["items"][0]["version"], 1);
 }
+
+#[tokio::test]
+async fn import_feed_applies_a_supplier_file_and_refuses_a_truncated_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(&dir);
+    let config = write(
+        dir.path(),
+        "stockd.toml",
+        &format!(
+            "database = \"{db}\"\n\n[[feeds]]\nid = \"acme\"\nsupplier = \"ACME\"\nformat = \"csv\"\n\
+             mode = \"supplier_stock\"\nlocation = \"SUP\"\n[feeds.columns]\nsku = \"item\"\nqty = \"stock\"\n"
+        ),
+    );
+    let variants = write(dir.path(), "v.csv", "sku\nA\nB\nC\n");
+    stockd(&["import", "variants", &variants, "--config", &config], &[])
+        .await
+        .expect(0);
+    let feed = write(dir.path(), "feed.csv", "item,stock\nA,4\nB,oops\nC,2\n");
+    let run = stockd(
+        &[
+            "import", "feed", &feed, "--feed", "acme", "--config", &config,
+        ],
+        &[],
+    )
+    .await
+    .expect(0)
+    .json();
+    assert_eq!(run["status"], "applied");
+    assert_eq!(
+        (run["rows_applied"].as_u64(), run["rows_bad"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(run["problems"][0]["line"], 3);
+    assert_eq!(run["problems"][0]["column"], "stock");
+    let truncated = write(dir.path(), "short.csv", "item,stock\n");
+    let refused = stockd(
+        &[
+            "import", "feed", &truncated, "--feed", "acme", "--config", &config,
+        ],
+        &[],
+    )
+    .await
+    .expect(1);
+    assert!(
+        refused.stderr.contains("feed_truncated"),
+        "{}",
+        refused.stderr
+    );
+    stockd(
+        &[
+            "import", "feed", &feed, "--feed", "nope", "--config", &config,
+        ],
+        &[],
+    )
+    .await
+    .expect(2);
+}

@@ -260,3 +260,49 @@ async fn loop_until(app: &TestApp, path: &str) -> Vec<Value> {
     }
     panic!("no feed run listed at {path}");
 }
+
+async fn rejected_messages_are_kept_once_per_stream_sequence(store: Arc<dyn Store>) {
+    use stockd_store::inbound::RejectedMessage;
+    let message = |seq: u64, body: &str| RejectedMessage {
+        source: "nats".into(),
+        stream: "ERP".into(),
+        stream_seq: seq,
+        subject: "erp.stock.wms".into(),
+        code: "malformed_json".into(),
+        reason: "not JSON".into(),
+        body: body.into(),
+        received_at: chrono::DateTime::from_timestamp_millis(1_700_000_000_123).unwrap(),
+    };
+    let first = store.record_rejected(message(7, "{x")).await.unwrap();
+    // A redelivery of the same message keeps the first record.
+    let again = store.record_rejected(message(7, "{x")).await.unwrap();
+    assert_eq!(first, again);
+    let second = store.record_rejected(message(9, "[")).await.unwrap();
+    let rows = store.rejected(0, 10).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].message, message(7, "{x"));
+    assert_eq!(store.rejected(first, 10).await.unwrap()[0].id, second);
+    assert!(store.discard_rejected(first).await.unwrap());
+    assert!(!store.discard_rejected(first).await.unwrap());
+    assert_eq!(store.rejected(0, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn rejected_messages_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = stockd_store::open(&crate::helpers::sqlite_url(&dir))
+        .await
+        .unwrap();
+    rejected_messages_are_kept_once_per_stream_sequence(store.clone()).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn rejected_messages_on_postgres() {
+    let Some(url) = stockd_store::test_support::fresh_postgres_url("rejected").await else {
+        return;
+    };
+    let store = stockd_store::open(&url).await.unwrap();
+    rejected_messages_are_kept_once_per_stream_sequence(store.clone()).await;
+    store.close().await;
+}

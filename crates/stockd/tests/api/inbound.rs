@@ -122,6 +122,9 @@ async fn published_events_are_applied_then_acknowledged() {
     };
     let js = jetstream::new(client);
     let s = settings("applied", Duration::from_secs(30));
+    stockd::inbound::nats::bind(&js, &s)
+        .await
+        .expect("stream and consumer");
     let server_settings = s.clone();
     let app = TestApp::sqlite_with(|c| c.inbound.nats = Some(server_settings)).await;
     catalog(&app, &["A", "B"]).await;
@@ -181,6 +184,9 @@ async fn poison_messages_are_kept_as_rejected_and_do_not_block() {
     };
     let js = jetstream::new(client);
     let s = settings("poison", Duration::from_secs(30));
+    stockd::inbound::nats::bind(&js, &s)
+        .await
+        .expect("stream and consumer");
     let server_settings = s.clone();
     let app = TestApp::sqlite_with(|c| c.inbound.nats = Some(server_settings)).await;
     catalog(&app, &["A"]).await;
@@ -351,6 +357,9 @@ async fn two_instances_on_one_consumer_apply_every_message_once() {
         cfg.inbound.nats = Some(s);
         TestApp::start(cfg, tempfile::tempdir().unwrap())
     };
+    stockd::inbound::nats::bind(&js, &s)
+        .await
+        .expect("stream and consumer");
     let first = start(s.clone()).await;
     let second = start(s.clone()).await;
     catalog(&first, &["A", "B", "C", "D"]).await;
@@ -531,4 +540,58 @@ async fn stock_changes_are_published_once_per_change_in_order() {
     js.delete_stream(&outbound.stream)
         .await
         .expect("delete stream");
+}
+
+/// `stockd demo --inbound nats`: the warehouse traffic goes over JetStream
+/// and every message is consumed and acknowledged.
+#[tokio::test]
+async fn the_demo_sends_warehouse_traffic_over_nats() {
+    let Some(client) = nats("demo_over_nats").await else {
+        return;
+    };
+    let js = jetstream::new(client);
+    let url = std::env::var("STOCKD_TEST_NATS_URL")
+        .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let options = stockd::demo::DemoOptions {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        duration: Some(Duration::from_secs(4)),
+        variants: 60,
+        kits: 5,
+        orders_per_second: 5.0,
+        warehouse_per_second: 5.0,
+        report: None,
+        inbound_nats: Some(url),
+    };
+    let report = stockd::demo::run(options, std::future::pending())
+        .await
+        .expect("the demo runs");
+    assert!(report.drained, "{report:?}");
+    assert_eq!(report.drift_listings, 0, "{report:?}");
+    let stream_name = format!("STOCKD_DEMO_{}", std::process::id());
+    let mut stream = js
+        .get_stream(&stream_name)
+        .await
+        .expect("the demo's stream");
+    let published = stream.info().await.unwrap().state.messages;
+    assert!(published > 5, "warehouse messages published: {published}");
+    let info = consumer_info(
+        &js,
+        &NatsInboundSettings {
+            stream: stream_name.clone(),
+            durable: "stockd".into(),
+            ..settings("demo", Duration::from_secs(30))
+        },
+    )
+    .await;
+    assert_eq!(info.num_pending, 0, "{info:?}");
+    assert_eq!(
+        info.ack_floor.stream_sequence, published,
+        "every message acknowledged"
+    );
+    js.delete_stream(&stream_name).await.expect("delete stream");
 }

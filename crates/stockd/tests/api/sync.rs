@@ -927,6 +927,7 @@ async fn a_short_demo_ends_converged_with_nothing_refused() {
         orders_per_second: 5.0,
         warehouse_per_second: 5.0,
         report: None,
+        inbound_nats: None,
     };
     let report = stockd::demo::run(options, std::future::pending())
         .await
