@@ -75,6 +75,7 @@ fn serve_config(database_url: String) -> ServeConfig {
         extra_connections: Vec::new(),
         retry: stockd_core::retry::RetryPolicy::default(),
         inbound: Default::default(),
+        reconcile: Default::default(),
     }
 }
 
