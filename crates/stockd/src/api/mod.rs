@@ -5,9 +5,11 @@
 pub mod bundles;
 pub mod catalog;
 pub mod channels;
+mod contract;
 pub mod events;
 pub mod ledger;
 pub mod ops;
+use contract::ErrorResponses;
 pub mod quarantine;
 pub mod returns;
 pub mod rules;
@@ -312,7 +314,7 @@ impl utoipa::Modify for BearerAuth {
         ops::openapi,
     ),
     components(schemas(error::ErrorBody, error::ErrorObject, error::ErrorDetail)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ErrorResponses),
     tags(
         (name = "events", description = "The only way stock changes."),
         (name = "sync", description = "The outbound sync: outbox, dead-letter queue, latency KPIs."),
