@@ -94,24 +94,26 @@ pub struct LocationStock {
 /// Builds the stock view of one variant from its rows. Rows of locations that
 /// are not sellable are listed but do not count towards the totals.
 pub fn stock_view(sku: Sku, rows: &[(Location, Quantities)], inbound: &[InboundLine]) -> StockView {
-    let mut on_hand = 0;
-    let mut reserved = 0;
-    let mut pending_return = 0;
+    // Summed in i128 and clamped: counters lie within ±STOCK_MAX, so this
+    // never clamps in practice, and a total can never wrap.
+    let mut on_hand: i128 = 0;
+    let mut reserved: i128 = 0;
+    let mut pending_return: i128 = 0;
     let mut locations = Vec::with_capacity(rows.len());
     let mut sorted: Vec<&(Location, Quantities)> = rows.iter().collect();
     sorted.sort_by(|a, b| (a.0.priority, &a.0.id).cmp(&(b.0.priority, &b.0.id)));
     for (location, q) in sorted {
         if location.sellable {
-            on_hand += q.on_hand;
-            reserved += q.reserved;
+            on_hand += i128::from(q.on_hand);
+            reserved += i128::from(q.reserved);
         }
-        pending_return += q.pending_return;
+        pending_return += i128::from(q.pending_return);
         locations.push(LocationStock {
             location: location.id.clone(),
             sellable: location.sellable,
             on_hand: q.on_hand,
             reserved: q.reserved,
-            available: (q.on_hand - q.reserved).max(0),
+            available: q.on_hand.saturating_sub(q.reserved).max(0),
             pending_return: q.pending_return,
         });
     }
@@ -130,13 +132,15 @@ pub fn stock_view(sku: Sku, rows: &[(Location, Quantities)], inbound: &[InboundL
     inbound.sort_by(|a, b| {
         (a.eta.is_none(), a.eta, &a.po_id).cmp(&(b.eta.is_none(), b.eta, &b.po_id))
     });
+    let clamp =
+        |total: i128| i64::try_from(total).unwrap_or(if total < 0 { i64::MIN } else { i64::MAX });
     StockView {
         sku,
-        on_hand,
-        reserved,
-        available: (on_hand - reserved).max(0),
-        pending_return,
-        oversold: (reserved - on_hand).max(0),
+        on_hand: clamp(on_hand),
+        reserved: clamp(reserved),
+        available: clamp((on_hand - reserved).max(0)),
+        pending_return: clamp(pending_return),
+        oversold: clamp((reserved - on_hand).max(0)),
         inbound,
         locations,
     }

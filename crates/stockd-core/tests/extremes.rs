@@ -455,3 +455,53 @@ fn a_wrapped_row_is_refused_not_wrapped_again_and_a_count_repairs_it() {
     apply(&mut book, &count.kind).unwrap();
     assert_eq!(book.quantities(&key("A", "W1")).on_hand, 7);
 }
+
+/// Totals over stored rows (stock views, channel and kit pools) never wrap,
+/// even over rows beyond the bound (written before it existed).
+#[test]
+fn totals_over_extreme_rows_do_not_wrap() {
+    use stockd_core::availability::{kit_pool, location_pool, ComponentStock};
+    let q = |on_hand, reserved| Quantities {
+        on_hand,
+        reserved,
+        ..Quantities::default()
+    };
+    let rows: Vec<(LocationId, Quantities)> = [
+        ("W1", q(i64::MAX, 0)),
+        ("W2", q(i64::MAX, 0)),
+        ("W3", q(STOCK_MAX, -STOCK_MAX)),
+        ("W4", q(i64::MIN, i64::MAX)),
+    ]
+    .into_iter()
+    .map(|(l, q)| (loc(l), q))
+    .collect();
+    let counted: Vec<LocationId> = ["W1", "W2", "W3"].into_iter().map(loc).collect();
+    assert_eq!(location_pool(&rows, &counted).0, i64::MAX);
+    let all: Vec<LocationId> = ["W1", "W2", "W3", "W4"].into_iter().map(loc).collect();
+    assert!(location_pool(&rows, &all).0 >= 0);
+    let component = ComponentStock {
+        sku: sku("A"),
+        qty_per_kit: 1,
+        stock: rows.clone(),
+        components: vec![],
+    };
+    assert_eq!(kit_pool(&rows, &[component], &counted), i64::MAX);
+    let view = stockd_core::stock::stock_view(
+        sku("A"),
+        &rows
+            .iter()
+            .map(|(l, q)| {
+                let location = Location {
+                    id: l.clone(),
+                    name: l.to_string(),
+                    sellable: true,
+                    priority: 0,
+                };
+                (location, *q)
+            })
+            .collect::<Vec<_>>(),
+        &[],
+    );
+    assert_eq!(view.on_hand, i64::MAX);
+    assert!(view.available >= 0 && view.oversold >= 0);
+}

@@ -40,6 +40,13 @@ pub struct VariantFields {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariantItem {
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub sku: Option<String>,
     pub title: Option<String>,
     pub product_id: Option<String>,
@@ -50,6 +57,14 @@ pub struct VariantItem {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocationFields {
+    /// 1–1,000 characters, not only spaces, no control characters.
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 1000,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: Option<String>,
     /// Whether stock here counts towards what channels may sell (default true).
     pub sellable: Option<bool>,
@@ -381,6 +396,11 @@ pub const LISTINGS_PER_REQUEST_MAX: usize = 10_000;
 #[serde(deny_unknown_fields)]
 pub struct ChannelFields {
     /// shopify, woocommerce, bol, amazon or gmc.
+    #[schema(
+        required = true,
+        nullable = false,
+        pattern = "^(shopify|woocommerce|bol|amazon|gmc)$"
+    )]
     pub kind: Option<String>,
     /// Locations whose stock the channel sells (default: every sellable location).
     pub locations: Option<Vec<String>>,
@@ -538,6 +558,10 @@ fn parse_all<T>(
 /// alone so that every unknown key or wrong type is named by its path
 /// (`defaults.colour`, `channels.bol.percent`, `overrides[1].set`).
 pub fn parse_rules_document(value: &Value) -> Result<RulesDocument, Vec<RuleError>> {
+    // serde would read a struct from an array too; the document is an object.
+    if !value.is_object() {
+        return Err(vec![unparsable("rules", "must be an object")]);
+    }
     match RulesDocument::deserialize(value) {
         Ok(doc) => Ok(doc),
         Err(whole) => {

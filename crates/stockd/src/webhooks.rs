@@ -491,3 +491,67 @@ pub async fn apply_change(
     }
     Ok((status, result.seq))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stockd_core::ledger::KitPart;
+    use stockd_core::{LineId, LocationId, OrderId, OrderRef, ReservationLine};
+
+    fn row(
+        sku: &str,
+        location: &str,
+        ordered: i64,
+        shipped: i64,
+        kit: Option<i64>,
+    ) -> ReservationLine {
+        ReservationLine {
+            order: OrderRef {
+                channel: None,
+                order_id: OrderId::parse("1").unwrap(),
+            },
+            line_id: LineId::parse("1").unwrap(),
+            alloc_index: 0,
+            sku: Sku::parse(sku).unwrap(),
+            location: LocationId::parse(location).unwrap(),
+            ordered_qty: ordered,
+            shipped_qty: shipped,
+            cancelled_qty: 0,
+            kit: kit.map(|per_kit_qty| KitPart {
+                kit_sku: Sku::parse("K").unwrap(),
+                per_kit_qty,
+            }),
+        }
+    }
+
+    fn returned(split: &RefundSplit) -> Vec<(&str, &str, i64)> {
+        split
+            .returned
+            .iter()
+            .map(|(s, l, q)| (s.as_str(), l.as_str(), *q))
+            .collect()
+    }
+
+    #[test]
+    fn a_refund_releases_what_is_reserved_and_returns_what_shipped() {
+        // 5 ordered over two locations, 3 shipped (2 from W1, 1 from W2).
+        let rows = [row("A", "W1", 3, 2, None), row("A", "W2", 2, 1, None)];
+        let rows: Vec<&ReservationLine> = rows.iter().collect();
+        let split = split_refund(&rows, 4);
+        assert_eq!(split.release_qty, 2);
+        assert_eq!(returned(&split), [("A", "W1", 2)]);
+        let split = split_refund(&rows, 9);
+        assert_eq!(split.release_qty, 2);
+        assert_eq!(returned(&split), [("A", "W1", 2), ("A", "W2", 1)]);
+    }
+
+    #[test]
+    fn a_shipped_kit_comes_back_as_its_components() {
+        // One kit of 2 × B + 1 × C, assembled and shipped.
+        let rows = [row("B", "W1", 2, 2, Some(2)), row("C", "W1", 1, 1, Some(1))];
+        let rows: Vec<&ReservationLine> = rows.iter().collect();
+        let split = split_refund(&rows, 1);
+        assert_eq!(split.release_qty, 0);
+        assert_eq!(returned(&split), [("B", "W1", 2), ("C", "W1", 1)]);
+    }
+}

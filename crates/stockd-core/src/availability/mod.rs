@@ -281,6 +281,11 @@ pub enum ExplainStep {
 // ---------------------------------------------------------------------------
 // The computation.
 
+/// An i128 total as an i64, clamped at the ends.
+fn clamp_i64(total: i128) -> i64 {
+    i64::try_from(total).unwrap_or(if total < 0 { i64::MIN } else { i64::MAX })
+}
+
 /// Σ max(0, on_hand − reserved) over `counted` (sorted) locations.
 pub fn location_pool(
     rows: &[(LocationId, Quantities)],
@@ -293,14 +298,17 @@ pub fn location_pool(
             location: id.clone(),
             on_hand: q.on_hand,
             reserved: q.reserved,
-            net_qty: q.on_hand - q.reserved,
+            net_qty: q.on_hand.saturating_sub(q.reserved),
         })
         .collect();
     parts.sort_by(|a, b| a.location.cmp(&b.location));
     // Summed before flooring: units oversold at one location are owed out of
     // another's stock, so they must not be offered again (PRODUCT.md).
-    let pool = parts.iter().map(|p| p.net_qty).sum::<i64>();
-    (pool.max(0), parts)
+    // Summed in i128: with every counter within ±STOCK_MAX the total fits an
+    // i64 for any realistic number of locations; beyond that it is clamped,
+    // never wrapped.
+    let pool = parts.iter().map(|p| i128::from(p.net_qty)).sum::<i128>();
+    (clamp_i64(pool).max(0), parts)
 }
 
 /// A kit's pool over `counted` locations: pre-built stock plus the kits the
@@ -337,7 +345,7 @@ fn kit_step(
         })
         .collect();
     let built = parts.iter().map(|p| p.kits).min().unwrap_or(0).max(0);
-    let pool = prebuilt_qty + built;
+    let pool = clamp_i64(i128::from(prebuilt_qty) + i128::from(built));
     let step = ExplainStep::Kit {
         prebuilt: prebuilt_parts,
         prebuilt_qty,

@@ -5,12 +5,14 @@
 pub mod bundles;
 pub mod catalog;
 pub mod channels;
+mod contract;
 pub mod events;
 pub mod feeds;
 pub mod inbound;
 pub mod kpis;
 pub mod ledger;
 pub mod ops;
+use contract::ErrorResponses;
 pub mod quarantine;
 pub mod reconciliations;
 pub mod returns;
@@ -352,7 +354,7 @@ impl utoipa::Modify for BearerAuth {
         ops::openapi,
     ),
     components(schemas(error::ErrorBody, error::ErrorObject, error::ErrorDetail)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ErrorResponses),
     tags(
         (name = "events", description = "The only way stock changes."),
         (name = "sync", description = "The outbound sync: outbox, dead-letter queue, latency KPIs."),

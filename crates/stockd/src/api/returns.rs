@@ -58,7 +58,7 @@ pub async fn list_returns(
                 ApiError::InvalidQuery("status: must be open or closed".to_string())
             })?),
         };
-    let after = match params.after {
+    let after = match params.after.filter(|a| !a.is_empty()) {
         None => None,
         Some(raw) => {
             Some(RmaId::parse(raw).map_err(|e| ApiError::InvalidQuery(format!("after: {e}")))?)

@@ -34,6 +34,7 @@ pub struct PutRulesBody {
     #[schema(value_type = Object)]
     pub rules: Option<Value>,
     /// Why (kept with the version).
+    #[schema(required = true, nullable = false, min_length = 1)]
     pub message: Option<String>,
 }
 
@@ -50,7 +51,9 @@ pub struct PreviewBody {
 #[serde(deny_unknown_fields)]
 pub struct RollbackBody {
     /// The version whose document becomes the new version.
+    #[schema(required = true, nullable = false, minimum = 1)]
     pub version: Option<u32>,
+    #[schema(required = true, nullable = false, min_length = 1)]
     pub message: Option<String>,
 }
 

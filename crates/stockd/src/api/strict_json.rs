@@ -33,6 +33,12 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::from(v))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // JSON has one number type: `2.0` is the integer 2 (as JSON Schema
+        // says), so it is accepted wherever an integer is.
+        const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53: larger floats are not exact
+        if v.fract() == 0.0 && v.abs() <= EXACT {
+            return Ok(Value::from(v as i64));
+        }
         Ok(Value::from(v))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
@@ -81,5 +87,10 @@ mod tests {
         let value = parse(r#"{"a": [1, -2, 3.5, "x", null, true], "b": {"a": 1}}"#).unwrap();
         assert_eq!(value["a"][1], -2);
         assert_eq!(value["b"]["a"], 1);
+        // An integral float is the integer; a fraction stays a float.
+        assert_eq!(
+            parse("[2.0, -3.0, 2.5]").unwrap(),
+            serde_json::json!([2, -3, 2.5])
+        );
     }
 }
