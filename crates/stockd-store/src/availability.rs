@@ -66,6 +66,37 @@ impl AvailabilityReads for dyn Store + '_ {
     }
 }
 
+/// What a computation reads besides stock: channels, locations, kits and
+/// the active rules.
+pub struct LoadedSetup {
+    pub setup: Setup,
+    pub rules: RuleSet,
+}
+
+/// A store's loaded setup with the generation it was loaded at.
+pub type SetupCache = std::sync::Mutex<Option<(i64, std::sync::Arc<LoadedSetup>)>>;
+
+/// The setup for API reads: loaded again only when the store's setup
+/// generation moved (loading reads and validates every kit definition and
+/// the rules, which a page or one SKU must not pay for on a large catalog).
+pub async fn cached_setup(store: &dyn Store) -> Result<std::sync::Arc<LoadedSetup>, StoreError> {
+    let generation = store.setup_generation().await?;
+    if let Ok(cache) = store.setup_cache().lock() {
+        if let Some((cached, loaded)) = cache.as_ref() {
+            if *cached == generation {
+                return Ok(loaded.clone());
+            }
+        }
+    }
+    let setup = Setup::load(store).await?;
+    let rules = active_rules(store, &setup).await?;
+    let loaded = std::sync::Arc::new(LoadedSetup { setup, rules });
+    if let Ok(mut cache) = store.setup_cache().lock() {
+        *cache = Some((generation, loaded.clone()));
+    }
+    Ok(loaded)
+}
+
 /// Results keyed by (channel, sku).
 pub type Computed = BTreeMap<(ChannelId, Sku), ListingAvailability>;
 
@@ -299,16 +330,16 @@ impl StockData {
 }
 
 /// Computes every listing of `skus` under the active rules.
-pub async fn compute<R: AvailabilityReads + ?Sized>(
-    store: &R,
+pub async fn compute(
+    store: &dyn Store,
     skus: &[Sku],
     now: DateTime<Utc>,
 ) -> Result<(Option<u32>, Computed), StoreError> {
-    let setup = Setup::load(store).await?;
-    let rules = active_rules(store, &setup).await?;
-    let data = StockData::load(store, &setup, skus, &[&rules], now).await?;
+    let loaded = cached_setup(store).await?;
+    let (setup, rules) = (&loaded.setup, &loaded.rules);
+    let data = StockData::load(store, setup, skus, &[rules], now).await?;
     Ok((
         rules.version,
-        data.compute(&setup, &rules.rules, now.date_naive(), now),
+        data.compute(setup, &rules.rules, now.date_naive(), now),
     ))
 }

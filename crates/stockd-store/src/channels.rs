@@ -142,6 +142,8 @@ pub trait ChannelStore: Send + Sync {
     /// Every version, oldest first.
     async fn rules_versions(&self) -> Result<Vec<RulesVersion>, StoreError>;
 
+    /// The known variants among `skus` (a listing may name only those).
+    async fn known_variants(&self, skus: &[Sku]) -> Result<Vec<Sku>, StoreError>;
     /// Known variants among `skus` with their stock rows and inbound lines.
     async fn variant_stock(&self, skus: &[Sku]) -> Result<Vec<VariantStock>, StoreError>;
     /// Units sold per channel of `skus` since `since`, from order events.

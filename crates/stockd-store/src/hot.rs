@@ -93,6 +93,15 @@ pub(crate) const PG_LOAD_STOCK: &str =
 pub(crate) const PG_STORED_DESIRED: &str =
     "SELECT channel, sku, desired, rules_version FROM listing_state WHERE sku = ANY($1)";
 
+/// The setup generation (one row).
+pub(crate) const SETUP_GENERATION: &str = "SELECT generation FROM setup_generation";
+/// After a change of channels, locations, kits or rules.
+pub(crate) const BUMP_SETUP: &str =
+    "UPDATE setup_generation SET generation = generation + 1 WHERE id = 1";
+
+/// Whether a variant is known.
+pub(crate) const SQLITE_VARIANT_EXISTS: &str = "SELECT 1 FROM variants WHERE sku = ?1";
+
 /// Tables that grow with the catalog or the ledger: a full scan of one on a
 /// hot path makes every event, page or start slower as the business grows.
 pub const LARGE_TABLES: &[&str] = &[
@@ -148,6 +157,7 @@ pub fn hot_statements() -> Vec<HotStatement> {
         each("listings of skus", SQLITE_LISTINGS_OF, PG_LISTINGS_OF),
         each("variant", SQLITE_VARIANT, PG_VARIANT),
         each("variants of skus", SQLITE_VARIANT, PG_VARIANTS),
+        each("known variants", SQLITE_VARIANT_EXISTS, PG_LOAD_VARIANTS),
         each("stock of skus", SQLITE_STOCK_OF, PG_STOCK_OF),
         each(
             "inbound of skus",
@@ -167,11 +177,15 @@ pub fn hot_statements() -> Vec<HotStatement> {
         both("listings page", LISTINGS_PAGE),
         both("listed skus page", LISTED_AFTER),
         both("variants page", VARIANTS_PAGE),
+        both("setup generation", SETUP_GENERATION),
         both("outbox due", &ob::due_sql()),
         both("outbox page", &ob::page_sql(false, false)),
         both("outbox page of a channel", &ob::page_sql(true, false)),
         both("outbox pending page", &ob::page_sql(false, true)),
-        both("outbox pending page of a channel", &ob::page_sql(true, true)),
+        both(
+            "outbox pending page of a channel",
+            &ob::page_sql(true, true),
+        ),
         both("outbox rows", &ob::rows_sql()),
         both("outbox ack", ob::ACK),
         both("outbox channel moved", ob::CHANNEL_MOVED),

@@ -181,6 +181,10 @@ pub trait Store:
     /// Whether the recompute of every desired channel state (at start, after
     /// a rules or channel change) is over. Events apply meanwhile.
     fn recompute_done(&self) -> bool;
+    /// Moves with every change of channels, locations, kits or rules.
+    async fn setup_generation(&self) -> Result<i64, StoreError>;
+    /// The setup API reads computed with last (see `availability::cached_setup`).
+    fn setup_cache(&self) -> &availability::SetupCache;
     /// Finishes queued writes and stops the writer.
     async fn close(&self);
     /// `sqlite` or `postgres`.

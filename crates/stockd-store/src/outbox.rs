@@ -10,12 +10,13 @@
 //! The SQL is shared by both dialects: statements are written with `?N`
 //! placeholders and PostgreSQL's `$N` form is derived from them.
 
-use crate::availability::{AvailabilityReads, RuleSet, Setup, StockData};
+use crate::availability::{AvailabilityReads, LoadedSetup, RuleSet, Setup, StockData};
 use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use stockd_core::availability::ListingState;
 use stockd_core::group::LedgerEntry;
 use stockd_core::{ChannelId, Sku};
@@ -269,10 +270,12 @@ pub(crate) struct DesiredWrite {
 /// What the writer reads and writes of `listing_state`.
 #[allow(async_fn_in_trait)]
 pub(crate) trait DesiredStates: AvailabilityReads {
-    /// Stored desired state and rules version of every listing of `skus`.
+    /// Stored desired state and rules version of the listings `keys` (of
+    /// the SKUs `skus`: an adapter may look up by either).
     async fn stored_desired(
         &mut self,
         skus: &[Sku],
+        keys: &[(ChannelId, Sku)],
     ) -> Result<BTreeMap<(ChannelId, Sku), (ListingState, Option<u32>)>, StoreError>;
     async fn write_desired(
         &mut self,
@@ -281,12 +284,35 @@ pub(crate) trait DesiredStates: AvailabilityReads {
     ) -> Result<(), StoreError>;
     /// Applies what the dispatcher recorded (inside the caller's transaction).
     async fn record_outbox(&mut self, updates: &[OutboxUpdate]) -> Result<(), StoreError>;
+    /// The setup generation (moves with channels, locations, kits, rules).
+    async fn setup_generation(&mut self) -> Result<i64, StoreError>;
+    /// The setup kept from an earlier transaction, with its generation.
+    fn setup_cache(&mut self) -> &mut Option<(i64, Arc<LoadedSetup>)>;
     /// Listed SKUs after `after` (whole-catalog refresh).
     async fn listed_after(
         &mut self,
         after: Option<&Sku>,
         limit: u32,
     ) -> Result<Vec<Sku>, StoreError>;
+}
+
+/// The setup, loaded again only when its generation moved (loading it
+/// reads and validates every kit definition and the rules: too much for
+/// every group or page on a large catalog).
+pub(crate) async fn current_setup<D: DesiredStates>(
+    db: &mut D,
+) -> Result<Arc<LoadedSetup>, StoreError> {
+    let generation = db.setup_generation().await?;
+    if let Some((cached, loaded)) = db.setup_cache() {
+        if *cached == generation {
+            return Ok(loaded.clone());
+        }
+    }
+    let setup = Setup::load(&*db).await?;
+    let rules = crate::availability::active_rules(&*db, &setup).await?;
+    let loaded = Arc::new(LoadedSetup { setup, rules });
+    *db.setup_cache() = Some((generation, loaded.clone()));
+    Ok(loaded)
 }
 
 /// The SKUs whose listings an applied group may have moved, with the
@@ -315,8 +341,8 @@ pub(crate) async fn refresh<D: DesiredStates>(
     if touched.is_empty() {
         return Ok(0);
     }
-    let setup = Setup::load(&*db).await?;
-    let rules = crate::availability::active_rules(&*db, &setup).await?;
+    let loaded = current_setup(db).await?;
+    let (setup, rules) = (&loaded.setup, &loaded.rules);
     let mut causes: BTreeMap<Sku, (u64, DateTime<Utc>)> = BTreeMap::new();
     for (sku, cause) in touched {
         for affected in setup.graph.affected_skus(sku) {
@@ -327,15 +353,7 @@ pub(crate) async fn refresh<D: DesiredStates>(
         }
     }
     let skus: Vec<Sku> = causes.keys().cloned().collect();
-    refresh_skus(
-        db,
-        &setup,
-        &rules,
-        &skus,
-        |sku| causes.get(sku).copied(),
-        now,
-    )
-    .await
+    refresh_skus(db, setup, rules, &skus, |sku| causes.get(sku).copied(), now).await
 }
 
 /// Recomputes the listings of `skus` (a listing or kit definition changed).
@@ -344,9 +362,8 @@ pub(crate) async fn refresh_skus_now<D: DesiredStates>(
     skus: &[Sku],
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
-    let setup = Setup::load(&*db).await?;
-    let rules = crate::availability::active_rules(&*db, &setup).await?;
-    refresh_skus(db, &setup, &rules, skus, |_| None, now).await
+    let loaded = current_setup(db).await?;
+    refresh_skus(db, &loaded.setup, &loaded.rules, skus, |_| None, now).await
 }
 
 /// Recomputes every listing (after a rules, channel, listing or kit change,
@@ -361,9 +378,8 @@ pub(crate) async fn refresh_page<D: DesiredStates>(
     if skus.is_empty() {
         return Ok((0, None));
     }
-    let setup = Setup::load(&*db).await?;
-    let rules = crate::availability::active_rules(&*db, &setup).await?;
-    let written = refresh_skus(db, &setup, &rules, &skus, |_| None, now).await?;
+    let loaded = current_setup(db).await?;
+    let written = refresh_skus(db, &loaded.setup, &loaded.rules, &skus, |_| None, now).await?;
     let next = if skus.len() < limit as usize {
         None
     } else {
@@ -382,7 +398,8 @@ async fn refresh_skus<D: DesiredStates>(
 ) -> Result<usize, StoreError> {
     let data = StockData::load(&*db, setup, skus, &[rules], now).await?;
     let computed = data.compute(setup, &rules.rules, now.date_naive(), now);
-    let stored = db.stored_desired(skus).await?;
+    let keys: Vec<(ChannelId, Sku)> = computed.keys().cloned().collect();
+    let stored = db.stored_desired(skus, &keys).await?;
     let mut writes = Vec::new();
     for ((channel, sku), result) in computed {
         let old = stored.get(&(channel.clone(), sku.clone()));
@@ -416,8 +433,10 @@ pub(crate) const ROW_COLUMNS: &str = "channel, sku, desired, rules_version, desi
      recent_pushes, attempts, next_attempt_ms, last_error, parked, channel_gen, parked_gen, \
      protective, unacked_since_ms";
 
+/// One listing's stored desired state (SQLite: a primary-key look-up per
+/// computed listing is cheaper than the SKU index and a look-up per row).
 pub(crate) const STORED_DESIRED: &str =
-    "SELECT channel, sku, desired, rules_version FROM listing_state WHERE sku = ?1";
+    "SELECT desired, rules_version FROM listing_state WHERE channel = ?1 AND sku = ?2";
 
 pub(crate) const INSERT_DESIRED: &str = "INSERT INTO listing_state \
      (channel, sku, desired, rules_version, desired_gen, caused_seq, caused_at_ms, dirty_since_ms, \

@@ -54,6 +54,7 @@ const READERS_MAX: usize = 8;
 pub(crate) struct PgStore {
     writer: WriterHandle,
     readers: Pool,
+    setup_cache: crate::availability::SetupCache,
 }
 
 async fn connect(url: &str) -> Result<Client, StoreError> {
@@ -113,6 +114,7 @@ impl PgStore {
                     client,
                     statements: HashMap::new(),
                     owned_statements: HashMap::new(),
+                    setup: None,
                 })
             })
         })?;
@@ -122,7 +124,11 @@ impl PgStore {
         let readers = config
             .create_pool(Some(Runtime::Tokio1), NoTls)
             .map_err(|e| StoreError::Database(e.to_string()))?;
-        Ok(PgStore { writer, readers })
+        Ok(PgStore {
+            writer,
+            readers,
+            setup_cache: Default::default(),
+        })
     }
 
     async fn reader(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -448,6 +454,15 @@ impl Store for PgStore {
         self.writer.recompute_done()
     }
 
+    async fn setup_generation(&self) -> Result<i64, StoreError> {
+        let client = self.reader().await?;
+        Ok(client.query_one(hot::SETUP_GENERATION, &[]).await?.get(0))
+    }
+
+    fn setup_cache(&self) -> &crate::availability::SetupCache {
+        &self.setup_cache
+    }
+
     fn backend_name(&self) -> &'static str {
         "postgres"
     }
@@ -471,6 +486,8 @@ struct PgBackend {
     client: Client,
     statements: HashMap<&'static str, Statement>,
     owned_statements: HashMap<String, Statement>,
+    /// The desired-state setup kept between transactions, by generation.
+    setup: Option<(i64, std::sync::Arc<crate::availability::LoadedSetup>)>,
 }
 
 impl PgBackend {
@@ -1014,6 +1031,8 @@ impl Backend for PgBackend {
                 ],
             )
             .await?;
+        let bump = self.statement(hot::BUMP_SETUP).await?;
+        self.client.execute(&bump, &[]).await?;
         Ok(())
     }
 

@@ -53,6 +53,7 @@ pub(crate) struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     path: String,
     checkpointer: Checkpointer,
+    setup_cache: crate::availability::SetupCache,
 }
 
 /// Checkpoints the WAL on a thread of its own, so the writer's commits never
@@ -64,7 +65,7 @@ struct Checkpointer {
 
 impl Checkpointer {
     fn spawn(path: &str) -> Result<Checkpointer, StoreError> {
-        let conn = connect(path)?;
+        let conn = connect(path, READER_CACHE_KIB)?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("stockd-sqlite-checkpoint".into())
@@ -97,15 +98,21 @@ impl Checkpointer {
     }
 }
 
-fn connect(path: &str) -> Result<Connection, StoreError> {
+/// Page cache of the writer connection, in KiB.
+const WRITER_CACHE_KIB: i64 = 65_536;
+/// Page cache of each reader connection, in KiB: up to `READERS_MAX` are
+/// open, so this bounds most of the process's memory on a large catalog.
+const READER_CACHE_KIB: i64 = 16_384;
+
+fn connect(path: &str, cache_kib: i64) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
-         PRAGMA cache_size = -65536;",
-    )?;
+         PRAGMA cache_size = -{cache_kib};"
+    ))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -134,15 +141,15 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 impl SqliteStore {
     pub(crate) fn open(path: &str) -> Result<SqliteStore, StoreError> {
-        let mut conn = connect(path)?;
+        let mut conn = connect(path, WRITER_CACHE_KIB)?;
         migrate(&mut conn)?;
         drop(conn);
         let writer_path = path.to_string();
         let writer = WriterHandle::spawn("stockd-sqlite-writer", move || {
             Box::pin(async move {
-                let conn = connect(&writer_path)?;
+                let conn = connect(&writer_path, WRITER_CACHE_KIB)?;
                 conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
-                Ok(SqliteBackend { conn })
+                Ok(SqliteBackend { conn, setup: None })
             })
         })?;
         Ok(SqliteStore {
@@ -150,6 +157,7 @@ impl SqliteStore {
             readers: Arc::new(Mutex::new(Vec::new())),
             path: path.to_string(),
             checkpointer: Checkpointer::spawn(path)?,
+            setup_cache: Default::default(),
         })
     }
 
@@ -164,7 +172,7 @@ impl SqliteStore {
             let pooled = readers.lock().map_err(corrupt)?.pop();
             let conn = match pooled {
                 Some(conn) => conn,
-                None => connect(&path)?,
+                None => connect(&path, READER_CACHE_KIB)?,
             };
             let result = read(&conn);
             let mut pool = readers.lock().map_err(corrupt)?;
@@ -309,7 +317,7 @@ fn return_lines(
 
 fn variant_exists(conn: &Connection, sku: &str) -> Result<bool, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT 1 FROM variants WHERE sku = ?1")?
+        .prepare_cached(hot::SQLITE_VARIANT_EXISTS)?
         .query_row([sku], |_| Ok(()))
         .optional()?
         .is_some())
@@ -584,6 +592,15 @@ impl Store for SqliteStore {
         self.writer.recompute_done()
     }
 
+    async fn setup_generation(&self) -> Result<i64, StoreError> {
+        self.read(|conn| Ok(conn.query_row(hot::SETUP_GENERATION, [], |r| r.get(0))?))
+            .await
+    }
+
+    fn setup_cache(&self) -> &crate::availability::SetupCache {
+        &self.setup_cache
+    }
+
     fn backend_name(&self) -> &'static str {
         "sqlite"
     }
@@ -592,6 +609,8 @@ impl Store for SqliteStore {
 /// The writer side: runs on the writer thread only.
 struct SqliteBackend {
     conn: Connection,
+    /// The desired-state setup kept between transactions, by generation.
+    setup: Option<(i64, std::sync::Arc<crate::availability::LoadedSetup>)>,
 }
 
 impl Backend for SqliteBackend {
@@ -965,6 +984,7 @@ impl Backend for SqliteBackend {
                 location.sellable,
                 location.priority
             ])?;
+        self.conn.prepare_cached(hot::BUMP_SETUP)?.execute([])?;
         Ok(())
     }
 

@@ -347,8 +347,9 @@ async fn check_items<T>(
 ) -> Result<usize, ImportError> {
     let mut items = stream_items(path, kind)?;
     let mut problems = Vec::new();
-    // Fingerprint → where the SKU was first seen (the item's number).
-    let mut first_seen: HashMap<u128, String> = HashMap::new();
+    // Fingerprint → the number of the line or item where the SKU was first
+    // seen (every item of one file is named with the same word).
+    let mut first_seen: HashMap<u128, u64> = HashMap::new();
     let mut count = 0;
     while let Some(item) = items.recv().await {
         let (where_, item) = item?;
@@ -356,13 +357,14 @@ async fn check_items<T>(
         match parse(&item) {
             Ok(value) => {
                 let sku = sku_of(&value);
+                let (word, number) = where_.split_once(' ').unwrap_or(("item", "0"));
                 match first_seen.entry(fingerprint(&sku)) {
                     std::collections::hash_map::Entry::Occupied(first) => problems.push(format!(
-                        "{where_}: sku {sku:?} appears twice (first at {})",
+                        "{where_}: sku {sku:?} appears twice (first at {word} {})",
                         first.get()
                     )),
                     std::collections::hash_map::Entry::Vacant(slot) => {
-                        slot.insert(where_);
+                        slot.insert(number.parse().unwrap_or(0));
                     }
                 }
             }

@@ -160,6 +160,7 @@ impl ChannelStore for PgStore {
                 ],
             )
             .await?;
+        client.execute(hot::BUMP_SETUP, &[]).await?;
         Ok(())
     }
 
@@ -263,19 +264,21 @@ impl ChannelStore for PgStore {
             &[&bundle.kit.as_str(), &positions, &components, &qtys],
         )
         .await?;
+        tx.execute(hot::BUMP_SETUP, &[]).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn delete_bundle(&self, kit: &Sku) -> Result<bool, StoreError> {
         let client = self.reader().await?;
-        Ok(client
+        let deleted = client
             .execute(
                 "DELETE FROM bundle_components WHERE kit = $1",
                 &[&kit.as_str()],
             )
-            .await?
-            > 0)
+            .await?;
+        client.execute(hot::BUMP_SETUP, &[]).await?;
+        Ok(deleted > 0)
     }
 
     async fn bundles(&self) -> Result<Vec<Bundle>, StoreError> {
@@ -306,6 +309,7 @@ impl ChannelStore for PgStore {
                 ],
             )
             .await?;
+        tx.execute(hot::BUMP_SETUP, &[]).await?;
         tx.commit().await?;
         let version: i32 = row.get(0);
         Ok(RulesVersion {
@@ -344,6 +348,15 @@ impl ChannelStore for PgStore {
             )
             .await?;
         rows.iter().map(to_rules_version).collect()
+    }
+
+    async fn known_variants(&self, skus: &[Sku]) -> Result<Vec<Sku>, StoreError> {
+        let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let client = self.reader().await?;
+        let rows = client.query(hot::PG_LOAD_VARIANTS, &[&names]).await?;
+        rows.iter()
+            .map(|r| parse_id(r.get::<_, String>(0), Sku::parse))
+            .collect()
     }
 
     async fn variant_stock(&self, skus: &[Sku]) -> Result<Vec<VariantStock>, StoreError> {

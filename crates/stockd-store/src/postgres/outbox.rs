@@ -60,6 +60,7 @@ impl DesiredStates for PgBackend {
     async fn stored_desired(
         &mut self,
         skus: &[Sku],
+        _keys: &[(ChannelId, Sku)],
     ) -> Result<BTreeMap<(ChannelId, Sku), (ListingState, Option<u32>)>, StoreError> {
         let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
         let rows = self.client.query(hot::PG_STORED_DESIRED, &[&names]).await?;
@@ -125,6 +126,17 @@ impl DesiredStates for PgBackend {
             record(&self.client, update).await?;
         }
         Ok(())
+    }
+
+    async fn setup_generation(&mut self) -> Result<i64, StoreError> {
+        let stmt = self.statement(hot::SETUP_GENERATION).await?;
+        Ok(self.client.query_one(&stmt, &[]).await?.get(0))
+    }
+
+    fn setup_cache(
+        &mut self,
+    ) -> &mut Option<(i64, std::sync::Arc<crate::availability::LoadedSetup>)> {
+        &mut self.setup
     }
 
     async fn listed_after(

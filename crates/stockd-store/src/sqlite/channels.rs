@@ -191,6 +191,7 @@ impl ChannelStore for SqliteStore {
                 locations_column(&channel)?,
                 channel.enabled
             ])?;
+            conn.prepare_cached(hot::BUMP_SETUP)?.execute([])?;
             Ok(())
         })
         .await
@@ -288,6 +289,7 @@ impl ChannelStore for SqliteStore {
                         component.qty
                     ])?;
                 }
+                conn.prepare_cached(hot::BUMP_SETUP)?.execute([])?;
                 Ok(())
             })
         })
@@ -297,10 +299,11 @@ impl ChannelStore for SqliteStore {
     async fn delete_bundle(&self, kit: &Sku) -> Result<bool, StoreError> {
         let kit = kit.clone();
         self.read(move |conn| {
-            Ok(conn
+            let deleted = conn
                 .prepare_cached("DELETE FROM bundle_components WHERE kit = ?1")?
-                .execute([kit.as_str()])?
-                > 0)
+                .execute([kit.as_str()])?;
+            conn.prepare_cached(hot::BUMP_SETUP)?.execute([])?;
+            Ok(deleted > 0)
         })
         .await
     }
@@ -334,6 +337,7 @@ impl ChannelStore for SqliteStore {
                     author,
                     created_at.to_rfc3339()
                 ])?;
+                conn.prepare_cached(hot::BUMP_SETUP)?.execute([])?;
                 Ok(RulesVersion {
                     version: u32::try_from(version).map_err(crate::rows::corrupt)?,
                     document,
@@ -372,6 +376,21 @@ impl ChannelStore for SqliteStore {
                 .query_map([], rules_version_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             raw.into_iter().map(to_rules_version).collect()
+        })
+        .await
+    }
+
+    async fn known_variants(&self, skus: &[Sku]) -> Result<Vec<Sku>, StoreError> {
+        let skus = skus.to_vec();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(hot::SQLITE_VARIANT_EXISTS)?;
+            let mut known = Vec::with_capacity(skus.len());
+            for sku in skus {
+                if stmt.exists([sku.as_str()])? {
+                    known.push(sku);
+                }
+            }
+            Ok(known)
         })
         .await
     }

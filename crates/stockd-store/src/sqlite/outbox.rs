@@ -53,27 +53,20 @@ impl AvailabilityReads for SqliteBackend {
 impl DesiredStates for SqliteBackend {
     async fn stored_desired(
         &mut self,
-        skus: &[Sku],
+        _skus: &[Sku],
+        keys: &[(ChannelId, Sku)],
     ) -> Result<BTreeMap<(ChannelId, Sku), (ListingState, Option<u32>)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(ob::STORED_DESIRED)?;
         let mut out = BTreeMap::new();
-        for sku in skus {
-            let rows = stmt
-                .query_map([sku.as_str()], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, Option<i64>>(3)?,
-                    ))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            for (channel, sku, desired, version) in rows {
+        for (channel, sku) in keys {
+            let row = stmt
+                .query_row([channel.as_str(), sku.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+                })
+                .optional()?;
+            if let Some((desired, version)) = row {
                 out.insert(
-                    (
-                        parse_id(channel, ChannelId::parse)?,
-                        parse_id(sku, Sku::parse)?,
-                    ),
+                    (channel.clone(), sku.clone()),
                     (
                         serde_json::from_str(&desired)?,
                         version.and_then(|v| u32::try_from(v).ok()),
@@ -119,6 +112,19 @@ impl DesiredStates for SqliteBackend {
             record(&self.conn, update)?;
         }
         Ok(())
+    }
+
+    async fn setup_generation(&mut self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(hot::SETUP_GENERATION)?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    fn setup_cache(
+        &mut self,
+    ) -> &mut Option<(i64, std::sync::Arc<crate::availability::LoadedSetup>)> {
+        &mut self.setup
     }
 
     async fn listed_after(

@@ -239,11 +239,10 @@ pub async fn ingest_listings(
     }
     let skus: Vec<Sku> = listings.iter().map(|l| l.sku.clone()).collect();
     let known: BTreeSet<Sku> = store
-        .variant_stock(&skus)
+        .known_variants(&skus)
         .await
         .map_err(ApiError::Storage)?
         .into_iter()
-        .map(|v| v.variant.sku)
         .collect();
     let details: Vec<ErrorDetail> = listings
         .iter()
