@@ -422,6 +422,93 @@ enum FeedResult {
 }
 
 impl Amazon {
+    /// Pushes `items`: per marketplace, more than `feed_above` items go in
+    /// one listings feed, the others as patches.
+    async fn push_items(
+        &self,
+        items: &[PushItem],
+        feed_above: usize,
+    ) -> Result<Vec<ItemOutcome>, ChannelError> {
+        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
+        self.resume_pending(items, &mut outcomes).await;
+
+        // Group the rest by marketplace, in order of first appearance.
+        let mut groups: Vec<(String, Vec<(usize, Target)>)> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            if outcomes[index].is_some() {
+                continue;
+            }
+            match parse_external(&item.external, &self.config.marketplace_id) {
+                Ok(target) => match groups.iter_mut().find(|(m, _)| *m == target.marketplace_id) {
+                    Some((_, group)) => group.push((index, target)),
+                    None => groups.push((target.marketplace_id.clone(), vec![(index, target)])),
+                },
+                Err(error) => outcomes[index] = Some(ItemOutcome::Failed(error)),
+            }
+        }
+
+        // Items whose call failed as a whole, with that error.
+        let mut call_failures: Vec<Option<ChannelError>> = vec![None; items.len()];
+        let mut halted: Option<ChannelError> = None;
+        for (marketplace_id, group) in groups {
+            if let Some(error) = &halted {
+                for (index, _) in &group {
+                    outcomes[*index] = Some(ItemOutcome::Failed(error.clone()));
+                    call_failures[*index] = Some(error.clone());
+                }
+                continue;
+            }
+            if group.len() > feed_above {
+                self.push_feed(&marketplace_id, &group, items, &mut outcomes)
+                    .await;
+                continue;
+            }
+            for (index, target) in &group {
+                if let Some(error) = &halted {
+                    outcomes[*index] = Some(ItemOutcome::Failed(error.clone()));
+                    call_failures[*index] = Some(error.clone());
+                    continue;
+                }
+                let outcome = self
+                    .patch_one(target, quantity_to_send(&items[*index]))
+                    .await;
+                if let ItemOutcome::Failed(error) = &outcome {
+                    if error.code != "INVALID" && error.status != Some(200) {
+                        call_failures[*index] = Some(error.clone());
+                    }
+                    // After a throttle or refused credentials the remaining
+                    // calls would fail the same way.
+                    if halted_error(error) {
+                        halted = Some(error.clone());
+                    }
+                }
+                outcomes[*index] = Some(outcome);
+            }
+        }
+
+        // One failure that covers every item: the whole call failed.
+        if let Some(Some(first)) = call_failures.first() {
+            if call_failures
+                .iter()
+                .all(|e| e.as_ref().is_some_and(|e| e == first))
+            {
+                return Err(first.clone());
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    ItemOutcome::Failed(ChannelError::new(
+                        ErrorClass::Retryable,
+                        "not_sent",
+                        "item was not sent",
+                    ))
+                })
+            })
+            .collect())
+    }
+
     pub fn new(config: Config, transport: Arc<dyn Transport>) -> Amazon {
         let limiters = Op::ALL
             .iter()
@@ -1480,84 +1567,13 @@ impl Connector for Amazon {
     }
 
     async fn push(&self, items: &[PushItem]) -> Result<Vec<ItemOutcome>, ChannelError> {
-        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
-        self.resume_pending(items, &mut outcomes).await;
+        self.push_items(items, self.config.feed_threshold).await
+    }
 
-        // Group the rest by marketplace, in order of first appearance.
-        let mut groups: Vec<(String, Vec<(usize, Target)>)> = Vec::new();
-        for (index, item) in items.iter().enumerate() {
-            if outcomes[index].is_some() {
-                continue;
-            }
-            match parse_external(&item.external, &self.config.marketplace_id) {
-                Ok(target) => match groups.iter_mut().find(|(m, _)| *m == target.marketplace_id) {
-                    Some((_, group)) => group.push((index, target)),
-                    None => groups.push((target.marketplace_id.clone(), vec![(index, target)])),
-                },
-                Err(error) => outcomes[index] = Some(ItemOutcome::Failed(error)),
-            }
-        }
-
-        // Items whose call failed as a whole, with that error.
-        let mut call_failures: Vec<Option<ChannelError>> = vec![None; items.len()];
-        let mut halted: Option<ChannelError> = None;
-        for (marketplace_id, group) in groups {
-            if let Some(error) = &halted {
-                for (index, _) in &group {
-                    outcomes[*index] = Some(ItemOutcome::Failed(error.clone()));
-                    call_failures[*index] = Some(error.clone());
-                }
-                continue;
-            }
-            if group.len() > self.config.feed_threshold {
-                self.push_feed(&marketplace_id, &group, items, &mut outcomes)
-                    .await;
-                continue;
-            }
-            for (index, target) in &group {
-                if let Some(error) = &halted {
-                    outcomes[*index] = Some(ItemOutcome::Failed(error.clone()));
-                    call_failures[*index] = Some(error.clone());
-                    continue;
-                }
-                let outcome = self
-                    .patch_one(target, quantity_to_send(&items[*index]))
-                    .await;
-                if let ItemOutcome::Failed(error) = &outcome {
-                    if error.code != "INVALID" && error.status != Some(200) {
-                        call_failures[*index] = Some(error.clone());
-                    }
-                    // After a throttle or refused credentials the remaining
-                    // calls would fail the same way.
-                    if halted_error(error) {
-                        halted = Some(error.clone());
-                    }
-                }
-                outcomes[*index] = Some(outcome);
-            }
-        }
-
-        // One failure that covers every item: the whole call failed.
-        if let Some(Some(first)) = call_failures.first() {
-            if call_failures
-                .iter()
-                .all(|e| e.as_ref().is_some_and(|e| e == first))
-            {
-                return Err(first.clone());
-            }
-        }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    ItemOutcome::Failed(ChannelError::new(
-                        ErrorClass::Retryable,
-                        "not_sent",
-                        "item was not sent",
-                    ))
-                })
-            })
-            .collect())
+    /// A feed takes minutes at Amazon (and one per two minutes after a
+    /// burst): protective updates wait for a patch instead.
+    fn bulk_takes_protective(&self) -> bool {
+        false
     }
 
     async fn read_levels(

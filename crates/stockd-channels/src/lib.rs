@@ -211,10 +211,24 @@ pub trait Connector: Send + Sync {
         self.max_batch()
     }
 
-    /// Pushes the dispatcher may have under way at once per class of update
-    /// (channels that acknowledge later are pipelined).
+    /// Pushes the dispatcher may have under way at once in each lane (fast:
+    /// protective updates; bulk: the rest). Channels that acknowledge later
+    /// are pipelined.
     fn pushes_in_flight(&self) -> usize {
         1
+    }
+
+    /// Pushes updates that are not protective, on the channel's bulk path
+    /// where it has one (Amazon: a listings feed, so the patch rate stays
+    /// for protective updates). The same contract as `push`.
+    async fn push_bulk(&self, items: &[PushItem]) -> Result<Vec<ItemOutcome>, ChannelError> {
+        self.push(items).await
+    }
+
+    /// Whether protective updates the fast path cannot take at once may go
+    /// the bulk path (not where it is much slower: Amazon's feeds).
+    fn bulk_takes_protective(&self) -> bool {
+        true
     }
 
     /// The change budget (pushes per listing per day) when the rules set

@@ -5,7 +5,10 @@
 //! inside each group's transaction and bumps `desired_gen` when the value
 //! changes, so a committed event never loses its channel update; the
 //! dispatcher sends only the latest desired state of a listing (coalescing),
-//! oldest `dirty_since_ms` first per channel.
+//! protective updates first (they lower what the channel shows), then
+//! oldest `dirty_since_ms` first per channel. Rows being pushed carry an
+//! in-flight mark; a channel's lease row names the one instance that pushes
+//! to it and keeps its order-poll cursor.
 //!
 //! The SQL is shared by both dialects: statements are written with `?N`
 //! placeholders and PostgreSQL's `$N` form is derived from them.

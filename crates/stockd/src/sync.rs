@@ -885,7 +885,10 @@ impl Worker {
         // heads the bulk lane (on Amazon a feed: slower than a patch, but
         // not behind the patch rate).
         let fast_rows = (fast * free_fast).min(protective.len());
-        let overflow = protective.split_off(fast_rows);
+        let mut overflow = protective.split_off(fast_rows);
+        if !connector.bulk_takes_protective() {
+            overflow.clear();
+        }
         let mut pushes: Vec<(Lane, Vec<OutboxRow>)> = Vec::new();
         for chunk in protective.chunks(fast) {
             pushes.push((Lane::Fast, chunk.to_vec()));
@@ -915,7 +918,7 @@ impl Worker {
             }
             let pusher = self.pusher.clone();
             self.running.spawn(async move {
-                pusher.push_and_record(rows).await;
+                pusher.push_and_record(rows, lane).await;
                 lane
             });
         }
@@ -926,8 +929,8 @@ impl Worker {
 impl Pusher {
     /// Pushes one connector batch and records the outcome (the one place
     /// push outcomes are recorded).
-    async fn push_and_record(&self, rows: Vec<OutboxRow>) {
-        let updates = match self.push(&rows).await {
+    async fn push_and_record(&self, rows: Vec<OutboxRow>, lane: Lane) {
+        let updates = match self.push(&rows, lane).await {
             Ok(updates) => updates,
             Err(e) => {
                 tracing::error!(channel = %self.channel, error = %e,
@@ -958,7 +961,7 @@ impl Pusher {
     }
 
     /// Pushes one connector batch; returns what to record.
-    async fn push(&self, rows: &[OutboxRow]) -> Result<Vec<OutboxUpdate>, StoreError> {
+    async fn push(&self, rows: &[OutboxRow], lane: Lane) -> Result<Vec<OutboxUpdate>, StoreError> {
         let skus: Vec<Sku> = rows.iter().map(|r| r.sku.clone()).collect();
         let listings: BTreeMap<Sku, stockd_channels::External> = self
             .store
@@ -996,7 +999,11 @@ impl Pusher {
             return Ok(updates);
         }
         self.kpis.with(&self.channel, |k| k.pushes += 1);
-        let outcomes = match self.connector.push(&items).await {
+        let pushed = match lane {
+            Lane::Fast => self.connector.push(&items).await,
+            Lane::Bulk => self.connector.push_bulk(&items).await,
+        };
+        let outcomes = match pushed {
             Ok(outcomes) if outcomes.len() == items.len() => outcomes,
             Ok(outcomes) => {
                 let e = ChannelError::new(

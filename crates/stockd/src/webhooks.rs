@@ -181,6 +181,37 @@ fn event_for(
     Event::validate(&input).map(Some)
 }
 
+fn whole_order_cancel(change: &OrderChange) -> bool {
+    change.kind == OrderChangeKind::Cancelled && change.lines.is_empty()
+}
+
+/// A whole-order cancel names no quantities, but the channel restocks on
+/// its own: stockd's belief of the channel's count of every SKU the cancel
+/// released is forgotten, so the listing is pushed again even when its
+/// desired state did not move (else the channel keeps showing the restocked
+/// units: drift, and an oversell risk).
+async fn released_unknown(store: &dyn Store, seq: u64) -> Vec<(Sku, Option<i64>)> {
+    let query = stockd_store::LedgerQuery {
+        sku: None,
+        after_seq: seq.saturating_sub(1),
+        limit: 1,
+    };
+    match store.ledger(&query).await {
+        Ok(rows) => {
+            let skus: std::collections::BTreeSet<Sku> = rows
+                .into_iter()
+                .filter(|row| row.seq == seq)
+                .flat_map(|row| row.changes.into_iter().map(|c| c.sku))
+                .collect();
+            skus.into_iter().map(|sku| (sku, None)).collect()
+        }
+        Err(e) => {
+            tracing::warn!(seq, error = %e, "could not read a cancel's changes");
+            Vec::new()
+        }
+    }
+}
+
 /// How the channel's own count moved with this change, per SKU.
 fn channel_moves(change: &OrderChange, skus: &[Option<Sku>]) -> Vec<(Sku, Option<i64>)> {
     if change.kind == OrderChangeKind::Cancelled && change.lines.is_empty() {
@@ -484,7 +515,10 @@ pub async fn apply_change(
         EventStatus::Quarantined => "quarantined",
     };
     if result.status == EventStatus::Applied {
-        let moves = channel_moves(change, &skus);
+        let mut moves = channel_moves(change, &skus);
+        if let (true, Some(seq)) = (whole_order_cancel(change), result.seq) {
+            moves = released_unknown(store, seq).await;
+        }
         if let Err(e) = store.outbox_channel_moved(channel_id, moves).await {
             tracing::warn!(channel = %channel_id, error = %e, "could not follow the channel's count");
         }

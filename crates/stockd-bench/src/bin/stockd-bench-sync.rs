@@ -8,13 +8,21 @@
 //! time, and the latency of every acknowledged update is taken from
 //! stockd's own accounting (the same figures as `/v1/kpis`).
 //!
-//! Two runs, each on a fresh store and fresh simulators:
+//! `--mode five` (the default): all five channels as `stockd demo` runs
+//! them (Shopify, WooCommerce, bol.com, Amazon, Google), each simulator at
+//! its channel's published limits, every variant listed everywhere; the
+//! load mixes receipts (updates that raise what channels show) and
+//! adjustments down (protective updates), and the figures are reported per
+//! channel for protective and other updates separately.
+//!
+//! `--mode two`: Shopify and WooCommerce only, receipts only, two runs on
+//! fresh stores and simulators:
 //! - `open`: simulators that do not throttle (a very large Shopify bucket);
 //! - `throttled`: Shopify's standard plan (1,000-point bucket, 50/s restore),
 //!   where the dispatcher must pace itself; it reports the latency and
 //!   whether the channel's limit was ever broken.
 //!
-//! Usage: stockd-bench-sync [--variants N] [--rate EVENTS_PER_S] [--seconds S]
+//! Usage: stockd-bench-sync [--mode five|two] [--variants N] [--rate EVENTS_PER_S] [--seconds S]
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
@@ -24,12 +32,16 @@ use std::time::{Duration, Instant};
 use stockd::config::{
     HttpLimits, ServeConfig, BODY_LIMIT_BYTES_DEFAULT, EVENTS_BODY_LIMIT_BYTES_DEFAULT,
 };
-use stockd::sync::{percentile, Connection};
+use stockd::sync::{percentile, Connection, UpdateClass};
 use stockd_channels::{shopify, woocommerce, ReqwestTransport, Transport};
 use stockd_core::retry::RetryPolicy;
 use stockd_core::ChannelId;
 
+/// Google lists one variant in this many (its rate limit).
+const GOOGLE_EVERY: usize = 50;
+
 struct Options {
+    five: bool,
     variants: usize,
     rate: f64,
     seconds: f64,
@@ -37,6 +49,7 @@ struct Options {
 
 fn parse_options() -> Result<Options> {
     let mut options = Options {
+        five: true,
         variants: 10_000,
         rate: 1_000.0,
         seconds: 20.0,
@@ -46,16 +59,27 @@ fn parse_options() -> Result<Options> {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--variants" => options.variants = value()?.parse()?,
+            "--mode" => {
+                options.five = match value()?.as_str() {
+                    "five" => true,
+                    "two" => false,
+                    other => anyhow::bail!("--mode five|two, not {other}"),
+                }
+            }
             "--rate" => options.rate = value()?.parse()?,
             "--seconds" => options.seconds = value()?.parse()?,
             "--help" | "-h" => {
                 println!(
-                    "usage: stockd-bench-sync [--variants N] [--rate EVENTS_PER_S] [--seconds S]"
+                    "usage: stockd-bench-sync [--mode five|two] [--variants N] [--rate EVENTS_PER_S] [--seconds S]"
                 );
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other} (see --help)"),
         }
+    }
+    // A realistic peak for five channels: 200 events/s (unless given).
+    if options.five && !std::env::args().any(|a| a == "--rate") {
+        options.rate = 200.0;
     }
     Ok(options)
 }
@@ -204,11 +228,7 @@ async fn run(options: &Options, throttled: bool) -> Result<Value> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let kpis = server.sync_kpis();
-    let baseline: Vec<(ChannelId, usize)> = kpis
-        .figures()
-        .iter()
-        .map(|f| (f.channel.clone(), kpis.samples(&f.channel).len()))
-        .collect();
+    let baseline = baseline(&kpis);
 
     // The load: receipts at a fixed rate, sent every 10 ms.
     let tick = Duration::from_millis(10);
@@ -264,8 +284,9 @@ async fn run(options: &Options, throttled: bool) -> Result<Value> {
 
     let mut per_channel = serde_json::Map::new();
     let mut all = Vec::new();
-    for (channel, skip) in &baseline {
-        let mut samples: Vec<f64> = kpis.samples(channel).into_iter().skip(*skip).collect();
+    for (channel, _) in &baseline {
+        let mut samples = since(&kpis, &baseline, channel, UpdateClass::Protective);
+        samples.extend(since(&kpis, &baseline, channel, UpdateClass::Other));
         samples.sort_by(f64::total_cmp);
         per_channel.insert(
             channel.as_str().to_string(),
@@ -297,9 +318,246 @@ async fn run(options: &Options, throttled: bool) -> Result<Value> {
     Ok(result)
 }
 
+/// Latency samples kept per channel and class before the load.
+fn baseline(kpis: &stockd::sync::SyncKpis) -> Vec<(ChannelId, [usize; 2])> {
+    kpis.figures()
+        .iter()
+        .map(|f| {
+            (
+                f.channel.clone(),
+                [
+                    kpis.class_samples(&f.channel, UpdateClass::Protective)
+                        .len(),
+                    kpis.class_samples(&f.channel, UpdateClass::Other).len(),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// The samples of one class taken since `baseline`.
+fn since(
+    kpis: &stockd::sync::SyncKpis,
+    baseline: &[(ChannelId, [usize; 2])],
+    channel: &ChannelId,
+    class: UpdateClass,
+) -> Vec<f64> {
+    let index = usize::from(class != UpdateClass::Protective);
+    let skip = baseline
+        .iter()
+        .find(|(c, _)| c == channel)
+        .map_or(0, |(_, n)| n[index]);
+    kpis.class_samples(channel, class)
+        .into_iter()
+        .skip(skip)
+        .collect()
+}
+
+fn summary(mut samples: Vec<f64>) -> Value {
+    samples.sort_by(f64::total_cmp);
+    json!({"updates": samples.len(), "p50_ms": percentile(&samples, 50.0),
+           "p95_ms": percentile(&samples, 95.0), "p99_ms": percentile(&samples, 99.0)})
+}
+
+/// Waits until no listing lags (updates the change budget holds aside);
+/// returns whether it got there within `limit`.
+async fn drained(client: &reqwest::Client, base: &str, limit: Duration) -> Result<bool> {
+    let started = Instant::now();
+    loop {
+        let page: Value = client
+            .get(format!("{base}/v1/outbox?pending=true&limit=1000"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let lagging = page["items"].as_array().map_or(0, |rows| {
+            rows.iter()
+                .filter(|r| r["last_error"] != stockd::sync::HELD_BY_BUDGET)
+                .count()
+        });
+        if lagging == 0 {
+            return Ok(true);
+        }
+        if started.elapsed() > limit {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// All five channels at their published limits, every variant listed
+/// everywhere, receipts and adjustments down at a fixed rate.
+async fn run_five(options: &Options) -> Result<Value> {
+    use stockd::demo::channels::{start, SimKind};
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let (sims, connections) = start(&SimKind::ALL, &base)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dir = tempfile::tempdir()?;
+    let server = stockd::spawn(ServeConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
+        http: HttpLimits {
+            body_limit_bytes: BODY_LIMIT_BYTES_DEFAULT,
+            events_body_limit_bytes: EVENTS_BODY_LIMIT_BYTES_DEFAULT,
+        },
+        tokens: Vec::new(),
+        connectors: Vec::new(),
+        extra_connections: connections,
+        retry: RetryPolicy::default(),
+    })
+    .await?;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{base}{path}");
+    client
+        .put(url("/v1/locations/AMS"))
+        .json(&json!({"name": "AMS", "sellable": true, "priority": 1}))
+        .send()
+        .await?;
+    let skus: Vec<String> = (0..options.variants).map(|i| format!("B-{i:06}")).collect();
+    for chunk in skus.chunks(5_000) {
+        let body: Vec<Value> = chunk.iter().map(|s| json!({"sku": s})).collect();
+        post(&client, &url("/v1/variants"), Value::Array(body)).await?;
+    }
+    // Opening stock, so adjustments down stay above zero mostly.
+    for (n, chunk) in skus.chunks(1_000).enumerate() {
+        let body: Vec<Value> = chunk
+            .iter()
+            .map(|s| {
+                json!({"key": format!("open-{n}-{s}"), "type": "receipt", "sku": s,
+                            "location": "AMS", "qty": 40})
+            })
+            .collect();
+        post(&client, &url("/v1/events"), Value::Array(body)).await?;
+    }
+    for channel in &sims {
+        client
+            .put(url(&format!("/v1/channels/{}", channel.channel())))
+            .json(&json!({"kind": channel.kind.kind()}))
+            .send()
+            .await?;
+        // Google's product-input rate (about 2/s in the simulator, as
+        // published) cannot carry a first sync of 10,000 products in a
+        // bench run: it lists one variant in `GOOGLE_EVERY`.
+        let listed: Vec<(String, i64)> = skus
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| channel.kind != SimKind::Gmc || i % GOOGLE_EVERY == 0)
+            .map(|(_, s)| (s.clone(), 0))
+            .collect();
+        let created = channel.sim.add_listings(&listed);
+        for chunk in created.chunks(5_000) {
+            let body: Vec<Value> = chunk
+                .iter()
+                .map(|l| json!({"sku": l.sku, "external": l.external}))
+                .collect();
+            post(
+                &client,
+                &url(&format!("/v1/channels/{}/listings", channel.channel())),
+                Value::Array(body),
+            )
+            .await?;
+        }
+    }
+    let settle = Instant::now();
+    let settled = drained(&client, &base, Duration::from_secs(600)).await?;
+    let first_sync_s = settle.elapsed().as_secs_f64();
+    let kpis = server.sync_kpis();
+    let baseline = baseline(&kpis);
+
+    // The load: every 10 ms a batch; half receipts, half adjustments down.
+    let tick = Duration::from_millis(10);
+    let per_tick = (options.rate * tick.as_secs_f64()).round().max(1.0) as usize;
+    let ticks = (options.seconds / tick.as_secs_f64()) as usize;
+    let started = Instant::now();
+    let mut next = tokio::time::Instant::now();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut sent = 0usize;
+    let mut in_flight = Vec::new();
+    for t in 0..ticks {
+        next += tick;
+        let events: Vec<Value> = (0..per_tick)
+            .map(|i| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let sku = &skus[(seed % skus.len() as u64) as usize];
+                let qty = 1 + (seed >> 40) % 3;
+                if (seed >> 20).is_multiple_of(2) {
+                    json!({"key": format!("load-{t}-{i}"), "type": "receipt", "sku": sku,
+                           "location": "AMS", "qty": qty})
+                } else {
+                    json!({"key": format!("load-{t}-{i}"), "type": "adjust", "sku": sku,
+                           "location": "AMS", "delta": -(qty as i64), "reason": "bench"})
+                }
+            })
+            .collect();
+        sent += events.len();
+        let client = client.clone();
+        let target = url("/v1/events");
+        in_flight.push(tokio::spawn(async move {
+            post(&client, &target, Value::Array(events)).await
+        }));
+        tokio::time::sleep_until(next).await;
+    }
+    for task in in_flight {
+        task.await??;
+    }
+    let load_secs = started.elapsed().as_secs_f64();
+    let drain_start = Instant::now();
+    let drained_after = drained(&client, &base, Duration::from_secs(600)).await?;
+    let drain_secs = drain_start.elapsed().as_secs_f64();
+
+    let figures = kpis.figures();
+    let mut per_channel = serde_json::Map::new();
+    for channel in &sims {
+        let id = ChannelId::parse(channel.channel().to_string())?;
+        let figure = figures.iter().find(|f| f.channel == id);
+        per_channel.insert(
+            channel.channel().to_string(),
+            json!({
+                "protective": summary(since(&kpis, &baseline, &id, UpdateClass::Protective)),
+                "other": summary(since(&kpis, &baseline, &id, UpdateClass::Other)),
+                "calls": figure.map_or(0, |f| f.pushes),
+                "held_by_budget": figure.map_or(0, |f| f.held_by_budget),
+                "rate_limit_violations": channel.sim.stats().rate_limit_violations,
+            }),
+        );
+    }
+    let result = json!({
+        "events": sent,
+        "events_per_s": (sent as f64 / load_secs).round(),
+        "first_sync_s": (first_sync_s * 10.0).round() / 10.0,
+        "first_sync_done": settled,
+        "by_channel": per_channel,
+        "drained": drained_after,
+        "drain_after_load_s": (drain_secs * 1000.0).round() / 1000.0,
+    });
+    server.shutdown().await?;
+    for channel in sims {
+        channel.sim.shutdown().await;
+    }
+    Ok(result)
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let options = parse_options()?;
+    if options.five {
+        let five = run_five(&options).await?;
+        let line = json!({
+            "bench": "sync_five_channels",
+            "google_lists_one_in": GOOGLE_EVERY,
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "variants": options.variants,
+            "rate_events_per_s": options.rate,
+            "seconds": options.seconds,
+            "five": five,
+        });
+        println!("{line}");
+        return Ok(());
+    }
     let open = run(&options, false).await?;
     let throttled = run(&options, true).await?;
     let line = json!({

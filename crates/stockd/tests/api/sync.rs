@@ -370,6 +370,7 @@ async fn a_permanent_error_is_dead_lettered_and_a_retry_lands_after_the_fix() {
 #[tokio::test]
 async fn a_parked_listing_receives_a_decrease_and_it_is_pushed() {
     let h = Harness::start(&["BAD-1", "OK-1"]).await;
+    h.converged(Duration::from_secs(15)).await.unwrap();
     h.woo.set_faults(Faults {
         reject_skus: vec!["BAD-1".into()],
         ..Default::default()
@@ -718,6 +719,232 @@ webhook_secret_env = "T_WOO_HOOK"
     assert!(!sold.is_empty(), "customers bought while stockd was down");
     let _ = child.kill();
     let _ = child.wait();
+    shop.shutdown().await;
+    woo.shutdown().await;
+}
+
+/// `pushes` per channel of one instance, from `/v1/kpis`.
+async fn pushes_of(client: &reqwest::Client, base: &str) -> BTreeMap<String, u64> {
+    let kpis: Value = client
+        .get(format!("{base}/v1/kpis"))
+        .send()
+        .await
+        .expect("kpis")
+        .json()
+        .await
+        .expect("json");
+    kpis["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .map(|c| {
+            (
+                c["channel"].as_str().unwrap_or("").to_string(),
+                c["pushes"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn two_instances_on_one_postgres_push_once_and_take_over_after_a_kill() {
+    let Some(db) = stockd_store::test_support::fresh_postgres_url("two_instances").await else {
+        return;
+    };
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let shop = stockd_sim::shopify::start(
+        stockd_sim::shopify::Config {
+            access_token: SHOP_TOKEN.into(),
+            webhook_secret: SHOP_SECRET.into(),
+            ..Default::default()
+        },
+        any,
+    )
+    .await
+    .expect("shopify simulator");
+    let woo = stockd_sim::woocommerce::start(
+        stockd_sim::woocommerce::Config {
+            consumer_key: WOO_KEY.into(),
+            consumer_secret: WOO_SECRET.into(),
+            webhook_secret: WOO_HOOK_SECRET.into(),
+            ..Default::default()
+        },
+        any,
+    )
+    .await
+    .expect("woocommerce simulator");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("stockd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[connectors.{SHOP}]
+kind = "shopify"
+url = "{shop_url}"
+access_token_env = "T_SHOP_TOKEN"
+webhook_secret_env = "T_SHOP_SECRET"
+
+[connectors.{WOO}]
+kind = "woocommerce"
+url = "{woo_url}"
+consumer_key_env = "T_WOO_KEY"
+consumer_secret_env = "T_WOO_SECRET"
+webhook_secret_env = "T_WOO_HOOK"
+"#,
+            shop_url = shop.base_url,
+            woo_url = woo.base_url
+        ),
+    )
+    .expect("config written");
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut owner = spawn_stockd(&config, &db, port_a);
+    let base_a = format!("http://127.0.0.1:{port_a}");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let send = |base: &str, method: reqwest::Method, path: String, body: Value| {
+        client
+            .request(method, format!("{base}{path}"))
+            .json(&body)
+            .send()
+    };
+    let skus: Vec<String> = (0..10).map(|i| format!("D-{i:02}")).collect();
+    send(
+        &base_a,
+        reqwest::Method::PUT,
+        "/v1/locations/AMS".into(),
+        json!({"name": "A"}),
+    )
+    .await
+    .expect("location");
+    let variants: Vec<Value> = skus.iter().map(|s| json!({"sku": s})).collect();
+    send(
+        &base_a,
+        reqwest::Method::POST,
+        "/v1/variants".into(),
+        Value::Array(variants),
+    )
+    .await
+    .expect("variants");
+    for (channel, kind, sim) in [(SHOP, "shopify", &shop), (WOO, "woocommerce", &woo)] {
+        send(
+            &base_a,
+            reqwest::Method::PUT,
+            format!("/v1/channels/{channel}"),
+            json!({"kind": kind}),
+        )
+        .await
+        .expect("channel");
+        let items: Vec<(String, i64)> = skus.iter().map(|s| (s.clone(), 0)).collect();
+        let listings: Vec<Value> = sim
+            .add_listings(&items)
+            .into_iter()
+            .map(|l| json!({"sku": l.sku, "external": l.external}))
+            .collect();
+        send(
+            &base_a,
+            reqwest::Method::POST,
+            format!("/v1/channels/{channel}/listings"),
+            Value::Array(listings),
+        )
+        .await
+        .expect("listings");
+    }
+    // The second instance starts once the first holds the channels.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let standby = spawn_stockd(&config, &db, port_b);
+    let base_b = format!("http://127.0.0.1:{port_b}");
+    let mut total: BTreeMap<String, i64> = BTreeMap::new();
+    let mut n = 0;
+    let mut receipts = |total: &mut BTreeMap<String, i64>| {
+        let mut out = Vec::new();
+        for sku in &skus {
+            n += 1;
+            *total.entry(sku.clone()).or_default() += 2;
+            out.push(
+                json!({"key": format!("k{n}"), "type": "receipt", "sku": sku,
+                            "location": "AMS", "qty": 2}),
+            );
+        }
+        out
+    };
+    // Events arrive at both instances.
+    for (i, event) in receipts(&mut total).into_iter().enumerate() {
+        let base = if i % 2 == 0 { &base_a } else { &base_b };
+        let reply = send(base, reqwest::Method::POST, "/v1/events".into(), event)
+            .await
+            .expect("receipt");
+        assert_eq!(reply.status(), 200);
+    }
+    let converged = |total: &BTreeMap<String, i64>| {
+        shop.listings().iter().all(|l| l.quantity == total[&l.sku])
+            && woo.listings().iter().all(|l| l.quantity == total[&l.sku])
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !converged(&total) {
+        assert!(
+            Instant::now() < deadline,
+            "no convergence with two instances"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Only the lease holder pushed.
+    let pushed_a = pushes_of(&client, &base_a).await;
+    let pushed_b = pushes_of(&client, &base_b).await;
+    assert!(
+        pushed_a.get(SHOP).copied().unwrap_or(0) > 0 && pushed_a.get(WOO).copied().unwrap_or(0) > 0,
+        "the first instance pushed: {pushed_a:?}"
+    );
+    assert!(
+        pushed_b.values().all(|n| *n == 0),
+        "the standby pushed nothing: {pushed_b:?}"
+    );
+    let updates_before = shop.stats().updates_applied + woo.stats().updates_applied;
+
+    // kill -9 of the owner; the standby takes over and converges.
+    owner.kill().expect("SIGKILL");
+    owner.wait().expect("reaped");
+    let killed_at = Instant::now();
+    for event in receipts(&mut total) {
+        let reply = send(&base_b, reqwest::Method::POST, "/v1/events".into(), event)
+            .await
+            .expect("receipt");
+        assert_eq!(reply.status(), 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !converged(&total) {
+        assert!(
+            Instant::now() < deadline,
+            "no takeover: shop {:?} want {total:?}",
+            shop.listings()
+                .iter()
+                .map(|l| (l.sku.clone(), l.quantity))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(15), "takeover took {took:?}");
+    let pushed_b = pushes_of(&client, &base_b).await;
+    assert!(
+        pushed_b.get(SHOP).copied().unwrap_or(0) > 0 && pushed_b.get(WOO).copied().unwrap_or(0) > 0,
+        "the standby took over: {pushed_b:?}"
+    );
+    // Each SKU changed once more per channel: nothing was pushed twice.
+    let updates_after = shop.stats().updates_applied + woo.stats().updates_applied;
+    assert!(
+        updates_after - updates_before <= 2 * skus.len() as u64,
+        "{} updates for {} listings",
+        updates_after - updates_before,
+        2 * skus.len()
+    );
+    assert_eq!(shop.stats().rate_limit_violations, 0);
+    assert_eq!(woo.stats().rate_limit_violations, 0);
+    let mut standby = standby;
+    let _ = standby.kill();
+    let _ = standby.wait();
     shop.shutdown().await;
     woo.shutdown().await;
 }
