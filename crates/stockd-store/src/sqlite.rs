@@ -1067,7 +1067,7 @@ mod tests {
     #[test]
     fn migration_0005_rebuilds_rmas_from_the_ledger() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = connect(dir.path().join("db").to_str().unwrap()).unwrap();
+        let mut conn = connect(dir.path().join("db").to_str().unwrap(), WRITER_CACHE_KIB).unwrap();
         conn.execute_batch(
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
         )

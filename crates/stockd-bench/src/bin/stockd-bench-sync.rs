@@ -406,6 +406,8 @@ async fn run_five(options: &Options) -> Result<Value> {
         connectors: Vec::new(),
         extra_connections: connections,
         retry: RetryPolicy::default(),
+        reconcile: Default::default(),
+        inbound: Default::default(),
     })
     .await?;
     let client = reqwest::Client::new();

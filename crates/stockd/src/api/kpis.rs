@@ -227,6 +227,7 @@ pub async fn kpis_by_channel(
     responses(
         (status = 200, description = "This process's delivery figures (`channels`) and the persisted daily figures per channel with the four targets (oversell rate < 0.5 %, update latency p95 < 5 s, drift rate < 0.2 %, cancel ratio < 1 %) and pass/fail.", body = Kpis),
         (status = 400, description = "`invalid_query`.", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`.", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -258,8 +259,13 @@ pub async fn get_kpis(
     let by_channel = kpis_by_channel(&*state.store, from, to, channel.as_ref())
         .await
         .map_err(ApiError::Storage)?;
+    let oldest = state
+        .store
+        .outbox_oldest_unsent()
+        .await
+        .map_err(ApiError::Storage)?;
     Ok(Json(Kpis {
-        channels: state.sync_kpis.figures(),
+        channels: state.sync_kpis.figures_with(&oldest, Utc::now()),
         from,
         to,
         by_channel,

@@ -7,7 +7,6 @@
 use crate::api::{page_limit, AppState, PathParam, QueryParams};
 use crate::auth::{Admin, Authorized, Read};
 use crate::error::{ApiError, ErrorBody};
-use crate::sync::ChannelFigures;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -208,31 +207,3 @@ pub async fn discard_dead_letter(
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Kpis {
-    pub channels: Vec<ChannelFigures>,
-}
-
-#[utoipa::path(
-    get,
-    path = "/v1/kpis",
-    tag = "sync",
-    responses(
-        (status = 200, description = "Update latency p50/p95/p99 (all, protective, other) and delivery counts per channel since start, and the age of each channel's oldest unsent update.", body = Kpis),
-        (status = 503, description = "`storage_unavailable`.", body = ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn get_kpis(
-    State(state): State<AppState>,
-    _caller: Authorized<Read>,
-) -> Result<Json<Kpis>, ApiError> {
-    let oldest = state
-        .store
-        .outbox_oldest_unsent()
-        .await
-        .map_err(ApiError::Storage)?;
-    Ok(Json(Kpis {
-        channels: state.sync_kpis.figures_with(&oldest, chrono::Utc::now()),
-    }))
-}
