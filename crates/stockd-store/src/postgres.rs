@@ -41,10 +41,23 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (4, include_str!("../migrations/postgres/0004_outbox.sql")),
     (5, include_str!("../migrations/postgres/0005_returns.sql")),
-    (6, include_str!("../migrations/postgres/0006_catalog_scale.sql")),
-    (7, include_str!("../migrations/postgres/0007_protective_sync.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_catalog_scale.sql"),
+    ),
+    (
+        7,
+        include_str!("../migrations/postgres/0007_protective_sync.sql"),
+    ),
     (8, include_str!("../migrations/postgres/0008_inbound.sql")),
-    (9, include_str!("../migrations/postgres/0009_reconciliation.sql")),
+    (
+        9,
+        include_str!("../migrations/postgres/0009_reconciliation.sql"),
+    ),
+    (
+        10,
+        include_str!("../migrations/postgres/0010_oversell_per_component.sql"),
+    ),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").
 const WRITER_LOCK_ID: i64 = 0x5354_4f43_4b44;

@@ -37,10 +37,23 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (4, include_str!("../migrations/sqlite/0004_outbox.sql")),
     (5, include_str!("../migrations/sqlite/0005_returns.sql")),
-    (6, include_str!("../migrations/sqlite/0006_catalog_scale.sql")),
-    (7, include_str!("../migrations/sqlite/0007_protective_sync.sql")),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_catalog_scale.sql"),
+    ),
+    (
+        7,
+        include_str!("../migrations/sqlite/0007_protective_sync.sql"),
+    ),
     (8, include_str!("../migrations/sqlite/0008_inbound.sql")),
-    (9, include_str!("../migrations/sqlite/0009_reconciliation.sql")),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_reconciliation.sql"),
+    ),
+    (
+        10,
+        include_str!("../migrations/sqlite/0010_oversell_per_component.sql"),
+    ),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;

@@ -18,8 +18,8 @@ pub mod import;
 pub mod inbound;
 pub mod input;
 pub mod metrics;
-pub mod reconcile;
 pub mod outbound;
+pub mod reconcile;
 pub mod sync;
 pub mod webhooks;
 

@@ -206,4 +206,3 @@ pub async fn discard_dead_letter(
         Err(unknown_letter(&raw))
     }
 }
-

@@ -4,7 +4,11 @@
 use crate::helpers::{on_both_stores, receipt, TestApp};
 use serde_json::json;
 
-on_both_stores!(kit_pool_is_the_scarcest_component, bad_kits_are_refused);
+on_both_stores!(
+    kit_pool_is_the_scarcest_component,
+    bad_kits_are_refused,
+    a_kit_line_short_on_several_components_is_applied
+);
 
 async fn kit_quantity(app: &TestApp) -> i64 {
     let page = app.get("/v1/channels/shop/listings").await.expect(200).body;
@@ -115,4 +119,26 @@ async fn bad_kits_are_refused(app: &TestApp) {
         2,
         "nothing changed"
     );
+}
+
+/// A kit ordered with none of its components in stock: the channel already
+/// sold it, so the order applies and each short component is an oversell.
+async fn a_kit_line_short_on_several_components_is_applied(app: &TestApp) {
+    app.location("AMS", true, 1).await;
+    app.variants(&["KIT", "C1", "C2"]).await;
+    app.put(
+        "/v1/bundles/KIT",
+        json!({"components": [{"sku": "C1", "qty": 2}, {"sku": "C2", "qty": 1}]}),
+    )
+    .await
+    .expect(200);
+    let results = app
+        .events(json!([
+            {"key": "o1", "type": "order", "channel": "shop", "order_id": "1",
+             "lines": [{"line_id": "1", "sku": "KIT", "qty": 2}]}
+        ]))
+        .await;
+    assert_eq!(results[0]["status"], "applied", "{results:?}");
+    assert_eq!(app.stock("C1").await["oversold"], 4);
+    assert_eq!(app.stock("C2").await["oversold"], 2);
 }
