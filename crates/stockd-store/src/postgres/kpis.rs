@@ -207,8 +207,11 @@ impl KpiStore for PgStore {
             .and_hms_opt(0, 0, 0)
             .unwrap_or_default()
             .and_utc();
+        // A kit line short on several components has one note per component:
+        // count lines, not notes.
         let mut sql = String::from(
-            "SELECT channel, to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), COUNT(*) \
+            "SELECT channel, to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), \
+             COUNT(DISTINCT (seq, line_id)) \
              FROM oversells WHERE received_at >= $1 AND received_at < $2",
         );
         let mut over_params: Vec<&(dyn ToSql + Sync)> = vec![&start, &end];

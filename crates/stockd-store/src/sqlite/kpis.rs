@@ -200,8 +200,11 @@ impl KpiStore for SqliteStore {
                     .query_map(params![from_text, to_text], lat_row)?
                     .collect::<Result<Vec<_>, _>>()?,
             };
+            // A kit line short on several components has one note per
+            // component: count lines, not notes.
             let mut sql = String::from(
-                "SELECT channel, substr(received_at, 1, 10), COUNT(*) FROM oversells \
+                "SELECT channel, substr(received_at, 1, 10), COUNT(DISTINCT seq || ' ' || line_id) \
+                 FROM oversells \
                  WHERE received_at >= ?1 AND received_at < ?2",
             );
             if channel.is_some() {
