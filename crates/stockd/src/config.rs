@@ -241,6 +241,29 @@ pub struct ServeConfig {
     pub reconcile: crate::reconcile::ReconcileConfig,
 }
 
+impl ServeConfig {
+    /// A server on `listen` with `database_url` and nothing else configured:
+    /// no tokens (loopback only), no connectors, default limits and retries,
+    /// no bus. Tests, benchmarks and the demo start from this and set what
+    /// they need, so a new setting has one default.
+    pub fn plain(listen: SocketAddr, database_url: String) -> ServeConfig {
+        ServeConfig {
+            listen,
+            database_url,
+            http: HttpLimits {
+                body_limit_bytes: BODY_LIMIT_BYTES_DEFAULT,
+                events_body_limit_bytes: EVENTS_BODY_LIMIT_BYTES_DEFAULT,
+            },
+            tokens: Vec::new(),
+            connectors: Vec::new(),
+            extra_connections: Vec::new(),
+            retry: stockd_core::retry::RetryPolicy::default(),
+            inbound: Default::default(),
+            reconcile: Default::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LogSettings {
     pub format: LogFormat,

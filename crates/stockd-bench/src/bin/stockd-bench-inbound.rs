@@ -19,9 +19,7 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stockd::config::{
-    HttpLimits, ServeConfig, BODY_LIMIT_BYTES_DEFAULT, EVENTS_BODY_LIMIT_BYTES_DEFAULT,
-};
+use stockd::config::ServeConfig;
 use stockd::inbound::{NatsAuth, NatsInboundSettings};
 
 struct Options {
@@ -63,20 +61,7 @@ fn parse_options() -> Result<Options> {
 }
 
 fn serve_config(database_url: String) -> ServeConfig {
-    ServeConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        database_url,
-        http: HttpLimits {
-            body_limit_bytes: BODY_LIMIT_BYTES_DEFAULT,
-            events_body_limit_bytes: EVENTS_BODY_LIMIT_BYTES_DEFAULT,
-        },
-        tokens: Vec::new(),
-        connectors: Vec::new(),
-        extra_connections: Vec::new(),
-        retry: stockd_core::retry::RetryPolicy::default(),
-        inbound: Default::default(),
-        reconcile: Default::default(),
-    }
+    ServeConfig::plain(SocketAddr::from(([127, 0, 0, 1], 0)), database_url)
 }
 
 fn sku(i: usize) -> String {

@@ -23,12 +23,9 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stockd::config::{
-    HttpLimits, ServeConfig, BODY_LIMIT_BYTES_DEFAULT, EVENTS_BODY_LIMIT_BYTES_DEFAULT,
-};
+use stockd::config::ServeConfig;
 use stockd::sync::{percentile, Connection};
 use stockd_channels::{woocommerce, ReqwestTransport, Transport};
-use stockd_core::retry::RetryPolicy;
 use stockd_core::ChannelId;
 use stockd_store::kpis::{DayCounts, LATENCY_BUCKETS_MS};
 
@@ -170,17 +167,7 @@ async fn main() -> Result<()> {
     }];
     let port = free_port()?;
     let server = stockd::spawn(ServeConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], port)),
-        database_url,
-        http: HttpLimits {
-            body_limit_bytes: BODY_LIMIT_BYTES_DEFAULT,
-            events_body_limit_bytes: EVENTS_BODY_LIMIT_BYTES_DEFAULT,
-        },
-        tokens: Vec::new(),
-        connectors: Vec::new(),
         extra_connections: connections,
-        retry: RetryPolicy::default(),
-        inbound: Default::default(),
         reconcile: stockd::reconcile::ReconcileConfig {
             schedule: None,
             page_size: 1_000,
@@ -189,6 +176,7 @@ async fn main() -> Result<()> {
             confirm_delay: Duration::from_millis(250),
             ..Default::default()
         },
+        ..ServeConfig::plain(SocketAddr::from(([127, 0, 0, 1], port)), database_url)
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

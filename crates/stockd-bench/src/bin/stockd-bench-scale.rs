@@ -20,9 +20,7 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stockd::config::{
-    HttpLimits, ServeConfig, BODY_LIMIT_BYTES_DEFAULT, EVENTS_BODY_LIMIT_BYTES_DEFAULT,
-};
+use stockd::config::ServeConfig;
 use stockd_core::{Event, EventInput, Submission};
 use stockd_store::{submission, Store};
 
@@ -169,20 +167,10 @@ async fn main() -> Result<()> {
 
     // Start stockd on that database.
     let started = Instant::now();
-    let server = stockd::spawn(ServeConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        database_url: url.clone(),
-        http: HttpLimits {
-            body_limit_bytes: BODY_LIMIT_BYTES_DEFAULT,
-            events_body_limit_bytes: EVENTS_BODY_LIMIT_BYTES_DEFAULT,
-        },
-        tokens: Vec::new(),
-        connectors: Vec::new(),
-        extra_connections: Vec::new(),
-        retry: stockd_core::retry::RetryPolicy::default(),
-        inbound: Default::default(),
-        reconcile: Default::default(),
-    })
+    let server = stockd::spawn(ServeConfig::plain(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        url.clone(),
+    ))
     .await?;
     let base = server.url();
     let client = reqwest::Client::new();

@@ -29,12 +29,9 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stockd::config::{
-    HttpLimits, ServeConfig, BODY_LIMIT_BYTES_DEFAULT, EVENTS_BODY_LIMIT_BYTES_DEFAULT,
-};
+use stockd::config::ServeConfig;
 use stockd::sync::{percentile, Connection, UpdateClass};
 use stockd_channels::{shopify, woocommerce, ReqwestTransport, Transport};
-use stockd_core::retry::RetryPolicy;
 use stockd_core::ChannelId;
 
 /// Google lists one variant in this many (its rate limit).
@@ -161,18 +158,11 @@ async fn run(options: &Options, throttled: bool) -> Result<Value> {
     ];
     let dir = tempfile::tempdir()?;
     let server = stockd::spawn(ServeConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], port)),
-        database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
-        http: HttpLimits {
-            body_limit_bytes: BODY_LIMIT_BYTES_DEFAULT,
-            events_body_limit_bytes: EVENTS_BODY_LIMIT_BYTES_DEFAULT,
-        },
-        tokens: Vec::new(),
-        connectors: Vec::new(),
         extra_connections: connections,
-        retry: RetryPolicy::default(),
-        reconcile: Default::default(),
-        inbound: Default::default(),
+        ..ServeConfig::plain(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            format!("sqlite://{}", dir.path().join("bench.db").display()),
+        )
     })
     .await?;
     let base = server.url();
@@ -396,18 +386,11 @@ async fn run_five(options: &Options) -> Result<Value> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let dir = tempfile::tempdir()?;
     let server = stockd::spawn(ServeConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], port)),
-        database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
-        http: HttpLimits {
-            body_limit_bytes: BODY_LIMIT_BYTES_DEFAULT,
-            events_body_limit_bytes: EVENTS_BODY_LIMIT_BYTES_DEFAULT,
-        },
-        tokens: Vec::new(),
-        connectors: Vec::new(),
         extra_connections: connections,
-        retry: RetryPolicy::default(),
-        reconcile: Default::default(),
-        inbound: Default::default(),
+        ..ServeConfig::plain(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            format!("sqlite://{}", dir.path().join("bench.db").display()),
+        )
     })
     .await?;
     let client = reqwest::Client::new();

@@ -7,9 +7,7 @@
 //! events applied, pushes per channel, update latency, oversold lines, drift
 //! between stockd and each channel, dead letters and rate-limit violations.
 
-use crate::config::{
-    HttpLimits, ServeConfig, BODY_LIMIT_BYTES_DEFAULT, EVENTS_BODY_LIMIT_BYTES_DEFAULT,
-};
+use crate::config::ServeConfig;
 pub mod channels;
 
 use crate::sync::{Rng, UpdateClass};
@@ -21,7 +19,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stockd_core::retry::RetryPolicy;
 use stockd_sim::RunningSim;
 
 /// What `stockd demo` runs.
@@ -208,16 +205,7 @@ pub async fn run(
         .await
         .map_err(DemoError::Setup)?;
     let server = crate::spawn(ServeConfig {
-        listen: options.listen,
-        database_url,
-        http: HttpLimits {
-            body_limit_bytes: BODY_LIMIT_BYTES_DEFAULT,
-            events_body_limit_bytes: EVENTS_BODY_LIMIT_BYTES_DEFAULT,
-        },
-        tokens: Vec::new(),
-        connectors: Vec::new(),
         extra_connections: connections,
-        retry: RetryPolicy::default(),
         reconcile: crate::reconcile::ReconcileConfig {
             schedule: None,
             // The Google simulator serves a processed product after 100 ms.
@@ -229,6 +217,7 @@ pub async fn run(
             nats: options.inbound_nats.as_ref().map(|url| demo_nats(url)),
             ..Default::default()
         },
+        ..ServeConfig::plain(options.listen, database_url)
     })
     .await?;
     let api = Arc::new(Api {

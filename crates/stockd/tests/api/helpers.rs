@@ -6,28 +6,13 @@ use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use stockd::auth::{ApiToken, Role};
-use stockd::config::{
-    HttpLimits, Secret, ServeConfig, BODY_LIMIT_BYTES_DEFAULT, EVENTS_BODY_LIMIT_BYTES_DEFAULT,
-};
+use stockd::config::{Secret, ServeConfig};
 use stockd::RunningServer;
 use tempfile::TempDir;
 
 /// A server configuration for tests: loopback, port 0, no tokens.
 pub fn config(database_url: String) -> ServeConfig {
-    ServeConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        database_url,
-        http: HttpLimits {
-            body_limit_bytes: BODY_LIMIT_BYTES_DEFAULT,
-            events_body_limit_bytes: EVENTS_BODY_LIMIT_BYTES_DEFAULT,
-        },
-        tokens: Vec::new(),
-        connectors: Vec::new(),
-        extra_connections: Vec::new(),
-        retry: stockd_core::retry::RetryPolicy::default(),
-        reconcile: Default::default(),
-        inbound: Default::default(),
-    }
+    ServeConfig::plain(SocketAddr::from(([127, 0, 0, 1], 0)), database_url)
 }
 
 pub fn token(name: &str, role: Role, secret: &str) -> ApiToken {
