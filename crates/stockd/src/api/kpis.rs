@@ -35,8 +35,10 @@ const RANGE_DAYS_MAX: i64 = 400;
 #[into_params(parameter_in = Query)]
 pub struct KpiParams {
     /// First day (UTC, `YYYY-MM-DD`; default 29 days before `to`).
+    #[param(value_type = Option<chrono::NaiveDate>)]
     pub from: Option<String>,
     /// Last day (UTC, `YYYY-MM-DD`; default today).
+    #[param(value_type = Option<chrono::NaiveDate>)]
     pub to: Option<String>,
     /// Only this channel.
     pub channel: Option<String>,
@@ -310,6 +312,7 @@ pub async fn list_pushes(
     let limit = page_limit(params.limit)?;
     let sku = params
         .sku
+        .filter(|s| !s.is_empty())
         .map(|s| Sku::parse(s).map_err(|e| ApiError::InvalidQuery(format!("sku: {e}"))))
         .transpose()?;
     let channel = params

@@ -19,6 +19,11 @@ use utoipa::{IntoParams, ToSchema};
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
     /// Only this channel (default: every connected channel).
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub channel: Option<String>,
 }
 
@@ -55,7 +60,7 @@ fn reconciler(state: &AppState) -> Result<&crate::reconcile::Reconciler, ApiErro
     post,
     path = "/v1/reconciliations",
     tag = "reconciliation",
-    request_body = StartRequest,
+    request_body(content = Option<StartRequest>, description = "Optional: an empty body reconciles every connected channel."),
     responses(
         (status = 202, description = "Runs queued (a channel with a run already queued or running answers that run).", body = RunList),
         (status = 400, description = "`malformed_json`.", body = ErrorBody),
@@ -191,6 +196,9 @@ pub async fn get_one(
 pub struct ItemParams {
     /// Only this class: `channel_differs`, `missing_on_channel`,
     /// `unknown_to_stockd`, `pending`, `unreadable`.
+    #[param(
+        pattern = "^(channel_differs|missing_on_channel|unknown_to_stockd|pending|unreadable|in_sync)?$"
+    )]
     pub class: Option<String>,
     /// Continue after this SKU (the previous page's `next_after`).
     pub after: Option<String>,
@@ -227,6 +235,7 @@ pub async fn items(
     let limit = page_limit(params.limit)?;
     let class = params
         .class
+        .filter(|c| !c.is_empty())
         .map(|c| {
             DriftClass::parse(&c).ok_or_else(|| bad_query(format!("class: unknown class {c:?}")))
         })
@@ -242,7 +251,12 @@ pub async fn items(
     }
     let items = state
         .store
-        .recon_items(id, class, params.after.as_deref(), limit)
+        .recon_items(
+            id,
+            class,
+            params.after.as_deref().filter(|a| !a.is_empty()),
+            limit,
+        )
         .await
         .map_err(ApiError::Storage)?;
     let next_after = if items.len() == limit as usize {
