@@ -3,14 +3,16 @@
 //! PostgreSQL (a fresh database; skipped loudly when unreachable unless
 //! STOCKD_REQUIRE_SERVICES=1).
 
+#[macro_use]
+mod both_stores;
+
 use serde_json::{json, Value};
-use std::sync::Arc;
 use stockd_core::{
     Event, EventInput, EventStatus, Location, LocationId, RequestError, Sku, Variant,
 };
-use stockd_store::{submission, LedgerQuery, Store, SubmitOutcome};
+use stockd_store::{submission, LedgerQuery, SubmitOutcome};
 
-type Shared = Arc<dyn Store>;
+use both_stores::Shared;
 
 fn event(value: Value) -> stockd_core::Submission {
     let input: EventInput = serde_json::from_value(value).expect("event input");
@@ -806,43 +808,7 @@ async fn survives_reopen(
     store.close().await;
 }
 
-async fn sqlite_store() -> (Shared, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("stockd.db").display());
-    (stockd_store::open(&url).await.unwrap(), dir)
-}
-
-async fn postgres_store(name: &str) -> Option<Shared> {
-    let url = stockd_store::test_support::fresh_postgres_url(name).await?;
-    Some(stockd_store::open(&url).await.unwrap())
-}
-
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (store, _dir) = super::sqlite_store().await;
-                    super::$case(store.clone()).await;
-                    store.close().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(store) = super::postgres_store(stringify!($case)).await else { return };
-                    super::$case(store.clone()).await;
-                    store.close().await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+on_both_stores!(
     applies_and_reads_back,
     idempotent_per_key,
     a_batch_is_atomic,

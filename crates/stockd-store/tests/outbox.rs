@@ -7,17 +7,19 @@
 //! it writes bracket the call; times the dispatcher passes in (`at`,
 //! `next_attempt_at`, `now` of `outbox_due`) are chosen by the test.
 
+#[macro_use]
+mod both_stores;
+
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
-use std::sync::Arc;
 use stockd_core::availability::{Availability, Bundle, BundleComponent, ListingState};
 use stockd_core::{
     ChannelId, Event, EventInput, EventStatus, Location, LocationId, RequestError, Sku, Variant,
 };
 use stockd_store::outbox::{DeadLetter, OutboxRow, OutboxUpdate};
-use stockd_store::{submission, ChannelKind, ChannelRecord, ListingRecord, Store};
+use stockd_store::{submission, ChannelKind, ChannelRecord, ListingRecord};
 
-type Shared = Arc<dyn Store>;
+use both_stores::Shared;
 
 // ----- helpers ---------------------------------------------------------------
 
@@ -1596,43 +1598,7 @@ async fn in_flight_and_leases(store: Shared) {
         .unwrap());
 }
 
-async fn sqlite_store() -> (Shared, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("stockd.db").display());
-    (stockd_store::open(&url).await.unwrap(), dir)
-}
-
-async fn postgres_store(name: &str) -> Option<Shared> {
-    let url = stockd_store::test_support::fresh_postgres_url(name).await?;
-    Some(stockd_store::open(&url).await.unwrap())
-}
-
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (store, _dir) = super::sqlite_store().await;
-                    super::$case(store.clone()).await;
-                    store.close().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(store) = super::postgres_store(stringify!($case)).await else { return };
-                    super::$case(store.clone()).await;
-                    store.close().await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+on_both_stores!(
     receipt_writes_listing_state_in_the_same_commit,
     one_request_writes_each_listing_once,
     replayed_events_move_listings,

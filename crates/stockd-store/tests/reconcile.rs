@@ -2,18 +2,20 @@
 //! commits page by page and reads back the same; queueing a drifting listing
 //! again applies only to a row still as the run saw it.
 
+#[macro_use]
+mod both_stores;
+
 use chrono::{Duration, Utc};
 use serde_json::json;
-use std::sync::Arc;
 use stockd_core::{ChannelId, Location, LocationId, Sku, Variant};
 use stockd_store::kpis::{
     histogram_percentile, latency_bucket, DayCounts, PushAttempt, LATENCY_BUCKETS_MS,
 };
 use stockd_store::outbox::OutboxUpdate;
 use stockd_store::reconcile::{ClassCounts, DriftClass, PageProgress, Requeue, RunItem, RunStatus};
-use stockd_store::{ChannelKind, ChannelRecord, ListingRecord, Store};
+use stockd_store::{ChannelKind, ChannelRecord, ListingRecord};
 
-type Shared = Arc<dyn Store>;
+use both_stores::Shared;
 
 fn sku(s: &str) -> Sku {
     Sku::parse(s).unwrap()
@@ -374,43 +376,7 @@ async fn audit_trail_and_daily_figures(store: Shared) {
         .is_empty());
 }
 
-async fn sqlite_store() -> (Shared, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("stockd.db").display());
-    (stockd_store::open(&url).await.unwrap(), dir)
-}
-
-async fn postgres_store(name: &str) -> Option<Shared> {
-    let url = stockd_store::test_support::fresh_postgres_url(name).await?;
-    Some(stockd_store::open(&url).await.unwrap())
-}
-
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (store, _dir) = super::sqlite_store().await;
-                    super::$case(store.clone()).await;
-                    store.close().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(store) = super::postgres_store(concat!("recon_", stringify!($case))).await else { return };
-                    super::$case(store.clone()).await;
-                    store.close().await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+on_both_stores!(
     runs_commit_progress_page_by_page,
     requeue_applies_only_to_a_row_as_seen,
     audit_trail_and_daily_figures,
