@@ -34,6 +34,7 @@
 //! - No orders (§3.7) and no webhooks: [`Connector::webhook`] refuses
 //!   everything with `BadSignature`, so nothing can be injected through it.
 
+use crate::encoding::percent_encode;
 use crate::ratelimit::Limiter;
 use crate::{
     Availability, ChannelError, ChannelLevel, Connector, ErrorClass, External, HttpRequest,
@@ -69,6 +70,11 @@ const TOKEN_RENEW_MARGIN: Duration = Duration::from_secs(300);
 const MINUTE_QUOTA_WAIT: Duration = Duration::from_secs(60);
 const BODY_EXCERPT: usize = 2048;
 
+/// Google's product update policy: "You can only update your products up to
+/// twice per day"
+/// (<https://developers.google.com/merchant/api/guides/quotas-limits>).
+pub const PRODUCT_UPDATES_PER_DAY: u32 = 2;
+
 /// Connection settings for one Merchant Center account.
 #[derive(Clone)]
 pub struct Config {
@@ -98,6 +104,11 @@ pub struct Config {
     /// quotas per account and publishes none (§3.6): this default is a
     /// conservative choice (UNCONFIRMED), corrected by quota errors.
     pub rate_limit: (f64, f64),
+    /// The change budget when the rules set none: Google asks for product
+    /// updates "up to twice per day"
+    /// (<https://developers.google.com/merchant/api/guides/quotas-limits>).
+    /// `None` leaves the listings unbudgeted.
+    pub pushes_per_day: Option<u32>,
 }
 
 impl Default for Config {
@@ -112,6 +123,7 @@ impl Default for Config {
             local_inventory: false,
             self_signed_jwt: false,
             rate_limit: (10.0, 2.0),
+            pushes_per_day: Some(PRODUCT_UPDATES_PER_DAY),
         }
     }
 }
@@ -128,6 +140,7 @@ impl std::fmt::Debug for Config {
             .field("local_inventory", &self.local_inventory)
             .field("self_signed_jwt", &self.self_signed_jwt)
             .field("rate_limit", &self.rate_limit)
+            .field("pushes_per_day", &self.pushes_per_day)
             .finish()
     }
 }
@@ -234,20 +247,6 @@ pub fn product_segment(content_language: &str, feed_label: &str, offer_id: &str)
     } else {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(plain.as_bytes())
     }
-}
-
-/// Percent-encodes a query value (RFC 3986 unreserved characters kept).
-fn encode_component(input: &str) -> String {
-    let mut out = String::with_capacity(input.len());
-    for byte in input.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
 }
 
 /// The DER bytes of a PEM private key and whether it is PKCS#8. Accepts the
@@ -606,10 +605,10 @@ impl Gmc {
         format!(
             "{}/products/v1/accounts/{}/productInputs/{}?updateMask={}&dataSource={}",
             self.api(),
-            encode_component(self.account()),
+            percent_encode(self.account()),
             target.segment(),
-            encode_component(UPDATE_MASK),
-            encode_component(&self.data_source()),
+            percent_encode(UPDATE_MASK),
+            percent_encode(&self.data_source()),
         )
     }
 
@@ -617,7 +616,7 @@ impl Gmc {
         format!(
             "{}/products/v1/accounts/{}/products/{}",
             self.api(),
-            encode_component(self.account()),
+            percent_encode(self.account()),
             target.segment(),
         )
     }
@@ -626,7 +625,7 @@ impl Gmc {
         format!(
             "{}/inventories/v1/accounts/{}/products/{}/localInventories:insert",
             self.api(),
-            encode_component(self.account()),
+            percent_encode(self.account()),
             target.segment(),
         )
     }
@@ -702,8 +701,8 @@ impl Gmc {
         .map_err(|e| ChannelError::new(ErrorClass::Permanent, "jwt_signing", e))?;
         let body = format!(
             "grant_type={}&assertion={}",
-            encode_component(GRANT_TYPE),
-            encode_component(&assertion)
+            percent_encode(GRANT_TYPE),
+            percent_encode(&assertion)
         );
         let mut headers = http::HeaderMap::new();
         headers.insert(
@@ -944,9 +943,8 @@ impl Connector for Gmc {
         false
     }
 
-    /// Google accepts about two product updates a day.
     fn default_pushes_per_day(&self) -> Option<u32> {
-        Some(2)
+        self.config.pushes_per_day
     }
 
     async fn push(&self, items: &[PushItem]) -> Result<Vec<ItemOutcome>, ChannelError> {

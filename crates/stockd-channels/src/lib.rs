@@ -11,6 +11,7 @@
 
 pub mod amazon;
 pub mod bol;
+pub mod encoding;
 pub mod gmc;
 pub mod ratelimit;
 pub mod shopify;

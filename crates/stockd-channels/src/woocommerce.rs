@@ -14,6 +14,7 @@
 //! - Webhooks: `X-WC-Webhook-Signature` over the exact body, the unsigned
 //!   creation ping, and `order.created` / `order.updated` (§2.5).
 
+use crate::encoding::{encode_pairs, percent_encode};
 use crate::ratelimit::Limiter;
 use crate::{
     constant_time_eq, Availability, ChannelError, ChannelLevel, Connector, ErrorClass, External,
@@ -138,21 +139,6 @@ fn parse_external(external: &External) -> Result<Target, ChannelError> {
 // ---------------------------------------------------------------------------
 // OAuth 1.0a (one-legged), as WooCommerce verifies it.
 
-/// Percent-encodes per RFC 3986 (unreserved characters kept, upper-case
-/// hex), like PHP `rawurlencode` with `~` kept (`wc_rest_urlencode_rfc3986`).
-pub fn percent_encode(input: &str) -> String {
-    let mut out = String::with_capacity(input.len());
-    for byte in input.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
 /// The OAuth signature base string as WooCommerce's
 /// `WC_REST_Authentication::check_oauth_signature` builds it (RFC 5849
 /// §3.4.1 without a token):
@@ -212,14 +198,6 @@ pub fn oauth_sign(
         oauth_signature(consumer_secret, &base),
     ));
     params
-}
-
-fn encode_query(params: &[(String, String)]) -> String {
-    params
-        .iter()
-        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 /// base64(HMAC-SHA256(secret, body)) as in `X-WC-Webhook-Signature` (§2.5).
@@ -483,7 +461,7 @@ impl WooCommerce {
         let url = if params.is_empty() {
             base_url
         } else {
-            format!("{base_url}?{}", encode_query(&params))
+            format!("{base_url}?{}", encode_pairs(&params))
         };
         HttpRequest {
             method,
