@@ -2,6 +2,9 @@
 //! of events needs (loaded by a store), records which rows changed, and keeps
 //! an undo journal so a refused event or request leaves no trace.
 
+#[cfg(debug_assertions)]
+mod invariants;
+
 use crate::catalog::Location;
 use crate::event::{EventKind, LineQty, OrderLine, STOCK_MAX};
 use crate::ids::{LineId, LocationId, OrderRef, PoId, RmaId, Sku};
@@ -546,10 +549,17 @@ pub fn apply(book: &mut Book, event: &EventKind) -> Result<Applied, Refusal> {
             line_id: line_id.clone(),
         }));
     }
+    #[cfg(debug_assertions)]
+    let before = invariants::Before::take(book, event);
     let checkpoint = book.checkpoint();
     let result = apply_unchecked(book, event);
     if result.is_err() {
         book.rollback(checkpoint);
+    }
+    // The invariants are asserted where they are kept, after every event.
+    #[cfg(debug_assertions)]
+    if let Ok(applied) = &result {
+        before.check(book, applied);
     }
     result
 }
