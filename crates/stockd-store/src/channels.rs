@@ -154,6 +154,66 @@ pub trait ChannelStore: Send + Sync {
     ) -> Result<Vec<Sale>, StoreError>;
 }
 
+// ---------------------------------------------------------------------------
+// The SQL of both adapters, written once with `?N` placeholders (PostgreSQL's
+// `$N` form is derived by `outbox::pg`). The dialects differ only in batch
+// writes: PostgreSQL sends a batch as one `UNNEST` statement (one round trip),
+// SQLite runs one cached statement per row in its transaction (in process, no
+// round trips); both forms stand here side by side. Per-SKU reads are in
+// `hot.rs` with the other statements whose plans are checked.
+
+pub(crate) const CHANNEL_UPSERT: &str = "INSERT INTO channels (id, kind, locations, enabled) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, \
+     locations = excluded.locations, enabled = excluded.enabled";
+
+pub(crate) const CHANNELS_ALL: &str =
+    "SELECT id, kind, locations, enabled FROM channels ORDER BY id";
+
+pub(crate) const CHANNEL_ONE: &str =
+    "SELECT id, kind, locations, enabled FROM channels WHERE id = ?1";
+
+/// SQLite: one listing per execution.
+pub(crate) const SQLITE_LISTING_UPSERT: &str = "INSERT INTO listings (channel, sku, external, rank) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (channel, sku) DO UPDATE SET \
+     external = excluded.external, rank = excluded.rank";
+
+/// PostgreSQL: the whole batch as arrays (a (channel, SKU) pair at most once:
+/// `ON CONFLICT` cannot touch a row twice in one statement).
+pub(crate) const PG_LISTINGS_UPSERT: &str = "INSERT INTO listings (channel, sku, external, rank) \
+     SELECT * FROM UNNEST(?1::text[], ?2::text[], ?3::text[], ?4::int4[]) \
+     ON CONFLICT (channel, sku) DO UPDATE SET \
+     external = excluded.external, rank = excluded.rank";
+
+pub(crate) const BUNDLE_DELETE: &str = "DELETE FROM bundle_components WHERE kit = ?1";
+
+/// SQLite: one component per execution.
+pub(crate) const SQLITE_BUNDLE_COMPONENT_INSERT: &str =
+    "INSERT INTO bundle_components (kit, position, component, qty) VALUES (?1, ?2, ?3, ?4)";
+
+/// PostgreSQL: every component of the kit as arrays.
+pub(crate) const PG_BUNDLE_COMPONENTS_INSERT: &str =
+    "INSERT INTO bundle_components (kit, position, component, qty) \
+     SELECT ?1, * FROM UNNEST(?2::int4[], ?3::text[], ?4::int4[])";
+
+pub(crate) const BUNDLES_ALL: &str =
+    "SELECT kit, component, qty FROM bundle_components ORDER BY kit, position";
+
+/// The next version is taken inside the insert; the caller serialises
+/// writers (SQLite: an immediate transaction; PostgreSQL: an advisory lock).
+pub(crate) const RULES_INSERT_NEXT: &str =
+    "INSERT INTO rules_versions (version, document, message, author, created_at) \
+     SELECT COALESCE(MAX(version), 0) + 1, ?1, ?2, ?3, ?4 FROM rules_versions \
+     RETURNING version";
+
+pub(crate) const RULES_ACTIVE: &str = "SELECT version, document, message, author, created_at \
+     FROM rules_versions ORDER BY version DESC LIMIT 1";
+
+pub(crate) const RULES_ONE: &str = "SELECT version, document, message, author, created_at \
+     FROM rules_versions WHERE version = ?1";
+
+pub(crate) const RULES_ALL: &str = "SELECT version, document, message, author, created_at \
+     FROM rules_versions ORDER BY version";
+
 /// Sales in the order events of a ledger row, for one SKU.
 pub(crate) fn sales_in(
     event_json: &str,

@@ -3,7 +3,7 @@
 
 use super::{to_inbound, to_quantities, PgStore, WRITER_LOCK_ID};
 use crate::channels::{
-    bundles_from_rows, channel_from_columns, listing_from_columns, locations_column, sales_in,
+    self as sql, bundles_from_rows, channel_from_columns, listing_from_columns, locations_column, sales_in,
     ChannelRecord, ChannelStore, ListingRecord, RulesVersion, VariantStock,
 };
 use crate::hot;
@@ -43,10 +43,7 @@ fn to_rules_version(row: &Row) -> Result<RulesVersion, StoreError> {
 
 pub(crate) async fn channels_on(client: &Client) -> Result<Vec<ChannelRecord>, StoreError> {
     let rows = client
-        .query(
-            "SELECT id, kind, locations, enabled FROM channels ORDER BY id",
-            &[],
-        )
+        .query(sql::CHANNELS_ALL, &[])
         .await?;
     rows.iter().map(to_channel).collect()
 }
@@ -62,10 +59,7 @@ pub(crate) async fn listings_of_on(
 
 pub(crate) async fn bundles_on(client: &Client) -> Result<Vec<Bundle>, StoreError> {
     let rows = client
-        .query(
-            "SELECT kit, component, qty FROM bundle_components ORDER BY kit, position",
-            &[],
-        )
+        .query(sql::BUNDLES_ALL, &[])
         .await?;
     bundles_from_rows(
         rows.iter()
@@ -76,10 +70,7 @@ pub(crate) async fn bundles_on(client: &Client) -> Result<Vec<Bundle>, StoreErro
 
 pub(crate) async fn active_rules_on(client: &Client) -> Result<Option<RulesVersion>, StoreError> {
     let row = client
-        .query_opt(
-            &format!("SELECT {RULES_COLUMNS} FROM rules_versions ORDER BY version DESC LIMIT 1"),
-            &[],
-        )
+        .query_opt(sql::RULES_ACTIVE, &[])
         .await?;
     row.as_ref().map(to_rules_version).transpose()
 }
@@ -141,17 +132,13 @@ pub(crate) async fn sales_since_on(
     Ok(sales)
 }
 
-const RULES_COLUMNS: &str = "version, document, message, author, created_at";
-
 #[async_trait]
 impl ChannelStore for PgStore {
     async fn upsert_channel(&self, channel: ChannelRecord) -> Result<(), StoreError> {
         let client = self.reader().await?;
         client
             .execute(
-                "INSERT INTO channels (id, kind, locations, enabled) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind,
-                   locations = EXCLUDED.locations, enabled = EXCLUDED.enabled",
+                &pg(sql::CHANNEL_UPSERT),
                 &[
                     &channel.id.as_str(),
                     &channel.kind.as_str(),
@@ -171,10 +158,7 @@ impl ChannelStore for PgStore {
     async fn channel(&self, id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
         let client = self.reader().await?;
         let row = client
-            .query_opt(
-                "SELECT id, kind, locations, enabled FROM channels WHERE id = $1",
-                &[&id.as_str()],
-            )
+            .query_opt(&pg(sql::CHANNEL_ONE), &[&id.as_str()])
             .await?;
         row.as_ref().map(to_channel).transpose()
     }
@@ -196,10 +180,7 @@ impl ChannelStore for PgStore {
         let client = self.reader().await?;
         client
             .execute(
-                "INSERT INTO listings (channel, sku, external, rank)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[])
-                 ON CONFLICT (channel, sku) DO UPDATE SET external = EXCLUDED.external,
-                   rank = EXCLUDED.rank",
+                &pg(sql::PG_LISTINGS_UPSERT),
                 &[&channels, &skus, &external, &ranks],
             )
             .await?;
@@ -246,11 +227,8 @@ impl ChannelStore for PgStore {
     async fn put_bundle(&self, bundle: Bundle) -> Result<(), StoreError> {
         let mut client = self.reader().await?;
         let tx = client.transaction().await?;
-        tx.execute(
-            "DELETE FROM bundle_components WHERE kit = $1",
-            &[&bundle.kit.as_str()],
-        )
-        .await?;
+        tx.execute(&pg(sql::BUNDLE_DELETE), &[&bundle.kit.as_str()])
+            .await?;
         let positions: Vec<i32> = (0..bundle.components.len() as i32).collect();
         let components: Vec<&str> = bundle.components.iter().map(|c| c.sku.as_str()).collect();
         let qtys: Vec<i32> = bundle
@@ -259,8 +237,7 @@ impl ChannelStore for PgStore {
             .map(|c| i32::try_from(c.qty).unwrap_or(i32::MAX))
             .collect();
         tx.execute(
-            "INSERT INTO bundle_components (kit, position, component, qty)
-             SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::int4[])",
+            &pg(sql::PG_BUNDLE_COMPONENTS_INSERT),
             &[&bundle.kit.as_str(), &positions, &components, &qtys],
         )
         .await?;
@@ -272,10 +249,7 @@ impl ChannelStore for PgStore {
     async fn delete_bundle(&self, kit: &Sku) -> Result<bool, StoreError> {
         let client = self.reader().await?;
         let deleted = client
-            .execute(
-                "DELETE FROM bundle_components WHERE kit = $1",
-                &[&kit.as_str()],
-            )
+            .execute(&pg(sql::BUNDLE_DELETE), &[&kit.as_str()])
             .await?;
         client.execute(hot::BUMP_SETUP, &[]).await?;
         Ok(deleted > 0)
@@ -298,9 +272,7 @@ impl ChannelStore for PgStore {
         let created_at = Utc::now();
         let row = tx
             .query_one(
-                "INSERT INTO rules_versions (version, document, message, author, created_at)
-                 SELECT COALESCE(MAX(version), 0) + 1, $1, $2, $3, $4 FROM rules_versions
-                 RETURNING version",
+                &pg(sql::RULES_INSERT_NEXT),
                 &[
                     &serde_json::to_string(&document)?,
                     &message,
@@ -331,10 +303,7 @@ impl ChannelStore for PgStore {
         };
         let client = self.reader().await?;
         let row = client
-            .query_opt(
-                &format!("SELECT {RULES_COLUMNS} FROM rules_versions WHERE version = $1"),
-                &[&version],
-            )
+            .query_opt(&pg(sql::RULES_ONE), &[&version])
             .await?;
         row.as_ref().map(to_rules_version).transpose()
     }
@@ -342,10 +311,7 @@ impl ChannelStore for PgStore {
     async fn rules_versions(&self) -> Result<Vec<RulesVersion>, StoreError> {
         let client = self.reader().await?;
         let rows = client
-            .query(
-                &format!("SELECT {RULES_COLUMNS} FROM rules_versions ORDER BY version"),
-                &[],
-            )
+            .query(sql::RULES_ALL, &[])
             .await?;
         rows.iter().map(to_rules_version).collect()
     }

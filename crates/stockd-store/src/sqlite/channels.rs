@@ -3,7 +3,7 @@
 
 use super::{inbound_query, stock_rows, SqliteStore, INBOUND_COLUMNS};
 use crate::channels::{
-    bundles_from_rows, channel_from_columns, listing_from_columns, locations_column, sales_in,
+    self as sql, bundles_from_rows, channel_from_columns, listing_from_columns, locations_column, sales_in,
     ChannelRecord, ChannelStore, ListingRecord, RulesVersion, VariantStock,
 };
 use crate::hot;
@@ -70,7 +70,7 @@ fn to_rules_version(
 
 pub(crate) fn channels_on(conn: &Connection) -> Result<Vec<ChannelRecord>, StoreError> {
     let raw = conn
-        .prepare_cached("SELECT id, kind, locations, enabled FROM channels ORDER BY id")?
+        .prepare_cached(sql::CHANNELS_ALL)?
         .query_map([], channel_row)?
         .collect::<Result<Vec<_>, _>>()?;
     raw.into_iter()
@@ -95,17 +95,15 @@ pub(crate) fn listings_of_on(
 
 pub(crate) fn bundles_on(conn: &Connection) -> Result<Vec<Bundle>, StoreError> {
     let raw = conn
-        .prepare_cached("SELECT kit, component, qty FROM bundle_components ORDER BY kit, position")?
+        .prepare_cached(sql::BUNDLES_ALL)?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     bundles_from_rows(raw)
 }
 
 pub(crate) fn active_rules_on(conn: &Connection) -> Result<Option<RulesVersion>, StoreError> {
-    conn.prepare_cached(&format!(
-        "SELECT {RULES_COLUMNS} FROM rules_versions ORDER BY version DESC LIMIT 1"
-    ))?
-    .query_row([], rules_version_row)
+    conn.prepare_cached(sql::RULES_ACTIVE)?
+        .query_row([], rules_version_row)
     .optional()?
     .map(to_rules_version)
     .transpose()
@@ -174,18 +172,11 @@ pub(crate) fn sales_since_on(
     Ok(sales)
 }
 
-const RULES_COLUMNS: &str = "version, document, message, author, created_at";
-
 #[async_trait]
 impl ChannelStore for SqliteStore {
     async fn upsert_channel(&self, channel: ChannelRecord) -> Result<(), StoreError> {
         self.read(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO channels (id, kind, locations, enabled) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
-                   locations = excluded.locations, enabled = excluded.enabled",
-            )?
-            .execute(params![
+            conn.prepare_cached(sql::CHANNEL_UPSERT)?.execute(params![
                 channel.id.as_str(),
                 channel.kind.as_str(),
                 locations_column(&channel)?,
@@ -205,7 +196,7 @@ impl ChannelStore for SqliteStore {
         let id = id.clone();
         self.read(move |conn| {
             let raw = conn
-                .prepare_cached("SELECT id, kind, locations, enabled FROM channels WHERE id = ?1")?
+                .prepare_cached(sql::CHANNEL_ONE)?
                 .query_row([id.as_str()], channel_row)
                 .optional()?;
             raw.map(|(id, kind, locations, enabled)| {
@@ -219,11 +210,7 @@ impl ChannelStore for SqliteStore {
     async fn upsert_listings(&self, listings: Vec<ListingRecord>) -> Result<usize, StoreError> {
         self.read(move |conn| {
             in_transaction(conn, |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "INSERT INTO listings (channel, sku, external, rank) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (channel, sku) DO UPDATE SET external = excluded.external,
-                       rank = excluded.rank",
-                )?;
+                let mut stmt = conn.prepare_cached(sql::SQLITE_LISTING_UPSERT)?;
                 for listing in &listings {
                     stmt.execute(params![
                         listing.channel.as_str(),
@@ -276,11 +263,9 @@ impl ChannelStore for SqliteStore {
     async fn put_bundle(&self, bundle: Bundle) -> Result<(), StoreError> {
         self.read(move |conn| {
             in_transaction(conn, |conn| {
-                conn.prepare_cached("DELETE FROM bundle_components WHERE kit = ?1")?
+                conn.prepare_cached(sql::BUNDLE_DELETE)?
                     .execute([bundle.kit.as_str()])?;
-                let mut stmt = conn.prepare_cached(
-                    "INSERT INTO bundle_components (kit, position, component, qty) VALUES (?1, ?2, ?3, ?4)",
-                )?;
+                let mut stmt = conn.prepare_cached(sql::SQLITE_BUNDLE_COMPONENT_INSERT)?;
                 for (position, component) in bundle.components.iter().enumerate() {
                     stmt.execute(params![
                         bundle.kit.as_str(),
@@ -300,7 +285,7 @@ impl ChannelStore for SqliteStore {
         let kit = kit.clone();
         self.read(move |conn| {
             let deleted = conn
-                .prepare_cached("DELETE FROM bundle_components WHERE kit = ?1")?
+                .prepare_cached(sql::BUNDLE_DELETE)?
                 .execute([kit.as_str()])?;
             conn.prepare_cached(hot::BUMP_SETUP)?.execute([])?;
             Ok(deleted > 0)
@@ -320,23 +305,16 @@ impl ChannelStore for SqliteStore {
     ) -> Result<RulesVersion, StoreError> {
         self.read(move |conn| {
             in_transaction(conn, |conn| {
-                let version: i64 = conn.query_row(
-                    "SELECT COALESCE(MAX(version), 0) + 1 FROM rules_versions",
-                    [],
+                let created_at = Utc::now();
+                let version: i64 = conn.prepare_cached(sql::RULES_INSERT_NEXT)?.query_row(
+                    params![
+                        serde_json::to_string(&document)?,
+                        message,
+                        author,
+                        created_at.to_rfc3339()
+                    ],
                     |r| r.get(0),
                 )?;
-                let created_at = Utc::now();
-                conn.prepare_cached(
-                    "INSERT INTO rules_versions (version, document, message, author, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![
-                    version,
-                    serde_json::to_string(&document)?,
-                    message,
-                    author,
-                    created_at.to_rfc3339()
-                ])?;
                 conn.prepare_cached(hot::BUMP_SETUP)?.execute([])?;
                 Ok(RulesVersion {
                     version: u32::try_from(version).map_err(crate::rows::corrupt)?,
@@ -356,10 +334,8 @@ impl ChannelStore for SqliteStore {
 
     async fn rules_version(&self, version: u32) -> Result<Option<RulesVersion>, StoreError> {
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {RULES_COLUMNS} FROM rules_versions WHERE version = ?1"
-            ))?
-            .query_row([version], rules_version_row)
+            conn.prepare_cached(sql::RULES_ONE)?
+                .query_row([version], rules_version_row)
             .optional()?
             .map(to_rules_version)
             .transpose()
@@ -370,9 +346,7 @@ impl ChannelStore for SqliteStore {
     async fn rules_versions(&self) -> Result<Vec<RulesVersion>, StoreError> {
         self.read(|conn| {
             let raw = conn
-                .prepare_cached(&format!(
-                    "SELECT {RULES_COLUMNS} FROM rules_versions ORDER BY version"
-                ))?
+                .prepare_cached(sql::RULES_ALL)?
                 .query_map([], rules_version_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             raw.into_iter().map(to_rules_version).collect()
