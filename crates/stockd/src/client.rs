@@ -449,7 +449,7 @@ impl Target {
                                 .await?
                         }
                     };
-                    runs.push(crate::reconcile::RunView::from(&run));
+                    runs.push(crate::outbound::reconcile::RunView::from(&run));
                 }
                 to_json(&serde_json::json!({"runs": runs}))
             }
@@ -474,7 +474,7 @@ impl Target {
     pub async fn reconcile_run(&self, id: i64) -> Result<Option<Value>, SendError> {
         match self {
             Target::Direct(store) => match store.recon_run(id).await? {
-                Some(run) => Ok(Some(to_json(&crate::reconcile::RunView::from(&run))?)),
+                Some(run) => Ok(Some(to_json(&crate::outbound::reconcile::RunView::from(&run))?)),
                 None => Ok(None),
             },
             Target::Server(client) => {

@@ -80,7 +80,7 @@ pub struct FileConfig {
     pub feeds: Vec<crate::inbound::feeds::FileFeed>,
     /// `[outbound.nats]`: stock changes published out.
     #[serde(default)]
-    pub outbound: crate::outbound::FileOutbound,
+    pub outbound: crate::outbound::publish::FileOutbound,
     #[serde(default)]
     pub reconciliation: FileReconciliation,
     #[serde(default)]
@@ -233,12 +233,12 @@ pub struct ServeConfig {
     /// Channel connections (from the config file).
     pub connectors: Vec<crate::connections::ConnectorSettings>,
     /// Connectors given directly (tests and the demo: in-process channels).
-    pub extra_connections: Vec<crate::sync::Connection>,
+    pub extra_connections: Vec<crate::outbound::dispatch::Connection>,
     pub retry: stockd_core::retry::RetryPolicy,
     /// Inbound and outbound paths beyond HTTP (NATS); none by default.
     pub inbound: crate::inbound::InboundSettings,
     /// Reconciliation runs (schedule, report-only channels, paging).
-    pub reconcile: crate::reconcile::ReconcileConfig,
+    pub reconcile: crate::outbound::reconcile::ReconcileConfig,
 }
 
 impl ServeConfig {
@@ -362,8 +362,8 @@ impl Settings {
 
 fn resolve_reconciliation(
     file: FileReconciliation,
-) -> Result<crate::reconcile::ReconcileConfig, ConfigError> {
-    use crate::reconcile::{DailyAt, ReconcileConfig};
+) -> Result<crate::outbound::reconcile::ReconcileConfig, ConfigError> {
+    use crate::outbound::reconcile::{DailyAt, ReconcileConfig};
     let schedule = match file.daily_at.as_deref() {
         Some("off") => None,
         at => Some(

@@ -49,7 +49,7 @@
 //! ```
 
 use crate::config::{ConfigError, Secret};
-use crate::sync::Connection;
+use crate::outbound::dispatch::Connection;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,7 +3,6 @@
 //! `main.rs` only calls `cli::main`; tests start the server with `spawn`.
 
 pub mod api;
-pub mod audit;
 pub mod auth;
 pub mod availability;
 pub mod cli;
@@ -19,8 +18,6 @@ pub mod inbound;
 pub mod input;
 pub mod metrics;
 pub mod outbound;
-pub mod reconcile;
-pub mod sync;
 pub mod webhooks;
 
 use crate::auth::{Auth, OpenOnPublicAddress};
@@ -51,7 +48,7 @@ pub enum StartError {
 pub struct RunningServer {
     addr: SocketAddr,
     backend: &'static str,
-    sync_kpis: std::sync::Arc<sync::SyncKpis>,
+    sync_kpis: std::sync::Arc<outbound::dispatch::SyncKpis>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -73,7 +70,7 @@ impl RunningServer {
     }
 
     /// The sync pipeline's delivery figures.
-    pub fn sync_kpis(&self) -> std::sync::Arc<sync::SyncKpis> {
+    pub fn sync_kpis(&self) -> std::sync::Arc<outbound::dispatch::SyncKpis> {
         self.sync_kpis.clone()
     }
 
@@ -128,7 +125,7 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
             .map(|c| (c.channel.clone(), c.connector.clone()))
             .collect(),
     );
-    let reconciler = reconcile::Reconciler::new(
+    let reconciler = outbound::reconcile::Reconciler::new(
         store.clone(),
         connections
             .iter()
@@ -138,9 +135,9 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
     );
     state.reconciler = Some(reconciler.clone());
     let (audit_sink, audit_task) =
-        audit::AuditTask::start(store.clone(), config.reconcile.audit_retention);
+        outbound::audit::AuditTask::start(store.clone(), config.reconcile.audit_retention);
     let _ = state.sync_kpis.audit.set(audit_sink);
-    let dispatcher = sync::Dispatcher::start(
+    let dispatcher = outbound::dispatch::Dispatcher::start(
         store.clone(),
         connections,
         config.retry,
@@ -157,7 +154,7 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
         .inbound
         .outbound_nats
         .clone()
-        .map(|settings| outbound::Publisher::start(store.clone(), settings));
+        .map(|settings| outbound::publish::Publisher::start(store.clone(), settings));
     let sync_kpis = state.sync_kpis.clone();
     let app = api::router(state, config.http);
     let (shutdown, stop) = oneshot::channel::<()>();

@@ -182,7 +182,7 @@ async fn http_ingest(
     let id = std::process::id();
     let stream = format!("STOCKD_BENCH_OUT_{id}_{name}").replace('.', "_");
     if publish {
-        config.inbound.outbound_nats = Some(stockd::outbound::NatsOutboundSettings {
+        config.inbound.outbound_nats = Some(stockd::outbound::publish::NatsOutboundSettings {
             url: o.nats_url.clone(),
             auth: NatsAuth::None,
             subject_prefix: format!("stockd.benchout.{id}"),

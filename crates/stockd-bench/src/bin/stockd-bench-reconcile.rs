@@ -24,7 +24,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stockd::config::ServeConfig;
-use stockd::sync::{percentile, Connection};
+use stockd::outbound::dispatch::Connection;
+use stockd::outbound::stats::percentile;
 use stockd_channels::{woocommerce, ReqwestTransport, Transport};
 use stockd_core::ChannelId;
 use stockd_store::kpis::{DayCounts, LATENCY_BUCKETS_MS};
@@ -168,7 +169,7 @@ async fn main() -> Result<()> {
     let port = free_port()?;
     let server = stockd::spawn(ServeConfig {
         extra_connections: connections,
-        reconcile: stockd::reconcile::ReconcileConfig {
+        reconcile: stockd::outbound::reconcile::ReconcileConfig {
             schedule: None,
             page_size: 1_000,
             // Each page with a differing listing waits this long before the

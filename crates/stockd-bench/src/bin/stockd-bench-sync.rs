@@ -30,7 +30,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stockd::config::ServeConfig;
-use stockd::sync::{percentile, Connection, UpdateClass};
+use stockd::outbound::dispatch::{Connection, UpdateClass};
+use stockd::outbound::stats::percentile;
 use stockd_channels::{shopify, woocommerce, ReqwestTransport, Transport};
 use stockd_core::ChannelId;
 
@@ -309,7 +310,7 @@ async fn run(options: &Options, throttled: bool) -> Result<Value> {
 }
 
 /// Latency samples kept per channel and class before the load.
-fn baseline(kpis: &stockd::sync::SyncKpis) -> Vec<(ChannelId, [usize; 2])> {
+fn baseline(kpis: &stockd::outbound::dispatch::SyncKpis) -> Vec<(ChannelId, [usize; 2])> {
     kpis.figures()
         .iter()
         .map(|f| {
@@ -327,7 +328,7 @@ fn baseline(kpis: &stockd::sync::SyncKpis) -> Vec<(ChannelId, [usize; 2])> {
 
 /// The samples of one class taken since `baseline`.
 fn since(
-    kpis: &stockd::sync::SyncKpis,
+    kpis: &stockd::outbound::dispatch::SyncKpis,
     baseline: &[(ChannelId, [usize; 2])],
     channel: &ChannelId,
     class: UpdateClass,
@@ -362,7 +363,7 @@ async fn drained(client: &reqwest::Client, base: &str, limit: Duration) -> Resul
             .await?;
         let lagging = page["items"].as_array().map_or(0, |rows| {
             rows.iter()
-                .filter(|r| r["last_error"] != stockd::sync::HELD_BY_BUDGET)
+                .filter(|r| r["last_error"] != stockd::outbound::dispatch::HELD_BY_BUDGET)
                 .count()
         });
         if lagging == 0 {

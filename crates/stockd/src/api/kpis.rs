@@ -8,7 +8,7 @@
 use crate::api::{page_limit, AppState, QueryParams};
 use crate::auth::{Authorized, Read};
 use crate::error::{ApiError, ErrorBody};
-use crate::sync::ChannelFigures;
+use crate::outbound::dispatch::ChannelFigures;
 use axum::extract::State;
 use axum::Json;
 use chrono::{NaiveDate, Utc};

@@ -58,7 +58,7 @@ pub struct AppState {
     /// Connected channels (webhooks are verified by their connector).
     pub connectors: Arc<crate::webhooks::Connectors>,
     pub listing_index: Arc<crate::webhooks::ListingIndex>,
-    pub sync_kpis: Arc<crate::sync::SyncKpis>,
+    pub sync_kpis: Arc<crate::outbound::dispatch::SyncKpis>,
     pub inbound_kpis: Arc<crate::inbound::nats::InboundKpis>,
     /// Configured supplier feeds.
     pub feeds: Arc<Vec<crate::inbound::feeds::FeedSettings>>,
@@ -67,7 +67,7 @@ pub struct AppState {
     /// The OpenAPI document, rendered once at start.
     pub openapi_json: Arc<str>,
     /// Reconciliation runs (`None`: this server runs none).
-    pub reconciler: Option<Arc<crate::reconcile::Reconciler>>,
+    pub reconciler: Option<Arc<crate::outbound::reconcile::Reconciler>>,
 }
 
 impl AppState {
@@ -80,7 +80,7 @@ impl AppState {
             store,
             connectors: Arc::new(crate::webhooks::Connectors::new()),
             listing_index: Arc::new(crate::webhooks::ListingIndex::default()),
-            sync_kpis: Arc::new(crate::sync::SyncKpis::default()),
+            sync_kpis: Arc::new(crate::outbound::dispatch::SyncKpis::default()),
             inbound_kpis: Arc::default(),
             feeds: Arc::default(),
             auth: Arc::new(auth),

@@ -75,7 +75,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             state
                 .sync_kpis
                 .render_with(&oldest, chrono::Utc::now(), &mut text);
-            crate::reconcile::render_metrics(&*state.store, &mut text).await;
+            crate::outbound::reconcile::render_metrics(&*state.store, &mut text).await;
             state.inbound_kpis.render(&mut text);
             crate::api::kpis::render_metrics(&*state.store, &mut text).await;
             text

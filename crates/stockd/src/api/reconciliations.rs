@@ -5,7 +5,7 @@
 use crate::api::{page_limit, AppState, PathParam, QueryParams};
 use crate::auth::{Admin, Authorized, Read};
 use crate::error::{ApiError, ErrorBody};
-use crate::reconcile::{RequestError, RunView};
+use crate::outbound::reconcile::{RequestError, RunView};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -45,7 +45,7 @@ fn unknown_run(raw: &str) -> ApiError {
     }
 }
 
-fn reconciler(state: &AppState) -> Result<&crate::reconcile::Reconciler, ApiError> {
+fn reconciler(state: &AppState) -> Result<&crate::outbound::reconcile::Reconciler, ApiError> {
     state
         .reconciler
         .as_deref()

@@ -6,7 +6,7 @@
 //! Google signs in with a service-account key; the key pair beside this file
 //! is a throwaway made for the demo and the tests, never a real account's.
 
-use crate::sync::Connection;
+use crate::outbound::dispatch::Connection;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,7 +10,8 @@
 use crate::config::ServeConfig;
 pub mod channels;
 
-use crate::sync::{Rng, UpdateClass};
+use crate::outbound::dispatch::UpdateClass;
+use crate::outbound::stats::Rng;
 use channels::{SimChannel, SimKind};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -206,7 +207,7 @@ pub async fn run(
         .map_err(DemoError::Setup)?;
     let server = crate::spawn(ServeConfig {
         extra_connections: connections,
-        reconcile: crate::reconcile::ReconcileConfig {
+        reconcile: crate::outbound::reconcile::ReconcileConfig {
             schedule: None,
             // The Google simulator serves a processed product after 100 ms.
             settle_after_push: Some(Duration::from_secs(2)),
@@ -596,7 +597,7 @@ async fn outbox_rows(api: &Api, pending: bool) -> Result<Vec<Value>, DemoError> 
 /// A listing whose update the change budget holds: stockd means the channel
 /// to keep showing what it last acknowledged until the budget allows more.
 fn held(row: &Value) -> bool {
-    row["last_error"] == crate::sync::HELD_BY_BUDGET && row["parked"] != true
+    row["last_error"] == crate::outbound::dispatch::HELD_BY_BUDGET && row["parked"] != true
 }
 
 /// Waits until no listing lags its channel, but for updates the change
@@ -634,7 +635,7 @@ fn percentiles(mut samples: Vec<f64>) -> LatencyReport {
         return LatencyReport::default();
     }
     samples.sort_by(f64::total_cmp);
-    let at = |p: f64| crate::sync::percentile(&samples, p);
+    let at = |p: f64| crate::outbound::stats::percentile(&samples, p);
     LatencyReport {
         p50: at(50.0),
         p95: at(95.0),

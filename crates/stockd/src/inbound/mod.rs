@@ -79,7 +79,7 @@ pub struct InboundSettings {
     /// `[[feeds]]`.
     pub feeds: Vec<feeds::FeedSettings>,
     /// `[outbound.nats]`: stock changes published out.
-    pub outbound_nats: Option<crate::outbound::NatsOutboundSettings>,
+    pub outbound_nats: Option<crate::outbound::publish::NatsOutboundSettings>,
 }
 
 fn nats_error(message: impl Into<String>) -> ConfigError {

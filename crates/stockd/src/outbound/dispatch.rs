@@ -34,6 +34,8 @@ use stockd_store::{Store, StoreError};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::stats::{percentile, Rng};
+
 /// The outbox note of a listing whose update the change budget holds.
 pub const HELD_BY_BUDGET: &str = "held by the change budget";
 
@@ -83,7 +85,7 @@ impl std::fmt::Debug for Connection {
 pub struct SyncKpis {
     inner: Mutex<BTreeMap<ChannelId, ChannelKpis>>,
     /// Where push attempts go for the audit trail and the daily figures.
-    pub audit: std::sync::OnceLock<crate::audit::AuditSink>,
+    pub audit: std::sync::OnceLock<crate::outbound::audit::AuditSink>,
 }
 
 /// A ring of latency samples (milliseconds).
@@ -170,15 +172,6 @@ pub struct ChannelFigures {
     /// How long the channel's oldest unsent update has waited, in
     /// milliseconds (none: nothing waits).
     pub oldest_unsent_age_ms: Option<f64>,
-}
-
-/// The `p`-th percentile (nearest rank) of ascending `sorted`; 0 when empty.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 impl SyncKpis {
@@ -621,43 +614,6 @@ async fn poll_orders(
     }
 }
 
-/// A small xorshift generator: backoff jitter, the demo's sample traffic
-/// (no cryptographic use).
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    /// A fixed sequence (the demo's traffic is repeatable).
-    pub(crate) fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    pub(crate) fn seeded() -> Rng {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9E37_79B9_7F4A_7C15);
-        Rng::new(nanos)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// Uniform in [0, 1).
-    pub(crate) fn next_unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// In [0, n).
-    #[cfg_attr(not(feature = "demo"), allow(dead_code))]
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-}
-
 /// One channel's dispatcher loop: each round reads due rows (protective
 /// first), starts pushes in free slots and goes on while they resolve.
 struct Worker {
@@ -1041,7 +997,7 @@ impl Pusher {
                 let dead = updates[updates_before..]
                     .iter()
                     .any(|u| matches!(u, OutboxUpdate::Dead { .. }));
-                sink.record(crate::audit::attempt(row, item, &outcome, now, dead));
+                sink.record(crate::outbound::audit::attempt(row, item, &outcome, now, dead));
             }
         }
         Ok(updates)

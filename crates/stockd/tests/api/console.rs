@@ -689,7 +689,7 @@ async fn shop_with_a_dead_letter() -> (TestApp, RunningSim) {
     cfg.retry.base = Duration::from_millis(50);
     cfg.retry.cap = Duration::from_millis(200);
     cfg.retry.max_attempts = 3;
-    cfg.extra_connections = vec![stockd::sync::Connection {
+    cfg.extra_connections = vec![stockd::outbound::dispatch::Connection {
         channel: ChannelId::parse(WOO.to_string()).expect("id"),
         connector: Arc::new(woocommerce::WooCommerce::new(
             woocommerce::Config {

@@ -435,7 +435,7 @@ async fn stock_changes_are_published_once_per_change_in_order() {
     };
     let js = jetstream::new(client);
     let unique = settings("out", Duration::from_secs(30));
-    let outbound = stockd::outbound::NatsOutboundSettings {
+    let outbound = stockd::outbound::publish::NatsOutboundSettings {
         url: unique.url.clone(),
         auth: NatsAuth::None,
         subject_prefix: unique.subjects[0]
@@ -487,10 +487,10 @@ async fn stock_changes_are_published_once_per_change_in_order() {
         .unwrap();
     use futures_util::StreamExt;
     let mut batch = consumer.fetch().max_messages(100).messages().await.unwrap();
-    let mut seen: Vec<(String, stockd::outbound::StockMessage)> = Vec::new();
+    let mut seen: Vec<(String, stockd::outbound::publish::StockMessage)> = Vec::new();
     while let Some(m) = batch.next().await {
         let m = m.unwrap();
-        let body: stockd::outbound::StockMessage = serde_json::from_slice(&m.payload).unwrap();
+        let body: stockd::outbound::publish::StockMessage = serde_json::from_slice(&m.payload).unwrap();
         let id = m
             .headers
             .as_ref()

@@ -17,7 +17,7 @@ fn free_port() -> u16 {
 struct Channels {
     app: Option<TestApp>,
     sims: Vec<SimChannel>,
-    connections: Vec<stockd::sync::Connection>,
+    connections: Vec<stockd::outbound::dispatch::Connection>,
     port: u16,
     db: String,
     _dir: tempfile::TempDir,

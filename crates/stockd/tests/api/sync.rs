@@ -36,11 +36,11 @@ fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-fn connections(shop: &RunningSim, woo: &RunningSim) -> Vec<stockd::sync::Connection> {
+fn connections(shop: &RunningSim, woo: &RunningSim) -> Vec<stockd::outbound::dispatch::Connection> {
     let transport: Arc<dyn Transport> =
         Arc::new(ReqwestTransport::new(Duration::from_secs(5)).expect("http client"));
     vec![
-        stockd::sync::Connection {
+        stockd::outbound::dispatch::Connection {
             channel: ChannelId::parse(SHOP.to_string()).expect("id"),
             connector: Arc::new(shopify::Shopify::new(
                 shopify::Config {
@@ -52,7 +52,7 @@ fn connections(shop: &RunningSim, woo: &RunningSim) -> Vec<stockd::sync::Connect
                 transport.clone(),
             )),
         },
-        stockd::sync::Connection {
+        stockd::outbound::dispatch::Connection {
             channel: ChannelId::parse(WOO.to_string()).expect("id"),
             connector: Arc::new(woocommerce::WooCommerce::new(
                 woocommerce::Config {

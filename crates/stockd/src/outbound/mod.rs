@@ -1,0 +1,14 @@
+//! The outbound side: what leaves stockd for the channels and other systems.
+//! `dispatch` pushes each channel's desired states through its connector
+//! (one worker per channel, in-flight marks, per-channel leases, order
+//! polls), `reconcile` compares what the channels show with stockd's belief,
+//! `audit` writes the push audit trail and daily figures off the
+//! dispatcher's path, and `publish` publishes stock changes on NATS.
+//! `stats` holds the percentile and random helpers the figures, the demo
+//! and the benchmarks share.
+
+pub mod audit;
+pub mod dispatch;
+pub mod publish;
+pub mod reconcile;
+pub mod stats;
