@@ -1,17 +1,16 @@
 //! Amazon Selling Partner API connector.
 //!
-//! Protocol details follow the channel notes (`channels/bol-amazon-gmc.md`
-//! §2); section numbers below refer to them.
+//! Each behaviour cites the Selling Partner API documentation it follows.
 //!
 //! - Auth: Login with Amazon refresh-token exchange; the access token is
 //!   cached until shortly before it expires and sent as `x-amz-access-token`
-//!   on every SP-API call (§2.1). A 401/403 renews the token once.
+//!   on every SP-API call (<https://developer-docs.amazon.com/sp-api/docs/connecting-to-the-selling-partner-api>). A 401/403 renews the token once.
 //! - Push, small batches: Listings Items 2021-08-01 `patchListingsItem`, one
-//!   `merge` of `/attributes/fulfillment_availability` per SKU (§2.4).
+//!   `merge` of `/attributes/fulfillment_availability` per SKU (<https://developer-docs.amazon.com/sp-api/docs/listings-items-api-v2021-08-01-reference>).
 //!   `ACCEPTED` is reported as applied: the channel queued the absolute value
 //!   and applies it asynchronously (verification is by read-back).
 //! - Push, large batches (more than `Config::feed_threshold` items):
-//!   `JSON_LISTINGS_FEED` through the Feeds API 2021-06-30 (§2.5), followed
+//!   `JSON_LISTINGS_FEED` through the Feeds API 2021-06-30 (<https://developer-docs.amazon.com/sp-api/docs/feeds-api-v2021-06-30-use-case-guide>), followed
 //!   to its processing report within `Config::feed_timeout`. A feed still
 //!   processing at that bound is remembered: its items come back `Retryable`
 //!   with code `pending`, and when the dispatcher retries them (same
@@ -22,12 +21,12 @@
 //! - Reads: `getListingsItem` with `includedData=fulfillmentAvailability`,
 //!   the quantity of the `DEFAULT` (merchant-fulfilled) channel.
 //! - Orders: polled with Orders API v2026-01-01 `searchOrders` on
-//!   `lastUpdatedAfter` (§2.6), and received as `ORDER_CHANGE` notifications
-//!   forwarded to stockd with an `X-Stockd-Signature` HMAC (§2.7). Both give
+//!   `lastUpdatedAfter` (<https://developer-docs.amazon.com/sp-api/docs/orders-api-migration-guide>), and received as `ORDER_CHANGE` notifications
+//!   forwarded to stockd with an `X-Stockd-Signature` HMAC (<https://developer-docs.amazon.com/sp-api/docs/notification-type-values>). Both give
 //!   the same dedup key per order and state.
 //!
 //! Every operation has its own token bucket with the published rate and
-//! burst (§2.3), corrected from `x-amzn-RateLimit-Limit`; a 429 empties the
+//! burst (<https://developer-docs.amazon.com/sp-api/docs/usage-plans-and-rate-limits>), corrected from `x-amzn-RateLimit-Limit`; a 429 empties the
 //! bucket for `Retry-After` (UNCONFIRMED on Amazon) or one token's time.
 
 mod auth;
@@ -68,7 +67,7 @@ const LISTINGS_PREFIX: &str = "/listings/2021-08-01/items";
 const FEEDS_PREFIX: &str = "/feeds/2021-06-30";
 const ORDERS_PATH: &str = "/orders/2026-01-01/orders";
 const BODY_EXCERPT: usize = 2048;
-/// Access tokens live one hour (§2.1); renew this long before.
+/// Access tokens live one hour (<https://developer-docs.amazon.com/sp-api/docs/connecting-to-the-selling-partner-api>); renew this long before.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 /// Items of a push that takes the patch path (about one second at the
 /// `patchListingsItem` rate).
@@ -83,7 +82,7 @@ type HmacSha256 = Hmac<Sha256>;
 pub struct Config {
     /// SP-API base URL, without a trailing slash.
     pub endpoint: String,
-    /// LWA token endpoint (§2.1).
+    /// LWA token endpoint (<https://developer-docs.amazon.com/sp-api/docs/connecting-to-the-selling-partner-api>).
     pub lwa_url: String,
     pub client_id: String,
     pub client_secret: String,
@@ -105,7 +104,7 @@ pub struct Config {
     pub feed_timeout: Duration,
     /// How far back the first order poll (no cursor) looks.
     pub order_lookback: Duration,
-    /// `searchOrders` pages read per poll at most (burst 20, §2.3).
+    /// `searchOrders` pages read per poll at most (burst 20, <https://developer-docs.amazon.com/sp-api/docs/usage-plans-and-rate-limits>).
     pub order_pages_per_poll: usize,
 }
 
@@ -174,7 +173,7 @@ impl Op {
         }
     }
 
-    /// `(burst, rate per second)` from the models' usage plans (§2.3).
+    /// `(burst, rate per second)` from the models' usage plans (<https://developer-docs.amazon.com/sp-api/docs/usage-plans-and-rate-limits>).
     /// The limiters run one token under the burst and at `PACING_MARGIN` of
     /// the rate.
     fn plan(self) -> (f64, f64) {
@@ -263,7 +262,7 @@ fn parse_external(external: &External, default_marketplace: &str) -> Result<Targ
     Ok(Target {
         seller_sku,
         marketplace_id: text("marketplace_id").unwrap_or_else(|| default_marketplace.to_owned()),
-        // "PRODUCT" for offer-only patches is UNCONFIRMED (§2.4); the
+        // "PRODUCT" for offer-only patches is UNCONFIRMED (<https://developer-docs.amazon.com/sp-api/docs/listings-items-api-v2021-08-01-reference>); the
         // listing's own product type is used when stored.
         product_type: text("product_type").unwrap_or_else(|| "PRODUCT".to_owned()),
     })
@@ -273,7 +272,7 @@ fn body_excerpt(response: &HttpResponse) -> Option<String> {
     Some(response.body_excerpt(BODY_EXCERPT))
 }
 
-/// The first entry of an `ErrorList` body (§2.2).
+/// The first entry of an `ErrorList` body (<https://developer-docs.amazon.com/sp-api/docs/response-format>).
 fn first_error(body: &[u8]) -> Option<(String, String)> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let first = value.get("errors")?.as_array()?.first()?;
@@ -505,7 +504,7 @@ impl Amazon {
     }
 
     /// One token's worth of time for `op`, as a wait after a 429 without
-    /// `Retry-After` (its presence on Amazon is UNCONFIRMED, §2.3).
+    /// `Retry-After` (its presence on Amazon is UNCONFIRMED, <https://developer-docs.amazon.com/sp-api/docs/usage-plans-and-rate-limits>).
     fn throttle_wait(&self, op: Op) -> Duration {
         let rate = self.rate(op).max(1e-6);
         Duration::from_secs_f64((1.0 / rate).clamp(1.0, 180.0))
@@ -575,7 +574,7 @@ impl Amazon {
                     error.retry_after = Some(wait);
                     return Err(error);
                 }
-                // The code for an expired token is UNCONFIRMED (§2.8):
+                // The code for an expired token is not documented:
                 // renew once on any 401/403.
                 401 | 403 if !renewed => {
                     renewed = true;
@@ -586,7 +585,7 @@ impl Amazon {
         }
     }
 
-    /// Adopts the rate Amazon reports for the operation (§2.3; the value
+    /// Adopts the rate Amazon reports for the operation (<https://developer-docs.amazon.com/sp-api/docs/usage-plans-and-rate-limits>; the value
     /// format, e.g. `5.0`, is UNCONFIRMED).
     fn observe_limit(&self, op: Op, response: &HttpResponse) {
         let rate = response

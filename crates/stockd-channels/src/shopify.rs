@@ -1,19 +1,18 @@
 //! Shopify Admin API (GraphQL) connector.
 //!
-//! Protocol details follow the channel notes (`channels/shopify-woocommerce.md`
-//! §1); section numbers below refer to them.
+//! Each behaviour cites the Shopify Admin API documentation it follows.
 //!
 //! - Pushes are absolute `inventorySetQuantities` calls on the `available`
-//!   quantity, up to 250 quantities per call (§1.1, §1.3), with
+//!   quantity, up to 250 quantities per call (<https://shopify.dev/docs/api/admin-graphql>, <https://shopify.dev/docs/api/admin-graphql/latest/mutations/inventorySetQuantities>), with
 //!   compare-and-set: `compareQuantity` before API version 2026-01,
 //!   `changeFromQuantity` plus `@idempotent(key:)` from 2026-01 on.
 //! - A stale compare or an invalid item fails only that item: its current
 //!   level is read back and the rest of the batch is sent again.
 //! - Reads use `nodes(ids:)` on inventory items, one location per query.
 //! - Every document is paced by a cost bucket that adopts the channel's
-//!   `throttleStatus` (§1.6).
+//!   `throttleStatus` (<https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits>).
 //! - Webhooks: `X-Shopify-Hmac-Sha256` over the exact body, and the
-//!   `orders/create`, `orders/cancelled` and `refunds/create` topics (§1.7).
+//!   `orders/create`, `orders/cancelled` and `refunds/create` topics (<https://shopify.dev/docs/apps/build/webhooks/delivery-structure>).
 
 mod graphql;
 mod inventory;
@@ -39,13 +38,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The API version whose schema the connector is validated against (§1.9).
+/// The API version whose schema (the official admin schema in `specs/`) the
+/// connector is validated against.
 pub const DEFAULT_API_VERSION: &str = "2025-01";
-/// Any array input takes at most 250 items (§1.1).
+/// Any array input takes at most 250 items (<https://shopify.dev/api/usage/limits>).
 pub const MAX_BATCH: usize = 250;
-/// First version with `changeFromQuantity` and `@idempotent` (§1.3).
+/// First version with `changeFromQuantity` and `@idempotent` (<https://shopify.dev/docs/api/admin-graphql/latest/mutations/inventorySetQuantities>).
 const CHANGE_FROM_VERSION: &str = "2026-01";
-/// `inventorySetQuantities` refuses totals beyond ±1,000,000,000 (§1.3).
+/// `inventorySetQuantities` refuses totals beyond ±1,000,000,000 (<https://shopify.dev/docs/api/admin-graphql/latest/mutations/inventorySetQuantities>).
 const MAX_QUANTITY: i64 = 1_000_000_000;
 const BODY_EXCERPT: usize = 2048;
 
@@ -70,7 +70,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        // §1.6: the older published bucket, 1000 points leaking 50 per second;
+        // <https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits>: the older published bucket, 1000 points leaking 50 per second;
         // the channel's own numbers replace it after the first answer.
         Config {
             shop_url: String::new(),
@@ -95,7 +95,7 @@ pub struct Shopify {
     change_from: bool,
     /// The largest set call answered so far: (items, the requested cost the
     /// channel computed for it). The bucket must hold the *requested* cost
-    /// (§1.6), so a call of no more items reserves that, not the static
+    /// (<https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits>), so a call of no more items reserves that, not the static
     /// estimate, which is far higher when the channel prices mutations flat.
     set_cost_seen: std::sync::Mutex<Option<(usize, f64)>>,
 }
@@ -111,7 +111,7 @@ impl std::fmt::Debug for Shopify {
 }
 
 /// Whether `version` uses `changeFromQuantity` + `@idempotent` (2026-01 on)
-/// rather than `compareQuantity` (§1.3). Versions compare as `YYYY-MM`.
+/// rather than `compareQuantity` (<https://shopify.dev/docs/api/admin-graphql/latest/mutations/inventorySetQuantities>). Versions compare as `YYYY-MM`.
 fn uses_change_from(version: &str) -> bool {
     let v = version.trim();
     if v == "unstable" {
@@ -162,7 +162,7 @@ impl Shopify {
         }
     }
 
-    /// The GraphQL endpoint (§1.1).
+    /// The GraphQL endpoint (<https://shopify.dev/docs/api/admin-graphql>).
     pub fn endpoint(&self) -> String {
         format!(
             "{}/admin/api/{}/graphql.json",
@@ -246,7 +246,7 @@ impl Connector for Shopify {
             }
         }
 
-        // Before 2026-01 every quantity needs a compareQuantity (§1.3): read
+        // Before 2026-01 every quantity needs a compareQuantity (<https://shopify.dev/docs/api/admin-graphql/latest/mutations/inventorySetQuantities>): read
         // the unknown ones first.
         if !unknown.is_empty() {
             let pairs: Vec<(String, String)> = unknown

@@ -4,7 +4,7 @@
 use super::*;
 
 impl Amazon {
-    // LWA (§2.1)
+    // LWA (<https://developer-docs.amazon.com/sp-api/docs/connecting-to-the-selling-partner-api>)
 
     pub(super) async fn access_token(&self) -> Result<String, ChannelError> {
         let mut slot = self.token.lock().await;
@@ -83,7 +83,7 @@ impl Amazon {
         let access_token = str_field(&value, "access_token")
             .ok_or_else(|| invalid_response(&response, "LWA token answer has no access_token"))?
             .to_owned();
-        // One hour when the answer does not say (§2.1).
+        // One hour when the answer does not say (<https://developer-docs.amazon.com/sp-api/docs/connecting-to-the-selling-partner-api>).
         let lifetime = int_field(value.get("expires_in"))
             .filter(|&s| s > 0)
             .map(|s| Duration::from_secs(s as u64))

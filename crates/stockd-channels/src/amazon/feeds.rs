@@ -15,7 +15,7 @@ pub(super) enum FeedResult {
 }
 
 impl Amazon {
-    // JSON_LISTINGS_FEED (§2.5)
+    // JSON_LISTINGS_FEED (<https://developer-docs.amazon.com/sp-api/docs/feeds-api-v2021-06-30-use-case-guide>)
 
     /// The feed document for `entries` of (message id, target, quantity).
     pub(super) fn feed_document(&self, entries: &[(u32, &Target, i64)]) -> Value {

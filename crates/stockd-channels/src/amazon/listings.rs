@@ -13,7 +13,7 @@ pub(super) fn quantity_to_send(item: &PushItem) -> i64 {
 }
 
 /// One `merge` of the DEFAULT (merchant-fulfilled) channel's quantity: other
-/// fields such as `lead_time_to_ship_max_days` are kept (§2.4).
+/// fields such as `lead_time_to_ship_max_days` are kept (<https://developer-docs.amazon.com/sp-api/docs/listings-items-api-v2021-08-01-reference>).
 pub(super) fn quantity_patches(quantity: i64) -> Value {
     json!([{
         "op": "merge",
@@ -23,7 +23,7 @@ pub(super) fn quantity_patches(quantity: i64) -> Value {
 }
 
 impl Amazon {
-    // Listings Items (§2.4)
+    // Listings Items (<https://developer-docs.amazon.com/sp-api/docs/listings-items-api-v2021-08-01-reference>)
 
     pub(super) async fn patch_one(&self, target: &Target, quantity: i64) -> ItemOutcome {
         let path = self.listing_path(target, &[("issueLocale", &self.config.issue_locale)]);
@@ -52,7 +52,7 @@ impl Amazon {
         };
         match str_field(&value, "status") {
             Some("ACCEPTED") => ItemOutcome::Applied { quantity },
-            // INVALID comes with HTTP 200 and the reasons in `issues` (§2.4).
+            // INVALID comes with HTTP 200 and the reasons in `issues` (<https://developer-docs.amazon.com/sp-api/docs/listings-items-api-v2021-08-01-reference>).
             Some("INVALID") => {
                 let issues: Vec<&Value> = value
                     .get("issues")

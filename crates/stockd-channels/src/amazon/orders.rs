@@ -17,7 +17,7 @@ pub(super) fn notification_signature(secret: &str, body: &[u8]) -> String {
 }
 
 impl Amazon {
-    // Orders (§2.6)
+    // Orders (<https://developer-docs.amazon.com/sp-api/docs/orders-api-migration-guide>)
 
     pub(super) async fn search_orders(
         &self,
@@ -148,7 +148,7 @@ impl Amazon {
 }
 
 // ---------------------------------------------------------------------------
-// Orders: searchOrders (§2.6) and ORDER_CHANGE (§2.7), one dedup key scheme.
+// Orders: searchOrders (<https://developer-docs.amazon.com/sp-api/docs/orders-api-migration-guide>) and ORDER_CHANGE (<https://developer-docs.amazon.com/sp-api/docs/notification-type-values>), one dedup key scheme.
 
 /// What stockd does with an order in a state, from either source's status
 /// names: v2026 `fulfillmentStatus` (PENDING, UNSHIPPED, …) or the

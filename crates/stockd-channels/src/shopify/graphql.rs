@@ -12,7 +12,7 @@ pub(super) const LEVELS_DOCUMENT: &str = "query StockdLevels($ids: [ID!]!, $loca
      nodes(ids: $ids) { ... on InventoryItem { id inventoryLevel(locationId: $locationId) { \
      quantities(names: [\"available\"]) { name quantity } } } } }";
 
-/// The set mutation; with a key, the 2026-01 `@idempotent` directive (§1.3).
+/// The set mutation; with a key, the 2026-01 `@idempotent` directive (<https://shopify.dev/docs/api/admin-graphql/latest/mutations/inventorySetQuantities>).
 /// The key is inlined like Shopify's examples; it is hex and dashes only.
 pub(super) fn set_document(idempotency_key: Option<&str>) -> String {
     let directive = match idempotency_key {
@@ -37,7 +37,7 @@ pub fn graphql_documents() -> Vec<String> {
     ]
 }
 
-// Requested-cost estimates (§1.6: objects 1, scalars 0, lists counted once per
+// Requested-cost estimates (<https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits>: objects 1, scalars 0, lists counted once per
 // expected element). Mutations are assumed to cost 10 on top (Shopify's usual
 // mutation cost; the note does not give it), which only errs high. Whatever
 // is overestimated comes back with the refund of requested − actual.
@@ -79,7 +79,7 @@ pub(super) struct Cost {
 }
 
 impl Cost {
-    /// `extensions.cost` (§1.6).
+    /// `extensions.cost` (<https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits>).
     pub(super) fn from_response(body: &Value) -> Option<Cost> {
         let cost = body.get("extensions")?.get("cost")?;
         let throttle = cost.get("throttleStatus").and_then(|t| {
@@ -139,7 +139,7 @@ pub(super) fn is_transient_code(code: &str) -> bool {
     )
 }
 
-/// One `InventorySetQuantitiesUserError` (§1.3).
+/// One `InventorySetQuantitiesUserError` (<https://shopify.dev/docs/api/admin-graphql/latest/mutations/inventorySetQuantities>).
 #[derive(Debug, Clone)]
 pub(super) struct UserError {
     pub(super) code: String,
@@ -259,7 +259,7 @@ impl Shopify {
             self.learn_set_cost(items, requested);
         }
 
-        // §1.6: refund requested − actual, then adopt the channel's bucket
+        // <https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits>: refund requested − actual, then adopt the channel's bucket
         // (observe never raises the local count above the channel's).
         if let Some(cost) = cost {
             if let Some(actual) = cost.actual {
@@ -336,7 +336,7 @@ impl Shopify {
         }
     }
 
-    /// THROTTLED as HTTP 200 or 429 (§1.6): wait for `Retry-After` when
+    /// THROTTLED as HTTP 200 or 429 (<https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits>): wait for `Retry-After` when
     /// given, else until the channel's bucket holds the requested cost.
     /// Nothing leaves before then.
     pub(super) fn throttled(

@@ -5,7 +5,7 @@
 use super::*;
 
 /// A GID of `kind` from a GID string, a numeric string or a JSON number.
-/// Numbers are kept as integers: REST ids exceed 2^53 (§1.1).
+/// Numbers are kept as integers: REST ids exceed 2^53 (<https://shopify.dev/docs/api/admin-graphql>).
 pub(super) fn gid(external: &External, key: &str, kind: &str) -> Result<String, ChannelError> {
     let missing = || {
         ChannelError::new(
@@ -65,7 +65,7 @@ pub(super) struct Entry {
     pub(super) quantity: i64,
     /// What the channel is believed to hold (`compareQuantity` /
     /// `changeFromQuantity`); `None` only with `changeFromQuantity`, where an
-    /// explicit null opts out of the check (§1.3).
+    /// explicit null opts out of the check (<https://shopify.dev/docs/api/admin-graphql/latest/mutations/inventorySetQuantities>).
     pub(super) compare: Option<i64>,
     pub(super) idempotency_key: String,
     pub(super) reference: String,
@@ -79,7 +79,7 @@ pub(super) struct SetAnswer {
     pub(super) excerpt: String,
 }
 
-/// Whether `reference` is a URI with a scheme; §1.3 accepts `gid://app/Entity/id` or any
+/// Whether `reference` is a URI with a scheme; <https://shopify.dev/docs/api/admin-graphql/latest/mutations/inventorySetQuantities> accepts `gid://app/Entity/id` or any
 /// other URI with a scheme.
 pub(super) fn has_scheme(reference: &str) -> bool {
     let Some((scheme, rest)) = reference.split_once(':') else {
@@ -94,7 +94,7 @@ pub(super) fn has_scheme(reference: &str) -> bool {
 /// `referenceDocumentUri` for one call. One shared reference is sent as is
 /// (made into `gid://stockd/Reference/…` when it has no scheme); several
 /// references in one call are named as one batch in the preferred
-/// `gid://[app]/[entity]/[id]` form (§1.3).
+/// `gid://[app]/[entity]/[id]` form (<https://shopify.dev/docs/api/admin-graphql/latest/mutations/inventorySetQuantities>).
 pub(super) fn reference_uri(round: &[Entry]) -> String {
     let first = round.first().map(|e| e.reference.as_str()).unwrap_or("");
     if !first.is_empty() && round.iter().all(|e| e.reference == first) {
@@ -133,7 +133,7 @@ pub(super) fn uuid_from_digest(digest: &[u8]) -> String {
 /// The `@idempotent` key of one call: a UUID derived from the items'
 /// idempotency keys and the exact values sent, so a retry of the same batch
 /// reuses it and a different call (a subset after per-item errors, other
-/// values) never collides with it (IDEMPOTENCY_KEY_PARAMETER_MISMATCH, §1.3).
+/// values) never collides with it (IDEMPOTENCY_KEY_PARAMETER_MISMATCH, <https://shopify.dev/docs/api/admin-graphql/latest/mutations/inventorySetQuantities>).
 pub(super) fn batch_idempotency_key(round: &[Entry], reference: &str, attempt: u32) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"stockd/shopify/inventorySetQuantities\0");
@@ -257,7 +257,7 @@ impl Shopify {
                     "quantity": e.quantity,
                 });
                 if self.change_from {
-                    // §1.3 (2026-01+): explicit null opts out of the check.
+                    // <https://shopify.dev/docs/api/admin-graphql/latest/mutations/inventorySetQuantities> (2026-01+): explicit null opts out of the check.
                     q["changeFromQuantity"] = e.compare.map_or(Value::Null, Value::from);
                 } else {
                     q["compareQuantity"] = e.compare.map_or(Value::Null, Value::from);
@@ -438,7 +438,7 @@ impl Shopify {
                 }
                 return Ok(applied);
             }
-            // §1.3: "Retry with a new idempotency key" — once.
+            // <https://shopify.dev/docs/api/admin-graphql/latest/mutations/inventorySetQuantities>: "Retry with a new idempotency key" — once.
             if attempt == 0
                 && user_errors
                     .iter()

@@ -11,7 +11,7 @@ impl Shopify {
         headers: &http::HeaderMap,
         body: &[u8],
     ) -> Result<WebhookAction, WebhookError> {
-        // §1.7: base64 HMAC-SHA256 of the raw body with the app's client secret.
+        // <https://shopify.dev/docs/apps/build/webhooks/delivery-structure>: base64 HMAC-SHA256 of the raw body with the app's client secret.
         if self.config.webhook_secret.is_empty() {
             // Anyone can sign with an empty key.
             return Err(WebhookError::BadSignature);
@@ -128,7 +128,7 @@ pub(super) fn order_created(payload: &Value) -> Result<OrderChange, WebhookError
 }
 
 /// `restock_type` values that put units back into stock: `return` and
-/// `legacy_restock` (seen), `cancel` (§1.7, §3 item 7); `no_restock` does not.
+/// `legacy_restock` (seen), `cancel` (<https://shopify.dev/docs/api/admin-rest/latest/resources/refund>); `no_restock` does not.
 pub(super) fn restocks(refund: &Value, line: &Value) -> bool {
     match line.get("restock_type").and_then(Value::as_str) {
         Some(kind) => matches!(kind, "return" | "cancel" | "legacy_restock"),
