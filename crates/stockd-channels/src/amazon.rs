@@ -35,7 +35,6 @@ mod listings;
 mod orders;
 
 use crate::encoding::{encode_pairs, percent_encode};
-use listings::{quantity_patches, quantity_to_send};
 use crate::ratelimit::Limiter;
 use crate::{
     constant_time_eq, Availability, ChannelError, ChannelLevel, Connector, ErrorClass, External,
@@ -45,6 +44,7 @@ use crate::{
 use async_trait::async_trait;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use listings::{quantity_patches, quantity_to_send};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 use std::collections::{BTreeMap, HashMap};
@@ -649,7 +649,6 @@ impl Amazon {
             encode_pairs(&params)
         )
     }
-
 }
 
 #[async_trait]

@@ -59,7 +59,10 @@ mod tests {
         assert_eq!(percent_encode(" "), "%20");
         assert_eq!(percent_encode("a+b"), "a%2Bb");
         assert_eq!(percent_encode("gen:/?#[]@"), "gen%3A%2F%3F%23%5B%5D%40");
-        assert_eq!(percent_encode("!$&'()*,;="), "%21%24%26%27%28%29%2A%2C%3B%3D");
+        assert_eq!(
+            percent_encode("!$&'()*,;="),
+            "%21%24%26%27%28%29%2A%2C%3B%3D"
+        );
         assert_eq!(percent_encode("%"), "%25");
         assert_eq!(percent_encode("\u{7f}\n"), "%7F%0A");
     }

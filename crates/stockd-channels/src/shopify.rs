@@ -19,9 +19,6 @@ mod inventory;
 mod webhooks;
 
 use crate::encoding::percent_encode;
-pub use graphql::graphql_documents;
-use graphql::*;
-use inventory::*;
 use crate::ratelimit::Limiter;
 use crate::{
     constant_time_eq, Availability, ChannelError, ChannelLevel, Connector, ErrorClass, External,
@@ -30,7 +27,10 @@ use crate::{
 };
 use async_trait::async_trait;
 use base64::Engine;
+pub use graphql::graphql_documents;
+use graphql::*;
 use hmac::{Hmac, Mac};
+use inventory::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -190,7 +190,6 @@ impl Shopify {
             1.0
         }
     }
-
 }
 
 #[async_trait]

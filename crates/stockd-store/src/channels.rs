@@ -173,7 +173,8 @@ pub(crate) const CHANNEL_ONE: &str =
     "SELECT id, kind, locations, enabled FROM channels WHERE id = ?1";
 
 /// SQLite: one listing per execution.
-pub(crate) const SQLITE_LISTING_UPSERT: &str = "INSERT INTO listings (channel, sku, external, rank) \
+pub(crate) const SQLITE_LISTING_UPSERT: &str =
+    "INSERT INTO listings (channel, sku, external, rank) \
      VALUES (?1, ?2, ?3, ?4) ON CONFLICT (channel, sku) DO UPDATE SET \
      external = excluded.external, rank = excluded.rank";
 

@@ -474,7 +474,9 @@ impl Target {
     pub async fn reconcile_run(&self, id: i64) -> Result<Option<Value>, SendError> {
         match self {
             Target::Direct(store) => match store.recon_run(id).await? {
-                Some(run) => Ok(Some(to_json(&crate::outbound::reconcile::RunView::from(&run))?)),
+                Some(run) => Ok(Some(to_json(&crate::outbound::reconcile::RunView::from(
+                    &run,
+                ))?)),
                 None => Ok(None),
             },
             Target::Server(client) => {

@@ -96,7 +96,10 @@ impl Amazon {
     }
 
     /// One `getFeed`: the processing status and the result document id.
-    pub(super) async fn feed_status(&self, feed_id: &str) -> Result<(String, Option<String>), ChannelError> {
+    pub(super) async fn feed_status(
+        &self,
+        feed_id: &str,
+    ) -> Result<(String, Option<String>), ChannelError> {
         let response = self
             .call(
                 Op::GetFeed,
@@ -178,7 +181,10 @@ impl Amazon {
     }
 
     /// Downloads a processing report and maps its issues to message ids.
-    pub(super) async fn processing_report(&self, document_id: &str) -> Result<Report, ChannelError> {
+    pub(super) async fn processing_report(
+        &self,
+        document_id: &str,
+    ) -> Result<Report, ChannelError> {
         let response = self
             .call(
                 Op::GetFeedDocument,
@@ -211,7 +217,11 @@ impl Amazon {
     }
 
     /// Resolves `pending` entries of earlier feeds with one status check each.
-    pub(super) async fn resume_pending(&self, items: &[PushItem], outcomes: &mut [Option<ItemOutcome>]) {
+    pub(super) async fn resume_pending(
+        &self,
+        items: &[PushItem],
+        outcomes: &mut [Option<ItemOutcome>],
+    ) {
         let now = Instant::now();
         let mut by_feed: BTreeMap<String, Vec<(usize, u32, String)>> = BTreeMap::new();
         {

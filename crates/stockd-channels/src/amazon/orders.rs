@@ -41,7 +41,10 @@ impl Amazon {
 
     /// Reads one window of `searchOrders` pages after `cursor`
     /// (`lastUpdatedAfter[|page token]`).
-    pub(super) async fn poll_order_changes(&self, cursor: Option<&str>) -> Result<OrderPoll, ChannelError> {
+    pub(super) async fn poll_order_changes(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<OrderPoll, ChannelError> {
         let first_after;
         let (after, mut token) = match cursor.filter(|c| !c.trim().is_empty()) {
             Some(cursor) => split_cursor(cursor.trim()),
@@ -209,7 +212,11 @@ pub(super) fn order_change(
     })
 }
 
-pub(super) fn order_line(line_id: Option<&str>, sku: Option<&str>, qty: Option<i64>) -> Option<OrderLineRef> {
+pub(super) fn order_line(
+    line_id: Option<&str>,
+    sku: Option<&str>,
+    qty: Option<i64>,
+) -> Option<OrderLineRef> {
     let (line_id, sku, qty) = (line_id?, sku?, qty?);
     if qty <= 0 {
         return None;

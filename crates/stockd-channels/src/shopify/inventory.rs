@@ -247,7 +247,11 @@ impl Shopify {
     }
 
     /// One `inventorySetQuantities` call for `round`.
-    pub(super) async fn send_set(&self, round: &[Entry], attempt: u32) -> Result<SetAnswer, ChannelError> {
+    pub(super) async fn send_set(
+        &self,
+        round: &[Entry],
+        attempt: u32,
+    ) -> Result<SetAnswer, ChannelError> {
         let quantities: Vec<Value> = round
             .iter()
             .map(|e| {

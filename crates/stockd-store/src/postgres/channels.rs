@@ -3,8 +3,8 @@
 
 use super::{to_inbound, to_quantities, PgStore, WRITER_LOCK_ID};
 use crate::channels::{
-    self as sql, bundles_from_rows, channel_from_columns, listing_from_columns, locations_column, sales_in,
-    ChannelRecord, ChannelStore, ListingRecord, RulesVersion, VariantStock,
+    self as sql, bundles_from_rows, channel_from_columns, listing_from_columns, locations_column,
+    sales_in, ChannelRecord, ChannelStore, ListingRecord, RulesVersion, VariantStock,
 };
 use crate::hot;
 use crate::outbox::pg;
@@ -42,9 +42,7 @@ fn to_rules_version(row: &Row) -> Result<RulesVersion, StoreError> {
 }
 
 pub(crate) async fn channels_on(client: &Client) -> Result<Vec<ChannelRecord>, StoreError> {
-    let rows = client
-        .query(sql::CHANNELS_ALL, &[])
-        .await?;
+    let rows = client.query(sql::CHANNELS_ALL, &[]).await?;
     rows.iter().map(to_channel).collect()
 }
 
@@ -58,9 +56,7 @@ pub(crate) async fn listings_of_on(
 }
 
 pub(crate) async fn bundles_on(client: &Client) -> Result<Vec<Bundle>, StoreError> {
-    let rows = client
-        .query(sql::BUNDLES_ALL, &[])
-        .await?;
+    let rows = client.query(sql::BUNDLES_ALL, &[]).await?;
     bundles_from_rows(
         rows.iter()
             .map(|r| (r.get(0), r.get(1), i64::from(r.get::<_, i32>(2))))
@@ -69,9 +65,7 @@ pub(crate) async fn bundles_on(client: &Client) -> Result<Vec<Bundle>, StoreErro
 }
 
 pub(crate) async fn active_rules_on(client: &Client) -> Result<Option<RulesVersion>, StoreError> {
-    let row = client
-        .query_opt(sql::RULES_ACTIVE, &[])
-        .await?;
+    let row = client.query_opt(sql::RULES_ACTIVE, &[]).await?;
     row.as_ref().map(to_rules_version).transpose()
 }
 
@@ -302,17 +296,13 @@ impl ChannelStore for PgStore {
             return Ok(None);
         };
         let client = self.reader().await?;
-        let row = client
-            .query_opt(&pg(sql::RULES_ONE), &[&version])
-            .await?;
+        let row = client.query_opt(&pg(sql::RULES_ONE), &[&version]).await?;
         row.as_ref().map(to_rules_version).transpose()
     }
 
     async fn rules_versions(&self) -> Result<Vec<RulesVersion>, StoreError> {
         let client = self.reader().await?;
-        let rows = client
-            .query(sql::RULES_ALL, &[])
-            .await?;
+        let rows = client.query(sql::RULES_ALL, &[]).await?;
         rows.iter().map(to_rules_version).collect()
     }
 

@@ -3,8 +3,8 @@
 
 use super::{inbound_query, stock_rows, SqliteStore, INBOUND_COLUMNS};
 use crate::channels::{
-    self as sql, bundles_from_rows, channel_from_columns, listing_from_columns, locations_column, sales_in,
-    ChannelRecord, ChannelStore, ListingRecord, RulesVersion, VariantStock,
+    self as sql, bundles_from_rows, channel_from_columns, listing_from_columns, locations_column,
+    sales_in, ChannelRecord, ChannelStore, ListingRecord, RulesVersion, VariantStock,
 };
 use crate::hot;
 use crate::rows::{parse_id, parse_time};
@@ -104,9 +104,9 @@ pub(crate) fn bundles_on(conn: &Connection) -> Result<Vec<Bundle>, StoreError> {
 pub(crate) fn active_rules_on(conn: &Connection) -> Result<Option<RulesVersion>, StoreError> {
     conn.prepare_cached(sql::RULES_ACTIVE)?
         .query_row([], rules_version_row)
-    .optional()?
-    .map(to_rules_version)
-    .transpose()
+        .optional()?
+        .map(to_rules_version)
+        .transpose()
 }
 
 pub(crate) fn variant_stock_on(
@@ -336,9 +336,9 @@ impl ChannelStore for SqliteStore {
         self.read(move |conn| {
             conn.prepare_cached(sql::RULES_ONE)?
                 .query_row([version], rules_version_row)
-            .optional()?
-            .map(to_rules_version)
-            .transpose()
+                .optional()?
+                .map(to_rules_version)
+                .transpose()
         })
         .await
     }

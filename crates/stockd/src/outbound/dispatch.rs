@@ -997,7 +997,9 @@ impl Pusher {
                 let dead = updates[updates_before..]
                     .iter()
                     .any(|u| matches!(u, OutboxUpdate::Dead { .. }));
-                sink.record(crate::outbound::audit::attempt(row, item, &outcome, now, dead));
+                sink.record(crate::outbound::audit::attempt(
+                    row, item, &outcome, now, dead,
+                ));
             }
         }
         Ok(updates)

@@ -490,7 +490,8 @@ async fn stock_changes_are_published_once_per_change_in_order() {
     let mut seen: Vec<(String, stockd::outbound::publish::StockMessage)> = Vec::new();
     while let Some(m) = batch.next().await {
         let m = m.unwrap();
-        let body: stockd::outbound::publish::StockMessage = serde_json::from_slice(&m.payload).unwrap();
+        let body: stockd::outbound::publish::StockMessage =
+            serde_json::from_slice(&m.payload).unwrap();
         let id = m
             .headers
             .as_ref()
