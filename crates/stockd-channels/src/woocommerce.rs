@@ -1,18 +1,17 @@
 //! WooCommerce REST API v3 connector.
 //!
-//! Protocol details follow the channel notes (`channels/shopify-woocommerce.md`
-//! §2); section numbers below refer to them.
+//! Each behaviour cites the WooCommerce REST API documentation it follows.
 //!
 //! - Pushes are absolute: `POST /products/batch` for simple products and
 //!   `POST /products/{parent}/variations/batch` per parent, at most 100
-//!   updates per call (§2.3). WooCommerce has no compare-and-set (§2.2), so
+//!   updates per call (<https://woocommerce.github.io/woocommerce-rest-api-docs/#batch-update-products>). WooCommerce has no compare-and-set (<https://woocommerce.github.io/woocommerce-rest-api-docs/#product-properties>), so
 //!   `PushItem::believed` is not used.
 //! - Reads use the collection endpoints with `include=` and follow the
-//!   pagination headers (§2.1).
+//!   pagination headers (<https://woocommerce.github.io/woocommerce-rest-api-docs/#authentication>).
 //! - Auth: HTTP Basic over `https://`, OAuth 1.0a one-legged (HMAC-SHA256,
-//!   parameters in the query string) over plain `http://` (§2.1).
+//!   parameters in the query string) over plain `http://` (<https://woocommerce.github.io/woocommerce-rest-api-docs/#authentication>).
 //! - Webhooks: `X-WC-Webhook-Signature` over the exact body, the unsigned
-//!   creation ping, and `order.created` / `order.updated` (§2.5).
+//!   creation ping, and `order.created` / `order.updated` (<https://woocommerce.github.io/woocommerce-rest-api-docs/#webhooks>).
 
 use crate::encoding::{encode_pairs, percent_encode};
 use crate::ratelimit::Limiter;
@@ -31,9 +30,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Path prefix of the REST API under the site URL (§2.1).
+/// Path prefix of the REST API under the site URL (<https://woocommerce.github.io/woocommerce-rest-api-docs/#authentication>).
 pub const API_PREFIX: &str = "/wp-json/wc/v3";
-/// create + update + delete per batch call (§2.3).
+/// create + update + delete per batch call (<https://woocommerce.github.io/woocommerce-rest-api-docs/#batch-update-products>).
 pub const MAX_BATCH: usize = 100;
 /// `include=` ids per read request; matches `per_page=100`.
 const READ_CHUNK: usize = 100;
@@ -55,7 +54,7 @@ pub struct Config {
     /// The secret given when the webhook was created.
     pub webhook_secret: String,
     /// `(burst, per second)`. WooCommerce itself documents no limit; hosts
-    /// may impose one (§2.1). `None`: paced only by 429 `Retry-After`.
+    /// may impose one (<https://woocommerce.github.io/woocommerce-rest-api-docs/#authentication>). `None`: paced only by 429 `Retry-After`.
     pub rate_limit: Option<(f64, f64)>,
 }
 
@@ -65,7 +64,7 @@ pub struct WooCommerce {
     transport: Arc<dyn Transport>,
     limiter: Limiter,
     /// Items per batch call; lowered when the site answers 413 (the limit is
-    /// filterable per site, §2.3).
+    /// filterable per site, <https://woocommerce.github.io/woocommerce-rest-api-docs/#batch-update-products>).
     batch_limit: AtomicUsize,
     nonce_seq: AtomicU64,
 }
@@ -125,7 +124,7 @@ fn parse_external(external: &External) -> Result<Target, ChannelError> {
     match external.get("variation_id") {
         None | Some(Value::Null) => Ok(Target::Product(product)),
         Some(v) => match id_value(Some(v)) {
-            // Orders use 0 for "no variation" (§2.4); accept the same here.
+            // Orders use 0 for "no variation" (<https://woocommerce.github.io/woocommerce-rest-api-docs/#order-properties>); accept the same here.
             Some(0) => Ok(Target::Product(product)),
             Some(id) => Ok(Target::Variation {
                 parent: product,
@@ -141,7 +140,7 @@ fn parse_external(external: &External) -> Result<Target, ChannelError> {
 
 /// The OAuth signature base string as WooCommerce's
 /// `WC_REST_Authentication::check_oauth_signature` builds it (RFC 5849
-/// §3.4.1 without a token):
+/// section 3.4.1 without a token):
 /// `METHOD & enc(base_url) & enc(k)=enc(v) pairs, sorted by raw key
 /// (strcmp), each pair encoded again and joined with %26`.
 ///
@@ -200,7 +199,7 @@ pub fn oauth_sign(
     params
 }
 
-/// base64(HMAC-SHA256(secret, body)) as in `X-WC-Webhook-Signature` (§2.5).
+/// base64(HMAC-SHA256(secret, body)) as in `X-WC-Webhook-Signature` (<https://woocommerce.github.io/woocommerce-rest-api-docs/#webhooks>).
 pub fn webhook_signature(secret: &str, body: &[u8]) -> String {
     let mut mac =
         HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
@@ -224,14 +223,14 @@ fn class_for(status: u16, message: &str) -> ErrorClass {
         429 => ErrorClass::RateLimited,
         408 | 500..=599 => ErrorClass::Retryable,
         // A replayed nonce is cured by the fresh nonce of the next attempt
-        // (§2.1 lists the message).
+        // (<https://woocommerce.github.io/woocommerce-rest-api-docs/#authentication> lists the message).
         401 if message.contains("nonce has already been used") => ErrorClass::Retryable,
         _ => ErrorClass::Permanent,
     }
 }
 
 /// Classifies a non-2xx response, reading the `{code, message, data:{status}}`
-/// envelope (§2.1).
+/// envelope (<https://woocommerce.github.io/woocommerce-rest-api-docs/#authentication>).
 fn error_from_response(response: &HttpResponse) -> ChannelError {
     let envelope: Option<Value> = serde_json::from_slice(&response.body).ok();
     let code = envelope
@@ -257,7 +256,7 @@ fn error_from_response(response: &HttpResponse) -> ChannelError {
 }
 
 /// A per-item `{"id", "error": {code, message, data: {status}}}` inside a
-/// 200 batch answer (§2.3).
+/// 200 batch answer (<https://woocommerce.github.io/woocommerce-rest-api-docs/#batch-update-products>).
 fn item_error(error: &Value) -> ChannelError {
     let code = error
         .get("code")
@@ -299,7 +298,7 @@ fn invalid_response(response: &HttpResponse, what: &str) -> ChannelError {
     error
 }
 
-/// The "N" of "Unable to accept more than N items for this request." (§2.3).
+/// The "N" of "Unable to accept more than N items for this request." (<https://woocommerce.github.io/woocommerce-rest-api-docs/#batch-update-products>).
 fn accepted_items(error: &ChannelError) -> Option<usize> {
     let rest = error.message.split("more than ").nth(1)?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
@@ -309,11 +308,10 @@ fn accepted_items(error: &ChannelError) -> Option<usize> {
 // ---------------------------------------------------------------------------
 // Push payload.
 
-/// The stock fields of one batch update (§2.2). Stock is managed at the
+/// The stock fields of one batch update (<https://woocommerce.github.io/woocommerce-rest-api-docs/#product-properties>). Stock is managed at the
 /// product/variation level; `stock_status` is sent as well because the
-/// automatic status from the quantity is unconfirmed core behaviour (§2.2
-/// rule 7) and is the only field written when the site does not manage stock
-/// (rule 1). A backorder listing gets `backorders: "notify"` (sellable and
+/// automatic status from the quantity is unconfirmed core behaviour (<https://woocommerce.github.io/woocommerce-rest-api-docs/#product-properties>) and is the only field written when the site does not manage stock
+/// (no managed stock). A backorder listing gets `backorders: "notify"` (sellable and
 /// shown as "on backorder" once the quantity is ≤ 0); every other state
 /// `backorders: "no"`.
 fn update_entry(id: u64, item: &PushItem) -> Value {
@@ -401,7 +399,7 @@ impl WooCommerce {
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
     }
 
-    /// 32 alphanumeric characters, unique per request (§2.1: a reused nonce
+    /// 32 alphanumeric characters, unique per request (<https://woocommerce.github.io/woocommerce-rest-api-docs/#authentication>: a reused nonce
     /// is refused): a per-connector sequence number mixed with the clock, the
     /// process and this connector's address.
     fn next_nonce(&self, timestamp_nanos: u128) -> String {
@@ -602,7 +600,7 @@ impl WooCommerce {
     }
 }
 
-/// `X-WP-TotalPages` when present, else a `Link` with `rel="next"` (§2.1).
+/// `X-WP-TotalPages` when present, else a `Link` with `rel="next"` (<https://woocommerce.github.io/woocommerce-rest-api-docs/#authentication>).
 fn has_next_page(response: &HttpResponse, page: u32) -> bool {
     let total = response
         .headers
@@ -633,7 +631,7 @@ fn level_of(resource: &Value) -> ChannelLevel {
         Some("onbackorder") => Some(Availability::Backorder),
         _ => None,
     };
-    // `stock_quantity` is null when stock is not managed (§2.2).
+    // `stock_quantity` is null when stock is not managed (<https://woocommerce.github.io/woocommerce-rest-api-docs/#product-properties>).
     ChannelLevel {
         quantity: quantity_value(resource.get("stock_quantity")),
         availability,
@@ -659,7 +657,7 @@ fn not_found(target: Target, cause: Option<&ChannelError>) -> ChannelError {
 }
 
 // ---------------------------------------------------------------------------
-// Webhooks (§2.5).
+// Webhooks (<https://woocommerce.github.io/woocommerce-rest-api-docs/#webhooks>).
 
 /// The creation ping: the form body `webhook_id=<id>`.
 fn is_ping(body: &[u8]) -> bool {
@@ -711,7 +709,7 @@ fn order_lines(order: &Map<String, Value>) -> Result<Vec<OrderLineRef>, WebhookE
         })?;
         let mut keys = Vec::new();
         // `variation_id` is 0 when there is none; `product_id` is then the
-        // product itself, else the variation's parent (§2.4).
+        // product itself, else the variation's parent (<https://woocommerce.github.io/woocommerce-rest-api-docs/#order-properties>).
         if let Some(v) = id_value(item.get("variation_id")).filter(|&v| v != 0) {
             keys.push(("variation_id".to_owned(), v.to_string()));
         }
@@ -745,7 +743,7 @@ fn order_action(topic: &str, body: &[u8]) -> Result<WebhookAction, WebhookError>
         .and_then(Value::as_str)
         .ok_or_else(|| WebhookError::BadPayload(format!("order {order_id} without status")))?;
     let status = status.strip_prefix("wc-").unwrap_or(status);
-    // Statuses per §2.4. Core reduces stock for processing and on-hold;
+    // Statuses per <https://woocommerce.github.io/woocommerce-rest-api-docs/#order-properties>. Core reduces stock for processing and on-hold;
     // `pending` (awaiting payment) holds none and `completed` follows a
     // status that already reserved, so both are ignored.
     let kind = match status {
@@ -763,7 +761,7 @@ fn order_action(topic: &str, body: &[u8]) -> Result<WebhookAction, WebhookError>
         _ => Vec::new(),
     };
     Ok(WebhookAction::Order(OrderChange {
-        // Delivery ids can collide within a second (§2.5): deduplicate by
+        // Delivery ids can collide within a second (<https://woocommerce.github.io/woocommerce-rest-api-docs/#webhooks>): deduplicate by
         // order and status instead.
         dedup_key: format!("{order_id}:{status}"),
         order_id,
@@ -954,7 +952,7 @@ impl Connector for WooCommerce {
         body: &[u8],
     ) -> Result<WebhookAction, WebhookError> {
         let signature = header_str(headers, "x-wc-webhook-signature");
-        // The creation ping carries no signature headers (§2.5); it applies
+        // The creation ping carries no signature headers (<https://woocommerce.github.io/woocommerce-rest-api-docs/#webhooks>); it applies
         // nothing, so it is answered without one.
         if signature.is_none() && is_ping(body) {
             return Ok(WebhookAction::Ping);
@@ -963,7 +961,7 @@ impl Connector for WooCommerce {
             return Err(WebhookError::BadSignature);
         };
         // An empty secret would let anyone sign; WooCommerce never uses one
-        // (it generates a default, §2.5).
+        // (it generates a default, <https://woocommerce.github.io/woocommerce-rest-api-docs/#webhooks>).
         if self.config.webhook_secret.is_empty() {
             return Err(WebhookError::BadSignature);
         }
