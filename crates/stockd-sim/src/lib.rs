@@ -9,7 +9,6 @@ pub mod amazon;
 pub mod bol;
 mod common;
 pub mod gmc;
-mod graphql;
 pub mod shopify;
 pub mod woocommerce;
 

@@ -792,3 +792,143 @@ async fn adjust_quantities_deltas_and_ledger_rules() {
     assert_eq!(avail(&sim, "A"), 3);
     sim.shutdown().await;
 }
+
+/// A refusal by schema validation, as Shopify answers it: status 200, `errors` only.
+fn refused(status: u16, v: &Value) -> &Value {
+    assert_eq!(status, 200, "{v}");
+    assert!(v.get("data").is_none(), "{v}");
+    let errors = v["errors"].as_array().expect("errors");
+    assert!(!errors.is_empty(), "{v}");
+    &errors[0]
+}
+
+#[tokio::test]
+async fn documents_the_admin_schema_refuses_are_refused_like_shopify() {
+    let sim = sim_with(Config::default()).await;
+    sim.add_listings(&[("A".into(), 5)]);
+
+    // A field the schema does not have, with where it is.
+    let (s, v, _) = gql(
+        &sim,
+        "2025-01",
+        "query Items { inventoryItems(first: 1) { nodes { id unitCostz } } }",
+        json!({}),
+    )
+    .await;
+    let e = refused(s, &v);
+    assert_eq!(
+        e["message"],
+        "Field 'unitCostz' doesn't exist on type 'InventoryItem'"
+    );
+    assert_eq!(e["extensions"]["code"], "undefinedField");
+    assert_eq!(e["extensions"]["typeName"], "InventoryItem");
+    assert_eq!(e["locations"][0]["line"], 1);
+    assert_eq!(
+        e["path"],
+        json!(["query Items", "inventoryItems", "nodes", "unitCostz"])
+    );
+
+    // An argument of the wrong type.
+    let (s, v, _) = gql(
+        &sim,
+        "2025-01",
+        r#"{ inventoryItems(first: "ten") { nodes { id } } }"#,
+        json!({}),
+    )
+    .await;
+    let e = refused(s, &v);
+    assert_eq!(
+        e["extensions"]["code"], "argumentLiteralsIncompatible",
+        "{v}"
+    );
+
+    // A required variable not given.
+    let (s, v, _) = gql(
+        &sim,
+        "2025-01",
+        "query Item($id: ID!) { inventoryItem(id: $id) { id } }",
+        json!({}),
+    )
+    .await;
+    let e = refused(s, &v);
+    assert_eq!(
+        e["message"],
+        "Variable $id of type ID! was provided invalid value"
+    );
+    assert_eq!(
+        e["extensions"]["problems"][0]["explanation"],
+        "Expected value to not be null"
+    );
+
+    // A fragment used but not defined.
+    let (s, v, _) = gql(
+        &sim,
+        "2025-01",
+        "{ inventoryItems(first: 1) { nodes { ...Missing } } }",
+        json!({}),
+    )
+    .await;
+    let e = refused(s, &v);
+    assert_eq!(e["message"], "Fragment Missing was used, but not defined");
+    assert_eq!(e["extensions"]["code"], "useAndDefineFragment");
+
+    // A field of the real schema that the hand-written subset did not know is accepted by
+    // validation; the simulator says it does not emulate it rather than answer a null.
+    let (s, v, _) = gql(
+        &sim,
+        "2025-01",
+        "{ inventoryItems(first: 1) { nodes { id harmonizedSystemCode } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["errors"][0]["extensions"]["code"], "NOT_EMULATED", "{v}");
+    assert!(
+        v["data"]["inventoryItems"]["nodes"][0]["id"].is_string(),
+        "{v}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_connectors_documents_are_all_accepted() {
+    let sim = sim_with(Config::default()).await;
+    let ls = sim.add_listings(&[("A".into(), 5)]);
+    let (item, loc) = (ext(&ls[0], "inventory_item_id"), ext(&ls[0], "location_id"));
+    let documents = stockd_channels::shopify::graphql_documents();
+    assert!(documents.len() >= 3, "level query and both set flavours");
+    let mut current = 5;
+    for doc in &documents {
+        let mut runs = Vec::new();
+        if doc.contains("inventorySetQuantities") {
+            let quantity = |cas: &str, at: i64| {
+                json!({"input": {"name": "available", "reason": "correction",
+                    "referenceDocumentUri": "stockd://ledger/1",
+                    "quantities": [{"inventoryItemId": item, "locationId": loc, "quantity": at + 1, cas: at}]}})
+            };
+            if doc.contains("@idempotent") {
+                runs.push(("2026-01", quantity("changeFromQuantity", current)));
+            } else {
+                runs.push(("2025-01", quantity("compareQuantity", current)));
+            }
+            current += 1;
+        } else {
+            let vars = json!({"ids": [item], "locationId": loc});
+            runs.push(("2025-01", vars.clone()));
+            runs.push(("2026-01", vars));
+        }
+        for (version, vars) in runs {
+            let (s, v, _) = gql(&sim, version, doc, vars).await;
+            assert_eq!(s, 200, "{v}");
+            assert!(v.get("errors").is_none(), "{version}: {v}\n{doc}");
+            if doc.contains("inventorySetQuantities") {
+                assert!(codes(&v).is_empty(), "{version}: {v}");
+            } else {
+                assert!(v["data"]["nodes"][0]["inventoryLevel"].is_object(), "{v}");
+            }
+        }
+    }
+    // Each set moved the quantity on by one: both set flavours applied.
+    assert_eq!(avail(&sim, "A"), 7);
+    sim.shutdown().await;
+}

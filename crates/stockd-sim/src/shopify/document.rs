@@ -1,6 +1,7 @@
 //! A small GraphQL executable-document parser (October 2021 spec grammar): operations,
 //! variable definitions, selection sets with aliases, arguments, directives, fragment spreads
-//! and inline fragments. Type-system definitions are rejected. Execution lives in `shopify`.
+//! and inline fragments. Type-system definitions are rejected. What the executor walks; the
+//! schema's validation (`schema`) judges everything the grammar allows.
 
 use std::collections::HashMap;
 
@@ -21,7 +22,6 @@ pub(crate) enum GValue {
 pub(crate) struct Directive {
     pub name: String,
     pub args: Vec<(String, GValue)>,
-    pub pos: (usize, usize),
 }
 
 #[derive(Debug, Clone)]
@@ -49,13 +49,11 @@ pub(crate) enum Selection {
     Spread {
         name: String,
         directives: Vec<Directive>,
-        pos: (usize, usize),
     },
     Inline {
         type_cond: Option<String>,
         directives: Vec<Directive>,
         selection: Vec<Selection>,
-        pos: (usize, usize),
     },
 }
 
@@ -79,7 +77,6 @@ pub(crate) struct Operation {
     pub kind: OpKind,
     pub name: Option<String>,
     pub vars: Vec<VarDef>,
-    pub directives: Vec<Directive>,
     pub selection: Vec<Selection>,
     pub pos: (usize, usize),
 }
@@ -376,7 +373,6 @@ impl Parser {
                         kind: OpKind::Query,
                         name: None,
                         vars: vec![],
-                        directives: vec![],
                         selection,
                         pos,
                     });
@@ -398,13 +394,13 @@ impl Parser {
                     } else {
                         vec![]
                     };
-                    let directives = self.directives()?;
+                    // Directives on operations: the schema's validation judges them.
+                    let _ = self.directives()?;
                     let selection = self.selection_set()?;
                     doc.operations.push(Operation {
                         kind,
                         name,
                         vars,
-                        directives,
                         selection,
                         pos,
                     });
@@ -473,7 +469,6 @@ impl Parser {
     fn directives(&mut self) -> Result<Vec<Directive>, ParseError> {
         let mut out = Vec::new();
         while self.is('@') {
-            let pos = self.pos();
             self.next();
             let name = self.name()?;
             let args = if self.is('(') {
@@ -481,7 +476,7 @@ impl Parser {
             } else {
                 vec![]
             };
-            out.push(Directive { name, args, pos });
+            out.push(Directive { name, args });
         }
         Ok(out)
     }
@@ -567,7 +562,6 @@ impl Parser {
                             out.push(Selection::Spread {
                                 name: n,
                                 directives,
-                                pos,
                             });
                         }
                         _ => {
@@ -583,7 +577,6 @@ impl Parser {
                                 type_cond,
                                 directives,
                                 selection,
-                                pos,
                             });
                         }
                     }
