@@ -28,8 +28,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::common::{
-    hmac_sha256_base64, lock, retry_after_value, serve, sim_router, Counters, Delivery, Injected,
-    NewListing, RetryPolicy, RunningSim, SimBackend, SimCore, SimError, SimListing,
+    hmac_sha256_base64, lock, parse_form_urlencoded, retry_after_value, serve, sim_router,
+    Counters, Delivery, Injected, NewListing, RetryPolicy, RunningSim, SimBackend, SimCore,
+    SimError, SimListing,
 };
 
 /// Amazon.nl, the marketplace of the agreed external ids.
@@ -360,41 +361,6 @@ fn denied(details: &str) -> Response {
     )
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
-    q.unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(p), String::new()),
-        })
-        .collect()
-}
-
 struct Query(Vec<(String, String)>);
 
 impl Query {
@@ -571,7 +537,7 @@ impl Amazon {
 async fn token_handler(State(sim): State<Sim>, body: Bytes) -> Response {
     Counters::add(&sim.core.counters.requests, 1);
     let text = String::from_utf8_lossy(&body);
-    let form = Query(parse_query(Some(&text)));
+    let form = Query(parse_form_urlencoded(&text));
     // OAuth 2 error shapes (RFC 6749 §5.2); LWA's exact descriptions are UNCONFIRMED.
     let oauth = |status: StatusCode, code: &str, desc: &str| {
         json_response(status, &json!({"error": code, "error_description": desc}))
@@ -1023,7 +989,7 @@ async fn patch_listing_inner(
     if let Err(r) = sim.check_seller(seller) {
         return r;
     }
-    let q = Query(parse_query(raw));
+    let q = Query(parse_form_urlencoded(raw.unwrap_or("")));
     if let Err(r) = sim.check_marketplaces(&q) {
         return r;
     }
@@ -1092,7 +1058,7 @@ async fn get_listing(
     let r = async {
         sim.gate("getListingsItem", &headers).await?;
         sim.check_seller(&seller)?;
-        let q = Query(parse_query(raw.as_deref()));
+        let q = Query(parse_form_urlencoded(raw.as_deref().unwrap_or("")));
         sim.check_marketplaces(&q)?;
         let inc = included(&q).map_err(|e| bad_listing_request(&e))?;
         let st = lock(&sim.state);
@@ -1123,7 +1089,7 @@ async fn search_listings(
     let r = async {
         sim.gate("searchListingsItems", &headers).await?;
         sim.check_seller(&seller)?;
-        let q = Query(parse_query(raw.as_deref()));
+        let q = Query(parse_form_urlencoded(raw.as_deref().unwrap_or("")));
         sim.check_marketplaces(&q)?;
         let inc = included(&q).map_err(|e| bad_listing_request(&e))?;
         let page_size = match q.one("pageSize") {
@@ -1877,7 +1843,7 @@ async fn search_orders(
     let op = "searchOrders";
     let r = async {
         sim.gate(op, &headers).await?;
-        let q = Query(parse_query(raw.as_deref()));
+        let q = Query(parse_form_urlencoded(raw.as_deref().unwrap_or("")));
         let ca = parse_time(&q, "createdAfter")?;
         let cb = parse_time(&q, "createdBefore")?;
         let ua = parse_time(&q, "lastUpdatedAfter")?;
@@ -2009,7 +1975,7 @@ async fn get_order(
     let op = "getOrder";
     let r = async {
         sim.gate(op, &headers).await?;
-        let q = Query(parse_query(raw.as_deref()));
+        let q = Query(parse_form_urlencoded(raw.as_deref().unwrap_or("")));
         let datasets = order_datasets(&q)?;
         let st = lock(&sim.state);
         match st.orders.iter().find(|o| o.id == id) {

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State as AxState};
@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::common::{
-    lock, retry_after_value, serve, sim_router, Counters, Injected, NewListing, RunningSim,
-    SimBackend, SimCore, SimError, SimListing,
+    lock, parse_form_urlencoded, percent_decode, retry_after_value, serve_channel, sim_router,
+    Counters, Injected, NewListing, Plus, RunningSim, SimBackend, SimCore, SimError, SimListing,
 };
 
 /// The only OAuth scope the Merchant API takes (§3.2).
@@ -132,22 +132,10 @@ impl GmcCounters {
     }
 }
 
-type Registry = Mutex<Vec<(String, Weak<Gmc>)>>;
-
-fn registry() -> &'static Registry {
-    static REG: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
-    REG.get_or_init(|| Mutex::new(Vec::new()))
-}
-
 /// This channel's own counters for a simulator started by [`start`] (also served at
 /// `GET /_sim/gmc/stats`); `None` for any other simulator.
 pub fn gmc_stats(sim: &RunningSim) -> Option<GmcStats> {
-    let mut reg = lock(registry());
-    reg.retain(|(_, w)| w.strong_count() > 0);
-    reg.iter()
-        .find(|(url, _)| *url == sim.base_url)
-        .and_then(|(_, w)| w.upgrade())
-        .map(|g| g.counters.snapshot())
+    sim.channel::<Gmc>().map(|g| g.counters.snapshot())
 }
 
 /// Start the simulator on `listen` (port 0 picks a free port).
@@ -169,16 +157,12 @@ pub async fn start(config: Config, listen: SocketAddr) -> std::io::Result<Runnin
         config,
         key,
         core,
-        base_url: base_url.clone(),
+        base_url,
         counters: GmcCounters::default(),
         state: Mutex::new(State::default()),
     });
-    {
-        let mut reg = lock(registry());
-        reg.retain(|(_, w)| w.strong_count() > 0);
-        reg.push((base_url, Arc::downgrade(&sim)));
-    }
     let backend: Arc<dyn SimBackend> = sim.clone();
+    let sim_for_handle = sim.clone();
     let router = Router::new()
         .route("/_sim/gmc/stats", get(gmc_stats_handler))
         .route("/token", any(token_handler))
@@ -189,7 +173,7 @@ pub async fn start(config: Config, listen: SocketAddr) -> std::io::Result<Runnin
         .with_state(sim)
         .merge(sim_router(backend.clone()))
         .fallback(|| async { not_found_route() });
-    serve(router, listener, backend)
+    serve_channel(router, listener, sim_for_handle)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -350,40 +334,6 @@ fn b64url(s: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
 }
 
-fn percent_decode(s: &str, plus_as_space: bool) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' if plus_as_space => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_form(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (percent_decode(k, true), percent_decode(v, true)),
-            None => (percent_decode(p, true), String::new()),
-        })
-        .collect()
-}
-
 fn form_get<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter()
         .find(|(k, _)| k == name)
@@ -501,7 +451,7 @@ impl Gmc {
                 "Body too large.",
             );
         };
-        let form = parse_form(&String::from_utf8_lossy(&body));
+        let form = parse_form_urlencoded(&String::from_utf8_lossy(&body));
         match form_get(&form, "grant_type") {
             Some(JWT_GRANT_TYPE) => {}
             Some(other) => {
@@ -1077,9 +1027,9 @@ async fn api_handler(AxState(sim): AxState<Arc<Gmc>>, req: Request) -> Response 
         .path()
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s, false))
+        .map(|s| percent_decode(s, Plus::Literal))
         .collect();
-    let query = parse_form(req.uri().query().unwrap_or(""));
+    let query = parse_form_urlencoded(req.uri().query().unwrap_or(""));
     if let Err(r) = sim.check_bearer(req.headers()) {
         Counters::add(&sim.counters.auth_failures, 1);
         return *r;

@@ -25,9 +25,9 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use crate::common::{
-    ct_eq, hmac_sha1, hmac_sha256, hmac_sha256_base64, lock, php_json_encode, retry_after_value,
-    serve, sim_router, Counters, Delivery, Injected, NewListing, RetryPolicy, RunningSim,
-    SimBackend, SimCore, SimError, SimListing,
+    ct_eq, hmac_sha1, hmac_sha256, hmac_sha256_base64, lock, parse_form_urlencoded, percent_decode,
+    percent_encode, php_json_encode, retry_after_value, serve, sim_router, Counters, Delivery,
+    Injected, NewListing, Plus, RetryPolicy, RunningSim, SimBackend, SimCore, SimError, SimListing,
 };
 
 /// Simulator configuration.
@@ -300,43 +300,6 @@ fn err_obj(code: &str, message: &str, status: u16) -> Value {
 // ---------------------------------------------------------------------------------------------
 // Authentication (§2.1, class-wc-rest-authentication.php)
 
-/// PHP's `rawurlencode`: everything but `A-Za-z0-9-_.~` is percent-encoded.
-pub(crate) fn rawurlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn percent_decode(s: &str, plus_as_space: bool) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' if plus_as_space => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Query string as PHP's `$_GET` sees it: one value per name, the last one
 /// given, at the name's first position. WooCommerce signs and reads these, so
 /// a client that repeats a parameter (the official JavaScript client sends each
@@ -344,11 +307,7 @@ fn percent_decode(s: &str, plus_as_space: bool) -> String {
 /// (<https://www.php.net/manual/en/reserved.variables.get.php>).
 fn parse_query(q: &str) -> Vec<(String, String)> {
     let mut params: Vec<(String, String)> = Vec::new();
-    for pair in q.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = match pair.split_once('=') {
-            Some((k, v)) => (percent_decode(k, true), percent_decode(v, true)),
-            None => (percent_decode(pair, true), String::new()),
-        };
+    for (k, v) in parse_form_urlencoded(q) {
         match params.iter_mut().find(|(name, _)| *name == k) {
             Some(existing) => existing.1 = v,
             None => params.push((k, v)),
@@ -367,7 +326,7 @@ fn parse_oauth_header(h: &str) -> Vec<(String, String)> {
             let (k, v) = p.trim().split_once('=')?;
             Some((
                 k.trim().to_string(),
-                percent_decode(v.trim().trim_matches('"'), false),
+                percent_decode(v.trim().trim_matches('"'), Plus::Literal),
             ))
         })
         .collect()
@@ -382,13 +341,13 @@ pub fn oauth_base_string(method: &str, base_url: &str, params: &[(String, String
     ps.sort_by(|a, b| a.0.cmp(&b.0));
     let pairs: Vec<String> = ps
         .iter()
-        .map(|(k, v)| format!("{}={}", rawurlencode(k), rawurlencode(v)))
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
         .collect();
     format!(
         "{}&{}&{}",
         method.to_uppercase(),
-        rawurlencode(base_url),
-        rawurlencode(&pairs.join("&"))
+        percent_encode(base_url),
+        percent_encode(&pairs.join("&"))
     )
 }
 
@@ -1060,7 +1019,7 @@ impl Woo {
                     qs.push(format!("page={p}"));
                     page_set = true;
                 } else {
-                    qs.push(format!("{}={}", rawurlencode(k), rawurlencode(v)));
+                    qs.push(format!("{}={}", percent_encode(k), percent_encode(v)));
                 }
             }
             if !page_set {
@@ -1879,11 +1838,6 @@ impl SimBackend for Woo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rawurlencode_matches_php() {
-        assert_eq!(rawurlencode("a b+c/~"), "a%20b%2Bc%2F~");
-    }
 
     #[test]
     fn oauth_rfc5849_example_shape() {
