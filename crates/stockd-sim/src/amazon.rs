@@ -1,14 +1,21 @@
-//! Amazon Selling Partner API simulator (note §2, checklist §2.8).
+//! Amazon Selling Partner API simulator.
 //!
 //! Emulated: LWA `POST /auth/o2/token` (refresh-token grant, expiring access tokens) and the
-//! `x-amz-access-token` header on every call (§2.1); per-operation token buckets with the
-//! published defaults, 429 `QuotaExceeded`, `x-amzn-RequestId` and `x-amzn-RateLimit-Limit`
-//! (§2.2, §2.3); Listings Items 2021-08-01 `patchListingsItem` (body validation, ACCEPTED applied
+//! `x-amz-access-token` header on every call; per-operation token buckets with the
+//! published defaults, 429 `QuotaExceeded`, `x-amzn-RequestId` and `x-amzn-RateLimit-Limit`;
+//! Listings Items 2021-08-01 `patchListingsItem` (body validation, ACCEPTED applied
 //! after a configurable lag, 200 INVALID with issues, VALIDATION_PREVIEW), `getListingsItem` and
-//! `searchListingsItems` with `includedData` (§2.4); Feeds 2021-06-30 with `JSON_LISTINGS_FEED`
+//! `searchListingsItems` with `includedData`; Feeds 2021-06-30 with `JSON_LISTINGS_FEED`
 //! documents uploaded to and downloaded from this simulator, IN_QUEUE → IN_PROGRESS → DONE and
-//! the v2 processing report (§2.5); Orders v2026-01-01 `searchOrders`/`getOrder` (§2.6); and
-//! ORDER_CHANGE notifications POSTed with stockd's `X-Stockd-Signature` (§2.7).
+//! the v2 processing report; Orders v2026-01-01 `searchOrders`/`getOrder`; and
+//! ORDER_CHANGE notifications POSTed with stockd's `X-Stockd-Signature`.
+//!
+//! Sources:
+//! - Models and schemas copied in `specs/amazon/` from
+//!   <https://github.com/amzn/selling-partner-api-models> (Listings Items 2021-08-01, Feeds
+//!   2021-06-30, Orders 2026-01-01, notifications).
+//! - Rate limits: <https://developer-docs.amazon.com/sp-api/docs/usage-plans-and-rate-limits>.
+//! - Orders migration: <https://developer-docs.amazon.com/sp-api/docs/orders-api-migration-guide>.
 
 // Early returns carry the finished error `Response`; boxing them would only add noise.
 #![allow(clippy::result_large_err)]
@@ -63,7 +70,7 @@ pub struct RateLimit {
     pub burst: f64,
 }
 
-/// The published usage plans (note §2.3), keyed by operationId.
+/// The published usage plans, keyed by operationId.
 pub fn default_rate_limits() -> BTreeMap<String, RateLimit> {
     [
         ("patchListingsItem", 5.0, 5.0),
@@ -90,7 +97,7 @@ pub struct Config {
     pub refresh_token: String,
     pub seller_id: String,
     pub marketplace_id: String,
-    /// Access token lifetime (§2.1: one hour).
+    /// Access token lifetime (one hour).
     pub token_ttl_secs: u64,
     /// Lag between an ACCEPTED `patchListingsItem` and the quantity being visible.
     pub listing_delay: Duration,
@@ -108,7 +115,7 @@ pub struct Config {
     /// Token buckets per operationId; an operation missing here is not limited.
     pub rate_limits: BTreeMap<String, RateLimit>,
     pub max_feed_messages: usize,
-    /// `searchOrders` pagination tokens expire after 24 h (§2.6).
+    /// `searchOrders` pagination tokens expire after 24 h.
     pub pagination_token_ttl: Duration,
 }
 

@@ -52,9 +52,9 @@ use crate::common::{
     Counters, Injected, NewListing, RunningSim, SimBackend, SimCore, SimError, SimListing,
 };
 
-/// The v10 media type (Accept and Content-Type), note §1.3.
+/// The v10 media type (Accept and Content-Type)
 pub const MEDIA_V10: &str = "application/vnd.retailer.v10+json";
-/// The v11 offers media type, note §1.3.
+/// The v11 offers media type
 pub const MEDIA_V11: &str = "application/vnd.retailer.v11+json";
 /// Process status also answers the advertiser media type (shared-v10.json).
 const MEDIA_ADVERTISER_V10: &str = "application/vnd.advertiser.v10+json";
@@ -79,15 +79,15 @@ pub enum ProcessOutcome {
 pub struct Config {
     pub client_id: String,
     pub client_secret: String,
-    /// `expires_in` of issued tokens (note §1.2: 299).
+    /// `expires_in` of issued tokens (299).
     pub token_ttl_secs: u64,
     /// Time a process stays PENDING before it ends.
     pub process_delay: Duration,
-    /// Time after creation when a process status answers 404 (§1.6; real value UNCONFIRMED).
+    /// Time after creation when a process status answers 404 (real value UNCONFIRMED).
     pub process_expiry: Duration,
-    /// Whether the account has the Offers API v11 (§1.1: beta, GA UNCONFIRMED).
+    /// Whether the account has the Offers API v11 (beta, GA UNCONFIRMED).
     pub v11_enabled: bool,
-    /// Per-endpoint buckets (§1.8).
+    /// Per-endpoint buckets.
     pub rate_limits: Vec<RateLimit>,
     /// Process outcome per offer reference (= stockd SKU); absent means SUCCESS. The
     /// `reject_skus` fault also gives FAILURE.
@@ -96,7 +96,7 @@ pub struct Config {
     /// retailer confirms it with `PUT /retailer/orders/cancellation`. When false the item is
     /// cancelled at once (the flag still tells it was the customer's request).
     pub cancel_requires_confirmation: bool,
-    /// Answer an empty order page with `{}` instead of `{"orders":[]}` (§1.5: UNCONFIRMED,
+    /// Answer an empty order page with `{}` instead of `{"orders":[]}` (UNCONFIRMED,
     /// clients must accept both).
     pub empty_orders_as_empty_object: bool,
     /// Unit price of new offers and order items.
@@ -125,7 +125,7 @@ impl Default for Config {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BolStats {
     pub tokens_issued: u64,
-    /// Token requests made while the client still held an unexpired token (§1.2: bol asks
+    /// Token requests made while the client still held an unexpired token (bol asks
     /// to reuse tokens until they expire).
     pub token_requests_while_valid: u64,
 }

@@ -488,7 +488,7 @@ async fn webhook_worker(
 }
 
 /// base64(HMAC-SHA256(body, secret)): Shopify's `X-Shopify-Hmac-Sha256` and WooCommerce's
-/// `X-WC-Webhook-Signature` (note §1.7, §1.8, §2.5).
+/// `X-WC-Webhook-Signature`.
 pub fn hmac_sha256_base64(secret: &[u8], body: &[u8]) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
@@ -585,7 +585,7 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `json_encode` as PHP does it by default (what WordPress's `wp_json_encode` produces): `/`
-/// is escaped as `\/` and non-ASCII as `\uXXXX` (note §2.5; the non-ASCII detail is UNCONFIRMED).
+/// is escaped as `\/` and non-ASCII as `\uXXXX` (the non-ASCII detail is UNCONFIRMED).
 pub fn php_json_encode(v: &Value) -> String {
     let mut out = String::new();
     php_write(v, &mut out);

@@ -1,17 +1,24 @@
-//! Google Merchant Center simulator: Merchant API v1 (note §3, checklist §3.8).
+//! Google Merchant Center simulator: Merchant API v1.
 //!
 //! Emulated: the Google OAuth token endpoint `POST /token` for the service-account JWT bearer
 //! grant (RS256 signature, `iss`/`scope`/`aud`/`iat`/`exp` checks, expiring access tokens),
 //! self-signed JWTs as bearer tokens (what Google's client libraries send by default), and
-//! Bearer auth with Google's error JSON (§3.2, §3.8.1); Products v1 `productInputs:insert`
+//! Bearer auth with Google's error JSON; Products v1 `productInputs:insert`
 //! (upsert with `versionNumber` ordering), `productInputs` PATCH (`updateMask` semantics) and
 //! DELETE, and processed `products` get/list that show a write only after a configurable
-//! processing delay (§3.3); Inventories v1 local inventories insert/list/delete, replaced by
-//! `storeCode`, visible after a configurable delay (§3.4); int64 fields accepted as number or
+//! processing delay; Inventories v1 local inventories insert/list/delete, replaced by
+//! `storeCode`, visible after a configurable delay; int64 fields accepted as number or
 //! string and emitted as strings; per-method per-minute and per-day quotas with
 //! `quota/request_rate_too_high` / `quota/daily_limit_exceeded`, the "twice per day" per-product
-//! update policy and `quota/v1/…/quotas` (§3.6); Content API v2.1 answering 410 Gone (§3.1).
-//! Merchant Center takes no orders (§3.7): `buy`, `cancel` and `refund` are refused.
+//! update policy and `quota/v1/…/quotas`; Content API v2.1 answering 410 Gone.
+//! Merchant Center takes no orders: `buy`, `cancel` and `refund` are refused.
+//!
+//! Sources:
+//! - Merchant API: <https://developers.google.com/merchant/api>; protos copied in `specs/gmc/`
+//!   from <https://github.com/googleapis/googleapis> (`google/shopping/merchant/*/v1`).
+//! - Quotas: <https://developers.google.com/merchant/api/guides/quotas-limits>.
+//! - Content API sunset: <https://developers.google.com/shopping-content/guides/deprecation-and-sunset>.
+//! - Service-account JWTs: <https://developers.google.com/identity/protocols/oauth2/service-account>.
 
 mod auth;
 mod codecs;
@@ -51,7 +58,7 @@ use crate::common::{
     Counters, Injected, NewListing, Plus, RunningSim, SimBackend, SimCore, SimError, SimListing,
 };
 
-/// The only OAuth scope the Merchant API takes (§3.2).
+/// The only OAuth scope the Merchant API takes.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/content";
 /// Google's token endpoint, the `aud` a service-account JWT names.
 pub const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
@@ -73,17 +80,17 @@ pub struct Config {
     /// (SubjectPublicKeyInfo or PKCS#1). `None` skips the signature check (demos without a
     /// key pair); algorithm and claims are still checked.
     pub public_key: Option<Vec<u8>>,
-    /// Access-token lifetime (3600 s is UNCONFIRMED, §3.2).
+    /// Access-token lifetime (3600 s is UNCONFIRMED).
     pub token_ttl_secs: u64,
     /// Time before a product input write shows on the processed product ("several minutes" in
-    /// reality, §3.3).
+    /// reality).
     pub processing_delay: Duration,
-    /// Time before a local-inventory write or delete shows ("up to 30 min" in reality, §3.4).
+    /// Time before a local-inventory write or delete shows ("up to 30 min" in reality).
     pub inventory_delay: Duration,
-    /// Updates of one product allowed per 24 h ("twice per day", §3.6); 0 disables the check.
+    /// Updates of one product allowed per 24 h ("twice per day"); 0 disables the check.
     pub updates_per_product_per_day: u32,
     /// Per-method requests per minute. Google publishes no numbers (quotas are adjusted
-    /// automatically, §3.6): this default is a choice.
+    /// automatically): this default is a choice.
     pub requests_per_minute: u32,
     /// Per-method requests per day; a choice as above.
     pub requests_per_day: u32,

@@ -1,15 +1,24 @@
-//! WooCommerce REST API v3 simulator (note §2 and checklist §3 "WooCommerce").
+//! WooCommerce REST API v3 simulator.
 //!
-//! Emulated: `/wp-json/wc/v3/` with WooCommerce's authentication (§2.1): OAuth 1.0a one-legged
+//! Emulated: `/wp-json/wc/v3/` with WooCommerce's authentication: OAuth 1.0a one-legged
 //! (HMAC-SHA1/HMAC-SHA256, ±15 min timestamp, nonce reuse) over plain HTTP, and — when
 //! `https_terminated` — Basic auth and `consumer_key`/`consumer_secret` query parameters, with
 //! the exact 401 codes, messages and `WWW-Authenticate`; key permissions; products (simple and
-//! variable) and variations with the stock write rules of §2.2 (`inventory_delta`, unmanaged
+//! variable) and variations with the stock write rules of (`inventory_delta`, unmanaged
 //! stock clears the quantity, derived parent status, automatic out-of-stock); list endpoints
 //! with `X-WP-Total`, `X-WP-TotalPages` and `Link`; batch endpoints with the 100-item limit and
-//! per-item errors (§2.3); orders whose stock is reduced at `processing` (§2.4); `order.created`
+//! per-item errors; orders whose stock is reduced at `processing`; `order.created`
 //! / `order.updated` webhooks signed over the exact `wp_json_encode` bytes, without retries and
-//! with auto-disable after repeated failures (§2.5); an optional host rate limit.
+//! with auto-disable after repeated failures; an optional host rate limit.
+//!
+//! Sources:
+//! - REST API v3 reference: <https://woocommerce.github.io/woocommerce-rest-api-docs/>
+//!   (authentication, products, product variations, orders, webhooks).
+//! - WooCommerce's own code for what the reference leaves out:
+//!   <https://github.com/woocommerce/woocommerce/blob/trunk/plugins/woocommerce/includes/class-wc-rest-authentication.php>,
+//!   <https://github.com/woocommerce/woocommerce/blob/trunk/plugins/woocommerce/includes/rest-api/Controllers/Version3/class-wc-rest-products-controller.php>,
+//!   <https://github.com/woocommerce/woocommerce/blob/trunk/plugins/woocommerce/includes/class-wc-webhook.php>.
+//! - PHP's `$_GET`: <https://www.php.net/manual/en/reserved.variables.get.php>.
 
 mod auth;
 mod customers;
@@ -60,9 +69,9 @@ pub struct Config {
     pub webhook_timeout: Duration,
     /// Behave as if TLS were terminated in front: Basic auth and query keys are accepted.
     pub https_terminated: bool,
-    /// Host rate limit (burst, requests per second); WooCommerce itself has none (§2.1).
+    /// Host rate limit (burst, requests per second); WooCommerce itself has none.
     pub rate_limit: Option<(f64, f64)>,
-    /// The site option `woocommerce_manage_stock` (§2.2 rule 1).
+    /// The site option `woocommerce_manage_stock` ( rule 1).
     pub manage_stock: bool,
     /// Site home URL used in `X-WC-Webhook-Source`; defaults to the listen address.
     pub home_url: Option<String>,

@@ -7,7 +7,7 @@ pub(super) async fn token_handler(State(sim): State<Sim>, body: Bytes) -> Respon
     Counters::add(&sim.core.counters.requests, 1);
     let text = String::from_utf8_lossy(&body);
     let form = Query(parse_form_urlencoded(&text));
-    // OAuth 2 error shapes (RFC 6749 §5.2); LWA's exact descriptions are UNCONFIRMED.
+    // OAuth 2 error shapes (RFC 6749); LWA's exact descriptions are UNCONFIRMED.
     let oauth = |status: StatusCode, code: &str, desc: &str| {
         json_response(status, &json!({"error": code, "error_description": desc}))
     };

@@ -141,7 +141,7 @@ pub(super) fn non_negative_int(v: &Value) -> Option<i64> {
     v.as_i64().filter(|n| *n >= 0)
 }
 
-/// Applies schema-valid patches to `l`, returning the semantic issues (§2.8 item 3): only
+/// Applies schema-valid patches to `l`, returning the semantic issues: only
 /// top-level `/attributes/…` paths, a non-empty `fulfillment_channel_code`, `quantity` an
 /// integer ≥ 0; `merge` keeps unspecified fields, `replace`/`add` drop them.
 pub(super) fn apply_patches(l: &mut Listing, patches: &[Value]) -> Vec<Issue> {
@@ -463,7 +463,7 @@ pub(super) async fn get_listing(
         let st = lock(&sim.state);
         match st.listings.get(&sku) {
             Some(l) => Ok(json_response(StatusCode::OK, &sim.item_json(l, &inc))),
-            // 404 per §2.8 item 4; code and message UNCONFIRMED.
+            // 404 per; code and message UNCONFIRMED.
             None => Err(amz_error(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",

@@ -12,7 +12,7 @@ pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
     r
 }
 
-/// `ErrorList` (§2.2).
+/// `ErrorList`.
 pub(super) fn amz_error(status: StatusCode, code: &str, message: &str, details: &str) -> Response {
     json_response(
         status,
@@ -20,7 +20,7 @@ pub(super) fn amz_error(status: StatusCode, code: &str, message: &str, details: 
     )
 }
 
-/// The rate value as `x-amzn-RateLimit-Limit` carries it (format UNCONFIRMED, §2.3: "5.0").
+/// The rate value as `x-amzn-RateLimit-Limit` carries it (format UNCONFIRMED: "5.0").
 pub(super) fn rate_header(rate: f64) -> String {
     if rate.fract() == 0.0 {
         format!("{rate:.1}")
@@ -59,7 +59,7 @@ pub(super) fn invalid_input(details: &str) -> Response {
 }
 
 pub(super) fn denied(details: &str) -> Response {
-    // 403 per the models; the code is UNCONFIRMED (§2.8 item 1: `Unauthorized` seen in the wild).
+    // 403 per the models; the code is UNCONFIRMED (`Unauthorized` seen in the wild).
     amz_error(
         StatusCode::FORBIDDEN,
         "Unauthorized",
@@ -100,7 +100,7 @@ impl Query {
 
 impl Amazon {
     /// Adds `x-amzn-RequestId` everywhere and `x-amzn-RateLimit-Limit` on 200/201/202/400/404
-    /// (the statuses whose model responses declare it, §2.2).
+    /// (the statuses whose model responses declare it).
     pub(super) fn finish(&self, op: &str, mut r: Response) -> Response {
         let id = self.core.uuid();
         if let Ok(v) = HeaderValue::from_str(&id) {
@@ -134,7 +134,7 @@ impl Amazon {
             ),
             Injected::Throttle { retry_after } => {
                 let mut r = quota_exceeded();
-                // Amazon sends no Retry-After (UNCONFIRMED, §2.3); only when the fault asks.
+                // Amazon sends no Retry-After (UNCONFIRMED); only when the fault asks.
                 if let Some(secs) = retry_after {
                     if let Ok(v) = HeaderValue::from_str(&retry_after_value(secs)) {
                         r.headers_mut().insert("retry-after", v);

@@ -114,7 +114,7 @@ impl Bol {
         if ok {
             return Ok(());
         }
-        // §1.3/§1.9: 401 with a Problem for a missing, invalid or expired token.
+        // 401 with a Problem for a missing, invalid or expired token.
         let mut r = problem(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",

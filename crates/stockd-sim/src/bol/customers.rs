@@ -24,7 +24,7 @@ impl SimBackend for Bol {
                 offer_id: self.core.uuid(),
                 ean: st.new_ean(),
                 reference: n.sku.clone(),
-                // v10 caps stock at 999 (§1.4).
+                // v10 caps stock at 999.
                 amount: n.quantity.clamp(0, 999),
                 managed_by_retailer: false,
                 updated_seq: seq,
@@ -85,7 +85,7 @@ impl SimBackend for Bol {
                 unit_price,
             });
         }
-        // Order ids look like "A2K8290LP8" (§1.5).
+        // Order ids look like "A2K8290LP8".
         const ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
         let mut r = self.core.rand_u64();
         let mut id = String::from("A");

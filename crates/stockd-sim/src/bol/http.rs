@@ -247,7 +247,7 @@ impl Bol {
     }
 
     /// Check Accept (and Content-Type on bodies) against the media types the endpoint serves.
-    /// Returns the negotiated type. Status for a wrong type is UNCONFIRMED (§1.9 item 2):
+    /// Returns the negotiated type. Status for a wrong type is UNCONFIRMED:
     /// 406 for Accept, 415 for Content-Type.
     pub(super) fn negotiate(
         &self,
@@ -361,7 +361,7 @@ pub(super) fn vnd_json(status: StatusCode, media: &str, v: &Value) -> Response {
 }
 
 pub(super) fn too_many(secs: f64, instance: &str) -> Response {
-    // Body wording UNCONFIRMED; status and integer Retry-After per §1.8.
+    // Body wording UNCONFIRMED; status and integer Retry-After per
     let mut r = problem(
         StatusCode::TOO_MANY_REQUESTS,
         "Too Many Requests",

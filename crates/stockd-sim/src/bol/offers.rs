@@ -12,7 +12,7 @@ impl Bol {
             Err(r) => return *r,
         };
         let mut violations = Vec::new();
-        // UpdateOfferStockRequest: both required, amount int32 in 0..=999 (§1.4).
+        // UpdateOfferStockRequest: both required, amount int32 in 0..=999.
         let amount = match body.get("amount") {
             Some(Value::Number(n)) if n.as_i64().is_some() => {
                 let a = n.as_i64().unwrap_or(-1);
@@ -72,7 +72,7 @@ impl Bol {
                 Action::None,
             ),
         };
-        // entityId = offer id is UNCONFIRMED (§1.6).
+        // entityId = offer id is UNCONFIRMED.
         let v = self.create_process(
             &mut st,
             NewProcess {
@@ -143,7 +143,7 @@ impl Bol {
         vnd_json(StatusCode::OK, media, &v)
     }
 
-    /// v11 PATCH: synchronous, 204 (§1.4). Server-side stock bounds are UNCONFIRMED, so any
+    /// v11 PATCH: synchronous, 204. Server-side stock bounds are UNCONFIRMED, so any
     /// int32 ≥ 0 is accepted.
     pub(super) fn patch_offer(&self, ctx: &Ctx, offer_id: &str) -> Response {
         let body = match self.parse_body(ctx) {
@@ -212,7 +212,7 @@ impl Bol {
         if stock_change {
             let (outcome, failure) = self.outcome_for(&st, Some(&sku));
             if outcome == ProcessOutcome::Failure {
-                // v11 error bodies are in the missing common/responses.yaml (§1.4): UNCONFIRMED.
+                // v11 error bodies are in the missing common/responses.yaml: UNCONFIRMED.
                 return bad_request(ctx.instance(), vec![("stock".into(), failure)]);
             }
         }

@@ -194,7 +194,7 @@ impl Bol {
         vnd_json(StatusCode::OK, MEDIA_V10, &v)
     }
 
-    /// `PUT /retailer/orders/cancellation` (§1.5): exactly one item, a known reason code.
+    /// `PUT /retailer/orders/cancellation`: exactly one item, a known reason code.
     pub(super) fn put_cancellation(&self, ctx: &Ctx) -> Response {
         const REASONS: &[&str] = &[
             "OUT_OF_STOCK",

@@ -5,7 +5,7 @@
 use super::state::{Bol, Bucket};
 use super::*;
 
-/// Unit of a rate-limit window, as in bol's ratelimits JSON (§1.8).
+/// Unit of a rate-limit window, as in bol's ratelimits JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TimeUnit {
@@ -14,7 +14,7 @@ pub enum TimeUnit {
     Hours,
 }
 
-/// One per-endpoint bucket: `max_capacity` requests per `time_to_live` `time_unit` (§1.8).
+/// One per-endpoint bucket: `max_capacity` requests per `time_to_live` `time_unit`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimit {
@@ -70,7 +70,7 @@ impl RateLimit {
     }
 }
 
-/// The published limits of note §1.8. Values for orders and process status come from the
+/// The published limits of Values for orders and process status come from the
 /// older v3/v4-era copy (UNCONFIRMED for v10); the v11 PATCH and the cancellation PUT have
 /// no published value and get the offers write limit (UNCONFIRMED).
 pub fn default_rate_limits() -> Vec<RateLimit> {
@@ -120,7 +120,7 @@ impl Bol {
         b.at = now;
         if b.level >= 1.0 {
             b.level -= 1.0;
-            // Header names UNCONFIRMED for the Retailer API (§1.8); values: the bucket size,
+            // Header names UNCONFIRMED for the Retailer API; values: the bucket size,
             // whole requests left, seconds until the bucket is full again.
             Ok(vec![
                 ("x-ratelimit-limit", format!("{}", rule.max_capacity)),

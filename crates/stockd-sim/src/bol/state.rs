@@ -120,7 +120,7 @@ impl BolState {
         self.offers.iter().find(|o| o.reference == sku)
     }
 
-    /// `correctedStock` (§1.4): amount minus open order items; with `managedByRetailer`
+    /// `correctedStock`: amount minus open order items; with `managedByRetailer`
     /// only items of orders placed after the last stock update count.
     pub(super) fn corrected(&self, o: &Offer) -> i64 {
         let open: i64 = self
@@ -143,7 +143,7 @@ impl BolState {
             sku: o.reference.clone(),
             external,
             quantity: if o.on_hold { 0 } else { q },
-            // The offer is not for sale at 0 (§1.4); bol has no backorders.
+            // The offer is not for sale at 0; bol has no backorders.
             availability: if q > 0 && !o.on_hold {
                 "in_stock"
             } else {
@@ -312,7 +312,7 @@ impl Bol {
             "status": status,
             "errorMessage": p.error,
             "createTimestamp": ts(p.created),
-            // `rel` values are UNCONFIRMED (§1.6); "self" points at the single-status URL.
+            // `rel` values are UNCONFIRMED; "self" points at the single-status URL.
             "links": [{"rel": "self", "href": format!("{}/shared/process-status/{}", self.base, p.id)}],
         })
     }

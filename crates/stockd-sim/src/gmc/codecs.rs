@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) fn b64url_decode(s: &str) -> Option<Vec<u8>> {
-    // Unpadded base64url per the note (§3.3); padding is tolerated.
+    // Unpadded base64url per the note; padding is tolerated.
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s.trim_end_matches('='))
         .ok()

@@ -32,7 +32,7 @@ pub(super) fn not_found_route() -> Response {
 }
 
 pub(super) fn quota_error(reason: &str, message: &str) -> Response {
-    // 429 / RESOURCE_EXHAUSTED is the Google standard mapping (UNCONFIRMED, §3.6).
+    // 429 / RESOURCE_EXHAUSTED is the Google standard mapping (UNCONFIRMED).
     (
         StatusCode::TOO_MANY_REQUESTS,
         Json(json!({"error": {

@@ -6,7 +6,7 @@ use super::*;
 pub(super) async fn content_handler(AxState(sim): AxState<Arc<Gmc>>) -> Response {
     Counters::add(&sim.core.counters.requests, 1);
     Counters::add(&sim.counters.content_api_requests, 1);
-    // 410 with the Google error shape (§3.6); the status string is UNCONFIRMED.
+    // 410 with the Google error shape; the status string is UNCONFIRMED.
     gerr(
         StatusCode::GONE,
         "NOT_FOUND",

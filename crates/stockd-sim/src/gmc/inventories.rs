@@ -47,7 +47,7 @@ impl Gmc {
         let now = Instant::now();
         let out = self.local_json(&key, &store, Value::Object(attrs));
         let mut st = lock(&self.state);
-        // Local inventories only for products that exist (§3.8.7).
+        // Local inventories only for products that exist.
         let Some(e) = st.products.get_mut(&key).filter(|e| e.input.is_some()) else {
             return not_found();
         };
@@ -108,7 +108,7 @@ impl Gmc {
         if d.latest().is_none() {
             return not_found();
         }
-        // The delete takes effect after the inventory delay (§3.4).
+        // The delete takes effect after the inventory delay.
         d.push(now + self.config.inventory_delay, None);
         Json(json!({})).into_response()
     }

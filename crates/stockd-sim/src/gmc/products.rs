@@ -89,7 +89,7 @@ impl Gmc {
         Value::Object(p)
     }
 
-    /// The "twice per day" per-product update policy (§3.6); the error is a choice
+    /// The "twice per day" per-product update policy; the error is a choice
     /// (UNCONFIRMED: Google does not document how the policy is enforced).
     pub(super) fn spend_budget(&self, e: &mut Entry, now: Instant) -> Result<(), Box<Response>> {
         let limit = self.config.updates_per_product_per_day;
@@ -183,7 +183,7 @@ impl Gmc {
             updates: VecDeque::new(),
         });
         if e.input.is_some() {
-            // An insert with a lower version than the stored one is refused (§3.3); an equal
+            // An insert with a lower version than the stored one is refused; an equal
             // one is let through so retries succeed (a choice).
             if let (Some(new), Some(old)) = (version, e.version_number) {
                 if new < old {
@@ -281,7 +281,7 @@ impl Gmc {
             .cloned()
             .unwrap_or_default();
         match &mask {
-            // No mask: every populated field is written (§3.3).
+            // No mask: every populated field is written.
             None => {
                 for (k, v) in new_attrs {
                     attrs.insert(k, v);
@@ -298,7 +298,7 @@ impl Gmc {
                     if path == "productAttributes" {
                         attrs = new_attrs.clone();
                     } else if let Some(f) = path.strip_prefix("productAttributes.") {
-                        // Masked but absent means delete (§3.3).
+                        // Masked but absent means delete.
                         match new_attrs.get(f) {
                             Some(v) => {
                                 attrs.insert(f.to_string(), v.clone());

@@ -49,7 +49,7 @@ pub(super) const METHODS: &[(&str, &str, &str)] = &[
 ];
 
 impl Gmc {
-    /// Charge one call to a method's per-minute and per-day quota (§3.6).
+    /// Charge one call to a method's per-minute and per-day quota.
     pub(super) fn charge(&self, method: &'static str) -> Option<Response> {
         let now = Instant::now();
         let mut st = lock(&self.state);

@@ -26,7 +26,7 @@ impl ProductId {
     }
 }
 
-/// `lang~label~offerId` (a `~` marks the plain form) or its unpadded base64url (§3.3).
+/// `lang~label~offerId` (a `~` marks the plain form) or its unpadded base64url.
 pub(super) fn decode_product_id(seg: &str) -> Option<ProductId> {
     let (plain, encoded) = if seg.contains('~') {
         (seg.to_string(), false)
@@ -41,7 +41,7 @@ pub(super) fn decode_product_id(seg: &str) -> Option<ProductId> {
     let lang = parts.next()?.to_string();
     let label = parts.next()?.to_string();
     let offer = parts.next()?.to_string();
-    // In the plain form the offer id itself cannot hold `~`, `/` or `%` (§3.3).
+    // In the plain form the offer id itself cannot hold `~`, `/` or `%`.
     if lang.is_empty()
         || label.is_empty()
         || offer.is_empty()
@@ -58,7 +58,7 @@ pub(super) fn decode_product_id(seg: &str) -> Option<ProductId> {
 }
 
 /// int64 fields of the v1 protos (products_common, types, inventories_common): proto3 JSON
-/// writes them as strings; numbers are accepted on input (§3.8.6).
+/// writes them as strings; numbers are accepted on input.
 pub(super) const INT64_FIELDS: &[&str] = &[
     "amountMicros",
     "sellOnGoogleQuantity",
@@ -216,7 +216,7 @@ pub(super) fn check_local_attributes(attrs: &mut Map<String, Value>) -> Result<(
             return Err(format!("{p}.quantity must be >= 0"));
         }
     }
-    // A pickup method must come with a pickup SLA and vice versa (§3.4).
+    // A pickup method must come with a pickup SLA and vice versa.
     let has = |k: &str| attrs.get(k).is_some_and(|v| !v.is_null());
     if has("pickupMethod") != has("pickupSla") {
         return Err(format!(

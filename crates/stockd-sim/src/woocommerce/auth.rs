@@ -136,7 +136,7 @@ impl Woo {
                     .filter(|(u, p)| !u.is_empty() && !p.is_empty());
             }
             if let Some((ck, cs)) = creds {
-                // An unknown key is simply unauthenticated (§2.1).
+                // An unknown key is simply unauthenticated.
                 if ck == cfg.consumer_key {
                     if !ct_eq(cs.as_bytes(), cfg.consumer_secret.as_bytes()) {
                         return Auth::Fail(auth_error("Consumer secret is invalid.", true));

@@ -127,7 +127,7 @@ impl SimBackend for Woo {
             refunds: vec![],
             key,
         };
-        // set_paid → processing reduces stock (§2.4; the exact trigger is UNCONFIRMED).
+        // set_paid → processing reduces stock (the exact trigger is UNCONFIRMED).
         Self::move_stock(&mut st, &order.lines, -1);
         st.orders.insert(id, order.clone());
         self.emit(&mut st, "order.created", &order);
@@ -185,7 +185,7 @@ impl SimBackend for Woo {
         o.refunds.push((refund_id, total));
         o.modified = now_local();
         let o = o.clone();
-        // order.updated fires on woocommerce_order_refunded (§2.5).
+        // order.updated fires on woocommerce_order_refunded.
         self.emit(&mut st, "order.updated", &o);
         Ok(())
     }

@@ -102,7 +102,7 @@ pub(super) async fn api_handler(AxState(sim): AxState<Arc<Woo>>, req: Request) -
 }
 
 pub(super) fn too_many(secs: f64) -> Response {
-    // Host-level limit; code and message UNCONFIRMED (WooCommerce core has no limit, §2.1).
+    // Host-level limit; code and message UNCONFIRMED (WooCommerce core has no limit).
     let mut r = wc_error(
         StatusCode::TOO_MANY_REQUESTS,
         "rest_too_many_requests",
@@ -114,7 +114,7 @@ pub(super) fn too_many(secs: f64) -> Response {
     r
 }
 
-/// An unauthenticated request fails the endpoint's permission check (code UNCONFIRMED, §2.1).
+/// An unauthenticated request fails the endpoint's permission check (code UNCONFIRMED).
 pub(super) fn anonymous_denied(ctx: &Ctx) -> Response {
     let is_batch = ctx.segs.last().map(String::as_str) == Some("batch");
     let is_item = ctx.segs.last().is_some_and(|s| s.parse::<u64>().is_ok());
@@ -227,7 +227,7 @@ impl Woo {
             None => 10,
             Some(Ok(n)) if (1..=100).contains(&n) => n as usize,
             Some(_) => {
-                // The 100 maximum is UNCONFIRMED (§2.1); WordPress's standard collection limit.
+                // The 100 maximum is UNCONFIRMED; WordPress's standard collection limit.
                 return wc_json(
                     StatusCode::BAD_REQUEST,
                     &json!({"code": "rest_invalid_param", "message": "Invalid parameter(s): per_page",

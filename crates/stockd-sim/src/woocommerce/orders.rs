@@ -92,7 +92,7 @@ impl Woo {
     }
 
     // -----------------------------------------------------------------------------------------
-    // Webhooks (§2.5)
+    // Webhooks
 
     pub(super) fn emit(&self, st: &mut WooState, topic: &str, order: &Order) {
         if !self.config.webhook_topics.iter().any(|t| t == topic) {

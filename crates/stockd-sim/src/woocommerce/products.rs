@@ -279,7 +279,7 @@ impl Woo {
                     .as_u64()
                     .or_else(|| it.get("id").and_then(Value::as_u64))
                     .unwrap_or(0);
-                // Batch deletes use force=true (§2.3).
+                // Batch deletes use force=true.
                 let ok = st.products.get(&id).is_some_and(|p| match parent {
                     None => p.kind != Kind::Variation,
                     Some(par) => p.kind == Kind::Variation && p.parent_id == par,

@@ -113,7 +113,7 @@ impl WooState {
         }
     }
 
-    /// A variable parent's status is derived from its children (§2.2 rule 6).
+    /// A variable parent's status is derived from its children ( rule 6).
     pub(super) fn sync_parent(&mut self, parent: u64) {
         let Some(p) = self.products.get(&parent) else {
             return;
@@ -136,7 +136,7 @@ impl WooState {
     }
 }
 
-/// Core's automatic status for managed stock (UNCONFIRMED, §2.2 rule 7): at or below 0 the
+/// Core's automatic status for managed stock (UNCONFIRMED rule 7): at or below 0 the
 /// item is out of stock unless backorders are allowed.
 pub(super) fn auto_status(p: &mut Product) {
     if p.manage_stock && p.kind != Kind::Variable {
@@ -151,7 +151,7 @@ pub(super) fn auto_status(p: &mut Product) {
     }
 }
 
-/// The `include` collection parameter (a comma list of ids, §2.1): only
+/// The `include` collection parameter (a comma list of ids): only
 /// those resources are listed, and the totals count only them.
 pub(super) fn include_ids(ctx: &Ctx) -> Option<std::collections::HashSet<u64>> {
     let raw = ctx
