@@ -6,6 +6,7 @@
 //! once here against the trait, so bol.com, Amazon and Google can be added by implementing
 //! [`SimBackend`] and mounting their API routes next to [`sim_router`].
 
+use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -487,7 +488,7 @@ async fn webhook_worker(
 }
 
 /// base64(HMAC-SHA256(body, secret)): Shopify's `X-Shopify-Hmac-Sha256` and WooCommerce's
-/// `X-WC-Webhook-Signature` (note §1.7, §1.8, §2.5).
+/// `X-WC-Webhook-Signature`.
 pub fn hmac_sha256_base64(secret: &[u8], body: &[u8]) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
@@ -584,7 +585,7 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `json_encode` as PHP does it by default (what WordPress's `wp_json_encode` produces): `/`
-/// is escaped as `\/` and non-ASCII as `\uXXXX` (note §2.5; the non-ASCII detail is UNCONFIRMED).
+/// is escaped as `\/` and non-ASCII as `\uXXXX` (the non-ASCII detail is UNCONFIRMED).
 pub fn php_json_encode(v: &Value) -> String {
     let mut out = String::new();
     php_write(v, &mut out);
@@ -651,6 +652,9 @@ pub struct RunningSim {
     /// `http://127.0.0.1:PORT`, with the real port when started on port 0.
     pub base_url: String,
     pub(crate) backend: Arc<dyn SimBackend>,
+    /// The same backend as its concrete type, for a channel's own in-process helpers (bol's
+    /// process outcomes, Google's counters); `None` when started through plain [`serve`].
+    channel: Option<Arc<dyn Any + Send + Sync>>,
     pub(crate) server: tokio::task::JoinHandle<()>,
 }
 
@@ -695,6 +699,11 @@ impl RunningSim {
     /// A merchant edits a listing's quantity in the back office (stockd is not told).
     pub fn edit_quantity(&self, sku: &str, quantity: i64) -> Result<SimListing, SimError> {
         self.backend.edit_quantity(sku, quantity)
+    }
+
+    /// The channel state behind this handle, if the simulator is a `B`.
+    pub(crate) fn channel<B: SimBackend>(&self) -> Option<Arc<B>> {
+        self.channel.clone()?.downcast::<B>().ok()
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -744,8 +753,21 @@ pub(crate) fn serve(
     Ok(RunningSim {
         base_url: format!("http://{addr}"),
         backend,
+        channel: None,
         server,
     })
+}
+
+/// [`serve`], keeping the concrete backend in the handle so that the channel's module can
+/// reach its own state from a [`RunningSim`] (see [`RunningSim::channel`]).
+pub(crate) fn serve_channel<B: SimBackend>(
+    router: Router,
+    listener: tokio::net::TcpListener,
+    sim: Arc<B>,
+) -> std::io::Result<RunningSim> {
+    let mut running = serve(router, listener, sim.clone())?;
+    running.channel = Some(sim);
+    Ok(running)
 }
 
 #[derive(Deserialize)]
@@ -890,6 +912,67 @@ async fn get_stats(State(b): State<Backend>) -> Response {
     Json(b.core().stats()).into_response()
 }
 
+/// How a decoder reads `+`: a space in `application/x-www-form-urlencoded` data (query
+/// strings and form bodies, <https://url.spec.whatwg.org/#application/x-www-form-urlencoded>),
+/// itself everywhere else (path segments, OAuth header values, RFC 3986 section 2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plus {
+    Space,
+    Literal,
+}
+
+/// Decode `%XX` escapes (either case). A `%` not followed by two hex digits stays as it is,
+/// as PHP's `urldecode` and browsers leave it; invalid UTF-8 becomes U+FFFD.
+pub(crate) fn percent_decode(s: &str, plus: Plus) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' if plus == Plus::Space => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push((high * 16 + low) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encode every byte but RFC 3986's unreserved `A-Za-z0-9-_.~` (upper-case hex): PHP's
+/// `rawurlencode`, which OAuth 1.0a signature base strings require (RFC 5849 section 3.6).
+pub(crate) fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `name=value&...` pairs of a query string or form body, decoded, in order, repeats kept.
+pub(crate) fn parse_form_urlencoded(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (
+                percent_decode(k, Plus::Space),
+                percent_decode(v, Plus::Space),
+            ),
+            None => (percent_decode(p, Plus::Space), String::new()),
+        })
+        .collect()
+}
+
 /// Seconds formatted the way `Retry-After` carries them ("2" or "2.5").
 pub(crate) fn retry_after_value(secs: f64) -> String {
     if secs.fract() == 0.0 {
@@ -954,5 +1037,44 @@ mod tests {
             serde_json::from_str(r#"{"throttle_storm_secs": 5, "reject_skus": ["A"]}"#).unwrap();
         assert_eq!(f.throttle_storm_secs, 5.0);
         assert_eq!(f.reject_skus, vec!["A".to_string()]);
+    }
+
+    #[test]
+    fn percent_decode_reads_plus_as_the_caller_asks() {
+        assert_eq!(percent_decode("a+b%20c", Plus::Space), "a b c");
+        assert_eq!(percent_decode("a+b%20c", Plus::Literal), "a+b c");
+        assert_eq!(percent_decode("%2B", Plus::Space), "+");
+    }
+
+    #[test]
+    fn percent_decode_keeps_malformed_escapes() {
+        assert_eq!(percent_decode("%zz%4", Plus::Literal), "%zz%4");
+        assert_eq!(percent_decode("100%", Plus::Literal), "100%");
+        // A sign is not a hex digit, although `from_str_radix` would accept "+1".
+        assert_eq!(percent_decode("%+1", Plus::Literal), "%+1");
+        assert_eq!(percent_decode("%c3%A9", Plus::Literal), "\u{e9}");
+        assert_eq!(percent_decode("%ff", Plus::Literal), "\u{fffd}");
+    }
+
+    #[test]
+    fn percent_encode_matches_php_rawurlencode() {
+        assert_eq!(percent_encode("a b+c/~"), "a%20b%2Bc%2F~");
+        assert_eq!(percent_encode("AZaz09-_.~"), "AZaz09-_.~");
+        assert_eq!(percent_encode("\u{e9}"), "%C3%A9");
+        let raw = "k=v&x y+\u{e9}%";
+        assert_eq!(percent_decode(&percent_encode(raw), Plus::Space), raw);
+    }
+
+    #[test]
+    fn form_pairs_decode_in_order_and_keep_repeats() {
+        assert_eq!(
+            parse_form_urlencoded("a=1&&b=x+y&a=2&flag"),
+            vec![
+                ("a".to_string(), "1".to_string()),
+                ("b".to_string(), "x y".to_string()),
+                ("a".to_string(), "2".to_string()),
+                ("flag".to_string(), String::new()),
+            ]
+        );
     }
 }
