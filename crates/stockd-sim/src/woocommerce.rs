@@ -9,7 +9,10 @@
 //! with `X-WP-Total`, `X-WP-TotalPages` and `Link`; batch endpoints with the 100-item limit and
 //! per-item errors (§2.3); orders whose stock is reduced at `processing` (§2.4); `order.created`
 //! / `order.updated` webhooks signed over the exact `wp_json_encode` bytes, without retries and
-//! with auto-disable after repeated failures (§2.5); an optional host rate limit.
+//! with auto-disable after repeated failures (§2.5); order refunds with line quantities and
+//! restock (`refunds.rs`); an optional host rate limit.
+
+mod refunds;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -135,6 +138,8 @@ struct Line {
     sku: String,
     quantity: i64,
     name: String,
+    /// Units restocked by refunds (meta `_restock_refunded_items`).
+    restocked: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +162,7 @@ struct Webhook {
 struct WooState {
     products: BTreeMap<u64, Product>,
     orders: BTreeMap<u64, Order>,
+    refunds: BTreeMap<u64, refunds::SimRefund>,
     next_post: u64,
     next_line: u64,
     nonces: HashSet<String>,
@@ -169,6 +175,7 @@ impl WooState {
         WooState {
             products: BTreeMap::new(),
             orders: BTreeMap::new(),
+            refunds: BTreeMap::new(),
             next_post: 100,
             next_line: 1,
             nonces: HashSet::new(),
@@ -675,7 +682,11 @@ impl Woo {
                     "total": total,
                     "total_tax": "0.00",
                     "taxes": [],
-                    "meta_data": [],
+                    "meta_data": if l.restocked > 0 {
+                        json!([{"id": l.id + 20_000, "key": "_restock_refunded_items", "value": l.restocked.to_string()}])
+                    } else {
+                        json!([])
+                    },
                     "sku": l.sku,
                     "price": 10,
                 })
@@ -997,6 +1008,9 @@ impl Woo {
                 }
             }
             ["orders", id] if write => self.update_order(id, ctx),
+            ["orders", id, "refunds"] if *m == Method::GET => self.list_refunds(id, ctx),
+            ["orders", id, "refunds"] if *m == Method::POST => self.create_refund(id, ctx),
+            ["orders", id, "refunds", rid] if *m == Method::GET => self.get_refund(id, rid),
             [] if *m == Method::GET => {
                 wc_json(StatusCode::OK, &json!({"namespace": "wc/v3", "routes": {}}))
             }
@@ -1768,6 +1782,7 @@ impl SimBackend for Woo {
                 sku: sku.clone(),
                 quantity: *qty,
                 name: p.name.clone(),
+                restocked: 0,
             });
         }
         let id = st.post_id();
@@ -1835,6 +1850,7 @@ impl SimBackend for Woo {
         }
         let refund_id = st.post_id();
         let total: i64 = o.lines.iter().map(|l| l.quantity * 10).sum();
+        refunds::record_amount_only(&mut st, id, refund_id, total);
         let o = st.orders.get_mut(&id).expect("exists");
         o.status = "refunded".into();
         o.refunds.push((refund_id, total));
