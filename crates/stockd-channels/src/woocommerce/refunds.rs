@@ -286,7 +286,10 @@ mod tests {
             .unwrap()
     }
 
-    fn summary(changes: &[OrderChange]) -> Vec<(String, OrderChangeKind, Vec<(String, i64)>)> {
+    /// (dedup key, kind, (line id, units) per line).
+    type Summary = (String, OrderChangeKind, Vec<(String, i64)>);
+
+    fn summary(changes: &[OrderChange]) -> Vec<Summary> {
         changes
             .iter()
             .map(|c| {
