@@ -678,6 +678,23 @@ mod tests {
     }
 
     #[test]
+    fn a_notification_of_several_changes_reports_the_most_telling_status() {
+        assert_eq!(
+            combined(&[
+                ("duplicate", Some(4)),
+                ("applied", Some(9)),
+                ("ignored", None)
+            ]),
+            ("applied", Some(9))
+        );
+        assert_eq!(
+            combined(&[("duplicate", Some(4)), ("duplicate", Some(5))]),
+            ("duplicate", Some(5))
+        );
+        assert_eq!(combined(&[]), ("ignored", None));
+    }
+
+    #[test]
     fn a_shipped_kit_comes_back_as_its_components() {
         // One kit of 2 × B + 1 × C, assembled and shipped.
         let rows = [row("B", "W1", 2, 2, Some(2)), row("C", "W1", 1, 1, Some(1))];
