@@ -483,6 +483,36 @@ mod tests {
     }
 
     #[test]
+    fn restock_on_refund_is_set_per_connector() {
+        let f = file(
+            r#"
+            [connectors.woo]
+            kind = "woocommerce"
+            url = "https://shop.example"
+            consumer_key_env = "K"
+            consumer_secret_env = "S"
+            webhook_secret_env = "H"
+            restock_on_refund = true
+            [connectors.woo-b2b]
+            kind = "woocommerce"
+            url = "https://b2b.example"
+            consumer_key_env = "K"
+            consumer_secret_env = "S"
+            webhook_secret_env = "H"
+            "#,
+        );
+        let env = |_: &str| Some("x".to_string());
+        let s = Settings::resolve(f, Overrides::default(), &env).unwrap();
+        let channels: Vec<&str> = s
+            .serve
+            .restock_on_refund
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        assert_eq!(channels, ["woo"]);
+    }
+
+    #[test]
     fn overrides_beat_the_file() {
         let f = file(
             r#"
