@@ -139,6 +139,10 @@ pub enum OrderChangeKind {
     /// Units came back restocked after a refund: the channel raised its own
     /// count by `qty` per line.
     Restocked,
+    /// Refunded without restock: what is still reserved of each line will
+    /// not ship and is released; shipped units stay with the customer. The
+    /// channel's own count does not move.
+    Refunded,
 }
 
 /// One line of an order as the channel names it.
@@ -183,6 +187,18 @@ pub enum WebhookAction {
         topic: String,
     },
     Order(OrderChange),
+    /// The notification names changes whose details live elsewhere on the
+    /// channel (WooCommerce: an order's refunds are ids only); stockd asks
+    /// the connector to read them ([`Connector::follow_up`]).
+    FollowUp(FollowUp),
+}
+
+/// What a connector needs to read the rest of a notification: the order and
+/// the notification itself as the channel sent it (connector-specific).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUp {
+    pub order_id: String,
+    pub notification: serde_json::Value,
 }
 
 /// Why an inbound webhook was refused.
@@ -270,6 +286,14 @@ pub trait Connector: Send + Sync {
             cursor: cursor.map(str::to_string),
             next_poll_after: Duration::from_secs(3600),
         })
+    }
+
+    /// Reads what a [`WebhookAction::FollowUp`] names and returns the order
+    /// changes of the whole notification, in the order they apply. Changes
+    /// carry dedup keys, so reading the same notification again is harmless.
+    async fn follow_up(&self, follow_up: &FollowUp) -> Result<Vec<OrderChange>, ChannelError> {
+        let _ = follow_up;
+        Ok(Vec::new())
     }
 
     /// Verifies and interprets an inbound webhook. `headers` are lower-cased

@@ -11,14 +11,18 @@
 //! - Auth: HTTP Basic over `https://`, OAuth 1.0a one-legged (HMAC-SHA256,
 //!   parameters in the query string) over plain `http://` (<https://woocommerce.github.io/woocommerce-rest-api-docs/#authentication>).
 //! - Webhooks: `X-WC-Webhook-Signature` over the exact body, the unsigned
-//!   creation ping, and `order.created` / `order.updated` (<https://woocommerce.github.io/woocommerce-rest-api-docs/#webhooks>).
+//!   creation ping, and `order.created` / `order.updated` (<https://woocommerce.github.io/woocommerce-rest-api-docs/#webhooks>); refunds
+//!   named by an `order.updated` are read from the refunds endpoint
+//!   (`refunds.rs`).
+
+mod refunds;
 
 use crate::encoding::{encode_pairs, percent_encode};
 use crate::ratelimit::Limiter;
 use crate::{
     constant_time_eq, Availability, ChannelError, ChannelLevel, Connector, ErrorClass, External,
-    HttpRequest, HttpResponse, ItemOutcome, LevelQuery, OrderChange, OrderChangeKind, OrderLineRef,
-    PushItem, Transport, WebhookAction, WebhookError,
+    FollowUp, HttpRequest, HttpResponse, ItemOutcome, LevelQuery, OrderChange, OrderChangeKind,
+    OrderLineRef, PushItem, Transport, WebhookAction, WebhookError,
 };
 use async_trait::async_trait;
 use base64::Engine;
@@ -730,12 +734,9 @@ fn order_lines(order: &Map<String, Value>) -> Result<Vec<OrderLineRef>, WebhookE
     Ok(lines)
 }
 
-fn order_action(topic: &str, body: &[u8]) -> Result<WebhookAction, WebhookError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| WebhookError::BadPayload(format!("invalid JSON: {e}")))?;
-    let order = value
-        .as_object()
-        .ok_or_else(|| WebhookError::BadPayload("order payload is not an object".into()))?;
+/// The change an order's status asks for (§2.4), or `None` for a status
+/// that holds or releases nothing.
+fn status_change(order: &Map<String, Value>) -> Result<Option<OrderChange>, WebhookError> {
     let order_id = id_string(order.get("id"))
         .ok_or_else(|| WebhookError::BadPayload("order without id".into()))?;
     let status = order
@@ -749,18 +750,14 @@ fn order_action(topic: &str, body: &[u8]) -> Result<WebhookAction, WebhookError>
     let kind = match status {
         "processing" | "on-hold" => OrderChangeKind::Placed,
         "cancelled" | "refunded" | "failed" => OrderChangeKind::Cancelled,
-        _ => {
-            return Ok(WebhookAction::Ignored {
-                topic: topic.to_owned(),
-            })
-        }
+        _ => return Ok(None),
     };
     let lines = match kind {
         OrderChangeKind::Placed => order_lines(order)?,
         // Empty = the whole order.
         _ => Vec::new(),
     };
-    Ok(WebhookAction::Order(OrderChange {
+    Ok(Some(OrderChange {
         // Delivery ids can collide within a second (<https://woocommerce.github.io/woocommerce-rest-api-docs/#webhooks>): deduplicate by
         // order and status instead.
         dedup_key: format!("{order_id}:{status}"),
@@ -768,6 +765,31 @@ fn order_action(topic: &str, body: &[u8]) -> Result<WebhookAction, WebhookError>
         kind,
         lines,
     }))
+}
+
+fn order_action(topic: &str, body: &[u8]) -> Result<WebhookAction, WebhookError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| WebhookError::BadPayload(format!("invalid JSON: {e}")))?;
+    let order = value
+        .as_object()
+        .ok_or_else(|| WebhookError::BadPayload("order payload is not an object".into()))?;
+    let change = status_change(order)?;
+    // `order.updated` fires on refunds (§2.5) but carries their ids only:
+    // the lines are read from the refunds endpoint.
+    if refunds::has_refunds(order) {
+        let order_id = id_string(order.get("id"))
+            .ok_or_else(|| WebhookError::BadPayload("order without id".into()))?;
+        return Ok(WebhookAction::FollowUp(FollowUp {
+            order_id,
+            notification: value,
+        }));
+    }
+    Ok(match change {
+        Some(change) => WebhookAction::Order(change),
+        None => WebhookAction::Ignored {
+            topic: topic.to_owned(),
+        },
+    })
 }
 
 #[async_trait]
@@ -944,6 +966,10 @@ impl Connector for WooCommerce {
                 })
             })
             .collect())
+    }
+
+    async fn follow_up(&self, follow_up: &FollowUp) -> Result<Vec<OrderChange>, ChannelError> {
+        refunds::order_changes(self, follow_up).await
     }
 
     fn webhook(

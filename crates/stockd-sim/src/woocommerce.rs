@@ -9,7 +9,8 @@
 //! with `X-WP-Total`, `X-WP-TotalPages` and `Link`; batch endpoints with the 100-item limit and
 //! per-item errors; orders whose stock is reduced at `processing`; `order.created`
 //! / `order.updated` webhooks signed over the exact `wp_json_encode` bytes, without retries and
-//! with auto-disable after repeated failures; an optional host rate limit.
+//! with auto-disable after repeated failures; order refunds with line quantities and restock
+//! (`refunds.rs`); an optional host rate limit.
 //!
 //! Sources:
 //! - REST API v3 reference: <https://woocommerce.github.io/woocommerce-rest-api-docs/>
@@ -26,6 +27,7 @@ mod http;
 mod json;
 mod orders;
 mod products;
+mod refunds;
 mod state;
 mod stock;
 

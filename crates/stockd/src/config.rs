@@ -234,6 +234,10 @@ pub struct ServeConfig {
     pub connectors: Vec<crate::connections::ConnectorSettings>,
     /// Connectors given directly (tests and the demo: in-process channels).
     pub extra_connections: Vec<crate::outbound::dispatch::Connection>,
+    /// Channels whose refunds with restock verify the return at once
+    /// (`restock_on_refund = true`): the units are sellable again without
+    /// the warehouse's check.
+    pub restock_on_refund: std::collections::BTreeSet<stockd_core::ChannelId>,
     pub retry: stockd_core::retry::RetryPolicy,
     /// Inbound and outbound paths beyond HTTP (NATS); none by default.
     pub inbound: crate::inbound::InboundSettings,
@@ -257,6 +261,7 @@ impl ServeConfig {
             tokens: Vec::new(),
             connectors: Vec::new(),
             extra_connections: Vec::new(),
+            restock_on_refund: Default::default(),
             retry: stockd_core::retry::RetryPolicy::default(),
             inbound: Default::default(),
             reconcile: Default::default(),
@@ -315,6 +320,7 @@ impl Settings {
             });
         }
         let tokens = resolve_tokens(file.auth.tokens, env)?;
+        let restock_on_refund = crate::connections::restock_on_refund(&file.connectors)?;
         let connectors = crate::connections::resolve(file.connectors, env)?;
         let mut inbound = file.inbound.resolve(env)?;
         inbound.feeds = crate::inbound::feeds::resolve(file.feeds)?;
@@ -351,6 +357,7 @@ impl Settings {
                 tokens,
                 connectors,
                 extra_connections: Vec::new(),
+                restock_on_refund,
                 retry,
                 inbound,
                 reconcile,
@@ -473,6 +480,36 @@ mod tests {
         assert_eq!(s.serve.http.events_body_limit_bytes, 32 * 1024 * 1024);
         assert_eq!(s.log.format, LogFormat::Text);
         assert!(s.serve.tokens.is_empty());
+    }
+
+    #[test]
+    fn restock_on_refund_is_set_per_connector() {
+        let f = file(
+            r#"
+            [connectors.woo]
+            kind = "woocommerce"
+            url = "https://shop.example"
+            consumer_key_env = "K"
+            consumer_secret_env = "S"
+            webhook_secret_env = "H"
+            restock_on_refund = true
+            [connectors.woo-b2b]
+            kind = "woocommerce"
+            url = "https://b2b.example"
+            consumer_key_env = "K"
+            consumer_secret_env = "S"
+            webhook_secret_env = "H"
+            "#,
+        );
+        let env = |_: &str| Some("x".to_string());
+        let s = Settings::resolve(f, Overrides::default(), &env).unwrap();
+        let channels: Vec<&str> = s
+            .serve
+            .restock_on_refund
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        assert_eq!(channels, ["woo"]);
     }
 
     #[test]

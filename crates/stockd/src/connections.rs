@@ -17,6 +17,7 @@
 //! consumer_key_env = "WOO_KEY"
 //! consumer_secret_env = "WOO_SECRET"
 //! webhook_secret_env = "WOO_WEBHOOK_SECRET"
+//! restock_on_refund = true            # any kind; default false
 //!
 //! [connectors.bol]
 //! kind = "bol"
@@ -96,6 +97,26 @@ pub struct FileConnector {
     /// Google: a self-signed JWT as the bearer token instead of the token
     /// endpoint (default false).
     pub self_signed_jwt: Option<bool>,
+    /// A refund with restock on this channel verifies the return at once
+    /// (sellable again) instead of leaving it pending for the warehouse
+    /// (default false).
+    pub restock_on_refund: Option<bool>,
+}
+
+/// The channels whose tables set `restock_on_refund = true`.
+pub fn restock_on_refund(
+    tables: &BTreeMap<String, FileConnector>,
+) -> Result<std::collections::BTreeSet<ChannelId>, ConfigError> {
+    tables
+        .iter()
+        .filter(|(_, table)| table.restock_on_refund == Some(true))
+        .map(|(id, _)| {
+            ChannelId::parse(id.clone()).map_err(|e| ConfigError::Connector {
+                channel: id.clone(),
+                message: e.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// A connection with its secrets resolved.

@@ -119,6 +119,9 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
     };
     connections.extend(config.extra_connections.iter().cloned());
     let mut state = api::AppState::new(store.clone(), auth);
+    state.listing_index = std::sync::Arc::new(webhooks::ListingIndex::new(
+        config.restock_on_refund.clone(),
+    ));
     state.connectors = std::sync::Arc::new(
         connections
             .iter()

@@ -16,9 +16,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use stockd_channels::{Connector, OrderChange, OrderChangeKind, WebhookAction, WebhookError};
+use stockd_channels::{
+    ChannelError, Connector, OrderChange, OrderChangeKind, WebhookAction, WebhookError,
+};
 use stockd_core::{ChannelId, Event, EventInput, EventStatus, Sku};
 use stockd_store::{Store, StoreError};
 
@@ -26,10 +28,13 @@ use stockd_store::{Store, StoreError};
 pub type Connectors = HashMap<ChannelId, Arc<dyn Connector>>;
 
 /// Listing lookups by the channel's own ids, per channel; rebuilt when a
-/// line names an id it does not know (listings may have been added).
+/// line names an id it does not know (listings may have been added). It
+/// also carries how each channel's order changes apply: the channels whose
+/// refunds with restock verify the return at once.
 #[derive(Default)]
 pub struct ListingIndex {
     by_channel: Mutex<HashMap<ChannelId, Arc<ExternalIndex>>>,
+    restock_on_refund: BTreeSet<ChannelId>,
 }
 
 /// (external id key, value) → SKU, for one channel.
@@ -44,6 +49,15 @@ fn external_value(value: &serde_json::Value) -> Option<String> {
 }
 
 impl ListingIndex {
+    /// An empty index; refunds with restock on `restock_on_refund` channels
+    /// verify their returns at once.
+    pub fn new(restock_on_refund: BTreeSet<ChannelId>) -> ListingIndex {
+        ListingIndex {
+            by_channel: Mutex::default(),
+            restock_on_refund,
+        }
+    }
+
     async fn build(store: &dyn Store, channel: &ChannelId) -> Result<ExternalIndex, StoreError> {
         let mut index = HashMap::new();
         let mut after: Option<Sku> = None;
@@ -133,7 +147,9 @@ fn event_for(
                 OrderChangeKind::Placed => serde_json::json!({
                     "line_id": line.line_id, "sku": sku.as_str(), "qty": line.qty
                 }),
-                OrderChangeKind::Cancelled | OrderChangeKind::Restocked => {
+                OrderChangeKind::Cancelled
+                | OrderChangeKind::Restocked
+                | OrderChangeKind::Refunded => {
                     serde_json::json!({"line_id": line.line_id, "qty": line.qty})
                 }
             })
@@ -169,6 +185,14 @@ fn event_for(
             }
             input["type"] = "cancel".into();
             input["reason"] = "refunded with restock on the channel".into();
+            input["lines"] = lines.into();
+        }
+        OrderChangeKind::Refunded => {
+            if lines.is_empty() {
+                return Ok(None);
+            }
+            input["type"] = "cancel".into();
+            input["reason"] = "refunded on the channel".into();
             input["lines"] = lines.into();
         }
     }
@@ -222,6 +246,8 @@ fn channel_moves(change: &OrderChange, skus: &[Option<Sku>]) -> Vec<(Sku, Option
     let sign = match change.kind {
         OrderChangeKind::Placed => -1,
         OrderChangeKind::Cancelled | OrderChangeKind::Restocked => 1,
+        // Without restock the channel's count stays where it is.
+        OrderChangeKind::Refunded => return Vec::new(),
     };
     change
         .lines
@@ -241,7 +267,8 @@ fn channel_moves(change: &OrderChange, skus: &[Option<Sku>]) -> Vec<(Sku, Option
     ),
     request_body(content = String, description = "The channel's webhook payload, exactly as sent"),
     responses(
-        (status = 200, description = "Accepted (applied, duplicate, ignored or unmapped).", body = WebhookReceipt),
+        (status = 200, description = "Accepted (applied, duplicate, quarantined, refused, ignored or unmapped).", body = WebhookReceipt),
+        (status = 502, description = "The notification names details the channel could not be asked for (`channel_unavailable`); nothing applied.", body = crate::error::ErrorBody),
         (status = 401, description = "Signature missing or wrong: nothing applied.", body = crate::error::ErrorBody),
         (status = 404, description = "No such connected channel.", body = crate::error::ErrorBody),
     )
@@ -264,21 +291,63 @@ pub async fn receive(
             ApiError::invalid("invalid_webhook", reason, Vec::new())
         }
     })?;
-    let change = match action {
+    let changes = match action {
         WebhookAction::Ping | WebhookAction::Ignored { .. } => {
             return Ok((StatusCode::OK, receipt("ignored")))
         }
-        WebhookAction::Order(change) => change,
+        WebhookAction::Order(change) => vec![change],
+        WebhookAction::FollowUp(follow_up) => connector
+            .follow_up(&follow_up)
+            .await
+            .map_err(|e| follow_up_error(&channel_id, e))?,
     };
-    let (status, seq) = apply_change(&*state.store, &state.listing_index, &channel_id, &change)
-        .await
-        .map_err(|e| match e {
-            ChangeError::Store(e) => ApiError::Storage(e),
-            ChangeError::Invalid(message) => {
-                ApiError::invalid("invalid_webhook", message, Vec::new())
-            }
-        })?;
+    let mut outcomes = Vec::with_capacity(changes.len());
+    for change in &changes {
+        let outcome = apply_change(&*state.store, &state.listing_index, &channel_id, change)
+            .await
+            .map_err(|e| match e {
+                ChangeError::Store(e) => ApiError::Storage(e),
+                ChangeError::Invalid(message) => {
+                    ApiError::invalid("invalid_webhook", message, Vec::new())
+                }
+            })?;
+        outcomes.push(outcome);
+    }
+    let (status, seq) = combined(&outcomes);
     Ok((StatusCode::OK, Json(WebhookReceipt { status, seq })))
+}
+
+/// A channel read of a follow-up failed: 502, nothing of the notification
+/// is lost for good — the channel's next notification of the order names
+/// the same changes again (deduplicated by their keys).
+fn follow_up_error(channel: &ChannelId, e: ChannelError) -> ApiError {
+    tracing::warn!(channel = %channel, error = %e, "reading a notification's details failed");
+    ApiError::Http {
+        status: StatusCode::BAD_GATEWAY,
+        code: "channel_unavailable",
+        message: format!("the channel could not be read: {}", e.message),
+    }
+}
+
+/// One status for the changes of one notification: the most telling one
+/// (something applied > quarantined > refused > duplicate > unmapped >
+/// ignored), with the latest ledger sequence.
+fn combined(outcomes: &[(&'static str, Option<u64>)]) -> (&'static str, Option<u64>) {
+    const RANK: [&str; 6] = [
+        "applied",
+        "quarantined",
+        "refused",
+        "duplicate",
+        "unmapped",
+        "ignored",
+    ];
+    let status = RANK
+        .iter()
+        .find(|s| outcomes.iter().any(|(o, _)| o == *s))
+        .copied()
+        .unwrap_or("ignored");
+    let seq = outcomes.iter().filter_map(|(_, seq)| *seq).max();
+    (status, seq)
 }
 
 /// Why an order change could not be applied.
@@ -357,10 +426,12 @@ fn split_refund(rows: &[&stockd_core::ReservationLine], qty: i64) -> RefundSplit
     }
 }
 
-/// A refund with restock of an order stockd knows: one atomic request
-/// releasing what is still reserved and receiving back, as a return under
-/// the RMA `{channel}:{dedup key}`, what was shipped. `None` when stockd
-/// does not know the order (the refund then waits for it as a cancel).
+/// A refund of an order stockd knows: one atomic request releasing what is
+/// still reserved and, when the channel restocked, receiving back as a
+/// return under the RMA `{channel}:{dedup key}` what was shipped — verified
+/// sellable at once on a channel with "restock on refund". Without restock
+/// shipped units stay with the customer. `None` when stockd does not know
+/// the order (the refund then waits for it as a cancel).
 async fn apply_refund(
     store: &dyn Store,
     index: &ListingIndex,
@@ -378,8 +449,11 @@ async fn apply_refund(
     }
     let key = |suffix: &str| format!("{channel_id}:{}:{suffix}", change.dedup_key);
     let rma_id = format!("{channel_id}:{}", change.dedup_key);
+    let restocked = change.kind == OrderChangeKind::Restocked;
+    let verify_at_once = restocked && index.restock_on_refund.contains(channel_id);
     let mut release = Vec::new();
     let mut events = Vec::new();
+    let mut known_lines = 0;
     for line in &change.lines {
         let line_rows: Vec<&stockd_core::ReservationLine> = rows
             .iter()
@@ -390,13 +464,15 @@ async fn apply_refund(
                 "refunded line was never reserved by stockd; nothing to release or receive back");
             continue;
         }
+        known_lines += 1;
         let split = split_refund(&line_rows, line.qty);
         if split.release_qty > 0 {
             release.push(serde_json::json!({"line_id": line.line_id, "qty": split.release_qty}));
         }
-        for (sku, location, qty) in split.returned {
+        for (sku, location, qty) in split.returned.into_iter().filter(|_| restocked) {
+            let line_key = format!("{}:{sku}@{location}", line.line_id);
             events.push(serde_json::json!({
-                "key": key(&format!("return:{}:{sku}@{location}", line.line_id)),
+                "key": key(&format!("return:{line_key}")),
                 "type": "return_received",
                 "rma_id": rma_id,
                 "sku": sku.as_str(),
@@ -404,6 +480,18 @@ async fn apply_refund(
                 "qty": qty,
                 "source": "webhook",
             }));
+            if verify_at_once {
+                events.push(serde_json::json!({
+                    "key": key(&format!("verify:{line_key}")),
+                    "type": "return_verified",
+                    "rma_id": rma_id,
+                    "sku": sku.as_str(),
+                    "location": location.as_str(),
+                    "sellable_qty": qty,
+                    "unsellable_qty": 0,
+                    "source": "webhook",
+                }));
+            }
         }
     }
     if !release.is_empty() {
@@ -421,7 +509,14 @@ async fn apply_refund(
         );
     }
     if events.is_empty() {
-        return Ok(Some(("unmapped", None)));
+        // Every line known and nothing to do: a refund of shipped units
+        // without restock.
+        let status = if known_lines > 0 {
+            "ignored"
+        } else {
+            "unmapped"
+        };
+        return Ok(Some((status, None)));
     }
     let mut submissions = Vec::with_capacity(events.len());
     for value in events {
@@ -475,7 +570,10 @@ pub async fn apply_change(
     channel_id: &ChannelId,
     change: &OrderChange,
 ) -> Result<(&'static str, Option<u64>), ChangeError> {
-    if change.kind == OrderChangeKind::Restocked {
+    if matches!(
+        change.kind,
+        OrderChangeKind::Restocked | OrderChangeKind::Refunded
+    ) {
         if let Some(outcome) = apply_refund(store, index, channel_id, change).await? {
             return Ok(outcome);
         }
@@ -577,6 +675,23 @@ mod tests {
         let split = split_refund(&rows, 9);
         assert_eq!(split.release_qty, 2);
         assert_eq!(returned(&split), [("A", "W1", 2), ("A", "W2", 1)]);
+    }
+
+    #[test]
+    fn a_notification_of_several_changes_reports_the_most_telling_status() {
+        assert_eq!(
+            combined(&[
+                ("duplicate", Some(4)),
+                ("applied", Some(9)),
+                ("ignored", None)
+            ]),
+            ("applied", Some(9))
+        );
+        assert_eq!(
+            combined(&[("duplicate", Some(4)), ("duplicate", Some(5))]),
+            ("duplicate", Some(5))
+        );
+        assert_eq!(combined(&[]), ("ignored", None));
     }
 
     #[test]

@@ -183,6 +183,7 @@ pub(super) fn dedup_key(order_id: &str, kind: OrderChangeKind) -> String {
         OrderChangeKind::Placed => "placed",
         OrderChangeKind::Cancelled => "cancelled",
         OrderChangeKind::Restocked => "restocked",
+        OrderChangeKind::Refunded => "refunded",
     };
     format!("{order_id}:{state}")
 }

@@ -113,6 +113,7 @@ impl SimBackend for Woo {
                 sku: sku.clone(),
                 quantity: *qty,
                 name: p.name.clone(),
+                restocked: 0,
             });
         }
         let id = st.post_id();
@@ -180,6 +181,7 @@ impl SimBackend for Woo {
         }
         let refund_id = st.post_id();
         let total: i64 = o.lines.iter().map(|l| l.quantity * 10).sum();
+        super::refunds::record_amount_only(&mut st, id, refund_id, total);
         let o = st.orders.get_mut(&id).expect("exists");
         o.status = "refunded".into();
         o.refunds.push((refund_id, total));

@@ -205,6 +205,9 @@ impl Woo {
                 }
             }
             ["orders", id] if write => self.update_order(id, ctx),
+            ["orders", id, "refunds"] if *m == Method::GET => self.list_refunds(id, ctx),
+            ["orders", id, "refunds"] if *m == Method::POST => self.create_refund(id, ctx),
+            ["orders", id, "refunds", rid] if *m == Method::GET => self.get_refund(id, rid),
             [] if *m == Method::GET => {
                 wc_json(StatusCode::OK, &json!({"namespace": "wc/v3", "routes": {}}))
             }

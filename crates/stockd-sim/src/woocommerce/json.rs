@@ -77,7 +77,11 @@ impl Woo {
                     "total": total,
                     "total_tax": "0.00",
                     "taxes": [],
-                    "meta_data": [],
+                    "meta_data": if l.restocked > 0 {
+                        json!([{"id": l.id + 20_000, "key": "_restock_refunded_items", "value": l.restocked.to_string()}])
+                    } else {
+                        json!([])
+                    },
                     "sku": l.sku,
                     "price": 10,
                 })

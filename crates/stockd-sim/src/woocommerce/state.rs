@@ -35,6 +35,8 @@ pub(super) struct Line {
     pub(super) sku: String,
     pub(super) quantity: i64,
     pub(super) name: String,
+    /// Units restocked by refunds (meta `_restock_refunded_items`).
+    pub(super) restocked: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +59,7 @@ pub(super) struct Webhook {
 pub(super) struct WooState {
     pub(super) products: BTreeMap<u64, Product>,
     pub(super) orders: BTreeMap<u64, Order>,
+    pub(super) refunds: BTreeMap<u64, super::refunds::SimRefund>,
     pub(super) next_post: u64,
     pub(super) next_line: u64,
     pub(super) nonces: HashSet<String>,
@@ -69,6 +72,7 @@ impl WooState {
         WooState {
             products: BTreeMap::new(),
             orders: BTreeMap::new(),
+            refunds: BTreeMap::new(),
             next_post: 100,
             next_line: 1,
             nonces: HashSet::new(),

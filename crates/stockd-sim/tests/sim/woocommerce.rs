@@ -697,3 +697,81 @@ async fn host_rate_limit_and_injected_storm() {
     assert_eq!((st.injected_faults, st.rate_limit_violations), (2, 0));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn refunds_with_line_quantities_restock_and_fire_order_updated() {
+    let (url, sink) = receiver().await;
+    let sim = sim_with(Config {
+        webhook_url: Some(url),
+        ..Config::default()
+    })
+    .await;
+    sim.add_listings(&[("R1".into(), 5)]);
+    let id = sim.buy(&[("R1".into(), 3)]).await.unwrap();
+    let (_, order, _) = call(&sim, "GET", &format!("/orders/{id}"), &[], None).await;
+    let line = order["line_items"][0]["id"].as_u64().unwrap();
+    // 1 unit without restock, then 2 with restock (the default).
+    let path = format!("/orders/{id}/refunds");
+    let (status, first, _) = call(
+        &sim,
+        "POST",
+        &path,
+        &[],
+        Some(json!({"line_items": [{"id": line, "quantity": 1}], "api_restock": false})),
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["line_items"][0]["quantity"], -1);
+    assert_eq!(
+        first["line_items"][0]["meta_data"][0],
+        json!({"id": first["line_items"][0]["meta_data"][0]["id"], "key": "_refunded_item_id", "value": line.to_string()})
+    );
+    let qty = |sim: &RunningSim| sim.listings()[0].quantity;
+    assert_eq!(qty(&sim), 2);
+    let (status, _, _) = call(
+        &sim,
+        "POST",
+        &path,
+        &[],
+        Some(json!({"line_items": [{"id": line, "quantity": 2}]})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(qty(&sim), 4);
+    // More than is left to refund is refused and changes nothing.
+    let (status, refused, _) = call(
+        &sim,
+        "POST",
+        &path,
+        &[],
+        Some(json!({"line_items": [{"id": line, "quantity": 1}]})),
+    )
+    .await;
+    assert_eq!(status, 500, "{refused}");
+    assert_eq!(
+        refused["code"],
+        "woocommerce_rest_cannot_create_order_refund"
+    );
+    let (status, list, headers) = call(&sim, "GET", &path, &[], None).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-wp-total"], "2");
+    assert_eq!(list[0]["line_items"][0]["quantity"], -2, "newest first");
+    let one = list[1]["id"].as_u64().unwrap();
+    let (status, got, _) = call(&sim, "GET", &format!("{path}/{one}"), &[], None).await;
+    assert_eq!((status, got["id"].as_u64()), (200, Some(one)));
+    // order.created, then one order.updated per refund naming them by id;
+    // the fully refunded order is `refunded`, its line carries the
+    // restocked units.
+    let got = sink.wait_for(3).await;
+    let last = got[2].json();
+    assert_eq!(got[2].header("x-wc-webhook-topic"), "order.updated");
+    assert_eq!(last["status"], "refunded");
+    assert_eq!(last["refunds"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        last["line_items"][0]["meta_data"][0]["key"],
+        "_restock_refunded_items"
+    );
+    assert_eq!(last["line_items"][0]["meta_data"][0]["value"], "2");
+    assert_eq!(got[1].json()["status"], "processing");
+    sim.shutdown().await;
+}

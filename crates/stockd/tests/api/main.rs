@@ -18,6 +18,7 @@ mod inbound;
 mod ops;
 mod quarantine;
 mod reconcile;
+mod refunds;
 mod returns;
 mod rules;
 mod stock;
