@@ -847,8 +847,7 @@ async fn nats_credentials_come_from_the_environment() {
         for refused in [&bad, &anonymous] {
             let error = stockd::inbound::nats::connect(refused)
                 .await
-                .err()
-                .expect("wrong credentials are refused")
+                .expect_err("wrong credentials are refused")
                 .to_string();
             assert!(
                 error.starts_with("nats_unauthorized: NATS at nats://127.0.0.1:")
