@@ -153,11 +153,11 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
     });
     state.feeds = std::sync::Arc::new(config.inbound.feeds.clone());
     let feed_scheduler = inbound::feeds::FeedScheduler::start(store.clone(), &config.inbound.feeds);
-    let publisher = config
-        .inbound
-        .outbound_nats
-        .clone()
-        .map(|settings| outbound::publish::Publisher::start(store.clone(), settings));
+    let publisher = config.inbound.outbound_nats.clone().map(|settings| {
+        let kpis = std::sync::Arc::new(outbound::publish::OutboundKpis::default());
+        state.outbound_kpis = Some(kpis.clone());
+        outbound::publish::Publisher::start(store.clone(), settings, kpis)
+    });
     let sync_kpis = state.sync_kpis.clone();
     let app = api::router(state, config.http);
     let (shutdown, stop) = oneshot::channel::<()>();

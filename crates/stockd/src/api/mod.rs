@@ -60,6 +60,8 @@ pub struct AppState {
     pub listing_index: Arc<crate::webhooks::ListingIndex>,
     pub sync_kpis: Arc<crate::outbound::dispatch::SyncKpis>,
     pub inbound_kpis: Arc<crate::inbound::nats::InboundKpis>,
+    /// The stock publisher's counters (`None`: no `[outbound.nats]`).
+    pub outbound_kpis: Option<Arc<crate::outbound::publish::OutboundKpis>>,
     /// Configured supplier feeds.
     pub feeds: Arc<Vec<crate::inbound::feeds::FeedSettings>>,
     pub auth: Arc<Auth>,
@@ -82,6 +84,7 @@ impl AppState {
             listing_index: Arc::new(crate::webhooks::ListingIndex::default()),
             sync_kpis: Arc::new(crate::outbound::dispatch::SyncKpis::default()),
             inbound_kpis: Arc::default(),
+            outbound_kpis: None,
             feeds: Arc::default(),
             auth: Arc::new(auth),
             metrics: Arc::new(metrics),

@@ -21,6 +21,8 @@ use crate::config::{ConfigError, Secret};
 use crate::inbound::NatsAuth;
 use async_nats::jetstream;
 use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use stockd_store::publish::StockChange;
@@ -166,6 +168,67 @@ pub fn subject_for(prefix: &str, sku: &str) -> String {
     format!("{prefix}.{token}")
 }
 
+/// Counters of the publisher, for `/metrics`.
+#[derive(Default)]
+pub struct OutboundKpis {
+    /// Messages the stream acknowledged.
+    pub messages_published: AtomicU64,
+    /// Rounds that failed (connection, publish or store); they are retried.
+    pub publish_failures: AtomicU64,
+}
+
+impl OutboundKpis {
+    /// Appends the outbound series in the Prometheus text format;
+    /// `lag_seconds` is the age of the oldest change not yet published
+    /// (0 when none waits), left out when unknown.
+    pub fn render(&self, lag_seconds: Option<f64>, out: &mut String) {
+        for (name, help, value) in [
+            (
+                "stockd_outbound_messages_published_total",
+                "Stock change messages the stream acknowledged.",
+                &self.messages_published,
+            ),
+            (
+                "stockd_outbound_publish_failures_total",
+                "Publisher rounds that failed and are retried.",
+                &self.publish_failures,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        if let Some(lag) = lag_seconds {
+            let name = "stockd_outbound_publish_lag_seconds";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Age of the oldest stock change not yet published (0 when none waits)."
+            );
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {lag}");
+        }
+    }
+}
+
+/// The `/metrics` series of the publisher. The lag is read from the publish
+/// outbox, so it keeps growing while the bus is down; it is left out when
+/// the store cannot answer.
+pub async fn render_metrics(store: &dyn Store, kpis: &OutboundKpis, out: &mut String) {
+    let lag = match store.stock_changes_due(1).await {
+        Ok(due) => Some(due.first().map_or(0.0, |oldest| {
+            (chrono::Utc::now() - oldest.changed_at)
+                .num_milliseconds()
+                .max(0) as f64
+                / 1000.0
+        })),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the publish outbox for /metrics");
+            None
+        }
+    };
+    kpis.render(lag, out);
+}
+
 /// A running publisher.
 pub struct Publisher {
     stop: watch::Sender<bool>,
@@ -173,9 +236,13 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn start(store: Arc<dyn Store>, settings: NatsOutboundSettings) -> Publisher {
+    pub fn start(
+        store: Arc<dyn Store>,
+        settings: NatsOutboundSettings,
+        kpis: Arc<OutboundKpis>,
+    ) -> Publisher {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(store, settings, stopped));
+        let task = tokio::spawn(run(store, settings, kpis, stopped));
         Publisher { stop, task }
     }
 
@@ -188,13 +255,15 @@ impl Publisher {
 async fn run(
     store: Arc<dyn Store>,
     settings: NatsOutboundSettings,
+    kpis: Arc<OutboundKpis>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut pause = RETRY_FIRST;
     loop {
-        match session(&*store, &settings, &mut stopped).await {
+        match session(&*store, &settings, &kpis, &mut stopped).await {
             Ok(()) => return,
             Err(e) => {
+                kpis.publish_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, url = %settings.url, "stock publisher failed; retrying")
             }
         }
@@ -209,6 +278,7 @@ async fn run(
 async fn session(
     store: &dyn Store,
     settings: &NatsOutboundSettings,
+    kpis: &OutboundKpis,
     stopped: &mut watch::Receiver<bool>,
 ) -> Result<(), async_nats::Error> {
     let options = async_nats::ConnectOptions::new().name("stockd-publisher");
@@ -240,7 +310,7 @@ async fn session(
             }
             continue;
         }
-        publish_batch(store, &js, settings, due).await?;
+        publish_batch(store, &js, settings, kpis, due).await?;
     }
 }
 
@@ -248,6 +318,7 @@ async fn publish_batch(
     store: &dyn Store,
     js: &jetstream::Context,
     settings: &NatsOutboundSettings,
+    kpis: &OutboundKpis,
     due: Vec<StockChange>,
 ) -> Result<(), async_nats::Error> {
     let now = chrono::Utc::now();
@@ -295,6 +366,7 @@ async fn publish_batch(
     }
     for ack in acks {
         ack.await?;
+        kpis.messages_published.fetch_add(1, Ordering::Relaxed);
     }
     store
         .stock_published(due.into_iter().map(|c| (c.sku, c.gen)).collect())

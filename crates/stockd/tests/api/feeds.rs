@@ -306,3 +306,139 @@ async fn rejected_messages_on_postgres() {
     rejected_messages_are_kept_once_per_stream_sequence(store.clone()).await;
     store.close().await;
 }
+
+/// What the test supplier's HTTP server answers: 503 until a file is set.
+#[derive(Default)]
+struct SupplierFile {
+    body: std::sync::Mutex<Option<String>>,
+    requests: std::sync::atomic::AtomicU64,
+}
+
+/// A supplier's HTTP server on 127.0.0.1:0 serving `/stock.csv`.
+async fn supplier_server(file: Arc<SupplierFile>) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().route(
+        "/stock.csv",
+        axum::routing::get(move || {
+            let file = file.clone();
+            async move {
+                file.requests
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match file.body.lock().unwrap().clone() {
+                    Some(body) => (StatusCode::OK, body).into_response(),
+                    None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("supplier server");
+    });
+    (format!("http://{addr}/stock.csv"), task)
+}
+
+/// Waits until the feed has `count` runs and returns them, newest first.
+async fn runs_at_least(app: &TestApp, path: &str, count: usize) -> Vec<Value> {
+    for _ in 0..200 {
+        let body = app.get(path).await.expect(200).body;
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= count {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {count} feed runs listed at {path}");
+}
+
+/// A feed fetched over http on a schedule: a failing fetch records no run,
+/// the file applies, the same content fetched again changes nothing, and a
+/// truncated response is refused whole.
+#[tokio::test]
+async fn http_feed_is_fetched_on_schedule_and_guarded() {
+    let file = Arc::new(SupplierFile::default());
+    let (url, server) = supplier_server(file.clone()).await;
+    let mut settings = feed(STOCK_FEED);
+    settings.source = Some(url);
+    settings.every_secs = Some(1);
+    let app = TestApp::sqlite_with(|c| c.inbound.feeds = vec![settings]).await;
+    app.put(
+        "/v1/locations/SUP-ACME",
+        json!({"name": "ACME dropship", "sellable": true}),
+    )
+    .await
+    .expect(200);
+    app.variants(&["A", "B", "C", "D"]).await;
+    let path = "/v1/feeds/acme/runs";
+
+    // The supplier answers 503 for now: fetched, but no run is recorded.
+    for _ in 0..100 {
+        if file.requests.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(file.requests.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    let none = app.get(path).await.expect(200).body;
+    assert_eq!(none["items"], json!([]), "a failed fetch is not a run");
+
+    *file.body.lock().unwrap() =
+        Some("Item No;Available\nAC-1;12\nAC-2;7\nAC-3;3\nAC-4;0\n".into());
+    let runs = runs_at_least(&app, path, 1).await;
+    let first = runs.last().unwrap();
+    assert_eq!(first["status"], "applied", "{first}");
+    assert_eq!(
+        (first["rows_applied"].as_u64(), first["rows_bad"].as_u64()),
+        (Some(4), Some(0))
+    );
+    assert!(
+        first["source"].as_str().unwrap().starts_with("http://"),
+        "{first}"
+    );
+    assert_eq!(app.stock("A").await["on_hand"], 12);
+    let ledger = app.get("/v1/ledger?limit=1000").await.expect(200).body;
+    let entries = ledger["items"].as_array().unwrap().len();
+
+    // The next scheduled fetch gets the same content: every row a duplicate.
+    let runs = runs_at_least(&app, path, 2).await;
+    let again = &runs[runs.len() - 2];
+    assert_eq!(again["status"], "applied", "{again}");
+    assert_eq!(
+        (
+            again["rows_applied"].as_u64(),
+            again["rows_duplicate"].as_u64()
+        ),
+        (Some(0), Some(4))
+    );
+    let ledger = app.get("/v1/ledger?limit=1000").await.expect(200).body;
+    assert_eq!(ledger["items"].as_array().unwrap().len(), entries);
+
+    // A truncated response (one SKU of four) is refused; nothing changes.
+    *file.body.lock().unwrap() = Some("Item No;Available\nAC-1;0\n".into());
+    let before = runs_at_least(&app, path, 1).await.len();
+    let mut refused = None;
+    for _ in 0..100 {
+        let runs = runs_at_least(&app, path, before + 1).await;
+        // A run that fetched before the switch may still have applied.
+        if runs[0]["status"] != "applied" {
+            refused = Some(runs[0].clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = refused.expect("a run after the truncated response");
+    assert_eq!(refused["status"], "refused", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("feed_truncated: 1 SKUs against 4"),
+        "{refused}"
+    );
+    assert_eq!(refused["rows_applied"], 0);
+    assert_eq!(app.stock("A").await["on_hand"], 12, "nothing applied");
+    app.stop().await;
+    server.abort();
+}
