@@ -15,6 +15,7 @@ mod chart;
 pub mod html;
 pub mod live;
 mod overview;
+mod reconciliations;
 mod rules;
 pub mod session;
 mod stock;
@@ -65,12 +66,18 @@ pub fn router<S>(app: AppState) -> Router<S> {
     Router::new()
         .route("/", get(overview::page))
         .route("/overview/live", get(overview::live_fragment))
+        .route("/overview/stream", get(overview::stream))
         .route("/signin", get(session::sign_in_form).post(session::sign_in))
         .route("/signout", post(session::sign_out))
         .route("/stock", get(stock::search))
         .route("/stock/{sku}", get(stock::detail))
         .route("/channels", get(channels::list))
         .route("/channels/{id}", get(channels::listings))
+        .route(
+            "/channels/{id}/reconcile",
+            post(channels::start_reconciliation),
+        )
+        .route("/reconciliations/{id}", get(reconciliations::run_page))
         .route("/dlq/{id}/retry", post(channels::retry_letter))
         .route("/dlq/{id}/discard", post(channels::discard_letter))
         .route("/quarantine", get(channels::quarantine))
