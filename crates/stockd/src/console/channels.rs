@@ -44,12 +44,12 @@ pub(super) fn redirect(to: &str) -> Response {
 /// Fixed messages after an action (never text from the request).
 #[derive(Deserialize)]
 pub struct Done {
-    done: Option<String>,
-    id: Option<i64>,
+    pub done: Option<String>,
+    pub id: Option<i64>,
 }
 
 impl Done {
-    fn message(&self) -> Option<String> {
+    pub fn message(&self) -> Option<String> {
         let id = self.id.unwrap_or_default();
         Some(match self.done.as_deref()? {
             "retried" => {
