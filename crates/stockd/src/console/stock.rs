@@ -519,7 +519,9 @@ fn push_table(pushes: &[stockd_store::kpis::PushAttempt]) -> String {
     for p in pushes {
         let sent = match (
             p.sent.get("quantity").and_then(serde_json::Value::as_i64),
-            p.sent.get("availability").and_then(serde_json::Value::as_str),
+            p.sent
+                .get("availability")
+                .and_then(serde_json::Value::as_str),
         ) {
             (Some(q), Some(a)) => format!("{q} ({})", a.replace('_', " ")),
             (Some(q), None) => q.to_string(),

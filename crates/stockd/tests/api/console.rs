@@ -385,6 +385,13 @@ async fn search_finds_by_sku_prefix_gtin_and_title(app: TestApp) {
         ("100%", vec!["MUG-RED-1"]),
         ("_", vec![]),
         ("nothing", vec![]),
+        // Three characters or more: anywhere in the title, any case (trigram index).
+        ("SMALL", vec!["TEE-S"]),
+        ("<cer", vec!["MUG-RED-1"]),
+        ("\"mug", vec![]),
+        // Shorter: the start of a title.
+        ("bl", vec!["MUG-BLUE-1"]),
+        ("ug", vec![]),
     ] {
         let page = b
             .get(&format!("/stock?fragment=1&q={}", urlencode(query)))
@@ -398,6 +405,16 @@ async fn search_finds_by_sku_prefix_gtin_and_title(app: TestApp) {
         "escaped: {}",
         page.text
     );
+    // A renamed variant is found by its new title only (the index follows).
+    app.put("/v1/variants/MUG-BLUE-1", json!({"title": "Navy beaker"}))
+        .await
+        .expect(200);
+    for (query, expect) in [("navy", vec!["MUG-BLUE-1"]), ("blue mug", vec![])] {
+        let page = b
+            .get(&format!("/stock?fragment=1&q={}", urlencode(query)))
+            .await;
+        assert_eq!(found(&page.text), expect, "query {query:?}: {}", page.text);
+    }
     app.stop().await;
 }
 
@@ -1176,8 +1193,12 @@ async fn in_a_browser_daily_kpis_a_reconciliation_and_a_skus_push_history() {
 
     // Start a reconciliation from the channel's page and see its run.
     wd.goto(&format!("{base}/channels/{WOO}")).await;
-    wd.wait_text("#runs", "No reconciliation runs yet.", Duration::from_secs(10))
-        .await;
+    wd.wait_text(
+        "#runs",
+        "No reconciliation runs yet.",
+        Duration::from_secs(10),
+    )
+    .await;
     wd.click("form[action$='/reconcile'] button").await;
     let flash = wd
         .wait_text(".flash", "started", Duration::from_secs(10))
@@ -1198,7 +1219,10 @@ async fn in_a_browser_daily_kpis_a_reconciliation_and_a_skus_push_history() {
     wd.wait_text("h1", "Reconciliation run", Duration::from_secs(10))
         .await;
     let summary = wd.text("#runs").await;
-    assert!(summary.contains("2 / 2"), "both listings checked: {summary}");
+    assert!(
+        summary.contains("2 / 2"),
+        "both listings checked: {summary}"
+    );
 
     // The SKU page shows its push history: what was sent, and the answer.
     wd.goto(&format!("{base}/stock/GOOD-1")).await;
