@@ -118,6 +118,8 @@ pub const LARGE_TABLES: &[&str] = &[
     "bundle_components",
     "listing_state",
     "dead_letters",
+    "returns",
+    "push_audit",
 ];
 
 /// One hot statement in each dialect.
@@ -189,6 +191,25 @@ pub fn hot_statements() -> Vec<HotStatement> {
         both("outbox rows", &ob::rows_sql()),
         both("outbox ack", ob::ACK),
         both("outbox channel moved", ob::CHANNEL_MOVED),
+        both("console: variants by gtin", crate::console::GTIN_SQL),
+        each(
+            "console: titles containing",
+            crate::console::SQLITE_TITLE_TRIGRAM_SQL,
+            crate::console::PG_TITLE_TRIGRAM_SQL,
+        ),
+        each(
+            "console: titles starting with",
+            crate::console::SQLITE_TITLE_PREFIX_SQL,
+            crate::console::PG_TITLE_PREFIX_SQL,
+        ),
+        both(
+            "console: pushes of a sku",
+            &crate::console::recent_pushes_sql(),
+        ),
+        both(
+            "console: open returns of a sku",
+            crate::console::OPEN_RETURNS_OF_SQL,
+        ),
     ]
 }
 

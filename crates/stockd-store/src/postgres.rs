@@ -58,6 +58,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         10,
         include_str!("../migrations/postgres/0010_oversell_per_component.sql"),
     ),
+    (
+        11,
+        include_str!("../migrations/postgres/0011_console_search.sql"),
+    ),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").
 const WRITER_LOCK_ID: i64 = 0x5354_4f43_4b44;

@@ -54,6 +54,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/sqlite/0010_oversell_per_component.sql"),
     ),
+    (
+        11,
+        include_str!("../migrations/sqlite/0011_console_search.sql"),
+    ),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;

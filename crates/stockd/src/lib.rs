@@ -159,13 +159,15 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
         outbound::publish::Publisher::start(store.clone(), settings, kpis)
     });
     let sync_kpis = state.sync_kpis.clone();
+    let stopping = state.stopping.clone();
     let app = api::router(state, config.http);
     let (shutdown, stop) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
+            .with_graceful_shutdown(async move {
                 // A dropped sender also means stop.
                 let _ = stop.await;
+                stopping.send_replace(true);
             })
             .await;
         reconciling.stop().await;

@@ -7,11 +7,8 @@ use crate::outbox::{pg, OutboxRow};
 use crate::rows::parse_id;
 use crate::StoreError;
 use async_trait::async_trait;
-use stockd_core::{ChannelId, Sku, Variant};
+use stockd_core::{ChannelId, RmaId, Sku, Variant};
 use tokio_postgres::Row;
-
-const TITLE_SQL: &str = "SELECT sku, title, product_id, gtin FROM variants \
-     WHERE title ILIKE '%' || $1 || '%' ESCAPE '\\' ORDER BY sku LIMIT $2";
 
 fn variants(rows: &[Row]) -> Result<Vec<Variant>, StoreError> {
     rows.iter()
@@ -62,10 +59,36 @@ impl ConsoleReads for PgStore {
         }
         // A barcode that matched is not looked for in titles too.
         if found.len() < max && (!gtin_like || found.is_empty()) {
-            let rows = client
-                .query(TITLE_SQL, &[&c::like_escape(text), &n])
-                .await?;
-            c::merge(&mut found, variants(&rows)?, max);
+            let lower = text.to_lowercase();
+            let trigram = c::title_by_trigram(text)
+                && client
+                    .query_one(c::PG_HAS_TRIGRAM_SQL, &[])
+                    .await?
+                    .get::<_, bool>(0);
+            let more = if trigram {
+                let pattern = format!("%{}%", c::like_escape(&lower));
+                let rows = client
+                    .query(c::PG_TITLE_TRIGRAM_SQL, &[&pattern, &n])
+                    .await?;
+                variants(&rows)?
+            } else {
+                // Without pg_trgm (or for short text) titles match by their start.
+                let rows = client
+                    .query(
+                        c::PG_TITLE_PREFIX_SQL,
+                        &[&lower, &c::prefix_end(&lower), &n],
+                    )
+                    .await?;
+                variants(&rows)?
+                    .into_iter()
+                    .filter(|v| {
+                        v.title
+                            .as_deref()
+                            .is_some_and(|t| t.to_lowercase().starts_with(&lower))
+                    })
+                    .collect()
+            };
+            c::merge(&mut found, more, max);
         }
         Ok(found)
     }
@@ -141,5 +164,33 @@ impl ConsoleReads for PgStore {
             lines: row.get::<_, i64>(0) as u64,
             units: row.get(1),
         })
+    }
+
+    async fn recent_pushes_of(
+        &self,
+        sku: &Sku,
+        limit: u32,
+    ) -> Result<Vec<crate::kpis::PushAttempt>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                &pg(&c::recent_pushes_sql()),
+                &[&sku.as_str(), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(super::kpis::attempt).collect()
+    }
+
+    async fn open_returns_of(&self, sku: &Sku, limit: u32) -> Result<Vec<RmaId>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                &pg(c::OPEN_RETURNS_OF_SQL),
+                &[&sku.as_str(), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| parse_id(r.get::<_, String>(0), RmaId::parse))
+            .collect()
     }
 }

@@ -11,7 +11,7 @@ use stockd_core::{ChannelId, Sku};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-fn attempt(r: &Row) -> Result<PushAttempt, StoreError> {
+pub(crate) fn attempt(r: &Row) -> Result<PushAttempt, StoreError> {
     RawAttempt {
         id: r.try_get(0)?,
         at_ms: r.try_get(1)?,

@@ -8,10 +8,7 @@ use crate::rows::parse_id;
 use crate::StoreError;
 use async_trait::async_trait;
 use rusqlite::{params, Connection};
-use stockd_core::{ChannelId, Sku, Variant};
-
-const TITLE_SQL: &str = "SELECT sku, title, product_id, gtin FROM variants \
-     WHERE title LIKE '%' || ?1 || '%' ESCAPE '\\' ORDER BY sku LIMIT ?2";
+use stockd_core::{ChannelId, RmaId, Sku, Variant};
 
 fn variants(
     conn: &Connection,
@@ -71,7 +68,21 @@ impl ConsoleReads for SqliteStore {
             }
             // A barcode that matched is not looked for in titles too.
             if found.len() < max && (!gtin_like || found.is_empty()) {
-                let more = variants(conn, TITLE_SQL, params![c::like_escape(&text), limit])?;
+                let more = if c::title_by_trigram(&text) {
+                    variants(
+                        conn,
+                        c::SQLITE_TITLE_TRIGRAM_SQL,
+                        params![c::fts_phrase(&text), limit],
+                    )?
+                } else {
+                    // SQLite's lower() folds ASCII only.
+                    let start = text.to_ascii_lowercase();
+                    variants(
+                        conn,
+                        c::SQLITE_TITLE_PREFIX_SQL,
+                        params![start, c::prefix_end(&start), limit],
+                    )?
+                };
                 c::merge(&mut found, more, max);
             }
             Ok(found)
@@ -167,6 +178,38 @@ impl ConsoleReads for SqliteStore {
                 lines: lines as u64,
                 units,
             })
+        })
+        .await
+    }
+
+    async fn recent_pushes_of(
+        &self,
+        sku: &Sku,
+        limit: u32,
+    ) -> Result<Vec<crate::kpis::PushAttempt>, StoreError> {
+        let sku = sku.as_str().to_string();
+        self.read(move |conn| {
+            let raw = conn
+                .prepare_cached(&c::recent_pushes_sql())?
+                .query_map(params![sku, limit], super::kpis::raw_attempt)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raw.into_iter()
+                .map(crate::kpis::RawAttempt::into_attempt)
+                .collect()
+        })
+        .await
+    }
+
+    async fn open_returns_of(&self, sku: &Sku, limit: u32) -> Result<Vec<RmaId>, StoreError> {
+        let sku = sku.as_str().to_string();
+        self.read(move |conn| {
+            let ids = conn
+                .prepare_cached(c::OPEN_RETURNS_OF_SQL)?
+                .query_map(params![sku, limit], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            ids.into_iter()
+                .map(|id| parse_id(id, RmaId::parse))
+                .collect()
         })
         .await
     }

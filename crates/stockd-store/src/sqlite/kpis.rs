@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::params;
 use stockd_core::{ChannelId, Sku};
 
-fn raw_attempt(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawAttempt> {
+pub(crate) fn raw_attempt(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawAttempt> {
     Ok(RawAttempt {
         id: r.get(0)?,
         at_ms: r.get(1)?,

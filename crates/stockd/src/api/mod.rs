@@ -70,6 +70,9 @@ pub struct AppState {
     pub openapi_json: Arc<str>,
     /// Reconciliation runs (`None`: this server runs none).
     pub reconciler: Option<Arc<crate::outbound::reconcile::Reconciler>>,
+    /// Turns true when the server starts to stop: long-lived responses
+    /// (the console's event stream) end so the shutdown is not held up.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -90,6 +93,7 @@ impl AppState {
             metrics: Arc::new(metrics),
             openapi_json: openapi_json.into(),
             reconciler: None,
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 }

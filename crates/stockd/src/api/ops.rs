@@ -78,7 +78,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             crate::outbound::reconcile::render_metrics(&*state.store, &mut text).await;
             state.inbound_kpis.render(&mut text);
             if let Some(outbound) = &state.outbound_kpis {
-                crate::outbound::render_metrics(&*state.store, outbound, &mut text).await;
+                crate::outbound::publish::render_metrics(&*state.store, outbound, &mut text).await;
             }
             crate::api::kpis::render_metrics(&*state.store, &mut text).await;
             text

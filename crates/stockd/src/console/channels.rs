@@ -1,6 +1,7 @@
 //! Channels (health, the dead-letter queue with retry and discard), one
-//! channel's listings (all, lagging, held by budget, dead-lettered) and the
-//! quarantine with discard.
+//! channel's listings (all, lagging, held by budget, dead-lettered, drifting
+//! in its last reconciliation) with its reconciliation runs and a button to
+//! start one, and the quarantine with discard.
 
 use super::html::{self, action_button, esc, thousands, url_part};
 use super::session::{CsrfForm, Viewer};
@@ -17,12 +18,13 @@ use std::fmt::Write;
 use stockd_core::{ChannelId, Sku};
 use stockd_store::console::LaggingFilter;
 use stockd_store::outbox::{DeadLetter, OutboxRow};
+use stockd_store::reconcile::{DriftClass, RunRecord, RunStatus};
 use stockd_store::StoreError;
 
 /// Rows per page.
 pub const PAGE: u32 = 100;
 
-fn storage_error(viewer: &Viewer, e: StoreError) -> Response {
+pub(super) fn storage_error(viewer: &Viewer, e: StoreError) -> Response {
     tracing::error!(error = %e, "console read failed");
     html::error_page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -31,7 +33,7 @@ fn storage_error(viewer: &Viewer, e: StoreError) -> Response {
     )
 }
 
-fn redirect(to: &str) -> Response {
+pub(super) fn redirect(to: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     if let Ok(value) = HeaderValue::from_str(to) {
         response.headers_mut().insert(LOCATION, value);
@@ -42,12 +44,12 @@ fn redirect(to: &str) -> Response {
 /// Fixed messages after an action (never text from the request).
 #[derive(Deserialize)]
 pub struct Done {
-    done: Option<String>,
-    id: Option<i64>,
+    pub done: Option<String>,
+    pub id: Option<i64>,
 }
 
 impl Done {
-    fn message(&self) -> Option<String> {
+    pub fn message(&self) -> Option<String> {
         let id = self.id.unwrap_or_default();
         Some(match self.done.as_deref()? {
             "retried" => {
@@ -58,6 +60,14 @@ impl Done {
                 format!("Quarantined event {id} discarded; its key is free again.")
             }
             "gone" => format!("Entry {id} was already handled."),
+            "recon-started" => format!(
+                "Reconciliation run {id} started: it reads every listing back from the channel."
+            ),
+            "recon-not-connected" => {
+                "This channel is not connected to this server: nothing to read back.".to_string()
+            }
+            "recon-unavailable" => "This server runs no reconciliation.".to_string(),
+            "rejected-discarded" => format!("Rejected message {id} discarded."),
             _ => return None,
         })
     }
@@ -232,6 +242,40 @@ pub async fn listings(
         .filter(|a| !a.is_empty())
         .and_then(|a| Sku::parse(a.to_string()).ok());
     let filter = query.filter.as_deref().unwrap_or("lagging");
+    let runs = match store.recon_runs(Some(&channel.id), None, RUNS_SHOWN).await {
+        Ok(r) => r,
+        Err(e) => return storage_error(&viewer, e),
+    };
+    let base = format!("/channels/{}", url_part(channel.id.as_str()));
+    if filter == "drifting" {
+        let table = match drifting_table(&console, &runs, &base, query.after.as_deref()).await {
+            Ok(t) => t,
+            Err(e) => return storage_error(&viewer, e),
+        };
+        let flash = Done {
+            done: query.done,
+            id: query.id,
+        }
+        .message();
+        let body = format!(
+            "{}{}{table}{}",
+            channel_figures(&console, &channel)
+                .await
+                .unwrap_or_default(),
+            filter_nav(&base, filter),
+            runs_section(&viewer, &runs, &base),
+        );
+        return html::html_response(
+            StatusCode::OK,
+            html::page(
+                channel.id.as_str(),
+                "/channels",
+                Some(&viewer),
+                flash.as_deref(),
+                &body,
+            ),
+        );
+    }
     let lagging = match filter {
         "lagging" => Some(LaggingFilter::Lagging),
         "budget" => Some(LaggingFilter::HeldByBudget),
@@ -266,44 +310,11 @@ pub async fn listings(
         Ok(r) => r,
         Err(e) => return storage_error(&viewer, e),
     };
-    let health = match store
-        .channel_health(std::slice::from_ref(&channel.id))
-        .await
-    {
-        Ok(mut h) => h.pop(),
+    let mut body = match channel_figures(&console, &channel).await {
+        Ok(f) => f,
         Err(e) => return storage_error(&viewer, e),
     };
-    let base = format!("/channels/{}", url_part(channel.id.as_str()));
-    let mut body = String::new();
-    if let Some(h) = &health {
-        let _ = write!(
-            body,
-            "<div class=\"figures\"><div><span>Kind</span><b>{}</b></div><div><span>Connected</span><b>{}</b></div>\
-             <div><span>Lagging</span><b>{}</b></div><div><span>Held by budget</span><b>{}</b></div>\
-             <div class=\"{}\"><span>Dead letters</span><b>{}</b></div></div>",
-            esc(channel.kind.as_str()),
-            if console.app.connectors.contains_key(&channel.id) { "yes" } else { "no" },
-            thousands(h.lagging as i64),
-            thousands(h.held_by_budget as i64),
-            if h.dead_letters > 0 { "bad" } else { "" },
-            thousands(h.dead_letters as i64),
-        );
-    }
-    body.push_str("<nav class=\"filters\" aria-label=\"Listing filter\">");
-    for (key, label) in [
-        ("lagging", "Lagging"),
-        ("budget", "Held by budget"),
-        ("dead", "Dead-lettered"),
-        ("all", "All listings"),
-    ] {
-        let current = if key == filter || (key == "all" && lagging.is_none()) {
-            " aria-current=\"true\""
-        } else {
-            ""
-        };
-        let _ = write!(body, "<a href=\"{base}?filter={key}\"{current}>{label}</a>");
-    }
-    body.push_str("</nav>");
+    body.push_str(&filter_nav(&base, filter));
     body.push_str(&outbox_table(&rows));
     if rows.len() == PAGE as usize {
         if let Some((last, _)) = rows.last() {
@@ -315,6 +326,7 @@ pub async fn listings(
             );
         }
     }
+    body.push_str(&runs_section(&viewer, &runs, &base));
     let letters = match store.dead_letters(0, 1_000).await {
         Ok(l) => l
             .into_iter()
@@ -339,6 +351,173 @@ pub async fn listings(
             &body,
         ),
     )
+}
+
+/// The channel's figures at the top of its page.
+async fn channel_figures(
+    console: &Console,
+    channel: &stockd_store::channels::ChannelRecord,
+) -> Result<String, StoreError> {
+    let health = console
+        .app
+        .store
+        .channel_health(std::slice::from_ref(&channel.id))
+        .await?
+        .pop();
+    let mut body = String::new();
+    if let Some(h) = &health {
+        let _ = write!(
+            body,
+            "<div class=\"figures\"><div><span>Kind</span><b>{}</b></div><div><span>Connected</span><b>{}</b></div>\
+             <div><span>Lagging</span><b>{}</b></div><div><span>Held by budget</span><b>{}</b></div>\
+             <div class=\"{}\"><span>Dead letters</span><b>{}</b></div></div>",
+            esc(channel.kind.as_str()),
+            if console.app.connectors.contains_key(&channel.id) { "yes" } else { "no" },
+            thousands(h.lagging as i64),
+            thousands(h.held_by_budget as i64),
+            if h.dead_letters > 0 { "bad" } else { "" },
+            thousands(h.dead_letters as i64),
+        );
+    }
+    Ok(body)
+}
+
+/// Runs listed on a channel's page.
+const RUNS_SHOWN: u32 = 10;
+
+fn filter_nav(base: &str, filter: &str) -> String {
+    let mut out = String::from("<nav class=\"filters\" aria-label=\"Listing filter\">");
+    let known = ["lagging", "budget", "dead", "drifting"];
+    for (key, label) in [
+        ("lagging", "Lagging"),
+        ("budget", "Held by budget"),
+        ("dead", "Dead-lettered"),
+        ("drifting", "Drifting"),
+        ("all", "All listings"),
+    ] {
+        let current = if key == filter || (key == "all" && !known.contains(&filter)) {
+            " aria-current=\"true\""
+        } else {
+            ""
+        };
+        let _ = write!(out, "<a href=\"{base}?filter={key}\"{current}>{label}</a>");
+    }
+    out.push_str("</nav>");
+    out
+}
+
+/// A channel level as a reconciliation item stores it (`quantity`,
+/// `availability`), short.
+pub(super) fn level_text(level: Option<&serde_json::Value>) -> String {
+    let Some(v) = level else {
+        return "–".to_string();
+    };
+    let quantity = v.get("quantity").and_then(serde_json::Value::as_i64);
+    let availability = v.get("availability").and_then(serde_json::Value::as_str);
+    match (quantity, availability) {
+        (Some(q), Some(a)) => format!("{q} ({})", a.replace('_', " ")),
+        (Some(q), None) => q.to_string(),
+        (None, Some(a)) => a.replace('_', " "),
+        (None, None) => v.to_string(),
+    }
+}
+
+/// The listings that drifted in the channel's last completed reconciliation.
+async fn drifting_table(
+    console: &Console,
+    runs: &[RunRecord],
+    base: &str,
+    after: Option<&str>,
+) -> Result<String, StoreError> {
+    let Some(run) = runs.iter().find(|r| r.status == RunStatus::Completed) else {
+        return Ok(
+            "<p id=\"drifting\">No completed reconciliation yet: start one below to compare every listing with the channel.</p>"
+                .to_string(),
+        );
+    };
+    let after = after.filter(|a| !a.is_empty());
+    let mut items = Vec::new();
+    for class in [DriftClass::ChannelDiffers, DriftClass::MissingOnChannel] {
+        items.extend(
+            console
+                .app
+                .store
+                .recon_items(run.id, Some(class), after, PAGE)
+                .await?,
+        );
+    }
+    items.sort_by(|a, b| a.sku.cmp(&b.sku));
+    items.truncate(PAGE as usize);
+    let mut out = format!(
+        "<p class=\"hint\">Drifting in <a href=\"/reconciliations/{}\">run {}</a>, finished {}: the channel showed something else or lacked the listing.</p>\
+         <div class=\"scroll\"><table id=\"drifting\"><thead><tr><th>SKU</th><th>Class</th><th class=\"num\">stockd expected</th>\
+         <th class=\"num\">Channel showed</th><th>Fixed</th><th>Note</th></tr></thead><tbody>",
+        run.id,
+        run.id,
+        run.finished_at
+            .map_or("–".to_string(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+    );
+    if items.is_empty() {
+        out.push_str("<tr><td colspan=\"6\">Nothing drifted.</td></tr>");
+    }
+    for item in &items {
+        out.push_str(&super::reconciliations::item_row(item));
+    }
+    out.push_str("</tbody></table></div>");
+    if items.len() == PAGE as usize {
+        if let Some(last) = items.last() {
+            let _ = write!(
+                out,
+                "<p><a href=\"{base}?filter=drifting&amp;after={}\">Next page →</a></p>",
+                url_part(&last.sku)
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The channel's latest runs and, for an admin, the button that starts one.
+fn runs_section(viewer: &Viewer, runs: &[RunRecord], base: &str) -> String {
+    let mut out = String::from("<h2>Reconciliation</h2>");
+    out.push_str(&action_button(
+        viewer,
+        Role::Admin,
+        &format!("{base}/reconcile"),
+        "Start a reconciliation",
+        "",
+    ));
+    out.push_str(&super::reconciliations::runs_table(runs));
+    out
+}
+
+/// `POST /channels/{id}/reconcile`: the same request as `POST /v1/reconciliations`.
+pub async fn start_reconciliation(
+    State(console): State<Console>,
+    viewer: Viewer,
+    Path(raw): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = viewer.refusal(form.csrf.as_deref(), Role::Admin) {
+        return refused;
+    }
+    let Ok(channel) = ChannelId::parse(raw) else {
+        return html::error_page(StatusCode::NOT_FOUND, Some(&viewer), "No such channel.");
+    };
+    let base = format!("/channels/{}", url_part(channel.as_str()));
+    let Some(reconciler) = console.app.reconciler.as_deref() else {
+        return redirect(&format!("{base}?done=recon-unavailable"));
+    };
+    match reconciler.request(Some(&channel), "console").await {
+        Ok(runs) => {
+            let id = runs.first().map_or(0, |r| r.id);
+            tracing::info!(caller = %viewer.caller, channel = %channel, run = id, "reconciliation started from the console");
+            redirect(&format!("{base}?done=recon-started&id={id}"))
+        }
+        Err(crate::reconcile::RequestError::NotConnected(_)) => {
+            redirect(&format!("{base}?done=recon-not-connected"))
+        }
+        Err(crate::reconcile::RequestError::Store(e)) => storage_error(&viewer, e),
+    }
 }
 
 #[derive(Deserialize)]

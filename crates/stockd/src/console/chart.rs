@@ -17,6 +17,16 @@ const PALETTE: &[&str] = &[
     "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000000",
 ];
 
+/// What the x axis spans, which decides its labels and markers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// Samples up to now: labels "−N min" … "now", a plain line.
+    Recent,
+    /// One point per day: labels are the first and last day, every point
+    /// marked (a single day still shows).
+    Days,
+}
+
 /// One named line.
 pub struct Series {
     pub name: String,
@@ -59,6 +69,15 @@ fn label(v: f64) -> String {
 
 /// The chart's SVG; `id` names it for the page and its tests.
 pub fn line_chart(id: &str, title: &str, unit: &str, series: &[Series]) -> String {
+    chart(id, title, unit, series, Span::Recent)
+}
+
+/// A chart of one value per day.
+pub fn daily_chart(id: &str, title: &str, unit: &str, series: &[Series]) -> String {
+    chart(id, title, unit, series, Span::Days)
+}
+
+fn chart(id: &str, title: &str, unit: &str, series: &[Series], span: Span) -> String {
     let mut out = String::new();
     let all = series.iter().flat_map(|s| s.points.iter());
     let (mut t0, mut t1, mut max) = (None::<DateTime<Utc>>, None::<DateTime<Utc>>, 0f64);
@@ -98,19 +117,36 @@ pub fn line_chart(id: &str, title: &str, unit: &str, series: &[Series]) -> Strin
         (Some(start), Some(end)) => {
             let span_ms = ((end - start).num_milliseconds() as f64).max(1.0);
             let minutes = span_ms / 60_000.0;
+            let (first, last) = match span {
+                Span::Recent => (
+                    if minutes >= 1.0 {
+                        format!("−{minutes:.0} min")
+                    } else {
+                        format!("−{:.0} s", span_ms / 1000.0)
+                    },
+                    "now".to_string(),
+                ),
+                Span::Days => (
+                    start.format("%Y-%m-%d").to_string(),
+                    end.format("%Y-%m-%d").to_string(),
+                ),
+            };
             let _ = write!(
                 out,
-                "<text x=\"{LEFT}\" y=\"{}\" font-size=\"10\" fill=\"#555\">{}</text>\
-                 <text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"end\" fill=\"#555\">now</text>",
+                "<text x=\"{LEFT}\" y=\"{}\" font-size=\"10\" fill=\"#555\">{first}</text>\
+                 <text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"end\" fill=\"#555\">{last}</text>",
                 HEIGHT - 6.0,
-                if minutes >= 1.0 {
-                    format!("−{minutes:.0} min")
-                } else {
-                    format!("−{:.0} s", span_ms / 1000.0)
-                },
                 WIDTH - RIGHT,
                 HEIGHT - 6.0
             );
+            // One day alone sits in the middle.
+            let x_of = |t: &DateTime<Utc>| {
+                if end == start {
+                    LEFT + plot_w / 2.0
+                } else {
+                    LEFT + plot_w * ((*t - start).num_milliseconds() as f64 / span_ms)
+                }
+            };
             for (i, s) in series.iter().enumerate() {
                 if s.points.is_empty() {
                     continue;
@@ -119,20 +155,36 @@ pub fn line_chart(id: &str, title: &str, unit: &str, series: &[Series]) -> Strin
                 out.push_str("<polyline fill=\"none\" stroke-width=\"1.5\" stroke=\"");
                 out.push_str(colour);
                 out.push_str("\" points=\"");
+                let y_of = |v: f64| TOP + plot_h - plot_h * (v / y_max).clamp(0.0, 1.0);
                 for (t, v) in &s.points {
-                    let x = LEFT + plot_w * ((*t - start).num_milliseconds() as f64 / span_ms);
-                    let y = TOP + plot_h - plot_h * (v / y_max).clamp(0.0, 1.0);
-                    let _ = write!(out, "{x:.1},{y:.1} ");
+                    let _ = write!(out, "{:.1},{:.1} ", x_of(t), y_of(*v));
                 }
                 out.push_str("\"/>");
+                if span == Span::Days {
+                    for (t, v) in &s.points {
+                        let _ = write!(
+                            out,
+                            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{colour}\"><title>{} {}: {}</title></circle>",
+                            x_of(t),
+                            y_of(*v),
+                            esc(&s.name),
+                            t.format("%Y-%m-%d"),
+                            label(*v)
+                        );
+                    }
+                }
             }
         }
         _ => {
             let _ = write!(
                 out,
-                "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\" fill=\"#555\">collecting samples…</text>",
+                "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\" fill=\"#555\">{}</text>",
                 WIDTH / 2.0,
-                HEIGHT / 2.0
+                HEIGHT / 2.0,
+                match span {
+                    Span::Recent => "collecting samples…",
+                    Span::Days => "no figures recorded in these days",
+                }
             );
         }
     }
@@ -186,5 +238,40 @@ mod tests {
         assert!(chart.contains("Events &lt;per&gt; second"));
         let empty = line_chart("e", "x", "y", &[]);
         assert!(empty.contains("collecting samples"));
+    }
+
+    #[test]
+    fn a_daily_chart_marks_each_day_and_names_the_range() {
+        let day = |d: u32| {
+            chrono::NaiveDate::from_ymd_opt(2026, 3, d)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+                .expect("a day")
+        };
+        let chart = daily_chart(
+            "d",
+            "Pushes",
+            "per day",
+            &[Series {
+                name: "woo".into(),
+                points: vec![(day(1), 10.0), (day(2), 30.0), (day(4), 20.0)],
+            }],
+        );
+        assert_eq!(chart.matches("<circle").count(), 3);
+        assert!(chart.contains(">2026-03-01<"), "{chart}");
+        assert!(chart.contains(">2026-03-04<"), "{chart}");
+        assert!(chart.contains("woo 2026-03-02: 30"), "{chart}");
+        // A single day is drawn as a marker in the middle.
+        let one = daily_chart(
+            "o",
+            "x",
+            "y",
+            &[Series {
+                name: "a".into(),
+                points: vec![(day(1), 1.0)],
+            }],
+        );
+        assert!(one.contains("<circle cx=\"320.0\""), "{one}");
+        assert!(daily_chart("e", "x", "y", &[]).contains("no figures recorded"));
     }
 }

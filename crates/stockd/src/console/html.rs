@@ -53,8 +53,10 @@ const NAV: &[(&str, &str)] = &[
     ("/", "Overview"),
     ("/stock", "Stock"),
     ("/channels", "Channels"),
+    ("/returns", "Returns"),
     ("/rules", "Rules"),
     ("/quarantine", "Quarantine"),
+    ("/inbound", "Rejected"),
 ];
 
 /// Security headers of every console response: only our own assets, no
@@ -103,13 +105,25 @@ pub fn page(
     flash: Option<&str>,
     body: &str,
 ) -> String {
+    page_with_head(title, active, viewer, flash, "", body)
+}
+
+/// A full page with `head` (trusted markup, never data) added to its head.
+pub fn page_with_head(
+    title: &str,
+    active: &str,
+    viewer: Option<&Viewer>,
+    flash: Option<&str>,
+    head: &str,
+    body: &str,
+) -> String {
     let mut out = String::with_capacity(body.len() + 2048);
     let _ = write!(
         out,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} · stockd</title><link rel=\"stylesheet\" href=\"/console/assets/console.css\">\
-         <script src=\"/console/assets/console.js\" defer></script></head><body>\
+         <script src=\"/console/assets/console.js\" defer></script>{head}</head><body>\
          <header><a class=\"brand\" href=\"/\">stockd</a><nav>",
         esc(title)
     );

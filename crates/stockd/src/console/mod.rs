@@ -1,8 +1,9 @@
 //! The operator console: server-rendered HTML at `/`, served by `stockd
 //! serve` next to the API. Pages: Overview (KPIs, live charts, channel
 //! health), Stock (search, one SKU with its explain trail), Channels
-//! (listings by state, dead letters), Rules (editor, preview, apply, diff,
-//! rollback) and Quarantine.
+//! (listings by state, dead letters, reconciliation runs), Returns (open
+//! RMAs), Rules (editor, preview, apply, diff, rollback), Quarantine and
+//! rejected inbound messages.
 //!
 //! Access follows the API: a token is exchanged for a session cookie with the
 //! token's role (`session`); every change is a POST carrying the session's
@@ -15,6 +16,8 @@ mod chart;
 pub mod html;
 pub mod live;
 mod overview;
+mod reconciliations;
+mod returns;
 mod rules;
 pub mod session;
 mod stock;
@@ -65,12 +68,18 @@ pub fn router<S>(app: AppState) -> Router<S> {
     Router::new()
         .route("/", get(overview::page))
         .route("/overview/live", get(overview::live_fragment))
+        .route("/overview/stream", get(overview::stream))
         .route("/signin", get(session::sign_in_form).post(session::sign_in))
         .route("/signout", post(session::sign_out))
         .route("/stock", get(stock::search))
         .route("/stock/{sku}", get(stock::detail))
         .route("/channels", get(channels::list))
         .route("/channels/{id}", get(channels::listings))
+        .route(
+            "/channels/{id}/reconcile",
+            post(channels::start_reconciliation),
+        )
+        .route("/reconciliations/{id}", get(reconciliations::run_page))
         .route("/dlq/{id}/retry", post(channels::retry_letter))
         .route("/dlq/{id}/discard", post(channels::discard_letter))
         .route("/quarantine", get(channels::quarantine))
@@ -78,6 +87,9 @@ pub fn router<S>(app: AppState) -> Router<S> {
             "/quarantine/{id}/discard",
             post(channels::discard_quarantined),
         )
+        .route("/returns", get(returns::open_returns))
+        .route("/inbound", get(returns::rejected))
+        .route("/inbound/{id}/discard", post(returns::discard_rejected))
         .route("/rules", get(rules::page))
         .route("/rules/preview", post(rules::preview))
         .route("/rules/apply", post(rules::apply))

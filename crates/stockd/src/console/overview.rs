@@ -1,22 +1,35 @@
-//! The overview: the target KPIs with pass/fail, live charts of the last
-//! hour, and per-channel health. KPIs are gathered by `kpis` as a list of
-//! rows; each source (in-memory sync figures, the store's oversell rows, and
-//! later persisted KPIs and reconciliation) adds its rows there.
+//! The overview: the four target KPIs with pass/fail from the persisted
+//! daily figures (what `GET /v1/kpis` returns, over the last 30 days), daily
+//! charts of those figures, live charts of the last hour, and per-channel
+//! health with the last reconciliation. The live part reaches the page as
+//! server-sent events (`stream`); without script the page is complete as
+//! served and reloads itself.
 
 use super::chart::{self, Series};
 use super::html::{self, duration_s, esc, thousands};
 use super::session::Viewer;
 use super::Console;
+use crate::api::kpis::{
+    kpis_by_channel, ChannelKpis, TARGET_CANCEL_RATIO, TARGET_DRIFT_RATE, TARGET_LATENCY_P95_MS,
+    TARGET_OVERSELL_RATE,
+};
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
-use chrono::Utc;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::time::Duration;
 use stockd_core::ChannelId;
 use stockd_store::console::ChannelHealth;
+use stockd_store::reconcile::RunRecord;
 
-/// Update latency target: p95 below five seconds.
-pub const LATENCY_P95_TARGET_MS: f64 = 5_000.0;
+/// Days the KPIs and daily charts cover (as `GET /v1/kpis` by default).
+pub const KPI_DAYS: i64 = 30;
+/// One event stream lasts this long; the browser then reconnects (and the
+/// session is checked again by the extractor).
+pub const STREAM_FOR: Duration = Duration::from_secs(300);
 
 /// Whether a KPI meets its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,76 +48,185 @@ impl Verdict {
             Verdict::Unknown => "no data",
         }
     }
+
+    /// A figure passes below its target (as `GET /v1/kpis` judges it).
+    fn of(value: Option<f64>, target: f64) -> Verdict {
+        match value {
+            Some(v) if v < target => Verdict::Pass,
+            Some(_) => Verdict::Fail,
+            None => Verdict::Unknown,
+        }
+    }
 }
 
 /// One KPI against its target.
 #[derive(Debug, Clone)]
 pub struct KpiRow {
+    pub id: &'static str,
     pub name: &'static str,
     pub value: String,
-    pub target: &'static str,
+    pub target: String,
     pub verdict: Verdict,
     pub note: String,
 }
 
-/// The KPIs from what this process knows now.
-pub async fn kpis(console: &Console) -> Result<Vec<KpiRow>, stockd_store::StoreError> {
-    let figures = console.app.sync_kpis.figures();
-    let worst = figures
-        .iter()
-        .filter_map(|f| f.latency_ms.map(|l| (f.channel.clone(), l.p95)))
-        .max_by(|a, b| a.1.total_cmp(&b.1));
-    let latency = match worst {
-        Some((channel, p95)) => KpiRow {
-            name: "Update latency p95",
-            value: duration_s(p95 / 1000.0),
-            target: "< 5 s",
-            verdict: if p95 < LATENCY_P95_TARGET_MS {
-                Verdict::Pass
-            } else {
-                Verdict::Fail
-            },
-            note: format!("slowest channel: {channel} (since start)"),
-        },
-        None => KpiRow {
-            name: "Update latency p95",
-            value: "–".into(),
-            target: "< 5 s",
-            verdict: Verdict::Unknown,
-            note: "no update acknowledged since start".into(),
-        },
-    };
-    let oversold = console.app.store.oversell_totals().await?;
+fn percent(ratio: f64) -> String {
+    format!("{:.2} %", ratio * 100.0)
+}
+
+/// The persisted figures of the last `KPI_DAYS` days, per channel.
+async fn persisted(console: &Console) -> Result<Vec<ChannelKpis>, stockd_store::StoreError> {
+    let to = Utc::now().date_naive();
+    let from = to - chrono::Duration::days(KPI_DAYS - 1);
+    kpis_by_channel(&*console.app.store, from, to, None).await
+}
+
+/// The four KPIs over every channel: rates from the summed counts; latency
+/// and drift of the worst channel (each channel must meet its target).
+pub fn kpis(by_channel: &[ChannelKpis]) -> Vec<KpiRow> {
+    let (mut order_lines, mut oversold, mut cancels) = (0u64, 0u64, 0u64);
+    for k in by_channel {
+        order_lines += k.total.order_lines;
+        oversold += k.total.oversold_lines;
+        cancels += k.total.stock_cancels;
+    }
+    let ratio = |part: u64| (order_lines > 0).then(|| part as f64 / order_lines as f64);
+    let period = format!("last {KPI_DAYS} days");
+    let oversell_rate = ratio(oversold);
     let oversell = KpiRow {
+        id: "kpi-oversell",
         name: "Oversell rate",
-        value: if oversold.lines == 0 {
-            "0 %".into()
+        value: oversell_rate.map_or("–".into(), percent),
+        target: format!("< {}", percent(TARGET_OVERSELL_RATE)),
+        verdict: Verdict::of(oversell_rate, TARGET_OVERSELL_RATE),
+        note: if order_lines == 0 {
+            format!("no order lines in the {period}")
         } else {
-            format!("{} oversold lines", thousands(oversold.lines as i64))
+            format!(
+                "{} of {} order lines oversold, {period}",
+                thousands(oversold as i64),
+                thousands(order_lines as i64)
+            )
         },
-        target: "< 0.5 %",
-        verdict: if oversold.lines == 0 {
-            Verdict::Pass
-        } else {
-            Verdict::Unknown
-        },
-        note: format!("{} units short over all time", thousands(oversold.units)),
     };
+    let worst_latency = by_channel
+        .iter()
+        .filter_map(|k| k.total.latency_ms.p95.map(|p| (&k.channel, p)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let latency = KpiRow {
+        id: "kpi-latency",
+        name: "Update latency p95",
+        value: worst_latency.map_or("–".into(), |(_, p)| duration_s(p / 1000.0)),
+        target: format!("< {}", duration_s(TARGET_LATENCY_P95_MS / 1000.0)),
+        verdict: Verdict::of(worst_latency.map(|(_, p)| p), TARGET_LATENCY_P95_MS),
+        note: match worst_latency {
+            Some((channel, _)) => format!("slowest channel: {channel}, {period}"),
+            None => format!("no update acknowledged in the {period}"),
+        },
+    };
+    let worst_drift = by_channel
+        .iter()
+        .filter_map(|k| k.drift_rate.map(|d| (&k.channel, d)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
     let drift = KpiRow {
+        id: "kpi-drift",
         name: "Drift",
-        value: "–".into(),
-        target: "< 0.2 %",
-        verdict: Verdict::Unknown,
-        note: "no reconciliation run yet".into(),
+        value: worst_drift.map_or("–".into(), |(_, d)| percent(d)),
+        target: format!("< {}", percent(TARGET_DRIFT_RATE)),
+        verdict: Verdict::of(worst_drift.map(|(_, d)| d), TARGET_DRIFT_RATE),
+        note: match worst_drift {
+            Some((channel, _)) => format!("most drift: {channel}, its latest reconciliation"),
+            None => format!("no reconciliation finished in the {period}"),
+        },
     };
+    let cancel_ratio = ratio(cancels);
     let cancel = KpiRow {
+        id: "kpi-cancel",
         name: "Cancel ratio",
-        value: "–".into(),
-        target: "< 1 %",
-        verdict: Verdict::Unknown,
-        note: "not measured yet".into(),
+        value: cancel_ratio.map_or("–".into(), percent),
+        target: format!("< {}", percent(TARGET_CANCEL_RATIO)),
+        verdict: Verdict::of(cancel_ratio, TARGET_CANCEL_RATIO),
+        note: if order_lines == 0 {
+            format!("no order lines in the {period}")
+        } else {
+            format!(
+                "{} order lines cancelled for lack of stock, {period}",
+                thousands(cancels as i64)
+            )
+        },
     };
-    Ok(vec![oversell, latency, drift, cancel])
+    vec![oversell, latency, drift, cancel]
+}
+
+fn midnight(day: NaiveDate) -> DateTime<Utc> {
+    day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+}
+
+/// Daily charts: oversell rate and cancel ratio over all channels, update
+/// latency p95 and pushes per channel.
+pub fn daily_charts(by_channel: &[ChannelKpis]) -> String {
+    // Per day over all channels: (order lines, oversold, cancels).
+    let mut totals: BTreeMap<NaiveDate, (u64, u64, u64)> = BTreeMap::new();
+    for k in by_channel {
+        for d in &k.daily {
+            let t = totals.entry(d.day).or_default();
+            t.0 += d.sums.order_lines;
+            t.1 += d.sums.oversold_lines;
+            t.2 += d.sums.stock_cancels;
+        }
+    }
+    let rate = |pick: fn(&(u64, u64, u64)) -> u64| -> Vec<(DateTime<Utc>, f64)> {
+        totals
+            .iter()
+            .filter(|(_, t)| t.0 > 0)
+            .map(|(day, t)| (midnight(*day), pick(t) as f64 * 100.0 / t.0 as f64))
+            .collect()
+    };
+    let rates = [
+        Series {
+            name: "oversell rate".into(),
+            points: rate(|t| t.1),
+        },
+        Series {
+            name: "cancel ratio".into(),
+            points: rate(|t| t.2),
+        },
+    ];
+    let per_channel = |pick: &dyn Fn(&crate::api::kpis::Day) -> Option<f64>| -> Vec<Series> {
+        by_channel
+            .iter()
+            .filter(|k| !k.daily.is_empty())
+            .map(|k| Series {
+                name: k.channel.as_str().to_string(),
+                points: k
+                    .daily
+                    .iter()
+                    .filter_map(|d| pick(d).map(|v| (midnight(d.day), v)))
+                    .collect(),
+            })
+            .collect()
+    };
+    let mut out = String::from("<div class=\"charts\">");
+    out.push_str(&chart::daily_chart(
+        "chart-daily-rates",
+        "Oversell rate and cancel ratio",
+        "% of order lines, per day",
+        &rates,
+    ));
+    out.push_str(&chart::daily_chart(
+        "chart-daily-latency",
+        "Update latency p95",
+        "ms, per day",
+        &per_channel(&|d| d.sums.latency_ms.p95),
+    ));
+    out.push_str(&chart::daily_chart(
+        "chart-daily-pushes",
+        "Pushes",
+        "per day",
+        &per_channel(&|d| Some(d.sums.pushes as f64)),
+    ));
+    out.push_str("</div>");
+    out
 }
 
 fn kpi_table(rows: &[KpiRow]) -> String {
@@ -112,12 +234,13 @@ fn kpi_table(rows: &[KpiRow]) -> String {
     for row in rows {
         let _ = write!(
             out,
-            "<div class=\"kpi {}\"><div class=\"kpi-name\">{}</div><div class=\"kpi-value\">{}</div>\
+            "<div class=\"kpi {}\" id=\"{}\"><div class=\"kpi-name\">{}</div><div class=\"kpi-value\">{}</div>\
              <div class=\"kpi-target\">target {} · <b>{}</b></div><div class=\"hint\">{}</div></div>",
             row.verdict.label().replace(' ', "-"),
+            row.id,
             esc(row.name),
             esc(&row.value),
-            esc(row.target),
+            esc(&row.target),
             row.verdict.label(),
             esc(&row.note)
         );
@@ -189,6 +312,7 @@ async fn health_table(console: &Console) -> Result<String, stockd_store::StoreEr
     let ids: Vec<ChannelId> = channels.iter().map(|c| c.id.clone()).collect();
     let health: Vec<ChannelHealth> = console.app.store.channel_health(&ids).await?;
     let figures = console.app.sync_kpis.figures();
+    let latest: Vec<RunRecord> = console.app.store.recon_latest().await?;
     let now = Utc::now();
     let mut out = String::from(
         "<div class=\"scroll\"><table id=\"health\"><thead><tr><th>Channel</th><th>Kind</th><th>Connected</th>\
@@ -208,11 +332,28 @@ async fn health_table(console: &Console) -> Result<String, stockd_store::StoreEr
                 duration_s(((now - t).num_milliseconds() as f64 / 1000.0).max(0.0))
             )
         });
+        let reconciled =
+            latest
+                .iter()
+                .find(|r| r.channel == channel.id)
+                .map_or("never".to_string(), |r| {
+                    let ago = r.finished_at.map_or(String::new(), |t| {
+                        format!(
+                            "{} ago",
+                            duration_s(((now - t).num_milliseconds() as f64 / 1000.0).max(0.0))
+                        )
+                    });
+                    format!(
+                        "<a href=\"/reconciliations/{}\">{ago}</a> · {} drift",
+                        r.id,
+                        percent(r.drift_rate())
+                    )
+                });
         let _ = write!(
             out,
             "<tr><td><a href=\"/channels/{}\">{}</a>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td>\
              <td class=\"num\">{}</td><td class=\"num{}\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td>–</td></tr>",
+             <td class=\"num\">{}</td><td>{reconciled}</td></tr>",
             html::url_part(channel.id.as_str()),
             esc(channel.id.as_str()),
             if channel.enabled { "" } else { " <span class=\"tag\">disabled</span>" },
@@ -252,7 +393,7 @@ fn storage_error(viewer: &Viewer, e: stockd_store::StoreError) -> Response {
 
 /// `GET /`.
 pub async fn page(State(console): State<Console>, viewer: Viewer) -> Response {
-    let kpis = match kpis(&console).await {
+    let by_channel = match persisted(&console).await {
         Ok(k) => k,
         Err(e) => return storage_error(&viewer, e),
     };
@@ -260,22 +401,81 @@ pub async fn page(State(console): State<Console>, viewer: Viewer) -> Response {
         Ok(l) => l,
         Err(e) => return storage_error(&viewer, e),
     };
-    let mut body = kpi_table(&kpis);
+    let mut body = kpi_table(&kpis(&by_channel));
     let _ = write!(
         body,
-        "<section id=\"live\" data-refresh=\"/overview/live\" data-every=\"{}\">{live}</section>",
-        super::live::SAMPLE_EVERY.as_millis()
+        "<h2>Last {KPI_DAYS} days</h2>{}\
+         <section id=\"live\" data-stream=\"/overview/stream\">{live}</section>\
+         <noscript><p class=\"hint\">Live figures update by themselves with script on; \
+         this page reloads every 30 s without.</p></noscript>",
+        daily_charts(&by_channel)
     );
     html::html_response(
         StatusCode::OK,
-        html::page("Overview", "/", Some(&viewer), None, &body),
+        html::page_with_head(
+            "Overview",
+            "/",
+            Some(&viewer),
+            None,
+            "<noscript><meta http-equiv=\"refresh\" content=\"30\"></noscript>",
+            &body,
+        ),
     )
 }
 
-/// `GET /overview/live`: the charts and the health table, for the page's script.
+/// `GET /overview/live`: the charts and the health table as one fragment.
 pub async fn live_fragment(State(console): State<Console>, viewer: Viewer) -> Response {
     match live_section(&console).await {
         Ok(fragment) => html::html_response(StatusCode::OK, fragment),
         Err(e) => storage_error(&viewer, e),
     }
+}
+
+/// `GET /overview/stream`: server-sent events, one `live` event (the live
+/// section's HTML) at once and then after every sample, for `STREAM_FOR`;
+/// it ends early when the session ends or the server stops.
+pub async fn stream(
+    State(console): State<Console>,
+    _viewer: Viewer,
+    headers: HeaderMap,
+) -> Response {
+    let session = super::session::session_id(&headers).unwrap_or_default();
+    let stopping = console.app.stopping.subscribe();
+    let until = tokio::time::Instant::now() + STREAM_FOR;
+    let events = futures_util::stream::unfold(0u64, move |sent| {
+        let console = console.clone();
+        let session = session.clone();
+        let mut stopping = stopping.clone();
+        async move {
+            if sent > 0 {
+                let next = tokio::time::Instant::now() + super::live::SAMPLE_EVERY;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next.min(until)) => {}
+                    _ = stopping.wait_for(|stop| *stop) => return None,
+                }
+            }
+            if *stopping.borrow()
+                || tokio::time::Instant::now() >= until
+                || !console.sessions.alive(&session)
+            {
+                return None;
+            }
+            let event = match live_section(&console).await {
+                Ok(fragment) => Event::default().event("live").data(fragment),
+                Err(e) => {
+                    tracing::debug!(error = %e, "console live event skipped");
+                    Event::default().comment("store busy")
+                }
+            };
+            Some((Ok::<_, std::convert::Infallible>(event), sent + 1))
+        }
+    });
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
 }

@@ -134,13 +134,20 @@ impl Sessions {
         Some(session.viewer.clone())
     }
 
+    /// Whether a session is live (without renewing it).
+    pub fn alive(&self, id: &str) -> bool {
+        self.lock()
+            .get(id)
+            .is_some_and(|s| s.expires > Instant::now())
+    }
+
     pub fn end(&self, id: &str) {
         self.lock().remove(id);
     }
 }
 
 /// The session id in the request's cookies.
-fn session_id(headers: &HeaderMap) -> Option<String> {
+pub(super) fn session_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()

@@ -428,6 +428,19 @@ async fn render_detail(
         out.push_str("</ul>");
     }
 
+    out.push_str("<h2>Open returns</h2>");
+    let mut open = Vec::new();
+    for rma in store.open_returns_of(sku, RETURNS_SHOWN).await? {
+        if let Some(r) = store.return_record(&rma).await? {
+            open.push(r);
+        }
+    }
+    out.push_str(&super::returns::returns_table(
+        "sku-returns",
+        &open,
+        "No open returns of this SKU.",
+    ));
+
     out.push_str("<h2>Ledger</h2>");
     let seqs = store.ledger_seqs_of(sku, HISTORY_LIMIT).await?;
     let mut rows = match seqs.last() {
@@ -477,7 +490,63 @@ async fn render_detail(
             );
         }
     }
+    out.push_str("<h2>Pushes</h2>");
+    let pushes = store.recent_pushes_of(sku, HISTORY_LIMIT).await?;
+    out.push_str(&push_table(&pushes));
+    if pushes.len() == HISTORY_LIMIT as usize {
+        let _ = write!(
+            out,
+            "<p class=\"hint\">The newest {HISTORY_LIMIT} attempts; the whole audit trail is at <code>GET /v1/pushes?sku={}</code>.</p>",
+            esc(&url_part(sku.as_str()))
+        );
+    }
     Ok(Some(out))
+}
+
+/// RMAs shown on a SKU's page.
+const RETURNS_SHOWN: u32 = 20;
+
+/// Push attempts, newest first: what was sent and how the channel answered.
+fn push_table(pushes: &[stockd_store::kpis::PushAttempt]) -> String {
+    let mut out = String::from(
+        "<div class=\"scroll\"><table id=\"pushes\"><thead><tr><th>At</th><th>Channel</th><th class=\"num\">Sent</th>\
+         <th>Outcome</th><th class=\"num\">Channel count</th><th class=\"num\">Latency</th><th class=\"num\">Cause seq</th>\
+         <th class=\"num\">Rules</th><th>Message</th></tr></thead><tbody>",
+    );
+    if pushes.is_empty() {
+        out.push_str("<tr><td colspan=\"9\">Nothing pushed yet.</td></tr>");
+    }
+    for p in pushes {
+        let sent = match (
+            p.sent.get("quantity").and_then(serde_json::Value::as_i64),
+            p.sent
+                .get("availability")
+                .and_then(serde_json::Value::as_str),
+        ) {
+            (Some(q), Some(a)) => format!("{q} ({})", a.replace('_', " ")),
+            (Some(q), None) => q.to_string(),
+            _ => p.sent.to_string(),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td><a href=\"/channels/{}\">{}</a></td><td class=\"num\">{}</td><td class=\"{}\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}{}</td></tr>",
+            p.at.format("%Y-%m-%d %H:%M:%S"),
+            url_part(p.channel.as_str()),
+            esc(p.channel.as_str()),
+            esc(&sent),
+            if p.outcome == "applied" { "ok" } else { "bad" },
+            esc(&p.outcome.replace('_', " ")),
+            p.channel_quantity.map_or("–".to_string(), |q| q.to_string()),
+            p.latency_ms.map_or("–".to_string(), |l| html::duration_s(l / 1000.0)),
+            p.caused_seq.map_or("–".to_string(), |s| s.to_string()),
+            p.rules_version.map_or("–".to_string(), |v| v.to_string()),
+            p.code.as_deref().map_or(String::new(), |c| format!("<code>{}</code> ", esc(c))),
+            esc(p.message.as_deref().unwrap_or("")),
+        );
+    }
+    out.push_str("</tbody></table></div>");
+    out
 }
 
 /// A stock delta as text: its location and every non-zero counter change.

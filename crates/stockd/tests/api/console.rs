@@ -385,6 +385,13 @@ async fn search_finds_by_sku_prefix_gtin_and_title(app: TestApp) {
         ("100%", vec!["MUG-RED-1"]),
         ("_", vec![]),
         ("nothing", vec![]),
+        // Three characters or more: anywhere in the title, any case (trigram index).
+        ("SMALL", vec!["TEE-S"]),
+        ("<cer", vec!["MUG-RED-1"]),
+        ("\"mug", vec![]),
+        // Shorter: the start of a title.
+        ("bl", vec!["MUG-BLUE-1"]),
+        ("ug", vec![]),
     ] {
         let page = b
             .get(&format!("/stock?fragment=1&q={}", urlencode(query)))
@@ -398,6 +405,16 @@ async fn search_finds_by_sku_prefix_gtin_and_title(app: TestApp) {
         "escaped: {}",
         page.text
     );
+    // A renamed variant is found by its new title only (the index follows).
+    app.put("/v1/variants/MUG-BLUE-1", json!({"title": "Navy beaker"}))
+        .await
+        .expect(200);
+    for (query, expect) in [("navy", vec!["MUG-BLUE-1"]), ("blue mug", vec![])] {
+        let page = b
+            .get(&format!("/stock?fragment=1&q={}", urlencode(query)))
+            .await;
+        assert_eq!(found(&page.text), expect, "query {query:?}: {}", page.text);
+    }
     app.stop().await;
 }
 
@@ -918,12 +935,26 @@ async fn every_page_renders_and_quarantine_discards(mut app: TestApp) {
     app.events(json!([
         receipt("r1", "MUG-1", "AMS", 6),
         receipt("r2", "LID-1", "AMS", 2),
-        receipt("r3", "GHOST-1", "AMS", 1)
+        receipt("r3", "GHOST-1", "AMS", 1),
+        {"key": "ret1", "type": "return_received", "rma_id": "RMA-7", "sku": "MUG-1", "location": "AMS", "qty": 2}
     ]))
     .await;
     let mut b = Browser::new(&app.base);
     b.get("/signin").await;
     for (path, expect) in [
+        ("/", "id=\"kpi-oversell\""),
+        ("/", "id=\"chart-daily-pushes\""),
+        ("/", "data-stream=\"/overview/stream\""),
+        ("/returns", "RMA-7"),
+        ("/stock/MUG-1", "<table id=\"sku-returns\">"),
+        ("/stock/MUG-1", "Nothing pushed yet."),
+        ("/stock/LID-1", "No open returns of this SKU."),
+        (
+            "/channels/bol?filter=drifting",
+            "No completed reconciliation yet",
+        ),
+        ("/channels/bol", "No reconciliation runs yet."),
+        ("/inbound", "No rejected messages."),
         ("/", "id=\"chart-latency\""),
         ("/overview/live", "<table id=\"health\">"),
         ("/stock?q=mug", "MUG-1"),
@@ -954,7 +985,14 @@ async fn every_page_renders_and_quarantine_discards(mut app: TestApp) {
         overview.contains("<td class=\"num\">2</td><td>"),
         "two lagging listings: {overview}"
     );
+    let returns = b.get("/returns").await.text;
+    assert!(
+        returns.contains("<td>RMA-7</td><td><a href=\"/stock/MUG-1\">MUG-1</a></td><td>AMS</td><td class=\"num\">2</td><td class=\"num\">0</td><td class=\"num\">0</td><td class=\"num\">2</td>"),
+        "{returns}"
+    );
     let sku_page = b.get("/stock/MUG-1").await.text;
+    assert!(sku_page.contains("RMA-7"), "{sku_page}");
+    assert_eq!(b.get("/reconciliations/999").await.status, 404);
     assert!(sku_page.contains("update pending"), "{sku_page}");
     assert!(sku_page.contains("receipt"), "{sku_page}");
     assert_eq!(b.get("/stock/NOPE").await.status, 404);
@@ -1057,5 +1095,142 @@ async fn rules_apply_then_roll_back_with_a_diff_between_versions() {
         .await;
     assert_eq!(page.status, 404);
     assert_eq!(b.get("/rules/diff?from=1&to=9").await.status, 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_overview_streams_its_live_figures_as_server_sent_events() {
+    let app = with_tokens().await;
+    let mut b = Browser::new(&app.base);
+    b.sign_in(READ_TOKEN).await;
+    let response = b
+        .client
+        .get(format!("{}/overview/stream", app.base))
+        .header("cookie", b.cookie.clone().expect("a session"))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    // The first event comes at once: the live section as HTML.
+    let mut response = response;
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !text.contains("</table>") {
+        assert!(Instant::now() < deadline, "no live event: {text}");
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .expect("an event in time")
+            .expect("a chunk")
+            .expect("the stream goes on");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.starts_with("event: live\n"), "{text}");
+    assert!(text.contains("data: "), "{text}");
+    assert!(text.contains("<table id=\"health\">"), "{text}");
+    // Without a session the stream is refused (the browser's EventSource
+    // then gives up).
+    let mut stranger = Browser::new(&app.base);
+    let page = stranger.get("/overview/stream").await;
+    assert_eq!(page.status, 303);
+    // An open stream does not hold up the shutdown.
+    tokio::time::timeout(Duration::from_secs(10), app.stop())
+        .await
+        .expect("the server stops with a stream open");
+    drop(response);
+}
+
+#[tokio::test]
+async fn in_a_browser_daily_kpis_a_reconciliation_and_a_skus_push_history() {
+    let Some(wd) = WebDriver::start().await else {
+        return;
+    };
+    let (app, _woo) = shop_with_a_dead_letter().await;
+    let base = app.base.clone();
+    wd.goto(&format!("{base}/")).await;
+    wd.type_into("#token", ADMIN_TOKEN).await;
+    wd.click("form.signin button").await;
+    wd.wait_text("h1", "Overview", Duration::from_secs(10))
+        .await;
+
+    // The live section is pushed by the server (server-sent events).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let updated = wd
+            .script("return document.getElementById('live').getAttribute('data-updated')")
+            .await;
+        if updated.is_string() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no live event reached the page");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A daily KPI chart renders with data once the pushes are recorded:
+    // today's point for the channel, and the KPI cards judge latency.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        wd.goto(&format!("{base}/")).await;
+        let points = wd
+            .script("return document.querySelectorAll('#chart-daily-pushes circle').length")
+            .await;
+        if points.as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the daily chart never got data");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let legend = wd.text("#chart-daily-pushes .legend").await;
+    assert!(legend.contains(WOO), "{legend}");
+    let latency = wd.text("#kpi-latency").await;
+    assert!(latency.contains("target < 5.0 s · pass"), "{latency}");
+
+    // Start a reconciliation from the channel's page and see its run.
+    wd.goto(&format!("{base}/channels/{WOO}")).await;
+    wd.wait_text(
+        "#runs",
+        "No reconciliation runs yet.",
+        Duration::from_secs(10),
+    )
+    .await;
+    wd.click("form[action$='/reconcile'] button").await;
+    let flash = wd
+        .wait_text(".flash", "started", Duration::from_secs(10))
+        .await;
+    assert!(flash.starts_with("Reconciliation run "), "{flash}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs = wd.text("#runs").await;
+        if runs.contains("completed") {
+            assert!(runs.contains("console"), "{runs}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never completed: {runs}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        wd.goto(&format!("{base}/channels/{WOO}")).await;
+    }
+    wd.click("#runs tr[data-run] a").await;
+    wd.wait_text("h1", "Reconciliation run", Duration::from_secs(10))
+        .await;
+    let summary = wd.text("#runs").await;
+    assert!(
+        summary.contains("2 / 2"),
+        "both listings checked: {summary}"
+    );
+
+    // The SKU page shows its push history: what was sent, and the answer.
+    wd.goto(&format!("{base}/stock/GOOD-1")).await;
+    let pushes = wd.text("#pushes").await;
+    assert!(pushes.contains(WOO), "{pushes}");
+    assert!(pushes.contains("5 (in stock)"), "{pushes}");
+    assert!(pushes.contains("applied"), "{pushes}");
+
+    wd.quit().await;
     app.stop().await;
 }

@@ -931,7 +931,7 @@ fn metric_f64(text: &str, series: &str) -> Option<f64> {
 #[tokio::test]
 async fn outbound_metrics_show_failures_and_lag_while_the_bus_is_down() {
     let port = free_port();
-    let outbound = stockd::outbound::NatsOutboundSettings {
+    let outbound = stockd::outbound::publish::NatsOutboundSettings {
         url: format!("nats://127.0.0.1:{port}"),
         auth: NatsAuth::None,
         subject_prefix: "stockd.stock".into(),

@@ -1,5 +1,5 @@
 // stockd console: small progressive enhancements. Every page works without
-// this script; it adds live refresh of the overview, search as you type,
+// this script; it adds live figures on the overview (server-sent events), search as you type,
 // and jumping from a rules problem to its field in the editor.
 (function () {
   "use strict";
@@ -13,16 +13,16 @@
       });
   }
 
-  // Overview: refresh the live section (charts and health) in place.
-  var live = document.querySelector("[data-refresh]");
-  if (live) {
-    var every = Math.max(1000, parseInt(live.getAttribute("data-every"), 10) || 2000);
-    var timer = setInterval(function () {
-      if (document.hidden) { return; }
-      fetchFragment(live.getAttribute("data-refresh"))
-        .then(function (html) { live.innerHTML = html; })
-        .catch(function () { clearInterval(timer); });
-    }, every);
+  // Overview: the server pushes the live section (charts and health) as
+  // server-sent events; the browser reconnects when a stream ends. A stream
+  // refused (the session ended) closes for good.
+  var live = document.querySelector("[data-stream]");
+  if (live && window.EventSource) {
+    var source = new EventSource(live.getAttribute("data-stream"));
+    source.addEventListener("live", function (e) {
+      live.innerHTML = e.data;
+      live.setAttribute("data-updated", String(Date.now()));
+    });
   }
 
   // Stock: search as you type (the form still submits without script).
