@@ -513,10 +513,10 @@ pub async fn start_reconciliation(
             tracing::info!(caller = %viewer.caller, channel = %channel, run = id, "reconciliation started from the console");
             redirect(&format!("{base}?done=recon-started&id={id}"))
         }
-        Err(crate::reconcile::RequestError::NotConnected(_)) => {
+        Err(crate::outbound::reconcile::RequestError::NotConnected(_)) => {
             redirect(&format!("{base}?done=recon-not-connected"))
         }
-        Err(crate::reconcile::RequestError::Store(e)) => storage_error(&viewer, e),
+        Err(crate::outbound::reconcile::RequestError::Store(e)) => storage_error(&viewer, e),
     }
 }
 

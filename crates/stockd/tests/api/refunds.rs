@@ -127,8 +127,8 @@ async fn woo_call(woo: &RunningSim, method: &str, path: &str, body: Option<Value
         .map(|(k, v)| {
             format!(
                 "{}={}",
-                woocommerce::percent_encode(k),
-                woocommerce::percent_encode(v)
+                stockd_channels::encoding::percent_encode(k),
+                stockd_channels::encoding::percent_encode(v)
             )
         })
         .collect::<Vec<_>>()
