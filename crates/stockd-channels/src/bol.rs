@@ -1,28 +1,36 @@
 //! bol.com Retailer API connector.
 //!
-//! Protocol details follow the channel notes (`channels/bol-amazon-gmc.md`
-//! §1); section numbers below refer to them.
+//! Protocol details follow bol's public documentation (cited per point) and
+//! its OpenAPI documents copied in `specs/bol/`: Retailer API v10
+//! (`retailer-v10.json`), process status (`shared-v10.json`) and Offers API
+//! v11 (`offers-v11.yaml`).
 //!
 //! - Auth: client-credentials token from `POST {login_url}/token` (Basic
-//!   auth, `grant_type=client_credentials`, §1.2), cached and renewed
-//!   shortly before `expires_in` runs out — bol blocks clients that abuse
-//!   the token endpoint. A 401 on an API call renews the token once and
-//!   retries.
+//!   auth, `grant_type=client_credentials`,
+//!   <https://api.bol.com/retailer/public/Retailer-API/authentication.html>),
+//!   cached and renewed shortly before `expires_in` runs out — bol blocks
+//!   clients that abuse the token endpoint
+//!   (<https://api.bol.com/retailer/public/Retailer-API/best-practices.html>).
+//!   A 401 on an API call renews the token once and retries.
 //! - Push, v10 (default): `PUT /retailer/offers/{offer-id}/stock` with
-//!   `{"amount": 0..999, "managedByRetailer": true}` (§1.4); amounts above
-//!   999 are sent as 999. The 202 `ProcessStatus` is followed through
-//!   `GET /shared/process-status/{id}` (§1.6) every `process_poll_interval`
-//!   until SUCCESS (→ `Applied`), FAILURE (→ `Permanent`, with bol's
-//!   `errorMessage`) or TIMEOUT (→ `Retryable`). A status that answers 404
-//!   has expired (§1.6): the offer's stock is read back and the item is
-//!   `Applied` only when bol holds the amount sent. A process still PENDING
-//!   after `process_timeout` is returned `Retryable` with code `pending`:
-//!   the dispatcher sends the same absolute value again later, which is
-//!   harmless (no pending handles are kept between calls).
+//!   `{"amount": 0..999, "managedByRetailer": true}`
+//!   (`UpdateOfferStockRequest` in `specs/bol/retailer-v10.json`); amounts
+//!   above 999 are sent as 999. The 202 `ProcessStatus` is followed through
+//!   `GET /shared/process-status/{id}` (`specs/bol/shared-v10.json`) every
+//!   `process_poll_interval` until SUCCESS (→ `Applied`), FAILURE
+//!   (→ `Permanent`, with bol's `errorMessage`) or TIMEOUT (→ `Retryable`).
+//!   A status that answers 404 has expired (statuses are "only retained for
+//!   a limited period", `specs/bol/shared-v10.json`): the offer's stock is
+//!   read back and the item is `Applied` only when bol holds the amount
+//!   sent. A process still PENDING after `process_timeout` is returned
+//!   `Retryable` with code `pending`: the dispatcher sends the same absolute
+//!   value again later, which is harmless (no pending handles are kept
+//!   between calls).
 //! - Push, v11 (`OffersApi::V11`): the synchronous
 //!   `PATCH /retailer/offers/{offer-id}` with
-//!   `{"stock":{"amount":n,"managedByRetailer":true}}` → 204 (§1.4). v11
-//!   states no bounds (UNCONFIRMED), so the v10 cap of 999 is kept.
+//!   `{"stock":{"amount":n,"managedByRetailer":true}}` → 204
+//!   (`specs/bol/offers-v11.yaml`). v11 states no bounds (UNCONFIRMED), so
+//!   the v10 cap of 999 is kept.
 //! - Why `managedByRetailer` is always `true`: stockd sends the sellable
 //!   quantity with its own reservations already subtracted. With `false`
 //!   bol would subtract all open orders again (double counting); with
@@ -32,15 +40,20 @@
 //! - Reads: `GET /retailer/offers/{offer-id}` → `stock.amount` (v10 or v11
 //!   media type). `correctedStock` is bol's own derived figure and is not
 //!   reported; availability is not reported either.
-//! - Orders are polled (§1.5): `GET /retailer/orders?fulfilment-method=FBR`
-//!   paged, then `GET /retailer/orders/{order-id}` once per order for
-//!   `offer.offerId` / `offer.reference` (the list carries only the EAN).
+//! - Orders are polled (`specs/bol/retailer-v10.json`):
+//!   `GET /retailer/orders?fulfilment-method=FBR` paged, then
+//!   `GET /retailer/orders/{order-id}` once per order for `offer.offerId` /
+//!   `offer.reference` (the list carries only the EAN).
 //!   See [`Bol::poll_orders`] for the windowing.
-//! - Every endpoint has its own token bucket (§1.8 figures as defaults);
-//!   429 blocks the endpoint's bucket for `Retry-After`.
+//! - Every endpoint has its own token bucket
+//!   (<https://api.bol.com/retailer/public/Retailer-API/ratelimits.html>; the
+//!   published figures at <https://api.bol.com/retailer/public/ratelimits> as
+//!   defaults); 429 blocks the endpoint's bucket for `Retry-After`.
 //! - Webhooks: bol push notifications are optional and their payload and
-//!   signature format are UNCONFIRMED (§1.7). stockd polls bol, so every
-//!   delivery is refused with `BadSignature`.
+//!   signature format are UNCONFIRMED (`/retailer/subscriptions` in
+//!   `specs/bol/retailer-v10.json` publishes signing keys, not the payload
+//!   or the signature header). stockd polls bol, so every delivery is
+//!   refused with `BadSignature`.
 
 use crate::ratelimit::Limiter;
 use crate::{
@@ -57,21 +70,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Media type of v10 resources (§1.3), on `Accept` and `Content-Type`.
+/// Media type of v10 resources (`specs/bol/retailer-v10.json`), on `Accept`
+/// and `Content-Type`.
 pub const MEDIA_V10: &str = "application/vnd.retailer.v10+json";
-/// Media type of the v11 Offers API (§1.3).
+/// Media type of the v11 Offers API (`specs/bol/offers-v11.yaml`).
 pub const MEDIA_V11: &str = "application/vnd.retailer.v11+json";
-/// `UpdateOfferStockRequest.amount` maximum (§1.4).
+/// `UpdateOfferStockRequest.amount` maximum (`specs/bol/retailer-v10.json`).
 pub const MAX_STOCK_AMOUNT: i64 = 999;
-/// Orders per page of `GET /retailer/orders` (§1.5).
+/// Orders per page of `GET /retailer/orders` (`specs/bol/retailer-v10.json`).
 const ORDERS_PAGE_SIZE: usize = 50;
 /// Guard against a server whose pages never end.
 const MAX_ORDER_PAGES: u32 = 200;
-/// `change-interval-minute` maximum (§1.5).
+/// `change-interval-minute` maximum (`specs/bol/retailer-v10.json`).
 const MAX_CHANGE_INTERVAL_MINUTES: i64 = 60;
-/// `latest-change-date` reaches back 3 months at most (§1.5).
+/// `latest-change-date` reaches back 3 months at most
+/// (`specs/bol/retailer-v10.json`).
 const MAX_LOOKBACK_DAYS: i64 = 92;
-/// `expires_in` when the token answer lacks it (§1.2).
+/// `expires_in` when the token answer lacks it: 299 s, as reported by
+/// third parties; bol's own page does not state the lifetime (UNCONFIRMED,
+/// <https://api.bol.com/retailer/public/Retailer-API/authentication.html>).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(299);
 const BODY_EXCERPT: usize = 2048;
 const DETAIL_CACHE_MAX: usize = 10_000;
@@ -80,7 +97,8 @@ const FAST_PUSH_ITEMS: usize = 25;
 /// Pushes under way at once, each following its process statuses.
 const PUSHES_IN_FLIGHT: usize = 8;
 
-/// Which Offers API the stock is pushed and read through (§1.1).
+/// Which Offers API the stock is pushed and read through
+/// (<https://api.bol.com/retailer/public/Retailer-API/v11/functional/offer-api/whats-new-in-this-api.html>).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OffersApi {
     /// `PUT …/stock` + process status; available to every retailer.
@@ -91,7 +109,9 @@ pub enum OffersApi {
 }
 
 /// One bol rate-limit bucket: `max_capacity` requests per `time_to_live`
-/// (the shape of bol's published rate-limit JSON, §1.8).
+/// (the shape of bol's throttling rules,
+/// <https://api.bol.com/retailer/public/Retailer-API/conventions.html>, and
+/// of its published limits, <https://api.bol.com/retailer/public/ratelimits>).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimit {
     pub max_capacity: u32,
@@ -120,7 +140,8 @@ impl RateLimit {
     }
 }
 
-/// Per-endpoint limits (§1.8).
+/// Per-endpoint limits (<https://api.bol.com/retailer/public/Retailer-API/ratelimits.html>,
+/// <https://partnerplatform.bol.com/en/need-help/automate/api-rate-limits/>).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimits {
     /// `PUT /retailer/offers/*/stock`: 50/s (live value).
@@ -330,12 +351,14 @@ fn offer_id_of(external: &External) -> Result<String, ChannelError> {
     })
 }
 
-/// The amount bol accepts (§1.4: 0..=999).
+/// The amount bol accepts (0..=999, `UpdateOfferStockRequest` in
+/// `specs/bol/retailer-v10.json`).
 pub fn stock_amount(quantity: i64) -> i64 {
     quantity.clamp(0, MAX_STOCK_AMOUNT)
 }
 
-/// The `Problem` body's detail and violations as one message (§1.3).
+/// The `Problem` body's detail and violations as one message (schema
+/// `Problem` in `specs/bol/retailer-v10.json`).
 fn problem_message(response: &HttpResponse) -> Option<String> {
     let value: Value = serde_json::from_slice(&response.body).ok()?;
     let mut message = value
@@ -360,7 +383,9 @@ fn problem_message(response: &HttpResponse) -> Option<String> {
     Some(message)
 }
 
-/// Classifies a non-success answer (§1.3, §1.8).
+/// Classifies a non-success answer (retryable 5xx:
+/// <https://api.bol.com/retailer/public/Retailer-API/legal/definition-of-service-and-usage.html>;
+/// 429: <https://api.bol.com/retailer/public/Retailer-API/ratelimits.html>).
 fn classify(response: &HttpResponse, what: &str) -> ChannelError {
     let status = response.status;
     let (class, code) = match status {
@@ -401,7 +426,8 @@ fn json_of(response: &HttpResponse, what: &str) -> Result<Value, ChannelError> {
     })
 }
 
-/// The state of an asynchronous process (§1.6).
+/// The state of an asynchronous process (`ProcessStatus` in
+/// `specs/bol/shared-v10.json`).
 #[derive(Debug, Clone, PartialEq)]
 enum Process {
     Pending,
@@ -427,7 +453,8 @@ fn process_state(status: &Value) -> Process {
 }
 
 /// Where a process status is read: by `processStatusId`, else from a link
-/// that points at a process status (`rel` values are UNCONFIRMED, §1.6).
+/// that points at a process status (the `rel` values are not listed in
+/// `specs/bol/shared-v10.json`: UNCONFIRMED).
 fn process_url(api_url: &str, status: &Value) -> Option<String> {
     if let Some(id) = string_value(status.get("processStatusId")) {
         return Some(format!(
@@ -524,7 +551,7 @@ impl Bol {
     }
 
     // -----------------------------------------------------------------------
-    // Auth (§1.2).
+    // Auth (<https://api.bol.com/retailer/public/Retailer-API/authentication.html>).
 
     /// The cached token, or a new one when it is missing or about to
     /// expire. `stale` is a token the API refused: it is dropped if it is
@@ -684,7 +711,9 @@ impl Bol {
     }
 
     /// Lowers the bucket to what bol reports. Header names are UNCONFIRMED
-    /// for the Retailer API (§1.8); absent headers change nothing.
+    /// for the Retailer API (its page does not name them,
+    /// <https://api.bol.com/retailer/public/Retailer-API/ratelimits.html>);
+    /// absent headers change nothing.
     fn observe_limits(&self, limiter: &Limiter, response: &HttpResponse) {
         let header = |name: &str| {
             response
@@ -706,7 +735,7 @@ impl Bol {
         format!("{}/retailer/offers/{}", self.api(), path_segment(offer_id))
     }
 
-    /// v11: one synchronous PATCH (§1.4).
+    /// v11: one synchronous PATCH (`specs/bol/offers-v11.yaml`).
     async fn patch_v11(&self, offer_id: &str, amount: i64) -> ItemOutcome {
         let body = json!({"stock": {"amount": amount, "managedByRetailer": true}});
         let url = self.offer_url(offer_id);
@@ -806,7 +835,8 @@ impl Bol {
                     .err(),
                 Err(_) => None,
             },
-            // Expired (§1.6): read the offer back to decide.
+            // Expired (statuses are kept "for a limited period",
+            // `specs/bol/shared-v10.json`): read the offer back to decide.
             Err(error) if error.status == Some(404) => Some(self.read_back(flight).await),
             Err(error) if error.class == ErrorClass::Permanent => Some(ItemOutcome::Failed(error)),
             // 429 (bucket now blocked), 5xx, network: ask again next round.
@@ -951,7 +981,7 @@ impl Bol {
     }
 
     // -----------------------------------------------------------------------
-    // Orders (§1.5).
+    // Orders (`GET /retailer/orders`, `specs/bol/retailer-v10.json`).
 
     fn windows(&self, cursor: Option<&str>, now: DateTime<Utc>) -> Vec<Window> {
         let since = cursor.and_then(|c| DateTime::parse_from_rfc3339(c.trim()).ok());
@@ -963,7 +993,8 @@ impl Bol {
         let elapsed = (now - since).num_seconds().max(0);
         // Whole minutes since the last poll began, plus one for clock skew
         // and requests in flight (the spec asks to poll at least a minute
-        // more often than the interval, §1.5).
+        // more often than the interval, `change-interval-minute` in
+        // `specs/bol/retailer-v10.json`).
         let minutes = (elapsed + 59) / 60 + 1;
         if minutes <= MAX_CHANGE_INTERVAL_MINUTES {
             return vec![Window::Minutes(minutes.max(2))];
@@ -1008,7 +1039,8 @@ impl Bol {
                     "order list",
                 )
                 .await?;
-            // An empty page may be `{}` (UNCONFIRMED, §1.5).
+            // An empty page may be `{}` (UNCONFIRMED; `ReducedOrders` in
+            // `specs/bol/retailer-v10.json` marks `orders` required).
             let value = if response.body.iter().all(u8::is_ascii_whitespace) {
                 json!({})
             } else {
@@ -1128,8 +1160,9 @@ fn item_state(item: &Value) -> Option<ItemState> {
         .get("fulfilmentStatus")
         .and_then(Value::as_str)
         .is_none_or(|s| s.eq_ignore_ascii_case("OPEN"));
-    // bol cancels whole order items (the cancellation names no quantity,
-    // §1.5), so a customer's request covers everything not shipped.
+    // bol cancels whole order items (`PUT /retailer/orders/cancellation` in
+    // `specs/bol/retailer-v10.json` names no quantity), so a customer's
+    // request covers everything not shipped.
     let cancelled = if cancelled_qty > 0 {
         cancelled_qty.min(quantity)
     } else if requested {
@@ -1344,8 +1377,9 @@ impl Connector for Bol {
         _headers: &http::HeaderMap,
         _body: &[u8],
     ) -> Result<WebhookAction, WebhookError> {
-        // Push payload and signature format are UNCONFIRMED (§1.7); stockd
-        // polls bol instead of trusting an unverifiable delivery.
+        // Push payload and signature format are UNCONFIRMED (neither is in
+        // `specs/bol/retailer-v10.json`); stockd polls bol instead of
+        // trusting an unverifiable delivery.
         Err(WebhookError::BadSignature)
     }
 }
