@@ -1,38 +1,49 @@
 //! Google Merchant Center connector (Merchant API v1).
 //!
-//! Protocol details follow the channel notes (`channels/bol-amazon-gmc.md`
-//! §3); section numbers below refer to them. The Content API for Shopping
-//! v2.1 is sunset (§3.1) and is never called; v1beta is shut down.
+//! Protocol details follow Google's public documentation (cited per point)
+//! and the Merchant API v1 protos and service configs copied in `specs/gmc/`.
+//! The Content API for Shopping v2.1 is sunset
+//! (<https://developers.google.com/shopping-content/guides/deprecation-and-sunset>)
+//! and is never called; v1beta is shut down
+//! (<https://developers.google.com/merchant/api>).
 //!
-//! - Auth (§3.2): a service-account JWT (RS256, signed with `ring`) is
-//!   exchanged at the token endpoint (`grant_type=…jwt-bearer`) for a bearer
-//!   access token, cached until shortly before it expires. A 401 from the
-//!   API drops the cached token and the request is sent once more with a
-//!   fresh one.
+//! - Auth (<https://developers.google.com/identity/protocols/oauth2/service-account>;
+//!   the scope is in `specs/gmc/products_v1/merchantapi_v1.yaml`): a
+//!   service-account JWT (RS256, signed with `ring`) is exchanged at the
+//!   token endpoint (`grant_type=…jwt-bearer`) for a bearer access token,
+//!   cached until shortly before it expires. A 401 from the API drops the
+//!   cached token and the request is sent once more with a fresh one.
 //! - Google shows availability, not a count ([`Connector::carries_quantity`]
-//!   is `false`). A push is one `productInputs` PATCH per listing (§3.3) with
-//!   the required `dataSource` and an `updateMask` limited to
+//!   is `false`). A push is one `productInputs` PATCH per listing
+//!   (`specs/gmc/products_v1/productinputs.proto`) with the required
+//!   `dataSource` and an `updateMask` limited to
 //!   `productAttributes.availability,productAttributes.availabilityDate`.
 //!   `availabilityDate` is sent with `BACKORDER` when the item has an ETA;
 //!   otherwise it is masked without a value, which deletes a stale date
-//!   (§3.3: "a field in the mask without a value is deleted").
+//!   (`productinputs.proto`: "Attributes specified in the update mask without
+//!   a value specified in the body will be deleted").
 //! - With [`Config::local_inventory`] and a `store_code` in the listing's
 //!   external ids, the store's quantity is written with
-//!   `localInventories:insert` (§3.4). That call replaces the whole store
-//!   entry, so attributes stockd does not manage (price, pickup method) are
-//!   not kept there: per-store prices must come from elsewhere.
+//!   `localInventories:insert` (`specs/gmc/inventories_v1/localinventory.proto`).
+//!   That call replaces the whole store entry, so attributes stockd does not
+//!   manage (price, pickup method) are not kept there: per-store prices must
+//!   come from elsewhere.
 //! - A PATCH answer is Google's synchronous acknowledgement that the product
 //!   input is stored, and is reported as `Applied`. Processing into the
-//!   served product takes minutes (§3.3, §4); that is observed by
+//!   served product takes minutes (`specs/gmc/products_v1/products.proto`:
+//!   "it may take several minutes"); that is observed by
 //!   [`Connector::read_levels`] (reconciliation), not awaited inside `push`.
-//! - Google allows about two updates per product a day (§3.6); the
+//! - Google allows about two updates per product a day
+//!   (<https://developers.google.com/merchant/api/guides/quotas-limits>); the
 //!   dispatcher's change budget enforces that, this connector sends what it
 //!   is given, paced by a token bucket. Quota errors are `RateLimited`: per
 //!   minute with `Retry-After` or 60 s, per day until the daily reset. While
 //!   a method is blocked, further calls to it fail at once with the remaining
 //!   wait instead of sleeping.
-//! - No orders (§3.7) and no webhooks: [`Connector::webhook`] refuses
-//!   everything with `BadSignature`, so nothing can be injected through it.
+//! - No orders (no Merchant API sub-API delivers them,
+//!   <https://developers.google.com/merchant/api/design>) and no webhooks:
+//!   [`Connector::webhook`] refuses everything with `BadSignature`, so
+//!   nothing can be injected through it.
 
 use crate::encoding::percent_encode;
 use crate::ratelimit::Limiter;
@@ -48,21 +59,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Production API host (§3.1).
+/// Production API host (`specs/gmc/products_v1/merchantapi_v1.yaml`).
 pub const DEFAULT_API_URL: &str = "https://merchantapi.googleapis.com";
 /// Google's OAuth 2.0 token endpoint.
 pub const DEFAULT_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
-/// The Merchant API scope (§3.2).
+/// The Merchant API scope (`authentication.rules` in
+/// `specs/gmc/products_v1/merchantapi_v1.yaml`).
 pub const SCOPE: &str = "https://www.googleapis.com/auth/content";
 /// Items one `push` takes; each is its own request (the Merchant API v1 has
 /// no batch endpoint for product inputs).
 pub const MAX_BATCH: usize = 50;
-/// The `updateMask` of an availability push (§3.3).
+/// The `updateMask` of an availability push
+/// (`specs/gmc/products_v1/productinputs.proto`).
 pub const UPDATE_MASK: &str = "productAttributes.availability,productAttributes.availabilityDate";
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Lifetime asked for in the JWT's `exp`: Google's maximum is one hour.
 const ASSERTION_LIFETIME_SECS: i64 = 3600;
-/// Assumed when the token answer has no `expires_in` (UNCONFIRMED, §3.2).
+/// Assumed when the token answer has no `expires_in` (UNCONFIRMED,
+/// <https://developers.google.com/identity/protocols/oauth2/service-account>).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// A cached token is renewed this long before it expires.
 const TOKEN_RENEW_MARGIN: Duration = Duration::from_secs(300);
@@ -101,8 +115,10 @@ pub struct Config {
     /// (<https://developers.google.com/identity/protocols/oauth2/service-account#jwt-auth>).
     pub self_signed_jwt: bool,
     /// `(burst, per second)` for all API calls. Google adjusts per-method
-    /// quotas per account and publishes none (§3.6): this default is a
-    /// conservative choice (UNCONFIRMED), corrected by quota errors.
+    /// quotas per account and publishes none
+    /// (<https://developers.google.com/merchant/api/guides/quotas-limits>):
+    /// this default is a conservative choice (UNCONFIRMED), corrected by
+    /// quota errors.
     pub rate_limit: (f64, f64),
     /// The change budget when the rules set none: Google asks for product
     /// updates "up to twice per day"
@@ -145,7 +161,8 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// The methods whose quotas are counted separately (§3.6: per-method).
+/// The methods whose quotas are counted separately ("Quotas are
+/// per-method", <https://developers.google.com/merchant/api/guides/quotas-limits>).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Method {
     UpdateInput = 0,
@@ -229,7 +246,8 @@ pub fn normalize_offer_id(offer_id: &str) -> String {
 }
 
 /// The `{productinput}` / `{product}` path segment for
-/// `contentLanguage~feedLabel~offerId` (§3.3). The plain form is used when
+/// `contentLanguage~feedLabel~offerId`
+/// (`specs/gmc/products_v1/productinputs.proto`). The plain form is used when
 /// every part consists of URL-safe characters (`A–Z a–z 0–9 - _ .`); any
 /// other character (`/`, `%`, `~`, spaces, non-ASCII, …) selects the unpadded
 /// base64url form, which is mandatory for `/ % ~` and which the server tells
@@ -350,8 +368,10 @@ fn sign_jwt(key: &ring::signature::RsaKeyPair, claims: &Value) -> Result<String,
 
 /// How long from `now` until Google's daily quotas reset. Taken as midnight
 /// Pacific Standard Time (08:00 UTC), as Google's API quotas reset at
-/// midnight Pacific (UNCONFIRMED for the Merchant API, §3.6); during daylight
-/// saving time this waits one hour longer than needed, never less.
+/// midnight Pacific (UNCONFIRMED for the Merchant API,
+/// <https://developers.google.com/merchant/api/guides/quotas-limits>);
+/// during daylight saving time this waits one hour longer than needed,
+/// never less.
 pub fn daily_quota_reset_after(now: DateTime<Utc>) -> Duration {
     let reset_hour = 8;
     let today = now
@@ -367,7 +387,7 @@ pub fn daily_quota_reset_after(now: DateTime<Utc>) -> Duration {
 }
 
 /// Reads an int64 that proto3 JSON writes as a string (a number is accepted
-/// too, §0).
+/// too, <https://protobuf.dev/programming-guides/proto3/#json>).
 pub fn int64_value(value: Option<&Value>) -> Option<i64> {
     match value? {
         Value::String(s) => s.trim().parse::<i64>().ok(),
@@ -425,7 +445,8 @@ fn product_input_body(target: &Target, item: &PushItem) -> Value {
     })
 }
 
-/// The `LocalInventory` body for one store (§3.4): quantity ≥ 0 as an int64
+/// The `LocalInventory` body for one store
+/// (`specs/gmc/inventories_v1/localinventory.proto`): quantity ≥ 0 as an int64
 /// string; a store cannot sell a backorder, so only `IN_STOCK` with units.
 fn local_inventory_body(store_code: &str, item: &PushItem) -> Value {
     let quantity = item.quantity.max(0);
@@ -448,8 +469,10 @@ fn response_json(response: &HttpResponse) -> Option<Value> {
 }
 
 /// Classifies a non-2xx answer from the Google JSON error format
-/// `{"error":{"code","message","status","details"}}` (§3.6; specifics
-/// UNCONFIRMED, so the quota reasons are found anywhere in the body).
+/// `{"error":{"code","message","status","details"}}`
+/// (<https://cloud.google.com/apis/design/errors>; the Merchant API's
+/// specifics are UNCONFIRMED, so the quota reasons are found anywhere in the
+/// body).
 pub fn classify_error(response: &HttpResponse, now: DateTime<Utc>) -> ChannelError {
     let text = String::from_utf8_lossy(&response.body);
     let parsed: Option<Value> = response_json(response);
@@ -487,7 +510,8 @@ pub fn classify_error(response: &HttpResponse, now: DateTime<Utc>) -> ChannelErr
         || google_status.as_deref() == Some("RESOURCE_EXHAUSTED")
     {
         // 429 / RESOURCE_EXHAUSTED without a reason: treated as the per-minute
-        // limit (mapping UNCONFIRMED, §3.6).
+        // limit (mapping UNCONFIRMED; the reasons are named in
+        // <https://developers.google.com/merchant/api/guides/quotas-limits>).
         let code = if text.contains("quota/request_rate_too_high") {
             "quota/request_rate_too_high".to_owned()
         } else {
@@ -555,7 +579,8 @@ fn invalid_response(response: &HttpResponse, what: &str) -> ChannelError {
 fn level_of(product: &Value) -> ChannelLevel {
     let attributes = product.get("productAttributes");
     ChannelLevel {
-        // Google keeps a count only as `sellOnGoogleQuantity` (§3.3).
+        // Google keeps a count only as `sellOnGoogleQuantity`
+        // (`specs/gmc/products_v1/products_common.proto`).
         quantity: int64_value(attributes.and_then(|a| a.get("sellOnGoogleQuantity"))),
         availability: attributes
             .and_then(|a| a.get("availability"))
@@ -876,8 +901,9 @@ impl Gmc {
                 )
                 .await
                 .map_err(|mut e| {
-                    // Local inventories need the processed product (§3.4,
-                    // §3.8 item 7), which appears minutes after an insert.
+                    // Local inventories hang under the processed product
+                    // (`parent` in `specs/gmc/inventories_v1/localinventory.proto`),
+                    // which appears minutes after an insert.
                     if e.status == Some(404) {
                         e.class = ErrorClass::Retryable;
                         e.code = "not_processed".to_owned();
@@ -907,7 +933,8 @@ impl Gmc {
             .await
             .map_err(|mut e| {
                 // "it may take several minutes before the processed product
-                // can be retrieved" (§3.3): a 404 is not final.
+                // can be retrieved" (`specs/gmc/products_v1/products.proto`):
+                // a 404 is not final.
                 if e.status == Some(404) {
                     e.class = ErrorClass::Retryable;
                     e.code = "not_processed".to_owned();
@@ -1007,8 +1034,10 @@ impl Connector for Gmc {
         Ok(results)
     }
 
-    /// Google sends no order or inventory webhooks to stockd (§3.7), so any
-    /// request on this channel's webhook endpoint is refused unapplied.
+    /// Google sends no order or inventory webhooks to stockd (no Merchant API
+    /// sub-API delivers orders,
+    /// <https://developers.google.com/merchant/api/design>), so any request on
+    /// this channel's webhook endpoint is refused unapplied.
     fn webhook(
         &self,
         _headers: &http::HeaderMap,
