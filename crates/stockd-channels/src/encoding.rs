@@ -69,7 +69,8 @@ mod tests {
 
     #[test]
     fn multi_byte_text_is_encoded_byte_by_byte() {
-        // RFC 5849 §3.6: UTF-8 first, then each octet.
+        // RFC 5849 §3.6 (<https://www.rfc-editor.org/rfc/rfc5849#section-3.6>):
+        // UTF-8 first, then each octet.
         assert_eq!(percent_encode("é"), "%C3%A9");
         assert_eq!(percent_encode("☃"), "%E2%98%83");
     }

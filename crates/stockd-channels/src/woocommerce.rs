@@ -734,8 +734,9 @@ fn order_lines(order: &Map<String, Value>) -> Result<Vec<OrderLineRef>, WebhookE
     Ok(lines)
 }
 
-/// The change an order's status asks for (§2.4), or `None` for a status
-/// that holds or releases nothing.
+/// The change an order's status asks for
+/// (<https://woocommerce.github.io/woocommerce-rest-api-docs/#order-properties>),
+/// or `None` for a status that holds or releases nothing.
 fn status_change(order: &Map<String, Value>) -> Result<Option<OrderChange>, WebhookError> {
     let order_id = id_string(order.get("id"))
         .ok_or_else(|| WebhookError::BadPayload("order without id".into()))?;
@@ -774,8 +775,11 @@ fn order_action(topic: &str, body: &[u8]) -> Result<WebhookAction, WebhookError>
         .as_object()
         .ok_or_else(|| WebhookError::BadPayload("order payload is not an object".into()))?;
     let change = status_change(order)?;
-    // `order.updated` fires on refunds (§2.5) but carries their ids only:
-    // the lines are read from the refunds endpoint.
+    // `order.updated` fires on refunds (`woocommerce_order_refunded` in the
+    // topic hooks of
+    // <https://github.com/woocommerce/woocommerce/blob/trunk/plugins/woocommerce/includes/class-wc-webhook.php>)
+    // but carries their ids only: the lines are read from the refunds
+    // endpoint.
     if refunds::has_refunds(order) {
         let order_id = id_string(order.get("id"))
             .ok_or_else(|| WebhookError::BadPayload("order without id".into()))?;

@@ -1,7 +1,7 @@
 //! WooCommerce refunds: an `order.updated` names its refunds by id only
 //! (the order's `refunds` array); each refund's lines come from
 //! `GET /wp-json/wc/v3/orders/{id}/refunds`
-//! (https://woocommerce.github.io/woocommerce-rest-api-docs/#list-all-refunds).
+//! (<https://woocommerce.github.io/woocommerce-rest-api-docs/#list-all-refunds>).
 //!
 //! - A refund line's `quantity` is negative and its `meta_data` carries
 //!   `_refunded_item_id`, the order line it refunds (the docs' example).

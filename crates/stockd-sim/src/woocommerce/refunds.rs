@@ -1,5 +1,5 @@
 //! Order refunds (REST docs "Refunds":
-//! https://woocommerce.github.io/woocommerce-rest-api-docs/#refunds):
+//! <https://woocommerce.github.io/woocommerce-rest-api-docs/#refunds>):
 //! `POST /orders/{id}/refunds` with `line_items[{id, quantity}]` and
 //! `api_restock`, `GET /orders/{id}/refunds` (paginated) and
 //! `GET /orders/{id}/refunds/{refund_id}`.
@@ -9,7 +9,9 @@
 //! a restock raises the product's stock and the order line's running meta
 //! `_restock_refunded_items` (only where the order reduced stock); the order
 //! names the refund in `refunds` and turns `refunded` once every unit is
-//! refunded; `order.updated` fires (`woocommerce_order_refunded`, §2.5).
+//! refunded; `order.updated` fires (`woocommerce_order_refunded` is one of
+//! its topic hooks in
+//! <https://github.com/woocommerce/woocommerce/blob/trunk/plugins/woocommerce/includes/class-wc-webhook.php>).
 //! `api_restock` defaults to true: the v2 controller always restocks, and
 //! the v3 parameter keeps that default (UNCONFIRMED for every version).
 
