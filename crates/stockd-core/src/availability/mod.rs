@@ -1,10 +1,11 @@
 //! Channel availability: what each channel may show of a variant, as a pure
 //! function of stock, rules and sales history.
 //!
-//! Per channel × variant, in this order (PRODUCT.md §Channel availability):
-//! 1. **pool**: Σ max(0, on_hand − reserved) over the channel's sellable
-//!    locations — or, for a kit, pre-built kit stock + min over components of
-//!    ⌊component pool / qty⌋ over the same locations;
+//! Per channel × variant, in this order:
+//! 1. **pool**: max(0, Σ (on_hand − reserved)) over the channel's sellable
+//!    locations (summed before flooring, see [`location_pool`]) — or, for a
+//!    kit, pre-built kit stock + min over components of ⌊component pool /
+//!    qty⌋ over the same locations;
 //! 2. − `safety_stock`; × `percent` / 100 rounded down; min `max_exposed`;
 //!    0 if below `min_listed`; never below 0 (values from `Rules::effective`);
 //! 3. **pre-allocation**: when the variant's pool over every sellable location
@@ -286,7 +287,7 @@ fn clamp_i64(total: i128) -> i64 {
     i64::try_from(total).unwrap_or(if total < 0 { i64::MIN } else { i64::MAX })
 }
 
-/// Σ max(0, on_hand − reserved) over `counted` (sorted) locations.
+/// max(0, Σ (on_hand − reserved)) over `counted` (sorted) locations.
 pub fn location_pool(
     rows: &[(LocationId, Quantities)],
     counted: &[LocationId],
@@ -303,7 +304,7 @@ pub fn location_pool(
         .collect();
     parts.sort_by(|a, b| a.location.cmp(&b.location));
     // Summed before flooring: units oversold at one location are owed out of
-    // another's stock, so they must not be offered again (PRODUCT.md).
+    // another's stock, so they must not be offered again.
     // Summed in i128: with every counter within ±STOCK_MAX the total fits an
     // i64 for any realistic number of locations; beyond that it is clamped,
     // never wrapped.
