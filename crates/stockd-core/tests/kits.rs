@@ -52,8 +52,11 @@ fn event(kind: &str, lines: &[(&str, Option<&str>, Option<i64>)]) -> Event {
     event_at(kind, &lines)
 }
 
+/// (line id, sku, qty, location) of one line of an event.
+type LineAt<'a> = (&'a str, Option<&'a str>, Option<i64>, Option<&'a str>);
+
 /// Like `event`, each line optionally naming a location.
-fn event_at(kind: &str, lines: &[(&str, Option<&str>, Option<i64>, Option<&str>)]) -> Event {
+fn event_at(kind: &str, lines: &[LineAt]) -> Event {
     Event::validate(&EventInput {
         key: Some("k".into()),
         kind: Some(kind.into()),
