@@ -151,6 +151,8 @@ impl Awaiting {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum EventError {
+    /// `open` counts kits for a kit line; for a line naming a location, only
+    /// the whole kits (every component) reserved at that location.
     #[error("line {line_id}: {requested} requested but only {open} reserved")]
     ReservationExceeded {
         line_id: LineId,
@@ -1103,13 +1105,21 @@ fn settle(
         }
     };
     for (line_id, qty, location) in &requests {
-        let rows: Vec<usize> = (0..existing.len())
+        let line_rows: Vec<usize> = (0..existing.len())
             .filter(|&i| existing[i].line_id == *line_id)
+            .collect();
+        let rows: Vec<usize> = line_rows
+            .iter()
+            .copied()
             .filter(|&i| location.is_none_or(|l| existing[i].location == *l))
             .collect();
         // A kit line has plain rows (pre-built kits) and, per component,
         // rows in component units; its open quantity is counted in kits.
         let (plain, parts) = kit_parts(existing, &rows);
+        // Settled at one location, a kit needs every component there: one
+        // reserved only elsewhere leaves the location no whole kit to settle.
+        let components_on_line = kit_parts(existing, &line_rows).1.len();
+        let every_component_here = parts.len() == components_on_line;
         let line_overflow = || {
             let first = &existing[rows.first().copied().unwrap_or(0)];
             overflow(&key(&first.sku, &first.location), "reserved")
@@ -1120,7 +1130,7 @@ fn settle(
             let kits = open_sum(existing, part_rows).ok_or_else(line_overflow)? / per_kit;
             parts_open = Some(parts_open.map_or(kits, |p| p.min(kits)));
         }
-        let parts_open = parts_open.unwrap_or(0);
+        let parts_open = parts_open.filter(|_| every_component_here).unwrap_or(0);
         let open = bounded_add(plain_open, parts_open).ok_or_else(line_overflow)?;
         let requested = qty.unwrap_or(open);
         if open == 0 || requested > open {

@@ -7,7 +7,8 @@ use serde_json::json;
 on_both_stores!(
     kit_pool_is_the_scarcest_component,
     bad_kits_are_refused,
-    a_kit_line_short_on_several_components_is_applied
+    a_kit_line_short_on_several_components_is_applied,
+    a_kit_split_over_locations_ships_whole_kits_only
 );
 
 async fn kit_quantity(app: &TestApp) -> i64 {
@@ -141,4 +142,50 @@ async fn a_kit_line_short_on_several_components_is_applied(app: &TestApp) {
     assert_eq!(results[0]["status"], "applied", "{results:?}");
     assert_eq!(app.stock("C1").await["oversold"], 4);
     assert_eq!(app.stock("C2").await["oversold"], 2);
+}
+
+/// A kit whose components sit at two locations: a ship naming one location
+/// cannot send one component alone; the line without a location ships both.
+async fn a_kit_split_over_locations_ships_whole_kits_only(app: &TestApp) {
+    app.location("AMS", true, 1).await;
+    app.location("RTM", true, 2).await;
+    app.variants(&["KIT", "C1", "C2"]).await;
+    app.put(
+        "/v1/bundles/KIT",
+        json!({"components": [{"sku": "C1", "qty": 2}, {"sku": "C2", "qty": 1}]}),
+    )
+    .await
+    .expect(200);
+    app.events(json!([
+        receipt("r1", "C1", "AMS", 2),
+        receipt("r2", "C2", "RTM", 1),
+        {"key": "o1", "type": "order", "channel": "shop", "order_id": "1",
+         "lines": [{"line_id": "1", "sku": "KIT", "qty": 1}]}
+    ]))
+    .await;
+    for location in ["AMS", "RTM"] {
+        let reply = app
+            .post(
+                "/v1/events",
+                json!([{"key": format!("s-{location}"), "type": "ship", "channel": "shop",
+                        "order_id": "1",
+                        "lines": [{"line_id": "1", "location": location}]}]),
+            )
+            .await
+            .expect_error(422, "reservation_exceeded");
+        assert_eq!(reply.detail_fields(), [(0, "lines".to_string())]);
+    }
+    let reserved =
+        |stock: serde_json::Value| (stock["on_hand"].as_i64(), stock["reserved"].as_i64());
+    assert_eq!(reserved(app.stock("C1").await), (Some(2), Some(2)));
+    assert_eq!(reserved(app.stock("C2").await), (Some(1), Some(1)));
+    let results = app
+        .events(
+            json!([{"key": "s", "type": "ship", "channel": "shop", "order_id": "1",
+                        "lines": [{"line_id": "1"}]}]),
+        )
+        .await;
+    assert_eq!(results[0]["status"], "applied", "{results:?}");
+    assert_eq!(reserved(app.stock("C1").await), (Some(0), Some(0)));
+    assert_eq!(reserved(app.stock("C2").await), (Some(0), Some(0)));
 }
