@@ -55,14 +55,38 @@ async fn order_created(app: &TestApp, order_id: u64, lines: &[(u64, u64, i64)]) 
         .iter()
         .map(|(id, variant, qty)| json!({"id": id, "variant_id": variant, "quantity": qty}))
         .collect();
-    let body = json!({"id": order_id, "line_items": items}).to_string();
+    let body = json!({"id": order_id, "line_items": items});
+    deliver(app, "orders/create", body).await
+}
+
+/// Delivers a signed `refunds/create` restocking `(line id, variant id, qty)`
+/// lines of `order_id`; returns the receipt's status.
+async fn refund_created(
+    app: &TestApp,
+    refund_id: u64,
+    order_id: u64,
+    lines: &[(u64, u64, i64)],
+) -> String {
+    let items: Vec<Value> = lines
+        .iter()
+        .map(|(id, variant, qty)| {
+            json!({"line_item_id": id, "quantity": qty, "restock_type": "cancel",
+                "line_item": {"id": id, "variant_id": variant}})
+        })
+        .collect();
+    let body = json!({"id": refund_id, "order_id": order_id, "refund_line_items": items});
+    deliver(app, "refunds/create", body).await
+}
+
+async fn deliver(app: &TestApp, topic: &str, body: Value) -> String {
+    let body = body.to_string();
     // Shopify signs as WooCommerce does: base64 HMAC-SHA256 of the raw body.
     let signature = stockd_channels::woocommerce::webhook_signature(SECRET, body.as_bytes());
     let reply = reqwest::Client::new()
         .post(format!("{}/v1/webhooks/shopify/{SHOP}", app.base))
         .header("content-type", "application/json")
         .header("x-shopify-hmac-sha256", signature)
-        .header("x-shopify-topic", "orders/create")
+        .header("x-shopify-topic", topic)
         .body(body)
         .send()
         .await
@@ -163,6 +187,44 @@ async fn the_unlisted_lines_of_an_order_wait_while_its_listed_lines_apply() {
         .expect("items")
         .iter()
         .any(|row| row["type"] == "order"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_refund_of_an_unlisted_line_waits_with_its_order_and_applies_after_it() {
+    let app = start(&["UNM-4", "UNM-5", "UNM-6"]).await;
+    // A whole order unlisted, then refunded: both wait, in that order.
+    assert_eq!(
+        order_created(&app, 5003, &[(1, 74, 2)]).await,
+        "quarantined"
+    );
+    assert_eq!(
+        refund_created(&app, 9003, 5003, &[(1, 74, 1)]).await,
+        "quarantined"
+    );
+    // A known order whose refunded line was the unlisted one.
+    list(&app, "UNM-5", 75).await;
+    assert_eq!(
+        order_created(&app, 5004, &[(1, 75, 1), (2, 76, 3)]).await,
+        "applied"
+    );
+    assert_eq!(
+        refund_created(&app, 9004, 5004, &[(2, 76, 2)]).await,
+        "quarantined"
+    );
+    let kinds: Vec<Value> = unmapped(&app)
+        .await
+        .iter()
+        .map(|row| row["kind"].clone())
+        .collect();
+    assert_eq!(kinds, ["placed", "restocked", "placed", "restocked"]);
+
+    list(&app, "UNM-4", 74).await;
+    assert_eq!(app.stock("UNM-4").await["reserved"], 1);
+    list(&app, "UNM-6", 76).await;
+    assert_eq!(app.stock("UNM-6").await["reserved"], 1);
+    assert_eq!(app.stock("UNM-5").await["reserved"], 1);
+    assert!(unmapped(&app).await.is_empty());
     app.stop().await;
 }
 
