@@ -724,6 +724,27 @@ pub async fn replay_unmapped(
     }
 }
 
+/// `replay_unmapped` for every channel (at start); failures are logged and
+/// the changes stay kept for the next listing upsert.
+pub async fn replay_unmapped_everywhere(store: Arc<dyn Store>, index: Arc<ListingIndex>) {
+    let channels = match store.channels().await {
+        Ok(channels) => channels,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing channels to replay unmapped order lines failed");
+            return;
+        }
+    };
+    for channel in channels {
+        match replay_unmapped(&*store, &index, &channel.id).await {
+            Ok(0) => {}
+            Ok(taken) => tracing::info!(channel = %channel.id, taken,
+                "kept unmapped order changes applied at start"),
+            Err(e) => tracing::warn!(channel = %channel.id, error = %e,
+                "replaying unmapped order lines failed"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

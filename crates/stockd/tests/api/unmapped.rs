@@ -16,7 +16,14 @@ const SECRET: &str = "shop-unmapped-hook-secret";
 /// location and `skus` with 10 units each, none of them listed yet.
 async fn start(skus: &[&str]) -> TestApp {
     let dir = tempfile::tempdir().expect("dir");
-    let mut cfg = config(sqlite_url(&dir));
+    let app = serve(sqlite_url(&dir), dir).await;
+    setup(&app, skus).await;
+    app
+}
+
+/// A server on `database_url` with the Shopify channel's connector.
+async fn serve(database_url: String, dir: tempfile::TempDir) -> TestApp {
+    let mut cfg = config(database_url);
     let transport: Arc<dyn Transport> =
         Arc::new(ReqwestTransport::new(Duration::from_secs(1)).expect("http client"));
     cfg.extra_connections = vec![stockd::outbound::dispatch::Connection {
@@ -31,7 +38,10 @@ async fn start(skus: &[&str]) -> TestApp {
             transport,
         )),
     }];
-    let app = TestApp::start(cfg, dir).await;
+    TestApp::start(cfg, dir).await
+}
+
+async fn setup(app: &TestApp, skus: &[&str]) {
     app.location("AMS", true, 1).await;
     app.variants(skus).await;
     app.put(&format!("/v1/channels/{SHOP}"), json!({"kind": "shopify"}))
@@ -41,7 +51,6 @@ async fn start(skus: &[&str]) -> TestApp {
         app.events(receipt(&format!("r-{sku}"), sku, "AMS", 10))
             .await;
     }
-    app
 }
 
 fn variant_gid(variant: u64) -> String {
@@ -226,6 +235,47 @@ async fn a_refund_of_an_unlisted_line_waits_with_its_order_and_applies_after_it(
     assert_eq!(app.stock("UNM-5").await["reserved"], 1);
     assert!(unmapped(&app).await.is_empty());
     app.stop().await;
+}
+
+#[tokio::test]
+async fn listings_imported_while_the_server_was_down_apply_kept_lines_at_start() {
+    let db = tempfile::tempdir().expect("dir");
+    let url = sqlite_url(&db);
+    let app = serve(url.clone(), tempfile::tempdir().expect("dir")).await;
+    setup(&app, &["UNM-7"]).await;
+    assert_eq!(
+        order_created(&app, 5007, &[(1, 77, 4)]).await,
+        "quarantined"
+    );
+    app.stop().await;
+
+    // `stockd import listings --database …` writes listings straight to the store.
+    let store = stockd_store::open(&url).await.expect("store");
+    let mut external = serde_json::Map::new();
+    external.insert("variant_id".into(), Value::String(variant_gid(77)));
+    store
+        .upsert_listings(vec![stockd_store::ListingRecord {
+            channel: ChannelId::parse(SHOP.to_string()).expect("id"),
+            sku: stockd_core::Sku::parse("UNM-7".to_string()).expect("sku"),
+            external,
+            rank: None,
+        }])
+        .await
+        .expect("listing stored");
+    store.close().await;
+
+    let app = serve(url, tempfile::tempdir().expect("dir")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.stock("UNM-7").await["reserved"] != 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the kept order never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(unmapped(&app).await.is_empty());
+    app.stop().await;
+    drop(db);
 }
 
 #[tokio::test]
