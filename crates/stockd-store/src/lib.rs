@@ -18,6 +18,7 @@ pub mod publish;
 pub mod reconcile;
 mod rows;
 mod sqlite;
+pub mod unmapped;
 mod writer;
 
 pub mod test_support;
@@ -128,6 +129,7 @@ pub trait Store:
     + inbound::InboundStore
     + publish::PublishStore
     + kpis::KpiStore
+    + unmapped::UnmappedStore
     + Send
     + Sync
     + 'static

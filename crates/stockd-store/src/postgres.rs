@@ -31,6 +31,7 @@ mod kpis;
 mod outbox;
 mod publish;
 mod reconcile;
+mod unmapped;
 
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_ledger.sql")),
@@ -61,6 +62,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         11,
         include_str!("../migrations/postgres/0011_console_search.sql"),
+    ),
+    (
+        12,
+        include_str!("../migrations/postgres/0012_unmapped_channel_lines.sql"),
     ),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").

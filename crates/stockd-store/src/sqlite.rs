@@ -27,6 +27,7 @@ mod kpis;
 mod outbox;
 mod publish;
 mod reconcile;
+mod unmapped;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_ledger.sql")),
@@ -57,6 +58,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         11,
         include_str!("../migrations/sqlite/0011_console_search.sql"),
+    ),
+    (
+        12,
+        include_str!("../migrations/sqlite/0012_unmapped_channel_lines.sql"),
     ),
 ];
 /// Reader connections kept open for reuse.

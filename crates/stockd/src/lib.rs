@@ -122,6 +122,12 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
     state.listing_index = std::sync::Arc::new(webhooks::ListingIndex::new(
         config.restock_on_refund.clone(),
     ));
+    // Listings may have been imported straight into the database while the
+    // server was down: order lines kept for want of one may map now.
+    tokio::spawn(webhooks::replay_unmapped_everywhere(
+        store.clone(),
+        state.listing_index.clone(),
+    ));
     state.connectors = std::sync::Arc::new(
         connections
             .iter()

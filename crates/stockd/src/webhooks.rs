@@ -6,6 +6,11 @@
 //! dedup key, so a duplicate delivery applies once. The delivery is answered
 //! once the event is committed (persisted and applied in one step).
 //!
+//! Lines that map to no listing are not dropped: they are kept
+//! (`UnmappedStore`) and answered `quarantined`; when a listing of the
+//! channel is upserted, kept changes whose lines all map now are replayed
+//! through `apply_change` and taken (`replay_unmapped`).
+//!
 //! Channels keep their own count and lower it when they sell; stockd's belief
 //! of that count follows (the compare-and-set of the next push relies on it).
 
@@ -19,7 +24,8 @@ use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use stockd_channels::{
-    ChannelError, Connector, OrderChange, OrderChangeKind, WebhookAction, WebhookError,
+    ChannelError, Connector, OrderChange, OrderChangeKind, OrderLineRef, WebhookAction,
+    WebhookError,
 };
 use stockd_core::{ChannelId, Event, EventInput, EventStatus, Sku};
 use stockd_store::{Store, StoreError};
@@ -121,7 +127,9 @@ impl ListingIndex {
 /// What a webhook delivery did.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookReceipt {
-    /// `applied`, `duplicate`, `quarantined`, `ignored` or `unmapped`.
+    /// `applied`, `duplicate`, `quarantined` (waiting for what it names —
+    /// an unknown order, or a listing for lines that map to none), `refused`
+    /// or `ignored`.
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
@@ -267,7 +275,7 @@ fn channel_moves(change: &OrderChange, skus: &[Option<Sku>]) -> Vec<(Sku, Option
     ),
     request_body(content = String, description = "The channel's webhook payload, exactly as sent"),
     responses(
-        (status = 200, description = "Accepted (applied, duplicate, quarantined, refused, ignored or unmapped).", body = WebhookReceipt),
+        (status = 200, description = "Accepted (applied, duplicate, quarantined, refused or ignored). Lines that map to no listing of the channel are kept and answered `quarantined`; they apply when a listing makes them map (`GET /v1/channels/{id}/unmapped` lists them).", body = WebhookReceipt),
         (status = 502, description = "The notification names details the channel could not be asked for (`channel_unavailable`); nothing applied.", body = crate::error::ErrorBody),
         (status = 401, description = "Signature missing or wrong: nothing applied.", body = crate::error::ErrorBody),
         (status = 404, description = "No such connected channel.", body = crate::error::ErrorBody),
@@ -330,17 +338,10 @@ fn follow_up_error(channel: &ChannelId, e: ChannelError) -> ApiError {
 }
 
 /// One status for the changes of one notification: the most telling one
-/// (something applied > quarantined > refused > duplicate > unmapped >
-/// ignored), with the latest ledger sequence.
+/// (something applied > quarantined > refused > duplicate > ignored), with
+/// the latest ledger sequence.
 fn combined(outcomes: &[(&'static str, Option<u64>)]) -> (&'static str, Option<u64>) {
-    const RANK: [&str; 6] = [
-        "applied",
-        "quarantined",
-        "refused",
-        "duplicate",
-        "unmapped",
-        "ignored",
-    ];
+    const RANK: [&str; 5] = ["applied", "quarantined", "refused", "duplicate", "ignored"];
     let status = RANK
         .iter()
         .find(|s| outcomes.iter().any(|(o, _)| o == *s))
@@ -447,24 +448,30 @@ async fn apply_refund(
     if rows.is_empty() {
         return Ok(None);
     }
+    let skus = index.map(store, channel_id, change).await?;
+    let mut unmapped = Vec::new();
     let key = |suffix: &str| format!("{channel_id}:{}:{suffix}", change.dedup_key);
     let rma_id = format!("{channel_id}:{}", change.dedup_key);
     let restocked = change.kind == OrderChangeKind::Restocked;
     let verify_at_once = restocked && index.restock_on_refund.contains(channel_id);
     let mut release = Vec::new();
     let mut events = Vec::new();
-    let mut known_lines = 0;
-    for line in &change.lines {
+    for (line, sku) in change.lines.iter().zip(&skus) {
         let line_rows: Vec<&stockd_core::ReservationLine> = rows
             .iter()
             .filter(|r| r.line_id.as_str() == line.line_id)
             .collect();
         if line_rows.is_empty() {
+            if sku.is_none() {
+                // Its order line waits for a listing too: the refund of it
+                // waits with it and replays after it.
+                unmapped.push(line.clone());
+                continue;
+            }
             tracing::warn!(channel = %channel_id, order = %change.order_id, line = %line.line_id,
                 "refunded line was never reserved by stockd; nothing to release or receive back");
             continue;
         }
-        known_lines += 1;
         let split = split_refund(&line_rows, line.qty);
         if split.release_qty > 0 {
             release.push(serde_json::json!({"line_id": line.line_id, "qty": split.release_qty}));
@@ -508,14 +515,11 @@ async fn apply_refund(
             }),
         );
     }
+    let kept = keep_unmapped(store, channel_id, change, unmapped).await?;
     if events.is_empty() {
-        // Every line known and nothing to do: a refund of shipped units
-        // without restock.
-        let status = if known_lines > 0 {
-            "ignored"
-        } else {
-            "unmapped"
-        };
+        // Nothing to do now: lines kept until they map, or a refund of
+        // shipped units without restock.
+        let status = if kept { "quarantined" } else { "ignored" };
         return Ok(Some((status, None)));
     }
     let mut submissions = Vec::with_capacity(events.len());
@@ -549,7 +553,6 @@ async fn apply_refund(
         "applied"
     };
     if status != "duplicate" {
-        let skus = index.map(store, channel_id, change).await?;
         let moves = channel_moves(change, &skus);
         if let Err(e) = store.outbox_channel_moved(channel_id, moves).await {
             tracing::warn!(channel = %channel_id, error = %e, "could not follow the channel's count");
@@ -561,8 +564,9 @@ async fn apply_refund(
 
 /// Applies one order change of `channel` (from a webhook or a poll): maps
 /// its lines to SKUs, submits the ledger event (idempotent by the change's
-/// dedup key) and follows the channel's own count. Returns the status
-/// (`applied`, `duplicate`, `quarantined`, `unmapped`, `refused`) and the
+/// dedup key) and follows the channel's own count. Lines that map to no
+/// listing are kept until one does (`keep_unmapped`). Returns the status
+/// (`applied`, `duplicate`, `quarantined`, `refused`, `ignored`) and the
 /// ledger sequence.
 pub async fn apply_change(
     store: &dyn Store,
@@ -579,13 +583,18 @@ pub async fn apply_change(
         }
     }
     let skus = index.map(store, channel_id, change).await?;
-    if skus.iter().any(Option::is_none) {
-        tracing::warn!(channel = %channel_id, order = %change.order_id,
-            "order lines without a listing on this channel were skipped");
-    }
+    let unmapped: Vec<OrderLineRef> = change
+        .lines
+        .iter()
+        .zip(&skus)
+        .filter(|(_, sku)| sku.is_none())
+        .map(|(line, _)| line.clone())
+        .collect();
+    let kept = keep_unmapped(store, channel_id, change, unmapped).await?;
     let event = match event_for(channel_id, change, &skus) {
         Ok(Some(event)) => event,
-        Ok(None) => return Ok(("unmapped", None)),
+        Ok(None) if kept => return Ok(("quarantined", None)),
+        Ok(None) => return Ok(("ignored", None)),
         Err(problems) => {
             let message = problems
                 .iter()
@@ -622,6 +631,118 @@ pub async fn apply_change(
         }
     }
     Ok((status, result.seq))
+}
+
+/// Keeps `lines` of `change` (those mapping to no listing) so that a
+/// listing created later replays them: the whole change under its own dedup
+/// key, or, when some lines did map, a change of just these lines under
+/// `{dedup key}:unmapped`. A redelivery keeps the first record. True when
+/// something was kept.
+async fn keep_unmapped(
+    store: &dyn Store,
+    channel_id: &ChannelId,
+    change: &OrderChange,
+    lines: Vec<OrderLineRef>,
+) -> Result<bool, ChangeError> {
+    if lines.is_empty() {
+        return Ok(false);
+    }
+    let dedup_key = if lines.len() == change.lines.len() {
+        change.dedup_key.clone()
+    } else {
+        format!("{}:unmapped", change.dedup_key)
+    };
+    let item_keys = serde_json::json!(lines.iter().map(|l| &l.keys).collect::<Vec<_>>());
+    let kept = OrderChange {
+        dedup_key: dedup_key.clone(),
+        order_id: change.order_id.clone(),
+        kind: change.kind,
+        lines,
+    };
+    let json = |value: serde_json::Result<serde_json::Value>| {
+        value.map_err(|e| ChangeError::Invalid(e.to_string()))
+    };
+    let kind = json(serde_json::to_value(change.kind))?
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let id = store
+        .record_unmapped(stockd_store::unmapped::UnmappedChange {
+            channel: channel_id.clone(),
+            dedup_key,
+            order_id: change.order_id.clone(),
+            kind,
+            item_keys,
+            change: json(serde_json::to_value(&kept))?,
+            received_at: chrono::Utc::now(),
+        })
+        .await?;
+    tracing::info!(channel = %channel_id, order = %change.order_id, id,
+        "order lines without a listing on this channel are kept until one maps them");
+    Ok(true)
+}
+
+/// Replays the kept changes of `channel_id` whose lines all map now (a
+/// listing was created or changed), in the order they came, through
+/// `apply_change`, and takes each once applied. A replay is idempotent by
+/// the change's dedup key: replaying twice applies once. Returns how many
+/// were taken.
+pub async fn replay_unmapped(
+    store: &dyn Store,
+    index: &ListingIndex,
+    channel_id: &ChannelId,
+) -> Result<usize, ChangeError> {
+    const PAGE: u32 = 500;
+    let mut taken = 0;
+    let mut after_id = 0;
+    loop {
+        let page = store.unmapped(channel_id, after_id, PAGE).await?;
+        for row in &page {
+            after_id = row.id;
+            let change: OrderChange = match serde_json::from_value(row.change.change.clone()) {
+                Ok(change) => change,
+                Err(e) => {
+                    tracing::warn!(channel = %channel_id, id = row.id, error = %e,
+                        "a kept unmapped change cannot be read; it stays");
+                    continue;
+                }
+            };
+            let skus = index.map(store, channel_id, &change).await?;
+            if skus.iter().any(Option::is_none) {
+                continue;
+            }
+            let (status, _) = apply_change(store, index, channel_id, &change).await?;
+            tracing::info!(channel = %channel_id, order = %change.order_id, status,
+                "a kept unmapped change was replayed");
+            if store.take_unmapped(row.id).await? {
+                taken += 1;
+            }
+        }
+        if page.len() < PAGE as usize {
+            return Ok(taken);
+        }
+    }
+}
+
+/// `replay_unmapped` for every channel (at start); failures are logged and
+/// the changes stay kept for the next listing upsert.
+pub async fn replay_unmapped_everywhere(store: Arc<dyn Store>, index: Arc<ListingIndex>) {
+    let channels = match store.channels().await {
+        Ok(channels) => channels,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing channels to replay unmapped order lines failed");
+            return;
+        }
+    };
+    for channel in channels {
+        match replay_unmapped(&*store, &index, &channel.id).await {
+            Ok(0) => {}
+            Ok(taken) => tracing::info!(channel = %channel.id, taken,
+                "kept unmapped order changes applied at start"),
+            Err(e) => tracing::warn!(channel = %channel.id, error = %e,
+                "replaying unmapped order lines failed"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -294,7 +294,68 @@ pub async fn post_listings(
     let channel = known_channel(&*state.store, &id).await?;
     let listings = input::parse_listing_items(&channel.id, body)?;
     let upserted = ingest_listings(&*state.store, &id, listings).await?;
+    // Order lines kept because they mapped to no listing may map now. A
+    // failed replay leaves them kept for the next listing upsert.
+    if let Err(e) =
+        crate::webhooks::replay_unmapped(&*state.store, &state.listing_index, &channel.id).await
+    {
+        tracing::warn!(channel = %channel.id, error = %e, "replaying unmapped order lines failed");
+    }
     Ok(Json(ListingsUpserted { upserted }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UnmappedQuery {
+    /// Return entries with a larger id (the previous page's `next_after_id`).
+    pub after_id: Option<i64>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnmappedPage {
+    #[schema(value_type = Vec<crate::api::schema::UnmappedRow>)]
+    pub items: Vec<stockd_store::unmapped::UnmappedRow>,
+    /// Pass as `after_id` for the next page; null on the last page.
+    pub next_after_id: Option<i64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/channels/{id}/unmapped",
+    tag = "channels",
+    params(("id" = String, Path, description = "Channel id"), UnmappedQuery),
+    responses(
+        (status = 200, description = "One page of the channel's order changes (or lines) that map to no listing, kept in the order they came; each applies and leaves this list when a listing makes it map.", body = UnmappedPage),
+        (status = 400, description = "`invalid_query`.", body = ErrorBody),
+        (status = 404, description = "`unknown_channel`.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_unmapped(
+    State(state): State<AppState>,
+    _caller: Authorized<Read>,
+    PathParam(id): PathParam,
+    QueryParams(query): QueryParams<UnmappedQuery>,
+) -> Result<Json<UnmappedPage>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let channel = known_channel(&*state.store, &id).await?;
+    let items = state
+        .store
+        .unmapped(&channel.id, query.after_id.unwrap_or(0), limit)
+        .await
+        .map_err(ApiError::Storage)?;
+    let next_after_id = if items.len() == limit as usize {
+        items.last().map(|row| row.id)
+    } else {
+        None
+    };
+    Ok(Json(UnmappedPage {
+        items,
+        next_after_id,
+    }))
 }
 
 #[utoipa::path(

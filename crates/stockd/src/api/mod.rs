@@ -140,6 +140,7 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             "/v1/channels/{id}/listings",
             get(channels::list_listings).post(channels::post_listings),
         )
+        .route("/v1/channels/{id}/unmapped", get(channels::list_unmapped))
         .route("/v1/bundles", get(bundles::list_bundles))
         .route(
             "/v1/bundles/{kit_sku}",
@@ -325,6 +326,7 @@ impl utoipa::Modify for BearerAuth {
         channels::get_channel,
         channels::post_listings,
         channels::list_listings,
+        channels::list_unmapped,
         bundles::put_bundle,
         bundles::list_bundles,
         bundles::delete_bundle,

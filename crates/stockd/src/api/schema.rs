@@ -208,6 +208,25 @@ pub struct QuarantineRow {
     pub event: serde_json::Value,
 }
 
+/// A kept channel order change (or its lines) that maps to no listing.
+#[derive(ToSchema)]
+pub struct UnmappedRow {
+    pub id: i64,
+    pub channel: String,
+    /// The change's deduplication key on the channel (`…:unmapped` when only
+    /// some of its lines were kept).
+    pub dedup_key: String,
+    pub order_id: String,
+    /// placed, cancelled, restocked or refunded.
+    pub kind: String,
+    /// The channel's ids of each kept line's item, as `[key, value]` pairs.
+    pub item_keys: Vec<Vec<Vec<String>>>,
+    pub received_at: DateTime<Utc>,
+    /// The normalised change, replayed as is.
+    #[schema(value_type = Object)]
+    pub change: serde_json::Value,
+}
+
 #[cfg(test)]
 mod tests {
     use crate::api::ApiDoc;
@@ -310,6 +329,21 @@ mod tests {
                 event: json!({}),
                 changes: vec![],
                 notes: vec![],
+            },
+        );
+        check(
+            "UnmappedRow",
+            stockd_store::unmapped::UnmappedRow {
+                id: 1,
+                change: stockd_store::unmapped::UnmappedChange {
+                    channel: core::ChannelId::parse("shop").unwrap(),
+                    dedup_key: "order:1".into(),
+                    order_id: "1".into(),
+                    kind: "placed".into(),
+                    item_keys: json!([[["variant_id", "7"]]]),
+                    change: json!({}),
+                    received_at: chrono::Utc::now(),
+                },
             },
         );
         check(

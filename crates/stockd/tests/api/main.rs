@@ -23,3 +23,4 @@ mod returns;
 mod rules;
 mod stock;
 mod sync;
+mod unmapped;

@@ -97,6 +97,7 @@ async fn openapi_document_describes_the_api() {
         ("/v1/channels/{id}", "get"),
         ("/v1/channels/{id}/listings", "post"),
         ("/v1/channels/{id}/listings", "get"),
+        ("/v1/channels/{id}/unmapped", "get"),
         ("/v1/bundles", "get"),
         ("/v1/bundles/{kit_sku}", "put"),
         ("/v1/bundles/{kit_sku}", "delete"),
