@@ -54,8 +54,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::common::{
-    lock, parse_form_urlencoded, percent_decode, retry_after_value, serve_channel, sim_router,
-    Counters, Injected, NewListing, Plus, RunningSim, SimBackend, SimCore, SimError, SimListing,
+    lock, parse_form_urlencoded, retry_after_value, serve_channel, sim_router, Counters, Injected,
+    NewListing, RunningSim, SimBackend, SimCore, SimError, SimListing,
 };
 
 /// The only OAuth scope the Merchant API takes.
@@ -186,17 +186,6 @@ pub async fn start(config: Config, listen: SocketAddr) -> std::io::Result<Runnin
         counters: GmcCounters::default(),
         state: Mutex::new(State::default()),
     });
-    let backend: Arc<dyn SimBackend> = sim.clone();
-    let sim_for_handle = sim.clone();
-    let router = Router::new()
-        .route("/_sim/gmc/stats", get(gmc_stats_handler))
-        .route("/token", any(token_handler))
-        .route("/content/{*rest}", any(content_handler))
-        .route("/products/v1/{*rest}", any(api_handler))
-        .route("/inventories/v1/{*rest}", any(api_handler))
-        .route("/quota/v1/{*rest}", any(api_handler))
-        .with_state(sim)
-        .merge(sim_router(backend.clone()))
-        .fallback(|| async { not_found_route() });
-    serve_channel(router, listener, sim_for_handle)
+    let router = router(sim.clone());
+    serve_channel(router, listener, sim)
 }

@@ -42,10 +42,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State as AxState};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use axum::Router;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
@@ -114,18 +113,7 @@ pub async fn start(config: Config, listen: SocketAddr) -> std::io::Result<Runnin
         home,
     });
     let backend: Arc<dyn SimBackend> = sim.clone();
-    let router = Router::new()
-        .route("/wp-json/wc/v3/{*rest}", any(api_handler))
-        .route("/wp-json/wc/v3", any(api_handler))
-        .with_state(sim)
-        .merge(sim_router(backend.clone()))
-        .fallback(|| async {
-            wc_error(
-                StatusCode::NOT_FOUND,
-                "rest_no_route",
-                "No route was found matching the URL and request method.",
-            )
-        });
+    let router = router(sim);
     serve(router, listener, backend)
 }
 

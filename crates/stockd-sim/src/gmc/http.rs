@@ -1,5 +1,9 @@
-//! Routing of the Merchant API paths, the Bearer check, paging, and the sunset Content API
+//! The Merchant API routes, the Bearer check, paging, and the sunset Content API
 //! (<https://developers.google.com/shopping-content/guides/deprecation-and-sunset>).
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{delete, patch, post};
 
 use super::*;
 
@@ -18,141 +22,242 @@ pub(super) async fn gmc_stats_handler(AxState(sim): AxState<Arc<Gmc>>) -> Respon
     Json(sim.counters.snapshot()).into_response()
 }
 
-pub(super) enum Route {
-    InsertInput,
-    PatchInput(String),
-    DeleteInput(String),
-    GetProduct(String),
-    ListProducts,
-    InsertLocal(String),
-    ListLocal(String),
-    DeleteLocal(String, String),
-    ListQuotas,
+type Sim = Arc<Gmc>;
+
+/// One route per Merchant API path and method. Custom methods (`productInputs:insert`,
+/// `localInventories:insert`) are literal segments; product names (`online~nl~NL~sku`) are one
+/// path parameter, percent-decoded, and taken apart by `decode_product_id`.
+pub(super) fn router(sim: Sim) -> Router {
+    let backend: Arc<dyn SimBackend> = sim.clone();
+    Router::new()
+        .route("/token", any(token_handler))
+        .route("/content/{*rest}", any(content_handler))
+        .route(
+            "/products/v1/accounts/{account}/productInputs:insert",
+            post(insert_input),
+        )
+        .route(
+            "/products/v1/accounts/{account}/productInputs/{id}",
+            patch(patch_input).delete(delete_input),
+        )
+        .route(
+            "/products/v1/accounts/{account}/products",
+            get(list_products),
+        )
+        .route(
+            "/products/v1/accounts/{account}/products/{id}",
+            get(get_product),
+        )
+        .route(
+            "/inventories/v1/accounts/{account}/products/{id}/localInventories:insert",
+            post(insert_local),
+        )
+        .route(
+            "/inventories/v1/accounts/{account}/products/{id}/localInventories",
+            get(list_local),
+        )
+        .route(
+            "/inventories/v1/accounts/{account}/products/{id}/localInventories/{store}",
+            delete(delete_local),
+        )
+        .route("/quota/v1/accounts/{account}/quotas", get(list_quotas))
+        .method_not_allowed_fallback(unknown_route)
+        .route("/_sim/gmc/stats", get(gmc_stats_handler))
+        .fallback(unknown_route)
+        .with_state(sim)
+        .merge(sim_router(backend))
 }
 
-/// Route a request to its method; also returns the quota method name and the account id.
-pub(super) fn route(method: &Method, segs: &[String]) -> Option<(Route, &'static str, String)> {
-    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let m = method.as_str();
-    let (r, name, acct) = match (m, s.as_slice()) {
-        ("POST", ["products", "v1", "accounts", a, "productInputs:insert"]) => {
-            (Route::InsertInput, "productInputs.insert", a)
+/// The Merchant API services; a call under one of them goes through [`Gmc::gate`] even when
+/// its path or method is unknown, so a missing token answers 401 before the 404.
+const API_PREFIXES: [&str; 3] = ["/products/v1/", "/inventories/v1/", "/quota/v1/"];
+
+/// An unknown path, or a known path with a method Google does not serve there.
+async fn unknown_route(State(sim): State<Sim>, req: Request) -> Response {
+    let path = req.uri().path();
+    if API_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        if let Err(r) = sim.gate(req.headers()).await {
+            return *r;
         }
-        ("PATCH", ["products", "v1", "accounts", a, "productInputs", id]) => {
-            (Route::PatchInput(id.to_string()), "productInputs.patch", a)
-        }
-        ("DELETE", ["products", "v1", "accounts", a, "productInputs", id]) => (
-            Route::DeleteInput(id.to_string()),
-            "productInputs.delete",
-            a,
-        ),
-        ("GET", ["products", "v1", "accounts", a, "products", id]) => {
-            (Route::GetProduct(id.to_string()), "products.get", a)
-        }
-        ("GET", ["products", "v1", "accounts", a, "products"]) => {
-            (Route::ListProducts, "products.list", a)
-        }
-        (
-            "POST",
-            ["inventories", "v1", "accounts", a, "products", id, "localInventories:insert"],
-        ) => (
-            Route::InsertLocal(id.to_string()),
-            "localInventories.insert",
-            a,
-        ),
-        ("GET", ["inventories", "v1", "accounts", a, "products", id, "localInventories"]) => {
-            (Route::ListLocal(id.to_string()), "localInventories.list", a)
-        }
-        (
-            "DELETE",
-            ["inventories", "v1", "accounts", a, "products", id, "localInventories", store],
-        ) => (
-            Route::DeleteLocal(id.to_string(), store.to_string()),
-            "localInventories.delete",
-            a,
-        ),
-        ("GET", ["quota", "v1", "accounts", a, "quotas"]) => (Route::ListQuotas, "quotas.list", a),
-        _ => return None,
-    };
-    Some((r, name, acct.to_string()))
+    }
+    not_found_route()
 }
 
-pub(super) async fn api_handler(AxState(sim): AxState<Arc<Gmc>>, req: Request) -> Response {
-    if let Some(inj) = sim.core.intercept().await {
-        return match inj {
-            Injected::Outage => gerr(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                "The service is currently unavailable.",
-            ),
-            Injected::ServerError => gerr(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                "Internal error encountered.",
-            ),
-            Injected::Throttle { retry_after } => {
-                let mut r = quota_error(
-                    "quota/request_rate_too_high",
-                    "Request rate too high. Retry later.",
-                );
-                if let Some(secs) = retry_after {
-                    if let Ok(v) = HeaderValue::from_str(&retry_after_value(secs)) {
-                        r.headers_mut().insert("retry-after", v);
-                    }
-                }
-                r
+async fn insert_input(
+    State(sim): State<Sim>,
+    Path(account): Path<String>,
+    req: Request,
+) -> Response {
+    sim.api(req, &account, "productInputs.insert", |sim, query, body| {
+        sim.insert_input(query, body)
+    })
+    .await
+}
+
+async fn patch_input(
+    State(sim): State<Sim>,
+    Path((account, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    sim.api(req, &account, "productInputs.patch", |sim, query, body| {
+        sim.patch_input(&id, query, body)
+    })
+    .await
+}
+
+async fn delete_input(
+    State(sim): State<Sim>,
+    Path((account, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    sim.api(req, &account, "productInputs.delete", |sim, query, _| {
+        sim.delete_input(&id, query)
+    })
+    .await
+}
+
+async fn get_product(
+    State(sim): State<Sim>,
+    Path((account, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    sim.api(req, &account, "products.get", |sim, _, _| {
+        sim.get_product(&id)
+    })
+    .await
+}
+
+async fn list_products(
+    State(sim): State<Sim>,
+    Path(account): Path<String>,
+    req: Request,
+) -> Response {
+    sim.api(req, &account, "products.list", |sim, query, _| {
+        sim.list_products(query)
+    })
+    .await
+}
+
+async fn insert_local(
+    State(sim): State<Sim>,
+    Path((account, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    sim.api(req, &account, "localInventories.insert", |sim, _, body| {
+        sim.insert_local(&id, body)
+    })
+    .await
+}
+
+async fn list_local(
+    State(sim): State<Sim>,
+    Path((account, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    sim.api(req, &account, "localInventories.list", |sim, query, _| {
+        sim.list_local(&id, query)
+    })
+    .await
+}
+
+async fn delete_local(
+    State(sim): State<Sim>,
+    Path((account, id, store)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    sim.api(req, &account, "localInventories.delete", |sim, _, _| {
+        sim.delete_local(&id, &store)
+    })
+    .await
+}
+
+async fn list_quotas(
+    State(sim): State<Sim>,
+    Path(account): Path<String>,
+    req: Request,
+) -> Response {
+    sim.api(req, &account, "quotas.list", |sim, _, _| sim.list_quotas())
+        .await
+}
+
+impl Gmc {
+    /// What every Merchant API call goes through first: injected faults, then the Bearer token.
+    pub(super) async fn gate(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
+        if let Some(inj) = self.core.intercept().await {
+            return Err(Box::new(injected_response(inj)));
+        }
+        if let Err(r) = self.check_bearer(headers) {
+            Counters::add(&self.counters.auth_failures, 1);
+            return Err(r);
+        }
+        Ok(())
+    }
+
+    /// [`Gmc::gate`], then the account in the path, the method's quota (`quota_method`, as
+    /// `quotas.list` names it) and the JSON body; `handle` gets the query and the body
+    /// (`Null` when empty).
+    async fn api(
+        &self,
+        req: Request,
+        account: &str,
+        quota_method: &'static str,
+        handle: impl FnOnce(&Gmc, &[(String, String)], Value) -> Response,
+    ) -> Response {
+        if let Err(r) = self.gate(req.headers()).await {
+            return *r;
+        }
+        if account != self.config.account_id.to_string() {
+            return gerr(
+                StatusCode::FORBIDDEN,
+                "PERMISSION_DENIED",
+                &format!("The caller does not have access to the accounts: [{account}]"),
+            );
+        }
+        if let Some(r) = self.charge(quota_method) {
+            Counters::add(&self.core.counters.rate_limit_violations, 1);
+            return r;
+        }
+        let query = parse_form_urlencoded(req.uri().query().unwrap_or(""));
+        let body_bytes = match axum::body::to_bytes(req.into_body(), 16 << 20).await {
+            Ok(b) => b,
+            Err(_) => return invalid("Request payload is too large."),
+        };
+        let body: Value = if body_bytes.is_empty() {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&body_bytes) {
+                Ok(v) => v,
+                Err(e) => return invalid(&format!("Invalid JSON payload received. {e}")),
             }
         };
+        handle(self, &query, body)
     }
-    let method = req.method().clone();
-    let segs: Vec<String> = req
-        .uri()
-        .path()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s, Plus::Literal))
-        .collect();
-    let query = parse_form_urlencoded(req.uri().query().unwrap_or(""));
-    if let Err(r) = sim.check_bearer(req.headers()) {
-        Counters::add(&sim.counters.auth_failures, 1);
-        return *r;
-    }
-    let Some((route, quota_method, account)) = route(&method, &segs) else {
-        return not_found_route();
-    };
-    if account != sim.config.account_id.to_string() {
-        return gerr(
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
-            &format!("The caller does not have access to the accounts: [{account}]"),
-        );
-    }
-    if let Some(r) = sim.charge(quota_method) {
-        Counters::add(&sim.core.counters.rate_limit_violations, 1);
-        return r;
-    }
-    let body_bytes = match axum::body::to_bytes(req.into_body(), 16 << 20).await {
-        Ok(b) => b,
-        Err(_) => return invalid("Request payload is too large."),
-    };
-    let body: Value = if body_bytes.is_empty() {
-        Value::Null
-    } else {
-        match serde_json::from_slice(&body_bytes) {
-            Ok(v) => v,
-            Err(e) => return invalid(&format!("Invalid JSON payload received. {e}")),
+}
+
+fn injected_response(inj: Injected) -> Response {
+    match inj {
+        Injected::Outage => gerr(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "The service is currently unavailable.",
+        ),
+        Injected::ServerError => gerr(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "Internal error encountered.",
+        ),
+        Injected::Throttle { retry_after } => {
+            let mut r = quota_error(
+                "quota/request_rate_too_high",
+                "Request rate too high. Retry later.",
+            );
+            if let Some(secs) = retry_after {
+                if let Ok(v) = HeaderValue::from_str(&retry_after_value(secs)) {
+                    r.headers_mut().insert("retry-after", v);
+                }
+            }
+            r
         }
-    };
-    match route {
-        Route::InsertInput => sim.insert_input(&query, body),
-        Route::PatchInput(id) => sim.patch_input(&id, &query, body),
-        Route::DeleteInput(id) => sim.delete_input(&id, &query),
-        Route::GetProduct(id) => sim.get_product(&id),
-        Route::ListProducts => sim.list_products(&query),
-        Route::InsertLocal(id) => sim.insert_local(&id, body),
-        Route::ListLocal(id) => sim.list_local(&id, &query),
-        Route::DeleteLocal(id, store) => sim.delete_local(&id, &store),
-        Route::ListQuotas => sim.list_quotas(),
     }
 }
 
@@ -188,10 +293,7 @@ pub(super) fn page_token(next: usize) -> String {
 }
 
 impl Gmc {
-    pub(super) fn check_bearer(
-        &self,
-        headers: &axum::http::HeaderMap,
-    ) -> Result<(), Box<Response>> {
+    pub(super) fn check_bearer(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
         let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())

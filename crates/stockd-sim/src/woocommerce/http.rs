@@ -1,5 +1,8 @@
-//! Routing of `/wp-json/wc/v3`, WordPress's REST error envelope, the host rate limit and
+//! The `/wp-json/wc/v3` routes, WordPress's REST error envelope, the host rate limit and
 //! paging headers (<https://developer.wordpress.org/rest-api/using-the-rest-api/pagination/>).
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
 
 use super::*;
 
@@ -31,73 +34,254 @@ pub(super) struct Ctx {
     pub(super) path: String,
 }
 
-pub(super) async fn api_handler(AxState(sim): AxState<Arc<Woo>>, req: Request) -> Response {
-    if let Some(inj) = sim.core.intercept().await {
-        return match inj {
-            // Shape chosen: WordPress's REST error envelope; an outage body is host-dependent.
-            Injected::Outage => wc_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                "Service Unavailable",
-            ),
-            Injected::ServerError => wc_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_server_error",
-                "<p>There has been a critical error on this website.</p>",
-            ),
-            Injected::Throttle { retry_after } => too_many(retry_after.unwrap_or(1.0)),
-        };
+type Sim = Arc<Woo>;
+
+/// `/wp-json/wc/v3`: one route per path and method; every handler goes through [`Woo::api`].
+pub(super) fn router(sim: Sim) -> Router {
+    let backend: Arc<dyn SimBackend> = sim.clone();
+    Router::new()
+        .route("/wp-json/wc/v3", get(index))
+        .route("/wp-json/wc/v3/", get(index))
+        .route("/wp-json/wc/v3/products", get(list_products))
+        .route(
+            "/wp-json/wc/v3/products/batch",
+            post(batch_products)
+                .put(batch_products)
+                .patch(batch_products),
+        )
+        .route(
+            "/wp-json/wc/v3/products/{id}",
+            get(get_product)
+                .post(update_product)
+                .put(update_product)
+                .patch(update_product),
+        )
+        .route(
+            "/wp-json/wc/v3/products/{pid}/variations",
+            get(list_variations),
+        )
+        .route(
+            "/wp-json/wc/v3/products/{pid}/variations/batch",
+            post(batch_variations)
+                .put(batch_variations)
+                .patch(batch_variations),
+        )
+        .route(
+            "/wp-json/wc/v3/products/{pid}/variations/{id}",
+            get(get_variation)
+                .post(update_variation)
+                .put(update_variation)
+                .patch(update_variation),
+        )
+        .route("/wp-json/wc/v3/orders", get(list_orders))
+        .route(
+            "/wp-json/wc/v3/orders/{id}",
+            get(get_order)
+                .post(update_order)
+                .put(update_order)
+                .patch(update_order),
+        )
+        .route(
+            "/wp-json/wc/v3/orders/{id}/refunds",
+            get(list_refunds).post(create_refund),
+        )
+        .route("/wp-json/wc/v3/orders/{id}/refunds/{rid}", get(get_refund))
+        .method_not_allowed_fallback(unknown_route)
+        .fallback(unknown_route)
+        .with_state(sim)
+        .merge(sim_router(backend))
+}
+
+const API_PREFIX: &str = "/wp-json/wc/v3";
+
+fn no_route() -> Response {
+    wc_error(
+        StatusCode::NOT_FOUND,
+        "rest_no_route",
+        "No route was found matching the URL and request method.",
+    )
+}
+
+/// An unknown path, or a known path with a method WooCommerce does not serve there. Under
+/// the API prefix the call still goes through [`Woo::api`] (faults, rate limit, JSON body,
+/// authentication, and the permission error an anonymous call gets) before the 404.
+async fn unknown_route(State(sim): State<Sim>, req: Request) -> Response {
+    let path = req.uri().path();
+    let under_api = path
+        .strip_prefix(API_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if !under_api {
+        return no_route();
     }
-    if let Some(wait) = sim.rate_limited() {
-        Counters::add(&sim.core.counters.rate_limit_violations, 1);
-        return too_many(wait);
-    }
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let query = parse_query(req.uri().query().unwrap_or(""));
-    let headers = req.headers().clone();
-    let auth = sim.authenticate(&method, &headers, &path, &query);
-    let body_bytes = match axum::body::to_bytes(req.into_body(), 16 << 20).await {
-        Ok(b) => b,
-        Err(_) => {
-            return wc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "rest_payload_too_large",
-                "Payload too large.",
-            )
+    sim.api(req, |_, _| no_route()).await
+}
+
+async fn index(State(sim): State<Sim>, req: Request) -> Response {
+    sim.api(req, |_, _| {
+        wc_json(StatusCode::OK, &json!({"namespace": "wc/v3", "routes": {}}))
+    })
+    .await
+}
+
+async fn list_products(State(sim): State<Sim>, req: Request) -> Response {
+    sim.api(req, |sim, ctx| sim.list_products(ctx)).await
+}
+
+async fn batch_products(State(sim): State<Sim>, req: Request) -> Response {
+    sim.api(req, |sim, ctx| sim.batch(ctx, None)).await
+}
+
+async fn get_product(State(sim): State<Sim>, Path(id): Path<String>, req: Request) -> Response {
+    sim.api(req, |sim, _| sim.get_product(&id)).await
+}
+
+async fn update_product(State(sim): State<Sim>, Path(id): Path<String>, req: Request) -> Response {
+    sim.api(req, |sim, ctx| sim.update_product(&id, ctx)).await
+}
+
+async fn list_variations(
+    State(sim): State<Sim>,
+    Path(pid): Path<String>,
+    req: Request,
+) -> Response {
+    sim.api(req, |sim, ctx| sim.list_variations(&pid, ctx))
+        .await
+}
+
+async fn batch_variations(
+    State(sim): State<Sim>,
+    Path(pid): Path<String>,
+    req: Request,
+) -> Response {
+    sim.api(req, |sim, ctx| match pid.parse::<u64>() {
+        Ok(p) => sim.batch(ctx, Some(p)),
+        Err(_) => invalid_id(),
+    })
+    .await
+}
+
+async fn get_variation(
+    State(sim): State<Sim>,
+    Path((pid, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    sim.api(req, |sim, _| sim.get_variation(&pid, &id)).await
+}
+
+async fn update_variation(
+    State(sim): State<Sim>,
+    Path((pid, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    sim.api(req, |sim, ctx| sim.update_variation(&pid, &id, ctx))
+        .await
+}
+
+async fn list_orders(State(sim): State<Sim>, req: Request) -> Response {
+    sim.api(req, |sim, ctx| sim.list_orders(ctx)).await
+}
+
+async fn get_order(State(sim): State<Sim>, Path(id): Path<String>, req: Request) -> Response {
+    sim.api(req, |sim, _| sim.get_order(&id)).await
+}
+
+async fn update_order(State(sim): State<Sim>, Path(id): Path<String>, req: Request) -> Response {
+    sim.api(req, |sim, ctx| sim.update_order(&id, ctx)).await
+}
+
+async fn list_refunds(State(sim): State<Sim>, Path(id): Path<String>, req: Request) -> Response {
+    sim.api(req, |sim, ctx| sim.list_refunds(&id, ctx)).await
+}
+
+async fn create_refund(State(sim): State<Sim>, Path(id): Path<String>, req: Request) -> Response {
+    sim.api(req, |sim, ctx| sim.create_refund(&id, ctx)).await
+}
+
+async fn get_refund(
+    State(sim): State<Sim>,
+    Path((id, rid)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    sim.api(req, |sim, _| sim.get_refund(&id, &rid)).await
+}
+
+impl Woo {
+    /// What every `/wp-json/wc/v3` call goes through, in WooCommerce's order: injected
+    /// faults, the host rate limit, the JSON body, then authentication (a failed check answers
+    /// its 401, an anonymous call the endpoint's permission error); `handle` runs only for
+    /// an authenticated call.
+    pub(super) async fn api(
+        &self,
+        req: Request,
+        handle: impl FnOnce(&Woo, &Ctx) -> Response,
+    ) -> Response {
+        if let Some(inj) = self.core.intercept().await {
+            return match inj {
+                // Shape chosen: WordPress's REST error envelope; an outage body is host-dependent.
+                Injected::Outage => wc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "Service Unavailable",
+                ),
+                Injected::ServerError => wc_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_server_error",
+                    "<p>There has been a critical error on this website.</p>",
+                ),
+                Injected::Throttle { retry_after } => too_many(retry_after.unwrap_or(1.0)),
+            };
         }
-    };
-    let body: Value = if body_bytes.is_empty() {
-        Value::Null
-    } else {
-        match serde_json::from_slice(&body_bytes) {
-            Ok(v) => v,
+        if let Some(wait) = self.rate_limited() {
+            Counters::add(&self.core.counters.rate_limit_violations, 1);
+            return too_many(wait);
+        }
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query = parse_query(req.uri().query().unwrap_or(""));
+        let headers = req.headers().clone();
+        let auth = self.authenticate(&method, &headers, &path, &query);
+        let body_bytes = match axum::body::to_bytes(req.into_body(), 16 << 20).await {
+            Ok(b) => b,
             Err(_) => {
                 return wc_error(
-                    StatusCode::BAD_REQUEST,
-                    "rest_invalid_json",
-                    "Invalid JSON body passed.",
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "rest_payload_too_large",
+                    "Payload too large.",
                 )
             }
+        };
+        let body: Value = if body_bytes.is_empty() {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&body_bytes) {
+                Ok(v) => v,
+                Err(_) => {
+                    return wc_error(
+                        StatusCode::BAD_REQUEST,
+                        "rest_invalid_json",
+                        "Invalid JSON body passed.",
+                    )
+                }
+            }
+        };
+        let segs: Vec<String> = path
+            .trim_start_matches(API_PREFIX)
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let ctx = Ctx {
+            method,
+            segs,
+            query,
+            body,
+            path,
+        };
+        match auth {
+            Auth::Fail(r) => r,
+            Auth::Anonymous => anonymous_denied(&ctx),
+            Auth::Ok => handle(self, &ctx),
         }
-    };
-    let segs: Vec<String> = path
-        .trim_start_matches("/wp-json/wc/v3")
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    let ctx = Ctx {
-        method,
-        segs,
-        query,
-        body,
-        path,
-    };
-    match auth {
-        Auth::Fail(r) => r,
-        Auth::Anonymous => anonymous_denied(&ctx),
-        Auth::Ok => sim.route(&ctx),
     }
 }
 
@@ -169,53 +353,6 @@ impl Woo {
             None
         } else {
             Some(((1.0 - *level) / rate.max(1e-9)).max(0.001))
-        }
-    }
-
-    pub(super) fn route(&self, ctx: &Ctx) -> Response {
-        let segs: Vec<&str> = ctx.segs.iter().map(String::as_str).collect();
-        let m = &ctx.method;
-        let write = matches!(*m, Method::POST | Method::PUT | Method::PATCH);
-        match segs.as_slice() {
-            ["products"] if *m == Method::GET => self.list_products(ctx),
-            ["products", "batch"]
-                if *m == Method::POST || *m == Method::PUT || *m == Method::PATCH =>
-            {
-                self.batch(ctx, None)
-            }
-            ["products", id] if *m == Method::GET => self.get_product(id),
-            ["products", id] if write => self.update_product(id, ctx),
-            ["products", pid, "variations"] if *m == Method::GET => self.list_variations(pid, ctx),
-            ["products", pid, "variations", "batch"] if write => match pid.parse::<u64>() {
-                Ok(p) => self.batch(ctx, Some(p)),
-                Err(_) => invalid_id(),
-            },
-            ["products", pid, "variations", id] if *m == Method::GET => self.get_variation(pid, id),
-            ["products", pid, "variations", id] if write => self.update_variation(pid, id, ctx),
-            ["orders"] if *m == Method::GET => self.list_orders(ctx),
-            ["orders", id] if *m == Method::GET => {
-                let st = lock(&self.state);
-                match id.parse::<u64>().ok().and_then(|i| st.orders.get(&i)) {
-                    Some(o) => wc_json(StatusCode::OK, &self.order_json(o)),
-                    None => wc_error(
-                        StatusCode::NOT_FOUND,
-                        "woocommerce_rest_shop_order_invalid_id",
-                        "Invalid ID.",
-                    ),
-                }
-            }
-            ["orders", id] if write => self.update_order(id, ctx),
-            ["orders", id, "refunds"] if *m == Method::GET => self.list_refunds(id, ctx),
-            ["orders", id, "refunds"] if *m == Method::POST => self.create_refund(id, ctx),
-            ["orders", id, "refunds", rid] if *m == Method::GET => self.get_refund(id, rid),
-            [] if *m == Method::GET => {
-                wc_json(StatusCode::OK, &json!({"namespace": "wc/v3", "routes": {}}))
-            }
-            _ => wc_error(
-                StatusCode::NOT_FOUND,
-                "rest_no_route",
-                "No route was found matching the URL and request method.",
-            ),
         }
     }
 

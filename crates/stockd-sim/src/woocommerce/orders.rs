@@ -27,6 +27,18 @@ impl Woo {
         self.paginate(ctx, items)
     }
 
+    pub(super) fn get_order(&self, id: &str) -> Response {
+        let st = lock(&self.state);
+        match id.parse::<u64>().ok().and_then(|i| st.orders.get(&i)) {
+            Some(o) => wc_json(StatusCode::OK, &self.order_json(o)),
+            None => wc_error(
+                StatusCode::NOT_FOUND,
+                "woocommerce_rest_shop_order_invalid_id",
+                "Invalid ID.",
+            ),
+        }
+    }
+
     pub(super) fn update_order(&self, id: &str, ctx: &Ctx) -> Response {
         let Some(oid) = id.parse::<u64>().ok() else {
             return wc_error(

@@ -1179,3 +1179,59 @@ async fn products_list_pages() {
     assert_eq!(s, 400);
     sim.shutdown().await;
 }
+
+/// Unknown paths and methods a path does not serve answer Google's 404; under the API
+/// services the token is still checked first, so a call without one answers 401.
+#[tokio::test]
+async fn unknown_paths_and_methods_answer_not_found_after_the_token_check() {
+    let sim = sim_with(base_config()).await;
+    let tok = token(&sim).await;
+    let not_found = |s: u16, v: &Value| {
+        assert_eq!(s, 404, "{v}");
+        assert_eq!(v["error"]["status"], "NOT_FOUND", "{v}");
+        assert_eq!(
+            v["error"]["message"],
+            "The requested URL was not found on this server."
+        );
+    };
+    for (method, path) in [
+        ("GET", inputs_path(":insert")),
+        ("PUT", product_path("online~nl~NL~sku")),
+        ("POST", inputs_path("/online~nl~NL~sku")),
+        (
+            "GET",
+            format!("/inventories/v1/accounts/{ACCOUNT}/products/online~nl~NL~sku/localInventories:insert"),
+        ),
+        ("POST", format!("/quota/v1/accounts/{ACCOUNT}/quotas")),
+        ("GET", format!("/products/v1/accounts/{ACCOUNT}/nothing")),
+        ("GET", "/elsewhere".to_string()),
+    ] {
+        let (s, v) = call(&sim, &tok, method, &path, None).await;
+        not_found(s, &v);
+    }
+    let failures_before = gmc_stats(&sim).unwrap().auth_failures;
+    let (s, v) = call(
+        &sim,
+        "ya29.forged",
+        "GET",
+        &format!("/products/v1/accounts/{ACCOUNT}/nothing"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["status"].as_str()),
+        (401, Some("UNAUTHENTICATED"))
+    );
+    assert_eq!(gmc_stats(&sim).unwrap().auth_failures, failures_before + 1);
+    // Outside the API services there is no token check.
+    let (s, v) = call(&sim, "ya29.forged", "GET", "/elsewhere", None).await;
+    not_found(s, &v);
+    // A percent-encoded product name reaches the handler decoded, like a plain one.
+    let (s, v) = call(&sim, &tok, "GET", &product_path("nl%7ENL%7Ex"), None).await;
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(v["error"]["message"], "Requested entity was not found.");
+    let (s, v) = call(&sim, &tok, "GET", &product_path("bad%7Ename"), None).await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["message"], "Invalid product name: bad~name");
+    sim.shutdown().await;
+}

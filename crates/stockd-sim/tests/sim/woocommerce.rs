@@ -775,3 +775,59 @@ async fn refunds_with_line_quantities_restock_and_fire_order_updated() {
     assert_eq!(got[1].json()["status"], "processing");
     sim.shutdown().await;
 }
+
+/// A path or method WooCommerce does not serve answers WordPress's `rest_no_route`; under
+/// `/wp-json/wc/v3` authentication still comes first, so an anonymous call gets the
+/// permission error instead.
+#[tokio::test]
+async fn unknown_paths_and_methods_answer_rest_no_route_after_authentication() {
+    let sim = sim_with(Config::default()).await;
+    let sid = sim.add_listings(&[("S".into(), 4)])[0].external["product_id"]
+        .as_u64()
+        .unwrap();
+    let no_route = |s: u16, v: &Value| {
+        assert_eq!(s, 404, "{v}");
+        assert_eq!(v["code"], "rest_no_route", "{v}");
+        assert_eq!(
+            v["message"],
+            "No route was found matching the URL and request method."
+        );
+        assert_eq!(v["data"]["status"], 404);
+    };
+    for (method, path) in [
+        ("DELETE", format!("/products/{sid}")),
+        ("POST", "/products".to_string()),
+        ("DELETE", "/products/batch".to_string()),
+        ("GET", format!("/products/{sid}/variations/1/extra")),
+        ("PUT", "/orders/1/refunds".to_string()),
+        ("DELETE", "/orders/1/refunds/2".to_string()),
+        ("GET", "/nothing".to_string()),
+    ] {
+        let (s, v, _) = call(&sim, method, &path, &[], None).await;
+        no_route(s, &v);
+    }
+    for index in ["", "/"] {
+        let (s, v, _) = call(&sim, "GET", index, &[], None).await;
+        assert_eq!((s, &v["namespace"]), (200, &json!("wc/v3")), "{v}");
+    }
+    let anonymous = |method: &str, path: &str| {
+        reqwest::Client::new()
+            .request(method.parse().unwrap(), format!("{}{path}", sim.base_url))
+            .send()
+    };
+    let r = anonymous("GET", "/wp-json/wc/v3/nothing").await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "woocommerce_rest_cannot_view");
+    let r = anonymous("DELETE", &format!("/wp-json/wc/v3/products/{sid}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "woocommerce_rest_cannot_delete");
+    // Outside the API there is no authentication.
+    let r = anonymous("GET", "/wp-json/wc/v2/products").await.unwrap();
+    let s = r.status().as_u16();
+    no_route(s, &r.json().await.unwrap());
+    sim.shutdown().await;
+}
