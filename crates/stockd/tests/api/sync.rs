@@ -358,7 +358,9 @@ async fn a_permanent_error_is_dead_lettered_and_a_retry_lands_after_the_fix() {
         .post(&format!("/v1/dlq/{id}/retry"), json!({}))
         .await
         .expect(204);
-    h.converged(Duration::from_secs(15)).await.unwrap();
+    // As long as the storm test allows: on a loaded 2-core machine the
+    // other channels' first pushes share the wait.
+    h.converged(Duration::from_secs(30)).await.unwrap();
     assert_eq!(shown_of(&h.woo, "BAD-1"), 4);
     h.app()
         .post(&format!("/v1/dlq/{id}/retry"), json!({}))
