@@ -46,7 +46,7 @@
 //!   `offer.reference` (the list carries only the EAN).
 //!   See [`Bol::poll_orders`] for the windowing.
 //! - Returns registered by customers become `Restocked` changes: see
-//!   [`Bol::poll_returns`] (`returns.rs`).
+//!   `bol/returns.rs`.
 //! - Every endpoint has its own token bucket
 //!   (<https://api.bol.com/retailer/public/Retailer-API/ratelimits.html>; the
 //!   published figures at <https://api.bol.com/retailer/public/ratelimits> as
@@ -1299,7 +1299,9 @@ impl Connector for Bol {
     /// `order-item:{orderItemId}:placed`; a cancelled item or a customer's
     /// cancellation request also yields `Cancelled` with key
     /// `order-item:{orderItemId}:cancelled` (after its `Placed`, so a
-    /// cancellation never names an order stockd has not seen).
+    /// cancellation never names an order stockd has not seen). Then every
+    /// unhandled FBR return item yields `Restocked` with key
+    /// `return:{rmaId}` (`bol/returns.rs`).
     async fn poll_orders(&self, cursor: Option<&str>) -> Result<OrderPoll, ChannelError> {
         let started = (self.clock)();
         let windows = self.windows(cursor, started);
