@@ -1374,8 +1374,15 @@ impl Connector for Bol {
         }
 
         // Returns after orders, so a return names an order line stockd has
-        // seen placed.
-        changes.extend(self.poll_returns().await?);
+        // seen placed. A failed return list does not hold the orders back:
+        // an unhandled return is listed again on the next poll.
+        match self.poll_returns().await {
+            Ok(returned) => changes.extend(returned),
+            Err(error) => {
+                tracing::warn!(code = %error.code, error = %error.message,
+                    "bol return list failed; returns wait for the next poll");
+            }
+        }
 
         // Next poll: the configured interval, later if the list bucket
         // needs longer to hand out a request.

@@ -1498,6 +1498,25 @@ async fn registered_returns_become_restocked_lines_keyed_by_rma() {
     fake.assert_clean();
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_failed_return_list_does_not_hold_the_orders_back() {
+    let fake = Fake::new();
+    fake.state().order_pages.insert(
+        "page=1&fulfilment-method=FBR&status=ALL&change-interval-minute=2".into(),
+        json!({"orders": [{"orderId": "A1", "orderPlacedDateTime": null,
+            "orderItems": [list_item("11", "8712345678906", 1, "OPEN", 0, false)]}]}),
+    );
+    fake.once("GET /retailer/returns", problem(503, "Unavailable", &[]));
+    let bol = Bol::with_clock(config(OffersApi::V10), fake.clone(), fixed_clock(now()));
+    let poll = bol
+        .poll_orders(Some("2026-05-01T11:59:30Z"))
+        .await
+        .expect("poll");
+    let keys: Vec<&str> = poll.changes.iter().map(|c| c.dedup_key.as_str()).collect();
+    assert_eq!(keys, vec!["order-item:11:placed"]);
+    assert_eq!(poll.cursor.as_deref(), Some("2026-05-01T12:00:00Z"));
+}
+
 #[test]
 fn webhooks_are_refused() {
     let fake = Fake::new();
