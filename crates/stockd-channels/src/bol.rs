@@ -45,6 +45,8 @@
 //!   `GET /retailer/orders/{order-id}` once per order for `offer.offerId` /
 //!   `offer.reference` (the list carries only the EAN).
 //!   See [`Bol::poll_orders`] for the windowing.
+//! - Returns registered by customers become `Restocked` changes: see
+//!   `bol/returns.rs`.
 //! - Every endpoint has its own token bucket
 //!   (<https://api.bol.com/retailer/public/Retailer-API/ratelimits.html>; the
 //!   published figures at <https://api.bol.com/retailer/public/ratelimits> as
@@ -69,6 +71,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
+
+mod returns;
 
 /// Media type of v10 resources (`specs/bol/retailer-v10.json`), on `Accept`
 /// and `Content-Type`.
@@ -157,6 +161,9 @@ pub struct RateLimits {
     pub orders_list: RateLimit,
     /// `GET /retailer/orders/*`: 25/s (older list; UNCONFIRMED).
     pub order_get: RateLimit,
+    /// `GET /retailer/returns`: no published figure; the order list's
+    /// 25/min is assumed (UNCONFIRMED).
+    pub returns_list: RateLimit,
 }
 
 impl Default for RateLimits {
@@ -168,6 +175,7 @@ impl Default for RateLimits {
             process_status: RateLimit::per_second(100),
             orders_list: RateLimit::per_minute(25),
             order_get: RateLimit::per_second(25),
+            returns_list: RateLimit::per_minute(25),
         }
     }
 }
@@ -251,6 +259,7 @@ struct Limiters {
     process_status: Limiter,
     orders_list: Limiter,
     order_get: Limiter,
+    returns_list: Limiter,
 }
 
 /// What an order's detail says about one order item.
@@ -304,6 +313,7 @@ enum Endpoint {
     ProcessStatus,
     OrdersList,
     OrderGet,
+    ReturnsList,
 }
 
 /// Percent-encodes one path segment (offer ids are UUIDs; anything else is
@@ -524,6 +534,7 @@ impl Bol {
             process_status: r.process_status.limiter(),
             orders_list: r.orders_list.limiter(),
             order_get: r.order_get.limiter(),
+            returns_list: r.returns_list.limiter(),
         };
         Bol {
             config,
@@ -543,6 +554,7 @@ impl Bol {
             Endpoint::ProcessStatus => &self.limits.process_status,
             Endpoint::OrdersList => &self.limits.orders_list,
             Endpoint::OrderGet => &self.limits.order_get,
+            Endpoint::ReturnsList => &self.limits.returns_list,
         }
     }
 
@@ -1287,7 +1299,9 @@ impl Connector for Bol {
     /// `order-item:{orderItemId}:placed`; a cancelled item or a customer's
     /// cancellation request also yields `Cancelled` with key
     /// `order-item:{orderItemId}:cancelled` (after its `Placed`, so a
-    /// cancellation never names an order stockd has not seen).
+    /// cancellation never names an order stockd has not seen). Then every
+    /// unhandled FBR return item yields `Restocked` with key
+    /// `return:{rmaId}` (`bol/returns.rs`).
     async fn poll_orders(&self, cursor: Option<&str>) -> Result<OrderPoll, ChannelError> {
         let started = (self.clock)();
         let windows = self.windows(cursor, started);
@@ -1356,6 +1370,17 @@ impl Connector for Bol {
                         lines: vec![line(state.cancelled)],
                     });
                 }
+            }
+        }
+
+        // Returns after orders, so a return names an order line stockd has
+        // seen placed. A failed return list does not hold the orders back:
+        // an unhandled return is listed again on the next poll.
+        match self.poll_returns().await {
+            Ok(returned) => changes.extend(returned),
+            Err(error) => {
+                tracing::warn!(code = %error.code, error = %error.message,
+                    "bol return list failed; returns wait for the next poll");
             }
         }
 

@@ -14,7 +14,8 @@ use stockd_channels::bol::{
 };
 use stockd_channels::{
     Availability, ChannelError, Connector, ErrorClass, External, HttpRequest, HttpResponse,
-    ItemOutcome, LevelQuery, OrderChangeKind, PushItem, Transport, WebhookError,
+    ItemOutcome, LevelQuery, OrderChange, OrderChangeKind, OrderLineRef, PushItem, Transport,
+    WebhookError,
 };
 use tokio::time::Instant;
 
@@ -314,6 +315,8 @@ struct State {
     /// `query` → orders of that page.
     order_pages: HashMap<String, Value>,
     order_details: HashMap<String, Value>,
+    /// `query` → returns of that page.
+    return_pages: HashMap<String, Value>,
     errors: Vec<String>,
 }
 
@@ -390,6 +393,7 @@ impl Fake {
                 one_shot: Vec::new(),
                 order_pages: HashMap::new(),
                 order_details: HashMap::new(),
+                return_pages: HashMap::new(),
                 errors: Vec::new(),
             }),
             log: Mutex::new(Vec::new()),
@@ -598,6 +602,15 @@ impl Fake {
                     &[],
                     Some(&page.unwrap_or_else(|| json!({"orders": []}))),
                 )
+            }
+            ("GET", ["retailer", "returns"]) => {
+                let page = state.return_pages.get(&query).cloned();
+                let page = page.unwrap_or_else(|| json!({"returns": []}));
+                let violations = schema_errors(&self.v10, "ReturnsResponse", &page);
+                if !violations.is_empty() {
+                    state.errors.push(format!("{line}: {violations:?}"));
+                }
+                response(200, &[], Some(&page))
             }
             ("GET", ["retailer", "orders", id]) => match state.order_details.get(*id) {
                 Some(detail) => response(200, &[], Some(detail)),
@@ -1289,6 +1302,7 @@ async fn first_poll_lists_open_orders_and_maps_items_through_the_detail() {
             format!("GET {API}/retailer/orders?page=1&fulfilment-method=FBR&status=ALL&change-interval-minute=60"),
             format!("GET {API}/retailer/orders/A1"),
             format!("GET {API}/retailer/orders/B2"),
+            format!("GET {API}/retailer/returns?page=1&handled=false&fulfilment-method=FBR"),
         ]
     );
 
@@ -1313,8 +1327,8 @@ async fn first_poll_lists_open_orders_and_maps_items_through_the_detail() {
     let calls = fake.api_calls();
     assert_eq!(
         calls.len(),
-        5,
-        "one list call, no second detail read: {calls:?}"
+        7,
+        "one order list and one return list call, no second detail read: {calls:?}"
     );
     assert_eq!(poll.cursor.as_deref(), Some("2026-05-01T12:03:00Z"));
     fake.assert_clean();
@@ -1381,6 +1395,7 @@ async fn a_long_gap_relists_open_orders_and_each_day_since() {
             format!("{base}&status=ALL&latest-change-date=2026-04-29"),
             format!("{base}&status=ALL&latest-change-date=2026-04-30"),
             format!("{base}&status=ALL&latest-change-date=2026-05-01"),
+            format!("GET {API}/retailer/returns?page=1&handled=false&fulfilment-method=FBR"),
         ]
     );
 }
@@ -1400,6 +1415,106 @@ async fn an_order_list_429_is_rate_limited() {
     bol.poll_orders(None).await.expect("poll");
     let calls = fake.api_calls();
     assert!(calls[1].0 - start >= Duration::from_secs(20));
+}
+
+fn returned(rma: &str, order: &str, ean: &str, qty: i64) -> Value {
+    json!({"returnId": format!("R{rma}"), "registrationDateTime": "2026-05-01T11:00:00+02:00",
+           "fulfilmentMethod": "FBR", "returnItems": [
+               {"rmaId": rma, "orderId": order, "ean": ean, "expectedQuantity": qty,
+                "returnReason": {"mainReason": "Defect", "customerComments": ""}, "handled": false,
+                "processingResults": []}]})
+}
+
+#[tokio::test(start_paused = true)]
+async fn registered_returns_become_restocked_lines_keyed_by_rma() {
+    let fake = Fake::new();
+    {
+        let mut state = fake.state();
+        // A full page of returns is followed by the next one.
+        let mut first: Vec<Value> = vec![returned("31234567", "A1", "8712345678913", 2)];
+        first.extend((1..50).map(|i| returned(&format!("4{i}"), "GONE", "8712345678906", 1)));
+        state.return_pages.insert(
+            "page=1&handled=false&fulfilment-method=FBR".into(),
+            json!({"returns": first}),
+        );
+        state.return_pages.insert(
+            "page=2&handled=false&fulfilment-method=FBR".into(),
+            json!({"returns": [returned("31234599", "A1", "0000000000000", 1)]}),
+        );
+        state.order_details.insert(
+            "A1".into(),
+            detail(
+                "A1",
+                &[
+                    ("11", OFFER_A, Some("TEE-1"), "8712345678906"),
+                    ("12", OFFER_B, None, "8712345678913"),
+                ],
+            ),
+        );
+    }
+    let bol = Bol::with_clock(config(OffersApi::V10), fake.clone(), fixed_clock(now()));
+    let poll = bol
+        .poll_orders(Some("2026-05-01T11:59:30Z"))
+        .await
+        .expect("poll");
+    // The order that bol no longer has and the EAN no line of A1 carries
+    // name no line: skipped.
+    assert_eq!(
+        poll.changes,
+        vec![OrderChange {
+            dedup_key: "return:31234567".into(),
+            order_id: "A1".into(),
+            kind: OrderChangeKind::Restocked,
+            lines: vec![OrderLineRef {
+                line_id: "12".into(),
+                keys: vec![
+                    ("offer_id".to_owned(), OFFER_B.to_owned()),
+                    ("ean".to_owned(), "8712345678913".to_owned()),
+                ],
+                qty: 2,
+            }],
+        }]
+    );
+    // Each order's detail is read once per poll.
+    let details: Vec<String> = fake
+        .api_calls()
+        .into_iter()
+        .map(|(_, c)| c)
+        .filter(|c| c.contains("/retailer/orders/"))
+        .collect();
+    assert_eq!(
+        details,
+        vec![
+            format!("GET {API}/retailer/orders/A1"),
+            format!("GET {API}/retailer/orders/GONE"),
+        ]
+    );
+    // The same unhandled return on the next poll is the same change.
+    let again = bol
+        .poll_orders(Some("2026-05-01T11:59:30Z"))
+        .await
+        .expect("poll");
+    assert_eq!(again.changes, poll.changes);
+    fake.assert_clean();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_return_list_does_not_hold_the_orders_back() {
+    let fake = Fake::new();
+    fake.state().order_pages.insert(
+        "page=1&fulfilment-method=FBR&status=ALL&change-interval-minute=2".into(),
+        json!({"orders": [{"orderId": "A1", "orderPlacedDateTime": null,
+            "orderItems": [list_item("11", "8712345678906", 1, "OPEN", 0, false)]}]}),
+    );
+    fake.once("GET /retailer/returns", problem(503, "Unavailable", &[]));
+    let bol = Bol::with_clock(config(OffersApi::V10), fake.clone(), fixed_clock(now()));
+    let poll = bol
+        .poll_orders(Some("2026-05-01T11:59:30Z"))
+        .await
+        .expect("poll");
+    let keys: Vec<&str> = poll.changes.iter().map(|c| c.dedup_key.as_str()).collect();
+    assert_eq!(keys, vec!["order-item:11:placed"]);
+    assert_eq!(poll.cursor.as_deref(), Some("2026-05-01T12:00:00Z"));
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! process-status endpoints (single, by entity, bulk) with expiry; v10 and v11
 //! `GET /retailer/offers/{id}` and the synchronous v11 PATCH; `GET /retailer/orders` (FBR, 50
 //! a page, filters) and `GET /retailer/orders/{id}`; customer cancellation requests and
-//! `PUT /retailer/orders/cancellation`; per-endpoint rate-limit buckets with 429 +
+//! `PUT /retailer/orders/cancellation`; `GET /retailer/returns` (unhandled FBR returns the
+//! operator registers after shipping an order); per-endpoint rate-limit buckets with 429 +
 //! `Retry-After`.
 //!
 //! Sources:
@@ -23,7 +24,7 @@
 //!
 //! Layout: `state` (offers, orders, processes and their rules), `http` (routes and the checks
 //! every call passes), `auth`, `rate_limits`, one module per resource (`offers`, `orders`,
-//! `processes`), and `customers` (the shared `/_sim` operations).
+//! `processes`, `returns`), and `customers` (the shared `/_sim` operations).
 
 mod auth;
 mod customers;
@@ -32,6 +33,7 @@ mod offers;
 mod orders;
 mod processes;
 mod rate_limits;
+mod returns;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -62,6 +64,7 @@ const PROBLEM_TYPE: &str = "https://api.bol.com/problems";
 const PAGE_SIZE: usize = 50;
 
 pub use rate_limits::{default_rate_limits, RateLimit, TimeUnit};
+pub use returns::{register_return, ship_order};
 
 use state::{Bol, BolState};
 

@@ -99,7 +99,7 @@ impl std::fmt::Display for SimError {
 impl std::error::Error for SimError {}
 
 impl SimError {
-    fn to_response(&self) -> Response {
+    pub(crate) fn to_response(&self) -> Response {
         let (status, code) = match self {
             SimError::NotAvailable => (StatusCode::CONFLICT, "not_available"),
             SimError::UnknownSku(_) => (StatusCode::NOT_FOUND, "unknown_sku"),

@@ -25,6 +25,7 @@ pub(super) fn router(sim: Sim) -> Router {
         .route("/retailer/orders", get(list_orders))
         .route("/retailer/orders/cancellation", put(put_cancellation))
         .route("/retailer/orders/{order_id}", get(get_order))
+        .route("/retailer/returns", get(list_returns))
         .route(
             "/shared/process-status",
             get(processes_by_entity).post(processes_bulk),
@@ -33,6 +34,14 @@ pub(super) fn router(sim: Sim) -> Router {
         .method_not_allowed_fallback(not_found_route)
         .route("/_sim/bol/stats", get(op_stats))
         .route("/_sim/bol/process-outcome", post(op_outcome))
+        .route(
+            "/_sim/bol/orders/{order_id}/ship",
+            post(super::returns::op_ship),
+        )
+        .route(
+            "/_sim/bol/returns",
+            post(super::returns::op_register_return),
+        )
         .with_state(sim)
         .merge(sim_router(backend))
         .fallback(not_found_route)
@@ -107,6 +116,11 @@ async fn get_order(State(sim): State<Sim>, Path(order_id): Path<String>, req: Re
         sim.get_order(ctx, &order_id)
     })
     .await
+}
+
+async fn list_returns(State(sim): State<Sim>, req: Request) -> Response {
+    sim.api(req, &[MEDIA_V10], |sim, ctx, _| sim.list_returns(ctx))
+        .await
 }
 
 /// Process status is a "shared" resource: it also answers the advertiser media type.

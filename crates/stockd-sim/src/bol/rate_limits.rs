@@ -72,7 +72,8 @@ impl RateLimit {
 
 /// The published limits of Values for orders and process status come from the
 /// older v3/v4-era copy (UNCONFIRMED for v10); the v11 PATCH and the cancellation PUT have
-/// no published value and get the offers write limit (UNCONFIRMED).
+/// no published value and get the offers write limit (UNCONFIRMED); the returns list has none
+/// either and gets the order list's (UNCONFIRMED).
 pub fn default_rate_limits() -> Vec<RateLimit> {
     use TimeUnit::*;
     vec![
@@ -83,6 +84,7 @@ pub fn default_rate_limits() -> Vec<RateLimit> {
         RateLimit::new("GET", "/retailer/offers/*", 28, Seconds),
         RateLimit::new("GET", "/retailer/orders", 25, Minutes),
         RateLimit::new("GET", "/retailer/orders/*", 25, Seconds),
+        RateLimit::new("GET", "/retailer/returns", 25, Minutes),
         RateLimit::new("PUT", "/retailer/orders/cancellation", 50, Seconds),
         RateLimit::new("GET", "/shared/process-status/*", 100, Seconds),
         RateLimit::new("GET", "/shared/process-status", 100, Seconds),

@@ -104,6 +104,8 @@ pub(super) struct BolState {
     pub(super) buckets: HashMap<usize, Bucket>,
     pub(super) outcomes: HashMap<String, ProcessOutcome>,
     pub(super) stats: BolStats,
+    pub(super) returns: Vec<super::returns::Return>,
+    pub(super) return_next: u64,
 }
 
 impl BolState {

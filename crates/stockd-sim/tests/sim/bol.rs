@@ -3,8 +3,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use stockd_sim::bol::{
-    bol_stats, set_process_outcome, start, Config, ProcessOutcome, RateLimit, TimeUnit, MEDIA_V10,
-    MEDIA_V11,
+    bol_stats, register_return, set_process_outcome, ship_order, start, Config, ProcessOutcome,
+    RateLimit, TimeUnit, MEDIA_V10, MEDIA_V11,
 };
 use stockd_sim::{Faults, RunningSim, SimError};
 
@@ -894,4 +894,73 @@ fn schema_checker_rejects_bad_payloads() {
     let mut errs = Vec::new();
     check(&spec, schema, &json!({}), "ReducedOrders", &mut errs);
     assert_eq!(errs.len(), 1, "{errs:?}");
+}
+
+#[tokio::test]
+async fn returns_of_shipped_items_are_listed_unhandled() {
+    let spec = load(RETAILER_SPEC);
+    let sim = sim_with(Config::default()).await;
+    sim.add_listings(&[("RET-1".into(), 5)]);
+    let tok = token(&sim).await;
+    let empty = get(&sim, &tok, "/retailer/returns?handled=false").await;
+    assert_eq!((empty.status, &empty.body), (200, &json!({"returns": []})));
+    let order = sim.buy(&[("RET-1".into(), 3)]).await.unwrap();
+    let detail = get(&sim, &tok, &format!("/retailer/orders/{order}")).await;
+    let item = detail.body["orderItems"][0]["orderItemId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Nothing shipped yet: nothing can come back.
+    assert!(matches!(
+        register_return(&sim, &item, 1),
+        Err(SimError::InvalidState(_))
+    ));
+    let http = reqwest::Client::new();
+    let shipped = http
+        .post(format!("{}/_sim/bol/orders/{order}/ship", sim.base_url))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(shipped.status(), 200);
+    assert!(matches!(
+        ship_order(&sim, &order),
+        Err(SimError::InvalidState(_))
+    ));
+    let registered = http
+        .post(format!("{}/_sim/bol/returns", sim.base_url))
+        .json(&json!({"order_item_id": item, "quantity": 2}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(registered.status(), 200);
+    let rma: Value = registered.json().await.expect("json");
+    // 2 of 3 shipped units are back: one more at most.
+    assert!(matches!(
+        register_return(&sim, &item, 2),
+        Err(SimError::InvalidState(_))
+    ));
+    let list = get(
+        &sim,
+        &tok,
+        "/retailer/returns?page=1&handled=false&fulfilment-method=FBR",
+    )
+    .await;
+    assert_eq!(list.status, 200);
+    assert_schema(&spec, "ReturnsResponse", &list.body);
+    let returned = &list.body["returns"][0]["returnItems"][0];
+    assert_eq!(returned["rmaId"], rma["rma_id"]);
+    assert_eq!(returned["orderId"], order.as_str());
+    assert_eq!(returned["ean"], sim.listings()[0].external["ean"]);
+    assert_eq!(returned["expectedQuantity"], 2);
+    for query in ["handled=true", "fulfilment-method=FBB", "page=2"] {
+        let none = get(&sim, &tok, &format!("/retailer/returns?{query}")).await;
+        assert_eq!(none.body, json!({"returns": []}), "{query}");
+    }
+    let bad = get(&sim, &tok, "/retailer/returns?fulfilment-method=ALL").await;
+    assert_eq!(bad.status, 400);
+    assert_schema(&spec, "Problem", &bad.body);
+    let no_token = reqwest::get(format!("{}/retailer/returns", sim.base_url))
+        .await
+        .expect("send");
+    assert_eq!(no_token.status(), 401);
 }

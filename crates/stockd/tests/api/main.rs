@@ -6,6 +6,7 @@
 mod helpers;
 
 mod auth;
+mod bol_returns;
 mod bundles;
 mod catalog;
 mod channels;
