@@ -1368,6 +1368,9 @@ async fn protective_updates_first(store: Shared) {
     // above the desired state (it restocked on its own).
     receipt(&store, "up", "TEE-S", "AMS", 2).await;
     adjust(&store, "down", "TEE-M", -2).await;
+    // Dirty times are in milliseconds and a tie is broken by SKU (TEE-L
+    // before TEE-M): let a millisecond pass so "oldest first" decides.
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     store
         .outbox_channel_moved(&ch("shop"), vec![(sku("TEE-L"), Some(3))])
         .await
