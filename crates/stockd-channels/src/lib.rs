@@ -120,6 +120,34 @@ pub struct ChannelLevel {
     pub availability: Option<Availability>,
 }
 
+/// One listing as a channel's bulk read shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShownListing {
+    /// The channel's own key of the listing, the same string
+    /// [`Connector::listing_key`] derives from a stored listing's `external`,
+    /// so the two can be matched.
+    pub key: String,
+    /// The SKU the channel shows (seller SKU, offer reference, offer id),
+    /// for reporting listings stockd does not know.
+    pub channel_sku: Option<String>,
+    pub level: ChannelLevel,
+}
+
+/// Everything a bulk read saw. The channel's export is a snapshot taken
+/// some time after `started_at`: a listing acknowledged after that moment
+/// may show its earlier state and is not drift.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BulkRead {
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub listings: Vec<ShownListing>,
+    /// Requests the read sent to the channel (job start, polls, pages,
+    /// downloads).
+    pub channel_requests: u64,
+}
+
+/// Progress of a bulk read, for the run's progress report.
+pub type BulkProgress<'a> = &'a (dyn Fn(u64) + Send + Sync);
+
 /// A listing whose level is asked for.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LevelQuery {
@@ -264,6 +292,34 @@ pub trait Connector: Send + Sync {
         &self,
         listings: &[LevelQuery],
     ) -> Result<Vec<Result<ChannelLevel, ChannelError>>, ChannelError>;
+
+    /// From how many listings a reconciliation reads the whole channel
+    /// through [`Connector::read_all`] rather than listing by listing with
+    /// `read_levels`. `None`: the channel has no bulk read.
+    fn bulk_read_from(&self) -> Option<usize> {
+        None
+    }
+
+    /// The key that matches a stored listing (its `external`) to a
+    /// [`ShownListing`] of `read_all`.
+    fn listing_key(&self, external: &External) -> Option<String> {
+        let _ = external;
+        None
+    }
+
+    /// Reads every listing the channel shows through its bulk path (a
+    /// Shopify bulk operation, bol.com's offers export, Amazon's listings
+    /// report, WooCommerce's collection pages, Google's products list),
+    /// pacing itself with the channel's limits; `progress` is told the
+    /// listings read so far.
+    async fn read_all(&self, progress: BulkProgress<'_>) -> Result<BulkRead, ChannelError> {
+        let _ = progress;
+        Err(ChannelError::new(
+            ErrorClass::Permanent,
+            "no_bulk_read",
+            format!("{} has no bulk read", self.kind()),
+        ))
+    }
 
     /// Whether the channel shows a quantity. `false` (Google: availability
     /// only): updates that change only the quantity are not sent.
