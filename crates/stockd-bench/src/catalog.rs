@@ -110,19 +110,22 @@ pub async fn build(
     let mut kits = 0;
     for i in (0..variants).filter(|i| is_kit(*i)) {
         store
-            .put_bundle(Bundle {
-                kit: Sku::parse(sku(i))?,
-                components: vec![
-                    BundleComponent {
-                        sku: Sku::parse(sku(i - 1))?,
-                        qty: 1,
-                    },
-                    BundleComponent {
-                        sku: Sku::parse(sku(i - 2))?,
-                        qty: 2,
-                    },
-                ],
-            })
+            .put_bundle(
+                Bundle {
+                    kit: Sku::parse(sku(i))?,
+                    components: vec![
+                        BundleComponent {
+                            sku: Sku::parse(sku(i - 1))?,
+                            qty: 1,
+                        },
+                        BundleComponent {
+                            sku: Sku::parse(sku(i - 2))?,
+                            qty: 2,
+                        },
+                    ],
+                },
+                "bench",
+            )
             .await?;
         kits += 1;
     }

@@ -123,11 +123,20 @@ pub trait ChannelStore: Send + Sync {
     /// SKUs that have a listing, in order, after `after` (for whole-catalog passes).
     async fn listed_skus(&self, after: Option<&Sku>, limit: u32) -> Result<Vec<Sku>, StoreError>;
 
-    /// Creates or replaces a kit definition. The caller validates the whole set first.
-    async fn put_bundle(&self, bundle: Bundle) -> Result<(), StoreError>;
-    /// Removes a kit definition; false when there was none.
-    async fn delete_bundle(&self, kit: &Sku) -> Result<bool, StoreError>;
+    /// Creates or replaces a kit definition, and records the change with its
+    /// author in the same transaction. The caller validates the whole set first.
+    async fn put_bundle(&self, bundle: Bundle, author: &str) -> Result<(), StoreError>;
+    /// Removes a kit definition (recording the change); false when there was none.
+    async fn delete_bundle(&self, kit: &Sku, author: &str) -> Result<bool, StoreError>;
     async fn bundles(&self) -> Result<Vec<Bundle>, StoreError>;
+    /// Recorded kit definition changes, oldest first: of one kit or of all,
+    /// with ids above `after`.
+    async fn kit_changes(
+        &self,
+        kit: Option<&Sku>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<KitChange>, StoreError>;
 
     /// Stores `document` as the next version and returns it.
     async fn add_rules_version(
@@ -152,6 +161,40 @@ pub trait ChannelStore: Send + Sync {
         skus: &[Sku],
         since: DateTime<Utc>,
     ) -> Result<Vec<Sale>, StoreError>;
+}
+
+/// One recorded change of a kit definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KitChange {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub kit: Sku,
+    /// `put` (created or replaced) or `delete`.
+    pub action: String,
+    /// The components after the change (empty for a removal).
+    pub components: Vec<stockd_core::availability::BundleComponent>,
+    pub author: String,
+}
+
+impl KitChange {
+    /// Builds a change from its stored columns.
+    pub(crate) fn from_columns(
+        id: i64,
+        at_ms: i64,
+        kit: String,
+        action: String,
+        components: &str,
+        author: String,
+    ) -> Result<KitChange, StoreError> {
+        Ok(KitChange {
+            id,
+            at: DateTime::from_timestamp_millis(at_ms).unwrap_or_default(),
+            kit: crate::rows::parse_id(kit, Sku::parse)?,
+            action,
+            components: serde_json::from_str(components)?,
+            author,
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -195,6 +238,13 @@ pub(crate) const SQLITE_BUNDLE_COMPONENT_INSERT: &str =
 pub(crate) const PG_BUNDLE_COMPONENTS_INSERT: &str =
     "INSERT INTO bundle_components (kit, position, component, qty) \
      SELECT ?1, * FROM UNNEST(?2::int4[], ?3::text[], ?4::int4[])";
+
+pub(crate) const KIT_CHANGE_INSERT: &str =
+    "INSERT INTO kit_changes (at_ms, kit, action, components, author) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// Every kit's changes (`?1` NULL) or one kit's, after an id, oldest first.
+pub(crate) const KIT_CHANGES: &str = "SELECT id, at_ms, kit, action, components, author \
+     FROM kit_changes WHERE (CAST(?1 AS TEXT) IS NULL OR kit = ?1) AND id > ?2 ORDER BY id LIMIT ?3";
 
 pub(crate) const BUNDLES_ALL: &str =
     "SELECT kit, component, qty FROM bundle_components ORDER BY kit, position";

@@ -25,7 +25,7 @@ pub mod test_support;
 
 pub use canonical::submission;
 pub use channels::{
-    ChannelKind, ChannelRecord, ChannelStore, ListingRecord, RulesVersion, VariantStock,
+    ChannelKind, ChannelRecord, ChannelStore, KitChange, ListingRecord, RulesVersion, VariantStock,
 };
 
 use async_trait::async_trait;

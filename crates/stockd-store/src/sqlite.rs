@@ -63,6 +63,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/sqlite/0012_unmapped_channel_lines.sql"),
     ),
+    (
+        17,
+        include_str!("../migrations/sqlite/0017_kit_changes.sql"),
+    ),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;

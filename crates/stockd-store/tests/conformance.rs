@@ -654,9 +654,9 @@ async fn channels_listings_kits_and_rules(store: Shared) {
             qty: 2,
         }],
     };
-    store.put_bundle(kit.clone()).await.unwrap();
+    store.put_bundle(kit.clone(), "ops").await.unwrap();
     assert_eq!(store.bundles().await.unwrap(), [kit]);
-    assert!(store.delete_bundle(&sku("TEE-M")).await.unwrap());
+    assert!(store.delete_bundle(&sku("TEE-M"), "ops").await.unwrap());
     assert!(store.bundles().await.unwrap().is_empty());
 
     assert!(store.active_rules().await.unwrap().is_none());
@@ -722,19 +722,22 @@ async fn kit_orders_reserve_components(store: Shared) {
     setup(&store).await;
     variants(&store, &["GIFT-BOX"]).await;
     store
-        .put_bundle(Bundle {
-            kit: sku("GIFT-BOX"),
-            components: vec![
-                BundleComponent {
-                    sku: sku("TEE-M"),
-                    qty: 2,
-                },
-                BundleComponent {
-                    sku: sku("TEE-L"),
-                    qty: 1,
-                },
-            ],
-        })
+        .put_bundle(
+            Bundle {
+                kit: sku("GIFT-BOX"),
+                components: vec![
+                    BundleComponent {
+                        sku: sku("TEE-M"),
+                        qty: 2,
+                    },
+                    BundleComponent {
+                        sku: sku("TEE-L"),
+                        qty: 1,
+                    },
+                ],
+            },
+            "ops",
+        )
         .await
         .unwrap();
     submit(

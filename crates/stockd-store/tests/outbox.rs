@@ -843,19 +843,22 @@ async fn kits_and_components_move_together(store: Shared) {
     setup(&store).await;
     variants(&store, &["KIT", "PART-A", "PART-B"]).await;
     store
-        .put_bundle(Bundle {
-            kit: sku("KIT"),
-            components: vec![
-                BundleComponent {
-                    sku: sku("PART-A"),
-                    qty: 2,
-                },
-                BundleComponent {
-                    sku: sku("PART-B"),
-                    qty: 1,
-                },
-            ],
-        })
+        .put_bundle(
+            Bundle {
+                kit: sku("KIT"),
+                components: vec![
+                    BundleComponent {
+                        sku: sku("PART-A"),
+                        qty: 2,
+                    },
+                    BundleComponent {
+                        sku: sku("PART-B"),
+                        qty: 1,
+                    },
+                ],
+            },
+            "ops",
+        )
         .await
         .unwrap();
     store.refresh_desired(Some(vec![sku("KIT")])).await.unwrap();

@@ -4,7 +4,7 @@
 use super::{to_inbound, to_quantities, PgStore, WRITER_LOCK_ID};
 use crate::channels::{
     self as sql, bundles_from_rows, channel_from_columns, listing_from_columns, locations_column,
-    sales_in, ChannelRecord, ChannelStore, ListingRecord, RulesVersion, VariantStock,
+    sales_in, ChannelRecord, ChannelStore, KitChange, ListingRecord, RulesVersion, VariantStock,
 };
 use crate::hot;
 use crate::outbox::pg;
@@ -218,7 +218,7 @@ impl ChannelStore for PgStore {
             .collect()
     }
 
-    async fn put_bundle(&self, bundle: Bundle) -> Result<(), StoreError> {
+    async fn put_bundle(&self, bundle: Bundle, author: &str) -> Result<(), StoreError> {
         let mut client = self.reader().await?;
         let tx = client.transaction().await?;
         tx.execute(&pg(sql::BUNDLE_DELETE), &[&bundle.kit.as_str()])
@@ -235,18 +235,76 @@ impl ChannelStore for PgStore {
             &[&bundle.kit.as_str(), &positions, &components, &qtys],
         )
         .await?;
+        let recorded = serde_json::to_string(&bundle.components)?;
+        tx.execute(
+            &pg(sql::KIT_CHANGE_INSERT),
+            &[
+                &Utc::now().timestamp_millis(),
+                &bundle.kit.as_str(),
+                &"put",
+                &recorded,
+                &author,
+            ],
+        )
+        .await?;
         tx.execute(hot::BUMP_SETUP, &[]).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn delete_bundle(&self, kit: &Sku) -> Result<bool, StoreError> {
-        let client = self.reader().await?;
-        let deleted = client
+    async fn delete_bundle(&self, kit: &Sku, author: &str) -> Result<bool, StoreError> {
+        let mut client = self.reader().await?;
+        let tx = client.transaction().await?;
+        let deleted = tx
             .execute(&pg(sql::BUNDLE_DELETE), &[&kit.as_str()])
             .await?;
-        client.execute(hot::BUMP_SETUP, &[]).await?;
+        if deleted > 0 {
+            tx.execute(
+                &pg(sql::KIT_CHANGE_INSERT),
+                &[
+                    &Utc::now().timestamp_millis(),
+                    &kit.as_str(),
+                    &"delete",
+                    &"[]",
+                    &author,
+                ],
+            )
+            .await?;
+        }
+        tx.execute(hot::BUMP_SETUP, &[]).await?;
+        tx.commit().await?;
         Ok(deleted > 0)
+    }
+
+    async fn kit_changes(
+        &self,
+        kit: Option<&Sku>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<KitChange>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                &pg(sql::KIT_CHANGES),
+                &[
+                    &kit.map(|k| k.as_str()),
+                    &after.unwrap_or(0),
+                    &i64::from(limit),
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                KitChange::from_columns(
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get::<_, &str>(4),
+                    r.get(5),
+                )
+            })
+            .collect()
     }
 
     async fn bundles(&self) -> Result<Vec<Bundle>, StoreError> {

@@ -4,7 +4,7 @@
 use super::{inbound_query, stock_rows, SqliteStore, INBOUND_COLUMNS};
 use crate::channels::{
     self as sql, bundles_from_rows, channel_from_columns, listing_from_columns, locations_column,
-    sales_in, ChannelRecord, ChannelStore, ListingRecord, RulesVersion, VariantStock,
+    sales_in, ChannelRecord, ChannelStore, KitChange, ListingRecord, RulesVersion, VariantStock,
 };
 use crate::hot;
 use crate::rows::{parse_id, parse_time};
@@ -260,7 +260,8 @@ impl ChannelStore for SqliteStore {
         .await
     }
 
-    async fn put_bundle(&self, bundle: Bundle) -> Result<(), StoreError> {
+    async fn put_bundle(&self, bundle: Bundle, author: &str) -> Result<(), StoreError> {
+        let author = author.to_string();
         self.read(move |conn| {
             in_transaction(conn, |conn| {
                 conn.prepare_cached(sql::BUNDLE_DELETE)?
@@ -274,6 +275,14 @@ impl ChannelStore for SqliteStore {
                         component.qty
                     ])?;
                 }
+                conn.prepare_cached(sql::KIT_CHANGE_INSERT)?
+                    .execute(params![
+                        Utc::now().timestamp_millis(),
+                        bundle.kit.as_str(),
+                        "put",
+                        serde_json::to_string(&bundle.components)?,
+                        author
+                    ])?;
                 conn.prepare_cached(hot::BUMP_SETUP)?.execute([])?;
                 Ok(())
             })
@@ -281,14 +290,57 @@ impl ChannelStore for SqliteStore {
         .await
     }
 
-    async fn delete_bundle(&self, kit: &Sku) -> Result<bool, StoreError> {
+    async fn delete_bundle(&self, kit: &Sku, author: &str) -> Result<bool, StoreError> {
         let kit = kit.clone();
+        let author = author.to_string();
         self.read(move |conn| {
-            let deleted = conn
-                .prepare_cached(sql::BUNDLE_DELETE)?
-                .execute([kit.as_str()])?;
-            conn.prepare_cached(hot::BUMP_SETUP)?.execute([])?;
-            Ok(deleted > 0)
+            in_transaction(conn, |conn| {
+                let deleted = conn
+                    .prepare_cached(sql::BUNDLE_DELETE)?
+                    .execute([kit.as_str()])?;
+                if deleted > 0 {
+                    conn.prepare_cached(sql::KIT_CHANGE_INSERT)?
+                        .execute(params![
+                            Utc::now().timestamp_millis(),
+                            kit.as_str(),
+                            "delete",
+                            "[]",
+                            author
+                        ])?;
+                }
+                conn.prepare_cached(hot::BUMP_SETUP)?.execute([])?;
+                Ok(deleted > 0)
+            })
+        })
+        .await
+    }
+
+    async fn kit_changes(
+        &self,
+        kit: Option<&Sku>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<KitChange>, StoreError> {
+        let kit = kit.map(|k| k.as_str().to_string());
+        self.read(move |conn| {
+            let raw = conn
+                .prepare_cached(sql::KIT_CHANGES)?
+                .query_map(params![kit, after.unwrap_or(0), limit], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            raw.into_iter()
+                .map(|(id, at, kit, action, components, author)| {
+                    KitChange::from_columns(id, at, kit, action, &components, author)
+                })
+                .collect()
         })
         .await
     }

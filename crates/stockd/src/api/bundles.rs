@@ -1,7 +1,8 @@
 //! Kits (`/v1/bundles`): a variant made of other variants. Every change is
-//! checked against the whole set of definitions, so cycles never get stored.
+//! checked against the whole set of definitions, so cycles never get stored,
+//! and recorded with its author (`/v1/kit-changes`).
 
-use crate::api::{AppState, JsonBody, PathParam};
+use crate::api::{page_limit, AppState, JsonBody, PathParam, QueryParams};
 use crate::auth::{Admin, Authorized, Read};
 use crate::error::{ApiError, ErrorBody, ErrorDetail, FieldProblem};
 use crate::input;
@@ -13,7 +14,8 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use stockd_core::availability::{validate_bundles, Bundle, BundleComponent};
 use stockd_core::Sku;
-use utoipa::ToSchema;
+use stockd_store::KitChange;
+use utoipa::{IntoParams, ToSchema};
 
 /// Body of `PUT /v1/bundles/{kit_sku}`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -144,7 +146,7 @@ fn parse_bundle(kit: &str, body: Value) -> Result<Bundle, ApiError> {
 )]
 pub async fn put_bundle(
     State(state): State<AppState>,
-    _caller: Authorized<Admin>,
+    caller: Authorized<Admin>,
     PathParam(kit): PathParam,
     JsonBody(body): JsonBody,
 ) -> Result<Json<BundleView>, ApiError> {
@@ -210,7 +212,7 @@ pub async fn put_bundle(
     }
     state
         .store
-        .put_bundle(bundle.clone())
+        .put_bundle(bundle.clone(), &caller.caller)
         .await
         .map_err(ApiError::Storage)?;
     state
@@ -251,7 +253,7 @@ pub async fn list_bundles(
 )]
 pub async fn delete_bundle(
     State(state): State<AppState>,
-    _caller: Authorized<Admin>,
+    caller: Authorized<Admin>,
     PathParam(kit): PathParam,
 ) -> Result<StatusCode, ApiError> {
     let unknown =
@@ -259,7 +261,7 @@ pub async fn delete_bundle(
     let sku = input::parse_sku(&kit).map_err(|_| unknown())?;
     if state
         .store
-        .delete_bundle(&sku)
+        .delete_bundle(&sku, &caller.caller)
         .await
         .map_err(ApiError::Storage)?
     {
@@ -272,4 +274,58 @@ pub async fn delete_bundle(
     } else {
         Err(unknown())
     }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct KitChangeParams {
+    /// Only this kit's changes.
+    pub kit: Option<String>,
+    /// Changes with a larger id (the previous page's `next_after`).
+    pub after: Option<i64>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KitChangePage {
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<KitChange>,
+    pub next_after: Option<i64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/kit-changes",
+    tag = "bundles",
+    params(KitChangeParams),
+    responses(
+        (status = 200, description = "Kit definition changes, oldest first: id, when, the kit, `put` or `delete`, the components after the change and who made it.", body = KitChangePage),
+        (status = 400, description = "`invalid_query`.", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_kit_changes(
+    State(state): State<AppState>,
+    _caller: Authorized<Read>,
+    QueryParams(params): QueryParams<KitChangeParams>,
+) -> Result<Json<KitChangePage>, ApiError> {
+    let limit = page_limit(params.limit)?;
+    let kit = params
+        .kit
+        .filter(|s| !s.is_empty())
+        .map(|s| Sku::parse(s).map_err(|e| ApiError::InvalidQuery(format!("kit: {e}"))))
+        .transpose()?;
+    let items = state
+        .store
+        .kit_changes(kit.as_ref(), params.after, limit)
+        .await
+        .map_err(ApiError::Storage)?;
+    let next_after = if items.len() == limit as usize {
+        items.last().map(|c| c.id)
+    } else {
+        None
+    };
+    Ok(Json(KitChangePage { items, next_after }))
 }

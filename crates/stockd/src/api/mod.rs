@@ -142,6 +142,7 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         )
         .route("/v1/channels/{id}/unmapped", get(channels::list_unmapped))
         .route("/v1/bundles", get(bundles::list_bundles))
+        .route("/v1/kit-changes", get(bundles::list_kit_changes))
         .route(
             "/v1/bundles/{kit_sku}",
             put(bundles::put_bundle).delete(bundles::delete_bundle),
@@ -330,6 +331,7 @@ impl utoipa::Modify for BearerAuth {
         bundles::put_bundle,
         bundles::list_bundles,
         bundles::delete_bundle,
+        bundles::list_kit_changes,
         rules::put_rules,
         rules::get_rules,
         rules::list_versions,

@@ -1,5 +1,6 @@
 //! Kits, on both stores: the pool is the minimum over components, cycles and
-//! unknown variants are refused, definitions can be listed and removed.
+//! unknown variants are refused, definitions can be listed and removed, and
+//! every change is recorded.
 
 use crate::helpers::{on_both_stores, receipt, TestApp};
 use serde_json::json;
@@ -8,7 +9,8 @@ on_both_stores!(
     kit_pool_is_the_scarcest_component,
     bad_kits_are_refused,
     a_kit_line_short_on_several_components_is_applied,
-    a_kit_split_over_locations_ships_whole_kits_only
+    a_kit_split_over_locations_ships_whole_kits_only,
+    kit_definition_changes_are_recorded
 );
 
 async fn kit_quantity(app: &TestApp) -> i64 {
@@ -188,4 +190,83 @@ async fn a_kit_split_over_locations_ships_whole_kits_only(app: &TestApp) {
     assert_eq!(results[0]["status"], "applied", "{results:?}");
     assert_eq!(reserved(app.stock("C1").await), (Some(0), Some(0)));
     assert_eq!(reserved(app.stock("C2").await), (Some(0), Some(0)));
+}
+
+/// Every accepted change of a kit definition is in the audit trail with its
+/// author, in order; refused changes are not; the trail pages and filters.
+async fn kit_definition_changes_are_recorded(app: &TestApp) {
+    app.variants(&["KIT", "BOX", "C1", "C2"]).await;
+    let put = |kit: &'static str, components: serde_json::Value| async move {
+        app.put(
+            &format!("/v1/bundles/{kit}"),
+            json!({ "components": components }),
+        )
+        .await
+    };
+    put("KIT", json!([{"sku": "C1", "qty": 2}]))
+        .await
+        .expect(200);
+    put("BOX", json!([{"sku": "C2", "qty": 1}]))
+        .await
+        .expect(200);
+    put(
+        "KIT",
+        json!([{"sku": "C1", "qty": 1}, {"sku": "C2", "qty": 3}]),
+    )
+    .await
+    .expect(200);
+    // Refused: a cycle. Not a change.
+    put("C1", json!([{"sku": "KIT", "qty": 1}]))
+        .await
+        .expect_error(422, "bundle_cycle");
+    app.delete("/v1/bundles/KIT").await.expect(204);
+    app.delete("/v1/bundles/KIT")
+        .await
+        .expect_error(404, "unknown_bundle");
+
+    let all = app.get("/v1/kit-changes").await.expect(200).body;
+    let items = all["items"].as_array().expect("items");
+    let summary: Vec<(String, String)> = items
+        .iter()
+        .map(|c| {
+            (
+                c["kit"].as_str().unwrap().to_string(),
+                c["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("KIT".to_string(), "put".to_string()),
+            ("BOX".to_string(), "put".to_string()),
+            ("KIT".to_string(), "put".to_string()),
+            ("KIT".to_string(), "delete".to_string()),
+        ]
+    );
+    assert_eq!(
+        items[2]["components"],
+        json!([{"sku": "C1", "qty": 1}, {"sku": "C2", "qty": 3}])
+    );
+    assert_eq!(items[3]["components"], json!([]));
+    assert!(items.iter().all(|c| c["author"].is_string()));
+    assert!(all["next_after"].is_null());
+
+    let kit = app
+        .get("/v1/kit-changes?kit=KIT&limit=2")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(kit["items"].as_array().unwrap().len(), 2);
+    let after = kit["next_after"].as_i64().expect("a next page");
+    let rest = app
+        .get(&format!("/v1/kit-changes?kit=KIT&after={after}"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["items"][0]["action"], "delete");
+    app.get("/v1/kit-changes?limit=0")
+        .await
+        .expect_error(400, "invalid_query");
 }
