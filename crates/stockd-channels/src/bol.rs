@@ -47,6 +47,9 @@
 //!   See [`Bol::poll_orders`] for the windowing.
 //! - Returns registered by customers become `Restocked` changes: see
 //!   `bol/returns.rs`.
+//! - Reconciliation reads the whole catalogue through the v10 offers export
+//!   (`POST /retailer/offers/export` → process status → CSV): see
+//!   `bol/export.rs`.
 //! - Every endpoint has its own token bucket
 //!   (<https://api.bol.com/retailer/public/Retailer-API/ratelimits.html>; the
 //!   published figures at <https://api.bol.com/retailer/public/ratelimits> as
@@ -59,9 +62,9 @@
 
 use crate::ratelimit::Limiter;
 use crate::{
-    ChannelError, ChannelLevel, Connector, ErrorClass, External, HttpRequest, HttpResponse,
-    ItemOutcome, LevelQuery, OrderChange, OrderChangeKind, OrderLineRef, OrderPoll, PushItem,
-    Transport, WebhookAction, WebhookError,
+    BulkProgress, BulkRead, ChannelError, ChannelLevel, Connector, ErrorClass, External,
+    HttpRequest, HttpResponse, ItemOutcome, LevelQuery, OrderChange, OrderChangeKind, OrderLineRef,
+    OrderPoll, PushItem, Transport, WebhookAction, WebhookError,
 };
 use async_trait::async_trait;
 use base64::Engine;
@@ -72,6 +75,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
+mod export;
 mod returns;
 
 /// Media type of v10 resources (`specs/bol/retailer-v10.json`), on `Accept`
@@ -79,6 +83,9 @@ mod returns;
 pub const MEDIA_V10: &str = "application/vnd.retailer.v10+json";
 /// Media type of the v11 Offers API (`specs/bol/offers-v11.yaml`).
 pub const MEDIA_V11: &str = "application/vnd.retailer.v11+json";
+/// Media type of the offers export file (`get-offer-export` in
+/// `specs/bol/retailer-v10.json`), on `Accept`.
+pub const MEDIA_V10_CSV: &str = "application/vnd.retailer.v10+csv";
 /// `UpdateOfferStockRequest.amount` maximum (`specs/bol/retailer-v10.json`).
 pub const MAX_STOCK_AMOUNT: i64 = 999;
 /// Orders per page of `GET /retailer/orders` (`specs/bol/retailer-v10.json`).
@@ -137,6 +144,13 @@ impl RateLimit {
         }
     }
 
+    pub const fn per_hour(n: u32) -> RateLimit {
+        RateLimit {
+            max_capacity: n,
+            time_to_live: Duration::from_secs(3600),
+        }
+    }
+
     fn limiter(&self) -> Limiter {
         let capacity = f64::from(self.max_capacity.max(1));
         let ttl = self.time_to_live.as_secs_f64().max(1e-3);
@@ -164,6 +178,10 @@ pub struct RateLimits {
     /// `GET /retailer/returns`: no published figure; the order list's
     /// 25/min is assumed (UNCONFIRMED).
     pub returns_list: RateLimit,
+    /// `POST /retailer/offers/export`: 10/h (older list; UNCONFIRMED).
+    pub offers_export: RateLimit,
+    /// `GET /retailer/offers/export/*`: 10/h (older list; UNCONFIRMED).
+    pub export_get: RateLimit,
 }
 
 impl Default for RateLimits {
@@ -176,6 +194,8 @@ impl Default for RateLimits {
             orders_list: RateLimit::per_minute(25),
             order_get: RateLimit::per_second(25),
             returns_list: RateLimit::per_minute(25),
+            offers_export: RateLimit::per_hour(10),
+            export_get: RateLimit::per_hour(10),
         }
     }
 }
@@ -206,6 +226,14 @@ pub struct Config {
     /// endpoint). Default 50, one second of the stock bucket.
     pub max_batch: usize,
     pub rate_limits: RateLimits,
+    /// From how many listings a reconciliation reads the offers export
+    /// rather than one `GET /retailer/offers/{id}` per listing (`None`:
+    /// never). Default 1,000: the export is 3 requests plus polls, but
+    /// hour-scale limited and minutes in the making.
+    pub export_from: Option<usize>,
+    /// How long an offers export may stay PENDING before the read fails.
+    /// Default 30 min (bol does not state the processing time).
+    pub export_timeout: Duration,
 }
 
 impl Default for Config {
@@ -222,6 +250,8 @@ impl Default for Config {
             order_poll_interval: Duration::from_secs(60),
             max_batch: 50,
             rate_limits: RateLimits::default(),
+            export_from: Some(1_000),
+            export_timeout: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -240,6 +270,8 @@ impl std::fmt::Debug for Config {
             .field("order_poll_interval", &self.order_poll_interval)
             .field("max_batch", &self.max_batch)
             .field("rate_limits", &self.rate_limits)
+            .field("export_from", &self.export_from)
+            .field("export_timeout", &self.export_timeout)
             .finish()
     }
 }
@@ -260,6 +292,8 @@ struct Limiters {
     orders_list: Limiter,
     order_get: Limiter,
     returns_list: Limiter,
+    offers_export: Limiter,
+    export_get: Limiter,
 }
 
 /// What an order's detail says about one order item.
@@ -293,6 +327,8 @@ impl std::fmt::Debug for Bol {
 enum Media {
     V10,
     V11,
+    /// The offers export file (Accept only).
+    V10Csv,
 }
 
 impl Media {
@@ -300,6 +336,7 @@ impl Media {
         match self {
             Media::V10 => MEDIA_V10,
             Media::V11 => MEDIA_V11,
+            Media::V10Csv => MEDIA_V10_CSV,
         }
     }
 }
@@ -314,6 +351,8 @@ enum Endpoint {
     OrdersList,
     OrderGet,
     ReturnsList,
+    OffersExport,
+    ExportGet,
 }
 
 /// Percent-encodes one path segment (offer ids are UUIDs; anything else is
@@ -534,6 +573,8 @@ impl Bol {
             process_status: r.process_status.limiter(),
             orders_list: r.orders_list.limiter(),
             order_get: r.order_get.limiter(),
+            offers_export: r.offers_export.limiter(),
+            export_get: r.export_get.limiter(),
             returns_list: r.returns_list.limiter(),
         };
         Bol {
@@ -555,6 +596,8 @@ impl Bol {
             Endpoint::OrdersList => &self.limits.orders_list,
             Endpoint::OrderGet => &self.limits.order_get,
             Endpoint::ReturnsList => &self.limits.returns_list,
+            Endpoint::OffersExport => &self.limits.offers_export,
+            Endpoint::ExportGet => &self.limits.export_get,
         }
     }
 
@@ -1247,6 +1290,19 @@ impl Connector for Bol {
             }
         }
         Ok(outcomes)
+    }
+
+    fn bulk_read_from(&self) -> Option<usize> {
+        self.config.export_from
+    }
+
+    fn listing_key(&self, external: &External) -> Option<String> {
+        offer_id_of(external).ok()
+    }
+
+    /// The v10 offers export (see `bol/export.rs`).
+    async fn read_all(&self, progress: BulkProgress<'_>) -> Result<BulkRead, ChannelError> {
+        self.export_offers(progress).await
     }
 
     async fn read_levels(

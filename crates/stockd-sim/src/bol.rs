@@ -8,7 +8,8 @@
 //! `GET /retailer/offers/{id}` and the synchronous v11 PATCH; `GET /retailer/orders` (FBR, 50
 //! a page, filters) and `GET /retailer/orders/{id}`; customer cancellation requests and
 //! `PUT /retailer/orders/cancellation`; `GET /retailer/returns` (unhandled FBR returns the
-//! operator registers after shipping an order); per-endpoint rate-limit buckets with 429 +
+//! operator registers after shipping an order); the v10 offers export (`POST
+//! /retailer/offers/export` → process status → CSV file, see `export`); per-endpoint rate-limit buckets with 429 +
 //! `Retry-After`.
 //!
 //! Sources:
@@ -16,6 +17,7 @@
 //!   from <https://api.bol.com/retailer/public/apispec/Retailer%20API%20-%20v10>; Offers API
 //!   v11 from <https://api.bol.com/registry/api-definitions/offers/offers-v11.yaml>.
 //! - Authentication: <https://api.bol.com/retailer/public/Retailer-API/authentication.html>.
+//! - Offers export: <https://api.bol.com/retailer/public/Retailer-API/demo/v10-OFFERS.html>.
 //! - Offers and stock: <https://api.bol.com/retailer/public/Retailer-API/v3/functional/offers.html>,
 //!   <https://api.bol.com/retailer/public/Retailer-API/v11/functional/offer-api/whats-new-in-this-api.html>.
 //! - Versions: <https://developers.bol.com/en/docs/retailer-api-migration-guide/>.
@@ -24,10 +26,11 @@
 //!
 //! Layout: `state` (offers, orders, processes and their rules), `http` (routes and the checks
 //! every call passes), `auth`, `rate_limits`, one module per resource (`offers`, `orders`,
-//! `processes`, `returns`), and `customers` (the shared `/_sim` operations).
+//! `processes`, `returns`, `export`), and `customers` (the shared `/_sim` operations).
 
 mod auth;
 mod customers;
+mod export;
 mod http;
 mod offers;
 mod orders;
@@ -63,6 +66,7 @@ const MEDIA_ADVERTISER_V10: &str = "application/vnd.advertiser.v10+json";
 const PROBLEM_TYPE: &str = "https://api.bol.com/problems";
 const PAGE_SIZE: usize = 50;
 
+pub use export::MEDIA_V10_CSV;
 pub use rate_limits::{default_rate_limits, RateLimit, TimeUnit};
 pub use returns::{register_return, ship_order};
 
@@ -104,6 +108,10 @@ pub struct Config {
     pub empty_orders_as_empty_object: bool,
     /// Unit price of new offers and order items.
     pub unit_price: f64,
+    /// Time an offers export stays PENDING before its file is written (bol publishes none).
+    pub export_delay: Duration,
+    /// Time a written export file can be downloaded (UNCONFIRMED).
+    pub export_retention: Duration,
 }
 
 impl Default for Config {
@@ -120,6 +128,8 @@ impl Default for Config {
             cancel_requires_confirmation: false,
             empty_orders_as_empty_object: true,
             unit_price: 9.99,
+            export_delay: Duration::from_secs(2),
+            export_retention: Duration::from_secs(3600),
         }
     }
 }

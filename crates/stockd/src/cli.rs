@@ -692,7 +692,16 @@ async fn reconcile_on(
         let done = runs
             .iter()
             .all(|r| matches!(r["status"].as_str(), Some("completed" | "failed")));
-        eprint!("\r{}", progress_bar(checked, total, runs.len()));
+        // Runs reading their channel in bulk show what the read delivered.
+        let reading: Option<u64> = runs
+            .iter()
+            .filter_map(|r| r["channel_listings_read"].as_u64())
+            .reduce(|a, b| a + b);
+        let mut line = progress_bar(checked, total, runs.len());
+        if let Some(n) = reading {
+            line.push_str(&format!(", {n} read from the channel"));
+        }
+        eprint!("\r{line}");
         if done {
             eprintln!();
             return Ok(serde_json::json!({ "runs": runs }));

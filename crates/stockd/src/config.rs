@@ -112,6 +112,9 @@ pub struct FileReconciliation {
     pub page_size: Option<usize>,
     /// Before a differing listing is read again to confirm (default 2000).
     pub confirm_delay_ms: Option<u64>,
+    /// Read large catalogues through the channel's bulk read (export,
+    /// report, bulk operation) in one go (default true).
+    pub bulk_read: Option<bool>,
 }
 
 /// `[sync]`: when failing updates are dead-lettered.
@@ -401,6 +404,9 @@ fn resolve_reconciliation(
     }
     if let Some(ms) = file.confirm_delay_ms {
         config.confirm_delay = std::time::Duration::from_millis(ms);
+    }
+    if let Some(bulk) = file.bulk_read {
+        config.bulk_read = bulk;
     }
     Ok(config)
 }

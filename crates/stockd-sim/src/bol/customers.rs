@@ -33,7 +33,7 @@ impl SimBackend for Bol {
                 unit_price: self.config.unit_price,
             };
             out.push(st.listing(&offer));
-            st.offers.push(offer);
+            st.add_offer(offer);
         }
         out
     }
@@ -151,7 +151,7 @@ impl SimBackend for Bol {
         }
         if !restock {
             for (offer_id, q) in lost {
-                if let Some(o) = st.offers.iter_mut().find(|o| o.offer_id == offer_id) {
+                if let Some(o) = st.offer_mut(&offer_id) {
                     o.amount = (o.amount - q).max(0);
                 }
             }

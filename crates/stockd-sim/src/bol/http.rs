@@ -22,6 +22,8 @@ pub(super) fn router(sim: Sim) -> Router {
             get(get_offer).patch(patch_offer),
         )
         .route("/retailer/offers/{offer_id}/stock", put(put_stock))
+        .route("/retailer/offers/export", post(post_export))
+        .route("/retailer/offers/export/{report_id}", get(get_export))
         .route("/retailer/orders", get(list_orders))
         .route("/retailer/orders/cancellation", put(put_cancellation))
         .route("/retailer/orders/{order_id}", get(get_order))
@@ -97,6 +99,22 @@ async fn patch_offer(
 async fn put_stock(State(sim): State<Sim>, Path(offer_id): Path<String>, req: Request) -> Response {
     sim.api(req, &[MEDIA_V10], |sim, ctx, _| {
         sim.put_stock(ctx, &offer_id)
+    })
+    .await
+}
+
+async fn post_export(State(sim): State<Sim>, req: Request) -> Response {
+    sim.api(req, &[MEDIA_V10], |sim, ctx, _| sim.post_export(ctx))
+        .await
+}
+
+async fn get_export(
+    State(sim): State<Sim>,
+    Path(report_id): Path<String>,
+    req: Request,
+) -> Response {
+    sim.api(req, &[MEDIA_V10_CSV], |sim, ctx, _| {
+        sim.get_export(ctx, &report_id)
     })
     .await
 }

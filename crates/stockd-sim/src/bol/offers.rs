@@ -217,7 +217,7 @@ impl Bol {
             }
         }
         let seq = st.next_seq();
-        let Some(o) = st.offers.iter_mut().find(|o| o.offer_id == offer_id) else {
+        let Some(o) = st.offer_mut(offer_id) else {
             return not_found(ctx.instance());
         };
         if let Some(a) = new_amount {

@@ -82,6 +82,8 @@ pub fn default_rate_limits() -> Vec<RateLimit> {
         RateLimit::new("PUT", "/retailer/offers/*/price", 50, Seconds),
         RateLimit::new("PATCH", "/retailer/offers/*", 50, Seconds),
         RateLimit::new("GET", "/retailer/offers/*", 28, Seconds),
+        RateLimit::new("POST", "/retailer/offers/export", 10, Hours),
+        RateLimit::new("GET", "/retailer/offers/export/*", 10, Hours),
         RateLimit::new("GET", "/retailer/orders", 25, Minutes),
         RateLimit::new("GET", "/retailer/orders/*", 25, Seconds),
         RateLimit::new("GET", "/retailer/returns", 25, Minutes),

@@ -49,6 +49,10 @@ pub(super) enum Action {
     Cancel {
         item_id: String,
     },
+    /// Write the offers export file under this report id.
+    Export {
+        report_id: String,
+    },
     /// Nothing to apply (unknown entity); the process fails.
     None,
 }
@@ -83,6 +87,10 @@ pub(super) enum ProcessOutcomeOrPending {
     Done(ProcessOutcome),
 }
 
+/// The event type of an offers export (`ProcessStatus.eventType` in
+/// `specs/bol/shared-v10.json`).
+pub(super) const EXPORT_EVENT: &str = "CREATE_OFFER_EXPORT";
+
 pub(super) struct Bucket {
     pub(super) level: f64,
     pub(super) at: Instant,
@@ -91,6 +99,10 @@ pub(super) struct Bucket {
 #[derive(Default)]
 pub(super) struct BolState {
     pub(super) offers: Vec<Offer>,
+    /// offer id → position in `offers` (offers are never removed).
+    pub(super) offer_index: HashMap<String, usize>,
+    /// report id → (written at, CSV file) of finished offer exports.
+    pub(super) exports: HashMap<String, (Instant, String)>,
     pub(super) orders: Vec<Order>,
     pub(super) processes: BTreeMap<u64, Process>,
     pub(super) process_next: u64,
@@ -115,7 +127,18 @@ impl BolState {
     }
 
     pub(super) fn offer(&self, id: &str) -> Option<&Offer> {
-        self.offers.iter().find(|o| o.offer_id == id)
+        self.offer_index.get(id).and_then(|&i| self.offers.get(i))
+    }
+
+    pub(super) fn offer_mut(&mut self, id: &str) -> Option<&mut Offer> {
+        let i = *self.offer_index.get(id)?;
+        self.offers.get_mut(i)
+    }
+
+    pub(super) fn add_offer(&mut self, offer: Offer) {
+        self.offer_index
+            .insert(offer.offer_id.clone(), self.offers.len());
+        self.offers.push(offer);
     }
 
     pub(super) fn offer_by_sku(&self, sku: &str) -> Option<&Offer> {
@@ -228,6 +251,9 @@ impl Bol {
         let expiry = self.config.process_expiry;
         st.processes
             .retain(|_, p| now.duration_since(p.created_at) < expiry);
+        let retention = self.config.export_retention;
+        st.exports
+            .retain(|_, (at, _)| now.duration_since(*at) < retention);
     }
 
     pub(super) fn apply(&self, st: &mut BolState, action: Action) -> Result<(), String> {
@@ -238,7 +264,7 @@ impl Bol {
                 managed,
             } => {
                 let seq = st.next_seq();
-                let Some(o) = st.offers.iter_mut().find(|o| o.offer_id == offer_id) else {
+                let Some(o) = st.offer_mut(&offer_id) else {
                     return Err(format!("Offer with id '{offer_id}' does not exist."));
                 };
                 o.amount = amount;
@@ -264,11 +290,26 @@ impl Bol {
                 }
                 Err(format!("Order item '{item_id}' does not exist."))
             }
+            Action::Export { report_id } => {
+                let file = super::export::offers_csv(st);
+                st.exports.insert(report_id, (Instant::now(), file));
+                Ok(())
+            }
             Action::None => Err("Unknown entity.".into()),
         }
     }
 
     pub(super) fn create_process(&self, st: &mut BolState, np: NewProcess) -> Value {
+        self.create_process_after(st, np, self.config.process_delay)
+    }
+
+    /// A process that stays PENDING for `delay`.
+    pub(super) fn create_process_after(
+        &self,
+        st: &mut BolState,
+        np: NewProcess,
+        delay: Duration,
+    ) -> Value {
         let NewProcess {
             entity_id,
             event_type,
@@ -287,7 +328,7 @@ impl Bol {
             description,
             created: Utc::now(),
             created_at: now,
-            due: now + self.config.process_delay,
+            due: now + delay,
             status: ProcessOutcomeOrPending::Pending,
             outcome,
             failure,
@@ -306,9 +347,14 @@ impl Bol {
             ProcessOutcomeOrPending::Done(ProcessOutcome::Failure) => "FAILURE",
             ProcessOutcomeOrPending::Done(ProcessOutcome::Timeout) => "TIMEOUT",
         };
+        // The export's report id is known only once it is written (bol
+        // returns `entityId` on SUCCESS for reports, UNCONFIRMED for the
+        // export).
+        let entity_id =
+            (p.event_type != EXPORT_EVENT || status == "SUCCESS").then_some(p.entity_id.as_str());
         json!({
             "processStatusId": p.id.to_string(),
-            "entityId": p.entity_id,
+            "entityId": entity_id,
             "eventType": p.event_type,
             "description": p.description,
             "status": status,

@@ -4,7 +4,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use stockd_sim::bol::{
     bol_stats, register_return, set_process_outcome, ship_order, start, Config, ProcessOutcome,
-    RateLimit, TimeUnit, MEDIA_V10, MEDIA_V11,
+    RateLimit, TimeUnit, MEDIA_V10, MEDIA_V10_CSV, MEDIA_V11,
 };
 use stockd_sim::{Faults, RunningSim, SimError};
 
@@ -963,4 +963,121 @@ async fn returns_of_shipped_items_are_listed_unhandled() {
         .await
         .expect("send");
     assert_eq!(no_token.status(), 401);
+}
+
+/// The offers export: request (validated), PENDING without a report id,
+/// SUCCESS with `entityId` after the processing time, the CSV under its media
+/// type with bol's header and every offer (also ones no client listed), 404
+/// for an unknown report, and bol's 10 exports an hour.
+#[tokio::test]
+async fn offers_export_lifecycle_file_and_hourly_limit() {
+    let sim = sim_with(Config {
+        export_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    sim.add_listings(&[("EX-1".into(), 4), ("EX, \"2\"".into(), 0)]);
+    sim.edit_quantity("EX-1", 6).expect("edit");
+    let tok = token(&sim).await;
+    let bad = call(
+        &sim,
+        &tok,
+        "POST",
+        "/retailer/offers/export",
+        Some(MEDIA_V10),
+        Some(json!({"format": "XML"})),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_schema(&load(RETAILER_SPEC), "Problem", &bad.body);
+    let started = call(
+        &sim,
+        &tok,
+        "POST",
+        "/retailer/offers/export",
+        Some(MEDIA_V10),
+        Some(json!({"format": "CSV"})),
+    )
+    .await;
+    assert_eq!(started.status, 202, "{}", started.body);
+    assert_schema(&load(SHARED_SPEC), "ProcessStatus", &started.body);
+    assert_eq!(started.body["eventType"], "CREATE_OFFER_EXPORT");
+    assert_eq!(started.body["status"], "PENDING");
+    assert!(started.body["entityId"].is_null(), "{}", started.body);
+    let id = started.body["processStatusId"].as_str().expect("id");
+    let done = wait_process(&sim, &tok, id).await;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    let report = done["entityId"].as_str().expect("entityId").to_string();
+    let download = |accept: &'static str, report: String| {
+        let url = format!("{}/retailer/offers/export/{report}", sim.base_url);
+        let tok = tok.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(tok)
+                .header("Accept", accept)
+                .send()
+                .await
+                .expect("send");
+            let status = r.status().as_u16();
+            let ct = r
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            (status, ct, r.text().await.expect("text"))
+        }
+    };
+    let (status, _, _) = download(MEDIA_V10, report.clone()).await;
+    assert_eq!(status, 406);
+    let (status, ct, _) = download(MEDIA_V10_CSV, "no-such-report".into()).await;
+    assert_eq!((status, ct.as_str()), (404, MEDIA_V10_CSV));
+    let (status, ct, file) = download(MEDIA_V10_CSV, report).await;
+    assert_eq!((status, ct.as_str()), (200, MEDIA_V10_CSV), "{file}");
+    let lines: Vec<&str> = file.lines().collect();
+    assert_eq!(
+        lines[0],
+        "offerId,ean,conditionName,conditionCategory,conditionComment,bundlePricesPrice,\
+         fulfilmentDeliveryCode,stockAmount,onHoldByRetailer,fulfilmentType,mutationDateTime,\
+         referenceCode,correctedStock"
+    );
+    assert_eq!(lines.len(), 3, "{file}");
+    let first: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(first[0], offer_id(&sim, "EX-1"));
+    assert_eq!(first[7], "6", "{file}");
+    assert_eq!(first[9], "FBR");
+    assert!(first[10].ends_with(" UTC"), "{file}");
+    assert_eq!(first[11], "EX-1");
+    assert!(lines[2].contains(",\"EX, \"\"2\"\"\","), "{file}");
+    // 10 an hour: two used above, eight more, then 429 with Retry-After.
+    for _ in 0..8 {
+        let r = call(
+            &sim,
+            &tok,
+            "POST",
+            "/retailer/offers/export",
+            Some(MEDIA_V10),
+            Some(json!({"format": "CSV"})),
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    let limited = call(
+        &sim,
+        &tok,
+        "POST",
+        "/retailer/offers/export",
+        Some(MEDIA_V10),
+        Some(json!({"format": "CSV"})),
+    )
+    .await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    let secs: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(secs >= 60, "{secs}");
+    sim.shutdown().await;
 }

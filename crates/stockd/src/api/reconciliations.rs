@@ -187,7 +187,12 @@ pub async fn get_one(
         .await
         .map_err(ApiError::Storage)?
         .ok_or_else(|| unknown_run(&raw))?;
-    Ok(Json(RunView::from(&run)))
+    let mut view = RunView::from(&run);
+    view.channel_listings_read = state
+        .reconciler
+        .as_ref()
+        .and_then(|r| r.bulk_read_progress(run.id));
+    Ok(Json(view))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

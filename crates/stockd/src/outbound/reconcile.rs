@@ -35,6 +35,8 @@ use stockd_store::{ListingRecord, Store, StoreError};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+mod bulk;
+
 /// A daily time in a fixed UTC offset (no time-zone database: daylight
 /// saving moves the run by an hour unless the offset is changed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +140,10 @@ pub struct ReconcileConfig {
     /// How long push attempts stay in the audit trail (`[audit]
     /// retention_days`, default 30 days).
     pub audit_retention: Duration,
+    /// Read channels with a bulk read (an export) in one go once they have
+    /// as many listings as their connector asks for (default on; off: every
+    /// run pages through `read_levels`).
+    pub bulk_read: bool,
 }
 
 impl Default for ReconcileConfig {
@@ -149,6 +155,7 @@ impl Default for ReconcileConfig {
             confirm_delay: Duration::from_secs(2),
             settle_after_push: None,
             audit_retention: Duration::from_secs(30 * 24 * 3600),
+            bulk_read: true,
         }
     }
 }
@@ -178,6 +185,9 @@ pub struct Reconciler {
     config: ReconcileConfig,
     wake: Notify,
     busy: Mutex<BTreeSet<ChannelId>>,
+    /// Run id → listings its bulk read has delivered so far (this
+    /// instance's runs only).
+    bulk_reads: Mutex<BTreeMap<i64, u64>>,
 }
 
 /// The background tasks of a [`Reconciler`].
@@ -206,6 +216,7 @@ impl Reconciler {
             config,
             wake: Notify::new(),
             busy: Mutex::new(BTreeSet::new()),
+            bulk_reads: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -361,49 +372,71 @@ impl Reconciler {
             settle,
             confirm_delay: self.config.confirm_delay,
         };
+        let bulk_from = if self.config.bulk_read {
+            connector.bulk_read_from()
+        } else {
+            None
+        };
+        if bulk_from.is_some_and(|n| listings.len() >= n.max(1)) && !remaining.is_empty() {
+            return self
+                .work_bulk(run, &check, &listings, &remaining, stopped)
+                .await;
+        }
         for page in remaining.chunks(page_size) {
             if *stopped.borrow() {
                 return Ok(());
             }
-            let mut progress = check.page(page).await?;
-            if run.auto_fix {
-                let fixes: Vec<Requeue> = progress
-                    .items
-                    .iter()
-                    .filter(|i| i.class == DriftClass::ChannelDiffers)
-                    .filter_map(|i| check.requeue_of(i))
-                    .collect();
-                if !fixes.is_empty() {
-                    let queued: BTreeSet<String> = self
-                        .store
-                        .recon_requeue(&run.channel, fixes, Utc::now())
-                        .await
-                        .map_err(err)?
-                        .into_iter()
-                        .map(|s| s.as_str().to_string())
-                        .collect();
-                    for item in &mut progress.items {
-                        if queued.contains(&item.sku) {
-                            item.fixed = true;
-                        }
-                    }
-                    progress.fixed = queued.len() as u64;
-                }
-            }
-            // Seen values are internal to the fix; not stored with the item.
-            for item in &mut progress.items {
-                if let Some(note) = &item.note {
-                    if note.starts_with(SEEN_PREFIX) {
-                        item.note = None;
-                    }
-                }
-            }
-            self.store
-                .recon_progress(run.id, progress)
-                .await
-                .map_err(err)?;
+            let progress = check.page(page).await?;
+            self.commit(run, &check, progress).await?;
         }
         Ok(())
+    }
+
+    /// Queues the page's drifting listings again (auto-fix) and commits the
+    /// page: items, counters and cursor together.
+    async fn commit(
+        &self,
+        run: &RunRecord,
+        check: &Check<'_>,
+        mut progress: PageProgress,
+    ) -> Result<(), String> {
+        let err = |e: StoreError| e.to_string();
+        if run.auto_fix {
+            let fixes: Vec<Requeue> = progress
+                .items
+                .iter()
+                .filter(|i| i.class == DriftClass::ChannelDiffers)
+                .filter_map(|i| check.requeue_of(i))
+                .collect();
+            if !fixes.is_empty() {
+                let queued: BTreeSet<String> = self
+                    .store
+                    .recon_requeue(&run.channel, fixes, Utc::now())
+                    .await
+                    .map_err(err)?
+                    .into_iter()
+                    .map(|s| s.as_str().to_string())
+                    .collect();
+                for item in &mut progress.items {
+                    if queued.contains(&item.sku) {
+                        item.fixed = true;
+                    }
+                }
+                progress.fixed = queued.len() as u64;
+            }
+        }
+        // Seen values are internal to the fix; not stored with the item.
+        for item in &mut progress.items {
+            if let Some(note) = &item.note {
+                if note.starts_with(SEEN_PREFIX) {
+                    item.note = None;
+                }
+            }
+        }
+        self.store
+            .recon_progress(run.id, progress)
+            .await
+            .map_err(err)
     }
 
     async fn all_listings(&self, channel: &ChannelId) -> Result<Vec<ListingRecord>, StoreError> {
@@ -510,13 +543,46 @@ impl Check<'_> {
         let before = self.rows(page).await?;
         let levels = self.read(page, &mut requests).await?;
         let after = self.rows(page).await?;
+        self.classify(page, &before, &after, &levels, None, requests)
+            .await
+    }
+
+    /// Classifies a page from the rows read before and after the channel's
+    /// read and what the channel showed (`levels`, in page order); confirms
+    /// the differing ones with a second read. `read_at`: when a bulk read
+    /// started (a listing acknowledged after it is pending).
+    async fn classify(
+        &self,
+        page: &[&ListingRecord],
+        before: &BTreeMap<Sku, OutboxRow>,
+        after: &BTreeMap<Sku, OutboxRow>,
+        levels: &[Result<ChannelLevel, ChannelError>],
+        read_at: Option<DateTime<Utc>>,
+        mut requests: u64,
+    ) -> Result<PageProgress, String> {
         let now = Utc::now();
         let mut classes: BTreeMap<Sku, (DriftClass, Option<String>)> = BTreeMap::new();
         let mut candidates: Vec<&ListingRecord> = Vec::new();
         let mut observed: BTreeMap<Sku, Option<ChannelLevel>> = BTreeMap::new();
-        for (listing, level) in page.iter().zip(&levels) {
+        for (listing, level) in page.iter().zip(levels) {
             let sku = &listing.sku;
             observed.insert(sku.clone(), level.as_ref().ok().cloned());
+            let acked_after_read = read_at.is_some_and(|read_at| {
+                after
+                    .get(sku)
+                    .and_then(|r| r.pushed_at)
+                    .is_some_and(|t| t >= read_at)
+            });
+            if acked_after_read {
+                classes.insert(
+                    sku.clone(),
+                    (
+                        DriftClass::Pending,
+                        Some("acknowledged after the channel's read".into()),
+                    ),
+                );
+                continue;
+            }
             match self.compare(before.get(sku), after.get(sku), level, now) {
                 Outcome::Class(class, note) => {
                     classes.insert(sku.clone(), (class, note));
@@ -727,8 +793,13 @@ pub struct RunView {
     pub drift_rate: f64,
     /// Drifting listings queued again.
     pub fixed: u64,
-    /// Read calls made through the channel's connector.
+    /// Requests sent to the channel (bulk read and confirming reads
+    /// included).
     pub channel_reads: u64,
+    /// While this server reads the channel in bulk for the run: listings
+    /// the read has delivered so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_listings_read: Option<u64>,
     pub error: Option<String>,
 }
 
@@ -759,6 +830,7 @@ impl From<&RunRecord> for RunView {
             drift_rate: r.drift_rate(),
             fixed: r.fixed,
             channel_reads: r.channel_requests,
+            channel_listings_read: None,
             error: r.error.clone(),
         }
     }

@@ -19,6 +19,7 @@ mod inbound;
 mod ops;
 mod quarantine;
 mod reconcile;
+mod reconcile_bulk;
 mod refunds;
 mod returns;
 mod rules;
