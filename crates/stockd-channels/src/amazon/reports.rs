@@ -356,3 +356,62 @@ pub fn parse_listings_report(
     progress(listings.len() as u64);
     Ok(listings)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_progress(_: u64) {}
+
+    #[test]
+    fn columns_are_found_by_name_and_amazon_fulfilled_rows_have_no_quantity() {
+        let text = "item-name\tasin1\tseller-sku\tstatus\tfulfillment-channel\tquantity\n\
+                    Mug\tB000000001\tMUG-1\tActive\tDEFAULT\t12\n\
+                    Cup\tB000000002\tCUP-1\tInactive\tDEFAULT\t0\n\
+                    Pan\tB000000003\tPAN-1\tActive\tAMAZON_EU\t\n\
+                    \n\
+                    Pot\tB000000004\tPOT-1\tIncomplete\tDEFAULT\t\n";
+        let seen = std::sync::atomic::AtomicU64::new(0);
+        let progress = |n: u64| seen.store(n, std::sync::atomic::Ordering::Relaxed);
+        let listings = parse_listings_report(text, &progress).unwrap();
+        let shown: Vec<(&str, Option<i64>, Option<Availability>)> = listings
+            .iter()
+            .map(|l| (l.key.as_str(), l.level.quantity, l.level.availability))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                ("MUG-1", Some(12), Some(Availability::InStock)),
+                ("CUP-1", Some(0), Some(Availability::OutOfStock)),
+                ("PAN-1", None, None),
+                ("POT-1", None, None),
+            ]
+        );
+        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn a_file_without_a_seller_sku_column_is_an_error() {
+        let error = parse_listings_report("item-name\tquantity\nMug\t3\n", &no_progress)
+            .expect_err("no key column");
+        assert_eq!(error.code, "invalid_report");
+        let error = parse_listings_report("", &no_progress).expect_err("empty file");
+        assert_eq!(error.code, "invalid_report");
+    }
+
+    #[test]
+    fn utf8_with_a_byte_order_mark_and_latin1_are_decoded() {
+        let mut bytes = "\u{feff}seller-sku\tquantity\nCAFÉ-1\t2\n"
+            .as_bytes()
+            .to_vec();
+        assert_eq!(
+            decode_text(bytes.clone()),
+            "seller-sku\tquantity\nCAFÉ-1\t2\n"
+        );
+        bytes = b"seller-sku\tquantity\nCAF\xc9-1\t2\n".to_vec();
+        let text = decode_text(bytes);
+        let listings = parse_listings_report(&text, &no_progress).unwrap();
+        assert_eq!(listings[0].key, "CAFÉ-1");
+        assert_eq!(listings[0].level.quantity, Some(2));
+    }
+}
