@@ -738,9 +738,12 @@ impl Connector for Amazon {
     }
 
     /// The seller SKU, as the listings report's `seller-sku` shows it.
+    /// `None` for a listing in another marketplace than the connector's: the
+    /// report `read_all` reads covers that one marketplace only.
     fn listing_key(&self, external: &External) -> Option<String> {
         parse_external(external, &self.config.marketplace_id)
             .ok()
+            .filter(|target| target.marketplace_id == self.config.marketplace_id)
             .map(|target| target.seller_sku)
     }
 

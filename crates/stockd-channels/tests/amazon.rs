@@ -1439,6 +1439,12 @@ async fn the_listings_report_is_created_followed_and_downloaded() {
         amazon.listing_key(&external("MUG-1")).as_deref(),
         Some("MUG-1")
     );
+    let elsewhere = json!({"seller_sku": "MUG-1", "marketplace_id": "A1PA6795UKMFR9"});
+    assert_eq!(
+        amazon.listing_key(elsewhere.as_object().expect("object")),
+        None,
+        "the report covers the connector's marketplace only"
+    );
     let calls = fake.api_requests();
     // createReport, four polls (one throttled), getReportDocument, download.
     assert_eq!(read.channel_requests, 7);

@@ -357,8 +357,8 @@ mod gmc {
         warm(&connector, &known[0]).await;
         let before = sim.stats();
         sim.set_faults(Faults {
-            throttle_storm_secs: 0.3,
-            retry_after_secs: Some(0.5),
+            throttle_storm_secs: 1.0,
+            retry_after_secs: Some(1.5),
             ..Default::default()
         });
 
