@@ -20,6 +20,11 @@
 //!   them again is safe).
 //! - Reads: `getListingsItem` with `includedData=fulfillmentAvailability`,
 //!   the quantity of the `DEFAULT` (merchant-fulfilled) channel.
+//! - Bulk read ([`Connector::read_all`]): a `GET_MERCHANT_LISTINGS_ALL_DATA`
+//!   report through the Reports API 2021-06-30, followed to its (optionally
+//!   GZIP) tab-separated document (<https://developer-docs.amazon.com/sp-api/docs/reports-api-v2021-06-30-reference>,
+//!   <https://developer-docs.amazon.com/sp-api/docs/retrieve-a-report>); see
+//!   the `reports` module. A listing's key is its seller SKU.
 //! - Orders: polled with Orders API v2026-01-01 `searchOrders` on
 //!   `lastUpdatedAfter` (<https://developer-docs.amazon.com/sp-api/docs/orders-api-migration-guide>), and received as `ORDER_CHANGE` notifications
 //!   forwarded to stockd with an `X-Stockd-Signature` HMAC (<https://developer-docs.amazon.com/sp-api/docs/notification-type-values>). Both give
@@ -33,13 +38,16 @@ mod auth;
 mod feeds;
 mod listings;
 mod orders;
+mod reports;
+
+pub use reports::{parse_listings_report, LISTINGS_REPORT};
 
 use crate::encoding::{encode_pairs, percent_encode};
 use crate::ratelimit::Limiter;
 use crate::{
-    constant_time_eq, Availability, ChannelError, ChannelLevel, Connector, ErrorClass, External,
-    HttpRequest, HttpResponse, ItemOutcome, LevelQuery, OrderChange, OrderChangeKind, OrderLineRef,
-    OrderPoll, PushItem, Transport, WebhookAction, WebhookError,
+    constant_time_eq, Availability, BulkProgress, BulkRead, ChannelError, ChannelLevel, Connector,
+    ErrorClass, External, HttpRequest, HttpResponse, ItemOutcome, LevelQuery, OrderChange,
+    OrderChangeKind, OrderLineRef, OrderPoll, PushItem, Transport, WebhookAction, WebhookError,
 };
 use async_trait::async_trait;
 use base64::Engine;
@@ -104,6 +112,13 @@ pub struct Config {
     pub feed_timeout: Duration,
     /// How far back the first order poll (no cursor) looks.
     pub order_lookback: Duration,
+    /// Time between `getReport` polls while a listings report is generated.
+    pub report_poll_interval: Duration,
+    /// How long `read_all` follows a listings report before giving up.
+    pub report_timeout: Duration,
+    /// From how many listings reconciliation reads the listings report
+    /// rather than `getListingsItem` per listing (5/s).
+    pub bulk_read_from: usize,
     /// `searchOrders` pages read per poll at most (burst 20, <https://developer-docs.amazon.com/sp-api/docs/usage-plans-and-rate-limits>).
     pub order_pages_per_poll: usize,
 }
@@ -124,6 +139,9 @@ impl Default for Config {
             feed_poll_interval: Duration::from_secs(30),
             feed_timeout: Duration::from_secs(15 * 60),
             order_lookback: Duration::from_secs(24 * 3600),
+            report_poll_interval: Duration::from_secs(30),
+            report_timeout: Duration::from_secs(2 * 3600),
+            bulk_read_from: 500,
             order_pages_per_poll: 10,
         }
     }
@@ -152,9 +170,12 @@ enum Op {
     GetFeed,
     GetFeedDocument,
     SearchOrders,
+    CreateReport,
+    GetReport,
+    GetReportDocument,
 }
 
-const OPS: usize = 7;
+const OPS: usize = 10;
 
 impl Op {
     fn index(self) -> usize {
@@ -170,6 +191,9 @@ impl Op {
             Op::GetFeed => "getFeed",
             Op::GetFeedDocument => "getFeedDocument",
             Op::SearchOrders => "searchOrders",
+            Op::CreateReport => "createReport",
+            Op::GetReport => "getReport",
+            Op::GetReportDocument => "getReportDocument",
         }
     }
 
@@ -185,6 +209,9 @@ impl Op {
             Op::GetFeed => (15.0, 2.0),
             Op::GetFeedDocument => (10.0, 0.0222),
             Op::SearchOrders => (20.0, 0.0056),
+            Op::CreateReport => (15.0, 0.0167),
+            Op::GetReport => (15.0, 2.0),
+            Op::GetReportDocument => (15.0, 0.0167),
         }
     }
 
@@ -196,6 +223,9 @@ impl Op {
         Op::GetFeed,
         Op::GetFeedDocument,
         Op::SearchOrders,
+        Op::CreateReport,
+        Op::GetReport,
+        Op::GetReportDocument,
     ];
 }
 
@@ -701,6 +731,24 @@ impl Connector for Amazon {
             }
         }
         Ok(results)
+    }
+
+    fn bulk_read_from(&self) -> Option<usize> {
+        Some(self.config.bulk_read_from)
+    }
+
+    /// The seller SKU, as the listings report's `seller-sku` shows it.
+    /// `None` for a listing in another marketplace than the connector's: the
+    /// report `read_all` reads covers that one marketplace only.
+    fn listing_key(&self, external: &External) -> Option<String> {
+        parse_external(external, &self.config.marketplace_id)
+            .ok()
+            .filter(|target| target.marketplace_id == self.config.marketplace_id)
+            .map(|target| target.seller_sku)
+    }
+
+    async fn read_all(&self, progress: BulkProgress<'_>) -> Result<BulkRead, ChannelError> {
+        self.read_listings_report(progress).await
     }
 
     fn polls_orders(&self) -> bool {

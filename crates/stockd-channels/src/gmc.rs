@@ -40,16 +40,24 @@
 //!   minute with `Retry-After` or 60 s, per day until the daily reset. While
 //!   a method is blocked, further calls to it fail at once with the remaining
 //!   wait instead of sleeping.
+//! - Bulk read ([`Connector::read_all`]): Products v1 `products.list`
+//!   paged with `nextPageToken` (see the `list` module,
+//!   <https://developers.google.com/merchant/api/reference/rest/products_v1/accounts.products/list>).
 //! - No orders (no Merchant API sub-API delivers them,
 //!   <https://developers.google.com/merchant/api/design>) and no webhooks:
 //!   [`Connector::webhook`] refuses everything with `BadSignature`, so
 //!   nothing can be injected through it.
 
+mod list;
+
+pub use list::{product_key, LIST_PAGE_SIZE};
+
 use crate::encoding::percent_encode;
 use crate::ratelimit::Limiter;
 use crate::{
-    Availability, ChannelError, ChannelLevel, Connector, ErrorClass, External, HttpRequest,
-    HttpResponse, ItemOutcome, LevelQuery, PushItem, Transport, WebhookAction, WebhookError,
+    Availability, BulkProgress, BulkRead, ChannelError, ChannelLevel, Connector, ErrorClass,
+    External, HttpRequest, HttpResponse, ItemOutcome, LevelQuery, PushItem, Transport,
+    WebhookAction, WebhookError,
 };
 use async_trait::async_trait;
 use base64::Engine;
@@ -125,6 +133,9 @@ pub struct Config {
     /// (<https://developers.google.com/merchant/api/guides/quotas-limits>).
     /// `None` leaves the listings unbudgeted.
     pub pushes_per_day: Option<u32>,
+    /// From how many listings reconciliation pages through `products.list`
+    /// (1000 a page) rather than reading each product.
+    pub bulk_read_from: usize,
 }
 
 impl Default for Config {
@@ -140,6 +151,7 @@ impl Default for Config {
             self_signed_jwt: false,
             rate_limit: (10.0, 2.0),
             pushes_per_day: Some(PRODUCT_UPDATES_PER_DAY),
+            bulk_read_from: 50,
         }
     }
 }
@@ -157,6 +169,7 @@ impl std::fmt::Debug for Config {
             .field("self_signed_jwt", &self.self_signed_jwt)
             .field("rate_limit", &self.rate_limit)
             .field("pushes_per_day", &self.pushes_per_day)
+            .field("bulk_read_from", &self.bulk_read_from)
             .finish()
     }
 }
@@ -168,6 +181,7 @@ enum Method {
     UpdateInput = 0,
     GetProduct = 1,
     InsertLocal = 2,
+    ListProducts = 3,
 }
 
 #[derive(Debug, Clone)]
@@ -186,7 +200,7 @@ pub struct Gmc {
     limiter: Limiter,
     /// Per method: no call before this instant (after a quota error), with
     /// the error to report meanwhile.
-    blocked: Mutex<[Option<(Instant, ChannelError)>; 3]>,
+    blocked: Mutex<[Option<(Instant, ChannelError)>; 4]>,
 }
 
 impl std::fmt::Debug for Gmc {
@@ -604,7 +618,7 @@ impl Gmc {
             key,
             token: tokio::sync::Mutex::new(None),
             limiter,
-            blocked: Mutex::new([None, None, None]),
+            blocked: Mutex::new([None, None, None, None]),
         }
     }
 
@@ -972,6 +986,21 @@ impl Connector for Gmc {
 
     fn default_pushes_per_day(&self) -> Option<u32> {
         self.config.pushes_per_day
+    }
+
+    fn bulk_read_from(&self) -> Option<usize> {
+        Some(self.config.bulk_read_from)
+    }
+
+    /// `contentLanguage~feedLabel~offerId`, as [`product_key`] builds it from
+    /// a listed product.
+    fn listing_key(&self, external: &External) -> Option<String> {
+        parse_external(external).ok().map(|target| target.key())
+    }
+
+    async fn read_all(&self, progress: BulkProgress<'_>) -> Result<BulkRead, ChannelError> {
+        self.access_token(false).await?;
+        self.list_all(progress).await
     }
 
     async fn push(&self, items: &[PushItem]) -> Result<Vec<ItemOutcome>, ChannelError> {

@@ -13,6 +13,7 @@ pub mod amazon;
 pub mod bol;
 pub mod encoding;
 pub mod gmc;
+pub mod gzip;
 pub mod ratelimit;
 pub mod shopify;
 pub mod woocommerce;

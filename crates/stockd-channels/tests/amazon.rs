@@ -1353,3 +1353,132 @@ async fn a_notification_and_a_poll_of_the_same_change_are_the_same_change() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Bulk read: the listings report (Reports API 2021-06-30)
+
+const STORAGE: &str = "https://tortuga-prod-eu.s3-eu-west-1.amazonaws.com";
+
+fn report_fake(statuses: Vec<&'static str>) -> Arc<Fake> {
+    let polls = Mutex::new(statuses);
+    Fake::new(move |req, _| {
+        let p = path(&req.url).to_owned();
+        if req.method == http::Method::POST && p == "/reports/2021-06-30/reports" {
+            return Ok(response(202, &[], &json!({"reportId": "ID323"})));
+        }
+        if p == "/reports/2021-06-30/reports/ID323" {
+            let mut polls = polls.lock().expect("polls");
+            let next = if polls.len() > 1 {
+                polls.remove(0)
+            } else {
+                polls[0]
+            };
+            if next == "429" {
+                return Ok(quota_exceeded(Some("3")));
+            }
+            let mut report = json!({"reportId": "ID323", "reportType": "GET_MERCHANT_LISTINGS_ALL_DATA",
+                "createdTime": "2026-12-05T05:00:00Z", "processingStatus": next,
+                "marketplaceIds": [MARKET]});
+            if next == "DONE" || next == "FATAL" {
+                report["reportDocumentId"] = json!("amzn1.spdoc.1.4.eu.doc");
+            }
+            return Ok(response(200, &[], &report));
+        }
+        if p == "/reports/2021-06-30/documents/amzn1.spdoc.1.4.eu.doc" {
+            return Ok(response(
+                200,
+                &[],
+                &json!({"reportDocumentId": "amzn1.spdoc.1.4.eu.doc",
+                        "url": format!("{STORAGE}/doc?X-Amz-Signature=abc")}),
+            ));
+        }
+        if req.url.starts_with(STORAGE) {
+            let fatal = polls.lock().expect("polls")[0] == "FATAL";
+            let body = if fatal {
+                "{\"errorDetails\":\"The report could not be generated.\"}".to_owned()
+            } else {
+                "item-name\tseller-sku\tquantity\tfulfillment-channel\tstatus\n\
+                 Mug\tMUG-1\t3\tDEFAULT\tActive\n\
+                 Pan\tPAN-1\t\tAMAZON_EU\tActive\n"
+                    .to_owned()
+            };
+            return Ok(raw_response(200, &[], body.into_bytes()));
+        }
+        Ok(response(
+            404,
+            &[],
+            &json!({"errors": [{"code": "NotFound", "message": p}]}),
+        ))
+    })
+}
+
+fn report_config() -> Config {
+    Config {
+        report_poll_interval: Duration::from_secs(1),
+        ..config()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_listings_report_is_created_followed_and_downloaded() {
+    let fake = report_fake(vec!["IN_QUEUE", "429", "IN_PROGRESS", "DONE"]);
+    let amazon = Amazon::new(report_config(), fake.clone());
+    let progress = |_: u64| {};
+    let read = amazon.read_all(&progress).await.expect("read_all");
+
+    let shown: Vec<(String, Option<i64>)> = read
+        .listings
+        .iter()
+        .map(|l| (l.key.clone(), l.level.quantity))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![("MUG-1".to_owned(), Some(3)), ("PAN-1".to_owned(), None)]
+    );
+    assert_eq!(
+        amazon.listing_key(&external("MUG-1")).as_deref(),
+        Some("MUG-1")
+    );
+    let elsewhere = json!({"seller_sku": "MUG-1", "marketplace_id": "A1PA6795UKMFR9"});
+    assert_eq!(
+        amazon.listing_key(elsewhere.as_object().expect("object")),
+        None,
+        "the report covers the connector's marketplace only"
+    );
+    let calls = fake.api_requests();
+    // createReport, four polls (one throttled), getReportDocument, download.
+    assert_eq!(read.channel_requests, 7);
+    assert_eq!(calls.len(), 7);
+    let create = &calls[0].1;
+    assert_eq!(create.method, http::Method::POST);
+    assert_eq!(
+        body_json(create),
+        json!({"reportType": "GET_MERCHANT_LISTINGS_ALL_DATA", "marketplaceIds": [MARKET]})
+    );
+    assert!(header(create, "x-amz-access-token").is_some());
+    // The throttled poll's Retry-After (3 s, longer than the 1 s poll interval) holds the
+    // next poll back.
+    assert!(calls[3].0 - calls[2].0 >= Duration::from_secs(3));
+    let download = &calls[6].1;
+    assert!(download.url.starts_with(STORAGE));
+    assert!(
+        header(download, "x-amz-access-token").is_none(),
+        "the access token never goes to the storage host"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fatal_listings_report_is_an_error_with_its_details() {
+    let fake = report_fake(vec!["IN_PROGRESS", "FATAL"]);
+    let amazon = Amazon::new(report_config(), fake.clone());
+    let progress = |_: u64| {};
+    let error = amazon.read_all(&progress).await.expect_err("FATAL");
+    assert_eq!(error.code, "report_fatal");
+    assert_eq!(error.class, ErrorClass::Retryable);
+    assert!(error.message.contains("ID323"), "{}", error.message);
+    assert!(
+        error.message.contains("could not be generated"),
+        "{}",
+        error.message
+    );
+}

@@ -7,13 +7,19 @@
 //! after a configurable lag, 200 INVALID with issues, VALIDATION_PREVIEW), `getListingsItem` and
 //! `searchListingsItems` with `includedData`; Feeds 2021-06-30 with `JSON_LISTINGS_FEED`
 //! documents uploaded to and downloaded from this simulator, IN_QUEUE → IN_PROGRESS → DONE and
-//! the v2 processing report; Orders v2026-01-01 `searchOrders`/`getOrder`; and
+//! the v2 processing report; Reports 2021-06-30 with `GET_MERCHANT_LISTINGS_ALL_DATA` (createReport
+//! 202, IN_QUEUE → IN_PROGRESS → DONE after a configurable time, FATAL/CANCELLED, a five-minute
+//! pre-signed document URL, GZIP, Amazon's tab-separated columns); Orders v2026-01-01 `searchOrders`/`getOrder`; and
 //! ORDER_CHANGE notifications POSTed with stockd's `X-Stockd-Signature`.
 //!
 //! Sources:
 //! - Models and schemas copied in `specs/amazon/` from
 //!   <https://github.com/amzn/selling-partner-api-models> (Listings Items 2021-08-01, Feeds
-//!   2021-06-30, Orders 2026-01-01, notifications).
+//!   2021-06-30, Orders 2026-01-01, notifications); the Reports 2021-06-30 model
+//!   (`models/reports-api-model/reports_2021-06-30.json` in the same repository).
+//! - Reports: <https://developer-docs.amazon.com/sp-api/docs/reports-api-v2021-06-30-reference>,
+//!   <https://developer-docs.amazon.com/sp-api/docs/retrieve-a-report>,
+//!   <https://developer-docs.amazon.com/sp-api/docs/inventory-reports-attributes>.
 //! - Rate limits: <https://developer-docs.amazon.com/sp-api/docs/usage-plans-and-rate-limits>.
 //! - Orders migration: <https://developer-docs.amazon.com/sp-api/docs/orders-api-migration-guide>.
 
@@ -25,6 +31,7 @@ mod customers;
 mod feeds;
 mod listings;
 mod orders;
+mod reports;
 mod responses;
 mod state;
 
@@ -33,6 +40,7 @@ use customers::*;
 use feeds::*;
 use listings::*;
 use orders::*;
+use reports::*;
 use responses::*;
 use state::*;
 
@@ -62,6 +70,7 @@ pub const MARKETPLACE_ID: &str = "A1805IZSGTT6HS";
 pub const PRODUCT_TYPE: &str = "PRODUCT";
 /// listings-feed-schema-v2.json `messages.maxItems`.
 pub const MAX_FEED_MESSAGES: usize = 25_000;
+pub use reports::{LISTINGS_REPORT, LISTINGS_REPORT_COLUMNS};
 
 /// One token bucket: `rate` tokens per second up to `burst`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,6 +92,10 @@ pub fn default_rate_limits() -> BTreeMap<String, RateLimit> {
         ("getFeedDocument", 0.0222, 10.0),
         ("searchOrders", 0.0056, 20.0),
         ("getOrder", 0.5, 30.0),
+        ("createReport", 0.0167, 15.0),
+        ("getReport", 2.0, 15.0),
+        ("cancelReport", 0.0222, 10.0),
+        ("getReportDocument", 0.0167, 15.0),
     ]
     .into_iter()
     .map(|(k, rate, burst)| (k.to_string(), RateLimit { rate, burst }))
@@ -103,6 +116,10 @@ pub struct Config {
     pub listing_delay: Duration,
     /// Time from `createFeed` to DONE (the first half IN_QUEUE, the second IN_PROGRESS).
     pub feed_delay: Duration,
+    /// Time from `createReport` to DONE (the first half IN_QUEUE, the second IN_PROGRESS).
+    pub report_delay: Duration,
+    /// Serve report documents GZIP-compressed (`compressionAlgorithm: GZIP`).
+    pub report_gzip: bool,
     /// Where ORDER_CHANGE notifications are POSTed (stockd's webhook endpoint).
     pub notification_url: Option<String>,
     /// Key of `X-Stockd-Signature: base64(HMAC-SHA256(secret, body))`.
@@ -130,6 +147,8 @@ impl Default for Config {
             token_ttl_secs: 3600,
             listing_delay: Duration::from_millis(100),
             feed_delay: Duration::from_millis(150),
+            report_delay: Duration::from_millis(400),
+            report_gzip: false,
             notification_url: None,
             notification_secret: "amazon-sim-notification-secret".into(),
             notification_retry_delays: vec![
@@ -180,10 +199,21 @@ pub async fn start(config: Config, listen: SocketAddr) -> std::io::Result<Runnin
             "/s3/feed-documents/{id}",
             put(upload_document).get(download_document),
         )
+        .route("/reports/2021-06-30/reports", post(create_report))
+        .route(
+            "/reports/2021-06-30/reports/{id}",
+            get(get_report).delete(cancel_report),
+        )
+        .route(
+            "/reports/2021-06-30/documents/{id}",
+            get(get_report_document),
+        )
+        .route("/s3/report-documents/{id}", get(download_report))
         .route("/orders/2026-01-01/orders", get(search_orders))
         .route("/orders/2026-01-01/orders/{id}", get(get_order))
         .route("/_sim/amazon/tokens", get(sim_tokens))
         .route("/_sim/amazon/feed_outcomes", post(sim_feed_outcomes))
+        .route("/_sim/amazon/report_outcomes", post(sim_report_outcomes))
         .route("/_sim/amazon/orders/{id}/ship", post(sim_ship))
         .with_state(sim)
         .merge(sim_router(backend.clone()))

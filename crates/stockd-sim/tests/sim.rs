@@ -137,6 +137,8 @@ mod hmac_vectors {
 mod amazon;
 #[path = "sim/bol.rs"]
 mod bol;
+#[path = "sim/bulk_read.rs"]
+mod bulk_read;
 #[path = "sim/gmc.rs"]
 mod gmc;
 #[path = "sim/shopify.rs"]

@@ -1,5 +1,5 @@
 //! The Amazon simulator's state: listings with their fulfillment availability, feeds and
-//! their documents, orders, pagination tokens and the access tokens issued.
+//! their documents, reports and their documents, orders, pagination tokens and the access tokens issued.
 
 use super::*;
 
@@ -106,6 +106,12 @@ pub(super) struct AmzState {
     pub(super) next_feed: u64,
     pub(super) feed_outcomes: VecDeque<FeedStatus>,
     pub(super) page_tokens: HashMap<String, PageToken>,
+    pub(super) reports: BTreeMap<String, Report>,
+    pub(super) next_report: u64,
+    pub(super) report_outcomes: VecDeque<FeedStatus>,
+    pub(super) report_docs: HashMap<String, ReportDocument>,
+    /// Pre-signed report URL signature → (report document id, issued).
+    pub(super) report_urls: HashMap<String, (String, Instant)>,
 }
 
 pub(super) struct Amazon {

@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use stockd_sim::amazon::{default_rate_limits, start, Config, RateLimit};
+use stockd_sim::amazon::{default_rate_limits, start, Config, RateLimit, MARKETPLACE_ID};
 use stockd_sim::{Faults, RunningSim};
 
 use crate::common_support::{any_addr, receiver};
@@ -935,5 +935,126 @@ async fn injected_throttle_and_outage_use_error_list() {
     assert!(v["errors"][0]["code"].is_string());
     let st = sim.stats();
     assert_eq!((st.injected_faults, st.rate_limit_violations), (2, 0));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn listings_report_lifecycle_document_url_and_limits() {
+    let cfg = Config {
+        report_delay: Duration::from_secs(1),
+        ..fast_config()
+    };
+    let sim = sim_with(cfg.clone()).await;
+    let api = Api::new(&sim, &cfg).await;
+    let reports = format!("{}/reports/2021-06-30/reports", api.base);
+
+    // Nothing listed yet: Amazon cancels a report with no data to return.
+    let (s, created, h) = api
+        .send(api.c.post(&reports).json(
+            &json!({"reportType": "GET_MERCHANT_LISTINGS_ALL_DATA", "marketplaceIds": [MARKETPLACE_ID]}),
+        ))
+        .await;
+    assert_eq!(s, 202, "{created}");
+    assert_eq!(h["x-amzn-ratelimit-limit"], "0.0167");
+    let empty = created["reportId"].as_str().unwrap().to_string();
+
+    let (s, v, _) = api
+        .send(
+            api.c
+                .post(&reports)
+                .json(&json!({"marketplaceIds": [MARKETPLACE_ID]})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert_eq!(v["errors"][0]["code"], "InvalidInput");
+    let (s, _, _) = api
+        .send(api.c.post(&reports).json(
+            &json!({"reportType": "GET_MERCHANT_LISTINGS_ALL_DATA", "marketplaceIds": ["ATVPDKIKX0DER"]}),
+        ))
+        .await;
+    assert_eq!(s, 400, "a marketplace the seller does not sell in");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, cancelled, _) = api.get(format!("{reports}/{empty}")).await;
+        if cancelled["processingStatus"] == "CANCELLED" {
+            assert!(cancelled.get("reportDocumentId").is_none());
+            break;
+        }
+        assert_ne!(cancelled["processingStatus"], "DONE");
+        assert!(Instant::now() < deadline, "never cancelled: {cancelled}");
+        // getReport allows 2/s after a burst of 15.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    sim.add_listings(&[("TSV-1".into(), 3), ("TSV-2".into(), 0)]);
+    let (s, created, _) = api
+        .send(api.c.post(&reports).json(
+            &json!({"reportType": "GET_MERCHANT_LISTINGS_ALL_DATA", "marketplaceIds": [MARKETPLACE_ID]}),
+        ))
+        .await;
+    assert_eq!(s, 202);
+    let id = created["reportId"].as_str().unwrap().to_string();
+    let (_, first, _) = api.get(format!("{reports}/{id}")).await;
+    assert!(
+        first["processingStatus"] == "IN_QUEUE" || first["processingStatus"] == "IN_PROGRESS",
+        "{first}"
+    );
+    assert_eq!(first["reportType"], "GET_MERCHANT_LISTINGS_ALL_DATA");
+    assert!(first.get("reportDocumentId").is_none());
+    let mut report = first;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while report["processingStatus"] != "DONE" {
+        assert!(Instant::now() < deadline, "report never finished: {report}");
+        // getReport allows 2/s after a burst of 15.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        report = api.get(format!("{reports}/{id}")).await.1;
+    }
+    assert!(report["processingEndTime"].is_string());
+    let (s, _, _) = api.send(api.c.delete(format!("{reports}/{id}"))).await;
+    assert_eq!(s, 400, "only a report IN_QUEUE can be cancelled");
+
+    let doc = report["reportDocumentId"].as_str().unwrap();
+    let (s, document, _) = api
+        .get(format!("{}/reports/2021-06-30/documents/{doc}", api.base))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(document["reportDocumentId"], doc);
+    assert!(document.get("compressionAlgorithm").is_none());
+    let url = document["url"].as_str().unwrap();
+    // A pre-signed URL: no access token.
+    let download = reqwest::get(url).await.unwrap();
+    assert_eq!(download.status(), 200);
+    let text = download.text().await.unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    assert_eq!(header, stockd_sim::amazon::LISTINGS_REPORT_COLUMNS.to_vec());
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 2);
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    assert_eq!(rows[0][col("seller-sku")], "TSV-1");
+    assert_eq!(rows[0][col("quantity")], "3");
+    assert_eq!(rows[0][col("status")], "Active");
+    assert_eq!(rows[1][col("quantity")], "0");
+    assert_eq!(rows[1][col("fulfillment-channel")], "DEFAULT");
+    let forged = url.replace("X-Amz-Signature=", "X-Amz-Signature=x");
+    assert_eq!(reqwest::get(forged).await.unwrap().status(), 403);
+
+    // createReport: burst 15, then QuotaExceeded (four were sent above, the refused ones
+    // included).
+    let mut statuses = Vec::new();
+    for _ in 0..13 {
+        let (s, v, _) = api
+            .send(api.c.post(&reports).json(
+                &json!({"reportType": "GET_MERCHANT_LISTINGS_ALL_DATA", "marketplaceIds": [MARKETPLACE_ID]}),
+            ))
+            .await;
+        if s == 429 {
+            assert_eq!(v["errors"][0]["code"], "QuotaExceeded");
+        }
+        statuses.push(s);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 202).count(), 11);
+    assert_eq!(statuses.last(), Some(&429));
     sim.shutdown().await;
 }

@@ -12,7 +12,7 @@ const ACCOUNT: u64 = 4242;
 const DS: &str = "accounts/4242/dataSources/77";
 
 // Throwaway RSA-2048 key pairs made with openssl for these tests only.
-const KEY_A_PRIVATE: &str = "\
+pub(crate) const KEY_A_PRIVATE: &str = "\
 -----BEGIN PRIVATE KEY-----\n\
 MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC/YzoynuhC45/E\n\
 Eo6NOCtSRHqVMIaBNL94lhrJajeLiM4QTd406t6a/WGanBqNUajJ9H7Lfe1/AjCe\n\

@@ -222,6 +222,8 @@ pub async fn start(
                         // Beyond a few patches (5/s), a listings feed.
                         feed_threshold: 25,
                         feed_poll_interval: Duration::from_millis(250),
+                        // The simulator generates a listings report in ~400 ms.
+                        report_poll_interval: Duration::from_millis(250),
                         ..Default::default()
                     },
                     transport.clone(),
