@@ -436,11 +436,6 @@ pub(crate) const ROW_COLUMNS: &str = "channel, sku, desired, rules_version, desi
      recent_pushes, attempts, next_attempt_ms, last_error, parked, channel_gen, parked_gen, \
      protective, unacked_since_ms";
 
-/// One listing's stored desired state (SQLite: a primary-key look-up per
-/// computed listing is cheaper than the SKU index and a look-up per row).
-pub(crate) const STORED_DESIRED: &str =
-    "SELECT desired, rules_version FROM listing_state WHERE channel = ?1 AND sku = ?2";
-
 pub(crate) const INSERT_DESIRED: &str = "INSERT INTO listing_state \
      (channel, sku, desired, rules_version, desired_gen, caused_seq, caused_at_ms, dirty_since_ms, \
        unacked_since_ms) \
