@@ -151,8 +151,16 @@ pub fn hot_statements() -> Vec<HotStatement> {
             b::stored_desired_in(),
             PG_STORED_DESIRED,
         ),
-        both("write desired state", ob::INSERT_DESIRED),
-        both("rules version only", ob::UPDATE_VERSION),
+        each(
+            "write desired states",
+            ob::INSERT_DESIRED,
+            &ob::pg(ob::PG_INSERT_DESIRED_MANY),
+        ),
+        each(
+            "rules version only",
+            ob::UPDATE_VERSION,
+            &ob::pg(ob::PG_UPDATE_VERSION_MANY),
+        ),
         each("listings of skus", b::listings_in(), PG_LISTINGS_OF),
         each("variant", SQLITE_VARIANT, PG_VARIANT),
         each("variants of skus", b::variants_in(), PG_VARIANTS),
@@ -321,6 +329,7 @@ mod tests {
         match *ty {
             Type::TEXT | Type::VARCHAR => Box::new("x".to_string()),
             Type::TEXT_ARRAY => Box::new(vec!["x".to_string()]),
+            Type::INT8_ARRAY => Box::new(vec![1_i64]),
             Type::INT8 => Box::new(1_i64),
             Type::INT4 => Box::new(1_i32),
             Type::TIMESTAMPTZ => Box::new(chrono::Utc::now()),
