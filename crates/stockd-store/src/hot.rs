@@ -6,10 +6,7 @@
 //! a large table. A new per-SKU statement belongs here.
 
 use crate::outbox as ob;
-
-/// Listings of one SKU (availability, per SKU).
-pub(crate) const SQLITE_LISTINGS_OF: &str =
-    "SELECT channel, sku, external, rank FROM listings WHERE sku = ?1 ORDER BY channel";
+use crate::sqlite::batch as b;
 
 /// One variant.
 pub(crate) const SQLITE_VARIANT: &str =
@@ -151,21 +148,26 @@ pub fn hot_statements() -> Vec<HotStatement> {
     vec![
         each(
             "stored desired states",
-            ob::STORED_DESIRED,
+            b::stored_desired_in(),
             PG_STORED_DESIRED,
         ),
-        both("write desired state", ob::INSERT_DESIRED),
-        both("rules version only", ob::UPDATE_VERSION),
-        each("listings of skus", SQLITE_LISTINGS_OF, PG_LISTINGS_OF),
-        each("variant", SQLITE_VARIANT, PG_VARIANT),
-        each("variants of skus", SQLITE_VARIANT, PG_VARIANTS),
-        each("known variants", SQLITE_VARIANT_EXISTS, PG_LOAD_VARIANTS),
-        each("stock of skus", SQLITE_STOCK_OF, PG_STOCK_OF),
         each(
-            "inbound of skus",
-            "SELECT po_id, sku, location, qty, eta, confirmed FROM inbound WHERE sku = ?1",
-            PG_INBOUND_OF,
+            "write desired states",
+            ob::INSERT_DESIRED,
+            &ob::pg(ob::PG_INSERT_DESIRED_MANY),
         ),
+        each(
+            "rules version only",
+            ob::UPDATE_VERSION,
+            &ob::pg(ob::PG_UPDATE_VERSION_MANY),
+        ),
+        each("listings of skus", b::listings_in(), PG_LISTINGS_OF),
+        each("variant", SQLITE_VARIANT, PG_VARIANT),
+        each("variants of skus", b::variants_in(), PG_VARIANTS),
+        each("known variants", b::variants_exist_in(), PG_LOAD_VARIANTS),
+        each("variant exists", SQLITE_VARIANT_EXISTS, PG_LOAD_VARIANTS),
+        each("stock of skus", b::stock_in(), PG_STOCK_OF),
+        each("inbound of skus", b::inbound_in(), PG_INBOUND_OF),
         each("sales since", SQLITE_SALES_SINCE, PG_SALES_SINCE),
         each("stock views", SQLITE_STOCK_OF, PG_STOCK_VIEWS),
         each("writer: stock", SQLITE_LOAD_STOCK, PG_LOAD_STOCK),
@@ -327,6 +329,7 @@ mod tests {
         match *ty {
             Type::TEXT | Type::VARCHAR => Box::new("x".to_string()),
             Type::TEXT_ARRAY => Box::new(vec!["x".to_string()]),
+            Type::INT8_ARRAY => Box::new(vec![1_i64]),
             Type::INT8 => Box::new(1_i64),
             Type::INT4 => Box::new(1_i32),
             Type::TIMESTAMPTZ => Box::new(chrono::Utc::now()),

@@ -436,11 +436,6 @@ pub(crate) const ROW_COLUMNS: &str = "channel, sku, desired, rules_version, desi
      recent_pushes, attempts, next_attempt_ms, last_error, parked, channel_gen, parked_gen, \
      protective, unacked_since_ms";
 
-/// One listing's stored desired state (SQLite: a primary-key look-up per
-/// computed listing is cheaper than the SKU index and a look-up per row).
-pub(crate) const STORED_DESIRED: &str =
-    "SELECT desired, rules_version FROM listing_state WHERE channel = ?1 AND sku = ?2";
-
 pub(crate) const INSERT_DESIRED: &str = "INSERT INTO listing_state \
      (channel, sku, desired, rules_version, desired_gen, caused_seq, caused_at_ms, dirty_since_ms, \
        unacked_since_ms) \
@@ -451,6 +446,25 @@ pub(crate) const INSERT_DESIRED: &str = "INSERT INTO listing_state \
        caused_at_ms = excluded.caused_at_ms, \
        dirty_since_ms = COALESCE(listing_state.dirty_since_ms, excluded.dirty_since_ms), \
        unacked_since_ms = COALESCE(listing_state.unacked_since_ms, excluded.unacked_since_ms)";
+
+/// PostgreSQL: `INSERT_DESIRED` for many listings at once (distinct keys).
+pub(crate) const PG_INSERT_DESIRED_MANY: &str = "INSERT INTO listing_state \
+     (channel, sku, desired, rules_version, desired_gen, caused_seq, caused_at_ms, dirty_since_ms, \
+       unacked_since_ms) \
+     SELECT c, s, d, v, 1, q, a, ?7, a \
+     FROM UNNEST(?1::text[], ?2::text[], ?3::text[], ?4::int8[], ?5::int8[], ?6::int8[]) \
+       AS t(c, s, d, v, q, a) \
+     ON CONFLICT (channel, sku) DO UPDATE SET desired = excluded.desired, \
+       rules_version = excluded.rules_version, \
+       desired_gen = listing_state.desired_gen + 1, caused_seq = excluded.caused_seq, \
+       caused_at_ms = excluded.caused_at_ms, \
+       dirty_since_ms = COALESCE(listing_state.dirty_since_ms, excluded.dirty_since_ms), \
+       unacked_since_ms = COALESCE(listing_state.unacked_since_ms, excluded.unacked_since_ms)";
+
+/// PostgreSQL: `UPDATE_VERSION` for many listings at once.
+pub(crate) const PG_UPDATE_VERSION_MANY: &str = "UPDATE listing_state l SET rules_version = t.v \
+     FROM UNNEST(?1::text[], ?2::text[], ?3::int8[]) AS t(c, s, v) \
+     WHERE l.channel = t.c AND l.sku = t.s";
 
 pub(crate) const UPDATE_VERSION: &str =
     "UPDATE listing_state SET rules_version = ?3 WHERE channel = ?1 AND sku = ?2";

@@ -20,6 +20,7 @@ use stockd_core::{
     StockKey, StockView, Submission, Variant,
 };
 
+pub(crate) mod batch;
 mod channels;
 mod console;
 mod inbound;
@@ -255,7 +256,7 @@ fn inbound_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<[Option<String>; 
     Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(4)?])
 }
 
-fn to_inbound(
+pub(super) fn to_inbound(
     raw: [Option<String>; 4],
     qty: i64,
     confirmed: bool,
@@ -274,6 +275,13 @@ fn to_inbound(
     })
 }
 
+/// An inbound row in `INBOUND_COLUMNS` order: its text columns, qty and confirmed.
+pub(super) fn inbound_columns(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<([Option<String>; 4], i64, bool)> {
+    Ok((inbound_from_row(r)?, r.get(3)?, r.get(5)?))
+}
+
 const INBOUND_COLUMNS: &str = "po_id, sku, location, qty, eta, confirmed";
 
 fn inbound_query(
@@ -283,13 +291,7 @@ fn inbound_query(
 ) -> Result<Vec<InboundLine>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let raw = stmt
-        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-            Ok((
-                inbound_from_row(r)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, bool>(5)?,
-            ))
-        })?
+        .query_map(rusqlite::params_from_iter(args.iter()), inbound_columns)?
         .collect::<Result<Vec<_>, _>>()?;
     raw.into_iter()
         .map(|(raw, qty, confirmed)| to_inbound(raw, qty, confirmed))

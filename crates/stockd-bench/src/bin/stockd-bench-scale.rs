@@ -10,6 +10,8 @@
 //!   across every listing, and a full read of all listing states.
 //!
 //! Usage: stockd-bench-scale [--variants N] [--channels N] [--receipts N] [--reads N]
+//! [--store URL]. Without `--store`, a SQLite file in a temporary directory;
+//! with a `postgres://` URL, that database (it must be empty).
 //! Prints one JSON line.
 
 #[path = "../catalog.rs"]
@@ -29,6 +31,7 @@ struct Options {
     channels: usize,
     receipts: usize,
     reads: usize,
+    store: Option<String>,
 }
 
 fn parse_options() -> Result<Options> {
@@ -37,6 +40,7 @@ fn parse_options() -> Result<Options> {
         channels: 5,
         receipts: 200_000,
         reads: 20,
+        store: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -46,9 +50,11 @@ fn parse_options() -> Result<Options> {
             "--channels" => options.channels = value()?.parse::<usize>()?.clamp(1, 5),
             "--receipts" => options.receipts = value()?.parse()?,
             "--reads" => options.reads = value()?.parse::<usize>()?.max(1),
+            "--store" => options.store = Some(value()?),
             "-h" | "--help" => {
                 println!(
-                    "stockd-bench-scale [--variants N] [--channels 1-5] [--receipts N] [--reads N]\n\
+                    "stockd-bench-scale [--variants N] [--channels 1-5] [--receipts N] [--reads N] [--store URL]\n\
+                     --store: an empty postgres:// database (default: a temporary SQLite file).\n\
                      Prints one JSON line of figures."
                 );
                 std::process::exit(0);
@@ -138,10 +144,18 @@ async fn timed_gets(client: &reqwest::Client, url: &str, reads: usize) -> Result
 async fn main() -> Result<()> {
     let options = parse_options()?;
     let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}", dir.path().join("scale.db").display());
+    let url = options
+        .store
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("scale.db").display()));
     let mut out = serde_json::Map::new();
     out.insert("bench".into(), json!("catalog_scale"));
-    out.insert("store".into(), json!("sqlite"));
+    let backend = if url.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    out.insert("store".into(), json!(backend));
     out.insert("variants".into(), json!(options.variants));
     out.insert("channels".into(), json!(options.channels));
     out.insert(

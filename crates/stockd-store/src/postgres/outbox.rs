@@ -90,33 +90,53 @@ impl DesiredStates for PgBackend {
         if rows.is_empty() {
             return Ok(());
         }
-        let insert = self.statement_owned(pg(ob::INSERT_DESIRED)).await?;
-        let version = self.statement_owned(pg(ob::UPDATE_VERSION)).await?;
-        for row in rows {
-            let rules_version = row.rules_version.map(i64::from);
-            if row.value_changed {
-                self.client
-                    .execute(
-                        &insert,
-                        &[
-                            &row.channel.as_str(),
-                            &row.sku.as_str(),
-                            &serde_json::to_string(&row.state)?,
-                            &rules_version,
-                            &row.caused_seq.map(|s| s as i64),
-                            &ob::ms(row.caused_at),
-                            &ob::ms(now),
-                        ],
-                    )
-                    .await?;
-            } else {
-                self.client
-                    .execute(
-                        &version,
-                        &[&row.channel.as_str(), &row.sku.as_str(), &rules_version],
-                    )
-                    .await?;
-            }
+        // Two statements for the whole set (UNNEST of arrays), not one round
+        // trip per row: the keys are distinct (one computed state per listing).
+        let (changed, version_only): (Vec<&DesiredWrite>, Vec<&DesiredWrite>) =
+            rows.iter().partition(|r| r.value_changed);
+        if !changed.is_empty() {
+            let channels: Vec<&str> = changed.iter().map(|r| r.channel.as_str()).collect();
+            let skus: Vec<&str> = changed.iter().map(|r| r.sku.as_str()).collect();
+            let states = changed
+                .iter()
+                .map(|r| serde_json::to_string(&r.state))
+                .collect::<Result<Vec<_>, _>>()?;
+            let versions: Vec<Option<i64>> = changed
+                .iter()
+                .map(|r| r.rules_version.map(i64::from))
+                .collect();
+            let seqs: Vec<Option<i64>> = changed
+                .iter()
+                .map(|r| r.caused_seq.map(|s| s as i64))
+                .collect();
+            let caused: Vec<i64> = changed.iter().map(|r| ob::ms(r.caused_at)).collect();
+            let insert = self.statement_owned(pg(ob::PG_INSERT_DESIRED_MANY)).await?;
+            self.client
+                .execute(
+                    &insert,
+                    &[
+                        &channels,
+                        &skus,
+                        &states,
+                        &versions,
+                        &seqs,
+                        &caused,
+                        &ob::ms(now),
+                    ],
+                )
+                .await?;
+        }
+        if !version_only.is_empty() {
+            let channels: Vec<&str> = version_only.iter().map(|r| r.channel.as_str()).collect();
+            let skus: Vec<&str> = version_only.iter().map(|r| r.sku.as_str()).collect();
+            let versions: Vec<Option<i64>> = version_only
+                .iter()
+                .map(|r| r.rules_version.map(i64::from))
+                .collect();
+            let update = self.statement_owned(pg(ob::PG_UPDATE_VERSION_MANY)).await?;
+            self.client
+                .execute(&update, &[&channels, &skus, &versions])
+                .await?;
         }
         Ok(())
     }

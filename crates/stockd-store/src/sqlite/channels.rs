@@ -1,7 +1,7 @@
 //! SQLite side of `ChannelStore`. These writes are rare; they run on a pooled
 //! connection in an immediate transaction, alongside the event writer.
 
-use super::{inbound_query, stock_rows, SqliteStore, INBOUND_COLUMNS};
+use super::{batch, inbound_columns, to_inbound, SqliteStore};
 use crate::channels::{
     self as sql, bundles_from_rows, channel_from_columns, listing_from_columns, locations_column,
     sales_in, ChannelRecord, ChannelStore, KitChange, ListingRecord, RulesVersion, VariantStock,
@@ -12,9 +12,10 @@ use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
 use stockd_core::availability::{Bundle, Sale};
 use stockd_core::rules::RulesDocument;
-use stockd_core::{ChannelId, LocationId, Sku, Variant};
+use stockd_core::{ChannelId, LocationId, Quantities, Sku, Variant};
 
 pub(crate) fn in_transaction<T>(
     conn: &Connection,
@@ -82,15 +83,21 @@ pub(crate) fn listings_of_on(
     conn: &Connection,
     skus: &[Sku],
 ) -> Result<Vec<ListingRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(hot::SQLITE_LISTINGS_OF)?;
-    let mut raw = Vec::new();
-    for sku in skus {
-        raw.extend(
-            stmt.query_map([sku.as_str()], listing_row)?
-                .collect::<Result<Vec<_>, _>>()?,
-        );
-    }
-    to_listings(raw)
+    let mut by_sku: HashMap<String, Vec<ListingRecord>> = HashMap::new();
+    batch::each_batch(
+        conn,
+        batch::listings_in(),
+        &[],
+        &batch::distinct(skus),
+        listing_row,
+        |(channel, sku, external, rank)| {
+            let key = sku.clone();
+            let listing = listing_from_columns(channel, sku, &external, rank)?;
+            by_sku.entry(key).or_default().push(listing);
+            Ok(())
+        },
+    )?;
+    Ok(batch::in_order(skus, by_sku))
 }
 
 pub(crate) fn bundles_on(conn: &Connection) -> Result<Vec<Bundle>, StoreError> {
@@ -113,37 +120,75 @@ pub(crate) fn variant_stock_on(
     conn: &Connection,
     skus: &[Sku],
 ) -> Result<Vec<VariantStock>, StoreError> {
-    let mut out = Vec::with_capacity(skus.len());
-    for sku in skus {
-        let sku = sku.clone();
-        let variant = conn
-            .prepare_cached(hot::SQLITE_VARIANT)?
-            .query_row([sku.as_str()], |r| {
-                Ok(Variant {
-                    sku: sku.clone(),
-                    title: r.get(0)?,
-                    product_id: r.get(1)?,
-                    gtin: r.get(2)?,
-                })
-            })
-            .optional()?;
-        let Some(variant) = variant else { continue };
-        let stock = stock_rows(conn, sku.as_str())?
-            .into_iter()
-            .map(|(location, q)| Ok((parse_id(location, LocationId::parse)?, q)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let inbound = inbound_query(
-            conn,
-            &format!("SELECT {INBOUND_COLUMNS} FROM inbound WHERE sku = ?1"),
-            &[sku.as_str()],
-        )?;
-        out.push(VariantStock {
-            variant,
-            stock,
-            inbound,
-        });
-    }
-    Ok(out)
+    let asked = batch::distinct(skus);
+    let mut found: HashMap<String, Vec<VariantStock>> = HashMap::with_capacity(asked.len());
+    batch::each_batch(
+        conn,
+        batch::variants_in(),
+        &[],
+        &asked,
+        |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        |(sku, title, product_id, gtin)| {
+            let variant = Variant {
+                sku: batch::sku(sku.clone())?,
+                title,
+                product_id,
+                gtin,
+            };
+            found.insert(
+                sku,
+                vec![VariantStock {
+                    variant,
+                    stock: Vec::new(),
+                    inbound: Vec::new(),
+                }],
+            );
+            Ok(())
+        },
+    )?;
+    let known: Vec<&str> = asked
+        .into_iter()
+        .filter(|s| found.contains_key(*s))
+        .collect();
+    batch::each_batch(
+        conn,
+        batch::stock_in(),
+        &[],
+        &known,
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                Quantities {
+                    on_hand: r.get(2)?,
+                    reserved: r.get(3)?,
+                    pending_return: r.get(4)?,
+                    written_off: r.get(5)?,
+                },
+            ))
+        },
+        |(sku, location, q)| {
+            if let Some(v) = found.get_mut(&sku).and_then(|v| v.first_mut()) {
+                v.stock.push((parse_id(location, LocationId::parse)?, q));
+            }
+            Ok(())
+        },
+    )?;
+    batch::each_batch(
+        conn,
+        batch::inbound_in(),
+        &[],
+        &known,
+        inbound_columns,
+        |(raw, qty, confirmed)| {
+            let line = to_inbound(raw, qty, confirmed)?;
+            if let Some(v) = found.get_mut(line.sku.as_str()).and_then(|v| v.first_mut()) {
+                v.inbound.push(line);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(batch::in_order(skus, found))
 }
 
 pub(crate) fn sales_since_on(
@@ -409,14 +454,22 @@ impl ChannelStore for SqliteStore {
     async fn known_variants(&self, skus: &[Sku]) -> Result<Vec<Sku>, StoreError> {
         let skus = skus.to_vec();
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(hot::SQLITE_VARIANT_EXISTS)?;
-            let mut known = Vec::with_capacity(skus.len());
-            for sku in skus {
-                if stmt.exists([sku.as_str()])? {
-                    known.push(sku);
-                }
-            }
-            Ok(known)
+            let mut found = std::collections::HashSet::with_capacity(skus.len());
+            batch::each_batch(
+                conn,
+                batch::variants_exist_in(),
+                &[],
+                &batch::distinct(&skus),
+                |r| r.get::<_, String>(0),
+                |sku| {
+                    found.insert(sku);
+                    Ok(())
+                },
+            )?;
+            Ok(skus
+                .into_iter()
+                .filter(|s| found.contains(s.as_str()))
+                .collect())
         })
         .await
     }

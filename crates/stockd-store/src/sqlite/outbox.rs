@@ -56,23 +56,36 @@ impl DesiredStates for SqliteBackend {
         _skus: &[Sku],
         keys: &[(ChannelId, Sku)],
     ) -> Result<BTreeMap<(ChannelId, Sku), (ListingState, Option<u32>)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(ob::STORED_DESIRED)?;
-        let mut out = BTreeMap::new();
+        // One statement per channel and batch of SKUs, by primary key.
+        let mut by_channel: BTreeMap<&ChannelId, Vec<&str>> = BTreeMap::new();
         for (channel, sku) in keys {
-            let row = stmt
-                .query_row([channel.as_str(), sku.as_str()], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
-                })
-                .optional()?;
-            if let Some((desired, version)) = row {
-                out.insert(
-                    (channel.clone(), sku.clone()),
-                    (
-                        serde_json::from_str(&desired)?,
-                        version.and_then(|v| u32::try_from(v).ok()),
-                    ),
-                );
-            }
+            by_channel.entry(channel).or_default().push(sku.as_str());
+        }
+        let mut out = BTreeMap::new();
+        for (channel, skus) in by_channel {
+            super::batch::each_batch(
+                &self.conn,
+                super::batch::stored_desired_in(),
+                &[&channel.as_str()],
+                &skus,
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                },
+                |(sku, desired, version)| {
+                    out.insert(
+                        (channel.clone(), super::batch::sku(sku)?),
+                        (
+                            serde_json::from_str(&desired)?,
+                            version.and_then(|v| u32::try_from(v).ok()),
+                        ),
+                    );
+                    Ok(())
+                },
+            )?;
         }
         Ok(out)
     }
