@@ -236,6 +236,8 @@ pub(super) async fn get_report_document(
         // Each answer carries a fresh pre-signed URL.
         let token = sim.core.uuid();
         st.report_urls
+            .retain(|_, (_, issued)| issued.elapsed() < DOCUMENT_URL_TTL);
+        st.report_urls
             .insert(token.clone(), (id.clone(), Instant::now()));
         let url = format!(
             "{}/s3/report-documents/{id}?X-Amz-Expires={}&X-Amz-Signature={token}",
