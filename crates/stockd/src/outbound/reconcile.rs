@@ -469,6 +469,11 @@ const SEEN_PREFIX: &str = "seen:";
 /// Reads per page before the run gives up on a failing channel.
 const READ_ATTEMPTS: u32 = 8;
 
+/// Longest one read waits for the channel's protective updates to go
+/// first, and how often it looks (a stalled dispatcher cannot stop a run).
+const YIELD_MAX: Duration = Duration::from_secs(10);
+const YIELD_POLL: Duration = Duration::from_millis(50);
+
 struct Check<'a> {
     store: &'a dyn Store,
     channel: &'a ChannelId,
@@ -487,6 +492,21 @@ impl Check<'_> {
     /// Reads the channel for some listings, waiting out rate limits and
     /// retrying transient failures (never ahead of the dispatcher: the
     /// connector's buckets pace both).
+    /// Waits while a protective update is due on the channel (the due
+    /// order puts them first), so that a read never takes the channel's
+    /// rate ahead of an update that lowers what the channel shows.
+    pub(super) async fn yield_to_protective(&self) {
+        let started = tokio::time::Instant::now();
+        while started.elapsed() < YIELD_MAX {
+            match self.store.outbox_due(self.channel, Utc::now(), 1).await {
+                Ok(rows) if rows.first().is_some_and(|r| r.protective) => {
+                    tokio::time::sleep(YIELD_POLL).await;
+                }
+                _ => return,
+            }
+        }
+    }
+
     async fn read(
         &self,
         listings: &[&ListingRecord],
@@ -502,6 +522,7 @@ impl Check<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.yield_to_protective().await;
             *requests += 1;
             match self.connector.read_levels(&queries).await {
                 Ok(levels) if levels.len() == queries.len() => return Ok(levels),

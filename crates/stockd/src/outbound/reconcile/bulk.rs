@@ -103,6 +103,7 @@ impl Reconciler {
         let mut requests = 0;
         loop {
             attempt += 1;
+            check.yield_to_protective().await;
             match check.connector.read_all(&report).await {
                 Ok(mut read) => {
                     read.channel_requests += requests;
