@@ -814,8 +814,9 @@ pub struct RunView {
     pub drift_rate: f64,
     /// Drifting listings queued again.
     pub fixed: u64,
-    /// Requests sent to the channel (bulk read and confirming reads
-    /// included).
+    /// Read calls made through the channel's connector (one per page and
+    /// per confirming read on the paged path); a bulk read adds every
+    /// request it sent (job start, polls, download).
     pub channel_reads: u64,
     /// While this server reads the channel in bulk for the run: listings
     /// the read has delivered so far.
