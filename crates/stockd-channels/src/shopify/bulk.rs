@@ -417,7 +417,7 @@ pub(super) fn parse_jsonl(
                     .and_then(|q| q.get("quantity"))
                     .and_then(Value::as_i64);
                 levels.push((parent.to_string(), location.to_string(), available));
-                if levels.len() % 1000 == 0 {
+                if levels.len().is_multiple_of(1000) {
                     progress(levels.len() as u64);
                 }
             }

@@ -610,6 +610,32 @@ impl Shopify {
                 }
                 "inventorySetQuantities" => false,
                 "inventoryAdjustQuantities" => true,
+                "bulkOperationRunQuery" => {
+                    actual += 10.0;
+                    let query = f
+                        .arg("query")
+                        .map(|v| literal_to_json(v, vars))
+                        .unwrap_or(Value::Null);
+                    let outcome = self.run_bulk_query(query.as_str().unwrap_or(""), version);
+                    let st = lock(&self.state);
+                    let mut ex = Exec {
+                        schema,
+                        st: &st,
+                        vars,
+                        doc,
+                        actual: 0.0,
+                        errors: vec![],
+                        pending: None,
+                    };
+                    let v = ex.render(
+                        &Obj::BulkPayload(outcome),
+                        &f.selection,
+                        &mut vec![f.key().to_string()],
+                    );
+                    top_errors.extend(ex.errors);
+                    data.insert(f.key().into(), v);
+                    continue;
+                }
                 other => {
                     top_errors.push(gql_error(
                         format!(
@@ -697,6 +723,7 @@ impl Shopify {
                 doc,
                 actual: 0.0,
                 errors: vec![],
+                pending: None,
             };
             let v = ex.render(
                 &Obj::Payload(outcome),
