@@ -381,3 +381,42 @@ async fn woocommerce_paging_waits_out_the_hosts_rate_limit() {
     assert_eq!(read.channel_requests, 5 + refused);
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_operation_offers_partial_data_and_is_retryable() {
+    let sim = shopify_sim(stockd_sim::shopify::Config {
+        bulk_failure: Some("TIMEOUT".into()),
+        ..Default::default()
+    })
+    .await;
+    let items: Vec<(String, i64)> = (0..10).map(|i| (format!("P-{i}"), i)).collect();
+    sim.add_listings(&items);
+    let connector = shopify_connector(&sim, "2025-01");
+    let (read, _) = read_all(&connector).await;
+    let error = read.expect_err("failed operation");
+    assert_eq!(error.code, "TIMEOUT");
+    assert_eq!(error.class, ErrorClass::Retryable);
+
+    let current = graphql(
+        &sim,
+        "2025-01",
+        "{ currentBulkOperation { status errorCode objectCount url partialDataUrl } }",
+        json!({}),
+    )
+    .await;
+    let op = &current["data"]["currentBulkOperation"];
+    assert_eq!(op["status"], "FAILED", "{current}");
+    assert_eq!(op["errorCode"], "TIMEOUT");
+    assert_eq!(op["url"], Value::Null);
+    // Half of the 20 objects (10 items, 10 levels) were read before the timeout.
+    assert_eq!(op["objectCount"], "10");
+    let partial = op["partialDataUrl"].as_str().expect("partial data");
+    let file = reqwest::get(partial)
+        .await
+        .expect("download")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(file.lines().count(), 10);
+    sim.shutdown().await;
+}
