@@ -420,3 +420,60 @@ async fn a_timed_out_operation_offers_partial_data_and_is_retryable() {
     assert_eq!(file.lines().count(), 10);
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canceled_operation_frees_the_slot() {
+    let sim = shopify_sim(stockd_sim::shopify::Config {
+        bulk_start_delay: Duration::from_millis(500),
+        ..Default::default()
+    })
+    .await;
+    let known = sim.add_listings(&[("A".into(), 2)]);
+    let other = "{ productVariants { edges { node { id sku } } } }";
+    let first = graphql(&sim, "2025-01", RUN, json!({ "query": other })).await;
+    let id = first["data"]["bulkOperationRunQuery"]["bulkOperation"]["id"]
+        .as_str()
+        .expect("started")
+        .to_string();
+    let cancel = "mutation C($id: ID!) { bulkOperationCancel(id: $id) { bulkOperation { id status } userErrors { field message } } }";
+    let canceled = graphql(&sim, "2025-01", cancel, json!({ "id": id })).await;
+    let payload = &canceled["data"]["bulkOperationCancel"];
+    assert_eq!(
+        payload["bulkOperation"]["status"], "CANCELING",
+        "{canceled}"
+    );
+    assert_eq!(payload["userErrors"], json!([]));
+    let unknown = graphql(
+        &sim,
+        "2025-01",
+        cancel,
+        json!({ "id": "gid://shopify/BulkOperation/1" }),
+    )
+    .await;
+    assert_eq!(
+        unknown["data"]["bulkOperationCancel"]["userErrors"][0]["field"],
+        json!(["id"])
+    );
+    // Once CANCELED, the connector's read gets the slot.
+    let connector = shopify_connector(&sim, "2025-01");
+    let mut read = None;
+    for _ in 0..100 {
+        let (attempt, _) = read_all(&connector).await;
+        match attempt {
+            Err(e) if e.code == "OPERATION_IN_PROGRESS" => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => {
+                read = Some(other.expect("read after the cancel"));
+                break;
+            }
+        }
+    }
+    let read = read.expect("the slot was freed");
+    let expected: HashMap<String, i64> = [("A".to_string(), 2)].into();
+    assert_shows(&connector, &read, &known, &expected, &[]);
+    let poll = "query P($id: ID!) { node(id: $id) { ... on BulkOperation { status } } }";
+    let first = graphql(&sim, "2025-01", poll, json!({ "id": id })).await;
+    assert_eq!(first["data"]["node"]["status"], "CANCELED");
+    sim.shutdown().await;
+}

@@ -16,6 +16,9 @@
 //!   {id}."); from 2026-01 five at a time (`LIMIT_REACHED`)
 //!   (<https://shopify.dev/docs/api/admin-graphql/latest/enums/BulkOperationUserErrorCode>,
 //!   <https://shopify.dev/docs/api/admin-graphql/latest/queries/currentBulkOperation>).
+//! - `bulkOperationCancel(id:)` turns a created or running operation `CANCELING`, then
+//!   `CANCELED`; its slot is free once it is canceled
+//!   (<https://shopify.dev/docs/api/admin-graphql/latest/mutations/bulkOperationCancel>).
 //! - The run costs a mutation (10 points) and polls cost what they select; the bulk
 //!   execution itself is not charged (<https://shopify.dev/docs/api/usage/bulk-operations/queries>).
 //! - The file: one JSON object per line; nested connections become lines of their own
@@ -104,6 +107,8 @@ pub(super) struct BulkUserErr {
 /// What `bulkOperationRunQuery` answers.
 #[derive(Debug, Clone)]
 pub(super) struct BulkOutcome {
+    /// `bulkOperationCancel` rather than `bulkOperationRunQuery`.
+    pub(super) cancel: bool,
     pub(super) op: Option<u64>,
     pub(super) errors: Vec<BulkUserErr>,
 }
@@ -428,6 +433,19 @@ struct Job {
 }
 
 impl Job {
+    /// Whether the operation was asked to cancel; if so it is now `CANCELED`.
+    fn canceled(&self) -> bool {
+        let mut st = lock(&self.state);
+        match st.bulk_ops.iter_mut().find(|o| o.id == self.id) {
+            Some(op) if op.status == "CANCELING" => {
+                op.status = "CANCELED";
+                op.completed_at = Some(now_iso());
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn set(&self, f: impl FnOnce(&mut BulkOp)) {
         let mut st = lock(&self.state);
         if let Some(op) = st.bulk_ops.iter_mut().find(|o| o.id == self.id) {
@@ -468,6 +486,9 @@ impl Job {
 
     async fn run(self) {
         tokio::time::sleep(self.config.bulk_start_delay).await;
+        if self.canceled() {
+            return;
+        }
         let lines = {
             let mut st = lock(&self.state);
             let schema = schema_for(self.version);
@@ -494,6 +515,9 @@ impl Job {
         let rate = self.config.bulk_objects_per_sec.max(1.0);
         let start = Instant::now();
         loop {
+            if self.canceled() {
+                return;
+            }
             let done = ((start.elapsed().as_secs_f64() * rate) as usize).min(total);
             let roots = lines[..done].iter().filter(|(root, _)| *root).count() as u64;
             if let Some((at, code)) = fail_at {
@@ -542,7 +566,13 @@ impl Shopify {
         let schema = schema_for(version);
         let doc = match check_query(schema, query) {
             Ok(doc) => doc,
-            Err(errors) => return BulkOutcome { op: None, errors },
+            Err(errors) => {
+                return BulkOutcome {
+                    cancel: false,
+                    op: None,
+                    errors,
+                }
+            }
         };
         let mut st = lock(&self.state);
         let running: Vec<u64> = st
@@ -570,6 +600,7 @@ impl Shopify {
                 }
             };
             return BulkOutcome {
+                cancel: false,
                 op: None,
                 errors: vec![error],
             };
@@ -601,8 +632,50 @@ impl Shopify {
         };
         tokio::spawn(job.run());
         BulkOutcome {
+            cancel: false,
             op: Some(id),
             errors: Vec::new(),
+        }
+    }
+}
+
+impl Shopify {
+    /// `bulkOperationCancel(id:)`: a created or running operation turns `CANCELING`, then
+    /// `CANCELED` (<https://shopify.dev/docs/api/admin-graphql/latest/mutations/bulkOperationCancel>).
+    /// The refusal of a finished one is worded here; Shopify does not publish it.
+    pub(super) fn cancel_bulk(&self, id: &str) -> BulkOutcome {
+        let number = id
+            .strip_prefix("gid://shopify/BulkOperation/")
+            .and_then(|n| n.parse::<u64>().ok());
+        let mut st = lock(&self.state);
+        let Some(op) = number.and_then(|n| st.bulk_ops.iter_mut().find(|o| o.id == n)) else {
+            return BulkOutcome {
+                cancel: true,
+                op: None,
+                errors: vec![BulkUserErr {
+                    code: "INVALID",
+                    field: Some(vec!["id".into()]),
+                    message: "Bulk operation does not exist".into(),
+                }],
+            };
+        };
+        let errors = if matches!(op.status, "CREATED" | "RUNNING") {
+            op.status = "CANCELING";
+            Vec::new()
+        } else {
+            vec![BulkUserErr {
+                code: "INVALID",
+                field: None,
+                message: format!(
+                    "A bulk operation cannot be canceled when it is {}",
+                    op.status_now().to_lowercase()
+                ),
+            }]
+        };
+        BulkOutcome {
+            cancel: true,
+            op: Some(op.id),
+            errors,
         }
     }
 }

@@ -94,6 +94,7 @@ fn typename(o: &Obj) -> &'static str {
         Obj::UserError(_, true) => "InventoryAdjustQuantitiesUserError",
         Obj::UserError(_, false) => "InventorySetQuantitiesUserError",
         Obj::BulkOp(_) => "BulkOperation",
+        Obj::BulkPayload(o) if o.cancel => "BulkOperationCancelPayload",
         Obj::BulkPayload(_) => "BulkOperationRunQueryPayload",
         Obj::BulkUserError(_) => "BulkOperationUserError",
     }

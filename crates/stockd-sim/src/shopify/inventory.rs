@@ -610,13 +610,18 @@ impl Shopify {
                 }
                 "inventorySetQuantities" => false,
                 "inventoryAdjustQuantities" => true,
-                "bulkOperationRunQuery" => {
+                "bulkOperationRunQuery" | "bulkOperationCancel" => {
                     actual += 10.0;
-                    let query = f
-                        .arg("query")
-                        .map(|v| literal_to_json(v, vars))
-                        .unwrap_or(Value::Null);
-                    let outcome = self.run_bulk_query(query.as_str().unwrap_or(""), version);
+                    let arg = |name: &str| {
+                        f.arg(name)
+                            .map(|v| literal_to_json(v, vars))
+                            .unwrap_or(Value::Null)
+                    };
+                    let outcome = if f.name == "bulkOperationCancel" {
+                        self.cancel_bulk(arg("id").as_str().unwrap_or(""))
+                    } else {
+                        self.run_bulk_query(arg("query").as_str().unwrap_or(""), version)
+                    };
                     let st = lock(&self.state);
                     let mut ex = Exec {
                         schema,
