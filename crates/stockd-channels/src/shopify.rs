@@ -11,9 +11,15 @@
 //! - Reads use `nodes(ids:)` on inventory items, one location per query.
 //! - Every document is paced by a cost bucket that adopts the channel's
 //!   `throttleStatus` (<https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits>).
+//! - The whole shop is read back through a bulk operation (`bulk.rs`,
+//!   <https://shopify.dev/docs/api/usage/bulk-operations/queries>): one
+//!   `bulkOperationRunQuery`, polls of the `BulkOperation`
+//!   (<https://shopify.dev/docs/api/admin-graphql/latest/objects/BulkOperation>)
+//!   and the download of its JSONL file.
 //! - Webhooks: `X-Shopify-Hmac-Sha256` over the exact body, and the
 //!   `orders/create`, `orders/cancelled` and `refunds/create` topics (<https://shopify.dev/docs/apps/build/webhooks/delivery-structure>).
 
+mod bulk;
 mod graphql;
 mod inventory;
 mod webhooks;
@@ -21,12 +27,13 @@ mod webhooks;
 use crate::encoding::percent_encode;
 use crate::ratelimit::Limiter;
 use crate::{
-    constant_time_eq, Availability, ChannelError, ChannelLevel, Connector, ErrorClass, External,
-    HttpRequest, HttpResponse, ItemOutcome, LevelQuery, OrderChange, OrderChangeKind, OrderLineRef,
-    PushItem, Transport, WebhookAction, WebhookError,
+    constant_time_eq, Availability, BulkProgress, BulkRead, ChannelError, ChannelLevel, Connector,
+    ErrorClass, External, HttpRequest, HttpResponse, ItemOutcome, LevelQuery, OrderChange,
+    OrderChangeKind, OrderLineRef, PushItem, Transport, WebhookAction, WebhookError,
 };
 use async_trait::async_trait;
 use base64::Engine;
+pub use bulk::{bulk_documents, BulkPolling};
 pub use graphql::graphql_documents;
 use graphql::*;
 use hmac::{Hmac, Mac};
@@ -48,6 +55,10 @@ const CHANGE_FROM_VERSION: &str = "2026-01";
 /// `inventorySetQuantities` refuses totals beyond ±1,000,000,000 (<https://shopify.dev/docs/api/admin-graphql/latest/mutations/inventorySetQuantities>).
 const MAX_QUANTITY: i64 = 1_000_000_000;
 const BODY_EXCERPT: usize = 2048;
+/// From this many listings a reconciliation reads the shop through a bulk
+/// operation: below it, a few `nodes(ids:)` pages cost less than the
+/// operation's run, polls and download.
+pub const BULK_READ_FROM: usize = 1_000;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -98,6 +109,7 @@ pub struct Shopify {
     /// (<https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits>), so a call of no more items reserves that, not the static
     /// estimate, which is far higher when the channel prices mutations flat.
     set_cost_seen: std::sync::Mutex<Option<(usize, f64)>>,
+    bulk_polling: BulkPolling,
 }
 
 impl std::fmt::Debug for Shopify {
@@ -140,7 +152,14 @@ impl Shopify {
             bucket_size,
             change_from,
             set_cost_seen: std::sync::Mutex::new(None),
+            bulk_polling: BulkPolling::default(),
         }
+    }
+
+    /// How bulk reads wait for their operation.
+    pub fn with_bulk_polling(mut self, polling: BulkPolling) -> Shopify {
+        self.bulk_polling = polling;
+        self
     }
 
     /// What a set call of `items` will be asked to hold: the channel's own
@@ -353,6 +372,19 @@ impl Connector for Shopify {
                 })
             })
             .collect())
+    }
+
+    fn bulk_read_from(&self) -> Option<usize> {
+        Some(BULK_READ_FROM)
+    }
+
+    fn listing_key(&self, external: &External) -> Option<String> {
+        let (item, location) = item_and_location(external).ok()?;
+        bulk::key_of(&item, &location)
+    }
+
+    async fn read_all(&self, progress: BulkProgress<'_>) -> Result<BulkRead, ChannelError> {
+        self.bulk_read(progress).await
     }
 
     fn webhook(

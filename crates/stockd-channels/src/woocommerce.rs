@@ -8,6 +8,8 @@
 //!   `PushItem::believed` is not used.
 //! - Reads use the collection endpoints with `include=` and follow the
 //!   pagination headers (<https://woocommerce.github.io/woocommerce-rest-api-docs/#authentication>).
+//! - The whole site is read back by paging the product and variation
+//!   collections (`bulk.rs`, <https://woocommerce.github.io/woocommerce-rest-api-docs/#list-all-products>).
 //! - Auth: HTTP Basic over `https://`, OAuth 1.0a one-legged (HMAC-SHA256,
 //!   parameters in the query string) over plain `http://` (<https://woocommerce.github.io/woocommerce-rest-api-docs/#authentication>).
 //! - Webhooks: `X-WC-Webhook-Signature` over the exact body, the unsigned
@@ -15,14 +17,15 @@
 //!   named by an `order.updated` are read from the refunds endpoint
 //!   (`refunds.rs`).
 
+mod bulk;
 mod refunds;
 
 use crate::encoding::{encode_pairs, percent_encode};
 use crate::ratelimit::Limiter;
 use crate::{
-    constant_time_eq, Availability, ChannelError, ChannelLevel, Connector, ErrorClass, External,
-    FollowUp, HttpRequest, HttpResponse, ItemOutcome, LevelQuery, OrderChange, OrderChangeKind,
-    OrderLineRef, PushItem, Transport, WebhookAction, WebhookError,
+    constant_time_eq, Availability, BulkProgress, BulkRead, ChannelError, ChannelLevel, Connector,
+    ErrorClass, External, FollowUp, HttpRequest, HttpResponse, ItemOutcome, LevelQuery,
+    OrderChange, OrderChangeKind, OrderLineRef, PushItem, Transport, WebhookAction, WebhookError,
 };
 use async_trait::async_trait;
 use base64::Engine;
@@ -43,6 +46,10 @@ const READ_CHUNK: usize = 100;
 const BODY_EXCERPT: usize = 2048;
 /// Guard against a server whose pagination headers never end.
 const MAX_PAGES: u32 = 1000;
+/// From this many listings a reconciliation pages through the collections
+/// (100 a page) rather than asking for its listings by id (`include=`, also
+/// 100 a request, but one request per parent for variations).
+pub const BULK_READ_FROM: usize = 200;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -970,6 +977,18 @@ impl Connector for WooCommerce {
                 })
             })
             .collect())
+    }
+
+    fn bulk_read_from(&self) -> Option<usize> {
+        Some(BULK_READ_FROM)
+    }
+
+    fn listing_key(&self, external: &External) -> Option<String> {
+        parse_external(external).ok().map(bulk::key_of)
+    }
+
+    async fn read_all(&self, progress: BulkProgress<'_>) -> Result<BulkRead, ChannelError> {
+        self.page_all(progress).await
     }
 
     async fn follow_up(&self, follow_up: &FollowUp) -> Result<Vec<OrderChange>, ChannelError> {

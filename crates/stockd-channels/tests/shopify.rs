@@ -426,6 +426,32 @@ fn every_document_validates_against_the_admin_schema() {
     validate(&s.v2026_01, set, Some(&vars("changeFromQuantity"))).expect("2026-01 variables");
 }
 
+#[test]
+fn bulk_documents_validate_against_the_admin_schema() {
+    let s = schemas();
+    let documents = stockd_channels::shopify::bulk_documents();
+    assert_eq!(documents.len(), 4, "run, poll, current, bulk query");
+    for doc in &documents {
+        validate(&s.v2025_01, doc, None).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+        validate(&s.v2026_01, doc, None).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+    }
+    validate(
+        &s.v2025_01,
+        &documents[0],
+        Some(&json!({"query": documents[3]})),
+    )
+    .expect("run variables");
+    validate(
+        &s.v2025_01,
+        &documents[1],
+        Some(&json!({"id": "gid://shopify/BulkOperation/1"})),
+    )
+    .expect("poll variables");
+    // The check is not vacuous: a misspelt field is caught.
+    let bad = documents[3].replace("inventoryLevels", "inventoryLevelz");
+    assert!(validate(&s.v2025_01, &bad, None).is_err());
+}
+
 // ---------------------------------------------------------------------------
 // Push
 

@@ -11,7 +11,8 @@
 //! `on_hand = available + committed + reserved + damaged + quality_control + safety_stock`
 //! (`state`); the calculated-cost leaky bucket with `extensions.cost` on every response
 //! (`http`); orders, cancels and refunds from simulated customers with REST-shaped webhooks,
-//! signed and retried on failure (`orders`).
+//! signed and retried on failure (`orders`); bulk query operations with their job lifecycle,
+//! one-at-a-time rule and JSONL result files at signed URLs (`bulk`).
 //!
 //! Sources: <https://www.shopify.dev/api/admin> (the Admin API reference: endpoint per version,
 //! access-token header), <https://shopify.dev/docs/api/admin-rest> (REST is legacy; GraphQL only).
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use crate::common::{serve, RunningSim, SimBackend, SimCore};
 
+mod bulk;
 mod document;
 mod exec;
 mod http;
@@ -66,6 +68,17 @@ pub struct Config {
     /// Time a mutation stays "in progress" between taking its idempotency key and applying;
     /// non-zero makes `IDEMPOTENCY_CONCURRENT_REQUEST` observable.
     pub mutation_processing_time: Duration,
+    /// How long a bulk operation stays `CREATED` before it runs.
+    pub bulk_start_delay: Duration,
+    /// Objects a running bulk operation processes per second (`objectCount` grows with it).
+    pub bulk_objects_per_sec: f64,
+    /// Every bulk operation fails with this `errorCode` (`TIMEOUT`,
+    /// `INTERNAL_SERVER_ERROR` halfway through, with partial data; `ACCESS_DENIED` at once).
+    pub bulk_failure: Option<String>,
+    /// How long a bulk operation's file URL works (7 days at Shopify).
+    pub bulk_url_ttl: Duration,
+    /// Write `/` as `\/` in bulk files, as some of Shopify's files do.
+    pub bulk_escape_slashes: bool,
 }
 
 impl Default for Config {
@@ -90,6 +103,11 @@ impl Default for Config {
             max_query_cost: 1000.0,
             shop_domain: "stockd-sim.myshopify.com".into(),
             mutation_processing_time: Duration::ZERO,
+            bulk_start_delay: Duration::from_millis(100),
+            bulk_objects_per_sec: 50_000.0,
+            bulk_failure: None,
+            bulk_url_ttl: Duration::from_secs(7 * 24 * 3600),
+            bulk_escape_slashes: false,
         }
     }
 }
@@ -97,14 +115,16 @@ impl Default for Config {
 /// Start the simulator on `listen` (port 0 picks a free port).
 pub async fn start(config: Config, listen: SocketAddr) -> std::io::Result<RunningSim> {
     let core = SimCore::new();
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let base_url = format!("http://{}", listener.local_addr()?);
     let sim = Arc::new(Shopify {
         state: Arc::new(Mutex::new(State::new(&config))),
         config,
         core,
+        base_url,
     });
     let backend: Arc<dyn SimBackend> = sim.clone();
     let router = http::router(sim, backend.clone());
-    let listener = tokio::net::TcpListener::bind(listen).await?;
     serve(router, listener, backend)
 }
 
@@ -113,6 +133,8 @@ struct Shopify {
     config: Config,
     core: Arc<SimCore>,
     state: Arc<Mutex<State>>,
+    /// Where the simulator listens (the base of bulk result URLs).
+    base_url: String,
 }
 
 const V2026_01: u32 = 202601;

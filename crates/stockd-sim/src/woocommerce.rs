@@ -7,7 +7,7 @@
 //! variable) and variations with the stock write rules of (`inventory_delta`, unmanaged
 //! stock clears the quantity, derived parent status, automatic out-of-stock); list endpoints
 //! with `X-WP-Total`, `X-WP-TotalPages` and `Link`; batch endpoints with the 100-item limit and
-//! per-item errors; orders whose stock is reduced at `processing`; `order.created`
+//! per-item errors; `orderby`/`order` and `_fields` on the collections (`collection`); orders whose stock is reduced at `processing`; `order.created`
 //! / `order.updated` webhooks signed over the exact `wp_json_encode` bytes, without retries and
 //! with auto-disable after repeated failures; order refunds with line quantities and restock
 //! (`refunds.rs`); an optional host rate limit.
@@ -22,6 +22,7 @@
 //! - PHP's `$_GET`: <https://www.php.net/manual/en/reserved.variables.get.php>.
 
 mod auth;
+mod collection;
 mod customers;
 mod http;
 mod json;

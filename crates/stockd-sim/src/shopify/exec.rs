@@ -14,6 +14,7 @@
 use apollo_compiler::Schema;
 use serde_json::{json, Map, Value};
 
+use super::bulk::{BulkOutcome, BulkUserErr};
 use super::document::{self, Document, Field, Selection};
 use super::schema::{gql_error, literal_to_json};
 use super::state::{
@@ -52,6 +53,26 @@ pub(super) enum Obj {
     Group(Group),
     Change(Change),
     UserError(UserErr, bool),
+    BulkOp(u64),
+    BulkPayload(BulkOutcome),
+    BulkUserError(BulkUserErr),
+}
+
+/// What a connection answers in a bulk query: its nodes go to lines of their own
+/// (`bulk`), so the field is left out of its parent's line.
+const BULK_CHILDREN: &str = "\u{0}bulk-children";
+
+/// The global id of an object read through a connection (a bulk line's `__parentId`).
+pub(super) fn obj_gid(o: &Obj) -> Option<String> {
+    Some(match o {
+        Obj::Item(i) => gid("InventoryItem", *i),
+        Obj::Level(i, l) => level_gid(*i, *l),
+        Obj::Location(l) => gid("Location", *l),
+        Obj::Variant(v) => gid("ProductVariant", *v),
+        Obj::Product(p) => gid("Product", *p),
+        Obj::BulkOp(b) => gid("BulkOperation", *b),
+        _ => return None,
+    })
 }
 
 fn typename(o: &Obj) -> &'static str {
@@ -72,6 +93,10 @@ fn typename(o: &Obj) -> &'static str {
         Obj::Change(_) => "InventoryChange",
         Obj::UserError(_, true) => "InventoryAdjustQuantitiesUserError",
         Obj::UserError(_, false) => "InventorySetQuantitiesUserError",
+        Obj::BulkOp(_) => "BulkOperation",
+        Obj::BulkPayload(o) if o.cancel => "BulkOperationCancelPayload",
+        Obj::BulkPayload(_) => "BulkOperationRunQueryPayload",
+        Obj::BulkUserError(_) => "BulkOperationUserError",
     }
 }
 
@@ -139,6 +164,9 @@ pub(super) struct Exec<'a> {
     pub(super) actual: f64,
     /// Field errors, with the path of each.
     pub(super) errors: Vec<Value>,
+    /// In a bulk query: the connections met while rendering a node (their nodes and the
+    /// connection field), rendered as lines of their own.
+    pub(super) pending: Option<Vec<(Vec<Obj>, Field)>>,
 }
 
 fn included(vars: &Map<String, Value>, ds: &[document::Directive]) -> bool {
@@ -237,6 +265,9 @@ impl Exec<'_> {
             path.push(f.key().to_string());
             let v = self.field(o, f, path);
             path.pop();
+            if self.pending.is_some() && v.as_str() == Some(BULK_CHILDREN) {
+                continue;
+            }
             out.insert(f.key().to_string(), v);
         }
         Value::Object(out)
@@ -281,6 +312,12 @@ impl Exec<'_> {
                 .values()
                 .any(|i| i.product_id == id)
                 .then_some(Obj::Product(id)),
+            "BulkOperation" => self
+                .st
+                .bulk_ops
+                .iter()
+                .any(|b| b.id == id)
+                .then_some(Obj::BulkOp(id)),
             _ => None,
         }
     }
@@ -313,6 +350,12 @@ impl Exec<'_> {
         }
         if let Some(q) = self.arg(f, "query").as_str() {
             list = self.filter(list, q);
+        }
+        if let Some(pending) = self.pending.as_mut() {
+            // A bulk query reads every node; `first`, `after` and `pageInfo` are ignored.
+            self.actual += 2.0;
+            pending.push((list, f.clone()));
+            return json!(BULK_CHILDREN);
         }
         let total = list.len();
         let mut start = 0usize;
@@ -431,6 +474,15 @@ impl Exec<'_> {
                 }
                 "node" => {
                     let o = self.node_from_gid(self.arg(f, "id").as_str().unwrap_or(""));
+                    self.sub(o, f, path)
+                }
+                "currentBulkOperation" => {
+                    // Bulk mutations are not emulated: only queries are ever current.
+                    let ty = self.arg(f, "type");
+                    let o = match ty.as_str().unwrap_or("QUERY") {
+                        "QUERY" => st.bulk_ops.last().map(|b| Obj::BulkOp(b.id)),
+                        _ => None,
+                    };
                     self.sub(o, f, path)
                 }
                 "nodes" => {
@@ -708,6 +760,48 @@ impl Exec<'_> {
                 "message" => json!(e.message),
                 _ => self.not_emulated(o, f, path),
             },
+            Obj::BulkUserError(e) => match f.name.as_str() {
+                "code" => json!(e.code),
+                "field" => json!(e.field),
+                "message" => json!(e.message),
+                _ => self.not_emulated(o, f, path),
+            },
+            Obj::BulkPayload(out) => match f.name.as_str() {
+                "bulkOperation" => {
+                    let op = out.op.map(Obj::BulkOp);
+                    self.sub(op, f, path)
+                }
+                "userErrors" => {
+                    let mut v = Vec::new();
+                    for e in &out.errors {
+                        v.push(self.render(&Obj::BulkUserError(e.clone()), &f.selection, path));
+                    }
+                    Value::Array(v)
+                }
+                _ => self.not_emulated(o, f, path),
+            },
+            Obj::BulkOp(id) => {
+                let Some(b) = st.bulk_ops.iter().find(|b| b.id == *id) else {
+                    return Value::Null;
+                };
+                let expired = b.status_now() == "EXPIRED";
+                match f.name.as_str() {
+                    "id" => json!(gid("BulkOperation", b.id)),
+                    "status" => json!(b.status_now()),
+                    "errorCode" => json!(b.error_code),
+                    "createdAt" => json!(b.created_at),
+                    "completedAt" => json!(b.completed_at),
+                    // UnsignedInt64 is serialised as a string.
+                    "objectCount" => json!(b.object_count.to_string()),
+                    "rootObjectCount" => json!(b.root_object_count.to_string()),
+                    "fileSize" => json!(b.file_size.map(|n| n.to_string())),
+                    "url" => json!(b.url.as_ref().filter(|_| !expired)),
+                    "partialDataUrl" => json!(b.partial_data_url.as_ref().filter(|_| !expired)),
+                    "query" => json!(b.query),
+                    "type" => json!("QUERY"),
+                    _ => self.not_emulated(o, f, path),
+                }
+            }
         }
     }
 }

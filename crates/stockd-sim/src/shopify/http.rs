@@ -1,4 +1,5 @@
-//! The HTTP surface: `POST /admin/api/{version}/graphql.json` (the only route besides `/_sim`),
+//! The HTTP surface: `POST /admin/api/{version}/graphql.json` (the only API route besides
+//! `/_sim`, next to the bulk operations' result files, `bulk`),
 //! the version check, the access-token check, injected faults, the request pipeline (parse,
 //! validate against the version's schema, coerce variables, price, throttle, execute) and the
 //! responses — `data` in the order the query asked for, `extensions.cost` on every one.
@@ -33,6 +34,10 @@ use crate::common::{lock, retry_after_value, sim_router, Counters, Injected, Sim
 pub(super) fn router(sim: Arc<Shopify>, backend: Arc<dyn SimBackend>) -> Router {
     Router::new()
         .route("/admin/api/{version}/graphql.json", post(graphql_handler))
+        .route(
+            "/bulk-operation-outputs/{token}",
+            axum::routing::get(super::bulk::download),
+        )
         .with_state(sim)
         .merge(sim_router(backend))
         .fallback(|| async {
@@ -368,6 +373,7 @@ impl Shopify {
                 doc: &doc,
                 actual: 0.0,
                 errors: vec![],
+                pending: None,
             };
             let data = ex.render(&Obj::Query, &op.selection, &mut vec![]);
             (data, ex.actual.min(requested), ex.errors)

@@ -182,6 +182,10 @@ pub(super) struct State {
     pub(super) next_group: u64,
     pub(super) next_refund: u64,
     pub(super) order_number: u64,
+    pub(super) bulk_ops: Vec<super::bulk::BulkOp>,
+    /// Result files of bulk operations by the token in their URL.
+    pub(super) bulk_files: HashMap<String, super::bulk::BulkFile>,
+    pub(super) next_bulk: u64,
 }
 
 pub(super) fn now_iso() -> String {
@@ -215,6 +219,9 @@ impl State {
             next_group: 30_000_000_001,
             next_refund: 900_000_001,
             order_number: 1001,
+            bulk_ops: Vec::new(),
+            bulk_files: HashMap::new(),
+            next_bulk: 4_039_184_154_001,
         }
     }
 

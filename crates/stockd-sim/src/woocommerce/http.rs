@@ -391,7 +391,7 @@ impl Woo {
         let total_pages = total.div_ceil(per_page);
         let start = offset.unwrap_or((page - 1) * per_page).min(total);
         let end = (start + per_page).min(total);
-        let page_items: Vec<Value> = items[start..end].to_vec();
+        let page_items = super::collection::filter_fields(ctx, items[start..end].to_vec());
         let mut r = wc_json(StatusCode::OK, &Value::Array(page_items));
         let h = r.headers_mut();
         h.insert("x-wp-total", HeaderValue::from(total as u64));

@@ -16,7 +16,7 @@ impl Woo {
         let sku = q("sku");
         let ty = q("type");
         let include = include_ids(ctx);
-        // Newest first, WooCommerce's default order (date desc).
+        // Newest first, WooCommerce's default order (date desc); `collection` reorders.
         let items: Vec<Value> = st
             .products
             .values()
@@ -39,7 +39,10 @@ impl Woo {
             .map(|p| self.product_json(&st, p))
             .collect();
         drop(st);
-        self.paginate(ctx, items)
+        match collection::order_items(ctx, items) {
+            Ok(items) => self.paginate(ctx, items),
+            Err(refused) => *refused,
+        }
     }
 
     pub(super) fn get_product(&self, id: &str) -> Response {
@@ -174,7 +177,10 @@ impl Woo {
             .map(|v| self.product_json(&st, v))
             .collect();
         drop(st);
-        self.paginate(ctx, items)
+        match collection::order_items(ctx, items) {
+            Ok(items) => self.paginate(ctx, items),
+            Err(refused) => *refused,
+        }
     }
 
     pub(super) fn get_variation(&self, pid: &str, id: &str) -> Response {
