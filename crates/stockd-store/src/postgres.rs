@@ -67,6 +67,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         12,
         include_str!("../migrations/postgres/0012_unmapped_channel_lines.sql"),
     ),
+    (
+        13,
+        include_str!("../migrations/postgres/0013_tracked_acknowledgements.sql"),
+    ),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").
 const WRITER_LOCK_ID: i64 = 0x5354_4f43_4b44;

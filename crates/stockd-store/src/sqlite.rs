@@ -63,6 +63,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/sqlite/0012_unmapped_channel_lines.sql"),
     ),
+    (
+        13,
+        include_str!("../migrations/sqlite/0013_tracked_acknowledgements.sql"),
+    ),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;

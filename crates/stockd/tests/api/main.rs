@@ -24,4 +24,5 @@ mod returns;
 mod rules;
 mod stock;
 mod sync;
+mod tracked;
 mod unmapped;
