@@ -17,7 +17,10 @@
 //!   idempotency key) the remembered feed is checked instead of sending a
 //!   new one. A `FATAL` or `CANCELLED` feed is `Retryable` (Amazon says some,
 //!   none or all of it may have applied; the values are absolute, so sending
-//!   them again is safe).
+//!   them again is safe). The dispatcher's bulk lane instead `submit`s a
+//!   feed and hands back `{feedId}#{messageId}` per item; its tracker asks
+//!   `getFeed` and reads the processing report (`track`), so a feed in
+//!   flight survives a restart of stockd.
 //! - Reads: `getListingsItem` with `includedData=fulfillmentAvailability`,
 //!   the quantity of the `DEFAULT` (merchant-fulfilled) channel.
 //! - Bulk read ([`Connector::read_all`]): a `GET_MERCHANT_LISTINGS_ALL_DATA`
@@ -47,7 +50,8 @@ use crate::ratelimit::Limiter;
 use crate::{
     constant_time_eq, Availability, BulkProgress, BulkRead, ChannelError, ChannelLevel, Connector,
     ErrorClass, External, HttpRequest, HttpResponse, ItemOutcome, LevelQuery, OrderChange,
-    OrderChangeKind, OrderLineRef, OrderPoll, PushItem, Transport, WebhookAction, WebhookError,
+    OrderChangeKind, OrderLineRef, OrderPoll, PushItem, Submitted, TrackedItem, Transport,
+    WebhookAction, WebhookError,
 };
 use async_trait::async_trait;
 use base64::Engine;
@@ -703,6 +707,33 @@ impl Connector for Amazon {
 
     async fn push(&self, items: &[PushItem]) -> Result<Vec<ItemOutcome>, ChannelError> {
         self.push_items(items, self.config.feed_threshold).await
+    }
+
+    /// Feeds are submitted and followed by the tracker (`getFeed`, then the
+    /// processing report), not by the push that sent them.
+    fn tracks_acknowledgements(&self) -> bool {
+        true
+    }
+
+    fn track_interval(&self) -> Duration {
+        self.config.feed_poll_interval
+    }
+
+    fn track_timeout(&self) -> Duration {
+        self.config.feed_timeout
+    }
+
+    async fn submit(&self, items: &[PushItem], bulk: bool) -> Result<Vec<Submitted>, ChannelError> {
+        if bulk {
+            self.submit_items(items).await
+        } else {
+            let outcomes = self.push(items).await?;
+            Ok(outcomes.into_iter().map(Submitted::Done).collect())
+        }
+    }
+
+    async fn track(&self, items: &[TrackedItem]) -> Result<Vec<Option<ItemOutcome>>, ChannelError> {
+        self.track_feeds(items).await
     }
 
     /// A feed takes minutes at Amazon (and one per two minutes after a

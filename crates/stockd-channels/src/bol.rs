@@ -25,7 +25,9 @@
 //!   sent. A process still PENDING after `process_timeout` is returned
 //!   `Retryable` with code `pending`: the dispatcher sends the same absolute
 //!   value again later, which is harmless (no pending handles are kept
-//!   between calls).
+//!   between calls). The dispatcher instead uses `submit`/`track`
+//!   (`bol/tracking.rs`): the PUTs answer with process status ids that are
+//!   persisted and followed in bulk, so a restart does not send them again.
 //! - Push, v11 (`OffersApi::V11`): the synchronous
 //!   `PATCH /retailer/offers/{offer-id}` with
 //!   `{"stock":{"amount":n,"managedByRetailer":true}}` → 204
@@ -77,6 +79,7 @@ use tokio::time::Instant;
 
 mod export;
 mod returns;
+mod tracking;
 
 /// Media type of v10 resources (`specs/bol/retailer-v10.json`), on `Accept`
 /// and `Content-Type`.
@@ -171,6 +174,8 @@ pub struct RateLimits {
     pub offer_get: RateLimit,
     /// `GET /shared/process-status/*`: 100/s (older list; UNCONFIRMED).
     pub process_status: RateLimit,
+    /// `POST /shared/process-status` (bulk): 2/s (older list; UNCONFIRMED).
+    pub process_status_bulk: RateLimit,
     /// `GET /retailer/orders`: 25/min (older list; UNCONFIRMED).
     pub orders_list: RateLimit,
     /// `GET /retailer/orders/*`: 25/s (older list; UNCONFIRMED).
@@ -191,6 +196,7 @@ impl Default for RateLimits {
             offer_update: RateLimit::per_second(50),
             offer_get: RateLimit::per_second(28),
             process_status: RateLimit::per_second(100),
+            process_status_bulk: RateLimit::per_second(2),
             orders_list: RateLimit::per_minute(25),
             order_get: RateLimit::per_second(25),
             returns_list: RateLimit::per_minute(25),
@@ -289,6 +295,7 @@ struct Limiters {
     offer_update: Limiter,
     offer_get: Limiter,
     process_status: Limiter,
+    process_status_bulk: Limiter,
     orders_list: Limiter,
     order_get: Limiter,
     returns_list: Limiter,
@@ -348,6 +355,7 @@ enum Endpoint {
     OfferUpdate,
     OfferGet,
     ProcessStatus,
+    ProcessStatusBulk,
     OrdersList,
     OrderGet,
     ReturnsList,
@@ -571,6 +579,7 @@ impl Bol {
             offer_update: r.offer_update.limiter(),
             offer_get: r.offer_get.limiter(),
             process_status: r.process_status.limiter(),
+            process_status_bulk: r.process_status_bulk.limiter(),
             orders_list: r.orders_list.limiter(),
             order_get: r.order_get.limiter(),
             offers_export: r.offers_export.limiter(),
@@ -593,6 +602,7 @@ impl Bol {
             Endpoint::OfferUpdate => &self.limits.offer_update,
             Endpoint::OfferGet => &self.limits.offer_get,
             Endpoint::ProcessStatus => &self.limits.process_status,
+            Endpoint::ProcessStatusBulk => &self.limits.process_status_bulk,
             Endpoint::OrdersList => &self.limits.orders_list,
             Endpoint::OrderGet => &self.limits.order_get,
             Endpoint::ReturnsList => &self.limits.returns_list,
@@ -817,6 +827,12 @@ impl Bol {
         offer_id: &str,
         amount: i64,
     ) -> Result<Result<InFlight, ItemOutcome>, ChannelError> {
+        let status = self.put_stock(offer_id, amount).await?;
+        Ok(self.follow_up(index, offer_id, amount, &status))
+    }
+
+    /// The v10 stock PUT; its answer is a `ProcessStatus`.
+    async fn put_stock(&self, offer_id: &str, amount: i64) -> Result<Value, ChannelError> {
         let body = json!({"amount": amount, "managedByRetailer": true});
         let url = format!("{}/stock", self.offer_url(offer_id));
         let response = self
@@ -829,8 +845,7 @@ impl Bol {
                 &format!("update stock of offer {offer_id}"),
             )
             .await?;
-        let status = json_of(&response, "stock update")?;
-        Ok(self.follow_up(index, offer_id, amount, &status))
+        json_of(&response, "stock update")
     }
 
     fn follow_up(
@@ -1259,6 +1274,50 @@ impl Connector for Bol {
     /// meanwhile.
     fn pushes_in_flight(&self) -> usize {
         PUSHES_IN_FLIGHT
+    }
+
+    /// v10 stock updates end in a process status, which a tracker follows
+    /// in bulk (`bol/tracking.rs`); v11 answers at once.
+    fn tracks_acknowledgements(&self) -> bool {
+        self.config.offers_api == OffersApi::V10
+    }
+
+    fn track_interval(&self) -> std::time::Duration {
+        self.config.process_poll_interval
+    }
+
+    fn track_timeout(&self) -> std::time::Duration {
+        self.config.process_timeout
+    }
+
+    async fn submit(
+        &self,
+        items: &[PushItem],
+        _bulk: bool,
+    ) -> Result<Vec<crate::Submitted>, ChannelError> {
+        if self.config.offers_api != OffersApi::V10 {
+            let outcomes = self.push(items).await?;
+            return Ok(outcomes.into_iter().map(crate::Submitted::Done).collect());
+        }
+        let out = self.submit_v10(items).await;
+        // A token that cannot be had fails the whole call.
+        if let Some(crate::Submitted::Done(ItemOutcome::Failed(first))) = out.first() {
+            if first.code == "auth_failed"
+                && out.iter().all(
+                    |o| matches!(o, crate::Submitted::Done(ItemOutcome::Failed(e)) if e == first),
+                )
+            {
+                return Err(first.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn track(
+        &self,
+        items: &[crate::TrackedItem],
+    ) -> Result<Vec<Option<ItemOutcome>>, ChannelError> {
+        self.track_processes(items).await
     }
 
     async fn push(&self, items: &[PushItem]) -> Result<Vec<ItemOutcome>, ChannelError> {

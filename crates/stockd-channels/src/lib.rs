@@ -64,6 +64,27 @@ pub enum ItemOutcome {
     Failed(ChannelError),
 }
 
+/// What [`Connector::submit`] did with one item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    /// Decided at once (a synchronous path, or refused before it was taken).
+    Done(ItemOutcome),
+    /// The channel took the update and acknowledges it later: `reference`
+    /// names what to ask it about (a bol process status id, an Amazon
+    /// feed id with the message id), for [`Connector::track`].
+    Accepted { reference: String },
+}
+
+/// An update the channel took and acknowledges later, as the tracker asks
+/// about it (possibly after a restart: everything it needs is here).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackedItem {
+    /// From [`Submitted::Accepted`].
+    pub reference: String,
+    /// The update as it was sent.
+    pub item: PushItem,
+}
+
 /// How the dispatcher should treat a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -287,6 +308,45 @@ pub trait Connector: Send + Sync {
     /// applied); otherwise one outcome per item, in the order given. Waits
     /// for the channel's rate limit before sending.
     async fn push(&self, items: &[PushItem]) -> Result<Vec<ItemOutcome>, ChannelError>;
+
+    /// Whether the channel acknowledges updates later and this connector
+    /// hands back what to follow ([`Connector::submit`]) instead of waiting
+    /// for it, so the acknowledgement can be persisted and followed by a
+    /// tracker ([`Connector::track`]) while pushes go on.
+    fn tracks_acknowledgements(&self) -> bool {
+        false
+    }
+
+    /// How often the tracker asks about accepted updates.
+    fn track_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    /// How long after submission an accepted update that is still pending
+    /// is given up and sent again (values are absolute: harmless).
+    fn track_timeout(&self) -> Duration {
+        Duration::from_secs(15 * 60)
+    }
+
+    /// Sends as `push` (`bulk`: as `push_bulk`) but does not wait for an
+    /// acknowledgement the channel gives later: such items come back
+    /// [`Submitted::Accepted`]. `Err` when the whole call failed.
+    async fn submit(&self, items: &[PushItem], bulk: bool) -> Result<Vec<Submitted>, ChannelError> {
+        let outcomes = if bulk {
+            self.push_bulk(items).await?
+        } else {
+            self.push(items).await?
+        };
+        Ok(outcomes.into_iter().map(Submitted::Done).collect())
+    }
+
+    /// Asks the channel about accepted updates (through its bulk read where
+    /// it has one): one answer per item, in the order given, `None` while
+    /// the channel has not decided. `Err` when nothing could be asked (the
+    /// items stay pending).
+    async fn track(&self, items: &[TrackedItem]) -> Result<Vec<Option<ItemOutcome>>, ChannelError> {
+        Ok(vec![None; items.len()])
+    }
 
     /// Reads what the channel shows for each listing, in the order given.
     async fn read_levels(

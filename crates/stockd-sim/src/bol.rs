@@ -148,6 +148,32 @@ pub fn bol_stats(sim: &RunningSim) -> Option<BolStats> {
     sim.channel::<Bol>().map(|b| b.bol_stats())
 }
 
+/// One stock update in the simulator's process book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockProcess {
+    pub offer_id: String,
+    /// Still PENDING (not yet SUCCESS, FAILURE or TIMEOUT).
+    pub pending: bool,
+}
+
+/// Every stock update (`UPDATE_OFFER_STOCK` process) the simulator took
+/// and still keeps (until `process_expiry`), oldest first.
+pub fn stock_processes(sim: &RunningSim) -> Vec<StockProcess> {
+    let Some(b) = sim.channel::<Bol>() else {
+        return Vec::new();
+    };
+    let mut st = lock(&b.state);
+    b.settle(&mut st);
+    st.processes
+        .values()
+        .filter(|p| p.event_type == "UPDATE_OFFER_STOCK")
+        .map(|p| StockProcess {
+            offer_id: p.entity_id.clone(),
+            pending: p.status == state::ProcessOutcomeOrPending::Pending,
+        })
+        .collect()
+}
+
 /// Make later processes for the offer with this reference end with `outcome`.
 pub fn set_process_outcome(sim: &RunningSim, sku: &str, outcome: ProcessOutcome) -> bool {
     match sim.channel::<Bol>() {

@@ -183,6 +183,7 @@ pub fn hot_statements() -> Vec<HotStatement> {
         both("variants page", VARIANTS_PAGE),
         both("setup generation", SETUP_GENERATION),
         both("outbox due", &ob::due_sql()),
+        both("outbox accepted updates", &ob::accepted_sql()),
         both("outbox page", &ob::page_sql(false, false)),
         both("outbox page of a channel", &ob::page_sql(true, false)),
         both("outbox pending page", &ob::page_sql(false, true)),

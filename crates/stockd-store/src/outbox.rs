@@ -61,6 +61,36 @@ pub struct OutboxRow {
     pub protective: bool,
     /// Receipt of the oldest cause the channel has not acknowledged yet.
     pub unacked_since: Option<DateTime<Utc>>,
+    /// An update the channel accepted and acknowledges later (followed by
+    /// the dispatcher's tracker; survives a restart).
+    pub accepted: Option<Accepted>,
+}
+
+/// An update the channel accepted and will acknowledge later.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Accepted {
+    /// What the channel named it by (bol: process status id; Amazon: feed
+    /// id and message id).
+    pub reference: String,
+    /// What was sent.
+    pub sent: SentUpdate,
+    /// When the channel accepted it.
+    pub at: DateTime<Utc>,
+}
+
+/// What one push sent, as kept while its acknowledgement is awaited.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SentUpdate {
+    /// The generation of the desired state sent.
+    pub gen: u64,
+    /// The state sent.
+    pub state: ListingState,
+    /// The quantity put on the wire (after the channel's own caps).
+    pub quantity: i64,
+    /// `channel_gen` of the row when it was sent.
+    pub channel_gen: u64,
+    /// The update lowered what the channel showed.
+    pub protective: bool,
 }
 
 impl OutboxRow {
@@ -147,6 +177,15 @@ pub enum OutboxUpdate {
         holder: String,
         until: DateTime<Utc>,
     },
+    /// The channel accepted the update and acknowledges it later: what was
+    /// sent and the channel's reference are kept; no round takes the row
+    /// before `until` (the tracker resolves it first).
+    Accepted {
+        channel: ChannelId,
+        sku: Sku,
+        accepted: Accepted,
+        until: DateTime<Utc>,
+    },
     /// The channel's own count moved by `delta` (it sold or restocked);
     /// `None` forgets it. The listing is looked at again.
     ChannelMoved {
@@ -204,8 +243,16 @@ pub trait OutboxStore: Send + Sync {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// The updates of `channel` the channel accepted and acknowledges later,
+    /// oldest first.
+    async fn outbox_accepted(
+        &self,
+        channel: &ChannelId,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
     /// Makes due again what holders other than `holder` left in flight on
-    /// `channel` (after `holder` took the channel's lease over).
+    /// `channel` (after `holder` took the channel's lease over); updates
+    /// the channel already accepted stay with the tracker.
     async fn outbox_release_in_flight(
         &self,
         channel: &ChannelId,
@@ -434,7 +481,7 @@ pub(crate) const REFRESH_PAGE: u32 = 1_000;
 pub(crate) const ROW_COLUMNS: &str = "channel, sku, desired, rules_version, desired_gen, \
      caused_seq, caused_at_ms, dirty_since_ms, sent_gen, pushed, pushed_at_ms, channel_quantity, \
      recent_pushes, attempts, next_attempt_ms, last_error, parked, channel_gen, parked_gen, \
-     protective, unacked_since_ms";
+     protective, unacked_since_ms, in_flight_ref, in_flight_sent, in_flight_at_ms";
 
 pub(crate) const INSERT_DESIRED: &str = "INSERT INTO listing_state \
      (channel, sku, desired, rules_version, desired_gen, caused_seq, caused_at_ms, dirty_since_ms, \
@@ -498,6 +545,14 @@ pub(crate) fn page_sql(channel: bool, pending_only: bool) -> String {
     sql
 }
 
+/// A channel's accepted updates, oldest first (`listing_state_tracked`).
+pub(crate) fn accepted_sql() -> String {
+    format!(
+        "SELECT {ROW_COLUMNS} FROM listing_state WHERE channel = ?1 AND in_flight_ref IS NOT NULL \
+         ORDER BY in_flight_at_ms LIMIT ?2"
+    )
+}
+
 pub(crate) fn rows_sql() -> String {
     format!("SELECT {ROW_COLUMNS} FROM listing_state WHERE channel = ?1 AND sku = ?2")
 }
@@ -516,6 +571,7 @@ pub(crate) const ACK: &str = "UPDATE listing_state SET \
          THEN COALESCE(?6, channel_quantity) ELSE channel_quantity END, \
        recent_pushes = CASE WHEN ?3 >= sent_gen THEN ?7 ELSE recent_pushes END, \
        attempts = 0, next_attempt_ms = NULL, last_error = NULL, in_flight_holder = NULL, \
+       in_flight_ref = NULL, in_flight_sent = NULL, in_flight_at_ms = NULL, \
        dirty_since_ms = CASE WHEN desired_gen <= ?3 AND channel_gen = ?8 THEN NULL \
          ELSE dirty_since_ms END, \
        unacked_since_ms = CASE WHEN desired_gen <= ?3 AND channel_gen = ?8 THEN NULL \
@@ -528,21 +584,28 @@ pub(crate) const ACK: &str = "UPDATE listing_state SET \
 /// A failed attempt; a state newer than a parked one leaves the parking
 /// (its attempts count from here).
 pub(crate) const FAILED: &str = "UPDATE listing_state SET attempts = ?3, next_attempt_ms = ?4, \
-     last_error = ?5, in_flight_holder = NULL, \
-     parked = CASE WHEN desired_gen > parked_gen THEN 0 ELSE parked END \
+     last_error = ?5, in_flight_holder = NULL, in_flight_ref = NULL, in_flight_sent = NULL, \
+     in_flight_at_ms = NULL, parked = CASE WHEN desired_gen > parked_gen THEN 0 ELSE parked END \
      WHERE channel = ?1 AND sku = ?2";
 
 pub(crate) const DEFERRED: &str = "UPDATE listing_state SET next_attempt_ms = ?3, \
-     last_error = COALESCE(?4, last_error), in_flight_holder = NULL \
+     last_error = COALESCE(?4, last_error), in_flight_holder = NULL, in_flight_ref = NULL, \
+     in_flight_sent = NULL, in_flight_at_ms = NULL \
      WHERE channel = ?1 AND sku = ?2";
 
 pub(crate) const IN_FLIGHT: &str = "UPDATE listing_state SET next_attempt_ms = ?3, \
-     in_flight_holder = ?4 WHERE channel = ?1 AND sku = ?2";
+     in_flight_holder = ?4, in_flight_ref = NULL, in_flight_sent = NULL, in_flight_at_ms = NULL \
+     WHERE channel = ?1 AND sku = ?2";
+
+/// The channel accepted the update: kept for the tracker.
+pub(crate) const ACCEPTED: &str = "UPDATE listing_state SET in_flight_ref = ?3, \
+     in_flight_sent = ?4, in_flight_at_ms = ?5, next_attempt_ms = ?6 \
+     WHERE channel = ?1 AND sku = ?2";
 
 /// A new lease holder takes over what another instance left in flight.
 pub(crate) const RELEASE_IN_FLIGHT: &str = "UPDATE listing_state SET next_attempt_ms = NULL, \
      in_flight_holder = NULL WHERE channel = ?1 AND in_flight_holder IS NOT NULL \
-     AND in_flight_holder <> ?2";
+     AND in_flight_holder <> ?2 AND in_flight_ref IS NULL";
 
 pub(crate) const CHANNEL_QUANTITY: &str =
     "UPDATE listing_state SET channel_quantity = ?3 WHERE channel = ?1 AND sku = ?2";
@@ -557,7 +620,9 @@ pub(crate) const CHANNEL_MOVED: &str = "UPDATE listing_state SET channel_quantit
      WHERE channel = ?1 AND sku = ?2";
 
 pub(crate) const PARK: &str = "UPDATE listing_state SET parked = 1, attempts = ?3, \
-     last_error = ?4, parked_gen = ?5, in_flight_holder = NULL, next_attempt_ms = NULL WHERE channel = ?1 AND sku = ?2";
+     last_error = ?4, parked_gen = ?5, in_flight_holder = NULL, next_attempt_ms = NULL, \
+     in_flight_ref = NULL, in_flight_sent = NULL, in_flight_at_ms = NULL \
+     WHERE channel = ?1 AND sku = ?2";
 
 pub(crate) const INSERT_DEAD: &str = "INSERT INTO dead_letters (channel, sku, desired_gen, \
      desired, code, message, status, body, attempts, created_at_ms) \
@@ -628,6 +693,9 @@ pub(crate) struct RawRow {
     pub parked_gen: i64,
     pub protective: i64,
     pub unacked_since_ms: Option<i64>,
+    pub in_flight_ref: Option<String>,
+    pub in_flight_sent: Option<String>,
+    pub in_flight_at_ms: Option<i64>,
 }
 
 fn u(raw: i64) -> Result<u64, StoreError> {
@@ -666,6 +734,18 @@ impl RawRow {
             parked_gen: u(self.parked_gen)?,
             protective: self.protective != 0,
             unacked_since: self.unacked_since_ms.map(from_ms),
+            accepted: match (
+                self.in_flight_ref,
+                self.in_flight_sent,
+                self.in_flight_at_ms,
+            ) {
+                (Some(reference), Some(sent), Some(at)) => Some(Accepted {
+                    reference,
+                    sent: serde_json::from_str(&sent)?,
+                    at: from_ms(at),
+                }),
+                _ => None,
+            },
         })
     }
 }

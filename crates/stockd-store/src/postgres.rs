@@ -68,8 +68,12 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/postgres/0012_unmapped_channel_lines.sql"),
     ),
     (
-        17,
-        include_str!("../migrations/postgres/0017_kit_changes.sql"),
+        13,
+        include_str!("../migrations/postgres/0013_tracked_acknowledgements.sql"),
+    ),
+    (
+        14,
+        include_str!("../migrations/postgres/0014_kit_changes.sql"),
     ),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").

@@ -65,8 +65,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0012_unmapped_channel_lines.sql"),
     ),
     (
-        17,
-        include_str!("../migrations/sqlite/0017_kit_changes.sql"),
+        13,
+        include_str!("../migrations/sqlite/0013_tracked_acknowledgements.sql"),
+    ),
+    (
+        14,
+        include_str!("../migrations/sqlite/0014_kit_changes.sql"),
     ),
 ];
 /// Reader connections kept open for reuse.

@@ -419,3 +419,159 @@ pub(super) fn feed_item_outcome(
         FeedResult::Failed(error) => ItemOutcome::Failed(error.clone()),
     }
 }
+
+/// The tracker's reference of one feed message: `{feedId}#{messageId}`.
+fn feed_reference(feed_id: &str, message_id: u32) -> String {
+    format!("{feed_id}#{message_id}")
+}
+
+fn parse_feed_reference(reference: &str) -> Option<(&str, u32)> {
+    let (feed_id, message_id) = reference.rsplit_once('#')?;
+    Some((feed_id, message_id.parse().ok()?)).filter(|(f, _)| !f.is_empty())
+}
+
+impl Amazon {
+    /// Submits `group` (indexes into `items`, one marketplace) as one or
+    /// more feeds without following them: each message comes back
+    /// `Accepted` with its feed and message id.
+    pub(super) async fn submit_feeds(
+        &self,
+        marketplace_id: &str,
+        group: &[(usize, Target)],
+        items: &[PushItem],
+        out: &mut [Option<Submitted>],
+    ) {
+        for chunk in group.chunks(FEED_MAX_MESSAGES) {
+            let entries: Vec<(u32, &Target, i64)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(n, (index, target))| {
+                    (n as u32 + 1, target, quantity_to_send(&items[*index]))
+                })
+                .collect();
+            let document = self.feed_document(&entries);
+            let submitted = self.submit_feed(marketplace_id, &document).await;
+            for ((index, _), (message_id, _, _)) in chunk.iter().zip(&entries) {
+                out[*index] = Some(match &submitted {
+                    Ok(feed_id) => Submitted::Accepted {
+                        reference: feed_reference(feed_id, *message_id),
+                    },
+                    Err(error) => Submitted::Done(ItemOutcome::Failed(error.clone())),
+                });
+            }
+        }
+    }
+
+    /// Asks `getFeed` once per feed the items name and, for a finished
+    /// feed, reads its processing report (`getFeedDocument`): one answer
+    /// per item, `None` while its feed still runs or could not be asked.
+    pub(super) async fn track_feeds(
+        &self,
+        items: &[TrackedItem],
+    ) -> Result<Vec<Option<ItemOutcome>>, ChannelError> {
+        let mut out: Vec<Option<ItemOutcome>> = vec![None; items.len()];
+        let mut by_feed: BTreeMap<&str, Vec<(usize, u32)>> = BTreeMap::new();
+        for (index, item) in items.iter().enumerate() {
+            match parse_feed_reference(&item.reference) {
+                Some((feed_id, message_id)) => by_feed
+                    .entry(feed_id)
+                    .or_default()
+                    .push((index, message_id)),
+                None => {
+                    out[index] = Some(ItemOutcome::Failed(ChannelError::new(
+                        ErrorClass::Retryable,
+                        "bad_reference",
+                        format!("{} names no feed message", item.reference),
+                    )))
+                }
+            }
+        }
+        for (feed_id, entries) in by_feed {
+            let result = match self.feed_status(feed_id).await {
+                Ok((status, document)) => {
+                    match self.feed_outcome(feed_id, &status, document).await {
+                        Some(result) => result,
+                        None => continue,
+                    }
+                }
+                // Throttled: the other feeds are asked next time.
+                Err(error) if error.class == ErrorClass::RateLimited => break,
+                Err(error) if error.class == ErrorClass::Permanent => FeedResult::Failed(error),
+                Err(_) => continue,
+            };
+            for (index, message_id) in entries {
+                let item = &items[index].item;
+                let seller_sku = parse_external(&item.external, &self.config.marketplace_id)
+                    .map(|t| t.seller_sku)
+                    .unwrap_or_default();
+                out[index] = Some(feed_item_outcome(
+                    &result,
+                    feed_id,
+                    message_id,
+                    &seller_sku,
+                    quantity_to_send(item),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bulk lane without waiting: per marketplace, more than
+    /// `feed_threshold` items go in a feed that is submitted and tracked
+    /// later; the others are patched at once.
+    pub(super) async fn submit_items(
+        &self,
+        items: &[PushItem],
+    ) -> Result<Vec<Submitted>, ChannelError> {
+        let mut out: Vec<Option<Submitted>> = vec![None; items.len()];
+        let mut groups: Vec<(String, Vec<(usize, Target)>)> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            match parse_external(&item.external, &self.config.marketplace_id) {
+                Ok(target) => match groups.iter_mut().find(|(m, _)| *m == target.marketplace_id) {
+                    Some((_, group)) => group.push((index, target)),
+                    None => groups.push((target.marketplace_id.clone(), vec![(index, target)])),
+                },
+                Err(error) => out[index] = Some(Submitted::Done(ItemOutcome::Failed(error))),
+            }
+        }
+        let mut rest: Vec<usize> = Vec::new();
+        for (marketplace_id, group) in groups {
+            if group.len() > self.config.feed_threshold {
+                self.submit_feeds(&marketplace_id, &group, items, &mut out)
+                    .await;
+            } else {
+                rest.extend(group.iter().map(|(index, _)| *index));
+            }
+        }
+        if !rest.is_empty() {
+            let patched: Vec<PushItem> = rest.iter().map(|i| items[*i].clone()).collect();
+            match self.push_items(&patched, usize::MAX).await {
+                Ok(outcomes) => {
+                    for (index, outcome) in rest.iter().zip(outcomes) {
+                        out[*index] = Some(Submitted::Done(outcome));
+                    }
+                }
+                Err(error) => {
+                    if rest.len() == items.len() {
+                        return Err(error);
+                    }
+                    for index in &rest {
+                        out[*index] = Some(Submitted::Done(ItemOutcome::Failed(error.clone())));
+                    }
+                }
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Submitted::Done(ItemOutcome::Failed(ChannelError::new(
+                        ErrorClass::Retryable,
+                        "not_sent",
+                        "item was not sent",
+                    )))
+                })
+            })
+            .collect())
+    }
+}

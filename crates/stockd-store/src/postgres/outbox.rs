@@ -198,6 +198,9 @@ fn raw_row(r: &Row) -> RawRow {
         parked_gen: r.get(18),
         protective: r.get(19),
         unacked_since_ms: r.get(20),
+        in_flight_ref: r.get(21),
+        in_flight_sent: r.get(22),
+        in_flight_at_ms: r.get(23),
     }
 }
 
@@ -307,6 +310,26 @@ async fn record<C: GenericClient>(client: &C, update: &OutboxUpdate) -> Result<(
                 .execute(
                     &pg(ob::IN_FLIGHT),
                     &[&channel.as_str(), &sku.as_str(), &ob::ms(*until), holder],
+                )
+                .await?;
+        }
+        OutboxUpdate::Accepted {
+            channel,
+            sku,
+            accepted,
+            until,
+        } => {
+            client
+                .execute(
+                    &pg(ob::ACCEPTED),
+                    &[
+                        &channel.as_str(),
+                        &sku.as_str(),
+                        &accepted.reference,
+                        &serde_json::to_string(&accepted.sent)?,
+                        &ob::ms(accepted.at),
+                        &ob::ms(*until),
+                    ],
                 )
                 .await?;
         }
@@ -506,6 +529,21 @@ impl OutboxStore for PgStore {
             )
             .await?;
         Ok(n == 1)
+    }
+
+    async fn outbox_accepted(
+        &self,
+        channel: &ChannelId,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                &pg(&ob::accepted_sql()),
+                &[&channel.as_str(), &i64::from(limit)],
+            )
+            .await?;
+        to_rows(&rows)
     }
 
     async fn outbox_release_in_flight(

@@ -178,6 +178,9 @@ pub(super) fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         parked_gen: r.get(18)?,
         protective: r.get(19)?,
         unacked_since_ms: r.get(20)?,
+        in_flight_ref: r.get(21)?,
+        in_flight_sent: r.get(22)?,
+        in_flight_at_ms: r.get(23)?,
     })
 }
 
@@ -278,6 +281,21 @@ fn record(conn: &Connection, update: &OutboxUpdate) -> Result<(), StoreError> {
                 sku.as_str(),
                 ob::ms(*until),
                 holder
+            ])?;
+        }
+        OutboxUpdate::Accepted {
+            channel,
+            sku,
+            accepted,
+            until,
+        } => {
+            conn.prepare_cached(ob::ACCEPTED)?.execute(params![
+                channel.as_str(),
+                sku.as_str(),
+                accepted.reference,
+                serde_json::to_string(&accepted.sent)?,
+                ob::ms(accepted.at),
+                ob::ms(*until),
             ])?;
         }
         OutboxUpdate::ChannelQuantity {
@@ -469,6 +487,22 @@ impl OutboxStore for SqliteStore {
                 ob::ms(now)
             ])?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn outbox_accepted(
+        &self,
+        channel: &ChannelId,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let channel = channel.clone();
+        self.read(move |conn| {
+            let raw = conn
+                .prepare_cached(&ob::accepted_sql())?
+                .query_map(params![channel.as_str(), limit], raw_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            to_rows(raw)
         })
         .await
     }

@@ -9,8 +9,11 @@
 //! channel's rate limits; each records what the channel said: acknowledged,
 //! corrected (a compare-and-set conflict), retry later (backoff with full
 //! jitter, never before `Retry-After`), or dead-lettered. Everything it
-//! needs is in the database, so a crash or restart resumes where it stopped
-//! (what was in flight is sent again: values are absolute).
+//! needs is in the database, so a crash or restart resumes where it stopped:
+//! what a channel accepted and acknowledges later (bol process statuses,
+//! Amazon feeds) is kept with the channel's reference and resolved by the
+//! channel's tracker (`tracker.rs`), not sent again; what had not been
+//! accepted yet is sent again (values are absolute).
 //!
 //! On a shared PostgreSQL, a per-channel lease row makes exactly one
 //! instance push to and poll each channel; another takes over when the
@@ -24,12 +27,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use stockd_channels::{ChannelError, Connector, ErrorClass, ItemOutcome, PushItem};
+use stockd_channels::{ChannelError, Connector, ErrorClass, ItemOutcome, PushItem, Submitted};
 use stockd_core::availability::budget::{decide_push, PushDecision};
 use stockd_core::availability::ListingState;
 use stockd_core::retry::{RetryDecision, RetryPolicy};
 use stockd_core::{ChannelId, Sku};
-use stockd_store::outbox::{DeadLetter, OutboxRow, OutboxUpdate};
+use stockd_store::outbox::{Accepted, DeadLetter, OutboxRow, OutboxUpdate, SentUpdate};
 use stockd_store::{Store, StoreError};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -378,13 +381,13 @@ pub struct Dispatcher {
 }
 
 /// Whether this instance may push to and poll a channel now.
-struct Lease {
+pub(super) struct Lease {
     /// Unix ms until which the lease is ours (with a safety margin).
     valid_until_ms: AtomicI64,
 }
 
 impl Lease {
-    fn held(&self, now: DateTime<Utc>) -> bool {
+    pub(super) fn held(&self, now: DateTime<Utc>) -> bool {
         now.timestamp_millis() < self.valid_until_ms.load(Ordering::Acquire)
     }
 
@@ -437,15 +440,23 @@ impl Dispatcher {
                     stopped.clone(),
                 )));
             }
+            let pusher = Arc::new(Pusher {
+                store: store.clone(),
+                channel: connection.channel,
+                connector: connection.connector,
+                policy,
+                kpis: kpis.clone(),
+                rng: Mutex::new(Rng::seeded()),
+            });
+            if pusher.connector.tracks_acknowledgements() {
+                tasks.push(tokio::spawn(super::tracker::run(
+                    pusher.clone(),
+                    lease.clone(),
+                    stopped.clone(),
+                )));
+            }
             let worker = Worker {
-                pusher: Arc::new(Pusher {
-                    store: store.clone(),
-                    channel: connection.channel,
-                    connector: connection.connector,
-                    policy,
-                    kpis: kpis.clone(),
-                    rng: Mutex::new(Rng::seeded()),
-                }),
+                pusher,
                 holder: holder.clone(),
                 shared,
                 lease,
@@ -638,11 +649,11 @@ enum Lane {
 }
 
 /// Talks to one channel and records what it said: shared by a worker's
-/// pushes under way.
-struct Pusher {
-    store: Arc<dyn Store>,
-    channel: ChannelId,
-    connector: Arc<dyn Connector>,
+/// pushes under way and the channel's tracker.
+pub(super) struct Pusher {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) channel: ChannelId,
+    pub(super) connector: Arc<dyn Connector>,
     policy: RetryPolicy,
     kpis: Arc<SyncKpis>,
     rng: Mutex<Rng>,
@@ -652,7 +663,7 @@ fn to_std(d: chrono::Duration) -> Duration {
     d.to_std().unwrap_or(Duration::ZERO)
 }
 
-fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+pub(super) fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
@@ -902,31 +913,19 @@ impl Pusher {
                     .collect()
             }
         };
-        for attempt in 1..=RECORD_ATTEMPTS {
-            match self.store.outbox_record(updates.clone()).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::error!(channel = %self.channel, error = %e, attempt,
-                        "recording push outcomes failed");
-                    tokio::time::sleep(STORE_RETRY).await;
-                }
-            }
+        if self.record(updates).await {
+            return;
         }
         tracing::error!(channel = %self.channel,
             "push outcomes not recorded; the listings are sent again after the in-flight timeout");
     }
 
-    /// Pushes one connector batch; returns what to record.
+    /// Pushes one connector batch; returns what to record. On a channel
+    /// that acknowledges later the batch is only submitted: what it
+    /// accepted is recorded with the channel's reference for the tracker.
     async fn push(&self, rows: &[OutboxRow], lane: Lane) -> Result<Vec<OutboxUpdate>, StoreError> {
         let skus: Vec<Sku> = rows.iter().map(|r| r.sku.clone()).collect();
-        let listings: BTreeMap<Sku, stockd_channels::External> = self
-            .store
-            .listings_of(&skus)
-            .await?
-            .into_iter()
-            .filter(|l| l.channel == self.channel)
-            .map(|l| (l.sku, l.external))
-            .collect();
+        let listings = self.externals(&skus).await?;
         let mut updates = Vec::new();
         let mut items = Vec::new();
         let mut sent_rows = Vec::new();
@@ -936,73 +935,140 @@ impl Pusher {
                 updates.push(acked(row, &row.desired, None, Utc::now(), false));
                 continue;
             };
-            items.push(PushItem {
-                sku: row.sku.as_str().to_string(),
-                external: external.clone(),
-                quantity: row.desired.quantity.max(0),
-                availability: row.desired.availability,
-                eta: row.desired.eta,
-                believed: row.channel_quantity,
-                idempotency_key: format!("{}:{}:{}", row.channel, row.sku, row.desired_gen),
-                reference: match row.caused_seq {
-                    Some(seq) => format!("stockd://ledger/{seq}"),
-                    None => format!("stockd://rules/{}", row.rules_version.unwrap_or(0)),
-                },
-            });
+            items.push(push_item(row, external));
             sent_rows.push(row);
         }
         if items.is_empty() {
             return Ok(updates);
         }
         self.kpis.with(&self.channel, |k| k.pushes += 1);
-        let pushed = match lane {
-            Lane::Fast => self.connector.push(&items).await,
-            Lane::Bulk => self.connector.push_bulk(&items).await,
+        let bulk = lane == Lane::Bulk;
+        let submitted = if self.connector.tracks_acknowledgements() {
+            self.connector.submit(&items, bulk).await
+        } else {
+            let pushed = if bulk {
+                self.connector.push_bulk(&items).await
+            } else {
+                self.connector.push(&items).await
+            };
+            pushed.map(|outcomes| outcomes.into_iter().map(Submitted::Done).collect())
         };
-        let outcomes = match pushed {
-            Ok(outcomes) if outcomes.len() == items.len() => outcomes,
-            Ok(outcomes) => {
+        let submitted = match submitted {
+            Ok(submitted) if submitted.len() == items.len() => submitted,
+            Ok(submitted) => {
                 let e = ChannelError::new(
                     ErrorClass::Retryable,
                     "connector_mismatch",
-                    format!("{} results for {} items", outcomes.len(), items.len()),
+                    format!("{} results for {} items", submitted.len(), items.len()),
                 );
-                vec![ItemOutcome::Failed(e); items.len()]
+                vec![Submitted::Done(ItemOutcome::Failed(e)); items.len()]
             }
-            Err(e) => vec![ItemOutcome::Failed(e); items.len()],
+            Err(e) => vec![Submitted::Done(ItemOutcome::Failed(e)); items.len()],
         };
         let now = Utc::now();
-        for ((row, outcome), item) in sent_rows.into_iter().zip(outcomes).zip(&items) {
-            let audit_outcome = self
-                .kpis
-                .audit
-                .get()
-                .cloned()
-                .map(|sink| (sink, outcome.clone()));
-            let updates_before = updates.len();
-            tracing::debug!(channel = %self.channel, sku = %row.sku, gen = row.desired_gen,
-                desired = row.desired.quantity, believed = ?row.channel_quantity,
-                protective = row.protective, outcome = ?outcome, "push outcome");
-            match outcome {
-                ItemOutcome::Applied { quantity } => {
-                    let ms =
-                        (now - row.latency_start()).num_microseconds().unwrap_or(0) as f64 / 1000.0;
-                    self.kpis.latency(&self.channel, class_of(row), ms.max(0.0));
-                    updates.push(acked(row, &row.desired, Some(quantity), now, true));
+        let until = later(
+            now,
+            IN_FLIGHT_TIMEOUT.max(self.connector.track_timeout() * 2),
+        );
+        for ((row, answer), item) in sent_rows.into_iter().zip(submitted).zip(&items) {
+            match answer {
+                Submitted::Done(outcome) => {
+                    self.outcome_updates(row, item, outcome, now, &mut updates)
                 }
-                ItemOutcome::Failed(error) => updates.extend(self.failed(row, error, now)),
-            }
-            // The audit trail (written off this path, see `audit`).
-            if let Some((sink, outcome)) = audit_outcome {
-                let dead = updates[updates_before..]
-                    .iter()
-                    .any(|u| matches!(u, OutboxUpdate::Dead { .. }));
-                sink.record(crate::outbound::audit::attempt(
-                    row, item, &outcome, now, dead,
-                ));
+                Submitted::Accepted { reference } => {
+                    tracing::debug!(channel = %self.channel, sku = %row.sku, gen = row.desired_gen,
+                        reference = %reference, "accepted; acknowledged later");
+                    updates.push(OutboxUpdate::Accepted {
+                        channel: row.channel.clone(),
+                        sku: row.sku.clone(),
+                        accepted: Accepted {
+                            reference,
+                            sent: SentUpdate {
+                                gen: row.desired_gen,
+                                state: row.desired.clone(),
+                                quantity: item.quantity,
+                                channel_gen: row.channel_gen,
+                                protective: row.protective,
+                            },
+                            at: now,
+                        },
+                        until,
+                    });
+                }
             }
         }
         Ok(updates)
+    }
+
+    /// The channel ids of the listings of `skus` on this channel.
+    pub(super) async fn externals(
+        &self,
+        skus: &[Sku],
+    ) -> Result<BTreeMap<Sku, stockd_channels::External>, StoreError> {
+        Ok(self
+            .store
+            .listings_of(skus)
+            .await?
+            .into_iter()
+            .filter(|l| l.channel == self.channel)
+            .map(|l| (l.sku, l.external))
+            .collect())
+    }
+
+    /// What to record for the channel's answer about one update (`row` as
+    /// it was sent): latency and acknowledgement, or the failure's
+    /// consequence; the attempt goes to the audit trail.
+    pub(super) fn outcome_updates(
+        &self,
+        row: &OutboxRow,
+        item: &PushItem,
+        outcome: ItemOutcome,
+        now: DateTime<Utc>,
+        updates: &mut Vec<OutboxUpdate>,
+    ) {
+        let audit_outcome = self
+            .kpis
+            .audit
+            .get()
+            .cloned()
+            .map(|sink| (sink, outcome.clone()));
+        let updates_before = updates.len();
+        tracing::debug!(channel = %self.channel, sku = %row.sku, gen = row.desired_gen,
+            desired = row.desired.quantity, believed = ?row.channel_quantity,
+            protective = row.protective, outcome = ?outcome, "push outcome");
+        match outcome {
+            ItemOutcome::Applied { quantity } => {
+                let ms =
+                    (now - row.latency_start()).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+                self.kpis.latency(&self.channel, class_of(row), ms.max(0.0));
+                updates.push(acked(row, &row.desired, Some(quantity), now, true));
+            }
+            ItemOutcome::Failed(error) => updates.extend(self.failed(row, error, now)),
+        }
+        // The audit trail (written off this path, see `audit`).
+        if let Some((sink, outcome)) = audit_outcome {
+            let dead = updates[updates_before..]
+                .iter()
+                .any(|u| matches!(u, OutboxUpdate::Dead { .. }));
+            sink.record(crate::outbound::audit::attempt(
+                row, item, &outcome, now, dead,
+            ));
+        }
+    }
+
+    /// Records `updates`, trying a few times.
+    pub(super) async fn record(&self, updates: Vec<OutboxUpdate>) -> bool {
+        for attempt in 1..=RECORD_ATTEMPTS {
+            match self.store.outbox_record(updates.clone()).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::error!(channel = %self.channel, error = %e, attempt,
+                        "recording push outcomes failed");
+                    tokio::time::sleep(STORE_RETRY).await;
+                }
+            }
+        }
+        false
     }
 
     fn jitter(&self) -> f64 {
@@ -1012,7 +1078,7 @@ impl Pusher {
         }
     }
 
-    fn failed(
+    pub(super) fn failed(
         &self,
         row: &OutboxRow,
         error: ChannelError,
@@ -1090,6 +1156,23 @@ impl Pusher {
     }
 }
 
+/// The update of `row` as the connector takes it.
+pub(super) fn push_item(row: &OutboxRow, external: &stockd_channels::External) -> PushItem {
+    PushItem {
+        sku: row.sku.as_str().to_string(),
+        external: external.clone(),
+        quantity: row.desired.quantity.max(0),
+        availability: row.desired.availability,
+        eta: row.desired.eta,
+        believed: row.channel_quantity,
+        idempotency_key: format!("{}:{}:{}", row.channel, row.sku, row.desired_gen),
+        reference: match row.caused_seq {
+            Some(seq) => format!("stockd://ledger/{seq}"),
+            None => format!("stockd://rules/{}", row.rules_version.unwrap_or(0)),
+        },
+    }
+}
+
 /// Failed attempts of the state being sent: a newer state than a parked one
 /// starts afresh.
 fn attempts_before(row: &OutboxRow) -> u32 {
@@ -1100,7 +1183,7 @@ fn attempts_before(row: &OutboxRow) -> u32 {
     }
 }
 
-fn acked(
+pub(super) fn acked(
     row: &OutboxRow,
     state: &ListingState,
     channel_quantity: Option<i64>,

@@ -1,7 +1,8 @@
 //! The outbound side: what leaves stockd for the channels and other systems.
 //! `dispatch` pushes each channel's desired states through its connector
 //! (one worker per channel, in-flight marks, per-channel leases, order
-//! polls), `reconcile` compares what the channels show with stockd's belief,
+//! polls), `tracker` follows what channels accept and acknowledge later
+//! (bol process statuses, Amazon feeds), `reconcile` compares what the channels show with stockd's belief,
 //! `audit` writes the push audit trail and daily figures off the
 //! dispatcher's path, and `publish` publishes stock changes on NATS.
 //! `stats` holds the percentile and random helpers the figures, the demo
@@ -12,3 +13,4 @@ pub mod dispatch;
 pub mod publish;
 pub mod reconcile;
 pub mod stats;
+mod tracker;

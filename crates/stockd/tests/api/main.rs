@@ -25,4 +25,5 @@ mod returns;
 mod rules;
 mod stock;
 mod sync;
+mod tracked;
 mod unmapped;
