@@ -345,7 +345,7 @@ async fn a_permanent_error_is_dead_lettered_and_a_retry_lands_after_the_fix() {
         "the channel's body is kept: {letter}"
     );
     // The other listing is not held up by the dead letter.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while shown_of(&h.woo, "OK-1") != 2 {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -358,9 +358,9 @@ async fn a_permanent_error_is_dead_lettered_and_a_retry_lands_after_the_fix() {
         .post(&format!("/v1/dlq/{id}/retry"), json!({}))
         .await
         .expect(204);
-    // As long as the storm test allows: on a loaded 2-core machine the
-    // other channels' first pushes share the wait.
-    h.converged(Duration::from_secs(30)).await.unwrap();
+    // Generous: on a loaded 2-core machine the other channels' first
+    // pushes share the wait.
+    h.converged(Duration::from_secs(90)).await.unwrap();
     assert_eq!(shown_of(&h.woo, "BAD-1"), 4);
     h.app()
         .post(&format!("/v1/dlq/{id}/retry"), json!({}))
