@@ -286,13 +286,7 @@ impl Amazon {
         outcomes: &mut [Option<ItemOutcome>],
     ) {
         for chunk in group.chunks(FEED_MAX_MESSAGES) {
-            let entries: Vec<(u32, &Target, i64)> = chunk
-                .iter()
-                .enumerate()
-                .map(|(n, (index, target))| {
-                    (n as u32 + 1, target, quantity_to_send(&items[*index]))
-                })
-                .collect();
+            let entries = feed_entries(chunk, items);
             let document = self.feed_document(&entries);
             let result = match self.submit_feed(marketplace_id, &document).await {
                 Ok(feed_id) => {
@@ -442,13 +436,7 @@ impl Amazon {
         out: &mut [Option<Submitted>],
     ) {
         for chunk in group.chunks(FEED_MAX_MESSAGES) {
-            let entries: Vec<(u32, &Target, i64)> = chunk
-                .iter()
-                .enumerate()
-                .map(|(n, (index, target))| {
-                    (n as u32 + 1, target, quantity_to_send(&items[*index]))
-                })
-                .collect();
+            let entries = feed_entries(chunk, items);
             let document = self.feed_document(&entries);
             let submitted = self.submit_feed(marketplace_id, &document).await;
             for ((index, _), (message_id, _, _)) in chunk.iter().zip(&entries) {
@@ -574,4 +562,16 @@ impl Amazon {
             })
             .collect())
     }
+}
+
+/// A feed's messages for one chunk: message id (from 1), target, quantity.
+fn feed_entries<'a>(
+    chunk: &'a [(usize, Target)],
+    items: &[PushItem],
+) -> Vec<(u32, &'a Target, i64)> {
+    chunk
+        .iter()
+        .enumerate()
+        .map(|(n, (index, target))| (n as u32 + 1, target, quantity_to_send(&items[*index])))
+        .collect()
 }
