@@ -141,6 +141,7 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
             .map(|c| (c.channel.clone(), c.connector.clone()))
             .collect(),
         config.reconcile.clone(),
+        state.sync_kpis.clone(),
     );
     state.reconciler = Some(reconciler.clone());
     let (audit_sink, audit_task) =

@@ -37,6 +37,7 @@ use stockd_store::{Store, StoreError};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::lock;
 use super::stats::{percentile, Rng};
 
 /// The outbox note of a listing whose update the change budget holds.
@@ -89,6 +90,34 @@ pub struct SyncKpis {
     inner: Mutex<BTreeMap<ChannelId, ChannelKpis>>,
     /// Where push attempts go for the audit trail and the daily figures.
     pub audit: std::sync::OnceLock<crate::outbound::audit::AuditSink>,
+    /// Protective updates per channel that a round took (no longer due in
+    /// the outbox) and whose push has not answered yet: a reconciliation
+    /// read waits for these as for due ones.
+    protective_unsent: Mutex<BTreeMap<ChannelId, usize>>,
+}
+
+impl SyncKpis {
+    /// Protective updates taken by this instance's dispatcher for `channel`
+    /// and not yet answered by the channel.
+    pub fn protective_unsent(&self, channel: &ChannelId) -> usize {
+        lock(&self.protective_unsent)
+            .get(channel)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn protective_taken(&self, channel: &ChannelId, n: usize, taken: bool) {
+        if n == 0 {
+            return;
+        }
+        let mut unsent = lock(&self.protective_unsent);
+        let count = unsent.entry(channel.clone()).or_default();
+        *count = if taken {
+            count.saturating_add(n)
+        } else {
+            count.saturating_sub(n)
+        };
+    }
 }
 
 /// A ring of latency samples (milliseconds).
@@ -884,8 +913,15 @@ impl Worker {
                 Lane::Bulk => self.running_bulk += 1,
             }
             let pusher = self.pusher.clone();
+            let protective = rows.iter().filter(|r| r.protective).count();
+            pusher
+                .kpis
+                .protective_taken(&pusher.channel, protective, true);
             self.running.spawn(async move {
                 pusher.push_and_record(rows, lane).await;
+                pusher
+                    .kpis
+                    .protective_taken(&pusher.channel, protective, false);
                 lane
             });
         }

@@ -14,3 +14,12 @@ pub mod publish;
 pub mod reconcile;
 pub mod stats;
 mod tracker;
+
+/// A mutex's guard, also after a panic elsewhere poisoned it (the figures
+/// and sets behind these mutexes stay usable).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}

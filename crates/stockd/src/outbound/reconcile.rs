@@ -19,6 +19,7 @@
 //! state. Listings the channel lacks, or that stockd does not know, are only
 //! reported.
 
+use super::dispatch::SyncKpis;
 use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -185,6 +186,9 @@ pub struct Reconciler {
     config: ReconcileConfig,
     wake: Notify,
     busy: Mutex<BTreeSet<ChannelId>>,
+    /// The dispatcher's figures: which protective updates it has taken
+    /// and not yet sent.
+    sync: Arc<SyncKpis>,
     /// Run id → listings its bulk read has delivered so far (this
     /// instance's runs only).
     bulk_reads: Mutex<BTreeMap<i64, u64>>,
@@ -209,11 +213,13 @@ impl Reconciler {
         store: Arc<dyn Store>,
         connectors: BTreeMap<ChannelId, Arc<dyn Connector>>,
         config: ReconcileConfig,
+        sync: Arc<SyncKpis>,
     ) -> Arc<Reconciler> {
         Arc::new(Reconciler {
             store,
             connectors,
             config,
+            sync,
             wake: Notify::new(),
             busy: Mutex::new(BTreeSet::new()),
             bulk_reads: Mutex::new(BTreeMap::new()),
@@ -369,6 +375,7 @@ impl Reconciler {
             store: &*self.store,
             channel: &run.channel,
             connector: &*connector,
+            sync: &self.sync,
             settle,
             confirm_delay: self.config.confirm_delay,
         };
@@ -455,12 +462,7 @@ impl Reconciler {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
+pub(super) use super::lock;
 
 /// Marks the generations a differing item was seen with (kept in the
 /// item's note until the fix is decided).
@@ -478,6 +480,7 @@ struct Check<'a> {
     store: &'a dyn Store,
     channel: &'a ChannelId,
     connector: &'a dyn Connector,
+    sync: &'a SyncKpis,
     settle: Duration,
     confirm_delay: Duration,
 }
@@ -493,11 +496,16 @@ impl Check<'_> {
     /// retrying transient failures (never ahead of the dispatcher: the
     /// connector's buckets pace both).
     /// Waits while a protective update is due on the channel (the due
-    /// order puts them first), so that a read never takes the channel's
-    /// rate ahead of an update that lowers what the channel shows.
+    /// order puts them first) or taken by the dispatcher and not yet sent,
+    /// so that a read never takes the channel's rate ahead of an update
+    /// that lowers what the channel shows.
     pub(super) async fn yield_to_protective(&self) {
         let started = tokio::time::Instant::now();
         while started.elapsed() < YIELD_MAX {
+            if self.sync.protective_unsent(self.channel) > 0 {
+                tokio::time::sleep(YIELD_POLL).await;
+                continue;
+            }
             match self.store.outbox_due(self.channel, Utc::now(), 1).await {
                 Ok(rows) if rows.first().is_some_and(|r| r.protective) => {
                     tokio::time::sleep(YIELD_POLL).await;

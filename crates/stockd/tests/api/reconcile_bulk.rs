@@ -2,15 +2,18 @@
 //! the whole catalogue through the offers export (a handful of requests)
 //! instead of one offer GET per listing; back-office edits are found and
 //! fixed, an offer stockd does not know is reported and left alone, and a
-//! run stopped mid-way completes after a restart.
+//! run stopped mid-way completes after a restart. The read waits while
+//! protective updates are due on the channel. A run of a real `stockd
+//! serve` killed with SIGKILL mid-way (page by page) completes after restart.
 
 use crate::helpers::{config, receipt, sqlite_url, TestApp};
+use crate::tracked::{self, get_json};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use stockd_channels::bol;
-use stockd_channels::{ReqwestTransport, Transport};
+use stockd_channels::{ChannelError, HttpRequest, HttpResponse, ReqwestTransport, Transport};
 use stockd_core::ChannelId;
 use stockd_sim::RunningSim;
 
@@ -21,9 +24,33 @@ const SECRET: &str = "bol-bulk-secret";
 const EXPORT_FROM: usize = 50;
 const OPENING: i64 = 5;
 
+/// Passes requests on and remembers, in the order they left, the method
+/// and path of each (what the channel saw first).
+struct Recorder {
+    inner: Arc<dyn Transport>,
+    sent: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait::async_trait]
+impl Transport for Recorder {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, ChannelError> {
+        let path = request
+            .url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string()))
+            .unwrap_or_default();
+        self.sent
+            .lock()
+            .expect("log")
+            .push(format!("{} {path}", request.method));
+        self.inner.send(request).await
+    }
+}
+
 struct Setup {
     app: Option<TestApp>,
     sim: RunningSim,
+    sent: Arc<Mutex<Vec<String>>>,
     connection: stockd::outbound::dispatch::Connection,
     db: String,
     port: u16,
@@ -53,8 +80,11 @@ impl Setup {
         )
         .await
         .expect("bol simulator");
-        let transport: Arc<dyn Transport> =
-            Arc::new(ReqwestTransport::new(Duration::from_secs(10)).expect("http client"));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let transport: Arc<dyn Transport> = Arc::new(Recorder {
+            inner: Arc::new(ReqwestTransport::new(Duration::from_secs(10)).expect("http client")),
+            sent: sent.clone(),
+        });
         let connection = stockd::outbound::dispatch::Connection {
             channel: ChannelId::parse(BOL.to_string()).expect("id"),
             connector: Arc::new(bol::Bol::new(
@@ -74,6 +104,7 @@ impl Setup {
         let mut h = Setup {
             app: None,
             sim,
+            sent,
             connection,
             db: sqlite_url(&dir),
             port: free_port(),
@@ -139,6 +170,11 @@ impl Setup {
     /// Waits until nothing is pending and every listed offer shows
     /// `OPENING`.
     async fn converged(&self) {
+        self.converged_at(OPENING).await
+    }
+
+    /// Waits until nothing is pending and every listed offer shows `quantity`.
+    async fn converged_at(&self, quantity: i64) {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let pending = self
@@ -152,7 +188,7 @@ impl Setup {
             let shown = self.sim.listings();
             let off: Vec<&str> = shown
                 .iter()
-                .filter(|l| l.sku != "STRAY-1" && l.quantity != OPENING)
+                .filter(|l| l.sku != "STRAY-1" && l.quantity != quantity)
                 .map(|l| l.sku.as_str())
                 .collect();
             if !pending && off.is_empty() {
@@ -301,4 +337,174 @@ async fn a_bulk_run_stopped_mid_way_completes_after_a_restart() {
     assert!((18..=60).contains(&requests), "{run}");
     h.converged().await;
     h.stop().await;
+}
+
+#[tokio::test]
+async fn a_bulk_read_waits_for_the_protective_updates_due_on_the_channel() {
+    let n = 400;
+    let h = Setup::start(n, 250).await;
+    h.sent.lock().expect("log").clear();
+    // Every offer loses a unit: 400 protective updates, which bol's 50
+    // stock PUTs a second take about 8 s to send.
+    let downs: Vec<Value> = h
+        .skus
+        .iter()
+        .map(|sku| {
+            json!({"key": format!("down-{sku}"), "type": "adjust", "sku": sku,
+                   "location": "AMS", "delta": -1, "reason": "damaged"})
+        })
+        .collect();
+    h.app().events(Value::Array(downs)).await;
+    let id = h.start_run().await;
+    let run = h.wait_run(id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let sent = h.sent.lock().expect("log").clone();
+    let export = sent
+        .iter()
+        .position(|r| r == "POST /retailer/offers/export")
+        .unwrap_or_else(|| panic!("no export requested: {sent:?}"));
+    let puts_before = sent[..export]
+        .iter()
+        .filter(|r| r.starts_with("PUT /retailer/offers/") && r.ends_with("/stock"))
+        .count();
+    // The read starts once no protective update is due: every one is sent
+    // or in flight, and in flight are at most the fast pushes of one round
+    // (8 pushes of 25 offers). Without the wait the export goes out first.
+    assert!(
+        puts_before >= n - 8 * 25,
+        "only {puts_before} of {n} protective PUTs before the export"
+    );
+    // Updates sent around the read are not drift.
+    assert_eq!(run["counts"]["channel_differs"], 0, "{run}");
+    assert_eq!(run["counts"]["missing_on_channel"], 0, "{run}");
+    assert_eq!(run["fixed"], 0, "{run}");
+    h.converged_at(OPENING - 1).await;
+    h.stop().await;
+}
+
+/// Until nothing is pending and every offer but `STRAY-1` shows `quantity`,
+/// asked of a `stockd serve` process.
+async fn process_converged(client: &reqwest::Client, base: &str, sim: &RunningSim, quantity: i64) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let pending = get_json(client, base, "/v1/outbox?pending=true&limit=1").await["items"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty());
+        let off = sim
+            .listings()
+            .iter()
+            .filter(|l| l.sku != "STRAY-1" && l.quantity != quantity)
+            .count();
+        if !pending && off == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not converged: pending {pending}, {off} offers off"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_run_killed_with_sigkill_mid_way_completes_after_a_restart() {
+    let sim = stockd_sim::bol::start(
+        stockd_sim::bol::Config {
+            client_id: tracked::CLIENT.into(),
+            client_secret: tracked::SECRET.into(),
+            ..Default::default()
+        },
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("bol simulator");
+    let dir = tempfile::tempdir().expect("dir");
+    let db = sqlite_url(&dir);
+    let config = dir.path().join("stockd.toml");
+    // Pages of 10 with a confirming read wherever an offer differs: the run
+    // takes seconds, time enough to kill the process in the middle.
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[connectors.{BOL}]
+kind = "bol"
+url = "{url}"
+login_url = "{url}"
+client_id_env = "T_BOL_CLIENT"
+client_secret_env = "T_BOL_SECRET"
+
+[reconciliation]
+page_size = 10
+confirm_delay_ms = 300
+"#,
+            url = sim.base_url
+        ),
+    )
+    .expect("config written");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    // No idle connections: the server behind them is killed.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let n = 120;
+    let skus: Vec<String> = (0..n).map(|i| format!("RK-{i:03}")).collect();
+    let mut child = tracked::spawn_stockd(&config, &db, port);
+    tracked::set_up(&client, &base, &sim, &skus).await;
+    process_converged(&client, &base, &sim, 10).await;
+    // One offer per page edited in the seller dashboard.
+    for i in (3..n).step_by(10) {
+        sim.edit_quantity(&format!("RK-{i:03}"), 2).expect("edit");
+    }
+    let started = client
+        .post(format!("{base}/v1/reconciliations"))
+        .json(&json!({"channel": BOL}))
+        .send()
+        .await
+        .expect("stockd answers");
+    assert_eq!(started.status(), 202);
+    let id = started.json::<Value>().await.expect("json")["runs"][0]["id"]
+        .as_i64()
+        .expect("id");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = get_json(&client, &base, &format!("/v1/reconciliations/{id}")).await;
+        if run["listings_checked"].as_u64().unwrap_or(0) >= 20 {
+            assert_eq!(run["status"], "running", "{run}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let unfinished = {
+        let store = stockd_store::open(&db).await.expect("store");
+        let run = store.recon_run(id).await.expect("run").expect("exists");
+        store.close().await;
+        run
+    };
+    assert_eq!(unfinished.status.as_str(), "running");
+    assert!(unfinished.checked < n as u64, "{unfinished:?}");
+    let mut child = tracked::spawn_stockd(&config, &db, port);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let run = loop {
+        let run = get_json(&client, &base, &format!("/v1/reconciliations/{id}")).await;
+        if run["status"] == "completed" || run["status"] == "failed" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "run unfinished: {run}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["listings_checked"], n, "{run}");
+    assert_eq!(run["counts"]["channel_differs"], 12, "{run}");
+    assert_eq!(run["fixed"], 12, "{run}");
+    process_converged(&client, &base, &sim, 10).await;
+    assert_eq!(sim.stats().rate_limit_violations, 0);
+    let _ = child.kill();
+    let _ = child.wait();
+    sim.shutdown().await;
 }

@@ -17,8 +17,8 @@ use stockd_core::ChannelId;
 use stockd_sim::RunningSim;
 
 const BOL: &str = "bol";
-const CLIENT: &str = "bol-tracked-client";
-const SECRET: &str = "bol-tracked-secret";
+pub(crate) const CLIENT: &str = "bol-tracked-client";
+pub(crate) const SECRET: &str = "bol-tracked-secret";
 /// How long the simulator keeps a stock update PENDING: long enough to stop
 /// stockd while every update is accepted and none is decided.
 const PROCESS_DELAY: Duration = Duration::from_secs(4);
@@ -57,7 +57,7 @@ fn bol_connection(sim: &RunningSim) -> stockd::outbound::dispatch::Connection {
 }
 
 /// `GET` on a running stockd; the JSON answer.
-async fn get_json(client: &reqwest::Client, base: &str, path: &str) -> Value {
+pub(crate) async fn get_json(client: &reqwest::Client, base: &str, path: &str) -> Value {
     client
         .get(format!("{base}{path}"))
         .send()
@@ -68,7 +68,7 @@ async fn get_json(client: &reqwest::Client, base: &str, path: &str) -> Value {
         .expect("json")
 }
 
-async fn send(
+pub(crate) async fn send(
     client: &reqwest::Client,
     base: &str,
     method: reqwest::Method,
@@ -86,7 +86,12 @@ async fn send(
 
 /// Stock first, then the channel and its listings: each listing gets
 /// exactly one update (to 10 units).
-async fn set_up(client: &reqwest::Client, base: &str, sim: &RunningSim, skus: &[String]) {
+pub(crate) async fn set_up(
+    client: &reqwest::Client,
+    base: &str,
+    sim: &RunningSim,
+    skus: &[String],
+) {
     use reqwest::Method;
     send(
         client,
@@ -255,7 +260,7 @@ async fn an_update_bol_accepted_before_a_graceful_stop_is_resolved_after_it_not_
 
 /// `stockd serve` as a child process connected to the bol simulator,
 /// waiting until it listens.
-fn spawn_stockd(config: &std::path::Path, db: &str, port: u16) -> std::process::Child {
+pub(crate) fn spawn_stockd(config: &std::path::Path, db: &str, port: u16) -> std::process::Child {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_stockd"))
