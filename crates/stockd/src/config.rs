@@ -115,6 +115,9 @@ pub struct FileReconciliation {
     /// Read large catalogues through the channel's bulk read (export,
     /// report, bulk operation) in one go (default true).
     pub bulk_read: Option<bool>,
+    /// From how many listings a channel is read in bulk (default: the
+    /// channel's own, e.g. 1,000 on bol.com, 200 on WooCommerce).
+    pub bulk_read_from: Option<usize>,
 }
 
 /// `[sync]`: when failing updates are dead-lettered.
@@ -407,6 +410,14 @@ fn resolve_reconciliation(
     }
     if let Some(bulk) = file.bulk_read {
         config.bulk_read = bulk;
+    }
+    if let Some(from) = file.bulk_read_from {
+        if from == 0 {
+            return Err(ConfigError::Reconciliation(
+                "reconciliation.bulk_read_from must be at least 1".into(),
+            ));
+        }
+        config.bulk_read_from = Some(from);
     }
     Ok(config)
 }

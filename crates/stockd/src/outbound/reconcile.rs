@@ -145,6 +145,9 @@ pub struct ReconcileConfig {
     /// as many listings as their connector asks for (default on; off: every
     /// run pages through `read_levels`).
     pub bulk_read: bool,
+    /// From how many listings every channel is read in bulk (`None`: each
+    /// connector's own threshold, e.g. 1,000 offers on bol.com).
+    pub bulk_read_from: Option<usize>,
 }
 
 impl Default for ReconcileConfig {
@@ -157,6 +160,7 @@ impl Default for ReconcileConfig {
             settle_after_push: None,
             audit_retention: Duration::from_secs(30 * 24 * 3600),
             bulk_read: true,
+            bulk_read_from: None,
         }
     }
 }
@@ -380,7 +384,10 @@ impl Reconciler {
             confirm_delay: self.config.confirm_delay,
         };
         let bulk_from = if self.config.bulk_read {
-            connector.bulk_read_from()
+            // Only a connector with a bulk read has a threshold to override.
+            connector
+                .bulk_read_from()
+                .map(|own| self.config.bulk_read_from.unwrap_or(own))
         } else {
             None
         };

@@ -20,11 +20,22 @@ struct Channels {
     connections: Vec<stockd::outbound::dispatch::Connection>,
     port: u16,
     db: String,
+    bulk_from: Option<usize>,
     _dir: tempfile::TempDir,
 }
 
 impl Channels {
     async fn start(skus: &[&str], opening: i64, page_size: usize) -> Channels {
+        Channels::start_reading(skus, opening, page_size, None).await
+    }
+
+    /// `bulk_from`: every channel is read in bulk from this many listings.
+    async fn start_reading(
+        skus: &[&str],
+        opening: i64,
+        page_size: usize,
+        bulk_from: Option<usize>,
+    ) -> Channels {
         let port = free_port();
         let (sims, connections) = start(&SimKind::ALL, &format!("http://127.0.0.1:{port}"))
             .await
@@ -36,6 +47,7 @@ impl Channels {
             connections,
             port,
             db: sqlite_url(&dir),
+            bulk_from,
             _dir: dir,
         };
         h.boot(page_size).await;
@@ -78,6 +90,7 @@ impl Channels {
         cfg.reconcile.schedule = None;
         cfg.reconcile.page_size = page_size;
         cfg.reconcile.confirm_delay = Duration::from_millis(300);
+        cfg.reconcile.bulk_read_from = self.bulk_from;
         // The Google simulator serves a processed product 100 ms after it.
         cfg.reconcile.settle_after_push = Some(Duration::from_millis(200));
         self.app = Some(TestApp::start(cfg, dir).await);
@@ -110,7 +123,11 @@ impl Channels {
                 .count();
             let mut mismatches = Vec::new();
             for channel in &self.sims {
+                // Listings made in the back office are left as they are.
                 for listing in channel.sim.listings() {
+                    if listing.sku.starts_with("STRAY-") {
+                        continue;
+                    }
                     let ok = rows.iter().any(|r| {
                         r["channel"] == channel.channel()
                             && r["sku"] == listing.sku.as_str()
@@ -196,6 +213,27 @@ impl Channels {
 async fn back_office_edits_on_every_channel_are_found_and_fixed() {
     let skus = ["RC-1", "RC-2", "RC-3"];
     let h = Channels::start(&skus, 4, 250).await;
+    edits_are_found_and_fixed(&h, false).await;
+    the_figures_and_reports_show_the_run(&h).await;
+    h.stop().await;
+}
+
+/// The same through each channel's bulk read (Shopify bulk operation,
+/// WooCommerce collection pages, bol.com offers export, Amazon listings
+/// report, Google products list), which the connectors take from a
+/// threshold (lowered here to three listings).
+#[tokio::test]
+async fn back_office_edits_on_every_channel_are_found_by_its_bulk_read() {
+    let skus = ["RC-1", "RC-2", "RC-3"];
+    let h = Channels::start_reading(&skus, 4, 250, Some(3)).await;
+    edits_are_found_and_fixed(&h, true).await;
+    h.stop().await;
+}
+
+/// Every channel shows stockd's 4 units of RC-1..3; a back-office edit of
+/// RC-2 on every channel is found by a run and fixed; a listing made in
+/// the back office is reported when `bulk` (every run reads in bulk).
+async fn edits_are_found_and_fixed(h: &Channels, bulk: bool) {
     h.converged(Duration::from_secs(60)).await.unwrap();
     // A first run finds no drift (Google's last pushes may still be
     // settling: pending, until they are not).
@@ -214,9 +252,11 @@ async fn back_office_edits_on_every_channel_are_found_and_fixed() {
         assert!(attempts < 20, "{runs:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // A merchant sets RC-2 to 0 in every back office (Google: out of stock).
+    // A merchant sets RC-2 to 0 in every back office (Google: out of stock)
+    // and lists a product of its own that stockd does not know.
     for channel in &h.sims {
         channel.sim.edit_quantity("RC-2", 0).expect("edit");
+        channel.sim.add_listings(&[("STRAY-1".to_string(), 7)]);
     }
     let runs = h.reconcile_all(Duration::from_secs(60)).await;
     for run in &runs {
@@ -227,6 +267,8 @@ async fn back_office_edits_on_every_channel_are_found_and_fixed() {
             .expect(200)
             .body;
         assert_eq!(run["status"], "completed", "{run}");
+        // Only a bulk read sees what stockd does not list.
+        assert_eq!(run["counts"]["unknown_to_stockd"], u64::from(bulk), "{run}");
         assert_eq!(run["counts"]["channel_differs"], 1, "{run} {all}");
         assert_eq!(run["counts"]["in_sync"], 2, "{run}");
         assert_eq!(run["fixed"], 1, "{run}");
@@ -275,6 +317,11 @@ async fn back_office_edits_on_every_channel_are_found_and_fixed() {
         assert!(Instant::now() < deadline, "{items:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// After [`edits_are_found_and_fixed`]: the persisted figures, the run
+/// reports, metrics and bad input.
+async fn the_figures_and_reports_show_the_run(h: &Channels) {
     // Persisted figures: pushes and latency per channel, drift of the last
     // run against its target.
     let kpis = h.app().get("/v1/kpis").await.expect(200).body;
@@ -325,14 +372,11 @@ async fn back_office_edits_on_every_channel_are_found_and_fixed() {
         .get("/v1/reconciliations/999999")
         .await
         .expect_error(404, "unknown_reconciliation");
+    let run_id = list.body["runs"][0]["id"].clone();
     h.app()
-        .get(&format!(
-            "/v1/reconciliations/{}/items?class=bogus",
-            runs[0]["id"]
-        ))
+        .get(&format!("/v1/reconciliations/{run_id}/items?class=bogus"))
         .await
         .expect_error(400, "invalid_query");
-    h.stop().await;
 }
 
 #[tokio::test]
