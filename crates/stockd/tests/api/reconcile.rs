@@ -212,9 +212,9 @@ impl Channels {
 #[tokio::test]
 async fn back_office_edits_on_every_channel_are_found_and_fixed() {
     let skus = ["RC-1", "RC-2", "RC-3"];
-    let h = Channels::start(&skus, 4, 250).await;
+    let mut h = Channels::start(&skus, 4, 250).await;
     edits_are_found_and_fixed(&h, false).await;
-    the_figures_and_reports_show_the_run(&h).await;
+    the_figures_and_reports_show_the_run(&mut h).await;
     h.stop().await;
 }
 
@@ -319,9 +319,9 @@ async fn edits_are_found_and_fixed(h: &Channels, bulk: bool) {
     }
 }
 
-/// After [`edits_are_found_and_fixed`]: the persisted figures, the run
-/// reports, metrics and bad input.
-async fn the_figures_and_reports_show_the_run(h: &Channels) {
+/// After [`edits_are_found_and_fixed`]: the persisted figures (also after
+/// a restart), the run reports, metrics and bad input.
+async fn the_figures_and_reports_show_the_run(h: &mut Channels) {
     // Persisted figures: pushes and latency per channel, drift of the last
     // run against its target.
     let kpis = h.app().get("/v1/kpis").await.expect(200).body;
@@ -339,7 +339,36 @@ async fn the_figures_and_reports_show_the_run(h: &Channels) {
         );
         assert_eq!(drift["pass"], false, "{k}");
         assert_eq!(k["daily"].as_array().map(Vec::len), Some(1), "{k}");
+        // Each of the four targets: a verdict wherever there is a figure
+        // (no order lines yet: no oversell rate, no verdict).
+        for target in [
+            "oversell_rate",
+            "cancel_ratio",
+            "drift_rate",
+            "latency_p95_ms",
+        ] {
+            let t = &k["targets"][target];
+            assert!(t["target"].is_f64(), "{target}: {k}");
+            assert_eq!(t["pass"].is_boolean(), t["value"].is_f64(), "{target}: {k}");
+        }
     }
+    // The figures are the database's: the same after a restart (once the
+    // audit writer has caught up, two reads in a row agree).
+    let mut before = kpis["by_channel"].clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = h.app().get("/v1/kpis").await.expect(200).body["by_channel"].clone();
+        if now == before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "figures still moving: {now}");
+        before = now;
+    }
+    h.app.take().expect("app").stop().await;
+    h.boot(250).await;
+    let after = h.app().get("/v1/kpis").await.expect(200).body["by_channel"].clone();
+    assert_eq!(after, before, "daily figures changed across a restart");
     h.app()
         .get("/v1/kpis?from=2026-13-01")
         .await
