@@ -323,6 +323,10 @@ async fn a_throttle_storm_and_an_outage_end_in_convergence() {
 #[tokio::test]
 async fn a_permanent_error_is_dead_lettered_and_a_retry_lands_after_the_fix() {
     let h = Harness::start(&["BAD-1", "OK-1"]).await;
+    // The first sync first: were it refused too, BAD-1 would have two
+    // letters (0 units, superseded, and 4 units), and retrying the first
+    // alone leaves the listing parked by the second.
+    h.converged(Duration::from_secs(60)).await.unwrap();
     h.woo.set_faults(Faults {
         reject_skus: vec!["BAD-1".into()],
         ..Default::default()
@@ -340,6 +344,7 @@ async fn a_permanent_error_is_dead_lettered_and_a_retry_lands_after_the_fix() {
     };
     assert_eq!(letter["channel"], WOO);
     assert_eq!(letter["sku"], "BAD-1");
+    assert_eq!(letter["superseded"], false, "{letter}");
     assert!(
         letter["body"].as_str().is_some(),
         "the channel's body is kept: {letter}"
