@@ -420,28 +420,13 @@ async fn a_run_killed_with_sigkill_mid_way_completes_after_a_restart() {
     .expect("bol simulator");
     let dir = tempfile::tempdir().expect("dir");
     let db = sqlite_url(&dir);
-    let config = dir.path().join("stockd.toml");
     // Pages of 10 with a confirming read wherever an offer differs: the run
     // takes seconds, time enough to kill the process in the middle.
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[connectors.{BOL}]
-kind = "bol"
-url = "{url}"
-login_url = "{url}"
-client_id_env = "T_BOL_CLIENT"
-client_secret_env = "T_BOL_SECRET"
-
-[reconciliation]
-page_size = 10
-confirm_delay_ms = 300
-"#,
-            url = sim.base_url
-        ),
-    )
-    .expect("config written");
+    let config = tracked::bol_config(
+        dir.path(),
+        &sim,
+        "\n[reconciliation]\npage_size = 10\nconfirm_delay_ms = 300\n",
+    );
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     // No idle connections: the server behind them is killed.

@@ -258,6 +258,32 @@ async fn an_update_bol_accepted_before_a_graceful_stop_is_resolved_after_it_not_
     sim.shutdown().await;
 }
 
+/// A `stockd.toml` in `dir` connecting the bol simulator (credentials
+/// from the environment `spawn_stockd` sets), followed by `extra`.
+pub(crate) fn bol_config(
+    dir: &std::path::Path,
+    sim: &RunningSim,
+    extra: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("stockd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[connectors.{BOL}]
+kind = "bol"
+url = "{url}"
+login_url = "{url}"
+client_id_env = "T_BOL_CLIENT"
+client_secret_env = "T_BOL_SECRET"
+{extra}"#,
+            url = sim.base_url
+        ),
+    )
+    .expect("config written");
+    config
+}
+
 /// `stockd serve` as a child process connected to the bol simulator,
 /// waiting until it listens.
 pub(crate) fn spawn_stockd(config: &std::path::Path, db: &str, port: u16) -> std::process::Child {
@@ -297,22 +323,7 @@ async fn an_update_bol_accepted_before_a_kill_9_of_stockd_serve_is_resolved_afte
     let sim = bol_sim().await;
     let dir = tempfile::tempdir().expect("dir");
     let db = sqlite_url(&dir);
-    let config = dir.path().join("stockd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[connectors.{BOL}]
-kind = "bol"
-url = "{url}"
-login_url = "{url}"
-client_id_env = "T_BOL_CLIENT"
-client_secret_env = "T_BOL_SECRET"
-"#,
-            url = sim.base_url
-        ),
-    )
-    .expect("config written");
+    let config = bol_config(dir.path(), &sim, "");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
