@@ -20,18 +20,6 @@ pub(crate) const SQLITE_SALES_SINCE: &str =
 pub(crate) const SQLITE_STOCK_OF: &str =
     "SELECT location, on_hand, reserved, pending_return, written_off FROM stock WHERE sku = ?1";
 
-/// The writer's load: a variant and its stock rows.
-pub(crate) const SQLITE_LOAD_STOCK: &str =
-    "SELECT s.location, s.on_hand, s.reserved, s.pending_return, s.written_off FROM variants v LEFT JOIN stock s ON s.sku = v.sku WHERE v.sku = ?1";
-
-/// The writer's load: one idempotency record.
-pub(crate) const SQLITE_IDEMPOTENCY: &str =
-    "SELECT payload_hash, result FROM idempotency WHERE key = ?1";
-
-/// The writer's load: the components of a kit named by an event.
-pub(crate) const SQLITE_KIT_COMPONENTS: &str =
-    "SELECT component, qty FROM bundle_components WHERE kit = ?1 ORDER BY position";
-
 /// A page of one channel's listings.
 pub(crate) const LISTINGS_PAGE: &str =
     "SELECT channel, sku, external, rank FROM listings WHERE channel = ?1 AND sku > ?2 ORDER BY sku LIMIT ?3";
@@ -74,10 +62,6 @@ pub(crate) const PG_VARIANT: &str = "SELECT title, product_id, gtin FROM variant
 /// The writer's load: idempotency records.
 pub(crate) const PG_IDEMPOTENCY: &str =
     "SELECT key, payload_hash, result FROM idempotency WHERE key = ANY($1)";
-
-/// The writer's load: the components of kits named by events.
-pub(crate) const PG_KIT_COMPONENTS: &str =
-    "SELECT kit, component, qty FROM bundle_components WHERE kit = ANY($1) ORDER BY kit, position";
 
 /// The writer's load: which SKUs are known variants.
 pub(crate) const PG_LOAD_VARIANTS: &str = "SELECT sku FROM variants WHERE sku = ANY($1)";
@@ -170,14 +154,9 @@ pub fn hot_statements() -> Vec<HotStatement> {
         each("inbound of skus", b::inbound_in(), PG_INBOUND_OF),
         each("sales since", SQLITE_SALES_SINCE, PG_SALES_SINCE),
         each("stock views", SQLITE_STOCK_OF, PG_STOCK_VIEWS),
-        each("writer: stock", SQLITE_LOAD_STOCK, PG_LOAD_STOCK),
-        each("writer: variants", SQLITE_LOAD_STOCK, PG_LOAD_VARIANTS),
-        each("writer: idempotency", SQLITE_IDEMPOTENCY, PG_IDEMPOTENCY),
-        each(
-            "writer: kit components",
-            SQLITE_KIT_COMPONENTS,
-            PG_KIT_COMPONENTS,
-        ),
+        each("writer: stock", b::variant_stock_in(), PG_LOAD_STOCK),
+        each("writer: variants", b::variant_stock_in(), PG_LOAD_VARIANTS),
+        each("writer: idempotency", b::idempotency_in(), PG_IDEMPOTENCY),
         both("listings page", LISTINGS_PAGE),
         both("listed skus page", LISTED_AFTER),
         both("variants page", VARIANTS_PAGE),

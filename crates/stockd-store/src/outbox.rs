@@ -393,6 +393,11 @@ pub(crate) async fn refresh<D: DesiredStates>(
     }
     let loaded = current_setup(db).await?;
     let (setup, rules) = (&loaded.setup, &loaded.rules);
+    // No enabled channel, no listing to compute: skip the stock reads (a
+    // channel enabled later recomputes every listing).
+    if setup.channels.is_empty() {
+        return Ok(0);
+    }
     let mut causes: BTreeMap<Sku, (u64, DateTime<Utc>)> = BTreeMap::new();
     for (sku, cause) in touched {
         for affected in setup.graph.affected_skus(sku) {

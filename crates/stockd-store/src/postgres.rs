@@ -564,6 +564,8 @@ impl Backend for PgBackend {
     }
 
     async fn load(&mut self, needs: &Needs) -> Result<Loaded, StoreError> {
+        // The kit graph the writer keeps (reloaded when the setup moved).
+        let setup = crate::outbox::current_setup(self).await?;
         let stmt = self
             .statement("SELECT id, name, sellable, priority FROM locations")
             .await?;
@@ -642,25 +644,17 @@ impl Backend for PgBackend {
                 book.load_returns(parse_id(rma_id, stockd_core::RmaId::parse)?, lines);
             }
         }
-        if !needs.skus.is_empty() {
-            // Kits named by the events: an order for one reserves its components.
-            let kits: Vec<&str> = needs.skus.iter().map(Sku::as_str).collect();
-            let stmt = self.statement(hot::PG_KIT_COMPONENTS).await?;
-            let mut components: Vec<(Sku, Vec<(Sku, i64)>)> = Vec::new();
-            for row in self.client.query(&stmt, &[&kits]).await? {
-                let kit = parse_id(row.get(0), Sku::parse)?;
-                let component: String = row.get(1);
-                let qty: i32 = row.get(2);
-                skus.push(component.clone());
-                let component = (parse_id(component, Sku::parse)?, i64::from(qty));
-                match components.last_mut() {
-                    Some((last, parts)) if *last == kit => parts.push(component),
-                    _ => components.push((kit, vec![component])),
-                }
-            }
-            for (kit, parts) in components {
-                book.load_kit(kit, parts);
-            }
+        // Kits named by the events (an order for one reserves its
+        // components), from the kit graph the writer keeps.
+        let graph = &setup.setup.graph;
+        for kit in needs.skus.iter().filter(|sku| graph.is_kit(sku)) {
+            let components: Vec<(Sku, i64)> = graph
+                .components(kit)
+                .iter()
+                .map(|c| (c.sku.clone(), i64::from(c.qty)))
+                .collect();
+            skus.extend(components.iter().map(|(sku, _)| sku.as_str().to_string()));
+            book.load_kit(kit.clone(), components);
         }
         skus.sort();
         skus.dedup();

@@ -663,22 +663,38 @@ impl Backend for SqliteBackend {
     }
 
     async fn load(&mut self, needs: &Needs) -> Result<Loaded, StoreError> {
+        // The kit graph the writer keeps (reloaded when the setup moved).
+        let setup = crate::outbox::current_setup(self).await?;
         let conn = &self.conn;
         let mut book = Book::new(all_locations(conn)?);
         let mut keys = HashMap::with_capacity(needs.keys.len());
-        {
-            let mut stmt = conn.prepare_cached(hot::SQLITE_IDEMPOTENCY)?;
-            for key in &needs.keys {
-                let found = stmt
-                    .query_row([key.as_str()], |r| {
-                        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
-                    })
-                    .optional()?;
-                if let Some((hash, result)) = found {
-                    keys.insert(key.clone(), rows::record(&hash, &result)?);
-                }
-            }
-        }
+        // One statement per 200 keys: a group of 20,000 events would
+        // otherwise run 20,000 look-ups.
+        let asked: Vec<&str> = needs
+            .keys
+            .iter()
+            .map(stockd_core::IdempotencyKey::as_str)
+            .collect();
+        batch::each_batch(
+            conn,
+            batch::idempotency_in(),
+            &[],
+            &asked,
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
+            |(key, hash, result)| {
+                keys.insert(
+                    parse_id(key, stockd_core::IdempotencyKey::parse)?,
+                    rows::record(&hash, &result)?,
+                );
+                Ok(())
+            },
+        )?;
         let mut skus = needs.skus.clone();
         {
             let mut stmt = conn.prepare_cached(
@@ -731,59 +747,56 @@ impl Backend for SqliteBackend {
             book.load_returns(rma_id.clone(), lines);
         }
         {
-            // Kits named by the events: an order for one reserves its components.
-            let mut stmt = conn.prepare_cached(hot::SQLITE_KIT_COMPONENTS)?;
-            for kit in &needs.skus {
-                let components = stmt
-                    .query_map([kit.as_str()], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                if components.is_empty() {
-                    continue;
-                }
-                let components = components
-                    .into_iter()
-                    .map(|(sku, qty)| Ok((parse_id(sku, Sku::parse)?, qty)))
-                    .collect::<Result<Vec<_>, StoreError>>()?;
+            // Kits named by the events (an order for one reserves its
+            // components), from the kit graph the writer keeps: no look-up
+            // per SKU.
+            let graph = &setup.setup.graph;
+            for kit in needs.skus.iter().filter(|sku| graph.is_kit(sku)) {
+                let components: Vec<(Sku, i64)> = graph
+                    .components(kit)
+                    .iter()
+                    .map(|c| (c.sku.clone(), i64::from(c.qty)))
+                    .collect();
                 skus.extend(components.iter().map(|(sku, _)| sku.clone()));
                 book.load_kit(kit.clone(), components);
             }
         }
         {
-            // One query per SKU: no row means an unknown variant; a row
-            // without a location, a known variant without stock rows yet.
-            let mut stmt = conn.prepare_cached(hot::SQLITE_LOAD_STOCK)?;
-            for sku in &skus {
-                let rows = stmt
-                    .query_map([sku.as_str()], |r| {
-                        Ok((
-                            r.get::<_, Option<String>>(0)?,
-                            Quantities {
-                                on_hand: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
-                                reserved: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
-                                pending_return: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
-                                written_off: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
-                            },
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                if rows.is_empty() {
-                    continue;
-                }
-                book.load_variant(sku.clone());
-                for (location, quantities) in rows {
+            // No row for a SKU means an unknown variant; a row without a
+            // location, a known variant without stock rows yet.
+            let asked: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+            batch::each_batch(
+                conn,
+                batch::variant_stock_in(),
+                &[],
+                &asked,
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        Quantities {
+                            on_hand: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                            reserved: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                            pending_return: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                            written_off: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                        },
+                    ))
+                },
+                |(sku, location, quantities)| {
+                    let sku = batch::sku(sku)?;
+                    book.load_variant(sku.clone());
                     if let Some(location) = location {
                         book.load_stock(
                             StockKey {
-                                sku: sku.clone(),
+                                sku,
                                 location: parse_id(location, LocationId::parse)?,
                             },
                             quantities,
                         );
                     }
-                }
-            }
+                    Ok(())
+                },
+            )?;
         }
         for key in &needs.inbound {
             let lines = inbound_query(

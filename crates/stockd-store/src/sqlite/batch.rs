@@ -84,6 +84,30 @@ pub(crate) fn variants_exist_in() -> &'static str {
     })
 }
 
+/// Idempotency records of a batch of keys (the writer's load).
+pub(crate) fn idempotency_in() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    statement(&SQL, || {
+        format!(
+            "SELECT key, payload_hash, result FROM idempotency WHERE key IN ({})",
+            placeholders(1)
+        )
+    })
+}
+
+/// Known variants of a batch with their stock rows (the writer's load): a
+/// variant without stock rows yet comes back once with a NULL location.
+pub(crate) fn variant_stock_in() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    statement(&SQL, || {
+        format!(
+            "SELECT v.sku, s.location, s.on_hand, s.reserved, s.pending_return, s.written_off \
+             FROM variants v LEFT JOIN stock s ON s.sku = v.sku WHERE v.sku IN ({})",
+            placeholders(1)
+        )
+    })
+}
+
 /// Stored desired states of a batch of one channel's listings (`?1`: the
 /// channel), by primary key.
 pub(crate) fn stored_desired_in() -> &'static str {
