@@ -411,14 +411,20 @@ pub(crate) async fn refresh<D: DesiredStates>(
     refresh_skus(db, setup, rules, &skus, |sku| causes.get(sku).copied(), now).await
 }
 
-/// Recomputes the listings of `skus` (a listing or kit definition changed).
+/// Recomputes the listings of `skus` (a listing or kit definition changed),
+/// `REFRESH_PAGE` SKUs at a time: a listing import's chunk of 50,000 holds
+/// the stock, listings and stored states of one page in memory, not all.
 pub(crate) async fn refresh_skus_now<D: DesiredStates>(
     db: &mut D,
     skus: &[Sku],
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
     let loaded = current_setup(db).await?;
-    refresh_skus(db, &loaded.setup, &loaded.rules, skus, |_| None, now).await
+    let mut written = 0;
+    for page in skus.chunks(REFRESH_PAGE as usize) {
+        written += refresh_skus(db, &loaded.setup, &loaded.rules, page, |_| None, now).await?;
+    }
+    Ok(written)
 }
 
 /// Recomputes every listing (after a rules, channel, listing or kit change,

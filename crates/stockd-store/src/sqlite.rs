@@ -72,6 +72,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../migrations/sqlite/0014_kit_changes.sql"),
     ),
+    (
+        15,
+        include_str!("../migrations/sqlite/0015_bulk_catalog_writes.sql"),
+    ),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;
@@ -1034,15 +1038,32 @@ impl Backend for SqliteBackend {
     }
 
     async fn upsert_variants(&mut self, variants: &[Variant]) -> Result<(), StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        // New rows only insert; existing rows are read first, so the title
+        // search is told only of titles that are new or changed.
+        let mut insert = self.conn.prepare_cached(
             "INSERT INTO variants (sku, title, product_id, gtin) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (sku) DO UPDATE SET title = excluded.title,
-               product_id = excluded.product_id, gtin = excluded.gtin",
+             ON CONFLICT (sku) DO NOTHING RETURNING rowid",
         )?;
+        let mut existing = self
+            .conn
+            .prepare_cached("SELECT rowid, title FROM variants WHERE sku = ?1")?;
+        let mut update = self.conn.prepare_cached(
+            "UPDATE variants SET title = ?2, product_id = ?3, gtin = ?4 WHERE rowid = ?1",
+        )?;
+        let mut titles = TitleChanges::default();
         for v in variants {
-            stmt.execute(params![v.sku.as_str(), v.title, v.product_id, v.gtin])?;
+            let params = params![v.sku.as_str(), v.title, v.product_id, v.gtin];
+            if let Some(rowid) = insert.query_row(params, |r| r.get::<_, i64>(0)).optional()? {
+                titles.written(rowid, None, &v.title);
+                continue;
+            }
+            let (rowid, old_title) = existing.query_row([v.sku.as_str()], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+            })?;
+            update.execute(params![rowid, v.title, v.product_id, v.gtin])?;
+            titles.written(rowid, Some(old_title), &v.title);
         }
-        Ok(())
+        titles.apply(&self.conn)
     }
 
     async fn waiting_keys(&mut self) -> Result<Vec<String>, StoreError> {
@@ -1100,6 +1121,47 @@ impl Backend for SqliteBackend {
                 .execute([key])?;
         }
         Ok(key.is_some())
+    }
+}
+
+/// What a variant upsert changed in the titles the console searches
+/// (`variants_title`, an FTS5 index over `variants` with no insert or update
+/// trigger since migration 0015): fed once per upsert, in rowid order.
+#[derive(Default)]
+struct TitleChanges {
+    /// Per row: the title indexed before the upsert (`None`: a new row)
+    /// and the title it wrote last.
+    rows: std::collections::BTreeMap<i64, (Option<Option<String>>, Option<String>)>,
+}
+
+impl TitleChanges {
+    /// Row `rowid` now has `title`; `indexed` is its title before (`None` for a new row).
+    fn written(&mut self, rowid: i64, indexed: Option<Option<String>>, title: &Option<String>) {
+        let entry = self
+            .rows
+            .entry(rowid)
+            .or_insert_with(|| (indexed, None));
+        entry.1.clone_from(title);
+    }
+
+    fn apply(self, conn: &Connection) -> Result<(), StoreError> {
+        // An external-content index forgets a row given the title it indexed.
+        let mut remove = conn.prepare_cached(
+            "INSERT INTO variants_title (variants_title, rowid, title) VALUES ('delete', ?1, ?2)",
+        )?;
+        let mut add =
+            conn.prepare_cached("INSERT INTO variants_title (rowid, title) VALUES (?1, ?2)")?;
+        for (rowid, (indexed, title)) in &self.rows {
+            match indexed {
+                Some(old) if old == title => continue,
+                Some(old) => {
+                    remove.execute(params![rowid, old])?;
+                }
+                None => {}
+            }
+            add.execute(params![rowid, title])?;
+        }
+        Ok(())
     }
 }
 

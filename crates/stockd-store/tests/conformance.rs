@@ -811,6 +811,53 @@ async fn survives_reopen(
     store.close().await;
 }
 
+/// Titles written by bulk upserts are found by the console search: new
+/// rows, renamed rows (by their new title only), unchanged rows written
+/// again, and a SKU named twice in one upsert (its last title counts).
+async fn bulk_upserted_titles_are_searchable(store: Shared) {
+    use stockd_store::console::ConsoleReads;
+    let variant = |i: usize, title: &str| Variant {
+        sku: sku(&format!("BULK-{i:05}")),
+        title: Some(title.to_string()),
+        product_id: None,
+        gtin: None,
+    };
+    let first: Vec<Variant> = (0..3_000)
+        .map(|i| variant(i, &format!("Oak shelf model {i:05}")))
+        .collect();
+    store.upsert_variants(first.clone()).await.unwrap();
+    let found = |text: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut skus: Vec<String> = store
+                .search_variants(text, 50)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|v| v.sku.as_str().to_string())
+                .collect();
+            skus.sort();
+            skus
+        }
+    };
+    assert_eq!(found("model 02999").await, ["BULK-02999"]);
+    assert_eq!(found("shelf model 0000").await.len(), 10);
+    // Again: the rest unchanged, two renamed, one named twice.
+    let mut second = first;
+    second[7] = variant(7, "Walnut desk");
+    second[2_500] = variant(2_500, "Pine stool");
+    second.push(variant(3_000, "Cherry bench"));
+    second.push(variant(3_000, "Birch bench"));
+    store.upsert_variants(second).await.unwrap();
+    assert_eq!(found("walnut").await, ["BULK-00007"]);
+    assert_eq!(found("pine stool").await, ["BULK-02500"]);
+    assert_eq!(found("birch").await, ["BULK-03000"]);
+    assert!(found("cherry").await.is_empty());
+    assert!(found("model 00007").await.is_empty());
+    assert_eq!(found("model 00008").await, ["BULK-00008"]);
+    assert_eq!(found("shelf model 0000").await.len(), 9);
+}
+
 on_both_stores!(
     applies_and_reads_back,
     idempotent_per_key,
@@ -825,6 +872,7 @@ on_both_stores!(
     pages_through_stock_and_ledger,
     channels_listings_kits_and_rules,
     kit_orders_reserve_components,
+    bulk_upserted_titles_are_searchable,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

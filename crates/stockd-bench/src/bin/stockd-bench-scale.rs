@@ -2,7 +2,8 @@
 //! catalog (default 1,000,000 variants, each listed on five channels, rules
 //! with overrides, 1 % kits) through the import commands, applies stock
 //! receipts, then restarts stockd as a server and measures:
-//! - import time (variants, listings) and the peak memory of the process;
+//! - import time (variants, listings) and the peak memory of the process
+//!   (also as it stood after the import, the start-up recompute and the preview);
 //! - start-up: until the server answers, until an event applies, until the
 //!   recompute of every desired state is over (`/readyz`);
 //! - the API's read paths: a stock page, a listings page, one SKU, a page of
@@ -243,6 +244,10 @@ async fn main() -> Result<()> {
     };
     eprintln!("recompute done after {recompute:?}");
     out.insert(
+        "rss_peak_mib_after_recompute".into(),
+        json!(catalog::peak_rss_mib()),
+    );
+    out.insert(
         "start".into(),
         json!({
             "answering_s": secs(answered),
@@ -278,6 +283,10 @@ async fn main() -> Result<()> {
         json!({"seconds": secs(started.elapsed()), "summary": preview.get("summary")}),
     );
     eprintln!("preview in {:?}", started.elapsed());
+    out.insert(
+        "rss_peak_mib_after_preview".into(),
+        json!(catalog::peak_rss_mib()),
+    );
 
     // A reconciliation-sized read: every listing state, 1,000 per page.
     let started = Instant::now();

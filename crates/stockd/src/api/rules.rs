@@ -14,6 +14,7 @@ use crate::input;
 use axum::extract::{Path, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stockd_core::availability::Availability;
@@ -227,17 +228,19 @@ pub fn validate(setup: &Setup, doc: &RulesDocument) -> Result<Rules, ApiError> {
 /// Compares every listing under the active rules and `next`.
 async fn compare(
     store: &dyn Store,
-    setup: &Setup,
-    next: &RuleSet,
+    setup: Setup,
+    next: RuleSet,
     now: DateTime<Utc>,
     keep_changes: bool,
 ) -> Result<(Option<u32>, ChangeSummary, Vec<ListingChange>), ApiError> {
-    let active = availability::active_rules(store, setup)
+    let active = availability::active_rules(store, &setup)
         .await
         .map_err(ApiError::Storage)?;
     let mut summary = ChangeSummary::default();
     let mut changes = Vec::new();
-    availability::compare_all(store, setup, &active, next, now, |old, new| {
+    let setup = Arc::new(setup);
+    let version = active.version;
+    availability::compare_all(store, setup, active, next, now, |old, new| {
         for (key, to) in new {
             summary.listings += 1;
             let Some(from) = old.get(key) else { continue };
@@ -269,7 +272,7 @@ async fn compare(
     })
     .await
     .map_err(ApiError::Storage)?;
-    Ok((active.version, summary, changes))
+    Ok((version, summary, changes))
 }
 
 /// What applying `doc` would change; changes nothing.
@@ -284,7 +287,7 @@ pub async fn preview(
         rules,
         version: None,
     };
-    let (active_version, summary, changes) = compare(store, &setup, &next, now, true).await?;
+    let (active_version, summary, changes) = compare(store, setup, next, now, true).await?;
     Ok(Preview {
         active_version,
         changes,
@@ -306,7 +309,7 @@ pub async fn apply(
         rules,
         version: None,
     };
-    let (_, summary, _) = compare(store, &setup, &next, now, false).await?;
+    let (_, summary, _) = compare(store, setup, next, now, false).await?;
     let stored = store
         .add_rules_version(doc, message, author)
         .await
