@@ -742,6 +742,12 @@ impl Connector for Amazon {
         false
     }
 
+    /// A bulk push of up to `feed_threshold` items (per marketplace) is sent
+    /// as patches, on the bucket protective updates need.
+    fn bulk_on_fast_path_up_to(&self) -> usize {
+        self.config.feed_threshold
+    }
+
     async fn read_levels(
         &self,
         listings: &[LevelQuery],

@@ -298,6 +298,15 @@ pub trait Connector: Send + Sync {
         true
     }
 
+    /// Up to how many items a bulk push (`push_bulk`, `submit` in bulk) still
+    /// goes the fast path and spends the rate protective updates need
+    /// (Amazon: patches up to its feed threshold per marketplace); 0 when
+    /// the bulk path never does. The dispatcher starts such pushes only
+    /// while no protective update waits, one at a time and fast-path sized.
+    fn bulk_on_fast_path_up_to(&self) -> usize {
+        0
+    }
+
     /// The change budget (pushes per listing per day) when the rules set
     /// none.
     fn default_pushes_per_day(&self) -> Option<u32> {

@@ -970,6 +970,43 @@ async fn large_pushes_go_through_a_feed_followed_to_its_report() {
     }
 }
 
+/// The size the dispatcher is told (`bulk_on_fast_path_up_to`) is the one
+/// where a bulk submission switches from patches to a feed.
+#[tokio::test(start_paused = true)]
+async fn a_bulk_submission_up_to_the_announced_size_goes_as_patches_beyond_it_as_a_feed() {
+    let fake = Fake::new(|req, _| Ok(accepted(path(&req.url))));
+    let amazon = Amazon::new(feed_config(), fake.clone());
+    let up_to = amazon.bulk_on_fast_path_up_to();
+    assert_eq!(up_to, 3, "the feed threshold");
+    let patch_calls = |fake: &Fake| {
+        fake.api_requests()
+            .iter()
+            .filter(|(_, r)| r.method == http::Method::PATCH)
+            .count()
+    };
+    let feed_calls = |fake: &Fake| {
+        fake.api_requests()
+            .iter()
+            .filter(|(_, r)| path(&r.url) == "/feeds/2021-06-30/feeds")
+            .count()
+    };
+
+    let small: Vec<PushItem> = (0..up_to).map(|i| item(&format!("S-{i}"), 1)).collect();
+    amazon.submit(&small, true).await.expect("submit");
+    assert_eq!(patch_calls(&fake), up_to, "one patch per item");
+    assert_eq!(feed_calls(&fake), 0);
+
+    let (fake, _) = feed_fake(&["IN_QUEUE"], report_failing_message_two);
+    let amazon = Amazon::new(feed_config(), fake.clone());
+    let large: Vec<PushItem> = (0..=up_to).map(|i| item(&format!("L-{i}"), 1)).collect();
+    let submitted = amazon.submit(&large, true).await.expect("submit");
+    assert_eq!(patch_calls(&fake), 0, "no patch beyond the announced size");
+    assert_eq!(feed_calls(&fake), 1);
+    assert!(submitted
+        .iter()
+        .all(|s| matches!(s, stockd_channels::Submitted::Accepted { .. })));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_fatal_feed_is_retryable_for_every_item() {
     let (fake, _) = feed_fake(&["IN_PROGRESS", "FATAL"], report_failing_message_two);

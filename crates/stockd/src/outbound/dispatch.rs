@@ -37,6 +37,7 @@ use stockd_store::{Store, StoreError};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::lanes::{self, Lane, LaneRoom};
 use super::lock;
 use super::stats::{percentile, Rng};
 
@@ -494,6 +495,7 @@ impl Dispatcher {
                 running: JoinSet::new(),
                 running_fast: 0,
                 running_bulk: 0,
+                running_spare: false,
             };
             tasks.push(tokio::spawn(worker.run(stopped.clone())));
         }
@@ -666,15 +668,8 @@ struct Worker {
     running: JoinSet<Lane>,
     running_fast: usize,
     running_bulk: usize,
-}
-
-/// Where a push runs: the fast lane takes protective updates in small
-/// pushes on the channel's fast path; the bulk lane takes the rest (and
-/// protective updates beyond what the fast lane can take now).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lane {
-    Fast,
-    Bulk,
+    /// A spare push (see `lanes`) is under way.
+    running_spare: bool,
 }
 
 /// Talks to one channel and records what it said: shared by a worker's
@@ -757,6 +752,7 @@ impl Worker {
         match done {
             Ok(Lane::Fast) => self.running_fast -= 1,
             Ok(Lane::Bulk) => self.running_bulk -= 1,
+            Ok(Lane::Spare) => self.running_spare = false,
             Err(e) => {
                 // A push task panicked: its lane is unknown; recount from
                 // what is still running (its rows wait for the in-flight
@@ -764,6 +760,7 @@ impl Worker {
                 tracing::error!(channel = %self.pusher.channel, error = %e, "push task failed");
                 self.running_fast = self.running.len().min(self.running_fast);
                 self.running_bulk = self.running.len().saturating_sub(self.running_fast);
+                self.running_spare = false;
             }
         }
     }
@@ -877,22 +874,19 @@ impl Worker {
                 }
             }
         }
-        // Protective updates take the fast lane; what it cannot take now
-        // heads the bulk lane (on Amazon a feed: slower than a patch, but
-        // not behind the patch rate).
-        let fast_rows = (fast * free_fast).min(protective.len());
-        let mut overflow = protective.split_off(fast_rows);
-        if !connector.bulk_takes_protective() {
-            overflow.clear();
-        }
-        let mut pushes: Vec<(Lane, Vec<OutboxRow>)> = Vec::new();
-        for chunk in protective.chunks(fast) {
-            pushes.push((Lane::Fast, chunk.to_vec()));
-        }
-        let bulk_rows: Vec<OutboxRow> = overflow.into_iter().chain(other).collect();
-        for chunk in bulk_rows.chunks(bulk).take(free_bulk) {
-            pushes.push((Lane::Bulk, chunk.to_vec()));
-        }
+        // Protective updates take the fast lane; the rest go in bulk, but
+        // not on the fast path while protective updates need it (`lanes`).
+        let room = LaneRoom {
+            fast_batch: fast,
+            bulk_batch: bulk,
+            free_fast,
+            free_bulk,
+            fast_running: self.running_fast,
+            spare_running: self.running_spare,
+            bulk_takes_protective: connector.bulk_takes_protective(),
+            bulk_on_fast_path_up_to: connector.bulk_on_fast_path_up_to(),
+        };
+        let pushes = lanes::plan(protective, other, room, OutboxRow::latency_start, now);
         let mut handled = updates.len();
         // The in-flight marks commit before anything is sent: no other
         // round (of this or another instance) takes these rows meanwhile.
@@ -911,6 +905,7 @@ impl Worker {
             match lane {
                 Lane::Fast => self.running_fast += 1,
                 Lane::Bulk => self.running_bulk += 1,
+                Lane::Spare => self.running_spare = true,
             }
             let pusher = self.pusher.clone();
             let protective = rows.iter().filter(|r| r.protective).count();
@@ -978,7 +973,10 @@ impl Pusher {
             return Ok(updates);
         }
         self.kpis.with(&self.channel, |k| k.pushes += 1);
-        let bulk = lane == Lane::Bulk;
+        tracing::debug!(channel = %self.channel, lane = ?lane, items = items.len(),
+            protective = sent_rows.iter().filter(|r| r.protective).count(), "push");
+        // Spare pushes are bulk pushes the channel sends on its fast path.
+        let bulk = lane != Lane::Fast;
         let submitted = if self.connector.tracks_acknowledgements() {
             self.connector.submit(&items, bulk).await
         } else {

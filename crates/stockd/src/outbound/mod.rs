@@ -1,7 +1,7 @@
 //! The outbound side: what leaves stockd for the channels and other systems.
 //! `dispatch` pushes each channel's desired states through its connector
 //! (one worker per channel, in-flight marks, per-channel leases, order
-//! polls), `tracker` follows what channels accept and acknowledge later
+//! polls) and `lanes` decides which pushes each round starts, `tracker` follows what channels accept and acknowledge later
 //! (bol process statuses, Amazon feeds), `reconcile` compares what the channels show with stockd's belief,
 //! `audit` writes the push audit trail and daily figures off the
 //! dispatcher's path, and `publish` publishes stock changes on NATS.
@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod dispatch;
+mod lanes;
 pub mod publish;
 pub mod reconcile;
 pub mod stats;
