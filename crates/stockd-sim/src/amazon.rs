@@ -47,7 +47,9 @@ use state::*;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock: the system clock, or a simulation's paused clock.
+use tokio::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};

@@ -9,7 +9,9 @@
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock: the system clock, or a simulation's paused clock.
+use tokio::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -70,6 +72,12 @@ pub struct Faults {
     pub reorder_webhooks: bool,
     /// These SKUs fail with the channel's permanent per-item error.
     pub reject_skus: Vec<String>,
+    /// Probability (0..1) that a webhook is never delivered (as if every
+    /// retry had failed).
+    pub lose_webhook_rate: f64,
+    /// Each webhook leaves after a random delay of up to this many
+    /// milliseconds (so deliveries also overtake each other).
+    pub delay_webhooks_ms: u64,
 }
 
 /// Errors of the in-process API and the `/_sim` endpoints.
@@ -139,6 +147,32 @@ pub(crate) trait SimBackend: Send + Sync + 'static {
     fn edit_quantity(&self, sku: &str, quantity: i64) -> Result<SimListing, SimError>;
 }
 
+/// One webhook POST as a simulator sends it, for an in-process sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Receives webhooks in process instead of over HTTP; answers the HTTP
+/// status the receiver gave (2xx: delivered).
+pub type WebhookSink = Arc<
+    dyn Fn(WebhookDelivery) -> std::pin::Pin<Box<dyn std::future::Future<Output = u16> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// How a simulator started in process behaves.
+#[derive(Clone, Default)]
+pub struct SimOptions {
+    /// Every random draw (faults, ids, delays) from this seed; `None`: from
+    /// the system clock.
+    pub seed: Option<u64>,
+    /// Where webhooks go; `None`: HTTP to the configured URL.
+    pub webhook_sink: Option<WebhookSink>,
+}
+
 /// A small xorshift64* generator: fault rates and ids need no cryptographic quality.
 pub(crate) struct Rng(u64);
 
@@ -151,6 +185,11 @@ impl Rng {
             .unwrap_or(1);
         let s = SALT.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
         Rng((t ^ s) | 1)
+    }
+    /// A repeatable sequence.
+    pub(crate) fn from_seed(seed: u64) -> Rng {
+        // Spread small seeds over the state: xorshift starts slowly from few bits.
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) | 1)
     }
     pub(crate) fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
@@ -239,6 +278,7 @@ pub(crate) struct SimCore {
     faults: Mutex<FaultState>,
     rng: Mutex<Rng>,
     http: reqwest::Client,
+    sink: Option<WebhookSink>,
     queue: mpsc::UnboundedSender<Queued>,
     shutdown: watch::Sender<bool>,
 }
@@ -251,6 +291,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SimCore {
     /// Must be called inside a tokio runtime: it spawns the webhook worker.
     pub(crate) fn new() -> Arc<SimCore> {
+        SimCore::with_options(SimOptions::default())
+    }
+
+    /// [`SimCore::new`] with a seed and an in-process webhook sink.
+    pub(crate) fn with_options(options: SimOptions) -> Arc<SimCore> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (shutdown, _) = watch::channel(false);
         let http = reqwest::Client::builder()
@@ -263,8 +308,9 @@ impl SimCore {
                 faults: Faults::default(),
                 since: Instant::now(),
             }),
-            rng: Mutex::new(Rng::seeded()),
+            rng: Mutex::new(options.seed.map_or_else(Rng::seeded, Rng::from_seed)),
             http,
+            sink: options.webhook_sink,
             queue: tx,
             shutdown,
         });
@@ -365,6 +411,21 @@ impl SimCore {
         done: Option<DoneHook>,
     ) {
         let faults = self.faults();
+        if faults.lose_webhook_rate > 0.0 && self.rand_unit() < faults.lose_webhook_rate {
+            Counters::add(&self.counters.injected_faults, 1);
+            Counters::add(&self.counters.webhooks_failed, 1);
+            // Lost on the way: the channel does not learn of it (no retry,
+            // and its subscription stays).
+            drop(done);
+            return;
+        }
+        let delay_ms = if faults.delay_webhooks_ms > 0 {
+            faults.delay_webhooks_ms
+        } else if faults.reorder_webhooks {
+            300
+        } else {
+            0
+        };
         if faults.duplicate_webhook_rate > 0.0 && self.rand_unit() < faults.duplicate_webhook_rate {
             Counters::add(&self.counters.injected_faults, 1);
             let copy = Delivery {
@@ -372,9 +433,9 @@ impl SimCore {
                 headers: delivery.headers.clone(),
                 body: delivery.body.clone(),
             };
-            self.enqueue(copy, policy.clone(), None, faults.reorder_webhooks);
+            self.enqueue(copy, policy.clone(), None, delay_ms);
         }
-        self.enqueue(delivery, policy, done, faults.reorder_webhooks);
+        self.enqueue(delivery, policy, done, delay_ms);
     }
 
     fn enqueue(
@@ -382,16 +443,16 @@ impl SimCore {
         delivery: Delivery,
         policy: RetryPolicy,
         done: Option<DoneHook>,
-        reorder: bool,
+        delay_max_ms: u64,
     ) {
         let q = Queued {
             delivery,
             policy,
             done,
         };
-        if reorder {
+        if delay_max_ms > 0 {
             // A random head start lets later events overtake earlier ones.
-            let delay = Duration::from_millis(self.rand_u64() % 300);
+            let delay = Duration::from_millis(self.rand_u64() % delay_max_ms);
             let tx = self.queue.clone();
             let mut stop = self.shutdown.subscribe();
             tokio::spawn(async move {
@@ -406,6 +467,22 @@ impl SimCore {
     }
 
     async fn attempt(&self, d: &Delivery, policy: &RetryPolicy) -> bool {
+        if let Some(sink) = &self.sink {
+            let status = sink(WebhookDelivery {
+                url: d.url.clone(),
+                headers: d.headers.clone(),
+                body: d.body.clone(),
+            })
+            .await;
+            let ok = (200..=policy.max_success_status).contains(&status);
+            let counter = if ok {
+                &self.counters.webhooks_sent
+            } else {
+                &self.counters.webhooks_failed
+            };
+            Counters::add(counter, 1);
+            return ok;
+        }
         let mut req = self
             .http
             .post(&d.url)
@@ -756,6 +833,51 @@ pub(crate) fn serve(
         channel: None,
         server,
     })
+}
+
+/// A simulator started in process: its API is called as a service (no
+/// socket), and `sim` drives it as a [`RunningSim`] does.
+pub struct InMemorySim {
+    pub sim: RunningSim,
+    router: Router,
+}
+
+impl InMemorySim {
+    /// Answers one request to the channel API (or the `/_sim` endpoints).
+    /// The request's URI may be absolute; its `Host` header names the
+    /// simulator as the channel's base URL does.
+    pub async fn handle(
+        &self,
+        request: axum::http::Request<axum::body::Body>,
+    ) -> axum::http::Response<axum::body::Body> {
+        use tower::ServiceExt as _;
+        match self.router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// Serves `router` in process: the handle's `base_url` is `base_url`, a
+/// name no socket answers to.
+pub(crate) fn serve_in_memory<B: SimBackend>(
+    router: Router,
+    base_url: String,
+    sim: Arc<B>,
+) -> InMemorySim {
+    let mut stop = sim.core().shutdown_signal();
+    let server = tokio::spawn(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    });
+    InMemorySim {
+        sim: RunningSim {
+            base_url,
+            backend: sim.clone(),
+            channel: Some(sim),
+            server,
+        },
+        router,
+    }
 }
 
 /// [`serve`], keeping the concrete backend in the handle so that the channel's module can

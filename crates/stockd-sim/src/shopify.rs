@@ -21,7 +21,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{serve, RunningSim, SimBackend, SimCore};
+use crate::common::{
+    serve, serve_in_memory, InMemorySim, RunningSim, SimBackend, SimCore, SimOptions,
+};
 
 mod bulk;
 mod document;
@@ -126,6 +128,21 @@ pub async fn start(config: Config, listen: SocketAddr) -> std::io::Result<Runnin
     let backend: Arc<dyn SimBackend> = sim.clone();
     let router = http::router(sim, backend.clone());
     serve(router, listener, backend)
+}
+
+/// Start the simulator in process (see [`InMemorySim`]): `base_url` is the
+/// shop URL the connector is given.
+pub fn start_in_memory(config: Config, base_url: &str, options: SimOptions) -> InMemorySim {
+    let core = SimCore::with_options(options);
+    let sim = Arc::new(Shopify {
+        state: Arc::new(Mutex::new(State::new(&config))),
+        config,
+        core,
+        base_url: base_url.to_string(),
+    });
+    let backend: Arc<dyn SimBackend> = sim.clone();
+    let router = http::router(sim.clone(), backend);
+    serve_in_memory(router, base_url.to_string(), sim)
 }
 
 /// The simulator: its configuration, the shared framework and the shop's state.

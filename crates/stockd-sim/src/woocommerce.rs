@@ -41,7 +41,9 @@ use stock::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock: the system clock, or a simulation's paused clock.
+use tokio::time::Instant;
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -52,8 +54,9 @@ use serde_json::{json, Map, Value};
 
 use crate::common::{
     ct_eq, hmac_sha1, hmac_sha256, hmac_sha256_base64, lock, parse_form_urlencoded, percent_decode,
-    percent_encode, php_json_encode, retry_after_value, serve, sim_router, Counters, Delivery,
-    Injected, NewListing, Plus, RetryPolicy, RunningSim, SimBackend, SimCore, SimError, SimListing,
+    percent_encode, php_json_encode, retry_after_value, serve, serve_in_memory, sim_router,
+    Counters, Delivery, InMemorySim, Injected, NewListing, Plus, RetryPolicy, RunningSim,
+    SimBackend, SimCore, SimError, SimListing, SimOptions,
 };
 
 /// Simulator configuration.
@@ -116,6 +119,24 @@ pub async fn start(config: Config, listen: SocketAddr) -> std::io::Result<Runnin
     let backend: Arc<dyn SimBackend> = sim.clone();
     let router = router(sim);
     serve(router, listener, backend)
+}
+
+/// Start the simulator in process (see [`InMemorySim`]): `base_url` is the
+/// site URL the connector is given (and the webhooks' source).
+pub fn start_in_memory(config: Config, base_url: &str, options: SimOptions) -> InMemorySim {
+    let core = SimCore::with_options(options);
+    let home = config
+        .home_url
+        .clone()
+        .unwrap_or_else(|| base_url.to_string());
+    let sim = Arc::new(Woo {
+        state: Arc::new(Mutex::new(WooState::new(&config))),
+        config,
+        core,
+        home,
+    });
+    let router = router(sim.clone());
+    serve_in_memory(router, base_url.to_string(), sim)
 }
 
 #[cfg(test)]

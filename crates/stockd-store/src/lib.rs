@@ -17,6 +17,7 @@ mod postgres;
 pub mod publish;
 pub mod reconcile;
 mod rows;
+mod sim_wait;
 mod sqlite;
 pub mod unmapped;
 mod writer;
@@ -206,6 +207,20 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
             scheme.chars().take(32).collect(),
         ))
     }
+}
+
+/// Where the store takes "now" from (receipt times, outbox causes and
+/// retry times): the system clock in production, a simulated clock in
+/// `stockd simulate`.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// Opens (and migrates) a SQLite store at `path` whose writer takes "now"
+/// from `clock`. Callers wait for the writer, and reads run, on the calling
+/// thread: a simulation on one thread with paused time sees the store's
+/// answers at the same points (and its clock does not move meanwhile) in
+/// every run of a seed.
+pub fn open_simulated(path: &str, clock: Clock) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(sqlite::SqliteStore::open_with(path, Some(clock))?))
 }
 
 /// Applies migrations and returns, without starting a writer.

@@ -84,6 +84,8 @@ const READERS_MAX: usize = 8;
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub(crate) struct SqliteStore {
+    /// Under a simulated clock: reads run on the calling thread.
+    simulated: bool,
     writer: WriterHandle,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: String,
@@ -176,11 +178,20 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 impl SqliteStore {
     pub(crate) fn open(path: &str) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, None)
+    }
+
+    /// `clock`: a simulated clock (see [`crate::open_simulated`]).
+    pub(crate) fn open_with(
+        path: &str,
+        clock: Option<crate::Clock>,
+    ) -> Result<SqliteStore, StoreError> {
         let mut conn = connect(path, WRITER_CACHE_KIB)?;
         migrate(&mut conn)?;
         drop(conn);
         let writer_path = path.to_string();
-        let writer = WriterHandle::spawn("stockd-sqlite-writer", move || {
+        let simulated = clock.is_some();
+        let writer = WriterHandle::spawn_with("stockd-sqlite-writer", clock, move || {
             Box::pin(async move {
                 let conn = connect(&writer_path, WRITER_CACHE_KIB)?;
                 conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
@@ -188,6 +199,7 @@ impl SqliteStore {
             })
         })?;
         Ok(SqliteStore {
+            simulated,
             writer,
             readers: Arc::new(Mutex::new(Vec::new())),
             path: path.to_string(),
@@ -203,6 +215,16 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        if self.simulated {
+            // A simulation reads on its own (single) thread: see `open_simulated`.
+            let conn = match readers.lock().map_err(corrupt)?.pop() {
+                Some(conn) => conn,
+                None => connect(&path, READER_CACHE_KIB)?,
+            };
+            let result = read(&conn);
+            readers.lock().map_err(corrupt)?.push(conn);
+            return result;
+        }
         tokio::task::spawn_blocking(move || {
             let pooled = readers.lock().map_err(corrupt)?.pop();
             let conn = match pooled {

@@ -6,7 +6,7 @@
 
 use crate::outbox;
 use crate::{StoreError, SubmitOutcome, UpsertSummary};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,6 +24,16 @@ const REPLAY_ROUNDS_MAX: usize = 8;
 const REPLAY_BATCH_MAX: usize = 5_000;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+thread_local! {
+    /// The writer thread's clock when it runs under a simulated clock.
+    static CLOCK: std::cell::RefCell<Option<crate::Clock>> = const { std::cell::RefCell::new(None) };
+}
+
+/// "Now" for the writer: its simulated clock, or the system clock.
+fn now() -> DateTime<Utc> {
+    CLOCK.with(|c| c.borrow().as_ref().map(|clock| clock())).unwrap_or_else(Utc::now)
+}
 
 pub(crate) enum Command {
     Submit {
@@ -209,7 +219,7 @@ impl Pass {
                 backend,
                 self.after.as_ref(),
                 outbox::REFRESH_PAGE,
-                Utc::now(),
+                now(),
             )
             .await;
             finish_tx(backend, page).await
@@ -408,7 +418,7 @@ async fn catalog_command<B: Backend>(backend: &mut B, command: Command) {
         } => {
             let result = match backend.begin().await {
                 Ok(()) => {
-                    let r = outbox::refresh_skus_now(backend, &skus, Utc::now()).await;
+                    let r = outbox::refresh_skus_now(backend, &skus, now()).await;
                     finish_tx(backend, r).await
                 }
                 Err(e) => Err(e),
@@ -520,7 +530,7 @@ async fn in_group<B: Backend, R>(
     backend.begin().await?;
     let result = async {
         let mut loaded = backend.load(needs).await?;
-        let now = Utc::now();
+        let now = now();
         let mut group = Group::new(&mut loaded.book, loaded.keys, loaded.next_seq, now);
         let output = body(&mut group);
         let (writes, _) = group.finish();
@@ -575,6 +585,9 @@ pub(crate) fn last_per_key(
 /// A handle to a running writer thread.
 pub(crate) struct WriterHandle {
     pub commands: mpsc::Sender<Command>,
+    /// A simulated clock: "now" comes from it, and callers wait for answers
+    /// on a blocking thread (see [`crate::open_simulated`]).
+    clock: Option<crate::Clock>,
     /// True while desired states are being recomputed (start, rules change).
     pub recompute: Arc<AtomicBool>,
     pub thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -590,6 +603,22 @@ impl WriterHandle {
             + Send
             + 'static,
     {
+        WriterHandle::spawn_with(name, None, make_backend)
+    }
+
+    /// [`WriterHandle::spawn`] with an optional simulated clock.
+    pub fn spawn_with<B, F>(
+        name: &str,
+        clock: Option<crate::Clock>,
+        make_backend: F,
+    ) -> Result<WriterHandle, StoreError>
+    where
+        B: Backend + 'static,
+        F: FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<B, StoreError>>>>
+            + Send
+            + 'static,
+    {
+        let thread_clock = clock.clone();
         let (tx, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let recompute = Arc::new(AtomicBool::new(true));
@@ -597,6 +626,7 @@ impl WriterHandle {
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
+                CLOCK.with(|c| *c.borrow_mut() = thread_clock);
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -625,6 +655,7 @@ impl WriterHandle {
             .map_err(|_| StoreError::Database("writer thread failed to start".into()))??;
         Ok(WriterHandle {
             commands: tx,
+            clock,
             recompute,
             thread: std::sync::Mutex::new(Some(thread)),
         })
@@ -636,12 +667,27 @@ impl WriterHandle {
     }
 
     pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        if self.clock.is_some() {
+            // The writer thread reads the moment its caller last saw.
+            let _ = self.now();
+        }
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(make(reply))
             .await
             .map_err(|_| StoreError::Closed)?;
+        if self.clock.is_some() {
+            // Simulated: the caller's thread waits for the writer, so nothing
+            // else runs (and a paused clock does not move) meanwhile — every
+            // write happens at one point of the simulation's single thread.
+            return crate::sim_wait::block_on(answer).map_err(|_| StoreError::Closed)?;
+        }
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// "Now" as the writer sees it.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.as_ref().map_or_else(Utc::now, |clock| clock())
     }
 
     pub async fn submit(&self, events: Vec<Submission>) -> Result<SubmitOutcome, StoreError> {

@@ -66,6 +66,32 @@ pub enum Command {
     /// simulated customers; prints a summary at the end.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
+    /// Simulate a trading day per seed, in simulated time, with faults:
+    /// the real pipeline against in-process channel simulators; prints the
+    /// oversell, cancel, drift and latency figures and every broken invariant.
+    #[cfg(feature = "demo")]
+    Simulate(SimulateArgs),
+}
+
+#[cfg(feature = "demo")]
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The scenario (TOML): catalog, channels, demand, warehouse, faults, rules.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: PathBuf,
+    /// One seed.
+    #[arg(long, value_name = "N", conflicts_with = "seeds")]
+    pub seed: Option<u64>,
+    /// Seeds A to B (B excluded), e.g. 0..100.
+    #[arg(long, value_name = "A..B")]
+    pub seeds: Option<String>,
+    /// A candidate rules document (JSON, as `PUT /v1/rules` takes `rules`):
+    /// every seed also runs under it, side by side with the scenario's rules.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -116,7 +142,7 @@ impl DlqCommand {
 /// Whether the command is the demo (whose summary request logs would drown).
 fn is_demo(command: &Command) -> bool {
     #[cfg(feature = "demo")]
-    if matches!(command, Command::Demo(_)) {
+    if matches!(command, Command::Demo(_) | Command::Simulate(_)) {
         return true;
     }
     let _ = command;
@@ -413,6 +439,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Reconcile(args) => (None, args.target.database.database.clone()),
         #[cfg(feature = "demo")]
         Command::Demo(args) => (args.listen.clone(), None),
+        #[cfg(feature = "demo")]
+        Command::Simulate(_) => (None, None),
     };
     let overrides = Overrides {
         listen,
@@ -433,6 +461,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Reconcile(args) => reconcile(&settings, args).await,
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo(&settings, args).await,
+        #[cfg(feature = "demo")]
+        Command::Simulate(args) => simulate(args).await,
         Command::Migrate(_) => {
             stockd_store::migrate(&settings.serve.database_url)
                 .await
@@ -744,6 +774,50 @@ async fn demo(settings: &Settings, args: DemoArgs) -> Result<(), Failure> {
         let text = serde_json::to_string_pretty(&report).map_err(Failure::runtime)?;
         std::fs::write(path, text + "\n")
             .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "demo")]
+async fn simulate(args: SimulateArgs) -> Result<(), Failure> {
+    let scenario = crate::simulate::scenario::Scenario::load(&args.scenario)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let seeds = match (&args.seed, &args.seeds) {
+        (Some(seed), _) => vec![*seed],
+        (None, Some(range)) => crate::simulate::parse_seeds(range).map_err(Failure::Usage)?,
+        (None, None) => vec![0],
+    };
+    let candidate_rules = match &args.rules {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
+            Some(serde_json::from_str(&text).map_err(|e| {
+                Failure::Usage(format!("rules_invalid_json: {}: {e}", path.display()))
+            })?)
+        }
+    };
+    let options = crate::simulate::SimulateOptions {
+        scenario,
+        seeds,
+        candidate_rules,
+    };
+    // Each seed runs on a runtime of its own with paused time, off this one.
+    let report = tokio::task::spawn_blocking(move || crate::simulate::run(&options))
+        .await
+        .map_err(Failure::runtime)?
+        .map_err(Failure::runtime)?;
+    print!("{}", crate::simulate::table(&report));
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string_pretty(&report).map_err(Failure::runtime)?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
+    }
+    if report.invariant_violations > 0 {
+        return Err(Failure::Runtime(format!(
+            "invariant_violations: {} (see the report)",
+            report.invariant_violations
+        )));
     }
     Ok(())
 }

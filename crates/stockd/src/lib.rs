@@ -18,6 +18,8 @@ pub mod inbound;
 pub mod input;
 pub mod metrics;
 pub mod outbound;
+#[cfg(feature = "demo")]
+pub mod simulate;
 pub mod webhooks;
 
 use crate::auth::{Auth, OpenOnPublicAddress};

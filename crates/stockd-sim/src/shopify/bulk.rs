@@ -39,7 +39,9 @@
 //!   (<https://cloud.google.com/storage/docs/xml-api/reference-status>).
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock: the system clock, or a simulation's paused clock.
+use tokio::time::Instant;
 
 use apollo_compiler::schema::ExtendedType;
 use apollo_compiler::validation::Valid;

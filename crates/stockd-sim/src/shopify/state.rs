@@ -9,7 +9,8 @@
 //! <https://shopify.dev/docs/api/admin-graphql/2026-01/objects/InventoryLevel> (level ids).
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+// Tokio's clock: the system clock, or a simulation's paused clock.
+use tokio::time::Instant;
 
 use serde_json::{json, Map, Value};
 

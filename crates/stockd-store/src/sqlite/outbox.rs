@@ -443,7 +443,7 @@ impl OutboxStore for SqliteStore {
         moves: Vec<(Sku, Option<i64>)>,
     ) -> Result<(), StoreError> {
         self.writer
-            .record_outbox(ob::channel_moves(channel, moves, Utc::now()))
+            .record_outbox(ob::channel_moves(channel, moves, self.writer.now()))
             .await
     }
 
@@ -565,13 +565,13 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn dead_letter_retry(&self, id: i64) -> Result<bool, StoreError> {
-        let now = Utc::now();
+        let now = self.writer.now();
         self.read(move |conn| unpark(conn, id, ob::UNPARK_RETRY, now))
             .await
     }
 
     async fn dead_letter_discard(&self, id: i64) -> Result<bool, StoreError> {
-        let now = Utc::now();
+        let now = self.writer.now();
         self.read(move |conn| unpark(conn, id, ob::UNPARK_DISCARD, now))
             .await
     }

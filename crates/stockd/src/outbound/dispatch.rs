@@ -404,6 +404,25 @@ impl SyncKpis {
     }
 }
 
+/// Where a dispatcher takes "now" and its backoff jitter from.
+#[derive(Clone)]
+pub struct DispatchOptions {
+    /// The system clock in production; a simulated clock in `stockd simulate`.
+    pub clock: stockd_store::Clock,
+    /// `None`: jitter seeded from the system clock; `Some`: a repeatable
+    /// sequence (each channel's worker its own, derived from this seed).
+    pub jitter_seed: Option<u64>,
+}
+
+impl Default for DispatchOptions {
+    fn default() -> Self {
+        DispatchOptions {
+            clock: Arc::new(Utc::now),
+            jitter_seed: None,
+        }
+    }
+}
+
 /// The running workers.
 pub struct Dispatcher {
     stop: watch::Sender<bool>,
@@ -443,12 +462,35 @@ impl Dispatcher {
         kpis: Arc<SyncKpis>,
         index: Arc<crate::webhooks::ListingIndex>,
     ) -> Dispatcher {
+        Dispatcher::start_with(
+            store,
+            connections,
+            policy,
+            kpis,
+            index,
+            DispatchOptions::default(),
+        )
+    }
+
+    /// [`Dispatcher::start`] with a given clock and jitter seed.
+    pub fn start_with(
+        store: Arc<dyn Store>,
+        connections: Vec<Connection>,
+        policy: RetryPolicy,
+        kpis: Arc<SyncKpis>,
+        index: Arc<crate::webhooks::ListingIndex>,
+        options: DispatchOptions,
+    ) -> Dispatcher {
         let (stop, stopped) = watch::channel(false);
         let holder = instance_id();
         // SQLite is one process: the lease is always ours.
         let shared = store.backend_name() != "sqlite";
         let mut tasks = Vec::new();
-        for connection in connections {
+        for (index_of_channel, connection) in connections.into_iter().enumerate() {
+            let rng = match options.jitter_seed {
+                Some(seed) => Rng::new(seed ^ (index_of_channel as u64 + 1).wrapping_mul(0x9E37_79B9)),
+                None => Rng::seeded(),
+            };
             let lease = Arc::new(Lease {
                 valid_until_ms: AtomicI64::new(if shared { 0 } else { i64::MAX }),
             });
@@ -476,7 +518,8 @@ impl Dispatcher {
                 connector: connection.connector,
                 policy,
                 kpis: kpis.clone(),
-                rng: Mutex::new(Rng::seeded()),
+                rng: Mutex::new(rng),
+                clock: options.clock.clone(),
             });
             if pusher.connector.tracks_acknowledgements() {
                 tasks.push(tokio::spawn(super::tracker::run(
@@ -681,6 +724,7 @@ pub(super) struct Pusher {
     policy: RetryPolicy,
     kpis: Arc<SyncKpis>,
     rng: Mutex<Rng>,
+    clock: stockd_store::Clock,
 }
 
 fn to_std(d: chrono::Duration) -> Duration {
@@ -710,7 +754,7 @@ impl Worker {
             while let Some(done) = self.running.try_join_next() {
                 self.finished(done);
             }
-            let started = if self.lease.held(Utc::now()) {
+            let started = if self.lease.held(self.pusher.now()) {
                 match self.round().await {
                     Ok(n) => n,
                     Err(e) => {
@@ -801,7 +845,7 @@ impl Worker {
             .saturating_mul(free_fast)
             .saturating_add(bulk.saturating_mul(free_bulk));
         let limit = u32::try_from(wanted.clamp(1, ROUND_ROWS_MAX)).unwrap_or(u32::MAX);
-        let now = Utc::now();
+        let now = self.pusher.now();
         let due = self
             .pusher
             .store
@@ -925,6 +969,11 @@ impl Worker {
 }
 
 impl Pusher {
+    /// "Now" on this dispatcher's clock.
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
     /// Pushes one connector batch and records the outcome (the one place
     /// push outcomes are recorded).
     async fn push_and_record(&self, rows: Vec<OutboxRow>, lane: Lane) {
@@ -933,7 +982,7 @@ impl Pusher {
             Err(e) => {
                 tracing::error!(channel = %self.channel, error = %e,
                     "preparing a push failed; its listings are due again");
-                let now = Utc::now();
+                let now = self.now();
                 rows.iter()
                     .map(|row| OutboxUpdate::Deferred {
                         channel: row.channel.clone(),
@@ -963,7 +1012,7 @@ impl Pusher {
         for row in rows {
             let Some(external) = listings.get(&row.sku) else {
                 // The listing was removed: nothing to send; the row is settled.
-                updates.push(acked(row, &row.desired, None, Utc::now(), false));
+                updates.push(acked(row, &row.desired, None, self.now(), false));
                 continue;
             };
             items.push(push_item(row, external));
@@ -999,7 +1048,7 @@ impl Pusher {
             }
             Err(e) => vec![Submitted::Done(ItemOutcome::Failed(e)); items.len()],
         };
-        let now = Utc::now();
+        let now = self.now();
         let until = later(
             now,
             IN_FLIGHT_TIMEOUT.max(self.connector.track_timeout() * 2),

@@ -15,7 +15,6 @@
 //! the channel's lease tracks.
 
 use super::dispatch::{acked, push_item, Lease, Pusher};
-use chrono::Utc;
 use std::sync::Arc;
 use std::time::Duration;
 use stockd_channels::{ChannelError, ErrorClass, ItemOutcome, TrackedItem};
@@ -39,7 +38,7 @@ pub(super) async fn run(
         if *stopped.borrow() {
             break;
         }
-        if lease.held(Utc::now()) {
+        if lease.held(pusher.now()) {
             if let Err(e) = pass(&pusher).await {
                 tracing::warn!(channel = %pusher.channel, error = %e, "tracking accepted updates failed");
             }
@@ -85,7 +84,7 @@ pub(super) async fn pass(pusher: &Pusher) -> Result<usize, StoreError> {
         let sent = as_sent(row, accepted);
         let Some(external) = externals.get(&row.sku) else {
             // The listing was removed: nothing to follow; the row is settled.
-            updates.push(acked(&sent, &sent.desired, None, Utc::now(), false));
+            updates.push(acked(&sent, &sent.desired, None, pusher.now(), false));
             continue;
         };
         tracked.push(TrackedItem {
@@ -111,7 +110,7 @@ pub(super) async fn pass(pusher: &Pusher) -> Result<usize, StoreError> {
             }
         }
     };
-    let now = Utc::now();
+    let now = pusher.now();
     let timeout = chrono::Duration::from_std(pusher.connector.track_timeout())
         .unwrap_or(chrono::Duration::MAX);
     let mut resolved = 0;

@@ -1,0 +1,781 @@
+//! `stockd simulate`: a trading day in simulated time, per seed. The real
+//! router, writer (SQLite in a temporary folder), dispatcher and connectors
+//! run on one thread against the channel simulators started in process: the
+//! connectors' requests call the simulators' routers directly, and the
+//! simulators' webhooks call stockd's router. Time is tokio's paused clock
+//! (a day passes as fast as the work allows) and the store and dispatcher
+//! take "now" from it; every random draw — demand, faults, webhook loss,
+//! duplication and delay, backoff jitter — comes from the seed, so a seed
+//! gives the same report byte for byte.
+//!
+//! The simulation keeps its own truth (`truth.rs`): what each channel sold,
+//! as the simulator answered its customers, and the units the warehouse
+//! received. The checkers hold stockd's ledger, stock and the channels'
+//! read-back to it after the day has gone quiet.
+
+pub mod scenario;
+mod transport;
+pub mod truth;
+
+use crate::outbound::dispatch::{Connection, DispatchOptions, Dispatcher};
+use crate::outbound::stats::Rng;
+use axum::body::Body;
+use chrono::{DateTime, TimeZone, Utc};
+use scenario::{ChannelKind, Scenario};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use stockd_core::ChannelId;
+use stockd_sim::{Faults, InMemorySim, SimOptions, WebhookDelivery, WebhookSink};
+use tower::ServiceExt as _;
+use truth::{Figures, LedgerOrder, StockdState, Target, Truth, Violation};
+
+/// Where a simulated day starts (a Black Friday).
+const EPOCH_MS: i64 = 1_795_737_600_000; // 2026-11-27T00:00:00Z
+const LOCATION: &str = "WH1";
+/// After the traffic stops: webhook retries and pushes settle within this.
+const QUIESCENCE: Duration = Duration::from_secs(10 * 60);
+/// Shopify's webhook retries in the simulation: 2 s, 4 s, … (8.5 min in all;
+/// Shopify's own take hours, which only lengthens the quiet time).
+const SHOPIFY_WEBHOOK_RETRIES: u32 = 8;
+
+/// Why a simulation could not run (not a failed check: those are in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    #[error(transparent)]
+    Scenario(#[from] scenario::ScenarioError),
+    /// `simulate_setup`: stockd refused the scenario's set-up.
+    #[error("simulate_setup: {0}")]
+    Setup(String),
+}
+
+fn setup(e: impl std::fmt::Display) -> SimulateError {
+    SimulateError::Setup(e.to_string())
+}
+
+/// One seed's report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeedReport {
+    pub seed: u64,
+    pub scenario: String,
+    /// `active` or `candidate` (`--rules`).
+    pub rules: String,
+    pub simulated_hours: f64,
+    pub listings: u64,
+    pub total: Figures,
+    pub by_channel: BTreeMap<String, Figures>,
+    pub targets: BTreeMap<&'static str, Target>,
+    pub invariant_violations: Vec<Violation>,
+    /// Faults the simulators injected (requests, items and webhook copies).
+    pub injected_faults: u64,
+}
+
+/// A simulated clock: the paused tokio clock of the simulation's thread,
+/// from `EPOCH_MS`. Other threads (the store's writer) read the last value
+/// the simulation's thread saw, which is current whenever the writer works:
+/// the simulation's thread reads the clock before it hands the writer work.
+struct SimClock {
+    start: tokio::time::Instant,
+    thread: std::thread::ThreadId,
+    latest_ms: AtomicI64,
+}
+
+impl SimClock {
+    fn new() -> Arc<SimClock> {
+        Arc::new(SimClock {
+            start: tokio::time::Instant::now(),
+            thread: std::thread::current().id(),
+            latest_ms: AtomicI64::new(EPOCH_MS),
+        })
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        let ms = if std::thread::current().id() == self.thread {
+            let ms = EPOCH_MS + self.start.elapsed().as_millis() as i64;
+            self.latest_ms.fetch_max(ms, Ordering::AcqRel);
+            ms
+        } else {
+            self.latest_ms.load(Ordering::Acquire)
+        };
+        Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+}
+
+/// stockd's API, called in process.
+#[derive(Clone)]
+struct Api {
+    router: axum::Router,
+}
+
+impl Api {
+    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, SimulateError> {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "127.0.0.1")
+            .header("content-type", "application/json")
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .map_err(setup)?;
+        let response = self.router.clone().oneshot(request).await.map_err(setup)?;
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .map_err(setup)?;
+        if !status.is_success() {
+            return Err(SimulateError::Setup(format!(
+                "{method} {path}: {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            )));
+        }
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(setup)
+    }
+}
+
+/// A webhook delivered into stockd's router: the answer's status.
+async fn deliver(router: &OnceLock<axum::Router>, d: WebhookDelivery) -> u16 {
+    let Some(router) = router.get() else {
+        return 503;
+    };
+    let path = d
+        .url
+        .find("/v1/")
+        .map_or(d.url.as_str(), |i| &d.url[i..])
+        .to_string();
+    let mut request = axum::http::Request::builder().method("POST").uri(path);
+    for (k, v) in &d.headers {
+        request = request.header(k.as_str(), v.as_str());
+    }
+    let Ok(request) = request.header("host", "127.0.0.1").body(Body::from(d.body)) else {
+        return 400;
+    };
+    match router.clone().oneshot(request).await {
+        Ok(response) => response.status().as_u16(),
+        Err(never) => match never {},
+    }
+}
+
+/// A channel of the simulation: its simulator and stockd's id for it.
+struct SimChannel {
+    kind: ChannelKind,
+    id: String,
+    share: f64,
+    sim: Arc<InMemorySim>,
+}
+
+const SECRET: &str = "simulated-channel-secret";
+const WOO_KEY: &str = "ck_simulated_0123456789abcdef";
+const WOO_SECRET: &str = "cs_simulated_0123456789abcdef";
+
+/// Starts the simulators and their connectors.
+fn channels(
+    scenario: &Scenario,
+    seed: u64,
+    router: &Arc<OnceLock<axum::Router>>,
+) -> (Vec<SimChannel>, Vec<Connection>) {
+    let sink: WebhookSink = {
+        let router = router.clone();
+        Arc::new(move |d| {
+            let router = router.clone();
+            Box::pin(async move { deliver(&router, d).await })
+        })
+    };
+    let mut sims = Vec::new();
+    let mut hosts = BTreeMap::new();
+    for (i, spec) in scenario.channels.iter().enumerate() {
+        let options = SimOptions {
+            seed: Some(seed.wrapping_mul(31).wrapping_add(i as u64 + 1)),
+            webhook_sink: Some(sink.clone()),
+        };
+        let hook = format!("http://stockd.sim/v1/webhooks/{}/{}", spec.kind.kind(), spec.id);
+        let (host, sim) = match spec.kind {
+            ChannelKind::Shopify => {
+                let base = format!("http://{}.shopify.sim", spec.id);
+                let sim = stockd_sim::shopify::start_in_memory(
+                    stockd_sim::shopify::Config {
+                        access_token: SECRET.into(),
+                        webhook_secret: SECRET.into(),
+                        webhook_url: Some(hook),
+                        webhook_retry_delays: (0..SHOPIFY_WEBHOOK_RETRIES)
+                            .map(|n| Duration::from_secs(2 << n))
+                            .collect(),
+                        ..Default::default()
+                    },
+                    &base,
+                    options,
+                );
+                (base, sim)
+            }
+            ChannelKind::Woocommerce => {
+                let base = format!("https://{}.woo.sim", spec.id);
+                let sim = stockd_sim::woocommerce::start_in_memory(
+                    stockd_sim::woocommerce::Config {
+                        consumer_key: WOO_KEY.into(),
+                        consumer_secret: WOO_SECRET.into(),
+                        webhook_secret: SECRET.into(),
+                        webhook_url: Some(hook),
+                        https_terminated: true,
+                        ..Default::default()
+                    },
+                    &base,
+                    options,
+                );
+                (base, sim)
+            }
+        };
+        let sim = Arc::new(sim);
+        hosts.insert(host, sim.clone());
+        sims.push(SimChannel {
+            kind: spec.kind,
+            id: spec.id.clone(),
+            share: spec.share,
+            sim,
+        });
+    }
+    let transport: Arc<dyn stockd_channels::Transport> =
+        Arc::new(transport::InMemoryTransport::new(hosts));
+    let connections = sims
+        .iter()
+        .map(|c| {
+            let connector: Arc<dyn stockd_channels::Connector> = match c.kind {
+                ChannelKind::Shopify => Arc::new(stockd_channels::shopify::Shopify::new(
+                    stockd_channels::shopify::Config {
+                        shop_url: c.sim.sim.base_url.clone(),
+                        access_token: SECRET.into(),
+                        webhook_secret: SECRET.into(),
+                        ..Default::default()
+                    },
+                    transport.clone(),
+                )),
+                ChannelKind::Woocommerce => Arc::new(stockd_channels::woocommerce::WooCommerce::new(
+                    stockd_channels::woocommerce::Config {
+                        site_url: c.sim.sim.base_url.clone(),
+                        consumer_key: WOO_KEY.into(),
+                        consumer_secret: WOO_SECRET.into(),
+                        webhook_secret: SECRET.into(),
+                        rate_limit: None,
+                    },
+                    transport.clone(),
+                )),
+            };
+            Connection {
+                channel: ChannelId::parse(c.id.clone()).expect("checked by the scenario"),
+                connector,
+            }
+        })
+        .collect();
+    (sims, connections)
+}
+
+/// Something the day brings, at a simulated moment.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Happening {
+    Order { channel: usize, sku: usize, qty: i64, cancel_after_ms: Option<u64> },
+    Cancel { order: usize },
+    Receipt { sku: usize, qty: i64 },
+    Faults { channel: usize, outage: bool },
+}
+
+/// Draws the day's demand, deliveries and fault windows from the seed.
+fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(u64, Happening)> {
+    let day_ms = (scenario.hours * 3_600_000.0) as u64;
+    let variants = scenario.catalog.variants;
+    let hot = (variants / 10).max(1);
+    let share_sum: f64 = channel_shares.iter().sum();
+    let mut out = Vec::new();
+    // Orders: a Poisson process whose rate follows the hour (the peak hour ×).
+    let mut t = 0.0_f64;
+    loop {
+        let hour = (t / 3_600_000.0) as u32;
+        let rate_per_ms = scenario.demand.orders_per_hour / 3_600_000.0
+            * if Some(hour) == scenario.demand.peak_hour {
+                scenario.demand.peak_factor
+            } else {
+                1.0
+            };
+        t += -(1.0 - rng.next_unit()).ln() / rate_per_ms;
+        if t >= day_ms as f64 {
+            break;
+        }
+        let mut pick = rng.next_unit() * share_sum;
+        let channel = channel_shares
+            .iter()
+            .position(|s| {
+                pick -= s;
+                pick < 0.0
+            })
+            .unwrap_or(channel_shares.len() - 1);
+        let sku = if rng.next_unit() < scenario.demand.hot_share {
+            rng.below(hot as u64) as usize
+        } else {
+            rng.below(variants as u64) as usize
+        };
+        let qty = 1 + rng.below(scenario.demand.max_qty as u64) as i64;
+        let cancel_after_ms = (rng.next_unit() < scenario.demand.cancel_rate)
+            .then(|| 60_000 + rng.below(3_600_000));
+        out.push((t as u64, Happening::Order { channel, sku, qty, cancel_after_ms }));
+    }
+    let w = &scenario.warehouse;
+    if w.receipts_per_hour > 0.0 {
+        let mut t = 0.0_f64;
+        loop {
+            t += -(1.0 - rng.next_unit()).ln() / (w.receipts_per_hour / 3_600_000.0);
+            if t >= day_ms as f64 {
+                break;
+            }
+            let sku = rng.below(variants as u64) as usize;
+            let [lo, hi] = w.receipt_qty;
+            let qty = lo + rng.below((hi - lo + 1) as u64) as i64;
+            out.push((t as u64, Happening::Receipt { sku, qty }));
+        }
+    }
+    let f = &scenario.faults;
+    for channel in 0..channel_shares.len() {
+        for (per_hour, outage) in [(f.outages_per_hour, true), (f.storms_per_hour, false)] {
+            let windows = (per_hour * scenario.hours).floor() as u64
+                + u64::from(rng.next_unit() < (per_hour * scenario.hours).fract());
+            for _ in 0..windows {
+                out.push((rng.below(day_ms.max(1)), Happening::Faults { channel, outage }));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The faults every request and webhook meets outside the fault windows.
+fn base_faults(scenario: &Scenario) -> Faults {
+    let f = &scenario.faults;
+    Faults {
+        error_5xx_rate: f.error_5xx_rate,
+        lose_webhook_rate: f.webhook_loss_rate,
+        duplicate_webhook_rate: f.webhook_duplicate_rate,
+        delay_webhooks_ms: f.webhook_delay_ms,
+        ..Default::default()
+    }
+}
+
+/// Runs one seed on a fresh thread-local runtime with paused time.
+pub fn run_seed(scenario: &Scenario, seed: u64, rules: &Value, label: &str) -> Result<SeedReport, SimulateError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(setup)?;
+    runtime.block_on(day(scenario, seed, rules, label))
+}
+
+async fn day(scenario: &Scenario, seed: u64, rules: &Value, label: &str) -> Result<SeedReport, SimulateError> {
+    let dir = tempfile::tempdir().map_err(setup)?;
+    let clock = SimClock::new();
+    let store_clock: stockd_store::Clock = {
+        let clock = clock.clone();
+        Arc::new(move || clock.now())
+    };
+    let path = dir.path().join("stockd-simulate.db");
+    let store = stockd_store::open_simulated(&path.to_string_lossy(), store_clock.clone())
+        .map_err(setup)?;
+    let router_cell = Arc::new(OnceLock::new());
+    let (sims, connections) = channels(scenario, seed, &router_cell);
+    let auth = crate::auth::Auth::for_listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), Vec::new())
+        .map_err(setup)?;
+    let mut state = crate::api::AppState::new(store.clone(), auth);
+    let index = Arc::new(crate::webhooks::ListingIndex::new(Default::default()));
+    state.listing_index = index.clone();
+    state.connectors = Arc::new(
+        connections
+            .iter()
+            .map(|c| (c.channel.clone(), c.connector.clone()))
+            .collect(),
+    );
+    let kpis = state.sync_kpis.clone();
+    let plain = crate::config::ServeConfig::plain(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        String::new(),
+    );
+    let router = crate::api::router(state, plain.http);
+    let _ = router_cell.set(router.clone());
+    let api = Api { router };
+
+    let mut rng = Rng::new(seed ^ 0x5151_7A7E_D0D0_CAFE);
+    let (skus, opening) = seed_catalog(&api, scenario, &sims, rules, &mut rng).await?;
+    let mut truth = Truth::default();
+    for (sku, qty) in &opening {
+        truth.receive(sku, *qty);
+    }
+    while !store.recompute_done() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dispatcher = Dispatcher::start_with(
+        store.clone(),
+        connections,
+        plain.retry,
+        kpis.clone(),
+        index,
+        DispatchOptions {
+            clock: store_clock,
+            jitter_seed: Some(seed),
+        },
+    );
+    // The first push of every listing is set-up, not traffic.
+    settle(&*store, Duration::from_secs(3_600)).await;
+    let baseline: BTreeMap<String, usize> = sims
+        .iter()
+        .map(|c| (c.id.clone(), kpis.samples(&channel_id(&c.id)).len()))
+        .collect();
+    let start_ms = clock.elapsed_ms();
+
+    let base = base_faults(scenario);
+    for c in &sims {
+        c.sim.sim.set_faults(base.clone());
+    }
+    let shares: Vec<f64> = sims.iter().map(|c| c.share).collect();
+    let mut queue: BinaryHeap<Reverse<(u64, u64, Happening)>> = BinaryHeap::new();
+    for (n, (t, h)) in schedule(scenario, &shares, &mut rng).into_iter().enumerate() {
+        queue.push(Reverse((t, n as u64, h)));
+    }
+    let mut next_n = queue.len() as u64;
+    let mut receipts = 0_u64;
+    let day_start = tokio::time::Instant::now();
+    while let Some(Reverse((t, _, happening))) = queue.pop() {
+        tokio::time::sleep_until(day_start + Duration::from_millis(t)).await;
+        let at_ms = clock.elapsed_ms() - start_ms;
+        match happening {
+            Happening::Order { channel, sku, qty, cancel_after_ms } => {
+                let c = &sims[channel];
+                let sku = &skus[sku];
+                match c.sim.sim.buy(&[(sku.clone(), qty)]).await {
+                    Ok(order_id) => {
+                        let order = truth.sold(&c.id, order_id, sku, qty, at_ms);
+                        if let Some(after) = cancel_after_ms {
+                            queue.push(Reverse((t + after, next_n, Happening::Cancel { order })));
+                            next_n += 1;
+                        }
+                    }
+                    Err(_) => truth.refused(&c.id, sku, qty),
+                }
+            }
+            Happening::Cancel { order } => {
+                let o = &truth.orders[order];
+                let c = sims.iter().find(|c| c.id == o.channel).expect("the order's channel");
+                if c.sim.sim.cancel_order(&o.order_id).await.is_ok() {
+                    truth.cancelled(order);
+                }
+            }
+            Happening::Receipt { sku, qty } => {
+                receipts += 1;
+                let sku = &skus[sku];
+                api.send(
+                    "POST",
+                    "/v1/events",
+                    Some(json!([{"key": format!("delivery-{receipts}"), "type": "receipt",
+                        "sku": sku, "location": LOCATION, "qty": qty}])),
+                )
+                .await?;
+                truth.receive(sku, qty);
+            }
+            Happening::Faults { channel, outage } => {
+                let f = &scenario.faults;
+                let window = if outage {
+                    Faults { outage_secs: f.outage_secs, ..base.clone() }
+                } else {
+                    Faults { throttle_storm_secs: f.storm_secs, ..base.clone() }
+                };
+                sims[channel].sim.sim.set_faults(window);
+            }
+        }
+    }
+    // The day is over: faults stop; webhook retries and pushes settle.
+    for c in &sims {
+        c.sim.sim.set_faults(Faults::default());
+    }
+    let traffic_end = tokio::time::Instant::now().max(day_start + Duration::from_secs_f64(scenario.hours * 3_600.0));
+    tokio::time::sleep_until(traffic_end + QUIESCENCE).await;
+    settle(&*store, Duration::from_secs(3_600)).await;
+    let end_ms = clock.elapsed_ms() - start_ms;
+
+    let ledger = ledger_orders(&*store).await?;
+    let stockd = stockd_state(&*store, &sims, &skus).await?;
+    let injected_faults = sims.iter().map(|c| c.sim.sim.stats().injected_faults).sum();
+    dispatcher.stop().await;
+    store.close().await;
+    for c in sims.iter() {
+        c.sim.sim.set_faults(Faults::default());
+    }
+
+    let mut violations = truth::check_exactly_once(seed, &truth, &ledger);
+    violations.extend(truth::check_units(seed, &truth, &stockd));
+    violations.extend(truth::check_drift(seed, end_ms, &stockd));
+    violations.sort_by_key(|v| v.at_ms);
+    let latency = |id: &str| {
+        let samples = kpis.samples(&channel_id(id));
+        samples[baseline.get(id).copied().unwrap_or(0).min(samples.len())..].to_vec()
+    };
+    let by_channel: BTreeMap<String, Figures> = sims
+        .iter()
+        .map(|c| (c.id.clone(), truth::figures(&truth, &stockd, Some(&c.id), latency(&c.id))))
+        .collect();
+    let all_latency = sims.iter().flat_map(|c| latency(&c.id)).collect();
+    let total = truth::figures(&truth, &stockd, None, all_latency);
+    Ok(SeedReport {
+        seed,
+        scenario: scenario.name.clone(),
+        rules: label.to_string(),
+        simulated_hours: scenario.hours,
+        listings: stockd.desired.len() as u64,
+        targets: truth::targets(&total),
+        total,
+        by_channel,
+        invariant_violations: violations,
+        injected_faults,
+    })
+}
+
+fn channel_id(id: &str) -> ChannelId {
+    ChannelId::parse(id.to_string()).expect("checked by the scenario")
+}
+
+/// Creates the location, variants, channels, rules, opening stock and the
+/// listings (on each simulator and in stockd). Returns the SKUs and the
+/// opening stock.
+async fn seed_catalog(
+    api: &Api,
+    scenario: &Scenario,
+    sims: &[SimChannel],
+    rules: &Value,
+    rng: &mut Rng,
+) -> Result<(Vec<String>, Vec<(String, i64)>), SimulateError> {
+    api.send(
+        "PUT",
+        &format!("/v1/locations/{LOCATION}"),
+        Some(json!({"name": "Warehouse", "sellable": true, "priority": 1})),
+    )
+    .await?;
+    let skus: Vec<String> = (0..scenario.catalog.variants)
+        .map(|i| format!("SIM-{i:06}"))
+        .collect();
+    for chunk in skus.chunks(1_000) {
+        let body: Vec<Value> = chunk
+            .iter()
+            .map(|sku| json!({"sku": sku, "title": format!("Simulated {sku}")}))
+            .collect();
+        api.send("POST", "/v1/variants", Some(Value::Array(body))).await?;
+    }
+    for c in sims {
+        api.send("PUT", &format!("/v1/channels/{}", c.id), Some(json!({"kind": c.kind.kind()})))
+            .await?;
+    }
+    api.send("PUT", "/v1/rules", Some(json!({"rules": rules, "message": "simulation rules"})))
+        .await?;
+    let [lo, hi] = scenario.catalog.opening_stock;
+    let opening: Vec<(String, i64)> = skus
+        .iter()
+        .map(|sku| (sku.clone(), lo + rng.below((hi - lo + 1) as u64) as i64))
+        .collect();
+    let receipts: Vec<Value> = opening
+        .iter()
+        .filter(|(_, qty)| *qty > 0)
+        .map(|(sku, qty)| {
+            json!({"key": format!("opening-{sku}"), "type": "receipt", "sku": sku,
+                   "location": LOCATION, "qty": qty})
+        })
+        .collect();
+    for chunk in receipts.chunks(1_000) {
+        api.send("POST", "/v1/events", Some(Value::Array(chunk.to_vec()))).await?;
+    }
+    for c in sims {
+        let items: Vec<(String, i64)> = skus.iter().map(|s| (s.clone(), 0)).collect();
+        let listings: Vec<Value> = c
+            .sim
+            .sim
+            .add_listings(&items)
+            .iter()
+            .map(|l| json!({"sku": l.sku, "external": l.external}))
+            .collect();
+        for chunk in listings.chunks(1_000) {
+            api.send(
+                "POST",
+                &format!("/v1/channels/{}/listings", c.id),
+                Some(Value::Array(chunk.to_vec())),
+            )
+            .await?;
+        }
+    }
+    Ok((skus, opening))
+}
+
+/// Waits (at most `limit` of simulated time) until no listing lags.
+async fn settle(store: &dyn stockd_store::Store, limit: Duration) {
+    let until = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < until {
+        match store.outbox(None, None, true, 1).await {
+            Ok(rows) if rows.is_empty() => return,
+            _ => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
+/// Every order and cancellation in stockd's ledger.
+async fn ledger_orders(store: &dyn stockd_store::Store) -> Result<Vec<LedgerOrder>, SimulateError> {
+    let mut out = Vec::new();
+    let mut after_seq = 0;
+    loop {
+        let page = store
+            .ledger(&stockd_store::LedgerQuery { sku: None, after_seq, limit: 1_000 })
+            .await
+            .map_err(setup)?;
+        let Some(last) = page.last() else { break };
+        after_seq = last.seq;
+        for row in &page {
+            if row.kind == "order" || row.kind == "cancel" {
+                out.push(LedgerOrder {
+                    channel: row.event["channel"].as_str().unwrap_or_default().to_string(),
+                    order_id: row.event["order_id"].as_str().unwrap_or_default().to_string(),
+                    kind: row.kind.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// stockd's stock and desired states, and what each channel shows.
+async fn stockd_state(
+    store: &dyn stockd_store::Store,
+    sims: &[SimChannel],
+    skus: &[String],
+) -> Result<StockdState, SimulateError> {
+    let mut state = StockdState::default();
+    for sku in skus {
+        let parsed = stockd_core::Sku::parse(sku.clone()).map_err(setup)?;
+        if let Some(view) = store.stock(&parsed).await.map_err(setup)? {
+            state.stock.insert(sku.clone(), (view.on_hand, view.reserved));
+        }
+    }
+    let mut after: Option<(ChannelId, stockd_core::Sku)> = None;
+    loop {
+        let page = store
+            .outbox(None, after.as_ref().map(|(c, s)| (c, s)), false, 1_000)
+            .await
+            .map_err(setup)?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.channel.clone(), last.sku.clone()));
+        for row in &page {
+            state.desired.insert(
+                (row.channel.as_str().to_string(), row.sku.as_str().to_string()),
+                row.desired.quantity,
+            );
+        }
+    }
+    for c in sims {
+        for l in c.sim.sim.listings() {
+            state.shown.insert((c.id.clone(), l.sku), l.quantity);
+        }
+    }
+    Ok(state)
+}
+
+/// What `stockd simulate` runs.
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    pub scenario: Scenario,
+    pub seeds: Vec<u64>,
+    /// A candidate rules document: each seed runs under both.
+    pub candidate_rules: Option<Value>,
+}
+
+/// The `--report` document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub seeds: Vec<u64>,
+    pub runs: Vec<SeedReport>,
+    /// Broken invariants over every run (0 is the only pass).
+    pub invariant_violations: usize,
+}
+
+/// Runs every seed (and the candidate rules beside the active ones).
+pub fn run(options: &SimulateOptions) -> Result<Report, SimulateError> {
+    let active = options.scenario.rules_json();
+    let mut runs = Vec::new();
+    for &seed in &options.seeds {
+        runs.push(run_seed(&options.scenario, seed, &active, "active")?);
+        if let Some(candidate) = &options.candidate_rules {
+            runs.push(run_seed(&options.scenario, seed, candidate, "candidate")?);
+        }
+    }
+    Ok(Report {
+        scenario: options.scenario.name.clone(),
+        seeds: options.seeds.clone(),
+        invariant_violations: runs.iter().map(|r| r.invariant_violations.len()).sum(),
+        runs,
+    })
+}
+
+/// The printed table: one line per run and channel.
+pub fn table(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>6} {:<9} {:<14} {:>7} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>6} {:>10}",
+        "seed", "rules", "channel", "lines", "oversell", "cancel", "drift", "p50 ms", "p95 ms",
+        "p99 ms", "lost", "violations"
+    );
+    for run in &report.runs {
+        let rows = run
+            .by_channel
+            .iter()
+            .map(|(c, f)| (c.as_str(), f, String::new()))
+            .chain([("total", &run.total, run.invariant_violations.len().to_string())]);
+        for (channel, f, violations) in rows {
+            let _ = writeln!(
+                out,
+                "{:>6} {:<9} {:<14} {:>7} {:>8.3}% {:>8.3}% {:>7} {:>9.0} {:>9.0} {:>9.0} {:>6} {:>10}",
+                run.seed,
+                run.rules,
+                channel,
+                f.order_lines,
+                f.oversell_rate * 100.0,
+                f.cancel_ratio * 100.0,
+                f.drift,
+                f.latency_ms.p50,
+                f.latency_ms.p95,
+                f.latency_ms.p99,
+                f.lost_sales,
+                violations
+            );
+        }
+    }
+    let _ = writeln!(out, "invariant violations: {}", report.invariant_violations);
+    out
+}
+
+/// `A..B` (B excluded) or a single seed.
+pub fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
+    let bad = || format!("seeds_invalid: {text:?} is not N or A..B with A < B");
+    match text.split_once("..") {
+        Some((a, b)) => {
+            let a: u64 = a.trim().parse().map_err(|_| bad())?;
+            let b: u64 = b.trim().parse().map_err(|_| bad())?;
+            if a >= b || b - a > 1_000_000 {
+                return Err(bad());
+            }
+            Ok((a..b).collect())
+        }
+        None => Ok(vec![text.trim().parse().map_err(|_| bad())?]),
+    }
+}
+
+#[cfg(test)]
+mod tests;

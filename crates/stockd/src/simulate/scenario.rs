@@ -1,0 +1,311 @@
+//! The scenario file of `stockd simulate` (TOML): the catalog, the channels,
+//! the demand over the day, the warehouse, the faults and the rules. Unknown
+//! fields are refused; every bound is checked with a stable error code.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One simulated day (or part of one).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    /// Simulated hours of trading (the peak hour counts from the start).
+    pub hours: f64,
+    pub catalog: Catalog,
+    pub demand: Demand,
+    #[serde(default)]
+    pub warehouse: Warehouse,
+    pub channels: Vec<ChannelSpec>,
+    #[serde(default)]
+    pub faults: FaultRates,
+    /// The active rules document (as `PUT /v1/rules` takes it); `--rules`
+    /// runs a candidate beside it.
+    #[serde(default = "empty_rules")]
+    pub rules: toml::Value,
+}
+
+fn empty_rules() -> toml::Value {
+    toml::Value::Table(Default::default())
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    pub variants: usize,
+    /// Opening stock per variant, drawn uniformly from `[min, max]`.
+    pub opening_stock: [i64; 2],
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Demand {
+    /// Order attempts per hour over all channels outside the peak.
+    pub orders_per_hour: f64,
+    /// The hour (from the start) whose demand is `peak_factor` times the rest.
+    #[serde(default)]
+    pub peak_hour: Option<u32>,
+    #[serde(default = "one")]
+    pub peak_factor: f64,
+    /// Units per order line, drawn uniformly from 1 to this.
+    #[serde(default = "one_unit")]
+    pub max_qty: i64,
+    /// Share (0..1) of placed orders their customer cancels later.
+    #[serde(default)]
+    pub cancel_rate: f64,
+    /// Share (0..1) of demand on the 10 % best-selling variants.
+    #[serde(default = "default_hot_share")]
+    pub hot_share: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn one_unit() -> i64 {
+    1
+}
+fn default_hot_share() -> f64 {
+    0.5
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Warehouse {
+    /// Supplier deliveries per hour (one variant each).
+    #[serde(default)]
+    pub receipts_per_hour: f64,
+    /// Units per delivery, drawn uniformly from `[min, max]`.
+    #[serde(default = "default_receipt_qty")]
+    pub receipt_qty: [i64; 2],
+}
+
+fn default_receipt_qty() -> [i64; 2] {
+    [5, 20]
+}
+
+/// The channels a scenario can run (each on its in-process simulator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    Shopify,
+    Woocommerce,
+}
+
+impl ChannelKind {
+    pub fn kind(self) -> &'static str {
+        match self {
+            ChannelKind::Shopify => "shopify",
+            ChannelKind::Woocommerce => "woocommerce",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    pub kind: ChannelKind,
+    /// stockd's channel id.
+    pub id: String,
+    /// Share of the demand (shares are normalised over all channels).
+    pub share: f64,
+}
+
+/// Fault rates; every draw comes from the seed.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRates {
+    /// Probability that a channel API request fails with a 5xx.
+    #[serde(default)]
+    pub error_5xx_rate: f64,
+    /// Outages per channel per simulated hour, each `outage_secs` long.
+    #[serde(default)]
+    pub outages_per_hour: f64,
+    #[serde(default = "default_outage_secs")]
+    pub outage_secs: f64,
+    /// 429 storms per channel per simulated hour, each `storm_secs` long.
+    #[serde(default)]
+    pub storms_per_hour: f64,
+    #[serde(default = "default_storm_secs")]
+    pub storm_secs: f64,
+    /// Probability that an order webhook is lost for good.
+    #[serde(default)]
+    pub webhook_loss_rate: f64,
+    /// Probability that an order webhook is delivered twice.
+    #[serde(default)]
+    pub webhook_duplicate_rate: f64,
+    /// Webhooks leave after a random delay of up to this (and reorder).
+    #[serde(default)]
+    pub webhook_delay_ms: u64,
+}
+
+fn default_outage_secs() -> f64 {
+    60.0
+}
+fn default_storm_secs() -> f64 {
+    20.0
+}
+
+/// A scenario that cannot run, with a stable code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ScenarioError {
+    /// `scenario_unreadable`, `scenario_invalid_toml` or `scenario_invalid`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn invalid(message: impl Into<String>) -> ScenarioError {
+    ScenarioError {
+        code: "scenario_invalid",
+        message: message.into(),
+    }
+}
+
+impl Scenario {
+    /// Reads and checks a scenario file.
+    pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            code: "scenario_unreadable",
+            message: format!("{}: {e}", path.display()),
+        })?;
+        Scenario::parse(&text)
+    }
+
+    /// Parses and checks a scenario.
+    pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError {
+            code: "scenario_invalid_toml",
+            message: e.to_string(),
+        })?;
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    fn check(&self) -> Result<(), ScenarioError> {
+        let finite_positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(invalid(format!("{name} must be a positive number")))
+            }
+        };
+        let rate = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(invalid(format!("{name} must be within 0..1")))
+            }
+        };
+        finite_positive("hours", self.hours)?;
+        if self.hours > 24.0 * 7.0 {
+            return Err(invalid("hours must be at most 168"));
+        }
+        if self.catalog.variants == 0 || self.catalog.variants > 1_000_000 {
+            return Err(invalid("catalog.variants must be within 1..1000000"));
+        }
+        let [lo, hi] = self.catalog.opening_stock;
+        if lo < 0 || hi < lo || hi > 1_000_000 {
+            return Err(invalid(
+                "catalog.opening_stock must be [min, max] with 0 <= min <= max <= 1000000",
+            ));
+        }
+        finite_positive("demand.orders_per_hour", self.demand.orders_per_hour)?;
+        finite_positive("demand.peak_factor", self.demand.peak_factor)?;
+        if !(1..=1_000).contains(&self.demand.max_qty) {
+            return Err(invalid("demand.max_qty must be within 1..1000"));
+        }
+        rate("demand.cancel_rate", self.demand.cancel_rate)?;
+        rate("demand.hot_share", self.demand.hot_share)?;
+        let w = &self.warehouse;
+        if !(w.receipts_per_hour.is_finite() && w.receipts_per_hour >= 0.0) {
+            return Err(invalid("warehouse.receipts_per_hour must be >= 0"));
+        }
+        let [lo, hi] = w.receipt_qty;
+        if lo < 1 || hi < lo || hi > 1_000_000 {
+            return Err(invalid(
+                "warehouse.receipt_qty must be [min, max] with 1 <= min <= max <= 1000000",
+            ));
+        }
+        if self.channels.is_empty() {
+            return Err(invalid("channels must name at least one channel"));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        let mut kinds = std::collections::BTreeSet::new();
+        for c in &self.channels {
+            finite_positive(&format!("channels[{}].share", c.id), c.share)?;
+            stockd_core::ChannelId::parse(c.id.clone())
+                .map_err(|_| invalid(format!("channels: {:?} is not a channel id", c.id)))?;
+            if !ids.insert(c.id.clone()) {
+                return Err(invalid(format!("channels: {} twice", c.id)));
+            }
+            if !kinds.insert(c.kind) {
+                return Err(invalid(format!(
+                    "channels: one {} channel per scenario",
+                    c.kind.kind()
+                )));
+            }
+        }
+        let f = &self.faults;
+        rate("faults.error_5xx_rate", f.error_5xx_rate)?;
+        rate("faults.webhook_loss_rate", f.webhook_loss_rate)?;
+        rate("faults.webhook_duplicate_rate", f.webhook_duplicate_rate)?;
+        for (name, v) in [
+            ("faults.outages_per_hour", f.outages_per_hour),
+            ("faults.storms_per_hour", f.storms_per_hour),
+        ] {
+            if !(v.is_finite() && (0.0..=60.0).contains(&v)) {
+                return Err(invalid(format!("{name} must be within 0..60")));
+            }
+        }
+        finite_positive("faults.outage_secs", f.outage_secs)?;
+        finite_positive("faults.storm_secs", f.storm_secs)?;
+        Ok(())
+    }
+
+    /// The rules document as JSON.
+    pub fn rules_json(&self) -> Value {
+        toml_to_json(&self.rules)
+    }
+}
+
+/// A TOML value as JSON (dates become strings).
+pub fn toml_to_json(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => Value::from(*f),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: &str = include_str!("../../../../scenarios/small.toml");
+
+    #[test]
+    fn simulate_scenario_small_parses() {
+        let s = Scenario::parse(SMALL).expect("small scenario");
+        assert!(s.channels.len() >= 2);
+        assert!(s.rules_json().is_object());
+    }
+
+    #[test]
+    fn simulate_scenario_refuses_unknown_fields_and_bad_rates() {
+        let e = Scenario::parse(&format!("{SMALL}\nbogus = 1\n")).unwrap_err();
+        assert_eq!(e.code, "scenario_invalid_toml");
+        let bad = SMALL.replace("error_5xx_rate = 0.02", "error_5xx_rate = 2.0");
+        assert_ne!(bad, SMALL, "the fixture sets error_5xx_rate");
+        let e = Scenario::parse(&bad).unwrap_err();
+        assert_eq!(e.code, "scenario_invalid");
+        assert!(e.message.contains("error_5xx_rate"), "{}", e.message);
+    }
+}

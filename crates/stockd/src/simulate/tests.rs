@@ -1,0 +1,68 @@
+//! Whole simulated days: determinism, a clean run and a planted fault.
+
+use super::scenario::Scenario;
+use super::*;
+
+/// The small scenario, cut to `hours` so that a test stays short.
+fn small(hours: f64) -> Scenario {
+    let mut s = Scenario::parse(include_str!("../../../../scenarios/small.toml")).expect("small");
+    s.hours = hours;
+    s.demand.peak_hour = Some(0);
+    s
+}
+
+#[test]
+fn simulate_same_seed_gives_the_same_report() {
+    let scenario = small(0.25);
+    let rules = scenario.rules_json();
+    let a = run_seed(&scenario, 7, &rules, "active").expect("first run");
+    let b = run_seed(&scenario, 7, &rules, "active").expect("second run");
+    assert!(a.total.order_lines > 0, "{a:?}");
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
+    let c = run_seed(&scenario, 8, &rules, "active").expect("another seed");
+    assert_ne!(a.total, c.total, "another seed, another day");
+}
+
+#[test]
+fn simulate_small_scenario_with_faults_has_no_violations() {
+    let scenario = small(0.5);
+    let report = run(&SimulateOptions {
+        scenario,
+        seeds: vec![1],
+        candidate_rules: None,
+    })
+    .expect("run");
+    let run = &report.runs[0];
+    assert_eq!(report.invariant_violations, 0, "{:#?}", run.invariant_violations);
+    assert!(run.total.order_lines > 50, "{:?}", run.total);
+    assert!(run.injected_faults > 0, "faults were injected");
+    assert_eq!(run.by_channel.len(), 2);
+    assert!(table(&report).contains("shopify-main"));
+}
+
+#[test]
+fn simulate_checker_catches_lost_webhooks() {
+    // A planted fault stockd cannot see: half the order webhooks never arrive.
+    let mut scenario = small(0.25);
+    scenario.faults.webhook_loss_rate = 0.5;
+    let rules = scenario.rules_json();
+    let report = run_seed(&scenario, 3, &rules, "active").expect("run");
+    let lost: Vec<_> = report
+        .invariant_violations
+        .iter()
+        .filter(|v| v.invariant == "order_not_exactly_once")
+        .collect();
+    assert!(!lost.is_empty(), "{report:?}");
+    assert!(lost.iter().all(|v| v.seed == 3 && v.event.contains("0 times")));
+}
+
+#[test]
+fn simulate_seeds_parse() {
+    assert_eq!(parse_seeds("3..6").unwrap(), vec![3, 4, 5]);
+    assert_eq!(parse_seeds("9").unwrap(), vec![9]);
+    assert!(parse_seeds("6..3").unwrap_err().starts_with("seeds_invalid"));
+    assert!(parse_seeds("x").is_err());
+}

@@ -1,0 +1,388 @@
+//! What really happened in a simulated day, kept by the simulation itself —
+//! the channels' order books (what each simulator sold, as it answered the
+//! customers) and the warehouse's units — and the checkers that hold stockd
+//! to it: every order reaches the ledger exactly once, units are conserved,
+//! no drift after quiescence; and the figures of the report.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One order a channel took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BookOrder {
+    pub channel: String,
+    pub order_id: String,
+    pub sku: String,
+    pub qty: i64,
+    /// Simulated milliseconds from the start.
+    pub at_ms: u64,
+    /// The units the merchant did not have when the channel sold them.
+    pub oversold_units: i64,
+    pub cancelled: bool,
+}
+
+/// The simulation's own account: channel books and physical units.
+#[derive(Debug, Default)]
+pub struct Truth {
+    pub orders: Vec<BookOrder>,
+    /// Per SKU: units received (opening stock and deliveries).
+    pub received: BTreeMap<String, i64>,
+    /// Per SKU: units sold and not cancelled.
+    pub committed: BTreeMap<String, i64>,
+    /// Per channel: order attempts a channel refused (it showed too little).
+    pub refused: BTreeMap<String, u64>,
+    /// Per channel: refused attempts while the merchant had the units.
+    pub lost_sales: BTreeMap<String, u64>,
+}
+
+impl Truth {
+    pub fn receive(&mut self, sku: &str, qty: i64) {
+        *self.received.entry(sku.to_string()).or_default() += qty;
+    }
+
+    /// Units the merchant has and has not sold.
+    pub fn free(&self, sku: &str) -> i64 {
+        self.received.get(sku).copied().unwrap_or(0) - self.committed.get(sku).copied().unwrap_or(0)
+    }
+
+    /// A channel sold `qty` of `sku`: returns the order's index in the book.
+    pub fn sold(&mut self, channel: &str, order_id: String, sku: &str, qty: i64, at_ms: u64) -> usize {
+        let oversold_units = (qty - self.free(sku).max(0)).max(0);
+        *self.committed.entry(sku.to_string()).or_default() += qty;
+        self.orders.push(BookOrder {
+            channel: channel.to_string(),
+            order_id,
+            sku: sku.to_string(),
+            qty,
+            at_ms,
+            oversold_units,
+            cancelled: false,
+        });
+        self.orders.len() - 1
+    }
+
+    pub fn cancelled(&mut self, index: usize) {
+        let order = &mut self.orders[index];
+        if !order.cancelled {
+            order.cancelled = true;
+            *self.committed.entry(order.sku.clone()).or_default() -= order.qty;
+        }
+    }
+
+    pub fn refused(&mut self, channel: &str, sku: &str, qty: i64) {
+        *self.refused.entry(channel.to_string()).or_default() += 1;
+        if self.free(sku) >= qty {
+            *self.lost_sales.entry(channel.to_string()).or_default() += 1;
+        }
+    }
+}
+
+/// An order event as stockd's ledger holds it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LedgerOrder {
+    pub channel: String,
+    pub order_id: String,
+    /// `order` or `cancel`.
+    pub kind: String,
+}
+
+/// What stockd shows after quiescence, per SKU and per listing.
+#[derive(Debug, Default)]
+pub struct StockdState {
+    /// Per SKU: (on hand, reserved).
+    pub stock: BTreeMap<String, (i64, i64)>,
+    /// Per (channel, SKU): the quantity stockd wants the channel to show.
+    pub desired: BTreeMap<(String, String), i64>,
+    /// Per (channel, SKU): what the channel shows (read back from it).
+    pub shown: BTreeMap<(String, String), i64>,
+}
+
+/// A broken invariant: what broke and the first simulated moment it shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Violation {
+    pub seed: u64,
+    /// `order_not_exactly_once`, `cancel_not_exactly_once`, `units_not_conserved`
+    /// or `drift_after_quiescence`.
+    pub invariant: &'static str,
+    /// The first event where it broke.
+    pub event: String,
+    pub at_ms: u64,
+}
+
+/// Every order of the books reaches the ledger exactly once, and so does
+/// every cancellation.
+pub fn check_exactly_once(seed: u64, truth: &Truth, ledger: &[LedgerOrder]) -> Vec<Violation> {
+    let mut seen: BTreeMap<(&str, &str, &str), usize> = BTreeMap::new();
+    for l in ledger {
+        *seen
+            .entry((l.channel.as_str(), l.order_id.as_str(), l.kind.as_str()))
+            .or_default() += 1;
+    }
+    let mut out = Vec::new();
+    for o in &truth.orders {
+        let placed = seen
+            .get(&(o.channel.as_str(), o.order_id.as_str(), "order"))
+            .copied()
+            .unwrap_or(0);
+        if placed != 1 {
+            out.push(Violation {
+                seed,
+                invariant: "order_not_exactly_once",
+                event: format!(
+                    "order {} on {} reached the ledger {placed} times",
+                    o.order_id, o.channel
+                ),
+                at_ms: o.at_ms,
+            });
+        }
+        let cancels = seen
+            .get(&(o.channel.as_str(), o.order_id.as_str(), "cancel"))
+            .copied()
+            .unwrap_or(0);
+        let expected = usize::from(o.cancelled);
+        if cancels != expected {
+            out.push(Violation {
+                seed,
+                invariant: "cancel_not_exactly_once",
+                event: format!(
+                    "cancellation of order {} on {} reached the ledger {cancels} times, expected {expected}",
+                    o.order_id, o.channel
+                ),
+                at_ms: o.at_ms,
+            });
+        }
+    }
+    out
+}
+
+/// Every unit received is on hand, and every unit sold and not cancelled is
+/// reserved (nothing ships in a simulated day).
+pub fn check_units(seed: u64, truth: &Truth, stockd: &StockdState) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for (sku, received) in &truth.received {
+        let committed = truth.committed.get(sku).copied().unwrap_or(0);
+        let (on_hand, reserved) = stockd.stock.get(sku).copied().unwrap_or((0, 0));
+        if on_hand != *received || reserved != committed {
+            let first_order = truth
+                .orders
+                .iter()
+                .find(|o| &o.sku == sku)
+                .map_or(0, |o| o.at_ms);
+            out.push(Violation {
+                seed,
+                invariant: "units_not_conserved",
+                event: format!(
+                    "{sku}: received {received}, sold {committed}; stockd has {on_hand} on hand, {reserved} reserved"
+                ),
+                at_ms: first_order,
+            });
+        }
+    }
+    out
+}
+
+/// After quiescence every channel shows what stockd wants it to show.
+pub fn check_drift(seed: u64, end_ms: u64, stockd: &StockdState) -> Vec<Violation> {
+    stockd
+        .desired
+        .iter()
+        .filter_map(|(key, desired)| {
+            let shown = stockd.shown.get(key).copied();
+            (shown != Some(*desired)).then(|| Violation {
+                seed,
+                invariant: "drift_after_quiescence",
+                event: format!(
+                    "{} on {} shows {} where stockd wants {desired}",
+                    key.1,
+                    key.0,
+                    shown.map_or("nothing".to_string(), |q| q.to_string())
+                ),
+                at_ms: end_ms,
+            })
+        })
+        .collect()
+}
+
+/// Latency percentiles in simulated milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+impl Latency {
+    pub fn of(mut samples: Vec<f64>) -> Latency {
+        samples.sort_by(f64::total_cmp);
+        let p = |q| crate::outbound::stats::percentile(&samples, q);
+        Latency {
+            p50: p(50.0),
+            p95: p(95.0),
+            p99: p(99.0),
+        }
+    }
+}
+
+/// One channel's figures (or the total's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Figures {
+    pub orders: u64,
+    pub order_lines: u64,
+    pub oversold_lines: u64,
+    /// Oversold lines per order line.
+    pub oversell_rate: f64,
+    /// Orders the merchant must cancel (an oversold line) per order.
+    pub cancel_ratio: f64,
+    /// Listings whose channel differs from stockd after quiescence.
+    pub drift: u64,
+    /// `drift` per listing.
+    pub drift_rate: f64,
+    pub latency_ms: Latency,
+    /// Order attempts the channel refused (it showed too little).
+    pub refused: u64,
+    /// Refused while the merchant had the units (held back by the rules or
+    /// not yet shown).
+    pub lost_sales: u64,
+}
+
+fn ratio(n: u64, d: u64) -> f64 {
+    if d == 0 {
+        0.0
+    } else {
+        n as f64 / d as f64
+    }
+}
+
+/// The figures of `channel` (`None`: every channel).
+pub fn figures(
+    truth: &Truth,
+    stockd: &StockdState,
+    channel: Option<&str>,
+    latency: Vec<f64>,
+) -> Figures {
+    let mine = |c: &str| channel.is_none_or(|x| x == c);
+    let orders: Vec<&BookOrder> = truth.orders.iter().filter(|o| mine(&o.channel)).collect();
+    // One line per order in a simulated day.
+    let order_lines = orders.len() as u64;
+    let oversold_lines = orders.iter().filter(|o| o.oversold_units > 0).count() as u64;
+    let listings: Vec<_> = stockd.desired.keys().filter(|(c, _)| mine(c)).collect();
+    let drift = listings
+        .iter()
+        .filter(|key| stockd.shown.get(**key) != stockd.desired.get(**key))
+        .count() as u64;
+    let sum = |m: &BTreeMap<String, u64>| m.iter().filter(|(c, _)| mine(c)).map(|(_, n)| n).sum();
+    Figures {
+        orders: order_lines,
+        order_lines,
+        oversold_lines,
+        oversell_rate: ratio(oversold_lines, order_lines),
+        cancel_ratio: ratio(oversold_lines, order_lines),
+        drift,
+        drift_rate: ratio(drift, listings.len() as u64),
+        latency_ms: Latency::of(latency),
+        refused: sum(&truth.refused),
+        lost_sales: sum(&truth.lost_sales),
+    }
+}
+
+/// A figure against its target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    pub value: f64,
+    pub target: f64,
+    pub pass: bool,
+}
+
+/// The per-seed targets of the field: oversell < 0.5 %, p95 < 5 s,
+/// drift < 0.2 %, cancel < 1 %.
+pub fn targets(total: &Figures) -> BTreeMap<&'static str, Target> {
+    let below = |value: f64, target: f64| Target {
+        value,
+        target,
+        pass: value < target,
+    };
+    BTreeMap::from([
+        ("oversell_rate", below(total.oversell_rate, 0.005)),
+        ("latency_p95_ms", below(total.latency_ms.p95, 5_000.0)),
+        ("drift_rate", below(total.drift_rate, 0.002)),
+        ("cancel_ratio", below(total.cancel_ratio, 0.01)),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn book() -> Truth {
+        let mut t = Truth::default();
+        t.receive("A", 2);
+        t.sold("shop", "1".into(), "A", 1, 10);
+        t.sold("shop", "2".into(), "A", 2, 20);
+        let i = t.sold("woo", "3".into(), "A", 1, 30);
+        t.cancelled(i);
+        t
+    }
+
+    fn ledger_of(t: &Truth) -> Vec<LedgerOrder> {
+        let mut l: Vec<LedgerOrder> = t
+            .orders
+            .iter()
+            .map(|o| LedgerOrder {
+                channel: o.channel.clone(),
+                order_id: o.order_id.clone(),
+                kind: "order".into(),
+            })
+            .collect();
+        l.extend(t.orders.iter().filter(|o| o.cancelled).map(|o| LedgerOrder {
+            channel: o.channel.clone(),
+            order_id: o.order_id.clone(),
+            kind: "cancel".into(),
+        }));
+        l
+    }
+
+    #[test]
+    fn simulate_truth_counts_oversold_lines_from_the_books() {
+        let t = book();
+        // 2 received: order 1 takes 1, order 2 wants 2 with 1 left (oversold),
+        // order 3 wants 1 with none left (oversold, then cancelled).
+        let over: Vec<i64> = t.orders.iter().map(|o| o.oversold_units).collect();
+        assert_eq!(over, vec![0, 1, 1]);
+        assert_eq!(t.committed["A"], 3);
+        let f = figures(&t, &StockdState::default(), None, vec![]);
+        assert_eq!((f.order_lines, f.oversold_lines), (3, 2));
+    }
+
+    #[test]
+    fn simulate_checker_catches_a_lost_and_a_doubled_order() {
+        let t = book();
+        let full = ledger_of(&t);
+        assert!(check_exactly_once(7, &t, &full).is_empty());
+        // Planted faults: order 1 never reached the ledger, order 2 twice.
+        let mut planted: Vec<LedgerOrder> =
+            full.iter().filter(|l| l.order_id != "1").cloned().collect();
+        planted.push(full[1].clone());
+        let v = check_exactly_once(7, &t, &planted);
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert_eq!(v[0].invariant, "order_not_exactly_once");
+        assert_eq!(v[0].seed, 7);
+        assert_eq!(v[0].at_ms, 10);
+        assert!(v[1].event.contains("2 times"), "{}", v[1].event);
+    }
+
+    #[test]
+    fn simulate_checker_catches_units_and_drift() {
+        let t = book();
+        let mut s = StockdState::default();
+        s.stock.insert("A".into(), (2, 3));
+        s.desired.insert(("shop".into(), "A".into()), 0);
+        s.shown.insert(("shop".into(), "A".into()), 0);
+        assert!(check_units(1, &t, &s).is_empty());
+        assert!(check_drift(1, 99, &s).is_empty());
+        s.stock.insert("A".into(), (2, 2));
+        s.shown.insert(("shop".into(), "A".into()), 1);
+        assert_eq!(check_units(1, &t, &s)[0].invariant, "units_not_conserved");
+        let d = check_drift(1, 99, &s);
+        assert_eq!((d[0].invariant, d[0].at_ms), ("drift_after_quiescence", 99));
+    }
+}
