@@ -1075,7 +1075,10 @@ impl Backend for SqliteBackend {
         let mut titles = TitleChanges::default();
         for v in variants {
             let params = params![v.sku.as_str(), v.title, v.product_id, v.gtin];
-            if let Some(rowid) = insert.query_row(params, |r| r.get::<_, i64>(0)).optional()? {
+            if let Some(rowid) = insert
+                .query_row(params, |r| r.get::<_, i64>(0))
+                .optional()?
+            {
                 titles.written(rowid, None, &v.title);
                 continue;
             }
@@ -1159,10 +1162,7 @@ struct TitleChanges {
 impl TitleChanges {
     /// Row `rowid` now has `title`; `indexed` is its title before (`None` for a new row).
     fn written(&mut self, rowid: i64, indexed: Option<Option<String>>, title: &Option<String>) {
-        let entry = self
-            .rows
-            .entry(rowid)
-            .or_insert_with(|| (indexed, None));
+        let entry = self.rows.entry(rowid).or_insert_with(|| (indexed, None));
         entry.1.clone_from(title);
     }
 

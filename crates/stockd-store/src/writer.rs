@@ -32,7 +32,9 @@ thread_local! {
 
 /// "Now" for the writer: its simulated clock, or the system clock.
 fn now() -> DateTime<Utc> {
-    CLOCK.with(|c| c.borrow().as_ref().map(|clock| clock())).unwrap_or_else(Utc::now)
+    CLOCK
+        .with(|c| c.borrow().as_ref().map(|clock| clock()))
+        .unwrap_or_else(Utc::now)
 }
 
 pub(crate) enum Command {
@@ -215,13 +217,9 @@ impl Pass {
     async fn step<B: Backend>(&mut self, backend: &mut B) -> bool {
         let page = async {
             backend.begin().await?;
-            let page = outbox::refresh_page(
-                backend,
-                self.after.as_ref(),
-                outbox::REFRESH_PAGE,
-                now(),
-            )
-            .await;
+            let page =
+                outbox::refresh_page(backend, self.after.as_ref(), outbox::REFRESH_PAGE, now())
+                    .await;
             finish_tx(backend, page).await
         }
         .await;

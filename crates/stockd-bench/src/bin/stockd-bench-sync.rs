@@ -373,8 +373,7 @@ async fn outbox_rows(
     let mut rows = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let mut path =
-            format!("{base}/v1/outbox?channel={channel}&pending={pending}&limit=1000");
+        let mut path = format!("{base}/v1/outbox?channel={channel}&pending={pending}&limit=1000");
         if let Some(a) = &after {
             path.push_str(&format!("&after={a}"));
         }
@@ -411,7 +410,8 @@ async fn drain_times(
             }
             // Reading on only while every row so far is held (a lagging
             // one answers the question).
-            let rows = outbox_rows(client, base, channel, true, |rows| rows.iter().all(held)).await?;
+            let rows =
+                outbox_rows(client, base, channel, true, |rows| rows.iter().all(held)).await?;
             if rows.iter().all(held) {
                 *done = Some((started.elapsed().as_secs_f64() * 10.0).round() / 10.0);
             }
@@ -508,11 +508,8 @@ async fn run_five(options: &Options) -> Result<Value> {
             SimKind::Amazon => AMAZON_EVERY,
             _ => 1,
         };
-        let listed: Vec<(String, i64)> = skus
-            .iter()
-            .step_by(every)
-            .map(|s| (s.clone(), 0))
-            .collect();
+        let listed: Vec<(String, i64)> =
+            skus.iter().step_by(every).map(|s| (s.clone(), 0)).collect();
         let created = channel.sim.add_listings(&listed);
         for chunk in created.chunks(5_000) {
             let body: Vec<Value> = chunk

@@ -488,7 +488,9 @@ impl Dispatcher {
         let mut tasks = Vec::new();
         for (index_of_channel, connection) in connections.into_iter().enumerate() {
             let rng = match options.jitter_seed {
-                Some(seed) => Rng::new(seed ^ (index_of_channel as u64 + 1).wrapping_mul(0x9E37_79B9)),
+                Some(seed) => {
+                    Rng::new(seed ^ (index_of_channel as u64 + 1).wrapping_mul(0x9E37_79B9))
+                }
                 None => Rng::seeded(),
             };
             let lease = Arc::new(Lease {

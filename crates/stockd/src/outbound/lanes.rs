@@ -92,9 +92,10 @@ pub(super) fn plan<R: Clone>(
     if rest.is_empty() || room.bulk_on_fast_path_up_to == 0 || room.spare_running {
         return pushes;
     }
-    let overdue = rest.iter().map(&waiting_since).min().is_some_and(|since| {
-        (now - since).to_std().unwrap_or(Duration::ZERO) >= OTHER_WAIT_MAX
-    });
+    let overdue =
+        rest.iter().map(&waiting_since).min().is_some_and(|since| {
+            (now - since).to_std().unwrap_or(Duration::ZERO) >= OTHER_WAIT_MAX
+        });
     if !protective_waits || overdue {
         pushes.push((Lane::Spare, rest[..fast.min(rest.len())].to_vec()));
     }

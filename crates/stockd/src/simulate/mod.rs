@@ -116,7 +116,12 @@ struct Api {
 }
 
 impl Api {
-    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, SimulateError> {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, SimulateError> {
         let request = axum::http::Request::builder()
             .method(method)
             .uri(path)
@@ -197,7 +202,11 @@ fn channels(
             seed: Some(seed.wrapping_mul(31).wrapping_add(i as u64 + 1)),
             webhook_sink: Some(sink.clone()),
         };
-        let hook = format!("http://stockd.sim/v1/webhooks/{}/{}", spec.kind.kind(), spec.id);
+        let hook = format!(
+            "http://stockd.sim/v1/webhooks/{}/{}",
+            spec.kind.kind(),
+            spec.id
+        );
         let (host, sim) = match spec.kind {
             ChannelKind::Shopify => {
                 let base = format!("http://{}.shopify.sim", spec.id);
@@ -257,16 +266,18 @@ fn channels(
                     },
                     transport.clone(),
                 )),
-                ChannelKind::Woocommerce => Arc::new(stockd_channels::woocommerce::WooCommerce::new(
-                    stockd_channels::woocommerce::Config {
-                        site_url: c.sim.sim.base_url.clone(),
-                        consumer_key: WOO_KEY.into(),
-                        consumer_secret: WOO_SECRET.into(),
-                        webhook_secret: SECRET.into(),
-                        rate_limit: None,
-                    },
-                    transport.clone(),
-                )),
+                ChannelKind::Woocommerce => {
+                    Arc::new(stockd_channels::woocommerce::WooCommerce::new(
+                        stockd_channels::woocommerce::Config {
+                            site_url: c.sim.sim.base_url.clone(),
+                            consumer_key: WOO_KEY.into(),
+                            consumer_secret: WOO_SECRET.into(),
+                            webhook_secret: SECRET.into(),
+                            rate_limit: None,
+                        },
+                        transport.clone(),
+                    ))
+                }
             };
             Connection {
                 channel: ChannelId::parse(c.id.clone()).expect("checked by the scenario"),
@@ -280,10 +291,23 @@ fn channels(
 /// Something the day brings, at a simulated moment.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Happening {
-    Order { channel: usize, sku: usize, qty: i64, cancel_after_ms: Option<u64> },
-    Cancel { order: usize },
-    Receipt { sku: usize, qty: i64 },
-    Faults { channel: usize, outage: bool },
+    Order {
+        channel: usize,
+        sku: usize,
+        qty: i64,
+        cancel_after_ms: Option<u64>,
+    },
+    Cancel {
+        order: usize,
+    },
+    Receipt {
+        sku: usize,
+        qty: i64,
+    },
+    Faults {
+        channel: usize,
+        outage: bool,
+    },
 }
 
 /// Draws the day's demand, deliveries and fault windows from the seed.
@@ -321,9 +345,17 @@ fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(
             rng.below(variants as u64) as usize
         };
         let qty = 1 + rng.below(scenario.demand.max_qty as u64) as i64;
-        let cancel_after_ms = (rng.next_unit() < scenario.demand.cancel_rate)
-            .then(|| 60_000 + rng.below(3_600_000));
-        out.push((t as u64, Happening::Order { channel, sku, qty, cancel_after_ms }));
+        let cancel_after_ms =
+            (rng.next_unit() < scenario.demand.cancel_rate).then(|| 60_000 + rng.below(3_600_000));
+        out.push((
+            t as u64,
+            Happening::Order {
+                channel,
+                sku,
+                qty,
+                cancel_after_ms,
+            },
+        ));
     }
     let w = &scenario.warehouse;
     if w.receipts_per_hour > 0.0 {
@@ -345,7 +377,10 @@ fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(
             let windows = (per_hour * scenario.hours).floor() as u64
                 + u64::from(rng.next_unit() < (per_hour * scenario.hours).fract());
             for _ in 0..windows {
-                out.push((rng.below(day_ms.max(1)), Happening::Faults { channel, outage }));
+                out.push((
+                    rng.below(day_ms.max(1)),
+                    Happening::Faults { channel, outage },
+                ));
             }
         }
     }
@@ -366,7 +401,12 @@ fn base_faults(scenario: &Scenario) -> Faults {
 }
 
 /// Runs one seed on a fresh thread-local runtime with paused time.
-pub fn run_seed(scenario: &Scenario, seed: u64, rules: &Value, label: &str) -> Result<SeedReport, SimulateError> {
+pub fn run_seed(
+    scenario: &Scenario,
+    seed: u64,
+    rules: &Value,
+    label: &str,
+) -> Result<SeedReport, SimulateError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -375,7 +415,12 @@ pub fn run_seed(scenario: &Scenario, seed: u64, rules: &Value, label: &str) -> R
     runtime.block_on(day(scenario, seed, rules, label))
 }
 
-async fn day(scenario: &Scenario, seed: u64, rules: &Value, label: &str) -> Result<SeedReport, SimulateError> {
+async fn day(
+    scenario: &Scenario,
+    seed: u64,
+    rules: &Value,
+    label: &str,
+) -> Result<SeedReport, SimulateError> {
     let dir = tempfile::tempdir().map_err(setup)?;
     let clock = SimClock::new();
     let store_clock: stockd_store::Clock = {
@@ -387,8 +432,9 @@ async fn day(scenario: &Scenario, seed: u64, rules: &Value, label: &str) -> Resu
         .map_err(setup)?;
     let router_cell = Arc::new(OnceLock::new());
     let (sims, connections) = channels(scenario, seed, &router_cell);
-    let auth = crate::auth::Auth::for_listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), Vec::new())
-        .map_err(setup)?;
+    let auth =
+        crate::auth::Auth::for_listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), Vec::new())
+            .map_err(setup)?;
     let mut state = crate::api::AppState::new(store.clone(), auth);
     let index = Arc::new(crate::webhooks::ListingIndex::new(Default::default()));
     state.listing_index = index.clone();
@@ -441,7 +487,10 @@ async fn day(scenario: &Scenario, seed: u64, rules: &Value, label: &str) -> Resu
     }
     let shares: Vec<f64> = sims.iter().map(|c| c.share).collect();
     let mut queue: BinaryHeap<Reverse<(u64, u64, Happening)>> = BinaryHeap::new();
-    for (n, (t, h)) in schedule(scenario, &shares, &mut rng).into_iter().enumerate() {
+    for (n, (t, h)) in schedule(scenario, &shares, &mut rng)
+        .into_iter()
+        .enumerate()
+    {
         queue.push(Reverse((t, n as u64, h)));
     }
     let mut next_n = queue.len() as u64;
@@ -451,7 +500,12 @@ async fn day(scenario: &Scenario, seed: u64, rules: &Value, label: &str) -> Resu
         tokio::time::sleep_until(day_start + Duration::from_millis(t)).await;
         let at_ms = clock.elapsed_ms() - start_ms;
         match happening {
-            Happening::Order { channel, sku, qty, cancel_after_ms } => {
+            Happening::Order {
+                channel,
+                sku,
+                qty,
+                cancel_after_ms,
+            } => {
                 let c = &sims[channel];
                 let sku = &skus[sku];
                 match c.sim.sim.buy(&[(sku.clone(), qty)]).await {
@@ -467,7 +521,10 @@ async fn day(scenario: &Scenario, seed: u64, rules: &Value, label: &str) -> Resu
             }
             Happening::Cancel { order } => {
                 let o = &truth.orders[order];
-                let c = sims.iter().find(|c| c.id == o.channel).expect("the order's channel");
+                let c = sims
+                    .iter()
+                    .find(|c| c.id == o.channel)
+                    .expect("the order's channel");
                 if c.sim.sim.cancel_order(&o.order_id).await.is_ok() {
                     truth.cancelled(order);
                 }
@@ -478,8 +535,10 @@ async fn day(scenario: &Scenario, seed: u64, rules: &Value, label: &str) -> Resu
                 api.send(
                     "POST",
                     "/v1/events",
-                    Some(json!([{"key": format!("delivery-{receipts}"), "type": "receipt",
-                        "sku": sku, "location": LOCATION, "qty": qty}])),
+                    Some(
+                        json!([{"key": format!("delivery-{receipts}"), "type": "receipt",
+                        "sku": sku, "location": LOCATION, "qty": qty}]),
+                    ),
                 )
                 .await?;
                 truth.receive(sku, qty);
@@ -487,9 +546,15 @@ async fn day(scenario: &Scenario, seed: u64, rules: &Value, label: &str) -> Resu
             Happening::Faults { channel, outage } => {
                 let f = &scenario.faults;
                 let window = if outage {
-                    Faults { outage_secs: f.outage_secs, ..base.clone() }
+                    Faults {
+                        outage_secs: f.outage_secs,
+                        ..base.clone()
+                    }
                 } else {
-                    Faults { throttle_storm_secs: f.storm_secs, ..base.clone() }
+                    Faults {
+                        throttle_storm_secs: f.storm_secs,
+                        ..base.clone()
+                    }
                 };
                 sims[channel].sim.sim.set_faults(window);
             }
@@ -499,7 +564,8 @@ async fn day(scenario: &Scenario, seed: u64, rules: &Value, label: &str) -> Resu
     for c in &sims {
         c.sim.sim.set_faults(Faults::default());
     }
-    let traffic_end = tokio::time::Instant::now().max(day_start + Duration::from_secs_f64(scenario.hours * 3_600.0));
+    let traffic_end = tokio::time::Instant::now()
+        .max(day_start + Duration::from_secs_f64(scenario.hours * 3_600.0));
     tokio::time::sleep_until(traffic_end + QUIESCENCE).await;
     settle(&*store, Duration::from_secs(3_600)).await;
     let end_ms = clock.elapsed_ms() - start_ms;
@@ -523,7 +589,12 @@ async fn day(scenario: &Scenario, seed: u64, rules: &Value, label: &str) -> Resu
     };
     let by_channel: BTreeMap<String, Figures> = sims
         .iter()
-        .map(|c| (c.id.clone(), truth::figures(&truth, &stockd, Some(&c.id), latency(&c.id))))
+        .map(|c| {
+            (
+                c.id.clone(),
+                truth::figures(&truth, &stockd, Some(&c.id), latency(&c.id)),
+            )
+        })
         .collect();
     let all_latency = sims.iter().flat_map(|c| latency(&c.id)).collect();
     let total = truth::figures(&truth, &stockd, None, all_latency);
@@ -569,14 +640,23 @@ async fn seed_catalog(
             .iter()
             .map(|sku| json!({"sku": sku, "title": format!("Simulated {sku}")}))
             .collect();
-        api.send("POST", "/v1/variants", Some(Value::Array(body))).await?;
-    }
-    for c in sims {
-        api.send("PUT", &format!("/v1/channels/{}", c.id), Some(json!({"kind": c.kind.kind()})))
+        api.send("POST", "/v1/variants", Some(Value::Array(body)))
             .await?;
     }
-    api.send("PUT", "/v1/rules", Some(json!({"rules": rules, "message": "simulation rules"})))
+    for c in sims {
+        api.send(
+            "PUT",
+            &format!("/v1/channels/{}", c.id),
+            Some(json!({"kind": c.kind.kind()})),
+        )
         .await?;
+    }
+    api.send(
+        "PUT",
+        "/v1/rules",
+        Some(json!({"rules": rules, "message": "simulation rules"})),
+    )
+    .await?;
     let [lo, hi] = scenario.catalog.opening_stock;
     let opening: Vec<(String, i64)> = skus
         .iter()
@@ -591,7 +671,8 @@ async fn seed_catalog(
         })
         .collect();
     for chunk in receipts.chunks(1_000) {
-        api.send("POST", "/v1/events", Some(Value::Array(chunk.to_vec()))).await?;
+        api.send("POST", "/v1/events", Some(Value::Array(chunk.to_vec())))
+            .await?;
     }
     for c in sims {
         let items: Vec<(String, i64)> = skus.iter().map(|s| (s.clone(), 0)).collect();
@@ -631,7 +712,11 @@ async fn ledger_orders(store: &dyn stockd_store::Store) -> Result<Vec<LedgerOrde
     let mut after_seq = 0;
     loop {
         let page = store
-            .ledger(&stockd_store::LedgerQuery { sku: None, after_seq, limit: 1_000 })
+            .ledger(&stockd_store::LedgerQuery {
+                sku: None,
+                after_seq,
+                limit: 1_000,
+            })
             .await
             .map_err(setup)?;
         let Some(last) = page.last() else { break };
@@ -639,8 +724,14 @@ async fn ledger_orders(store: &dyn stockd_store::Store) -> Result<Vec<LedgerOrde
         for row in &page {
             if row.kind == "order" || row.kind == "cancel" {
                 out.push(LedgerOrder {
-                    channel: row.event["channel"].as_str().unwrap_or_default().to_string(),
-                    order_id: row.event["order_id"].as_str().unwrap_or_default().to_string(),
+                    channel: row.event["channel"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    order_id: row.event["order_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
                     kind: row.kind.clone(),
                 });
             }
@@ -659,7 +750,9 @@ async fn stockd_state(
     for sku in skus {
         let parsed = stockd_core::Sku::parse(sku.clone()).map_err(setup)?;
         if let Some(view) = store.stock(&parsed).await.map_err(setup)? {
-            state.stock.insert(sku.clone(), (view.on_hand, view.reserved));
+            state
+                .stock
+                .insert(sku.clone(), (view.on_hand, view.reserved));
         }
     }
     let mut after: Option<(ChannelId, stockd_core::Sku)> = None;
@@ -672,7 +765,10 @@ async fn stockd_state(
         after = Some((last.channel.clone(), last.sku.clone()));
         for row in &page {
             state.desired.insert(
-                (row.channel.as_str().to_string(), row.sku.as_str().to_string()),
+                (
+                    row.channel.as_str().to_string(),
+                    row.sku.as_str().to_string(),
+                ),
                 row.desired.quantity,
             );
         }
@@ -729,15 +825,29 @@ pub fn table(report: &Report) -> String {
     let _ = writeln!(
         out,
         "{:>6} {:<9} {:<14} {:>7} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>6} {:>10}",
-        "seed", "rules", "channel", "lines", "oversell", "cancel", "drift", "p50 ms", "p95 ms",
-        "p99 ms", "lost", "violations"
+        "seed",
+        "rules",
+        "channel",
+        "lines",
+        "oversell",
+        "cancel",
+        "drift",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "lost",
+        "violations"
     );
     for run in &report.runs {
         let rows = run
             .by_channel
             .iter()
             .map(|(c, f)| (c.as_str(), f, String::new()))
-            .chain([("total", &run.total, run.invariant_violations.len().to_string())]);
+            .chain([(
+                "total",
+                &run.total,
+                run.invariant_violations.len().to_string(),
+            )]);
         for (channel, f, violations) in rows {
             let _ = writeln!(
                 out,

@@ -36,7 +36,11 @@ fn simulate_small_scenario_with_faults_has_no_violations() {
     })
     .expect("run");
     let run = &report.runs[0];
-    assert_eq!(report.invariant_violations, 0, "{:#?}", run.invariant_violations);
+    assert_eq!(
+        report.invariant_violations, 0,
+        "{:#?}",
+        run.invariant_violations
+    );
     assert!(run.total.order_lines > 50, "{:?}", run.total);
     assert!(run.injected_faults > 0, "faults were injected");
     assert_eq!(run.by_channel.len(), 2);
@@ -56,13 +60,17 @@ fn simulate_checker_catches_lost_webhooks() {
         .filter(|v| v.invariant == "order_not_exactly_once")
         .collect();
     assert!(!lost.is_empty(), "{report:?}");
-    assert!(lost.iter().all(|v| v.seed == 3 && v.event.contains("0 times")));
+    assert!(lost
+        .iter()
+        .all(|v| v.seed == 3 && v.event.contains("0 times")));
 }
 
 #[test]
 fn simulate_seeds_parse() {
     assert_eq!(parse_seeds("3..6").unwrap(), vec![3, 4, 5]);
     assert_eq!(parse_seeds("9").unwrap(), vec![9]);
-    assert!(parse_seeds("6..3").unwrap_err().starts_with("seeds_invalid"));
+    assert!(parse_seeds("6..3")
+        .unwrap_err()
+        .starts_with("seeds_invalid"));
     assert!(parse_seeds("x").is_err());
 }

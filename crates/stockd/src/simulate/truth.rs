@@ -46,7 +46,14 @@ impl Truth {
     }
 
     /// A channel sold `qty` of `sku`: returns the order's index in the book.
-    pub fn sold(&mut self, channel: &str, order_id: String, sku: &str, qty: i64, at_ms: u64) -> usize {
+    pub fn sold(
+        &mut self,
+        channel: &str,
+        order_id: String,
+        sku: &str,
+        qty: i64,
+        at_ms: u64,
+    ) -> usize {
         let oversold_units = (qty - self.free(sku).max(0)).max(0);
         *self.committed.entry(sku.to_string()).or_default() += qty;
         self.orders.push(BookOrder {
@@ -333,11 +340,16 @@ mod tests {
                 kind: "order".into(),
             })
             .collect();
-        l.extend(t.orders.iter().filter(|o| o.cancelled).map(|o| LedgerOrder {
-            channel: o.channel.clone(),
-            order_id: o.order_id.clone(),
-            kind: "cancel".into(),
-        }));
+        l.extend(
+            t.orders
+                .iter()
+                .filter(|o| o.cancelled)
+                .map(|o| LedgerOrder {
+                    channel: o.channel.clone(),
+                    order_id: o.order_id.clone(),
+                    kind: "cancel".into(),
+                }),
+        );
         l
     }
 
