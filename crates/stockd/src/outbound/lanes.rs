@@ -222,7 +222,7 @@ mod tests {
         let pushes = run(rows("P", 60, 1), rows("O", 70, 1), room);
         assert_eq!(
             lanes(&pushes),
-            vec![(Lane::Fast, 50), (Lane::Bulk, 50), (Lane::Bulk, 50)]
+            vec![(Lane::Fast, 50), (Lane::Bulk, 50), (Lane::Bulk, 30)]
         );
         assert_eq!(pushes[1].1[0].0, "P50", "protective overflow first");
     }

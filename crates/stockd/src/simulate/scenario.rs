@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn simulate_scenario_refuses_unknown_fields_and_bad_rates() {
-        let e = Scenario::parse(&format!("{SMALL}\nbogus = 1\n")).unwrap_err();
+        let e = Scenario::parse(&format!("bogus = 1\n{SMALL}")).unwrap_err();
         assert_eq!(e.code, "scenario_invalid_toml");
         let bad = SMALL.replace("error_5xx_rate = 0.02", "error_5xx_rate = 2.0");
         assert_ne!(bad, SMALL, "the fixture sets error_5xx_rate");
