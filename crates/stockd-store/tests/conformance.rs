@@ -815,7 +815,6 @@ async fn survives_reopen(
 /// rows, renamed rows (by their new title only), unchanged rows written
 /// again, and a SKU named twice in one upsert (its last title counts).
 async fn bulk_upserted_titles_are_searchable(store: Shared) {
-    use stockd_store::console::ConsoleReads;
     let variant = |i: usize, title: &str| Variant {
         sku: sku(&format!("BULK-{i:05}")),
         title: Some(title.to_string()),
