@@ -860,7 +860,13 @@ impl Worker {
         let mut updates = Vec::new();
         let mut protective: Vec<OutboxRow> = Vec::new();
         let mut other: Vec<OutboxRow> = Vec::new();
-        for row in due {
+        for mut row in due {
+            row.protective = lanes::protective_here(
+                row.protective,
+                carries_quantity,
+                row.desired.availability,
+                row.pushed.as_ref().map(|p| p.availability),
+            );
             // What the channel shows: the last acknowledged state, with the
             // channel's own count where it moved since (it sold or restocked).
             let shown = row.pushed.clone().map(|pushed| ListingState {

@@ -16,6 +16,7 @@
 
 use chrono::{DateTime, Utc};
 use std::time::Duration;
+use stockd_core::availability::Availability;
 
 /// How long an update that is not protective is kept off the fast path
 /// while protective updates use it.
@@ -47,6 +48,23 @@ pub(super) struct LaneRoom {
     pub bulk_takes_protective: bool,
     /// `Connector::bulk_on_fast_path_up_to`.
     pub bulk_on_fast_path_up_to: usize,
+}
+
+/// Whether an update is protective on this channel: the outbox marks rows
+/// that lower the quantity below the channel's count or move availability
+/// away from in stock (`marked`); a channel that shows no quantity (Google)
+/// is only lowered by the availability, so a smaller count is not
+/// protective there.
+pub(super) fn protective_here(
+    marked: bool,
+    carries_quantity: bool,
+    desired: Availability,
+    shown: Option<Availability>,
+) -> bool {
+    if carries_quantity {
+        return marked;
+    }
+    desired != Availability::InStock && shown.unwrap_or(Availability::InStock) == Availability::InStock
 }
 
 /// The pushes to start: `protective` and `other` in the order the outbox
@@ -105,6 +123,20 @@ pub(super) fn plan<R: Clone>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_smaller_count_protects_only_where_the_channel_shows_counts() {
+        use Availability::{Backorder, InStock, OutOfStock};
+        // Shopify: the outbox's mark stands.
+        assert!(protective_here(true, true, InStock, Some(InStock)));
+        assert!(!protective_here(false, true, OutOfStock, Some(InStock)));
+        // Google: 20 → 14 in stock lowers nothing a buyer sees.
+        assert!(!protective_here(true, false, InStock, Some(InStock)));
+        assert!(protective_here(false, false, OutOfStock, Some(InStock)));
+        assert!(protective_here(true, false, Backorder, None));
+        // Already out of stock there: moving to backorder lowers nothing.
+        assert!(!protective_here(true, false, Backorder, Some(OutOfStock)));
+    }
 
     /// A row: its name and how many seconds before `now` it started waiting.
     type Row = (String, i64);
