@@ -493,7 +493,7 @@ impl Amazon {
                 let (burst, rate) = op.plan();
                 // Conservative: the channel's bucket starts and refills on
                 // its own clock, and requests arrive with jitter.
-                Limiter::new((burst - 1.0).max(1.0), rate * PACING_MARGIN)
+                Limiter::under(burst, rate, PACING_MARGIN)
             })
             .collect();
         let mut rates = [0.0; OPS];

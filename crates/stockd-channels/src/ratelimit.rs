@@ -116,6 +116,13 @@ impl Limiter {
         }
     }
 
+    /// A limiter a little under a channel's published bucket: one token
+    /// under its burst and at `margin` of its rate, so requests that reach
+    /// the channel bunched (network, scheduling) still fit its own count.
+    pub fn under(burst: f64, refill_per_sec: f64, margin: f64) -> Limiter {
+        Limiter::new((burst - 1.0).max(1.0), refill_per_sec * margin)
+    }
+
     fn now_secs(&self) -> f64 {
         self.origin.elapsed().as_secs_f64()
     }

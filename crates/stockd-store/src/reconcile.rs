@@ -324,11 +324,13 @@ pub(crate) fn items_sql(class: bool) -> String {
 
 /// Queue again only a row still as the run saw it and not already lagging:
 /// the channel's count becomes what was read, the count generation moves (an
-/// acknowledgement in flight does not clean the row), the row is dirty.
+/// acknowledgement in flight does not clean the row), the row is dirty. The
+/// fix's latency runs from the finding: the channel had acknowledged every
+/// earlier cause, then moved away from it on its own.
 pub(crate) const REQUEUE: &str = "UPDATE listing_state SET \
      channel_quantity = COALESCE(CAST(?3 AS BIGINT), channel_quantity), \
      pushed = CASE WHEN CAST(?4 AS BIGINT) <> 0 THEN NULL ELSE pushed END, \
-     channel_gen = channel_gen + 1, dirty_since_ms = ?7, last_error = ?8 \
+     channel_gen = channel_gen + 1, dirty_since_ms = ?7, unacked_since_ms = ?7, last_error = ?8 \
      WHERE channel = ?1 AND sku = ?2 AND desired_gen = ?5 AND channel_gen = ?6 \
      AND dirty_since_ms IS NULL AND parked = 0";
 

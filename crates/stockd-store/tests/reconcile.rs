@@ -225,13 +225,20 @@ async fn requeue_applies_only_to_a_row_as_seen(store: Shared) {
         .await
         .unwrap();
     assert!(none.is_empty());
+    // Found a minute after the SKU's last cause: the fix's latency runs
+    // from the finding, not from that cause.
+    let found = clean.caused_at + chrono::Duration::seconds(60);
     let queued = store
-        .recon_requeue(&ch("shop"), vec![fix(clean.desired_gen)], Utc::now())
+        .recon_requeue(&ch("shop"), vec![fix(clean.desired_gen)], found)
         .await
         .unwrap();
     assert_eq!(queued, vec![sku("TEE")]);
     let dirty = store.outbox_rows(&ch("shop"), &[sku("TEE")]).await.unwrap()[0].clone();
     assert!(dirty.dirty_since.is_some());
+    assert_eq!(
+        dirty.latency_start().timestamp_millis(),
+        found.timestamp_millis()
+    );
     assert_eq!(dirty.channel_quantity, Some(7));
     assert_eq!(dirty.channel_gen, clean.channel_gen + 1);
     assert_eq!(dirty.last_error.as_deref(), Some("reconciliation"));

@@ -64,7 +64,8 @@ pub(super) fn protective_here(
     if carries_quantity {
         return marked;
     }
-    desired != Availability::InStock && shown.unwrap_or(Availability::InStock) == Availability::InStock
+    desired != Availability::InStock
+        && shown.unwrap_or(Availability::InStock) == Availability::InStock
 }
 
 /// The pushes to start: `protective` and `other` in the order the outbox
