@@ -234,7 +234,6 @@ async fn run(options: &Options, throttled: bool) -> Result<Value> {
 
     // The load: receipts at a fixed rate, sent every 10 ms.
     let tick = Duration::from_millis(10);
-    let per_tick = (options.rate * tick.as_secs_f64()).round().max(1.0) as usize;
     let ticks = (options.seconds / tick.as_secs_f64()) as usize;
     let started = Instant::now();
     let mut next = tokio::time::Instant::now();
@@ -243,7 +242,7 @@ async fn run(options: &Options, throttled: bool) -> Result<Value> {
     let mut in_flight = Vec::new();
     for t in 0..ticks {
         next += tick;
-        let events: Vec<Value> = (0..per_tick)
+        let events: Vec<Value> = (0..due_in_tick(t, options.rate, tick))
             .map(|i| {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
@@ -253,6 +252,10 @@ async fn run(options: &Options, throttled: bool) -> Result<Value> {
                        "location": "AMS", "qty": 1 + (seed >> 40) % 5})
             })
             .collect();
+        if events.is_empty() {
+            tokio::time::sleep_until(next).await;
+            continue;
+        }
         sent += events.len();
         let client = client.clone();
         let target = url("/v1/events");
@@ -453,6 +456,13 @@ async fn drift(
     Ok(drifting)
 }
 
+/// Events due in tick `t` at `rate` per second: a rate below one event per
+/// tick spreads its events over the ticks instead of rounding up to one.
+fn due_in_tick(t: usize, rate: f64, tick: Duration) -> usize {
+    let until = |n: usize| (n as f64 * rate * tick.as_secs_f64()).floor();
+    (until(t + 1) - until(t)) as usize
+}
+
 /// All five channels at their published limits (Amazon and Google list a
 /// subset), receipts and adjustments down at a fixed rate.
 async fn run_five(options: &Options) -> Result<Value> {
@@ -533,7 +543,6 @@ async fn run_five(options: &Options) -> Result<Value> {
 
     // The load: every 10 ms a batch; half receipts, half adjustments down.
     let tick = Duration::from_millis(10);
-    let per_tick = (options.rate * tick.as_secs_f64()).round().max(1.0) as usize;
     let ticks = (options.seconds / tick.as_secs_f64()) as usize;
     let started = Instant::now();
     let mut next = tokio::time::Instant::now();
@@ -542,7 +551,7 @@ async fn run_five(options: &Options) -> Result<Value> {
     let mut in_flight = Vec::new();
     for t in 0..ticks {
         next += tick;
-        let events: Vec<Value> = (0..per_tick)
+        let events: Vec<Value> = (0..due_in_tick(t, options.rate, tick))
             .map(|i| {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
@@ -558,6 +567,10 @@ async fn run_five(options: &Options) -> Result<Value> {
                 }
             })
             .collect();
+        if events.is_empty() {
+            tokio::time::sleep_until(next).await;
+            continue;
+        }
         sent += events.len();
         let client = client.clone();
         let target = url("/v1/events");
