@@ -1088,19 +1088,26 @@ async fn each_endpoint_is_paced_by_its_own_bucket() {
         .filter(|(_, c)| c.starts_with("PUT"))
         .map(|(t, _)| (*t - start).as_secs_f64())
         .collect();
-    let expected = [0.0, 0.0, 0.5, 1.0, 1.5, 2.0];
+    // The connector paces a token under each bucket and at 96 % of its
+    // rate: stock 1 at once, then one per 1 / 1.92 s.
+    let put_gap = 1.0 / (2.0 * 0.96);
+    let expected = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0].map(|n| n * put_gap);
     assert_eq!(puts.len(), 6);
     for (got, want) in puts.iter().zip(expected) {
         assert!((got - want).abs() < 0.01, "PUT times {puts:?}");
     }
-    // Status reads: their own bucket (3 at once, then one per 1/3 s).
+    // Status reads: their own bucket (2 at once, then one per 1 / 2.88 s).
     let reads: Vec<f64> = calls
         .iter()
         .filter(|(_, c)| c.contains("process-status"))
         .map(|(t, _)| (*t - start).as_secs_f64())
         .collect();
     assert_eq!(reads.len(), 6);
-    for (got, offset) in reads.iter().zip([0.0, 0.0, 0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0]) {
+    let read_gap = 1.0 / (3.0 * 0.96);
+    for (got, offset) in reads
+        .iter()
+        .zip([0.0, 0.0, 1.0, 2.0, 3.0, 4.0].map(|n| n * read_gap))
+    {
         assert!(
             (got - reads[0] - offset).abs() < 0.01,
             "status reads {reads:?}"
