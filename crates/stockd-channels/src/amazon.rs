@@ -748,15 +748,6 @@ impl Connector for Amazon {
         self.config.feed_threshold
     }
 
-    /// Amazon lowers its count by each order it takes, as stockd's belief
-    /// follows it (reconciliation of the demo finds no other drift), and a
-    /// patch sets an absolute count: a patch of the believed count would
-    /// set what Amazon shows already, on the 5/s it needs for decreases
-    /// (a quarter of its patches in the demo).
-    fn pushes_believed_count(&self) -> bool {
-        false
-    }
-
     async fn read_levels(
         &self,
         listings: &[LevelQuery],

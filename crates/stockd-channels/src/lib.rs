@@ -397,14 +397,6 @@ pub trait Connector: Send + Sync {
         true
     }
 
-    /// Whether a count stockd believes the channel already shows (it sold
-    /// down to the desired count on its own) is pushed again: the belief
-    /// follows the channel's sales relatively and may be off, and the push
-    /// (a compare-and-set where the channel has one) corrects it.
-    fn pushes_believed_count(&self) -> bool {
-        true
-    }
-
     /// Whether stockd must poll this channel for orders (no push).
     fn polls_orders(&self) -> bool {
         false

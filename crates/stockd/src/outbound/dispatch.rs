@@ -857,7 +857,6 @@ impl Worker {
             return Ok(0);
         }
         let carries_quantity = connector.carries_quantity();
-        let repeats_believed = connector.pushes_believed_count();
         let mut updates = Vec::new();
         let mut protective: Vec<OutboxRow> = Vec::new();
         let mut other: Vec<OutboxRow> = Vec::new();
@@ -882,25 +881,14 @@ impl Worker {
                 },
                 _ => row.desired.clone(),
             };
-            // Nothing to send when stockd set exactly this state and the
+            // Nothing to send only when stockd set exactly this state and the
             // channel's count has not moved since. A count that moved to the
-            // desired value on its own (the channel sold) is pushed again
-            // unless the connector says its belief holds
-            // (`Connector::pushes_believed_count`).
+            // desired value on its own is still pushed: the belief follows
+            // sales relatively and may be off, and compare-and-set corrects it.
             let in_sync = match &row.pushed {
                 Some(pushed) if carries_quantity => {
                     // An unknown count is not in sync: the push reads it first.
-                    let believed = row.channel_quantity == Some(row.desired.quantity);
-                    let pushed_but_count = ListingState {
-                        quantity: row.desired.quantity,
-                        ..pushed.clone()
-                    };
-                    believed
-                        && if repeats_believed {
-                            *pushed == row.desired
-                        } else {
-                            pushed_but_count == row.desired
-                        }
+                    *pushed == row.desired && row.channel_quantity == Some(row.desired.quantity)
                 }
                 Some(pushed) => {
                     shown.as_ref() == Some(&desired) && pushed.availability == desired.availability

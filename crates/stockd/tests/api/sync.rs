@@ -1093,7 +1093,6 @@ async fn five_channels_converge_and_marketplace_orders_lower_the_others() {
     }
     // An order on Amazon (notification) and one on bol.com (polled) lower
     // the other channels.
-    let amazon_before = h.sim(SimKind::Amazon).stats().updates_applied;
     h.sim(SimKind::Amazon)
         .buy(&[("FC-1".to_string(), 1)])
         .await
@@ -1122,11 +1121,6 @@ async fn five_channels_converge_and_marketplace_orders_lower_the_others() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     h.converged(Duration::from_secs(60)).await.unwrap();
-    // Amazon took one patch, FC-2's decrease: its own sale of FC-1 already
-    // lowered it to what stockd then wanted, and a patch of that count
-    // would only spend its 5/s.
-    let amazon = h.sim(SimKind::Amazon).stats();
-    assert_eq!(amazon.updates_applied - amazon_before, 1, "{amazon:?}");
     // Google saw only availability transitions: the quantity changes above
     // did not reach it (one update per product: the first, in stock).
     let gmc = h.sim(SimKind::Gmc).stats();
