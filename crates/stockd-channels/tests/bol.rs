@@ -1089,7 +1089,7 @@ async fn each_endpoint_is_paced_by_its_own_bucket() {
         .map(|(t, _)| (*t - start).as_secs_f64())
         .collect();
     // The connector paces a token under each bucket and at 96 % of its
-    // rate: stock 1 at once, then one per 1 / 1.92 s.
+    // rate: one stock PUT at once, then one per 1 / 1.92 s.
     let put_gap = 1.0 / (2.0 * 0.96);
     let expected = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0].map(|n| n * put_gap);
     assert_eq!(puts.len(), 6);
