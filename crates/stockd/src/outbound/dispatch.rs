@@ -952,7 +952,20 @@ impl Worker {
                 until,
             }));
         }
-        self.pusher.store.outbox_record(updates).await?;
+        // Protective rows are counted as taken before their in-flight marks
+        // commit: a reader (reconciliation yielding to them) always sees
+        // them either due in the outbox or counted here, never neither.
+        let kpis = &self.pusher.kpis;
+        let channel = &self.pusher.channel;
+        let taken: usize = pushes
+            .iter()
+            .map(|(_, rows)| rows.iter().filter(|r| r.protective).count())
+            .sum();
+        kpis.protective_taken(channel, taken, true);
+        if let Err(e) = self.pusher.store.outbox_record(updates).await {
+            kpis.protective_taken(channel, taken, false);
+            return Err(e);
+        }
         for (lane, rows) in pushes {
             match lane {
                 Lane::Fast => self.running_fast += 1,
@@ -961,9 +974,6 @@ impl Worker {
             }
             let pusher = self.pusher.clone();
             let protective = rows.iter().filter(|r| r.protective).count();
-            pusher
-                .kpis
-                .protective_taken(&pusher.channel, protective, true);
             self.running.spawn(async move {
                 pusher.push_and_record(rows, lane).await;
                 pusher

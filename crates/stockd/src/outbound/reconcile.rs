@@ -509,16 +509,17 @@ impl Check<'_> {
     pub(super) async fn yield_to_protective(&self) {
         let started = tokio::time::Instant::now();
         while started.elapsed() < YIELD_MAX {
-            if self.sync.protective_unsent(self.channel) > 0 {
-                tokio::time::sleep(YIELD_POLL).await;
-                continue;
+            // The outbox first, the dispatcher's count after: the dispatcher
+            // counts rows before it marks them in flight, so a row that left
+            // the due list before this read is counted when it is looked at.
+            let due = match self.store.outbox_due(self.channel, Utc::now(), 1).await {
+                Ok(rows) => rows.first().is_some_and(|r| r.protective),
+                Err(_) => false,
+            };
+            if !due && self.sync.protective_unsent(self.channel) == 0 {
+                return;
             }
-            match self.store.outbox_due(self.channel, Utc::now(), 1).await {
-                Ok(rows) if rows.first().is_some_and(|r| r.protective) => {
-                    tokio::time::sleep(YIELD_POLL).await;
-                }
-                _ => return,
-            }
+            tokio::time::sleep(YIELD_POLL).await;
         }
     }
 
