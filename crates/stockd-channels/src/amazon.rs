@@ -84,6 +84,10 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 /// Items of a push that takes the patch path (about one second at the
 /// `patchListingsItem` rate).
 const PATCHES_PER_FAST_PUSH: usize = 5;
+/// Tokens of the patch bucket that a patch sent for a bulk push leaves for
+/// protective updates: one arriving then is patched at once, not behind
+/// the bulk push's patches.
+const BULK_PATCH_RESERVE: f64 = 2.0;
 /// A remembered pending feed is forgotten after this long.
 const PENDING_TTL: Duration = Duration::from_secs(6 * 3600);
 
@@ -405,6 +409,7 @@ impl Amazon {
         &self,
         items: &[PushItem],
         feed_above: usize,
+        patch_reserve: f64,
     ) -> Result<Vec<ItemOutcome>, ChannelError> {
         let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
         self.resume_pending(items, &mut outcomes).await;
@@ -447,7 +452,7 @@ impl Amazon {
                     continue;
                 }
                 let outcome = self
-                    .patch_one(target, quantity_to_send(&items[*index]))
+                    .patch_one(target, quantity_to_send(&items[*index]), patch_reserve)
                     .await;
                 if let ItemOutcome::Failed(error) = &outcome {
                     if error.code != "INVALID" && error.status != Some(200) {
@@ -557,10 +562,24 @@ impl Amazon {
         path_and_query: &str,
         body: Option<&Value>,
     ) -> Result<HttpResponse, ChannelError> {
+        self.call_leaving(op, 0.0, method, path_and_query, body)
+            .await
+    }
+
+    /// `call`, paced to leave `reserve` tokens of `op`'s bucket for calls
+    /// that are more urgent (`Limiter::acquire_leaving`).
+    async fn call_leaving(
+        &self,
+        op: Op,
+        reserve: f64,
+        method: http::Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<HttpResponse, ChannelError> {
         let limiter = &self.limiters[op.index()];
         let mut renewed = false;
         loop {
-            limiter.acquire(1.0).await;
+            limiter.acquire_leaving(1.0, reserve).await;
             let token = self.access_token().await?;
             let mut headers = http::HeaderMap::new();
             headers.insert(
@@ -706,7 +725,8 @@ impl Connector for Amazon {
     }
 
     async fn push(&self, items: &[PushItem]) -> Result<Vec<ItemOutcome>, ChannelError> {
-        self.push_items(items, self.config.feed_threshold).await
+        self.push_items(items, self.config.feed_threshold, 0.0)
+            .await
     }
 
     /// Feeds are submitted and followed by the tracker (`getFeed`, then the

@@ -46,16 +46,29 @@ impl TokenBucket {
     /// long to wait before they will be. A cost above the capacity is
     /// treated as the capacity (it could never be paid otherwise).
     pub fn try_take(&mut self, now_secs: f64, cost: f64) -> Result<(), Duration> {
+        self.try_take_leaving(now_secs, cost, 0.0)
+    }
+
+    /// Takes `cost` tokens only when `reserve` more would be left: a caller
+    /// of lower priority leaves room for the next urgent request. The
+    /// reserve is cut to what the capacity allows beside the cost.
+    pub fn try_take_leaving(
+        &mut self,
+        now_secs: f64,
+        cost: f64,
+        reserve: f64,
+    ) -> Result<(), Duration> {
         if now_secs < self.blocked_until_secs {
             return Err(Duration::from_secs_f64(self.blocked_until_secs - now_secs));
         }
         self.refill(now_secs);
         let cost = cost.min(self.capacity);
-        if self.tokens + 1e-9 >= cost {
+        let reserve = reserve.clamp(0.0, self.capacity - cost);
+        if self.tokens + 1e-9 >= cost + reserve {
             self.tokens -= cost;
             Ok(())
         } else {
-            let missing = cost - self.tokens;
+            let missing = cost + reserve - self.tokens;
             Err(Duration::from_secs_f64(
                 missing / self.refill_per_sec.max(1e-9),
             ))
@@ -138,8 +151,14 @@ impl Limiter {
 
     /// Waits until `cost` tokens can be taken, then takes them.
     pub async fn acquire(&self, cost: f64) {
+        self.acquire_leaving(cost, 0.0).await
+    }
+
+    /// Waits until `cost` tokens can be taken with `reserve` left over
+    /// (`TokenBucket::try_take_leaving`), then takes them.
+    pub async fn acquire_leaving(&self, cost: f64, reserve: f64) {
         loop {
-            match self.with(|b, now| b.try_take(now, cost)) {
+            match self.with(|b, now| b.try_take_leaving(now, cost, reserve)) {
                 Ok(()) => return,
                 Err(wait) => tokio::time::sleep(wait.max(Duration::from_millis(1))).await,
             }
@@ -174,6 +193,25 @@ mod tests {
         assert_eq!(b.try_take(0.0, 1.0), Ok(()));
         assert_eq!(b.try_take(0.0, 1.0), Err(Duration::from_secs(2)));
         assert_eq!(b.try_take(2.0, 1.0), Ok(()));
+    }
+
+    #[test]
+    fn a_reserve_is_left_for_urgent_callers() {
+        let mut b = TokenBucket::new(4.0, 2.0);
+        // Two taken leaving two; the third would eat into the reserve.
+        assert_eq!(b.try_take_leaving(0.0, 1.0, 2.0), Ok(()));
+        assert_eq!(b.try_take_leaving(0.0, 1.0, 2.0), Ok(()));
+        assert_eq!(
+            b.try_take_leaving(0.0, 1.0, 2.0),
+            Err(Duration::from_millis(500))
+        );
+        // An urgent caller still finds the reserve.
+        assert_eq!(b.try_take(0.0, 1.0), Ok(()));
+        assert_eq!(b.try_take(0.0, 1.0), Ok(()));
+        assert!(b.try_take(0.0, 1.0).is_err());
+        // A reserve larger than the bucket allows is cut to fit.
+        let mut small = TokenBucket::new(1.0, 1.0);
+        assert_eq!(small.try_take_leaving(0.0, 1.0, 5.0), Ok(()));
     }
 
     #[test]

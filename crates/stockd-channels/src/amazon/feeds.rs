@@ -533,7 +533,10 @@ impl Amazon {
         }
         if !rest.is_empty() {
             let patched: Vec<PushItem> = rest.iter().map(|i| items[*i].clone()).collect();
-            match self.push_items(&patched, usize::MAX).await {
+            match self
+                .push_items(&patched, usize::MAX, BULK_PATCH_RESERVE)
+                .await
+            {
                 Ok(outcomes) => {
                     for (index, outcome) in rest.iter().zip(outcomes) {
                         out[*index] = Some(Submitted::Done(outcome));

@@ -25,15 +25,23 @@ pub(super) fn quantity_patches(quantity: i64) -> Value {
 impl Amazon {
     // Listings Items (<https://developer-docs.amazon.com/sp-api/docs/listings-items-api-v2021-08-01-reference>)
 
-    pub(super) async fn patch_one(&self, target: &Target, quantity: i64) -> ItemOutcome {
+    /// Patches one listing's quantity, leaving `reserve` tokens of the
+    /// patch bucket for more urgent patches.
+    pub(super) async fn patch_one(
+        &self,
+        target: &Target,
+        quantity: i64,
+        reserve: f64,
+    ) -> ItemOutcome {
         let path = self.listing_path(target, &[("issueLocale", &self.config.issue_locale)]);
         let body = json!({
             "productType": target.product_type,
             "patches": quantity_patches(quantity),
         });
         let response = match self
-            .call(
+            .call_leaving(
                 Op::PatchListingsItem,
+                reserve,
                 http::Method::PATCH,
                 &path,
                 Some(&body),
