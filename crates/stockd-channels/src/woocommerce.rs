@@ -18,6 +18,7 @@
 //!   (`refunds.rs`).
 
 mod bulk;
+mod orders;
 mod refunds;
 
 use crate::encoding::{encode_pairs, percent_encode};
@@ -25,7 +26,8 @@ use crate::ratelimit::Limiter;
 use crate::{
     constant_time_eq, Availability, BulkProgress, BulkRead, ChannelError, ChannelLevel, Connector,
     ErrorClass, External, FollowUp, HttpRequest, HttpResponse, ItemOutcome, LevelQuery,
-    OrderChange, OrderChangeKind, OrderLineRef, PushItem, Transport, WebhookAction, WebhookError,
+    OrderChange, OrderChangeKind, OrderLineRef, OrderPoll, PushItem, Transport, WebhookAction,
+    WebhookError,
 };
 use async_trait::async_trait;
 use base64::Engine;
@@ -35,7 +37,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Path prefix of the REST API under the site URL (<https://woocommerce.github.io/woocommerce-rest-api-docs/#authentication>).
 pub const API_PREFIX: &str = "/wp-json/wc/v3";
@@ -54,7 +56,7 @@ pub const BULK_READ_FROM: usize = 200;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Connection settings for one WooCommerce site.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// e.g. `https://shop.example`, without a trailing slash.
     pub site_url: String,
@@ -67,6 +69,26 @@ pub struct Config {
     /// `(burst, per second)`. WooCommerce itself documents no limit; hosts
     /// may impose one (<https://woocommerce.github.io/woocommerce-rest-api-docs/#authentication>). `None`: paced only by 429 `Retry-After`.
     pub rate_limit: Option<(f64, f64)>,
+    /// How often the orders are read back (`GET /orders` by modification
+    /// date), so an order whose webhook was lost still reaches the ledger;
+    /// `None`: webhooks only.
+    pub order_poll_interval: Option<Duration>,
+    /// How far the first poll after start looks back.
+    pub order_lookback: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            site_url: String::new(),
+            consumer_key: String::new(),
+            consumer_secret: String::new(),
+            webhook_secret: String::new(),
+            rate_limit: None,
+            order_poll_interval: None,
+            order_lookback: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// The WooCommerce connector.
@@ -993,6 +1015,23 @@ impl Connector for WooCommerce {
 
     async fn follow_up(&self, follow_up: &FollowUp) -> Result<Vec<OrderChange>, ChannelError> {
         refunds::order_changes(self, follow_up).await
+    }
+
+    fn polls_orders(&self) -> bool {
+        self.config.order_poll_interval.is_some()
+    }
+
+    /// The orders modified since the cursor (`orders.rs`): what a lost
+    /// webhook would have said.
+    async fn poll_orders(&self, cursor: Option<&str>) -> Result<OrderPoll, ChannelError> {
+        match self.config.order_poll_interval {
+            Some(interval) => self.poll(cursor, interval).await,
+            None => Ok(OrderPoll {
+                changes: Vec::new(),
+                cursor: cursor.map(str::to_string),
+                next_poll_after: Duration::from_secs(3600),
+            }),
+        }
     }
 
     fn webhook(

@@ -336,6 +336,7 @@ async fn woocommerce_pages_products_and_variations() {
             consumer_secret: sim_config.consumer_secret.clone(),
             webhook_secret: sim_config.webhook_secret.clone(),
             rate_limit: None,
+            ..Default::default()
         },
         transport(),
     );
@@ -371,6 +372,7 @@ async fn woocommerce_paging_waits_out_the_hosts_rate_limit() {
             consumer_secret: sim_config.consumer_secret.clone(),
             webhook_secret: sim_config.webhook_secret.clone(),
             rate_limit: None,
+            ..Default::default()
         },
         transport(),
     );

@@ -65,6 +65,7 @@ fn config(site: &str) -> Config {
         consumer_secret: "cs_9d2e".to_owned(),
         webhook_secret: "wc_secret".to_owned(),
         rate_limit: None,
+        ..Default::default()
     }
 }
 

@@ -60,6 +60,8 @@ use stockd_core::ChannelId;
 
 /// How long one HTTP call to a channel may take.
 const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default seconds between WooCommerce order reads (`order_poll_secs`).
+const WOO_ORDER_POLL_SECS: u64 = 60;
 
 /// One `[connectors.<id>]` table, as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +103,9 @@ pub struct FileConnector {
     /// (sellable again) instead of leaving it pending for the warehouse
     /// (default false).
     pub restock_on_refund: Option<bool>,
+    /// WooCommerce: seconds between reads of recently modified orders, the
+    /// backstop for lost webhooks (default 60; 0 turns it off).
+    pub order_poll_secs: Option<u64>,
 }
 
 /// The channels whose tables set `restock_on_refund = true`.
@@ -138,6 +143,8 @@ pub enum ConnectorSettings {
         consumer_secret: Secret,
         webhook_secret: Secret,
         rate_limit: Option<(f64, f64)>,
+        /// `None`: webhooks only.
+        order_poll_interval: Option<Duration>,
     },
     Bol {
         channel: ChannelId,
@@ -245,6 +252,10 @@ pub fn resolve(
                 )?,
                 webhook_secret: secret(&id, "webhook_secret_env", &table.webhook_secret_env, env)?,
                 rate_limit: table.rate_burst.zip(table.rate_per_second),
+                order_poll_interval: match table.order_poll_secs {
+                    Some(0) => None,
+                    secs => Some(Duration::from_secs(secs.unwrap_or(WOO_ORDER_POLL_SECS))),
+                },
                 channel,
                 url,
             },
@@ -346,6 +357,7 @@ pub fn connect(settings: &ConnectorSettings, transport: Arc<dyn Transport>) -> C
             consumer_secret,
             webhook_secret,
             rate_limit,
+            order_poll_interval,
         } => {
             let config = woocommerce::Config {
                 site_url: url.clone(),
@@ -353,6 +365,8 @@ pub fn connect(settings: &ConnectorSettings, transport: Arc<dyn Transport>) -> C
                 consumer_secret: consumer_secret.expose().to_string(),
                 webhook_secret: webhook_secret.expose().to_string(),
                 rate_limit: *rate_limit,
+                order_poll_interval: *order_poll_interval,
+                ..Default::default()
             };
             Connection {
                 channel: channel.clone(),

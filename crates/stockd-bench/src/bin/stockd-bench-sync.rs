@@ -163,6 +163,7 @@ async fn run(options: &Options, throttled: bool) -> Result<Value> {
                     consumer_secret: "cs_bench".into(),
                     webhook_secret: "bench".into(),
                     rate_limit: None,
+                    ..Default::default()
                 },
                 transport,
             )),

@@ -5,12 +5,28 @@
 use super::*;
 
 impl Woo {
+    /// `status`, `modified_after` (exclusive, to the second; the simulated
+    /// shop keeps GMT, so `dates_are_gmt` changes nothing), `orderby` and
+    /// `order`, then the page.
     pub(super) fn list_orders(&self, ctx: &Ctx) -> Response {
-        let status = ctx
-            .query
-            .iter()
-            .find(|(k, _)| k == "status")
-            .map(|(_, v)| v.clone());
+        let param = |name: &str| {
+            ctx.query
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let status = param("status");
+        let modified_after = match param("modified_after").map(|v| parse_date(&v)) {
+            None => None,
+            Some(Some(at)) => Some(at),
+            Some(None) => {
+                return wc_json(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"code": "rest_invalid_param", "message": "Invalid parameter(s): modified_after",
+                        "data": {"status": 400, "params": {"modified_after": "Invalid date."}}}),
+                )
+            }
+        };
         let st = lock(&self.state);
         let items: Vec<Value> = st
             .orders
@@ -21,10 +37,17 @@ impl Woo {
                     .as_ref()
                     .is_none_or(|s| s == "any" || s.split(',').any(|x| x == o.status))
             })
+            .filter(|o| {
+                modified_after
+                    .is_none_or(|after| parse_date(&o.modified).is_some_and(|at| at > after))
+            })
             .map(|o| self.order_json(o))
             .collect();
         drop(st);
-        self.paginate(ctx, items)
+        match super::collection::order_items(ctx, items) {
+            Ok(items) => self.paginate(ctx, items),
+            Err(refused) => *refused,
+        }
     }
 
     pub(super) fn get_order(&self, id: &str) -> Response {
@@ -202,4 +225,14 @@ impl Woo {
             st.sync_parent(p);
         }
     }
+}
+
+/// A date as the REST API takes it (`rest_parse_date`: ISO 8601, with or
+/// without a zone; without one it is the shop's time, GMT here), to the second.
+fn parse_date(text: &str) -> Option<chrono::NaiveDateTime> {
+    let text = text.trim();
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|at| at.naive_utc())
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+        .ok()
 }

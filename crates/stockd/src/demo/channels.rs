@@ -163,6 +163,9 @@ pub async fn start(
                         consumer_secret: WOO_SECRET.into(),
                         webhook_secret: WOO_WEBHOOK_SECRET.into(),
                         rate_limit: None,
+                        // The backstop for lost webhooks, as in production.
+                        order_poll_interval: Some(Duration::from_secs(10)),
+                        ..Default::default()
                     },
                     transport.clone(),
                 );

@@ -274,6 +274,7 @@ fn channels(
                             consumer_secret: WOO_SECRET.into(),
                             webhook_secret: SECRET.into(),
                             rate_limit: None,
+                            ..Default::default()
                         },
                         transport.clone(),
                     ))

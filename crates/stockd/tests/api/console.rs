@@ -715,6 +715,7 @@ async fn shop_with_a_dead_letter() -> (TestApp, RunningSim) {
                 consumer_secret: WOO_SECRET.into(),
                 webhook_secret: "hook".into(),
                 rate_limit: None,
+                ..Default::default()
             },
             transport,
         )),

@@ -1,7 +1,8 @@
 //! Channel refunds end to end: stockd against the WooCommerce simulator,
 //! refunds created through the simulator's refunds endpoint (line
 //! quantities, with or without restock) arrive as `order.updated` and
-//! become returns or releases.
+//! become returns or releases. And WooCommerce's order poll: an order
+//! whose webhooks are lost still reaches the ledger, once.
 
 use crate::helpers::{config, receipt, sqlite_url, TestApp};
 use serde_json::{json, Value};
@@ -28,19 +29,44 @@ fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-/// The simulator, stockd wired to it (`restock_on_refund` on the channel
-/// when asked), one location and `skus` listed with 10 units each, shown on
-/// the channel.
+/// How the shop talks to stockd besides pushes.
+#[derive(Clone, Copy)]
+struct Options {
+    restock_on_refund: bool,
+    /// `false`: every webhook is lost (none is configured).
+    webhooks: bool,
+    order_poll: Option<Duration>,
+}
+
+const REFUNDS: Options = Options {
+    restock_on_refund: false,
+    webhooks: true,
+    order_poll: None,
+};
+
 async fn start(skus: &[&str], restock_on_refund: bool) -> Setup {
+    start_with(
+        skus,
+        Options {
+            restock_on_refund,
+            ..REFUNDS
+        },
+    )
+    .await
+}
+
+/// The simulator, stockd wired to it as `options` say, one location and
+/// `skus` listed with 10 units each, shown on the channel.
+async fn start_with(skus: &[&str], options: Options) -> Setup {
     let port = free_port();
     let woo = stockd_sim::woocommerce::start(
         stockd_sim::woocommerce::Config {
             consumer_key: KEY.into(),
             consumer_secret: SECRET.into(),
             webhook_secret: HOOK_SECRET.into(),
-            webhook_url: Some(format!(
-                "http://127.0.0.1:{port}/v1/webhooks/woocommerce/{WOO}"
-            )),
+            webhook_url: options
+                .webhooks
+                .then(|| format!("http://127.0.0.1:{port}/v1/webhooks/woocommerce/{WOO}")),
             ..Default::default()
         },
         SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -62,11 +88,13 @@ async fn start(skus: &[&str], restock_on_refund: bool) -> Setup {
                 consumer_secret: SECRET.into(),
                 webhook_secret: HOOK_SECRET.into(),
                 rate_limit: None,
+                order_poll_interval: options.order_poll,
+                ..Default::default()
             },
             transport,
         )),
     }];
-    if restock_on_refund {
+    if options.restock_on_refund {
         cfg.restock_on_refund = BTreeSet::from([channel]);
     }
     let app = TestApp::start(cfg, dir).await;
@@ -235,6 +263,72 @@ async fn restock_on_refund_verifies_a_woocommerce_return_at_once() {
     assert_eq!(stock["pending_return"], 0, "{stock}");
     let open = s.app.get("/v1/returns?status=open").await.expect(200).body;
     assert_eq!(open["items"].as_array().map(Vec::len), Some(0), "{open}");
+    s.app.stop().await;
+    s.woo.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_order_whose_webhooks_are_lost_reaches_the_ledger_by_the_order_poll() {
+    let s = start_with(
+        &["WPOLL-1"],
+        Options {
+            webhooks: false,
+            order_poll: Some(Duration::from_millis(200)),
+            ..REFUNDS
+        },
+    )
+    .await;
+    let order = s.woo.buy(&[("WPOLL-1".to_string(), 3)]).await.unwrap();
+    wait_for(&s.app, "WPOLL-1", "reserved by the poll", |v| {
+        v["reserved"] == 3
+    })
+    .await;
+    // Cancelled in the shop's back office: read back the same way.
+    woo_call(
+        &s.woo,
+        "PUT",
+        &format!("/orders/{order}"),
+        Some(json!({"status": "cancelled"})),
+    )
+    .await;
+    wait_for(&s.app, "WPOLL-1", "released by the poll", |v| {
+        v["reserved"] == 0
+    })
+    .await;
+    // Every poll reads the last minute again: nothing applies twice.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stock = s.app.stock("WPOLL-1").await;
+    assert_eq!(
+        (stock["on_hand"].as_i64(), stock["reserved"].as_i64()),
+        (Some(10), Some(0)),
+        "{stock}"
+    );
+    s.app.stop().await;
+    s.woo.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_order_both_notified_and_polled_applies_once() {
+    let s = start_with(
+        &["WPOLL-2"],
+        Options {
+            order_poll: Some(Duration::from_millis(200)),
+            ..REFUNDS
+        },
+    )
+    .await;
+    s.woo.buy(&[("WPOLL-2".to_string(), 2)]).await.unwrap();
+    wait_for(&s.app, "WPOLL-2", "reserved", |v| v["reserved"] == 2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let orders = s.app.get("/v1/ledger?limit=100").await.expect(200).body;
+    let placed = orders["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["type"] == "order")
+        .count();
+    assert_eq!(placed, 1, "{orders}");
+    assert_eq!(s.app.stock("WPOLL-2").await["reserved"], 2);
     s.app.stop().await;
     s.woo.shutdown().await;
 }

@@ -61,6 +61,7 @@ fn connections(shop: &RunningSim, woo: &RunningSim) -> Vec<stockd::outbound::dis
                     consumer_secret: WOO_SECRET.into(),
                     webhook_secret: WOO_HOOK_SECRET.into(),
                     rate_limit: None,
+                    ..Default::default()
                 },
                 transport,
             )),
