@@ -291,8 +291,7 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// Wall clock for order-poll windows (injectable for tests).
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+pub use crate::Clock;
 
 struct Token {
     value: String,

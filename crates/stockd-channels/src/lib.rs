@@ -217,6 +217,10 @@ pub struct OrderChange {
     pub lines: Vec<OrderLineRef>,
 }
 
+/// Wall clock for order-poll windows (injectable for tests and simulated
+/// days).
+pub type Clock = std::sync::Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
+
 /// One poll's answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderPoll {

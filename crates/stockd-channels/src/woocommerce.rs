@@ -24,8 +24,8 @@ mod refunds;
 use crate::encoding::{encode_pairs, percent_encode};
 use crate::ratelimit::Limiter;
 use crate::{
-    constant_time_eq, Availability, BulkProgress, BulkRead, ChannelError, ChannelLevel, Connector,
-    ErrorClass, External, FollowUp, HttpRequest, HttpResponse, ItemOutcome, LevelQuery,
+    constant_time_eq, Availability, BulkProgress, BulkRead, ChannelError, ChannelLevel, Clock,
+    Connector, ErrorClass, External, FollowUp, HttpRequest, HttpResponse, ItemOutcome, LevelQuery,
     OrderChange, OrderChangeKind, OrderLineRef, OrderPoll, PushItem, Transport, WebhookAction,
     WebhookError,
 };
@@ -100,6 +100,7 @@ pub struct WooCommerce {
     /// filterable per site, <https://woocommerce.github.io/woocommerce-rest-api-docs/#batch-update-products>).
     batch_limit: AtomicUsize,
     nonce_seq: AtomicU64,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for WooCommerce {
@@ -407,6 +408,11 @@ fn split_into(chunk: Chunk, size: usize) -> Vec<Chunk> {
 
 impl WooCommerce {
     pub fn new(config: Config, transport: Arc<dyn Transport>) -> WooCommerce {
+        WooCommerce::with_clock(config, transport, Arc::new(chrono::Utc::now))
+    }
+
+    /// As [`WooCommerce::new`], with the wall clock that order polls use.
+    pub fn with_clock(config: Config, transport: Arc<dyn Transport>, clock: Clock) -> WooCommerce {
         let limiter = match config.rate_limit {
             Some((burst, per_sec)) if burst > 0.0 && per_sec > 0.0 => Limiter::new(burst, per_sec),
             // Unpaced: a bucket too large to matter, still able to honour
@@ -419,7 +425,12 @@ impl WooCommerce {
             limiter,
             batch_limit: AtomicUsize::new(MAX_BATCH),
             nonce_seq: AtomicU64::new(0),
+            clock,
         }
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.clock)()
     }
 
     fn site(&self) -> &str {

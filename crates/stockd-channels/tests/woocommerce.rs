@@ -1286,3 +1286,93 @@ async fn webhook_other_topics_are_ignored_and_bad_json_refused() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------
+// Order poll.
+
+/// A shop with `n` processing orders, 100 modified in each second from
+/// 04:00:00, answering `GET /orders` as WooCommerce does: modified strictly
+/// after `modified_after`, oldest first, 100 a page.
+fn order_shop(n: u64) -> Arc<Fake> {
+    Fake::new(move |req, _| {
+        assert_eq!(path(&req.url), "/wp-json/wc/v3/orders");
+        assert_eq!(param(&req.url, "orderby").as_deref(), Some("modified"));
+        assert_eq!(param(&req.url, "order").as_deref(), Some("asc"));
+        assert_eq!(param(&req.url, "dates_are_gmt").as_deref(), Some("true"));
+        let after = param(&req.url, "modified_after").expect("modified_after");
+        let page: usize = param(&req.url, "page").expect("page").parse().expect("n");
+        let modified = |id: u64| format!("2026-12-06T04:00:{:02}", id / 100);
+        let matching: Vec<Value> = (1..=n)
+            .filter(|id| modified(*id) > after)
+            .map(|id| {
+                json!({"id": id, "status": "processing", "date_modified_gmt": modified(id),
+                       "line_items": [{"id": id, "product_id": 5, "variation_id": 0,
+                                       "sku": "A", "quantity": 1}]})
+            })
+            .collect();
+        let pages = matching.len().div_ceil(100).to_string();
+        let items: Vec<Value> = matching
+            .into_iter()
+            .skip((page - 1) * 100)
+            .take(100)
+            .collect();
+        Ok(response(
+            200,
+            &[("x-wp-totalpages", pages.as_str())],
+            &Value::Array(items),
+        ))
+    })
+}
+
+fn poll_config() -> Config {
+    Config {
+        order_poll_interval: Some(Duration::from_secs(60)),
+        ..config(HTTPS_SITE)
+    }
+}
+
+#[tokio::test]
+async fn a_poll_that_stops_at_its_page_bound_goes_on_where_it_stopped() {
+    // 1,500 orders within 15 seconds: more than one poll reads (10 pages).
+    let fake = order_shop(1_500);
+    let woo = WooCommerce::new(poll_config(), fake.clone());
+    let first = woo
+        .poll_orders(Some("2026-12-06T03:59:00"))
+        .await
+        .expect("poll");
+    assert_eq!(first.changes.len(), 1_000);
+    assert_eq!(first.cursor.as_deref(), Some("2026-12-06T04:00:10 more"));
+    assert_eq!(first.next_poll_after, Duration::ZERO);
+    // The next poll starts a second before the newest order seen, not a
+    // minute (which would read the same thousand orders again, forever).
+    let second = woo
+        .poll_orders(first.cursor.as_deref())
+        .await
+        .expect("poll");
+    let seen: std::collections::BTreeSet<String> = first
+        .changes
+        .iter()
+        .chain(&second.changes)
+        .map(|c| c.order_id.clone())
+        .collect();
+    assert_eq!(seen.len(), 1_500);
+    assert_eq!(second.cursor.as_deref(), Some("2026-12-06T04:00:15"));
+    assert_eq!(second.next_poll_after, Duration::from_secs(60));
+    let requests = fake.requests();
+    assert_eq!(
+        param(&requests[10].1.url, "modified_after").as_deref(),
+        Some("2026-12-06T04:00:09")
+    );
+    // Each change is what the order's webhook would have said.
+    let change = &second.changes[0];
+    assert_eq!(change.kind, OrderChangeKind::Placed);
+    assert_eq!(change.dedup_key, format!("{}:processing", change.order_id));
+}
+
+#[tokio::test]
+async fn without_a_poll_interval_the_connector_does_not_poll() {
+    let fake = order_shop(10);
+    let woo = WooCommerce::new(config(HTTPS_SITE), fake.clone());
+    assert!(!woo.polls_orders());
+    assert!(WooCommerce::new(poll_config(), fake.clone()).polls_orders());
+}

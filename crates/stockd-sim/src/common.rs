@@ -163,6 +163,23 @@ pub type WebhookSink = Arc<
         + Sync,
 >;
 
+/// A simulated shop's wall clock (a simulated day runs on one), used for
+/// the timestamps it writes.
+#[derive(Clone)]
+pub struct SimClock(pub Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>);
+
+impl SimClock {
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for SimClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SimClock")
+    }
+}
+
 /// How a simulator started in process behaves.
 #[derive(Clone, Default)]
 pub struct SimOptions {

@@ -14,6 +14,6 @@ pub mod shopify;
 pub mod woocommerce;
 
 pub use common::{
-    hmac_sha256_base64, php_json_encode, Faults, InMemorySim, NewListing, RunningSim, SimError,
-    SimListing, SimOptions, SimStats, WebhookDelivery, WebhookSink,
+    hmac_sha256_base64, php_json_encode, Faults, InMemorySim, NewListing, RunningSim, SimClock,
+    SimError, SimListing, SimOptions, SimStats, WebhookDelivery, WebhookSink,
 };

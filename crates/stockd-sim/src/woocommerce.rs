@@ -32,6 +32,7 @@ mod refunds;
 mod state;
 mod stock;
 
+use crate::SimClock;
 use auth::*;
 pub use auth::{oauth_base_string, oauth_signature};
 use http::*;
@@ -80,6 +81,8 @@ pub struct Config {
     pub manage_stock: bool,
     /// Site home URL used in `X-WC-Webhook-Source`; defaults to the listen address.
     pub home_url: Option<String>,
+    /// The shop's clock for the dates it writes; `None`: the system clock.
+    pub clock: Option<SimClock>,
 }
 
 impl Default for Config {
@@ -97,6 +100,7 @@ impl Default for Config {
             rate_limit: None,
             manage_stock: true,
             home_url: None,
+            clock: None,
         }
     }
 }

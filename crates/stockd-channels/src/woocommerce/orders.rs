@@ -17,9 +17,12 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 /// `modified_after` is exclusive and to the second, and the shop's clock is
 /// not stockd's.
 const OVERLAP: Duration = Duration::from_secs(60);
-/// Pages (of `READ_CHUNK` orders) one poll reads at most; the next poll goes
-/// on from the newest modification seen.
+/// Pages (of `READ_CHUNK` orders) one poll reads at most. A poll that stops
+/// there marks its cursor (`MORE`): the next one goes on from the newest
+/// modification seen, less a second instead of the overlap, so a minute of
+/// more orders than a poll reads cannot hold the cursor in place.
 const PAGES_PER_POLL: u32 = 10;
+const MORE: &str = " more";
 /// WooCommerce's `date_modified_gmt` (no zone; GMT by name).
 const GMT_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 
@@ -55,15 +58,22 @@ impl WooCommerce {
         cursor: Option<&str>,
         interval: Duration,
     ) -> Result<OrderPoll, ChannelError> {
-        let seen = cursor.and_then(parse_gmt);
+        let (seen, more) = match cursor {
+            Some(c) => match c.strip_suffix(MORE) {
+                Some(at) => (parse_gmt(at), true),
+                None => (parse_gmt(c), false),
+            },
+            None => (None, false),
+        };
         let since = match seen {
+            Some(at) if more => at - chrono::Duration::seconds(1),
             Some(at) => at - std_to_chrono(OVERLAP),
-            None => Utc::now() - std_to_chrono(self.config.order_lookback),
+            None => self.now() - std_to_chrono(self.config.order_lookback),
         };
         let mut newest = seen;
         let mut changes = Vec::new();
         let mut page: u32 = 1;
-        loop {
+        let capped = loop {
             let query: Vec<(String, String)> = [
                 ("modified_after", since.format(GMT_FORMAT).to_string()),
                 ("dates_are_gmt", "true".to_string()),
@@ -92,17 +102,30 @@ impl WooCommerce {
                 newest = newest.max(modified);
                 changes.extend(self.changes_of_polled(order).await?);
             }
-            if page >= PAGES_PER_POLL || !has_next_page(&response, page) {
-                break;
+            if !has_next_page(&response, page) {
+                break false;
+            }
+            if page >= PAGES_PER_POLL {
+                break true;
             }
             page += 1;
-        }
+        };
+        let cursor = match newest {
+            Some(at) => {
+                let at = at.format(GMT_FORMAT);
+                Some(if capped {
+                    format!("{at}{MORE}")
+                } else {
+                    at.to_string()
+                })
+            }
+            None => cursor.map(str::to_string),
+        };
         Ok(OrderPoll {
             changes,
-            cursor: newest
-                .map(|at| at.format(GMT_FORMAT).to_string())
-                .or_else(|| cursor.map(str::to_string)),
-            next_poll_after: interval,
+            cursor,
+            // A poll that stopped at its page bound goes on at once.
+            next_poll_after: if capped { Duration::ZERO } else { interval },
         })
     }
 

@@ -18,7 +18,7 @@ impl SimBackend for Woo {
 
     fn add_listings(&self, items: &[NewListing]) -> Vec<SimListing> {
         let mut st = lock(&self.state);
-        let now = now_local();
+        let now = st.now_local();
         let mut parent: Option<u64> = None;
         let mut out = Vec::new();
         for n in items {
@@ -117,7 +117,7 @@ impl SimBackend for Woo {
             });
         }
         let id = st.post_id();
-        let now = now_local();
+        let now = st.now_local();
         let key = format!("wc_order_{:013x}", self.core.rand_u64() >> 12);
         let order = Order {
             id,
@@ -155,9 +155,10 @@ impl SimBackend for Woo {
         if reduced {
             Self::move_stock(&mut st, &o.lines, 1);
         }
+        let now = st.now_local();
         let o = st.orders.get_mut(&id).expect("exists");
         o.status = "cancelled".into();
-        o.modified = now_local();
+        o.modified = now;
         let o = o.clone();
         self.emit(&mut st, "order.updated", &o);
         Ok(())
@@ -182,10 +183,11 @@ impl SimBackend for Woo {
         let refund_id = st.post_id();
         let total: i64 = o.lines.iter().map(|l| l.quantity * 10).sum();
         super::refunds::record_amount_only(&mut st, id, refund_id, total);
+        let now = st.now_local();
         let o = st.orders.get_mut(&id).expect("exists");
         o.status = "refunded".into();
         o.refunds.push((refund_id, total));
-        o.modified = now_local();
+        o.modified = now;
         let o = o.clone();
         // order.updated fires on woocommerce_order_refunded.
         self.emit(&mut st, "order.updated", &o);
@@ -194,7 +196,7 @@ impl SimBackend for Woo {
 
     fn edit_quantity(&self, sku: &str, quantity: i64) -> Result<SimListing, SimError> {
         let mut st = lock(&self.state);
-        let now = now_local();
+        let now = st.now_local();
         let id = st
             .products
             .values()

@@ -112,6 +112,7 @@ impl Woo {
             return Err(SimError::BadRequest(format!("status {s}")));
         }
         let mut st = lock(&self.state);
+        let now = st.now_local();
         let o = st
             .orders
             .get_mut(&oid)
@@ -120,7 +121,7 @@ impl Woo {
             return Ok(());
         }
         o.status = s.to_string();
-        o.modified = now_local();
+        o.modified = now;
         let o = o.clone();
         self.emit(&mut st, "order.updated", &o);
         Ok(())
@@ -203,6 +204,7 @@ impl Woo {
 
     /// Move stock by `sign × qty` for every line (−1 reduce, +1 restore).
     pub(super) fn move_stock(st: &mut WooState, lines: &[Line], sign: i64) {
+        let now = st.now_local();
         let mut parents = Vec::new();
         for l in lines {
             let id = if l.variation_id != 0 {
@@ -214,7 +216,7 @@ impl Woo {
                 if p.manage_stock {
                     p.stock_quantity = Some(p.stock_quantity.unwrap_or(0) + sign * l.quantity);
                     auto_status(p);
-                    p.modified = now_local();
+                    p.modified = now.clone();
                 }
                 if p.kind == Kind::Variation {
                     parents.push(p.parent_id);

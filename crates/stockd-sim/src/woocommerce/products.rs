@@ -136,7 +136,9 @@ impl Woo {
         }
         let before = st.products[&id].stock_quantity;
         let mut p = st.products[&id].clone();
-        if let Err((code, msg, status)) = apply_update(&mut p, body, self.config.manage_stock) {
+        if let Err((code, msg, status)) =
+            apply_update(&mut p, body, self.config.manage_stock, &st.now_local())
+        {
             return Err(err_obj(&code, &msg, status));
         }
         if let Some(s) = body.get("sku").and_then(Value::as_str) {
@@ -345,7 +347,7 @@ impl Woo {
             }
         };
         let id = st.post_id();
-        let now = now_local();
+        let now = st.now_local();
         let mut p = Product {
             id,
             name: body
@@ -365,7 +367,9 @@ impl Woo {
             created: now.clone(),
             modified: now,
         };
-        if let Err((code, msg, status)) = apply_update(&mut p, body, self.config.manage_stock) {
+        if let Err((code, msg, status)) =
+            apply_update(&mut p, body, self.config.manage_stock, &st.now_local())
+        {
             st.next_post -= 1;
             return Err(err_obj(&code, &msg, status));
         }

@@ -15,7 +15,7 @@
 //! `api_restock` defaults to true: the v2 controller always restocks, and
 //! the v3 parameter keeps that default (UNCONFIRMED for every version).
 
-use super::{now_local, wc_error, wc_json, Ctx, Line, Woo, WooState};
+use super::{wc_error, wc_json, Ctx, Line, Woo, WooState};
 use crate::common::lock;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -106,12 +106,13 @@ fn cannot_create(message: &str) -> Response {
 
 /// Records an amount-only refund (a status set to `refunded` by hand).
 pub(super) fn record_amount_only(st: &mut WooState, order_id: u64, refund_id: u64, amount: i64) {
+    let created = st.now_local();
     st.refunds.insert(
         refund_id,
         SimRefund {
             id: refund_id,
             order_id,
-            created: now_local(),
+            created,
             amount,
             reason: String::new(),
             lines: Vec::new(),
@@ -254,10 +255,11 @@ impl Woo {
             st.next_line += 1;
             items.push((item_id, line, qty));
         }
+        let now = st.now_local();
         let refund = SimRefund {
             id: refund_id,
             order_id: order.id,
-            created: now_local(),
+            created: now.clone(),
             amount,
             reason,
             lines: items,
@@ -279,7 +281,7 @@ impl Woo {
         if all_refunded {
             o.status = "refunded".into();
         }
-        o.modified = now_local();
+        o.modified = now;
         let o = o.clone();
         self.emit(&mut st, "order.updated", &o);
         wc_json(StatusCode::CREATED, &refund_json(&refund, &self.home))

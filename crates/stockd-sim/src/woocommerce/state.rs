@@ -65,6 +65,7 @@ pub(super) struct WooState {
     pub(super) nonces: HashSet<String>,
     pub(super) webhook: Option<Webhook>,
     pub(super) bucket: Option<(f64, Instant)>,
+    clock: Option<SimClock>,
 }
 
 impl WooState {
@@ -82,6 +83,7 @@ impl WooState {
                 failure_count: 0,
             }),
             bucket: c.rate_limit.map(|(burst, _)| (burst, Instant::now())),
+            clock: c.clock.clone(),
         }
     }
 
@@ -177,6 +179,14 @@ pub(super) struct Woo {
     pub(super) home: String,
 }
 
-pub(super) fn now_local() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string()
+impl WooState {
+    /// The shop's time as its dates are written (the simulated shop keeps
+    /// GMT; to the second).
+    pub(super) fn now_local(&self) -> String {
+        let now = self
+            .clock
+            .as_ref()
+            .map_or_else(chrono::Utc::now, SimClock::now);
+        now.format("%Y-%m-%dT%H:%M:%S").to_string()
+    }
 }

@@ -3,11 +3,13 @@
 
 use super::*;
 
-/// Apply a product/variation update body; `Err` is (code, message, status).
+/// Apply a product/variation update body at the shop's time `now`; `Err`
+/// is (code, message, status).
 pub(super) fn apply_update(
     p: &mut Product,
     body: &Map<String, Value>,
     site_manage_stock: bool,
+    now: &str,
 ) -> Result<(), (String, String, u16)> {
     let invalid = |param: &str, why: &str| {
         Err((
@@ -102,6 +104,6 @@ pub(super) fn apply_update(
             }
         }
     }
-    p.modified = now_local();
+    p.modified = now.to_string();
     Ok(())
 }

@@ -175,6 +175,8 @@ struct SimChannel {
     kind: ChannelKind,
     id: String,
     share: f64,
+    /// How often stockd polls the channel's orders (`ChannelSpec::order_poll`).
+    order_poll: Option<Duration>,
     sim: Arc<InMemorySim>,
 }
 
@@ -187,6 +189,7 @@ fn channels(
     scenario: &Scenario,
     seed: u64,
     router: &Arc<OnceLock<axum::Router>>,
+    clock: &stockd_store::Clock,
 ) -> (Vec<SimChannel>, Vec<Connection>) {
     let sink: WebhookSink = {
         let router = router.clone();
@@ -234,6 +237,7 @@ fn channels(
                         webhook_secret: SECRET.into(),
                         webhook_url: Some(hook),
                         https_terminated: true,
+                        clock: Some(stockd_sim::SimClock(clock.clone())),
                         ..Default::default()
                     },
                     &base,
@@ -248,6 +252,7 @@ fn channels(
             kind: spec.kind,
             id: spec.id.clone(),
             share: spec.share,
+            order_poll: spec.order_poll(),
             sim,
         });
     }
@@ -267,16 +272,18 @@ fn channels(
                     transport.clone(),
                 )),
                 ChannelKind::Woocommerce => {
-                    Arc::new(stockd_channels::woocommerce::WooCommerce::new(
+                    Arc::new(stockd_channels::woocommerce::WooCommerce::with_clock(
                         stockd_channels::woocommerce::Config {
                             site_url: c.sim.sim.base_url.clone(),
                             consumer_key: WOO_KEY.into(),
                             consumer_secret: WOO_SECRET.into(),
                             webhook_secret: SECRET.into(),
                             rate_limit: None,
+                            order_poll_interval: c.order_poll,
                             ..Default::default()
                         },
                         transport.clone(),
+                        clock.clone(),
                     ))
                 }
             };
@@ -432,7 +439,7 @@ async fn day(
     let store = stockd_store::open_simulated(&path.to_string_lossy(), store_clock.clone())
         .map_err(setup)?;
     let router_cell = Arc::new(OnceLock::new());
-    let (sims, connections) = channels(scenario, seed, &router_cell);
+    let (sims, connections) = channels(scenario, seed, &router_cell, &store_clock);
     let auth =
         crate::auth::Auth::for_listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), Vec::new())
             .map_err(setup)?;

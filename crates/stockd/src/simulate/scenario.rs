@@ -108,6 +108,22 @@ pub struct ChannelSpec {
     pub id: String,
     /// Share of the demand (shares are normalised over all channels).
     pub share: f64,
+    /// WooCommerce: simulated seconds between reads of recently modified
+    /// orders, the backstop for lost webhooks (default 60, as in
+    /// production; 0 turns it off).
+    #[serde(default)]
+    pub order_poll_secs: Option<f64>,
+}
+
+impl ChannelSpec {
+    /// How often stockd polls this channel's orders; `None`: it does not.
+    pub fn order_poll(&self) -> Option<std::time::Duration> {
+        match (self.kind, self.order_poll_secs) {
+            (ChannelKind::Woocommerce, None) => Some(std::time::Duration::from_secs(60)),
+            (_, Some(secs)) if secs > 0.0 => Some(std::time::Duration::from_secs_f64(secs)),
+            _ => None,
+        }
+    }
 }
 
 /// Fault rates; every draw comes from the seed.
@@ -237,6 +253,20 @@ impl Scenario {
                 .map_err(|_| invalid(format!("channels: {:?} is not a channel id", c.id)))?;
             if !ids.insert(c.id.clone()) {
                 return Err(invalid(format!("channels: {} twice", c.id)));
+            }
+            if let Some(secs) = c.order_poll_secs {
+                if c.kind != ChannelKind::Woocommerce {
+                    return Err(invalid(format!(
+                        "channels[{}].order_poll_secs: only woocommerce channels are polled",
+                        c.id
+                    )));
+                }
+                if !(secs.is_finite() && (0.0..=86_400.0).contains(&secs)) {
+                    return Err(invalid(format!(
+                        "channels[{}].order_poll_secs must be within 0..86400",
+                        c.id
+                    )));
+                }
             }
             if !kinds.insert(c.kind) {
                 return Err(invalid(format!(
