@@ -14,6 +14,7 @@ pub mod bol;
 pub mod encoding;
 pub mod gmc;
 pub mod gzip;
+mod poll;
 pub mod ratelimit;
 pub mod shopify;
 pub mod woocommerce;
@@ -411,11 +412,7 @@ pub trait Connector: Send + Sync {
     /// re-reading an order is harmless, changes are deduplicated by their
     /// `dedup_key`). Paces itself with the channel's limits.
     async fn poll_orders(&self, cursor: Option<&str>) -> Result<OrderPoll, ChannelError> {
-        Ok(OrderPoll {
-            changes: Vec::new(),
-            cursor: cursor.map(str::to_string),
-            next_poll_after: Duration::from_secs(3600),
-        })
+        Ok(poll::idle(cursor))
     }
 
     /// Reads what a [`WebhookAction::FollowUp`] names and returns the order

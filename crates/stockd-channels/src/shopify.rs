@@ -22,14 +22,16 @@
 mod bulk;
 mod graphql;
 mod inventory;
+mod orders;
 mod webhooks;
 
 use crate::encoding::percent_encode;
 use crate::ratelimit::Limiter;
 use crate::{
-    constant_time_eq, Availability, BulkProgress, BulkRead, ChannelError, ChannelLevel, Connector,
-    ErrorClass, External, HttpRequest, HttpResponse, ItemOutcome, LevelQuery, OrderChange,
-    OrderChangeKind, OrderLineRef, PushItem, Transport, WebhookAction, WebhookError,
+    constant_time_eq, Availability, BulkProgress, BulkRead, ChannelError, ChannelLevel, Clock,
+    Connector, ErrorClass, External, HttpRequest, HttpResponse, ItemOutcome, LevelQuery,
+    OrderChange, OrderChangeKind, OrderLineRef, OrderPoll, PushItem, Transport, WebhookAction,
+    WebhookError,
 };
 use async_trait::async_trait;
 use base64::Engine;
@@ -77,6 +79,12 @@ pub struct Config {
     pub bucket_size: f64,
     /// Initial restore rate in points per second; corrected likewise.
     pub restore_rate: f64,
+    /// How often orders are read back (`orders` by `updated_at`), so an
+    /// order whose webhooks were lost still reaches the ledger; `None`:
+    /// webhooks only.
+    pub order_poll_interval: Option<Duration>,
+    /// How far the first poll after start looks back.
+    pub order_lookback: Duration,
 }
 
 impl Default for Config {
@@ -90,6 +98,8 @@ impl Default for Config {
             webhook_secret: String::new(),
             bucket_size: 1000.0,
             restore_rate: 50.0,
+            order_poll_interval: None,
+            order_lookback: Duration::from_secs(3600),
         }
     }
 }
@@ -110,6 +120,7 @@ pub struct Shopify {
     /// estimate, which is far higher when the channel prices mutations flat.
     set_cost_seen: std::sync::Mutex<Option<(usize, f64)>>,
     bulk_polling: BulkPolling,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Shopify {
@@ -140,6 +151,11 @@ fn uses_change_from(version: &str) -> bool {
 
 impl Shopify {
     pub fn new(config: Config, transport: Arc<dyn Transport>) -> Shopify {
+        Shopify::with_clock(config, transport, Arc::new(chrono::Utc::now))
+    }
+
+    /// As [`Shopify::new`], with the wall clock that order polls use.
+    pub fn with_clock(config: Config, transport: Arc<dyn Transport>, clock: Clock) -> Shopify {
         let limiter = Limiter::new(config.bucket_size, config.restore_rate);
         let change_from = uses_change_from(&config.api_version);
         let restore_rate = AtomicU64::new(config.restore_rate.to_bits());
@@ -153,7 +169,12 @@ impl Shopify {
             change_from,
             set_cost_seen: std::sync::Mutex::new(None),
             bulk_polling: BulkPolling::default(),
+            clock,
         }
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.clock)()
     }
 
     /// How bulk reads wait for their operation.
@@ -376,6 +397,19 @@ impl Connector for Shopify {
 
     fn bulk_read_from(&self) -> Option<usize> {
         Some(BULK_READ_FROM)
+    }
+
+    fn polls_orders(&self) -> bool {
+        self.config.order_poll_interval.is_some()
+    }
+
+    /// The orders updated since the cursor (`orders.rs`): what lost
+    /// webhooks would have said.
+    async fn poll_orders(&self, cursor: Option<&str>) -> Result<OrderPoll, ChannelError> {
+        match self.config.order_poll_interval {
+            Some(interval) => self.poll(cursor, interval).await,
+            None => Ok(crate::poll::idle(cursor)),
+        }
     }
 
     fn listing_key(&self, external: &External) -> Option<String> {

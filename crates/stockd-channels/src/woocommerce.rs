@@ -1037,11 +1037,7 @@ impl Connector for WooCommerce {
     async fn poll_orders(&self, cursor: Option<&str>) -> Result<OrderPoll, ChannelError> {
         match self.config.order_poll_interval {
             Some(interval) => self.poll(cursor, interval).await,
-            None => Ok(OrderPoll {
-                changes: Vec::new(),
-                cursor: cursor.map(str::to_string),
-                next_poll_after: Duration::from_secs(3600),
-            }),
+            None => Ok(crate::poll::idle(cursor)),
         }
     }
 

@@ -1341,7 +1341,7 @@ async fn a_poll_that_stops_at_its_page_bound_goes_on_where_it_stopped() {
         .await
         .expect("poll");
     assert_eq!(first.changes.len(), 1_000);
-    assert_eq!(first.cursor.as_deref(), Some("2026-12-06T04:00:10 more"));
+    assert_eq!(first.cursor.as_deref(), Some("2026-12-06T04:00:10Z more"));
     assert_eq!(first.next_poll_after, Duration::ZERO);
     // The next poll starts a second before the newest order seen, not a
     // minute (which would read the same thousand orders again, forever).
@@ -1356,7 +1356,7 @@ async fn a_poll_that_stops_at_its_page_bound_goes_on_where_it_stopped() {
         .map(|c| c.order_id.clone())
         .collect();
     assert_eq!(seen.len(), 1_500);
-    assert_eq!(second.cursor.as_deref(), Some("2026-12-06T04:00:15"));
+    assert_eq!(second.cursor.as_deref(), Some("2026-12-06T04:00:15Z"));
     assert_eq!(second.next_poll_after, Duration::from_secs(60));
     let requests = fake.requests();
     assert_eq!(

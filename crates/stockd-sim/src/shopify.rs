@@ -81,6 +81,9 @@ pub struct Config {
     pub bulk_url_ttl: Duration,
     /// Write `/` as `\/` in bulk files, as some of Shopify's files do.
     pub bulk_escape_slashes: bool,
+    /// The shop's clock for the dates orders carry (a simulated day runs
+    /// on one); `None`: the system clock.
+    pub clock: Option<crate::SimClock>,
 }
 
 impl Default for Config {
@@ -110,6 +113,7 @@ impl Default for Config {
             bulk_failure: None,
             bulk_url_ttl: Duration::from_secs(7 * 24 * 3600),
             bulk_escape_slashes: false,
+            clock: None,
         }
     }
 }

@@ -60,8 +60,17 @@ use stockd_core::ChannelId;
 
 /// How long one HTTP call to a channel may take.
 const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default seconds between WooCommerce order reads (`order_poll_secs`).
-const WOO_ORDER_POLL_SECS: u64 = 60;
+/// Default seconds between Shopify and WooCommerce order reads
+/// (`order_poll_secs`).
+const ORDER_POLL_SECS: u64 = 60;
+
+/// `order_poll_secs` as an interval: the default when absent, `None` at 0.
+fn order_poll(secs: Option<u64>) -> Option<Duration> {
+    match secs.unwrap_or(ORDER_POLL_SECS) {
+        0 => None,
+        secs => Some(Duration::from_secs(secs)),
+    }
+}
 
 /// One `[connectors.<id>]` table, as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -103,8 +112,8 @@ pub struct FileConnector {
     /// (sellable again) instead of leaving it pending for the warehouse
     /// (default false).
     pub restock_on_refund: Option<bool>,
-    /// WooCommerce: seconds between reads of recently modified orders, the
-    /// backstop for lost webhooks (default 60; 0 turns it off).
+    /// Shopify and WooCommerce: seconds between reads of recently modified
+    /// orders, the backstop for lost webhooks (default 60; 0 turns it off).
     pub order_poll_secs: Option<u64>,
 }
 
@@ -135,6 +144,8 @@ pub enum ConnectorSettings {
         webhook_secret: Secret,
         bucket_size: Option<f64>,
         restore_rate: Option<f64>,
+        /// `None`: webhooks only.
+        order_poll_interval: Option<Duration>,
     },
     Woocommerce {
         channel: ChannelId,
@@ -239,6 +250,7 @@ pub fn resolve(
                 webhook_secret: secret(&id, "webhook_secret_env", &table.webhook_secret_env, env)?,
                 bucket_size: table.bucket_size,
                 restore_rate: table.restore_rate,
+                order_poll_interval: order_poll(table.order_poll_secs),
                 channel,
                 url,
             },
@@ -252,10 +264,7 @@ pub fn resolve(
                 )?,
                 webhook_secret: secret(&id, "webhook_secret_env", &table.webhook_secret_env, env)?,
                 rate_limit: table.rate_burst.zip(table.rate_per_second),
-                order_poll_interval: match table.order_poll_secs {
-                    Some(0) => None,
-                    secs => Some(Duration::from_secs(secs.unwrap_or(WOO_ORDER_POLL_SECS))),
-                },
+                order_poll_interval: order_poll(table.order_poll_secs),
                 channel,
                 url,
             },
@@ -335,6 +344,7 @@ pub fn connect(settings: &ConnectorSettings, transport: Arc<dyn Transport>) -> C
             webhook_secret,
             bucket_size,
             restore_rate,
+            order_poll_interval,
         } => {
             let defaults = shopify::Config::default();
             let config = shopify::Config {
@@ -344,6 +354,8 @@ pub fn connect(settings: &ConnectorSettings, transport: Arc<dyn Transport>) -> C
                 webhook_secret: webhook_secret.expose().to_string(),
                 bucket_size: bucket_size.unwrap_or(defaults.bucket_size),
                 restore_rate: restore_rate.unwrap_or(defaults.restore_rate),
+                order_poll_interval: *order_poll_interval,
+                ..defaults
             };
             Connection {
                 channel: channel.clone(),

@@ -34,6 +34,8 @@ pub fn graphql_documents() -> Vec<String> {
         LEVELS_DOCUMENT.to_string(),
         set_document(None),
         set_document(Some(&example_key)),
+        super::orders::orders_document(),
+        super::orders::order_document(),
     ]
 }
 

@@ -11,30 +11,12 @@
 //! lines as already placed).
 
 use super::*;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use crate::poll::{parse_utc, PollWindow};
 
-/// Orders modified this long before the cursor are read again:
-/// `modified_after` is exclusive and to the second, and the shop's clock is
-/// not stockd's.
-const OVERLAP: Duration = Duration::from_secs(60);
-/// Pages (of `READ_CHUNK` orders) one poll reads at most. A poll that stops
-/// there marks its cursor (`MORE`): the next one goes on from the newest
-/// modification seen, less a second instead of the overlap, so a minute of
-/// more orders than a poll reads cannot hold the cursor in place.
+/// Pages (of `READ_CHUNK` orders) one poll reads at most (`poll.rs`).
 const PAGES_PER_POLL: u32 = 10;
-const MORE: &str = " more";
-/// WooCommerce's `date_modified_gmt` (no zone; GMT by name).
+/// WooCommerce's `modified_after` with `dates_are_gmt`: GMT, no zone.
 const GMT_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
-
-fn parse_gmt(text: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(text.trim(), GMT_FORMAT)
-        .ok()
-        .map(|at| at.and_utc())
-}
-
-fn std_to_chrono(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero())
-}
 
 /// The order as its status webhook would have read it: `completed` is read
 /// as `processing` (see the module's note).
@@ -58,19 +40,9 @@ impl WooCommerce {
         cursor: Option<&str>,
         interval: Duration,
     ) -> Result<OrderPoll, ChannelError> {
-        let (seen, more) = match cursor {
-            Some(c) => match c.strip_suffix(MORE) {
-                Some(at) => (parse_gmt(at), true),
-                None => (parse_gmt(c), false),
-            },
-            None => (None, false),
-        };
-        let since = match seen {
-            Some(at) if more => at - chrono::Duration::seconds(1),
-            Some(at) => at - std_to_chrono(OVERLAP),
-            None => self.now() - std_to_chrono(self.config.order_lookback),
-        };
-        let mut newest = seen;
+        let window = PollWindow::parse(cursor);
+        let since = window.since(self.now(), self.config.order_lookback);
+        let mut newest = window.seen();
         let mut changes = Vec::new();
         let mut page: u32 = 1;
         let capped = loop {
@@ -98,7 +70,7 @@ impl WooCommerce {
                 let modified = order
                     .get("date_modified_gmt")
                     .and_then(Value::as_str)
-                    .and_then(parse_gmt);
+                    .and_then(parse_utc);
                 newest = newest.max(modified);
                 changes.extend(self.changes_of_polled(order).await?);
             }
@@ -110,23 +82,9 @@ impl WooCommerce {
             }
             page += 1;
         };
-        let cursor = match newest {
-            Some(at) => {
-                let at = at.format(GMT_FORMAT);
-                Some(if capped {
-                    format!("{at}{MORE}")
-                } else {
-                    at.to_string()
-                })
-            }
-            None => cursor.map(str::to_string),
-        };
-        Ok(OrderPoll {
-            changes,
-            cursor,
-            // A poll that stopped at its page bound goes on at once.
-            next_poll_after: if capped { Duration::ZERO } else { interval },
-        })
+        Ok(PollWindow::answer(
+            changes, newest, capped, cursor, interval,
+        ))
     }
 
     /// What one polled order asks for. An order that cannot be read (a
@@ -186,12 +144,5 @@ mod tests {
             .expect("readable")
             .expect("a change");
         assert_eq!(change.dedup_key, "8:on-hold");
-    }
-
-    #[test]
-    fn the_cursor_is_woocommerce_gmt_time() {
-        let at = parse_gmt("2026-12-06T04:05:06").expect("parses");
-        assert_eq!(at.format(GMT_FORMAT).to_string(), "2026-12-06T04:05:06");
-        assert!(parse_gmt("yesterday").is_none());
     }
 }

@@ -56,6 +56,23 @@ pub(super) enum Obj {
     BulkOp(u64),
     BulkPayload(BulkOutcome),
     BulkUserError(BulkUserErr),
+    Order(u64),
+    /// A line of an order, by the line's id.
+    LineItem {
+        order: u64,
+        line: u64,
+    },
+    /// A refund of an order, by its place in the order's refunds.
+    Refund {
+        order: u64,
+        index: usize,
+    },
+    /// A line of a refund, by its place in the order's lines.
+    RefundLine {
+        order: u64,
+        refund: usize,
+        index: usize,
+    },
 }
 
 /// What a connection answers in a bulk query: its nodes go to lines of their own
@@ -71,6 +88,7 @@ pub(super) fn obj_gid(o: &Obj) -> Option<String> {
         Obj::Variant(v) => gid("ProductVariant", *v),
         Obj::Product(p) => gid("Product", *p),
         Obj::BulkOp(b) => gid("BulkOperation", *b),
+        Obj::Order(o) => gid("Order", *o),
         _ => return None,
     })
 }
@@ -97,6 +115,10 @@ fn typename(o: &Obj) -> &'static str {
         Obj::BulkPayload(o) if o.cancel => "BulkOperationCancelPayload",
         Obj::BulkPayload(_) => "BulkOperationRunQueryPayload",
         Obj::BulkUserError(_) => "BulkOperationUserError",
+        Obj::Order(_) => "Order",
+        Obj::LineItem { .. } => "LineItem",
+        Obj::Refund { .. } => "Refund",
+        Obj::RefundLine { .. } => "RefundLineItem",
     }
 }
 
@@ -118,6 +140,13 @@ const CONNECTIONS: &[(&str, &str, &str)] = &[
         "ProductVariantConnection",
         "ProductVariantEdge",
     ),
+    ("Order", "OrderConnection", "OrderEdge"),
+    ("LineItem", "LineItemConnection", "LineItemEdge"),
+    (
+        "RefundLineItem",
+        "RefundLineItemConnection",
+        "RefundLineItemEdge",
+    ),
 ];
 
 /// The connection and edge type names of a node type, as the schema names
@@ -132,11 +161,7 @@ fn connection_types(node_type: &str) -> (&'static str, &'static str) {
 
 fn cursor_for(o: &Obj) -> String {
     use base64::Engine as _;
-    let id = match o {
-        Obj::Item(i) | Obj::Location(i) | Obj::Variant(i) => *i,
-        Obj::Level(_, l) => *l,
-        _ => 0,
-    };
+    let id = obj_id(o);
     base64::engine::general_purpose::STANDARD.encode(format!("{{\"last_id\":{id}}}"))
 }
 
@@ -149,11 +174,16 @@ fn decode_cursor(c: &str) -> Option<u64> {
 
 fn obj_id(o: &Obj) -> u64 {
     match o {
-        Obj::Item(i) | Obj::Location(i) | Obj::Variant(i) => *i,
+        Obj::Item(i) | Obj::Location(i) | Obj::Variant(i) | Obj::Order(i) => *i,
         Obj::Level(_, l) => *l,
+        Obj::LineItem { line, .. } => *line,
+        Obj::RefundLine { index, .. } => *index as u64,
         _ => 0,
     }
 }
+
+#[path = "exec_orders.rs"]
+mod orders;
 
 pub(super) struct Exec<'a> {
     pub(super) schema: &'a Schema,
@@ -312,6 +342,7 @@ impl Exec<'_> {
                 .values()
                 .any(|i| i.product_id == id)
                 .then_some(Obj::Product(id)),
+            "Order" => self.st.orders.contains_key(&id).then_some(Obj::Order(id)),
             "BulkOperation" => self
                 .st
                 .bulk_ops
@@ -387,7 +418,8 @@ impl Exec<'_> {
         self.render(&conn, &f.selection, path)
     }
 
-    /// Shopify search syntax, the subset needed here: `sku:X`, `id:N`, space = AND.
+    /// Shopify search syntax, the subset needed here: `sku:X`, `id:N`,
+    /// `updated_at:>DATE` (also `>=`, `<`, `<=`), space = AND.
     fn filter(&self, list: Vec<Obj>, q: &str) -> Vec<Obj> {
         let terms: Vec<(String, String)> = q
             .split_whitespace()
@@ -407,6 +439,11 @@ impl Exec<'_> {
                         self.item_of_variant(*vid).is_some_and(|it| it.sku == *v)
                     }
                     ("id", o) => v.parse::<u64>().ok() == Some(obj_id(o)),
+                    ("updated_at", Obj::Order(id)) => self
+                        .st
+                        .orders
+                        .get(id)
+                        .is_some_and(|order| orders::date_matches(&order.updated_at, v)),
                     _ => true,
                 })
             })
@@ -483,6 +520,15 @@ impl Exec<'_> {
                         "QUERY" => st.bulk_ops.last().map(|b| Obj::BulkOp(b.id)),
                         _ => None,
                     };
+                    self.sub(o, f, path)
+                }
+                "orders" => self.orders(f, path),
+                "order" => {
+                    let o = parse_gid(self.arg(f, "id").as_str().unwrap_or(""))
+                        .filter(|(k, _, _)| *k == "Order")
+                        .and_then(|(_, id, _)| {
+                            st.orders.contains_key(&id).then_some(Obj::Order(id))
+                        });
                     self.sub(o, f, path)
                 }
                 "nodes" => {
@@ -646,6 +692,9 @@ impl Exec<'_> {
                     "legacyResourceId" => json!(pid.to_string()),
                     _ => self.not_emulated(o, f, path),
                 }
+            }
+            Obj::Order(_) | Obj::LineItem { .. } | Obj::Refund { .. } | Obj::RefundLine { .. } => {
+                self.order_field(o, f, path)
             }
             Obj::Conn {
                 node_type,

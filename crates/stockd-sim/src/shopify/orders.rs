@@ -17,7 +17,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::state::{
-    gid, level_gid, now_iso, open_order, Item, Level, LineItem, Order, Quantities, State,
+    gid, level_gid, now_iso, open_order, Item, Level, LineItem, Order, OrderRefund, Quantities,
+    State,
 };
 use super::Shopify;
 use crate::common::{
@@ -145,7 +146,7 @@ impl Shopify {
             "number": o.number - 1000,
             "email": "customer@example.com",
             "created_at": o.created_at,
-            "updated_at": now_iso(),
+            "updated_at": o.updated_at,
             "processed_at": o.created_at,
             "cancelled_at": o.cancelled_at,
             "cancel_reason": o.cancelled_at.as_ref().map(|_| "customer"),
@@ -233,7 +234,7 @@ impl SimBackend for Shopify {
                 return Err(SimError::NotAvailable);
             }
         }
-        let now = now_iso();
+        let now = st.order_time();
         let mut order_lines = Vec::new();
         for (sku, qty) in lines {
             let id = st.by_sku[sku];
@@ -261,7 +262,9 @@ impl SimBackend for Shopify {
         let order = Order {
             id,
             number,
-            created_at: now,
+            created_at: now.clone(),
+            updated_at: now,
+            refunds: Vec::new(),
             cancelled_at: None,
             refunded: false,
             lines: order_lines,
@@ -281,7 +284,7 @@ impl SimBackend for Shopify {
     fn cancel(&self, order_id: &str) -> Result<(), SimError> {
         let mut st = lock(&self.state);
         let (id, order) = open_order(&st, order_id)?;
-        let now = now_iso();
+        let now = st.order_time();
         for l in &order.lines {
             if let Some(lv) = st
                 .items
@@ -294,6 +297,7 @@ impl SimBackend for Shopify {
             }
         }
         let o = st.orders.get_mut(&id).expect("exists");
+        o.updated_at = now.clone();
         o.cancelled_at = Some(now);
         let o = o.clone();
         let body = self.order_json(&o);
@@ -307,7 +311,7 @@ impl SimBackend for Shopify {
     fn refund(&self, order_id: &str, restock: bool) -> Result<(), SimError> {
         let mut st = lock(&self.state);
         let (id, order) = open_order(&st, order_id)?;
-        let now = now_iso();
+        let now = st.order_time();
         for l in &order.lines {
             if let Some(lv) = st
                 .items
@@ -327,6 +331,12 @@ impl SimBackend for Shopify {
         st.next_refund += 1;
         let o = st.orders.get_mut(&id).expect("exists");
         o.refunded = true;
+        o.updated_at = now.clone();
+        o.refunds.push(OrderRefund {
+            id: refund_id,
+            created_at: now.clone(),
+            restock,
+        });
         let o = o.clone();
         let order_body = self.order_json(&o);
         let rli: Vec<Value> = o

@@ -85,10 +85,21 @@ pub(super) struct Order {
     pub(super) id: u64,
     pub(super) number: u64,
     pub(super) created_at: String,
+    /// Moved by every change of the order (placed, cancelled, refunded).
+    pub(super) updated_at: String,
+    pub(super) refunds: Vec<OrderRefund>,
     pub(super) cancelled_at: Option<String>,
     pub(super) refunded: bool,
     pub(super) lines: Vec<LineItem>,
     pub(super) location_id: u64,
+}
+
+/// A refund of the whole order (the simulator refunds every line in full).
+#[derive(Debug, Clone)]
+pub(super) struct OrderRefund {
+    pub(super) id: u64,
+    pub(super) created_at: String,
+    pub(super) restock: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +198,7 @@ pub(super) struct State {
     /// Result files of bulk operations by the token in their URL.
     pub(super) bulk_files: HashMap<String, super::bulk::BulkFile>,
     pub(super) next_bulk: u64,
+    clock: Option<crate::SimClock>,
 }
 
 pub(super) fn now_iso() -> String {
@@ -223,7 +235,17 @@ impl State {
             bulk_ops: Vec::new(),
             bulk_files: HashMap::new(),
             next_bulk: 4_039_184_154_001,
+            clock: c.clock.clone(),
         }
+    }
+
+    /// The shop's time for the dates orders carry.
+    pub(super) fn order_time(&self) -> String {
+        let now = self
+            .clock
+            .as_ref()
+            .map_or_else(chrono::Utc::now, crate::SimClock::now);
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     }
 
     pub(super) fn primary(&self) -> u64 {

@@ -895,12 +895,24 @@ async fn the_connectors_documents_are_all_accepted() {
     let sim = sim_with(Config::default()).await;
     let ls = sim.add_listings(&[("A".into(), 5)]);
     let (item, loc) = (ext(&ls[0], "inventory_item_id"), ext(&ls[0], "location_id"));
+    // An order, for the order poll's documents; 4 stay available.
+    let order = sim.buy(&[("A".into(), 1)]).await.expect("order");
+    let order_id = json!(format!("gid://shopify/Order/{order}"));
     let documents = stockd_channels::shopify::graphql_documents();
-    assert!(documents.len() >= 3, "level query and both set flavours");
-    let mut current = 5;
+    assert!(
+        documents.len() >= 5,
+        "level query, both set flavours, order poll"
+    );
+    let mut current = 4;
     for doc in &documents {
         let mut runs = Vec::new();
-        if doc.contains("inventorySetQuantities") {
+        if doc.contains("StockdOrdersSince") {
+            let vars = json!({"first": 25, "query": "updated_at:>'2026-01-01T00:00:00Z'"});
+            runs.push(("2025-01", vars.clone()));
+            runs.push(("2026-01", vars));
+        } else if doc.contains("StockdOrder(") {
+            runs.push(("2025-01", json!({"id": order_id})));
+        } else if doc.contains("inventorySetQuantities") {
             let quantity = |cas: &str, at: i64| {
                 json!({"input": {"name": "available", "reason": "correction",
                     "referenceDocumentUri": "stockd://ledger/1",
@@ -921,14 +933,21 @@ async fn the_connectors_documents_are_all_accepted() {
             let (s, v, _) = gql(&sim, version, doc, vars).await;
             assert_eq!(s, 200, "{v}");
             assert!(v.get("errors").is_none(), "{version}: {v}\n{doc}");
-            if doc.contains("inventorySetQuantities") {
+            if doc.contains("StockdOrdersSince") {
+                let read = &v["data"]["orders"]["nodes"][0];
+                assert_eq!(read["id"], order_id, "{v}");
+                assert_eq!(read["lineItems"]["nodes"][0]["quantity"], 1, "{v}");
+            } else if doc.contains("StockdOrder(") {
+                assert_eq!(v["data"]["order"]["id"], order_id, "{v}");
+            } else if doc.contains("inventorySetQuantities") {
                 assert!(codes(&v).is_empty(), "{version}: {v}");
             } else {
                 assert!(v["data"]["nodes"][0]["inventoryLevel"].is_object(), "{v}");
             }
         }
     }
-    // Each set moved the quantity on by one: both set flavours applied.
-    assert_eq!(avail(&sim, "A"), 7);
+    // Each set moved the quantity on by one from the 4 left after the
+    // order: both set flavours applied.
+    assert_eq!(avail(&sim, "A"), 6);
     sim.shutdown().await;
 }

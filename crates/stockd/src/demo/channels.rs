@@ -137,6 +137,8 @@ pub async fn start(
                         shop_url: sim.base_url.clone(),
                         access_token: SHOPIFY_TOKEN.into(),
                         webhook_secret: SHOPIFY_SECRET.into(),
+                        // The backstop for lost webhooks, as in production.
+                        order_poll_interval: Some(Duration::from_secs(10)),
                         ..Default::default()
                     },
                     transport.clone(),

@@ -221,6 +221,7 @@ fn channels(
                         webhook_retry_delays: (0..SHOPIFY_WEBHOOK_RETRIES)
                             .map(|n| Duration::from_secs(2 << n))
                             .collect(),
+                        clock: Some(stockd_sim::SimClock(clock.clone())),
                         ..Default::default()
                     },
                     &base,
@@ -262,14 +263,16 @@ fn channels(
         .iter()
         .map(|c| {
             let connector: Arc<dyn stockd_channels::Connector> = match c.kind {
-                ChannelKind::Shopify => Arc::new(stockd_channels::shopify::Shopify::new(
+                ChannelKind::Shopify => Arc::new(stockd_channels::shopify::Shopify::with_clock(
                     stockd_channels::shopify::Config {
                         shop_url: c.sim.sim.base_url.clone(),
                         access_token: SECRET.into(),
                         webhook_secret: SECRET.into(),
+                        order_poll_interval: c.order_poll,
                         ..Default::default()
                     },
                     transport.clone(),
+                    clock.clone(),
                 )),
                 ChannelKind::Woocommerce => {
                     Arc::new(stockd_channels::woocommerce::WooCommerce::with_clock(

@@ -108,9 +108,9 @@ pub struct ChannelSpec {
     pub id: String,
     /// Share of the demand (shares are normalised over all channels).
     pub share: f64,
-    /// WooCommerce: simulated seconds between reads of recently modified
-    /// orders, the backstop for lost webhooks (default 60, as in
-    /// production; 0 turns it off).
+    /// Simulated seconds between reads of recently modified orders, the
+    /// backstop for lost webhooks (default 60, as in production; 0 turns
+    /// it off).
     #[serde(default)]
     pub order_poll_secs: Option<f64>,
 }
@@ -118,10 +118,10 @@ pub struct ChannelSpec {
 impl ChannelSpec {
     /// How often stockd polls this channel's orders; `None`: it does not.
     pub fn order_poll(&self) -> Option<std::time::Duration> {
-        match (self.kind, self.order_poll_secs) {
-            (ChannelKind::Woocommerce, None) => Some(std::time::Duration::from_secs(60)),
-            (_, Some(secs)) if secs > 0.0 => Some(std::time::Duration::from_secs_f64(secs)),
-            _ => None,
+        match self.order_poll_secs {
+            None => Some(std::time::Duration::from_secs(60)),
+            Some(secs) if secs > 0.0 => Some(std::time::Duration::from_secs_f64(secs)),
+            Some(_) => None,
         }
     }
 }
@@ -255,12 +255,6 @@ impl Scenario {
                 return Err(invalid(format!("channels: {} twice", c.id)));
             }
             if let Some(secs) = c.order_poll_secs {
-                if c.kind != ChannelKind::Woocommerce {
-                    return Err(invalid(format!(
-                        "channels[{}].order_poll_secs: only woocommerce channels are polled",
-                        c.id
-                    )));
-                }
                 if !(secs.is_finite() && (0.0..=86_400.0).contains(&secs)) {
                     return Err(invalid(format!(
                         "channels[{}].order_poll_secs must be within 0..86400",

@@ -50,13 +50,11 @@ fn simulate_small_scenario_with_faults_has_no_violations() {
 #[test]
 fn simulate_checker_catches_lost_webhooks() {
     // A planted fault stockd cannot see: half the order webhooks never
-    // arrive, and WooCommerce's orders are not read back.
+    // arrive, and no channel's orders are read back.
     let mut scenario = small(0.25);
     scenario.faults.webhook_loss_rate = 0.5;
     for c in &mut scenario.channels {
-        if c.kind == ChannelKind::Woocommerce {
-            c.order_poll_secs = Some(0.0);
-        }
+        c.order_poll_secs = Some(0.0);
     }
     let rules = scenario.rules_json();
     let report = run_seed(&scenario, 3, &rules, "active").expect("run");
@@ -72,16 +70,12 @@ fn simulate_checker_catches_lost_webhooks() {
 }
 
 #[test]
-fn simulate_lost_woocommerce_webhooks_are_made_good_by_the_order_poll() {
-    // The same loss on a WooCommerce shop with stockd's order poll on:
-    // every order the shop took reaches the ledger once, the truth coming
-    // from the simulator's books. (Shopify's orders are not polled yet: a
-    // Shopify webhook lost beyond its retries is still a lost order.)
+fn simulate_lost_webhooks_are_made_good_by_the_order_polls() {
+    // The same loss with stockd's order polls on: every order a channel
+    // took reaches the ledger once, the truth coming from the simulators'
+    // books.
     let mut scenario = small(0.25);
     scenario.faults.webhook_loss_rate = 0.5;
-    scenario
-        .channels
-        .retain(|c| c.kind == ChannelKind::Woocommerce);
     let rules = scenario.rules_json();
     let report = run_seed(&scenario, 3, &rules, "active").expect("run");
     assert!(report.total.order_lines > 0, "{report:?}");

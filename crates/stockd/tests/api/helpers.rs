@@ -195,6 +195,20 @@ impl TestApp {
         self.get(&format!("/v1/stock/{sku}")).await.expect(200).body
     }
 
+    /// Waits (15 s at most) until the stock view of `sku` passes `check`;
+    /// `what` names the wait in the failure.
+    pub async fn stock_when(&self, sku: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let stock = self.stock(sku).await;
+            if check(&stock) {
+                return stock;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {stock}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Creates a sellable location with a priority.
     pub async fn location(&self, id: &str, sellable: bool, priority: i32) {
         self.put(

@@ -17,6 +17,7 @@ mod feeds;
 mod http;
 mod inbound;
 mod ops;
+mod order_poll;
 mod quarantine;
 mod reconcile;
 mod reconcile_bulk;

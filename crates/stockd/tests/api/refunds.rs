@@ -192,18 +192,6 @@ async fn refund(woo: &RunningSim, order_id: &str, qty: i64, restock: bool) {
     .await;
 }
 
-async fn wait_for(app: &TestApp, sku: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let stock = app.stock(sku).await;
-        if check(&stock) {
-            return stock;
-        }
-        assert!(Instant::now() < deadline, "{what}: {stock}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_woocommerce_partial_refund_returns_restocked_shipped_units_and_releases_unshipped_ones()
 {
@@ -211,15 +199,17 @@ async fn a_woocommerce_partial_refund_returns_restocked_shipped_units_and_releas
     // Shipped, then 2 of 3 refunded with restock: a return pending the
     // warehouse, keyed by the channel's refund.
     let shipped = s.woo.buy(&[("WREF-1".to_string(), 3)]).await.unwrap();
-    wait_for(&s.app, "WREF-1", "reserved", |v| v["reserved"] == 3).await;
+    s.app
+        .stock_when("WREF-1", "reserved", |v| v["reserved"] == 3)
+        .await;
     s.app
         .events(json!({"key": "ship-1", "type": "ship", "channel": WOO, "order_id": shipped}))
         .await;
     refund(&s.woo, &shipped, 2, true).await;
-    let stock = wait_for(&s.app, "WREF-1", "pending return", |v| {
-        v["pending_return"] == 2
-    })
-    .await;
+    let stock = s
+        .app
+        .stock_when("WREF-1", "pending return", |v| v["pending_return"] == 2)
+        .await;
     assert_eq!(stock["on_hand"], 7, "{stock}");
     let open = s.app.get("/v1/returns?status=open").await.expect(200).body;
     let rma = open["items"][0]["rma_id"].as_str().unwrap_or_default();
@@ -230,9 +220,14 @@ async fn a_woocommerce_partial_refund_returns_restocked_shipped_units_and_releas
     // Not shipped, 1 of 2 refunded without restock: that unit is released,
     // nothing comes back.
     let open_order = s.woo.buy(&[("WREF-2".to_string(), 2)]).await.unwrap();
-    wait_for(&s.app, "WREF-2", "reserved", |v| v["reserved"] == 2).await;
+    s.app
+        .stock_when("WREF-2", "reserved", |v| v["reserved"] == 2)
+        .await;
     refund(&s.woo, &open_order, 1, false).await;
-    let stock = wait_for(&s.app, "WREF-2", "released", |v| v["reserved"] == 1).await;
+    let stock = s
+        .app
+        .stock_when("WREF-2", "released", |v| v["reserved"] == 1)
+        .await;
     assert_eq!(
         (stock["on_hand"].as_i64(), stock["pending_return"].as_i64()),
         (Some(10), Some(0)),
@@ -241,7 +236,10 @@ async fn a_woocommerce_partial_refund_returns_restocked_shipped_units_and_releas
     // Each later notification of the order names every refund again: none
     // applies twice.
     refund(&s.woo, &open_order, 1, false).await;
-    let stock = wait_for(&s.app, "WREF-2", "all released", |v| v["reserved"] == 0).await;
+    let stock = s
+        .app
+        .stock_when("WREF-2", "all released", |v| v["reserved"] == 0)
+        .await;
     assert_eq!(stock["on_hand"], 10, "{stock}");
     let stock = s.app.stock("WREF-1").await;
     assert_eq!(stock["pending_return"], 2, "{stock}");
@@ -253,13 +251,18 @@ async fn a_woocommerce_partial_refund_returns_restocked_shipped_units_and_releas
 async fn restock_on_refund_verifies_a_woocommerce_return_at_once() {
     let s = start(&["WREF-3"], true).await;
     let shipped = s.woo.buy(&[("WREF-3".to_string(), 3)]).await.unwrap();
-    wait_for(&s.app, "WREF-3", "reserved", |v| v["reserved"] == 3).await;
+    s.app
+        .stock_when("WREF-3", "reserved", |v| v["reserved"] == 3)
+        .await;
     s.app
         .events(json!({"key": "ship-3", "type": "ship", "channel": WOO, "order_id": shipped}))
         .await;
     refund(&s.woo, &shipped, 2, true).await;
     // Back on hand and sellable, nothing pending for the warehouse.
-    let stock = wait_for(&s.app, "WREF-3", "verified", |v| v["on_hand"] == 9).await;
+    let stock = s
+        .app
+        .stock_when("WREF-3", "verified", |v| v["on_hand"] == 9)
+        .await;
     assert_eq!(stock["pending_return"], 0, "{stock}");
     let open = s.app.get("/v1/returns?status=open").await.expect(200).body;
     assert_eq!(open["items"].as_array().map(Vec::len), Some(0), "{open}");
@@ -279,10 +282,9 @@ async fn an_order_whose_webhooks_are_lost_reaches_the_ledger_by_the_order_poll()
     )
     .await;
     let order = s.woo.buy(&[("WPOLL-1".to_string(), 3)]).await.unwrap();
-    wait_for(&s.app, "WPOLL-1", "reserved by the poll", |v| {
-        v["reserved"] == 3
-    })
-    .await;
+    s.app
+        .stock_when("WPOLL-1", "reserved by the poll", |v| v["reserved"] == 3)
+        .await;
     // Cancelled in the shop's back office: read back the same way.
     woo_call(
         &s.woo,
@@ -291,10 +293,9 @@ async fn an_order_whose_webhooks_are_lost_reaches_the_ledger_by_the_order_poll()
         Some(json!({"status": "cancelled"})),
     )
     .await;
-    wait_for(&s.app, "WPOLL-1", "released by the poll", |v| {
-        v["reserved"] == 0
-    })
-    .await;
+    s.app
+        .stock_when("WPOLL-1", "released by the poll", |v| v["reserved"] == 0)
+        .await;
     // Every poll reads the last minute again: nothing applies twice.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let stock = s.app.stock("WPOLL-1").await;
@@ -318,7 +319,9 @@ async fn an_order_both_notified_and_polled_applies_once() {
     )
     .await;
     s.woo.buy(&[("WPOLL-2".to_string(), 2)]).await.unwrap();
-    wait_for(&s.app, "WPOLL-2", "reserved", |v| v["reserved"] == 2).await;
+    s.app
+        .stock_when("WPOLL-2", "reserved", |v| v["reserved"] == 2)
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let orders = s.app.get("/v1/ledger?limit=100").await.expect(200).body;
     let placed = orders["items"]
