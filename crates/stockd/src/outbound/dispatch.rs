@@ -547,6 +547,15 @@ impl Dispatcher {
         Dispatcher { stop, tasks }
     }
 
+    /// Stops every worker at once, as a crash of the process would: pushes
+    /// under way are dropped wherever they are (their rows stay marked in
+    /// flight until the timeout, or the tracker's expiry).
+    pub fn kill(self) {
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+
     /// Stops the workers after their pushes under way resolve.
     pub async fn stop(self) {
         let _ = self.stop.send(true);

@@ -13,11 +13,12 @@
 //! received. The checkers hold stockd's ledger, stock and the channels'
 //! read-back to it after the day has gone quiet.
 
+mod process;
 pub mod scenario;
 mod transport;
 pub mod truth;
 
-use crate::outbound::dispatch::{Connection, DispatchOptions, Dispatcher};
+use crate::outbound::dispatch::Connection;
 use crate::outbound::stats::Rng;
 use axum::body::Body;
 use chrono::{DateTime, TimeZone, Utc};
@@ -27,7 +28,7 @@ use serde_json::{json, Value};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use stockd_core::ChannelId;
 use stockd_sim::{Faults, InMemorySim, SimOptions, WebhookDelivery, WebhookSink};
@@ -72,6 +73,8 @@ pub struct SeedReport {
     pub invariant_violations: Vec<Violation>,
     /// Faults the simulators injected (requests, items and webhook copies).
     pub injected_faults: u64,
+    /// Times stockd's process crashed and started again on its database.
+    pub process_crashes: u64,
 }
 
 /// A simulated clock: the paused tokio clock of the simulation's thread,
@@ -147,9 +150,14 @@ impl Api {
     }
 }
 
-/// A webhook delivered into stockd's router: the answer's status.
-async fn deliver(router: &OnceLock<axum::Router>, d: WebhookDelivery) -> u16 {
-    let Some(router) = router.get() else {
+/// Where webhooks reach stockd: its router while the process is up.
+type RouterCell = Arc<RwLock<Option<axum::Router>>>;
+
+/// A webhook delivered into stockd's router: the answer's status (503, as
+/// a refused connection, while the process is down).
+async fn deliver(router: &RouterCell, d: WebhookDelivery) -> u16 {
+    let up = router.read().ok().and_then(|r| r.clone());
+    let Some(router) = up else {
         return 503;
     };
     let path = d
@@ -184,13 +192,16 @@ const SECRET: &str = "simulated-channel-secret";
 const WOO_KEY: &str = "ck_simulated_0123456789abcdef";
 const WOO_SECRET: &str = "cs_simulated_0123456789abcdef";
 
-/// Starts the simulators and their connectors.
-fn channels(
+/// The in-process transport to the simulators.
+type SimTransport = Arc<dyn stockd_channels::Transport>;
+
+/// Starts the simulators, reached through the returned transport.
+fn simulators(
     scenario: &Scenario,
     seed: u64,
-    router: &Arc<OnceLock<axum::Router>>,
+    router: &RouterCell,
     clock: &stockd_store::Clock,
-) -> (Vec<SimChannel>, Vec<Connection>) {
+) -> (Vec<SimChannel>, SimTransport) {
     let sink: WebhookSink = {
         let router = router.clone();
         Arc::new(move |d| {
@@ -257,10 +268,18 @@ fn channels(
             sim,
         });
     }
-    let transport: Arc<dyn stockd_channels::Transport> =
-        Arc::new(transport::InMemoryTransport::new(hosts));
-    let connections = sims
-        .iter()
+    let transport: SimTransport = Arc::new(transport::InMemoryTransport::new(hosts));
+    (sims, transport)
+}
+
+/// stockd's connectors to the simulators (new ones for each start of the
+/// process, as a restarted process builds them).
+fn connectors(
+    sims: &[SimChannel],
+    transport: &SimTransport,
+    clock: &stockd_store::Clock,
+) -> Vec<Connection> {
+    sims.iter()
         .map(|c| {
             let connector: Arc<dyn stockd_channels::Connector> = match c.kind {
                 ChannelKind::Shopify => Arc::new(stockd_channels::shopify::Shopify::with_clock(
@@ -295,8 +314,7 @@ fn channels(
                 connector,
             }
         })
-        .collect();
-    (sims, connections)
+        .collect()
 }
 
 /// Something the day brings, at a simulated moment.
@@ -319,7 +337,16 @@ enum Happening {
         channel: usize,
         outage: bool,
     },
+    /// stockd's process dies and comes back `down_ms` later.
+    Crash {
+        down_ms: u64,
+    },
+    Restart,
 }
+
+/// How long the warehouse's client waits before it sends a delivery again
+/// that stockd did not take (it was down).
+const RECEIPT_RETRY_MS: u64 = 5_000;
 
 /// Draws the day's demand, deliveries and fault windows from the seed.
 fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(u64, Happening)> {
@@ -395,6 +422,14 @@ fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(
             }
         }
     }
+    if f.crashes_per_hour > 0.0 {
+        let crashes = (f.crashes_per_hour * scenario.hours).floor() as u64
+            + u64::from(rng.next_unit() < (f.crashes_per_hour * scenario.hours).fract());
+        let down_ms = (f.crash_down_secs * 1_000.0) as u64;
+        for _ in 0..crashes {
+            out.push((rng.below(day_ms.max(1)), Happening::Crash { down_ms }));
+        }
+    }
     out.sort();
     out
 }
@@ -439,53 +474,30 @@ async fn day(
         Arc::new(move || clock.now())
     };
     let path = dir.path().join("stockd-simulate.db");
-    let store = stockd_store::open_simulated(&path.to_string_lossy(), store_clock.clone())
-        .map_err(setup)?;
-    let router_cell = Arc::new(OnceLock::new());
-    let (sims, connections) = channels(scenario, seed, &router_cell, &store_clock);
-    let auth =
-        crate::auth::Auth::for_listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), Vec::new())
-            .map_err(setup)?;
-    let mut state = crate::api::AppState::new(store.clone(), auth);
-    let index = Arc::new(crate::webhooks::ListingIndex::new(Default::default()));
-    state.listing_index = index.clone();
-    state.connectors = Arc::new(
-        connections
-            .iter()
-            .map(|c| (c.channel.clone(), c.connector.clone()))
-            .collect(),
-    );
-    let kpis = state.sync_kpis.clone();
-    let plain = crate::config::ServeConfig::plain(
-        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        String::new(),
-    );
-    let router = crate::api::router(state, plain.http);
-    let _ = router_cell.set(router.clone());
-    let api = Api { router };
+    let router_cell: RouterCell = Arc::new(RwLock::new(None));
+    let (sims, transport) = simulators(scenario, seed, &router_cell, &store_clock);
+    let wiring = process::Wiring {
+        path: path.to_string_lossy().into_owned(),
+        clock: store_clock.clone(),
+        router: router_cell,
+        kpis: Arc::new(crate::outbound::dispatch::SyncKpis::default()),
+        seed,
+    };
+    let kpis = wiring.kpis.clone();
+    let mut up = wiring.open(connectors(&sims, &transport, &store_clock))?;
 
     let mut rng = Rng::new(seed ^ 0x5151_7A7E_D0D0_CAFE);
-    let (skus, opening) = seed_catalog(&api, scenario, &sims, rules, &mut rng).await?;
+    let (skus, opening) = seed_catalog(&up.api, scenario, &sims, rules, &mut rng).await?;
     let mut truth = Truth::default();
     for (sku, qty) in &opening {
         truth.receive(sku, *qty);
     }
-    while !store.recompute_done() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let dispatcher = Dispatcher::start_with(
-        store.clone(),
-        connections,
-        plain.retry,
-        kpis.clone(),
-        index,
-        DispatchOptions {
-            clock: store_clock,
-            jitter_seed: Some(seed),
-        },
-    );
+    let mut starts = 0_u64;
+    up.dispatch(&wiring, starts).await;
     // The first push of every listing is set-up, not traffic.
-    settle(&*store, Duration::from_secs(3_600)).await;
+    settle(&*up.store, Duration::from_secs(3_600)).await;
+    // stockd while it runs; `None` between a crash and its restart.
+    let mut up = Some(up);
     let baseline: BTreeMap<String, usize> = sims
         .iter()
         .map(|c| (c.id.clone(), kpis.samples(&channel_id(&c.id)).len()))
@@ -506,6 +518,7 @@ async fn day(
     }
     let mut next_n = queue.len() as u64;
     let mut receipts = 0_u64;
+    let mut crashes = 0_u64;
     let day_start = tokio::time::Instant::now();
     while let Some(Reverse((t, _, happening))) = queue.pop() {
         tokio::time::sleep_until(day_start + Duration::from_millis(t)).await;
@@ -541,17 +554,25 @@ async fn day(
                 }
             }
             Happening::Receipt { sku, qty } => {
+                let Some(process) = &up else {
+                    // The warehouse's client tries again while stockd is down.
+                    queue.push(Reverse((t + RECEIPT_RETRY_MS, next_n, happening)));
+                    next_n += 1;
+                    continue;
+                };
                 receipts += 1;
                 let sku = &skus[sku];
-                api.send(
-                    "POST",
-                    "/v1/events",
-                    Some(
-                        json!([{"key": format!("delivery-{receipts}"), "type": "receipt",
+                process
+                    .api
+                    .send(
+                        "POST",
+                        "/v1/events",
+                        Some(
+                            json!([{"key": format!("delivery-{receipts}"), "type": "receipt",
                         "sku": sku, "location": LOCATION, "qty": qty}]),
-                    ),
-                )
-                .await?;
+                        ),
+                    )
+                    .await?;
                 truth.receive(sku, qty);
             }
             Happening::Faults { channel, outage } => {
@@ -569,6 +590,22 @@ async fn day(
                 };
                 sims[channel].sim.sim.set_faults(window);
             }
+            Happening::Crash { down_ms } => {
+                if let Some(process) = up.take() {
+                    process.crash(&wiring).await;
+                    crashes += 1;
+                    queue.push(Reverse((t + down_ms, next_n, Happening::Restart)));
+                    next_n += 1;
+                }
+            }
+            Happening::Restart => {
+                if up.is_none() {
+                    let mut process = wiring.open(connectors(&sims, &transport, &store_clock))?;
+                    starts += 1;
+                    process.dispatch(&wiring, starts).await;
+                    up = Some(process);
+                }
+            }
         }
     }
     // The day is over: faults stop; webhook retries and pushes settle.
@@ -578,14 +615,14 @@ async fn day(
     let traffic_end = tokio::time::Instant::now()
         .max(day_start + Duration::from_secs_f64(scenario.hours * 3_600.0));
     tokio::time::sleep_until(traffic_end + QUIESCENCE).await;
-    settle(&*store, Duration::from_secs(3_600)).await;
+    let up = up.ok_or_else(|| setup("stockd was down at the end of the day"))?;
+    settle(&*up.store, Duration::from_secs(3_600)).await;
     let end_ms = clock.elapsed_ms() - start_ms;
 
-    let ledger = ledger_orders(&*store).await?;
-    let stockd = stockd_state(&*store, &sims, &skus).await?;
+    let ledger = ledger_orders(&*up.store).await?;
+    let stockd = stockd_state(&*up.store, &sims, &skus).await?;
     let injected_faults = sims.iter().map(|c| c.sim.sim.stats().injected_faults).sum();
-    dispatcher.stop().await;
-    store.close().await;
+    up.stop().await;
     for c in sims.iter() {
         c.sim.sim.set_faults(Faults::default());
     }
@@ -620,6 +657,7 @@ async fn day(
         by_channel,
         invariant_violations: violations,
         injected_faults,
+        process_crashes: crashes,
     })
 }
 

@@ -152,6 +152,17 @@ pub struct FaultRates {
     /// Webhooks leave after a random delay of up to this (and reorder).
     #[serde(default)]
     pub webhook_delay_ms: u64,
+    /// Crashes of stockd's process per simulated hour: its state is dropped
+    /// at once and it starts again on the same database `crash_down_secs`
+    /// later (webhooks meanwhile are refused, deliveries retried).
+    #[serde(default)]
+    pub crashes_per_hour: f64,
+    #[serde(default = "default_crash_down_secs")]
+    pub crash_down_secs: f64,
+}
+
+fn default_crash_down_secs() -> f64 {
+    30.0
 }
 
 fn default_outage_secs() -> f64 {
@@ -282,6 +293,10 @@ impl Scenario {
             }
         }
         finite_positive("faults.outage_secs", f.outage_secs)?;
+        if !(f.crashes_per_hour.is_finite() && (0.0..=60.0).contains(&f.crashes_per_hour)) {
+            return Err(invalid("faults.crashes_per_hour must be within 0..60"));
+        }
+        finite_positive("faults.crash_down_secs", f.crash_down_secs)?;
         finite_positive("faults.storm_secs", f.storm_secs)?;
         Ok(())
     }
