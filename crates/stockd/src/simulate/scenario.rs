@@ -338,6 +338,26 @@ mod tests {
     }
 
     #[test]
+    fn simulate_scenario_peak_day_parses() {
+        let s = Scenario::parse(include_str!("../../../../scenarios/peak-day.toml"))
+            .expect("peak-day scenario");
+        assert_eq!((s.hours, s.catalog.variants), (24.0, 10_000));
+        assert_eq!(s.demand.peak_factor, 10.0);
+        assert!(s.faults.crashes_per_hour > 0.0);
+    }
+
+    #[test]
+    fn simulate_scenario_refuses_bad_crash_rates() {
+        let bad = SMALL.replace("crashes_per_hour = 1.0", "crashes_per_hour = -1.0");
+        assert_ne!(bad, SMALL, "the fixture sets crashes_per_hour");
+        let e = Scenario::parse(&bad).unwrap_err();
+        assert!(e.message.contains("crashes_per_hour"), "{}", e.message);
+        let bad = SMALL.replace("crash_down_secs = 30.0", "crash_down_secs = 0.0");
+        let e = Scenario::parse(&bad).unwrap_err();
+        assert!(e.message.contains("crash_down_secs"), "{}", e.message);
+    }
+
+    #[test]
     fn simulate_scenario_refuses_unknown_fields_and_bad_rates() {
         let e = Scenario::parse(&format!("bogus = 1\n{SMALL}")).unwrap_err();
         assert_eq!(e.code, "scenario_invalid_toml");
