@@ -20,9 +20,12 @@ impl Wake for Unpark {
 }
 
 /// Drives `future` to completion on this thread (it must be woken from
-/// another thread: the writer's answer).
+/// another thread: the writer's answer). Outside tokio's cooperative
+/// budget: a task that has spent its budget gets its wake-up deferred until
+/// it yields to the scheduler, which this loop never does — a poll loop
+/// applying a few hundred order changes in one go would wait forever.
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
+    let mut future = std::pin::pin!(tokio::task::unconstrained(future));
     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     let mut cx = Context::from_waker(&waker);
     loop {
