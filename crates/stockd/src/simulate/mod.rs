@@ -75,6 +75,9 @@ pub struct SeedReport {
     pub injected_faults: u64,
     /// Times stockd's process crashed and started again on its database.
     pub process_crashes: u64,
+    /// Dead letters still standing at the end (not superseded by a newer
+    /// desired state): listings stockd gave up on until someone retries.
+    pub dead_letters: u64,
 }
 
 /// A simulated clock: the paused tokio clock of the simulation's thread,
@@ -620,6 +623,7 @@ async fn day(
     let end_ms = clock.elapsed_ms() - start_ms;
 
     let ledger = ledger_orders(&*up.store).await?;
+    let dead_letters = standing_dead_letters(&*up.store).await?;
     let stockd = stockd_state(&*up.store, &sims, &skus).await?;
     let injected_faults = sims.iter().map(|c| c.sim.sim.stats().injected_faults).sum();
     up.stop().await;
@@ -658,6 +662,7 @@ async fn day(
         invariant_violations: violations,
         injected_faults,
         process_crashes: crashes,
+        dead_letters,
     })
 }
 
@@ -752,6 +757,20 @@ async fn settle(store: &dyn stockd_store::Store, limit: Duration) {
             Ok(rows) if rows.is_empty() => return,
             _ => tokio::time::sleep(Duration::from_secs(1)).await,
         }
+    }
+}
+
+/// Dead letters whose state is still the one the channel should show.
+async fn standing_dead_letters(store: &dyn stockd_store::Store) -> Result<u64, SimulateError> {
+    let mut standing = 0;
+    let mut after_id = 0;
+    loop {
+        let page = store.dead_letters(after_id, 1_000).await.map_err(setup)?;
+        let Some(last) = page.last() else {
+            return Ok(standing);
+        };
+        after_id = last.id;
+        standing += page.iter().filter(|d| !d.superseded).count() as u64;
     }
 }
 
