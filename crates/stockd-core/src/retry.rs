@@ -15,6 +15,10 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// An update failing for longer than this is dead-lettered.
     pub max_age: Duration,
+    /// Updates dead-lettered by a transient failure (network, timeout, 5xx)
+    /// are sent again once the channel acknowledges pushes again, at most
+    /// this often: an outage longer than the attempts parks nothing for good.
+    pub revive_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -24,6 +28,7 @@ impl Default for RetryPolicy {
             cap: Duration::from_secs(60),
             max_attempts: 10,
             max_age: Duration::from_secs(6 * 3600),
+            revive_after: Duration::from_secs(30),
         }
     }
 }
@@ -77,6 +82,7 @@ mod tests {
             cap: Duration::from_secs(1),
             max_attempts: 5,
             max_age: Duration::from_secs(60),
+            ..RetryPolicy::default()
         };
         assert_eq!(p.backoff(1, 1.0, None), Duration::from_millis(100));
         assert_eq!(p.backoff(3, 1.0, None), Duration::from_millis(400));

@@ -173,6 +173,8 @@ pub fn hot_statements() -> Vec<HotStatement> {
         both("outbox rows", &ob::rows_sql()),
         both("outbox ack", ob::ACK),
         both("outbox channel moved", ob::CHANNEL_MOVED),
+        both("dead letters: revive transient", ob::REVIVE_TRANSIENT),
+        both("dead letters: drop revived", ob::DROP_REVIVED),
         both("console: variants by gtin", crate::console::GTIN_SQL),
         each(
             "console: titles containing",

@@ -124,6 +124,9 @@ pub struct DeadLetter {
     /// A newer desired state of the listing exists: this letter's state is
     /// no longer what the channel should show.
     pub superseded: bool,
+    /// The cause was transient (network, timeout, 5xx): the listing is sent
+    /// again once the channel acknowledges pushes again.
+    pub transient: bool,
 }
 
 /// A change the dispatcher records after talking to a channel.
@@ -277,6 +280,13 @@ pub trait OutboxStore: Send + Sync {
     async fn dead_letter_retry(&self, id: i64) -> Result<bool, StoreError>;
     /// Drops a dead letter: its update is given up (a later change is sent).
     async fn dead_letter_discard(&self, id: i64) -> Result<bool, StoreError>;
+    /// Sends again every listing of `channel` parked by a transient failure
+    /// (and drops those letters); returns how many listings went back in line.
+    async fn dead_letters_revive(
+        &self,
+        channel: &ChannelId,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
 }
 
 /// A channel's own count moves as outbox updates.
@@ -636,14 +646,14 @@ pub(crate) const PARK: &str = "UPDATE listing_state SET parked = 1, attempts = ?
      WHERE channel = ?1 AND sku = ?2";
 
 pub(crate) const INSERT_DEAD: &str = "INSERT INTO dead_letters (channel, sku, desired_gen, \
-     desired, code, message, status, body, attempts, created_at_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+     desired, code, message, status, body, attempts, created_at_ms, transient) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 pub(crate) const DEAD_PAGE: &str = "SELECT id, channel, sku, desired_gen, desired, code, message, \
      status, body, attempts, created_at_ms, \
      CAST(CASE WHEN EXISTS (SELECT 1 FROM listing_state l WHERE l.channel = d.channel \
-       AND l.sku = d.sku AND l.desired_gen > d.desired_gen) THEN 1 ELSE 0 END AS BIGINT) \
-     FROM dead_letters d WHERE id > ?1 ORDER BY id LIMIT ?2";
+       AND l.sku = d.sku AND l.desired_gen > d.desired_gen) THEN 1 ELSE 0 END AS BIGINT), \
+     transient FROM dead_letters d WHERE id > ?1 ORDER BY id LIMIT ?2";
 
 pub(crate) const DEAD_ONE: &str = "SELECT channel, sku FROM dead_letters WHERE id = ?1";
 
@@ -653,6 +663,21 @@ pub(crate) const DEAD_DELETE: &str = "DELETE FROM dead_letters WHERE id = ?1";
 pub(crate) const UNPARK_RETRY: &str = "UPDATE listing_state SET parked = 0, attempts = 0, \
      next_attempt_ms = NULL, dirty_since_ms = COALESCE(dirty_since_ms, ?3) \
      WHERE channel = ?1 AND sku = ?2";
+
+/// Revival of a channel's transient dead letters (the channel acknowledges
+/// pushes again): their parked listings go back in line, unless a permanent
+/// letter keeps one parked ...
+pub(crate) const REVIVE_TRANSIENT: &str = "UPDATE listing_state SET parked = 0, attempts = 0, \
+     next_attempt_ms = NULL, dirty_since_ms = COALESCE(dirty_since_ms, ?2) \
+     WHERE channel = ?1 AND parked = 1 \
+     AND sku IN (SELECT sku FROM dead_letters WHERE channel = ?1 AND transient = 1) \
+     AND NOT EXISTS (SELECT 1 FROM dead_letters p WHERE p.channel = ?1 \
+       AND p.sku = listing_state.sku AND p.transient = 0)";
+
+/// ... and the transient letters of listings no longer parked are dropped.
+pub(crate) const DROP_REVIVED: &str = "DELETE FROM dead_letters WHERE channel = ?1 \
+     AND transient = 1 AND NOT EXISTS (SELECT 1 FROM listing_state l \
+       WHERE l.channel = ?1 AND l.sku = dead_letters.sku AND l.parked = 1)";
 
 /// Discard: the update is given up; the listing is clean until it changes.
 pub(crate) const UNPARK_DISCARD: &str = "UPDATE listing_state SET parked = 0, attempts = 0, \
@@ -775,6 +800,7 @@ pub(crate) struct RawDead {
     pub attempts: i64,
     pub created_at_ms: i64,
     pub superseded: i64,
+    pub transient: i64,
 }
 
 impl RawDead {
@@ -792,6 +818,7 @@ impl RawDead {
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
             created_at: from_ms(self.created_at_ms),
             superseded: self.superseded != 0,
+            transient: self.transient != 0,
         })
     }
 }

@@ -75,6 +75,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         14,
         include_str!("../migrations/postgres/0014_kit_changes.sql"),
     ),
+    (
+        16,
+        include_str!("../migrations/postgres/0016_transient_dead_letters.sql"),
+    ),
 ];
 /// Serialises writers of all instances sharing the database ("stockd").
 const WRITER_LOCK_ID: i64 = 0x5354_4f43_4b44;

@@ -76,6 +76,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../migrations/sqlite/0015_bulk_catalog_writes.sql"),
     ),
+    (
+        16,
+        include_str!("../migrations/sqlite/0016_transient_dead_letters.sql"),
+    ),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;

@@ -228,6 +228,7 @@ fn letter(row: &OutboxRow, code: &str, at: DateTime<Utc>) -> DeadLetter {
         attempts: 7,
         created_at: ms(at),
         superseded: false,
+        transient: false,
     }
 }
 
@@ -836,6 +837,85 @@ async fn dead_letters_of_one_listing(store: Shared) {
         ["TEE-M"]
     );
     assert!(must_row(&store, "shop", "TEE-L").await.parked);
+}
+
+/// Case 5c: Revival of a channel's transient letters: their listings go back
+/// in line (latest state, attempts reset) and the letters go; a permanent
+/// letter keeps its listing parked; other channels are untouched.
+async fn transient_dead_letters_revive(store: Shared) {
+    setup(&store).await;
+    list(&store, "shop", &["TEE-M", "TEE-L", "TEE-S"]).await;
+    list(&store, "bol", &["TEE-M"]).await;
+    let t = ms(Utc::now());
+    let m = must_row(&store, "shop", "TEE-M").await;
+    let l = must_row(&store, "shop", "TEE-L").await;
+    let s = must_row(&store, "shop", "TEE-S").await;
+    let bol_m = must_row(&store, "bol", "TEE-M").await;
+    let transient = |row: &OutboxRow, code: &str| DeadLetter {
+        transient: true,
+        ..letter(row, code, t)
+    };
+    store
+        .outbox_record(vec![
+            OutboxUpdate::Dead {
+                letter: transient(&m, "http_503"),
+            },
+            // Transient, then permanent: the permanent one keeps it parked.
+            OutboxUpdate::Dead {
+                letter: transient(&l, "timeout"),
+            },
+            OutboxUpdate::Dead {
+                letter: letter(&l, "invalid_item", t),
+            },
+            OutboxUpdate::Dead {
+                letter: letter(&s, "invalid_item", t),
+            },
+            OutboxUpdate::Dead {
+                letter: transient(&bol_m, "http_502"),
+            },
+        ])
+        .await
+        .unwrap();
+    let letters = store.dead_letters(0, 100).await.unwrap();
+    assert_eq!(
+        letters.iter().map(|d| d.transient).collect::<Vec<_>>(),
+        [true, true, false, false, true]
+    );
+    let far = t + Duration::days(1);
+    assert!(due_skus(&store, "shop", far).await.is_empty());
+
+    let revived = store
+        .dead_letters_revive(&ch("shop"), t + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(revived, 1);
+    let back = must_row(&store, "shop", "TEE-M").await;
+    assert!(!back.parked);
+    assert_eq!((back.attempts, back.next_attempt_at), (0, None));
+    assert_eq!(back.dirty_since, m.dirty_since);
+    assert_eq!(due_skus(&store, "shop", far).await, ["TEE-M"]);
+    assert!(must_row(&store, "shop", "TEE-L").await.parked);
+    assert!(must_row(&store, "shop", "TEE-S").await.parked);
+    assert!(must_row(&store, "bol", "TEE-M").await.parked);
+    let left = store.dead_letters(0, 100).await.unwrap();
+    assert_eq!(
+        left.iter()
+            .map(|d| (d.channel.as_str(), d.code.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("shop", "timeout"),
+            ("shop", "invalid_item"),
+            ("shop", "invalid_item"),
+            ("bol", "http_502")
+        ]
+    );
+    // Nothing left to revive on the channel: a second call is a no-op.
+    let again = store
+        .dead_letters_revive(&ch("shop"), t + Duration::minutes(6))
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    assert_eq!(store.dead_letters(0, 100).await.unwrap().len(), 4);
 }
 
 /// Case 6: Kits move with their components and components with their kits.
@@ -1615,6 +1695,7 @@ on_both_stores!(
     due_rows_oldest_first,
     dead_letters_park_retry_and_discard,
     dead_letters_of_one_listing,
+    transient_dead_letters_revive,
     kits_and_components_move_together,
     rules_versions_recompute_every_listing,
     channel_quantity_moves,

@@ -126,6 +126,7 @@ pub struct FileReconciliation {
 pub struct FileSync {
     pub max_attempts: Option<u32>,
     pub max_age_secs: Option<u64>,
+    pub revive_after_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -340,6 +341,9 @@ impl Settings {
         }
         if let Some(secs) = file.sync.max_age_secs {
             retry.max_age = std::time::Duration::from_secs(secs);
+        }
+        if let Some(secs) = file.sync.revive_after_secs {
+            retry.revive_after = std::time::Duration::from_secs(secs);
         }
         let mut reconcile = resolve_reconciliation(file.reconciliation)?;
         if let Some(days) = file.audit.retention_days {

@@ -218,6 +218,7 @@ fn raw_dead(r: &Row) -> RawDead {
         attempts: r.get(9),
         created_at_ms: r.get(10),
         superseded: r.get(11),
+        transient: r.get(12),
     }
 }
 
@@ -360,6 +361,7 @@ async fn record<C: GenericClient>(client: &C, update: &OutboxUpdate) -> Result<(
                         &letter.body,
                         &i64::from(letter.attempts),
                         &ob::ms(letter.created_at),
+                        &i64::from(letter.transient),
                     ],
                 )
                 .await?;
@@ -599,5 +601,24 @@ impl OutboxStore for PgStore {
 
     async fn dead_letter_discard(&self, id: i64) -> Result<bool, StoreError> {
         self.unpark(id, false).await
+    }
+
+    async fn dead_letters_revive(
+        &self,
+        channel: &ChannelId,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut client = self.reader().await?;
+        let tx = client.transaction().await?;
+        let revived = tx
+            .execute(
+                &pg(ob::REVIVE_TRANSIENT),
+                &[&channel.as_str(), &ob::ms(now)],
+            )
+            .await?;
+        tx.execute(&pg(ob::DROP_REVIVED), &[&channel.as_str()])
+            .await?;
+        tx.commit().await?;
+        Ok(revived)
     }
 }

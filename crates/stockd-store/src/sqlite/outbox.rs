@@ -198,6 +198,7 @@ fn raw_dead(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawDead> {
         attempts: r.get(9)?,
         created_at_ms: r.get(10)?,
         superseded: r.get(11)?,
+        transient: r.get(12)?,
     })
 }
 
@@ -321,6 +322,7 @@ fn record(conn: &Connection, update: &OutboxUpdate) -> Result<(), StoreError> {
                 letter.body,
                 letter.attempts,
                 ob::ms(letter.created_at),
+                i64::from(letter.transient),
             ])?;
             conn.prepare_cached(ob::PARK)?.execute(params![
                 letter.channel.as_str(),
@@ -574,5 +576,24 @@ impl OutboxStore for SqliteStore {
         let now = self.writer.now();
         self.read(move |conn| unpark(conn, id, ob::UNPARK_DISCARD, now))
             .await
+    }
+
+    async fn dead_letters_revive(
+        &self,
+        channel: &ChannelId,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let channel = channel.as_str().to_string();
+        self.read(move |conn| {
+            in_transaction(conn, |conn| {
+                let revived = conn
+                    .prepare_cached(ob::REVIVE_TRANSIENT)?
+                    .execute(params![channel, ob::ms(now)])?;
+                conn.prepare_cached(ob::DROP_REVIVED)?
+                    .execute(params![channel])?;
+                Ok(revived as u64)
+            })
+        })
+        .await
     }
 }

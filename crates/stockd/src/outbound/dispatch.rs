@@ -67,6 +67,11 @@ const LEASE_WAIT: Duration = Duration::from_millis(500);
 const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// Attempts at recording a push's outcome, this far apart.
 const RECORD_ATTEMPTS: u32 = 3;
+/// Listings parked by a transient failure go back in line at least this
+/// often on a channel that acknowledges nothing (a quiet channel, or one
+/// still down: a few attempts per listing, then parked again); sooner
+/// (`RetryPolicy::revive_after`) once it acknowledges pushes again.
+const REVIVE_PROBE: Duration = Duration::from_secs(10 * 60);
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// A channel connected to stockd.
@@ -231,6 +236,13 @@ impl SyncKpis {
             }
             k.items_acked += 1;
         });
+    }
+
+    /// Items `channel` acknowledged since start.
+    fn items_acked(&self, channel: &ChannelId) -> u64 {
+        let mut acked = 0;
+        self.with(channel, |k| acked = k.items_acked);
+        acked
     }
 
     /// The latency samples (ms) kept for `channel`, both classes.
@@ -541,6 +553,7 @@ impl Dispatcher {
                 running_fast: 0,
                 running_bulk: 0,
                 running_spare: false,
+                revived: None,
             };
             tasks.push(tokio::spawn(worker.run(stopped.clone())));
         }
@@ -724,6 +737,9 @@ struct Worker {
     running_bulk: usize,
     /// A spare push (see `lanes`) is under way.
     running_spare: bool,
+    /// When transient dead letters were last revived, and the channel's
+    /// acknowledged items then.
+    revived: Option<(DateTime<Utc>, u64)>,
 }
 
 /// Talks to one channel and records what it said: shared by a worker's
@@ -820,6 +836,36 @@ impl Worker {
         }
     }
 
+    /// A listing cannot stay parked by an outage while the channel takes
+    /// other updates: once it acknowledges pushes again, listings parked by
+    /// a transient failure are sent again (from their latest state).
+    async fn revive_transient(&mut self) -> Result<(), StoreError> {
+        let now = self.pusher.now();
+        let acked = self.pusher.kpis.items_acked(&self.pusher.channel);
+        let due = match self.revived {
+            None => true,
+            Some((at, acked_then)) => {
+                let since = to_std(now - at);
+                (acked > acked_then && since >= self.pusher.policy.revive_after)
+                    || since >= REVIVE_PROBE
+            }
+        };
+        if !due {
+            return Ok(());
+        }
+        self.revived = Some((now, acked));
+        let revived = self
+            .pusher
+            .store
+            .dead_letters_revive(&self.pusher.channel, now)
+            .await?;
+        if revived > 0 {
+            tracing::info!(channel = %self.pusher.channel, revived,
+                "listings parked by a transient failure are sent again");
+        }
+        Ok(())
+    }
+
     async fn refresh_rules(&mut self) -> Result<(), StoreError> {
         let due = self
             .rules_read_at
@@ -843,6 +889,7 @@ impl Worker {
     /// returns how many listings it handled.
     async fn round(&mut self) -> Result<usize, StoreError> {
         self.refresh_rules().await?;
+        self.revive_transient().await?;
         let connector = self.pusher.connector.clone();
         let slots = connector.pushes_in_flight().max(1);
         let free_fast = slots.saturating_sub(self.running_fast);
@@ -1328,6 +1375,7 @@ fn dead(row: &OutboxRow, error: &ChannelError, attempts: u32, at: DateTime<Utc>)
             attempts,
             created_at: at,
             superseded: false,
+            transient: error.class == ErrorClass::Retryable,
         },
     }
 }

@@ -27,6 +27,10 @@ struct Harness {
     woo: RunningSim,
     port: u16,
     dir_url: String,
+    /// Failed attempts before an update is dead-lettered.
+    max_attempts: u32,
+    /// Wait before listings dead-lettered by an outage are sent again.
+    revive_after: Duration,
     /// Holds the database across restarts.
     _dir: tempfile::TempDir,
 }
@@ -111,6 +115,8 @@ impl Harness {
             woo,
             port,
             dir_url,
+            max_attempts: 30,
+            revive_after: Duration::from_secs(30),
             _dir: dir,
         };
         h.boot().await;
@@ -146,7 +152,8 @@ impl Harness {
         cfg.extra_connections = connections(&self.shop, &self.woo);
         cfg.retry.base = Duration::from_millis(50);
         cfg.retry.cap = Duration::from_millis(500);
-        cfg.retry.max_attempts = 30;
+        cfg.retry.max_attempts = self.max_attempts;
+        cfg.retry.revive_after = self.revive_after;
         self.app = Some(TestApp::start(cfg, dir).await);
     }
 
@@ -423,6 +430,44 @@ async fn a_parked_listing_receives_a_decrease_and_it_is_pushed() {
         "{woo}"
     );
     assert_eq!(woo["oldest_unsent_age_ms"], Value::Null, "{woo}");
+    h.stop().await;
+}
+
+/// An outage longer than the attempts dead-letters an update; once the
+/// channel takes pushes again, the parked listing is sent by itself.
+#[tokio::test]
+async fn an_outage_longer_than_the_retries_parks_nothing_for_good() {
+    let mut h = Harness::start(&["OUT-1", "OK-1"]).await;
+    h.converged(Duration::from_secs(15)).await.unwrap();
+    h.app.take().expect("running").stop().await;
+    h.max_attempts = 3;
+    h.revive_after = Duration::from_secs(1);
+    h.boot().await;
+    h.woo.set_faults(Faults {
+        outage_secs: 3.0,
+        ..Default::default()
+    });
+    h.app().events(receipt("r1", "OUT-1", "AMS", 4)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let letter = loop {
+        let dlq = h.app().get("/v1/dlq").await.expect(200).body;
+        if let Some(letter) = dlq["items"].as_array().and_then(|a| a.first()).cloned() {
+            break letter;
+        }
+        assert!(Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(letter["sku"], "OUT-1");
+    assert_eq!(letter["status"], 503, "{letter}");
+    assert_eq!(letter["transient"], true, "{letter}");
+    // Nobody retries the letter; after the outage another update is taken.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    h.app().events(receipt("r2", "OK-1", "AMS", 2)).await;
+    h.converged(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(shown_of(&h.woo, "OUT-1"), 4);
+    assert_eq!(shown_of(&h.woo, "OK-1"), 2);
+    let dlq = h.app().get("/v1/dlq").await.expect(200).body;
+    assert_eq!(dlq["items"].as_array().map_or(0, Vec::len), 0, "{dlq}");
     h.stop().await;
 }
 
