@@ -184,6 +184,11 @@ pub trait Store:
     /// Whether the recompute of every desired channel state (at start, after
     /// a rules or channel change) is over. Events apply meanwhile.
     fn recompute_done(&self) -> bool;
+    /// Moves with every commit of this process's writer (events, desired
+    /// states, recorded push outcomes): the dispatcher waits on it instead
+    /// of asking the outbox over and over. Other instances' writes on a
+    /// shared database do not move it.
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64>;
     /// Moves with every change of channels, locations, kits or rules.
     async fn setup_generation(&self) -> Result<i64, StoreError>;
     /// The setup API reads computed with last (see `availability::cached_setup`).

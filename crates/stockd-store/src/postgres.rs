@@ -488,6 +488,10 @@ impl Store for PgStore {
         self.writer.recompute_done()
     }
 
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.writer.commits.clone()
+    }
+
     async fn setup_generation(&self) -> Result<i64, StoreError> {
         let client = self.reader().await?;
         Ok(client.query_one(hot::SETUP_GENERATION, &[]).await?.get(0))

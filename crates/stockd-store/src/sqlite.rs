@@ -654,6 +654,10 @@ impl Store for SqliteStore {
         self.writer.recompute_done()
     }
 
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.writer.commits.clone()
+    }
+
     async fn setup_generation(&self) -> Result<i64, StoreError> {
         self.read(|conn| Ok(conn.query_row(hot::SETUP_GENERATION, [], |r| r.get(0))?))
             .await

@@ -28,6 +28,11 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 thread_local! {
     /// The writer thread's clock when it runs under a simulated clock.
     static CLOCK: std::cell::RefCell<Option<crate::Clock>> = const { std::cell::RefCell::new(None) };
+    /// Told of every commit of the writer thread.
+    static COMMITS: std::cell::RefCell<Option<tokio::sync::watch::Sender<u64>>> =
+        const { std::cell::RefCell::new(None) };
+    /// True while the writer thread works on callers' commands.
+    static SERVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// "Now" for the writer: its simulated clock, or the system clock.
@@ -187,7 +192,10 @@ pub(crate) async fn run<B: Backend>(
                 other => rest.push(other),
             }
         }
-        if process(&mut backend, rest).await == Flow::Stop {
+        SERVING.with(|s| s.set(true));
+        let flow = process(&mut backend, rest).await;
+        SERVING.with(|s| s.set(false));
+        if flow == Flow::Stop {
             break;
         }
     }
@@ -555,6 +563,7 @@ async fn finish_tx<B: Backend, T>(
     match result {
         Ok(value) => {
             backend.commit().await?;
+            announce_commit();
             Ok(value)
         }
         Err(e) => {
@@ -562,6 +571,25 @@ async fn finish_tx<B: Backend, T>(
             Err(e)
         }
     }
+}
+
+/// Moves `Store::commits` for this writer thread, before anyone hears the
+/// answer: a dispatcher waiting for changes wakes in the same moment. Under
+/// a simulated clock only commits a caller waits for count: those happen at
+/// a point of the simulation, while the writer's own work (the recompute
+/// pass, the replay at start) commits whenever its thread gets to it, and
+/// waking the dispatcher then would make a seed's day differ run to run
+/// (the dispatcher's safety-net poll finds that work instead).
+fn announce_commit() {
+    let simulated = CLOCK.with(|c| c.borrow().is_some());
+    if simulated && !SERVING.with(std::cell::Cell::get) {
+        return;
+    }
+    COMMITS.with(|c| {
+        if let Some(commits) = c.borrow().as_ref() {
+            commits.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    });
 }
 
 /// The last idempotency write per key (a group may write a key twice).
@@ -588,6 +616,8 @@ pub(crate) struct WriterHandle {
     clock: Option<crate::Clock>,
     /// True while desired states are being recomputed (start, rules change).
     pub recompute: Arc<AtomicBool>,
+    /// Moves with every commit of the writer.
+    pub commits: tokio::sync::watch::Receiver<u64>,
     pub thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -621,10 +651,12 @@ impl WriterHandle {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let recompute = Arc::new(AtomicBool::new(true));
         let recompute_flag = recompute.clone();
+        let (commits_tx, commits) = tokio::sync::watch::channel(0u64);
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
                 CLOCK.with(|c| *c.borrow_mut() = thread_clock);
+                COMMITS.with(|c| *c.borrow_mut() = Some(commits_tx));
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -655,6 +687,7 @@ impl WriterHandle {
             commands: tx,
             clock,
             recompute,
+            commits,
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }

@@ -49,6 +49,10 @@ const ROUND_ROWS_MAX: usize = 1_000;
 
 /// How often an idle worker looks for new work.
 const IDLE_POLL: Duration = Duration::from_millis(20);
+/// With one process on the database (SQLite) every change of the outbox
+/// comes through this process's writer, whose commits wake the worker; the
+/// idle poll is only a safety net then.
+const IDLE_POLL_ALONE: Duration = Duration::from_secs(1);
 /// How often a worker re-reads the rules (for the change budget).
 const RULES_REFRESH: Duration = Duration::from_secs(5);
 /// Latency samples kept per channel and class for the percentiles.
@@ -534,6 +538,7 @@ impl Dispatcher {
                 kpis: kpis.clone(),
                 rng: Mutex::new(rng),
                 clock: options.clock.clone(),
+                wakes: Mutex::new(Default::default()),
             });
             if pusher.connector.tracks_acknowledgements() {
                 tasks.push(tokio::spawn(super::tracker::run(
@@ -752,6 +757,9 @@ pub(super) struct Pusher {
     kpis: Arc<SyncKpis>,
     rng: Mutex<Rng>,
     clock: stockd_store::Clock,
+    /// When rows this channel deferred fall due (unix ms, soonest first):
+    /// an idle worker wakes then.
+    wakes: Mutex<std::collections::BinaryHeap<std::cmp::Reverse<i64>>>,
 }
 
 fn to_std(d: chrono::Duration) -> Duration {
@@ -774,6 +782,12 @@ impl Worker {
     async fn run(mut self, mut stopped: watch::Receiver<bool>) {
         let channel = self.pusher.channel.clone();
         tracing::info!(channel = %channel, kind = self.pusher.connector.kind(), "sync worker started");
+        let mut commits = self.pusher.store.commits();
+        let idle_poll = if self.shared {
+            IDLE_POLL
+        } else {
+            IDLE_POLL_ALONE
+        };
         loop {
             if *stopped.borrow() {
                 break;
@@ -781,6 +795,8 @@ impl Worker {
             while let Some(done) = self.running.try_join_next() {
                 self.finished(done);
             }
+            // Commits from here on are news to the next wait.
+            commits.borrow_and_update();
             let started = if self.lease.held(self.pusher.now()) {
                 match self.round().await {
                     Ok(n) => n,
@@ -793,8 +809,13 @@ impl Worker {
                 0
             };
             if started == 0 {
+                let wait = self
+                    .pusher
+                    .next_wake()
+                    .map_or(idle_poll, |w| w.min(idle_poll));
                 tokio::select! {
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    Ok(()) = commits.changed() => {}
                     Some(done) = self.running.join_next(), if !self.running.is_empty() => {
                         self.finished(done);
                     }
@@ -1018,6 +1039,7 @@ impl Worker {
             .map(|(_, rows)| rows.iter().filter(|r| r.protective).count())
             .sum();
         kpis.protective_taken(channel, taken, true);
+        self.pusher.note_wakes(&updates);
         if let Err(e) = self.pusher.store.outbox_record(updates).await {
             kpis.protective_taken(channel, taken, false);
             return Err(e);
@@ -1213,8 +1235,48 @@ impl Pusher {
         }
     }
 
+    /// Remembers when the rows `updates` defer fall due.
+    fn note_wakes(&self, updates: &[OutboxUpdate]) {
+        let mut wakes = match self.wakes.lock() {
+            Ok(w) => w,
+            Err(p) => p.into_inner(),
+        };
+        for update in updates {
+            let at = match update {
+                OutboxUpdate::Failed {
+                    next_attempt_at, ..
+                } => next_attempt_at,
+                OutboxUpdate::Deferred { until, .. } => until,
+                _ => continue,
+            };
+            wakes.push(std::cmp::Reverse(at.timestamp_millis()));
+        }
+    }
+
+    /// How long until the soonest deferred row falls due (zero when one is
+    /// due now; those due are forgotten: the next round takes them).
+    fn next_wake(&self) -> Option<Duration> {
+        let now_ms = self.now().timestamp_millis();
+        let mut wakes = match self.wakes.lock() {
+            Ok(w) => w,
+            Err(p) => p.into_inner(),
+        };
+        let mut due = false;
+        while wakes.peek().is_some_and(|w| w.0 <= now_ms) {
+            wakes.pop();
+            due = true;
+        }
+        if due {
+            return Some(Duration::ZERO);
+        }
+        wakes
+            .peek()
+            .map(|w| Duration::from_millis(u64::try_from(w.0 - now_ms).unwrap_or(0)))
+    }
+
     /// Records `updates`, trying a few times.
     pub(super) async fn record(&self, updates: Vec<OutboxUpdate>) -> bool {
+        self.note_wakes(&updates);
         for attempt in 1..=RECORD_ATTEMPTS {
             match self.store.outbox_record(updates.clone()).await {
                 Ok(()) => return true,
