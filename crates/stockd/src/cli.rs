@@ -85,7 +85,8 @@ pub struct SimulateArgs {
     /// Seeds A to B (B excluded), e.g. 0..100.
     #[arg(long, value_name = "A..B")]
     pub seeds: Option<String>,
-    /// A candidate rules document (JSON, as `PUT /v1/rules` takes `rules`):
+    /// A candidate rules document (TOML as `stockd rules apply` takes it, or
+    /// `.json` as `PUT /v1/rules` takes `rules`):
     /// every seed also runs under it, side by side with the scenario's rules.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
@@ -778,6 +779,20 @@ async fn demo(settings: &Settings, args: DemoArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A candidate rules document for `simulate --rules`: the TOML file that
+/// `stockd rules preview|apply` takes, or JSON as `PUT /v1/rules` takes
+/// `rules` (by the file's extension).
+#[cfg(feature = "demo")]
+fn candidate_rules(path: &std::path::Path, text: &str) -> Result<serde_json::Value, Failure> {
+    if path.extension().is_some_and(|e| e == "json") {
+        return serde_json::from_str(text)
+            .map_err(|e| Failure::Usage(format!("rules_invalid_json: {}: {e}", path.display())));
+    }
+    let doc: toml::Value = toml::from_str(text)
+        .map_err(|e| Failure::Usage(format!("rules_invalid_toml: {}: {e}", path.display())))?;
+    Ok(crate::simulate::scenario::toml_to_json(&doc))
+}
+
 #[cfg(feature = "demo")]
 async fn simulate(args: SimulateArgs) -> Result<(), Failure> {
     let scenario = crate::simulate::scenario::Scenario::load(&args.scenario)
@@ -792,9 +807,7 @@ async fn simulate(args: SimulateArgs) -> Result<(), Failure> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
-            Some(serde_json::from_str(&text).map_err(|e| {
-                Failure::Usage(format!("rules_invalid_json: {}: {e}", path.display()))
-            })?)
+            Some(candidate_rules(path, &text)?)
         }
     };
     let options = crate::simulate::SimulateOptions {
@@ -905,5 +918,41 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let help = Cli::try_parse_from(["stockd", "events", "--help"]).unwrap_err();
         assert_eq!(help.exit_code(), 0);
+    }
+
+    #[cfg(feature = "demo")]
+    #[test]
+    fn simulate_candidate_rules_read_toml_as_rules_apply_does_and_json() {
+        let toml_rules = candidate_rules(
+            std::path::Path::new("candidate.toml"),
+            "[defaults]\nsafety_stock = 2\n",
+        )
+        .expect("toml");
+        let json_rules = candidate_rules(
+            std::path::Path::new("candidate.json"),
+            r#"{"defaults": {"safety_stock": 2}}"#,
+        )
+        .expect("json");
+        assert_eq!(toml_rules, json_rules);
+        assert_eq!(toml_rules["defaults"]["safety_stock"], 2);
+        // The shipped examples are rules documents stockd accepts.
+        for file in ["safety-stock-0.toml", "safety-stock-2.toml"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../scenarios")
+                .join(file);
+            let text = std::fs::read_to_string(&path).expect("example");
+            let doc: stockd_core::rules::RulesDocument = toml::from_str(&text).expect(file);
+            assert!(doc.validate(&[]).is_ok(), "{file}");
+            candidate_rules(&path, &text).expect(file);
+        }
+        for (name, text, code) in [
+            ("bad.toml", "[defaults\n", "rules_invalid_toml"),
+            ("bad.json", "{", "rules_invalid_json"),
+        ] {
+            match candidate_rules(std::path::Path::new(name), text) {
+                Err(Failure::Usage(message)) => assert!(message.starts_with(code), "{message}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
     }
 }

@@ -73,6 +73,9 @@ pub struct AppState {
     /// Turns true when the server starts to stop: long-lived responses
     /// (the console's event stream) end so the shutdown is not held up.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Whether the console samples its live charts (a simulated day has no
+    /// one to watch them, and the samples would cost a query every 2 s of it).
+    pub console_live: bool,
 }
 
 impl AppState {
@@ -94,6 +97,7 @@ impl AppState {
             openapi_json: openapi_json.into(),
             reconciler: None,
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            console_live: true,
         }
     }
 }

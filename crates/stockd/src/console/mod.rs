@@ -59,7 +59,9 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// sampler for the live charts (it stops when the router is dropped).
 pub fn router<S>(app: AppState) -> Router<S> {
     let live = Arc::new(live::Live::default());
-    live::spawn_sampler(app.clone(), Arc::downgrade(&live));
+    if app.console_live {
+        live::spawn_sampler(app.clone(), Arc::downgrade(&live));
+    }
     let console = Console {
         app,
         sessions: Arc::new(session::Sessions::default()),

@@ -56,6 +56,7 @@ impl Wiring {
                 .collect(),
         );
         state.sync_kpis = self.kpis.clone();
+        state.console_live = false;
         let router = crate::api::router(state, plain().http);
         if let Ok(mut up) = self.router.write() {
             *up = Some(router.clone());
