@@ -75,8 +75,13 @@ impl Process {
     /// Starts the dispatcher once the start-up recompute is done; `start`
     /// counts the process's starts (each dispatcher its own jitter).
     pub(super) async fn dispatch(&mut self, w: &Wiring, start: u64) {
+        // The start-up recompute runs on the writer's thread in real time.
+        // This thread waits for it without yielding, so no simulated time
+        // passes meanwhile: how far the day got before the dispatcher starts
+        // must not depend on how fast the machine is (a seed's report would
+        // differ run to run). The recompute costs no simulated time.
         while !self.store.recompute_done() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            std::thread::sleep(Duration::from_millis(1));
         }
         self.dispatcher = Some(Dispatcher::start_with(
             self.store.clone(),
