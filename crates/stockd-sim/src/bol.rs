@@ -55,9 +55,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::common::{
-    ct_eq, hmac_sha256, lock, parse_form_urlencoded, retry_after_value, serve_channel, sim_router,
-    Counters, Injected, NewListing, RunningSim, SimBackend, SimCore, SimError, SimListing,
+    ct_eq, hmac_sha256, lock, parse_form_urlencoded, retry_after_value, serve_channel,
+    serve_in_memory, sim_router, Counters, Injected, NewListing, RunningSim, SimBackend, SimCore,
+    SimError, SimListing,
 };
+use crate::{InMemorySim, SimOptions};
 
 /// The v10 media type (Accept and Content-Type)
 pub const MEDIA_V10: &str = "application/vnd.retailer.v10+json";
@@ -114,6 +116,9 @@ pub struct Config {
     pub export_delay: Duration,
     /// Time a written export file can be downloaded (UNCONFIRMED).
     pub export_retention: Duration,
+    /// The shop's clock for the dates it writes (a simulated day runs on
+    /// one); `None`: the system clock.
+    pub clock: Option<crate::SimClock>,
 }
 
 impl Default for Config {
@@ -132,6 +137,7 @@ impl Default for Config {
             unit_price: 9.99,
             export_delay: Duration::from_secs(2),
             export_retention: Duration::from_secs(3600),
+            clock: None,
         }
     }
 }
@@ -192,14 +198,29 @@ pub async fn start(config: Config, listen: SocketAddr) -> std::io::Result<Runnin
     let core = SimCore::new();
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let base = format!("http://{addr}");
+    let sim = new_bol(config, core, format!("http://{addr}"));
+    let router = http::router(sim.clone());
+    serve_channel(router, listener, sim)
+}
+
+/// Start the simulator in process (see [`InMemorySim`]): `base_url` is the
+/// API base and the login host both (the connector's `api_url` and
+/// `login_url` may name the same simulator).
+pub fn start_in_memory(config: Config, base_url: &str, options: SimOptions) -> InMemorySim {
+    let core = SimCore::with_options(options);
+    let sim = new_bol(config, core, base_url.to_string());
+    let router = http::router(sim.clone());
+    serve_in_memory(router, base_url.to_string(), sim)
+}
+
+fn new_bol(config: Config, core: Arc<SimCore>, base: String) -> Arc<Bol> {
     let jwt_key = {
         let mut k = core.rand_u64().to_be_bytes().to_vec();
         k.extend_from_slice(&core.rand_u64().to_be_bytes());
         k
     };
     let ean_base = core.rand_u64() % 1_000_000;
-    let sim = Arc::new(Bol {
+    Arc::new(Bol {
         state: Mutex::new(BolState {
             outcomes: config.process_outcomes.clone(),
             ean_next: ean_base * 10_000,
@@ -211,7 +232,5 @@ pub async fn start(config: Config, listen: SocketAddr) -> std::io::Result<Runnin
         core,
         base,
         jwt_key,
-    });
-    let router = http::router(sim.clone());
-    serve_channel(router, listener, sim)
+    })
 }

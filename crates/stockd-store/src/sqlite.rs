@@ -130,11 +130,17 @@ impl Checkpointer {
         })
     }
 
-    async fn stop(&self) {
+    /// Stops the thread; `simulated`: joined on the caller's thread (see
+    /// [`crate::writer::WriterHandle::close`]).
+    async fn stop(&self, simulated: bool) {
         drop(self.stop.lock().ok().and_then(|mut s| s.take()));
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            if simulated {
+                let _ = thread.join();
+            } else {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
         }
     }
 }
@@ -647,7 +653,7 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.writer.close().await;
-        self.checkpointer.stop().await;
+        self.checkpointer.stop(self.simulated).await;
     }
 
     fn recompute_done(&self) -> bool {

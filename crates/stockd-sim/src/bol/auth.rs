@@ -62,7 +62,7 @@ impl Bol {
                 "Only grant_type=client_credentials is supported.",
             );
         }
-        let now = Utc::now().timestamp();
+        let now = self.now().timestamp();
         let ttl = self.config.token_ttl_secs;
         let jti = self.core.uuid();
         let head = b64url(br#"{"alg":"HS256","typ":"JWT"}"#);

@@ -29,7 +29,7 @@ impl SimBackend for Bol {
                 managed_by_retailer: false,
                 updated_seq: seq,
                 on_hold: false,
-                modified: Utc::now(),
+                modified: self.now(),
                 unit_price: self.config.unit_price,
             };
             out.push(st.listing(&offer));
@@ -63,7 +63,7 @@ impl SimBackend for Bol {
                 return Err(SimError::NotAvailable);
             }
         }
-        let now = Utc::now();
+        let now = self.now();
         let seq = st.next_seq();
         let mut items = Vec::new();
         for (sku, qty) in lines {
@@ -118,7 +118,7 @@ impl SimBackend for Bol {
         if ord.items.iter().all(|i| i.open() == 0) {
             return Err(SimError::InvalidState("order has no open items".into()));
         }
-        let now = Utc::now();
+        let now = self.now();
         for i in ord.items.iter_mut().filter(|i| i.open() > 0) {
             i.cancellation_request = true;
             if !confirm {
@@ -142,7 +142,7 @@ impl SimBackend for Bol {
         if ord.items.iter().all(|i| i.open() == 0) {
             return Err(SimError::InvalidState("order has no open items".into()));
         }
-        let now = Utc::now();
+        let now = self.now();
         let mut lost: Vec<(String, i64)> = Vec::new();
         for i in ord.items.iter_mut().filter(|i| i.open() > 0) {
             lost.push((i.offer_id.clone(), i.open()));
@@ -172,7 +172,7 @@ impl SimBackend for Bol {
         // The seller dashboard has the API's 0..=999 range.
         offer.amount = quantity.clamp(0, 999);
         offer.updated_seq = seq;
-        offer.modified = Utc::now();
+        offer.modified = self.now();
         Ok(st.listing(&st.offers[index]))
     }
 }

@@ -236,7 +236,7 @@ impl Bol {
         if let Some(h) = on_hold {
             o.on_hold = h;
         }
-        o.modified = Utc::now();
+        o.modified = self.now();
         StatusCode::NO_CONTENT.into_response()
     }
 }

@@ -68,7 +68,7 @@ impl Bol {
         }
         let mut st = lock(&self.state);
         self.settle(&mut st);
-        let now = Utc::now();
+        let now = self.now();
         let mut out = Vec::new();
         // Every simulated order is FBR.
         if method != "FBB" {

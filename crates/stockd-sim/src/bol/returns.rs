@@ -109,7 +109,7 @@ impl Bol {
         if ord.items.iter().all(|i| i.open() == 0) {
             return Err(SimError::InvalidState("order has no open items".into()));
         }
-        let now = Utc::now();
+        let now = self.now();
         for i in ord.items.iter_mut().filter(|i| i.open() > 0) {
             i.shipped += i.open();
             i.changed = now;
@@ -153,7 +153,7 @@ impl Bol {
         let rma_id = (st.return_next + 30_000_000).to_string();
         st.returns.push(Return {
             return_id,
-            registered: Utc::now(),
+            registered: self.now(),
             rma_id: rma_id.clone(),
             order_id,
             order_item_id: order_item_id.to_string(),

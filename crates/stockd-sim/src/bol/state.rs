@@ -212,6 +212,14 @@ pub(super) fn round2(x: f64) -> f64 {
 }
 
 impl Bol {
+    /// The shop's wall clock: the configured simulated one, or the system's.
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        self.config
+            .clock
+            .as_ref()
+            .map_or_else(Utc::now, crate::SimClock::now)
+    }
+
     pub(super) fn bol_stats(&self) -> BolStats {
         lock(&self.state).stats.clone()
     }
@@ -270,7 +278,7 @@ impl Bol {
                 o.amount = amount;
                 o.managed_by_retailer = managed;
                 o.updated_seq = seq;
-                o.modified = Utc::now();
+                o.modified = self.now();
                 Counters::add(&self.core.counters.updates_applied, 1);
                 Ok(())
             }
@@ -284,7 +292,7 @@ impl Bol {
                             ));
                         }
                         i.cancelled += open;
-                        i.changed = Utc::now();
+                        i.changed = self.now();
                         return Ok(());
                     }
                 }
@@ -326,7 +334,7 @@ impl Bol {
             entity_id,
             event_type,
             description,
-            created: Utc::now(),
+            created: self.now(),
             created_at: now,
             due: now + delay,
             status: ProcessOutcomeOrPending::Pending,

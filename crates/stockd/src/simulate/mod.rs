@@ -194,6 +194,7 @@ struct SimChannel {
 const SECRET: &str = "simulated-channel-secret";
 const WOO_KEY: &str = "ck_simulated_0123456789abcdef";
 const WOO_SECRET: &str = "cs_simulated_0123456789abcdef";
+const BOL_CLIENT_ID: &str = "simulated-bol-client";
 
 /// The in-process transport to the simulators.
 type SimTransport = Arc<dyn stockd_channels::Transport>;
@@ -260,6 +261,21 @@ fn simulators(
                 );
                 (base, sim)
             }
+            ChannelKind::Bol => {
+                // One simulator answers the API and the login host.
+                let base = format!("https://{}.bol.sim", spec.id);
+                let sim = stockd_sim::bol::start_in_memory(
+                    stockd_sim::bol::Config {
+                        client_id: BOL_CLIENT_ID.into(),
+                        client_secret: SECRET.into(),
+                        clock: Some(stockd_sim::SimClock(clock.clone())),
+                        ..Default::default()
+                    },
+                    &base,
+                    options,
+                );
+                (base, sim)
+            }
         };
         let sim = Arc::new(sim);
         hosts.insert(host, sim.clone());
@@ -306,6 +322,23 @@ fn connectors(
                             rate_limit: None,
                             order_poll_interval: c.order_poll,
                             ..Default::default()
+                        },
+                        transport.clone(),
+                        clock.clone(),
+                    ))
+                }
+                ChannelKind::Bol => {
+                    let defaults = stockd_channels::bol::Config::default();
+                    Arc::new(stockd_channels::bol::Bol::with_clock(
+                        stockd_channels::bol::Config {
+                            api_url: c.sim.sim.base_url.clone(),
+                            login_url: c.sim.sim.base_url.clone(),
+                            client_id: BOL_CLIENT_ID.into(),
+                            client_secret: SECRET.into(),
+                            order_poll_interval: c
+                                .order_poll
+                                .unwrap_or(defaults.order_poll_interval),
+                            ..defaults
                         },
                         transport.clone(),
                         clock.clone(),

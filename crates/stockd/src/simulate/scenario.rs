@@ -89,6 +89,7 @@ fn default_receipt_qty() -> [i64; 2] {
 pub enum ChannelKind {
     Shopify,
     Woocommerce,
+    Bol,
 }
 
 impl ChannelKind {
@@ -96,6 +97,7 @@ impl ChannelKind {
         match self {
             ChannelKind::Shopify => "shopify",
             ChannelKind::Woocommerce => "woocommerce",
+            ChannelKind::Bol => "bol",
         }
     }
 }
@@ -272,6 +274,15 @@ impl Scenario {
                         c.id
                     )));
                 }
+                // bol.com pushes no orders: its polls are its only way in,
+                // and a poll reads at most the last hour's changes.
+                if c.kind == ChannelKind::Bol && !(1.0..=3_000.0).contains(&secs) {
+                    return Err(invalid(format!(
+                        "channels[{}].order_poll_secs must be within 1..3000 on bol.com \
+                         (no order webhooks; a poll reads the last hour at most)",
+                        c.id
+                    )));
+                }
             }
             if !kinds.insert(c.kind) {
                 return Err(invalid(format!(
@@ -366,5 +377,12 @@ mod tests {
         let e = Scenario::parse(&bad).unwrap_err();
         assert_eq!(e.code, "scenario_invalid");
         assert!(e.message.contains("error_5xx_rate"), "{}", e.message);
+        // bol.com pushes no orders: its polls cannot be turned off.
+        let bol = format!(
+            "{SMALL}\n[[channels]]\nkind = \"bol\"\nid = \"bol-main\"\nshare = 1.0\norder_poll_secs = 0\n"
+        );
+        let e = Scenario::parse(&bol).unwrap_err();
+        assert_eq!(e.code, "scenario_invalid");
+        assert!(e.message.contains("bol.com"), "{}", e.message);
     }
 }

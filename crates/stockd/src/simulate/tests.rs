@@ -119,3 +119,34 @@ fn simulate_seeds_parse() {
         .starts_with("seeds_invalid"));
     assert!(parse_seeds("x").is_err());
 }
+
+#[test]
+fn simulate_bol_orders_come_in_by_poll_and_the_day_ends_converged() {
+    // bol.com beside Shopify and WooCommerce: no order webhooks, so every
+    // order it took must reach the ledger through stockd's polls; its stock
+    // updates are acknowledged later (process statuses), under its faults
+    // and a crash of stockd.
+    let text = format!(
+        "{}\n[[channels]]\nkind = \"bol\"\nid = \"bol-main\"\nshare = 0.5\n",
+        include_str!("../../../../scenarios/small.toml")
+    );
+    let mut scenario = Scenario::parse(&text).expect("small with bol");
+    scenario.hours = 0.5;
+    scenario.demand.peak_hour = Some(0);
+    scenario.faults.crashes_per_hour = 2.0;
+    let rules = scenario.rules_json();
+    let report = run_seed(&scenario, 11, &rules, "active").expect("run");
+    let bol = &report.by_channel["bol-main"];
+    assert!(bol.order_lines > 10, "{bol:?}");
+    assert!(
+        report.invariant_violations.is_empty(),
+        "{:#?}",
+        report.invariant_violations
+    );
+    assert_eq!(report.total.drift, 0, "{report:?}");
+    let again = run_seed(&scenario, 11, &rules, "active").expect("again");
+    assert_eq!(
+        serde_json::to_string(&report).unwrap(),
+        serde_json::to_string(&again).unwrap()
+    );
+}
