@@ -3,7 +3,7 @@
 //! in a real browser — headless Chromium driven over WebDriver by the small
 //! client below — asserting on what a person sees.
 
-use crate::helpers::{config, receipt, sqlite_url, token, TestApp};
+use crate::helpers::{config, free_port, receipt, sqlite_url, token, TestApp};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -452,11 +452,6 @@ impl Drop for WebDriver {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 impl WebDriver {

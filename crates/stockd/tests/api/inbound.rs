@@ -3,7 +3,7 @@
 //! when unreachable, unless STOCKD_REQUIRE_SERVICES=1). Each test uses a
 //! stream and subjects of its own and deletes the stream at the end.
 
-use crate::helpers::{config, receipt, sqlite_url, TestApp};
+use crate::helpers::{config, free_port, receipt, sqlite_url, TestApp};
 use async_nats::jetstream;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -747,14 +747,6 @@ const NATS_SERVER_BIN: &str = "/usr/sbin/nats-server";
 /// when the binary is missing (a failure when STOCKD_REQUIRE_SERVICES=1).
 async fn own_nats_server(test_name: &str, auth: &[&str]) -> Option<OwnNatsServer> {
     own_nats_server_on(test_name, free_port(), auth).await
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn own_nats_server_on(test_name: &str, port: u16, auth: &[&str]) -> Option<OwnNatsServer> {

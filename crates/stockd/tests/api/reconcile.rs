@@ -2,17 +2,12 @@
 //! behind stockd's back are found and fixed; a run stopped mid-way completes
 //! after a restart; a run during traffic reports no false drift.
 
-use crate::helpers::{config, receipt, sqlite_url, TestApp};
+use crate::helpers::{config, free_port, receipt, sqlite_url, TestApp};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use stockd::demo::channels::{start, SimChannel, SimKind};
 use stockd_sim::Faults;
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
 
 struct Channels {
     app: Option<TestApp>,

@@ -6,7 +6,7 @@
 //! protective updates are due on the channel. A run of a real `stockd
 //! serve` killed with SIGKILL mid-way (page by page) completes after restart.
 
-use crate::helpers::{config, receipt, sqlite_url, TestApp};
+use crate::helpers::{config, free_port, receipt, sqlite_url, TestApp};
 use crate::tracked::{self, get_json};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -56,11 +56,6 @@ struct Setup {
     port: u16,
     skus: Vec<String>,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 impl Setup {

@@ -4,7 +4,7 @@
 //! become returns or releases. And WooCommerce's order poll: an order
 //! whose webhooks are lost still reaches the ledger, once.
 
-use crate::helpers::{config, receipt, sqlite_url, TestApp};
+use crate::helpers::{config, free_port, receipt, sqlite_url, TestApp};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -22,11 +22,6 @@ const HOOK_SECRET: &str = "woo-refund-hook-secret";
 struct Setup {
     app: TestApp,
     woo: RunningSim,
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 /// How the shop talks to stockd besides pushes.

@@ -3,7 +3,7 @@
 //! convergence — every listing on every simulated channel shows what stockd
 //! computed — with a deadline, never a fixed sleep.
 
-use crate::helpers::{config, receipt, sqlite_url, TestApp};
+use crate::helpers::{config, free_port, receipt, sqlite_url, TestApp};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,11 +33,6 @@ struct Harness {
     revive_after: Duration,
     /// Holds the database across restarts.
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 fn connections(shop: &RunningSim, woo: &RunningSim) -> Vec<stockd::outbound::dispatch::Connection> {

@@ -5,7 +5,7 @@
 //! simulator's own process book, after a graceful stop of an in-process
 //! server and after `kill -9` of a real `stockd serve`.
 
-use crate::helpers::{config, receipt, sqlite_url, TestApp};
+use crate::helpers::{config, free_port, receipt, sqlite_url, TestApp};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -324,10 +324,7 @@ async fn an_update_bol_accepted_before_a_kill_9_of_stockd_serve_is_resolved_afte
     let dir = tempfile::tempdir().expect("dir");
     let db = sqlite_url(&dir);
     let config = bol_config(dir.path(), &sim, "");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     // No idle connections: the server behind them is killed.
     let client = reqwest::Client::builder()
