@@ -35,3 +35,14 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
         }
     }
 }
+
+/// Waits for a store thread to end: on this thread when `simulated` (an
+/// awaited join would let the paused clock, and every task with it, run on
+/// for as long as the thread takes in real time), else off the async threads.
+pub(crate) async fn join(thread: std::thread::JoinHandle<()>, simulated: bool) {
+    if simulated {
+        let _ = thread.join();
+    } else {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}

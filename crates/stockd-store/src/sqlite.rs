@@ -130,17 +130,12 @@ impl Checkpointer {
         })
     }
 
-    /// Stops the thread; `simulated`: joined on the caller's thread (see
-    /// [`crate::writer::WriterHandle::close`]).
+    /// Stops the thread (see [`crate::sim_wait::join`] for `simulated`).
     async fn stop(&self, simulated: bool) {
         drop(self.stop.lock().ok().and_then(|mut s| s.take()));
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(thread) = thread {
-            if simulated {
-                let _ = thread.join();
-            } else {
-                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-            }
+            crate::sim_wait::join(thread, simulated).await;
         }
     }
 }

@@ -763,14 +763,7 @@ impl WriterHandle {
         let _ = self.call(|reply| Command::Close { reply }).await;
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(thread) = thread {
-            if self.clock.is_some() {
-                // Simulated: the caller's thread waits, so the paused clock
-                // does not run on (and other tasks with it) for as long as
-                // the thread takes to end in real time.
-                let _ = thread.join();
-            } else {
-                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-            }
+            crate::sim_wait::join(thread, self.clock.is_some()).await;
         }
     }
 }

@@ -1237,10 +1237,7 @@ impl Pusher {
 
     /// Remembers when the rows `updates` defer fall due.
     fn note_wakes(&self, updates: &[OutboxUpdate]) {
-        let mut wakes = match self.wakes.lock() {
-            Ok(w) => w,
-            Err(p) => p.into_inner(),
-        };
+        let mut wakes = lock(&self.wakes);
         for update in updates {
             let at = match update {
                 OutboxUpdate::Failed {
@@ -1257,10 +1254,7 @@ impl Pusher {
     /// due now; those due are forgotten: the next round takes them).
     fn next_wake(&self) -> Option<Duration> {
         let now_ms = self.now().timestamp_millis();
-        let mut wakes = match self.wakes.lock() {
-            Ok(w) => w,
-            Err(p) => p.into_inner(),
-        };
+        let mut wakes = lock(&self.wakes);
         let mut due = false;
         while wakes.peek().is_some_and(|w| w.0 <= now_ms) {
             wakes.pop();
