@@ -104,6 +104,12 @@ const MAX_CHANGE_INTERVAL_MINUTES: i64 = 60;
 /// `latest-change-date` reaches back 3 months at most
 /// (`specs/bol/retailer-v10.json`).
 const MAX_LOOKBACK_DAYS: i64 = 92;
+/// Tries of one read inside an order poll: a poll makes dozens of requests
+/// at peak, and one 5xx among them should not throw the rest away.
+const POLL_READ_TRIES: u32 = 3;
+/// Before a read inside a poll is tried again after a 5xx or network error
+/// (doubled each time).
+const POLL_READ_BACKOFF: Duration = Duration::from_secs(1);
 /// `expires_in` when the token answer lacks it: 299 s, as reported by
 /// third parties; bol's own page does not state the lifetime (UNCONFIRMED,
 /// <https://api.bol.com/retailer/public/Retailer-API/authentication.html>).
@@ -600,6 +606,33 @@ impl Bol {
         ))
     }
 
+    /// An idempotent GET inside an order poll, tried again after a 5xx or
+    /// network failure. A 429 ends the poll instead: the poller waits its
+    /// `Retry-After` and the next poll reads the rest.
+    async fn read(
+        &self,
+        endpoint: Endpoint,
+        url: &str,
+        what: &str,
+    ) -> Result<HttpResponse, ChannelError> {
+        let mut backoff = POLL_READ_BACKOFF;
+        let mut tries = 1;
+        loop {
+            match self
+                .call(endpoint, http::Method::GET, url, Media::V10, None, what)
+                .await
+            {
+                Ok(response) => return Ok(response),
+                Err(error) if tries < POLL_READ_TRIES && error.class == ErrorClass::Retryable => {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    tries += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// Lowers the bucket to what bol reports. Header names are UNCONFIRMED
     /// for the Retailer API (its page does not name them,
     /// <https://api.bol.com/retailer/public/Retailer-API/ratelimits.html>);
@@ -912,8 +945,9 @@ impl Bol {
         windows
     }
 
-    async fn list_orders(&self, window: &Window) -> Result<Vec<Value>, ChannelError> {
-        let mut orders = Vec::new();
+    /// Appends the window's orders page by page to `orders`: what was read
+    /// before a failed page stays there.
+    async fn list_orders(&self, window: &Window, orders: &mut Vec<Value>) -> Result<(), ChannelError> {
         for page in 1..=MAX_ORDER_PAGES {
             let filter = match window {
                 Window::Open => "status=OPEN".to_owned(),
@@ -924,16 +958,7 @@ impl Bol {
                 "{}/retailer/orders?page={page}&fulfilment-method=FBR&{filter}",
                 self.api()
             );
-            let response = self
-                .call(
-                    Endpoint::OrdersList,
-                    http::Method::GET,
-                    &url,
-                    Media::V10,
-                    None,
-                    "order list",
-                )
-                .await?;
+            let response = self.read(Endpoint::OrdersList, &url, "order list").await?;
             // An empty page may be `{}` (UNCONFIRMED; `ReducedOrders` in
             // `specs/bol/retailer-v10.json` marks `orders` required).
             let value = if response.body.iter().all(u8::is_ascii_whitespace) {
@@ -962,21 +987,14 @@ impl Bol {
                 break;
             }
         }
-        Ok(orders)
+        Ok(())
     }
 
     /// Offer references of an order's items, from its detail.
     async fn order_detail(&self, order_id: &str) -> Result<(), ChannelError> {
         let url = format!("{}/retailer/orders/{}", self.api(), path_segment(order_id));
         let response = match self
-            .call(
-                Endpoint::OrderGet,
-                http::Method::GET,
-                &url,
-                Media::V10,
-                None,
-                &format!("order {order_id}"),
-            )
+            .read(Endpoint::OrderGet, &url, &format!("order {order_id}"))
             .await
         {
             Ok(response) => response,
@@ -1245,24 +1263,33 @@ impl Connector for Bol {
     async fn poll_orders(&self, cursor: Option<&str>) -> Result<OrderPoll, ChannelError> {
         let started = (self.clock)();
         let windows = self.windows(cursor, started);
+        // A failed request ends the poll's reads but not its work: what was
+        // read before it is reported (changes are idempotent by dedup key),
+        // and the cursor stays where it was so the next poll reads the rest.
+        let mut failure: Option<ChannelError> = None;
+        let mut listed = Vec::new();
+        for window in &windows {
+            if let Err(error) = self.list_orders(window, &mut listed).await {
+                failure = Some(error);
+                break;
+            }
+        }
         let mut seen_orders: Vec<(String, Vec<ItemState>)> = Vec::new();
         let mut seen_items: HashSet<String> = HashSet::new();
-        for window in &windows {
-            for order in self.list_orders(window).await? {
-                let Some(order_id) = string_value(order.get("orderId")) else {
-                    continue;
-                };
-                let states: Vec<ItemState> = order
-                    .get("orderItems")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(item_state)
-                    .filter(|s| seen_items.insert(s.item_id.clone()))
-                    .collect();
-                if !states.is_empty() {
-                    seen_orders.push((order_id, states));
-                }
+        for order in listed {
+            let Some(order_id) = string_value(order.get("orderId")) else {
+                continue;
+            };
+            let states: Vec<ItemState> = order
+                .get("orderItems")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(item_state)
+                .filter(|s| seen_items.insert(s.item_id.clone()))
+                .collect();
+            if !states.is_empty() {
+                seen_orders.push((order_id, states));
             }
         }
 
@@ -1272,7 +1299,14 @@ impl Connector for Bol {
                 .iter()
                 .any(|s| self.cached_offer(&s.item_id).is_none())
             {
-                self.order_detail(&order_id).await?;
+                if failure.is_some() {
+                    // Its offer is unknown and bol is failing: next poll.
+                    continue;
+                }
+                if let Err(error) = self.order_detail(&order_id).await {
+                    failure = Some(error);
+                    continue;
+                }
             }
             for state in states {
                 let offer = self.cached_offer(&state.item_id).unwrap_or_default();
@@ -1311,6 +1345,19 @@ impl Connector for Bol {
                     });
                 }
             }
+        }
+
+        if let Some(error) = failure {
+            if changes.is_empty() {
+                return Err(error);
+            }
+            tracing::warn!(code = %error.code, error = %error.message, read = changes.len(),
+                "bol order poll cut short; what was read is applied, the rest next poll");
+            return Ok(OrderPoll {
+                changes,
+                cursor: cursor.map(str::to_owned),
+                next_poll_after: error.retry_after.unwrap_or(self.config.order_poll_interval),
+            });
         }
 
         // Returns after orders, so a return names an order line stockd has

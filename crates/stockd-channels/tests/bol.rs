@@ -1424,6 +1424,73 @@ async fn an_order_list_429_is_rate_limited() {
     assert!(calls[1].0 - start >= Duration::from_secs(20));
 }
 
+/// Two orders in the last two minutes, each mapped through its detail.
+fn two_recent_orders(fake: &Fake) {
+    let mut state = fake.state();
+    state.order_pages.insert(
+        "page=1&fulfilment-method=FBR&status=ALL&change-interval-minute=2".into(),
+        json!({"orders": [
+            {"orderId": "A1", "orderPlacedDateTime": null,
+             "orderItems": [list_item("11", "8712345678906", 1, "OPEN", 0, false)]},
+            {"orderId": "B2", "orderPlacedDateTime": null,
+             "orderItems": [list_item("21", "8712345678920", 2, "OPEN", 0, false)]},
+        ]}),
+    );
+    state.order_details.insert(
+        "A1".into(),
+        detail("A1", &[("11", OFFER_A, Some("TEE-1"), "8712345678906")]),
+    );
+    state.order_details.insert(
+        "B2".into(),
+        detail("B2", &[("21", OFFER_B, Some("TEE-2"), "8712345678920")]),
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_5xx_inside_a_poll_is_tried_again_and_the_poll_completes() {
+    let fake = Fake::new();
+    two_recent_orders(&fake);
+    fake.once("GET /retailer/orders/B2", problem(502, "Bad Gateway", &[]));
+    let bol = Bol::with_clock(config(OffersApi::V10), fake.clone(), fixed_clock(now()));
+    let poll = bol
+        .poll_orders(Some("2026-05-01T11:59:30Z"))
+        .await
+        .expect("poll");
+    let keys: Vec<&str> = poll.changes.iter().map(|c| c.dedup_key.as_str()).collect();
+    assert_eq!(keys, vec!["order-item:11:placed", "order-item:21:placed"]);
+    assert_eq!(poll.cursor.as_deref(), Some("2026-05-01T12:00:00Z"));
+    let detail_reads = fake
+        .api_calls()
+        .iter()
+        .filter(|(_, c)| c.ends_with("/retailer/orders/B2"))
+        .count();
+    assert_eq!(detail_reads, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_cut_short_keeps_what_it_read_and_its_cursor() {
+    let fake = Fake::new();
+    two_recent_orders(&fake);
+    for _ in 0..3 {
+        fake.once("GET /retailer/orders/B2", problem(503, "Unavailable", &[]));
+    }
+    let bol = Bol::with_clock(config(OffersApi::V10), fake.clone(), fixed_clock(now()));
+    let poll = bol
+        .poll_orders(Some("2026-05-01T11:59:30Z"))
+        .await
+        .expect("what was read is reported");
+    let keys: Vec<&str> = poll.changes.iter().map(|c| c.dedup_key.as_str()).collect();
+    assert_eq!(keys, vec!["order-item:11:placed"]);
+    // B2 is read again next poll: the cursor did not move.
+    assert_eq!(poll.cursor.as_deref(), Some("2026-05-01T11:59:30Z"));
+    let next = bol
+        .poll_orders(poll.cursor.as_deref())
+        .await
+        .expect("next poll");
+    let keys: Vec<&str> = next.changes.iter().map(|c| c.dedup_key.as_str()).collect();
+    assert_eq!(keys, vec!["order-item:11:placed", "order-item:21:placed"]);
+}
+
 fn returned(rma: &str, order: &str, ean: &str, qty: i64) -> Value {
     json!({"returnId": format!("R{rma}"), "registrationDateTime": "2026-05-01T11:00:00+02:00",
            "fulfilmentMethod": "FBR", "returnItems": [

@@ -249,11 +249,24 @@ impl SyncKpis {
         acked
     }
 
-    /// The latency samples (ms) kept for `channel`, both classes.
-    pub fn samples(&self, channel: &ChannelId) -> Vec<f64> {
-        let mut out = self.class_samples(channel, UpdateClass::Protective);
-        out.extend(self.class_samples(channel, UpdateClass::Other));
-        out
+    /// How many latency samples each class of `channel` holds: a mark for
+    /// [`SyncKpis::samples_since`].
+    pub fn sample_counts(&self, channel: &ChannelId) -> [usize; 2] {
+        [UpdateClass::Protective, UpdateClass::Other].map(|c| self.class_samples(channel, c).len())
+    }
+
+    /// The latency samples (ms) of both classes of `channel` recorded after
+    /// `mark` (from [`SyncKpis::sample_counts`]; while fewer than
+    /// `LATENCY_SAMPLES_MAX` a class has been recorded).
+    pub fn samples_since(&self, channel: &ChannelId, mark: [usize; 2]) -> Vec<f64> {
+        [UpdateClass::Protective, UpdateClass::Other]
+            .into_iter()
+            .zip(mark)
+            .flat_map(|(class, from)| {
+                let samples = self.class_samples(channel, class);
+                samples[from.min(samples.len())..].to_vec()
+            })
+            .collect()
     }
 
     /// The latency samples (ms) kept for one class of `channel`'s updates.
@@ -1433,5 +1446,25 @@ fn dead(row: &OutboxRow, error: &ChannelError, attempts: u32, at: DateTime<Utc>)
             superseded: false,
             transient: error.class == ErrorClass::Retryable,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_since_a_mark_are_those_recorded_after_it_in_each_class() {
+        let kpis = SyncKpis::default();
+        let channel = ChannelId::parse("bol-main".to_string()).unwrap();
+        kpis.latency(&channel, UpdateClass::Other, 200_000.0);
+        kpis.latency(&channel, UpdateClass::Other, 190_000.0);
+        let mark = kpis.sample_counts(&channel);
+        assert_eq!(mark, [0, 2]);
+        kpis.latency(&channel, UpdateClass::Protective, 900.0);
+        kpis.latency(&channel, UpdateClass::Other, 1_500.0);
+        let mut since = kpis.samples_since(&channel, mark);
+        since.sort_by(f64::total_cmp);
+        assert_eq!(since, vec![900.0, 1_500.0]);
     }
 }

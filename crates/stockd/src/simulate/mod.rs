@@ -529,14 +529,15 @@ async fn day(
         truth.receive(sku, *qty);
     }
     let mut starts = 0_u64;
+    let channel_ids: Vec<ChannelId> = sims.iter().map(|c| channel_id(&c.id)).collect();
     up.dispatch(&wiring, starts).await;
     // The first push of every listing is set-up, not traffic.
-    settle(&*up.store, Duration::from_secs(3_600)).await;
+    settle(&*up.store, &channel_ids, Duration::from_secs(3_600)).await;
     // stockd while it runs; `None` between a crash and its restart.
     let mut up = Some(up);
-    let baseline: BTreeMap<String, usize> = sims
+    let baseline: BTreeMap<String, [usize; 2]> = sims
         .iter()
-        .map(|c| (c.id.clone(), kpis.samples(&channel_id(&c.id)).len()))
+        .map(|c| (c.id.clone(), kpis.sample_counts(&channel_id(&c.id))))
         .collect();
     let start_ms = clock.elapsed_ms();
 
@@ -652,7 +653,7 @@ async fn day(
         .max(day_start + Duration::from_secs_f64(scenario.hours * 3_600.0));
     tokio::time::sleep_until(traffic_end + QUIESCENCE).await;
     let up = up.ok_or_else(|| setup("stockd was down at the end of the day"))?;
-    settle(&*up.store, Duration::from_secs(3_600)).await;
+    settle(&*up.store, &channel_ids, Duration::from_secs(3_600)).await;
     let end_ms = clock.elapsed_ms() - start_ms;
 
     let ledger = ledger_orders(&*up.store).await?;
@@ -669,8 +670,7 @@ async fn day(
     violations.extend(truth::check_drift(seed, end_ms, &stockd));
     violations.sort_by_key(|v| v.at_ms);
     let latency = |id: &str| {
-        let samples = kpis.samples(&channel_id(id));
-        samples[baseline.get(id).copied().unwrap_or(0).min(samples.len())..].to_vec()
+        kpis.samples_since(&channel_id(id), baseline.get(id).copied().unwrap_or_default())
     };
     let by_channel: BTreeMap<String, Figures> = sims
         .iter()
@@ -782,14 +782,23 @@ async fn seed_catalog(
     Ok((skus, opening))
 }
 
-/// Waits (at most `limit` of simulated time) until no listing lags.
-async fn settle(store: &dyn stockd_store::Store, limit: Duration) {
+/// Waits (at most `limit` of simulated time) until no listing lags and
+/// every update a channel accepted is acknowledged (bol's process statuses):
+/// an acknowledgement counted after the wait would count as traffic.
+async fn settle(store: &dyn stockd_store::Store, channels: &[ChannelId], limit: Duration) {
     let until = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < until {
-        match store.outbox(None, None, true, 1).await {
-            Ok(rows) if rows.is_empty() => return,
-            _ => tokio::time::sleep(Duration::from_secs(1)).await,
+        let mut quiet = matches!(store.outbox(None, None, true, 1).await, Ok(rows) if rows.is_empty());
+        for channel in channels {
+            if !quiet {
+                break;
+            }
+            quiet = matches!(store.outbox_accepted(channel, 1).await, Ok(rows) if rows.is_empty());
         }
+        if quiet {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
