@@ -947,7 +947,11 @@ impl Bol {
 
     /// Appends the window's orders page by page to `orders`: what was read
     /// before a failed page stays there.
-    async fn list_orders(&self, window: &Window, orders: &mut Vec<Value>) -> Result<(), ChannelError> {
+    async fn list_orders(
+        &self,
+        window: &Window,
+        orders: &mut Vec<Value>,
+    ) -> Result<(), ChannelError> {
         for page in 1..=MAX_ORDER_PAGES {
             let filter = match window {
                 Window::Open => "status=OPEN".to_owned(),

@@ -37,7 +37,6 @@ use truth::{Figures, LedgerOrder, StockdState, Target, Truth, Violation};
 
 /// Where a simulated day starts (a Black Friday).
 const EPOCH_MS: i64 = 1_795_737_600_000; // 2026-11-27T00:00:00Z
-const LOCATION: &str = "WH1";
 /// After the traffic stops: webhook retries and pushes settle within this.
 const QUIESCENCE: Duration = Duration::from_secs(10 * 60);
 /// Shopify's webhook retries in the simulation: 2 s, 4 s, … (8.5 min in all;
@@ -78,6 +77,9 @@ pub struct SeedReport {
     /// Dead letters still standing at the end (not superseded by a newer
     /// desired state): listings stockd gave up on until someone retries.
     pub dead_letters: u64,
+    /// Cycle counts the warehouses sent, and the units they found missing.
+    pub warehouse_counts: u64,
+    pub units_written_off: i64,
 }
 
 /// A simulated clock: the paused tokio clock of the simulation's thread,
@@ -367,7 +369,14 @@ enum Happening {
     },
     Receipt {
         sku: usize,
+        location: usize,
         qty: i64,
+    },
+    /// A cycle count that finds up to `shrink` units missing.
+    Count {
+        sku: usize,
+        location: usize,
+        shrink: i64,
     },
     Faults {
         channel: usize,
@@ -380,8 +389,8 @@ enum Happening {
     Restart,
 }
 
-/// How long the warehouse's client waits before it sends a delivery again
-/// that stockd did not take (it was down).
+/// How long the warehouse's client waits before it sends a delivery or a
+/// count again that stockd did not take (it was down).
 const RECEIPT_RETRY_MS: u64 = 5_000;
 
 /// Draws the day's demand, deliveries and fault windows from the seed.
@@ -432,17 +441,46 @@ fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(
         ));
     }
     let w = &scenario.warehouse;
-    if w.receipts_per_hour > 0.0 {
+    let locations = w.locations().len() as u64;
+    // One warehouse draws no location (the seeds of one-warehouse days
+    // keep their days).
+    let location = |rng: &mut Rng| {
+        if locations > 1 {
+            rng.below(locations) as usize
+        } else {
+            0
+        }
+    };
+    // Deliveries and counts: each a variant, a warehouse and units drawn
+    // uniformly from `[min, max]`, at Poisson times.
+    let kinds: [(f64, [i64; 2], fn(usize, usize, i64) -> Happening); 2] = [
+        (w.receipts_per_hour, w.receipt_qty, |sku, location, qty| {
+            Happening::Receipt { sku, location, qty }
+        }),
+        (
+            w.counts_per_hour,
+            w.count_shrink,
+            |sku, location, shrink| Happening::Count {
+                sku,
+                location,
+                shrink,
+            },
+        ),
+    ];
+    for (per_hour, [lo, hi], happening) in kinds {
+        if per_hour <= 0.0 {
+            continue;
+        }
         let mut t = 0.0_f64;
         loop {
-            t += -(1.0 - rng.next_unit()).ln() / (w.receipts_per_hour / 3_600_000.0);
+            t += -(1.0 - rng.next_unit()).ln() / (per_hour / 3_600_000.0);
             if t >= day_ms as f64 {
                 break;
             }
             let sku = rng.below(variants as u64) as usize;
-            let [lo, hi] = w.receipt_qty;
-            let qty = lo + rng.below((hi - lo + 1) as u64) as i64;
-            out.push((t as u64, Happening::Receipt { sku, qty }));
+            let units = lo + rng.below((hi - lo + 1) as u64) as i64;
+            let location = location(rng);
+            out.push((t as u64, happening(sku, location, units)));
         }
     }
     let f = &scenario.faults;
@@ -525,8 +563,8 @@ async fn day(
     let mut rng = Rng::new(seed ^ 0x5151_7A7E_D0D0_CAFE);
     let (skus, opening) = seed_catalog(&up.api, scenario, &sims, rules, &mut rng).await?;
     let mut truth = Truth::default();
-    for (sku, qty) in &opening {
-        truth.receive(sku, *qty);
+    for (sku, location, qty) in &opening {
+        truth.receive(sku, location, *qty);
     }
     let mut starts = 0_u64;
     let channel_ids: Vec<ChannelId> = sims.iter().map(|c| channel_id(&c.id)).collect();
@@ -555,6 +593,8 @@ async fn day(
     }
     let mut next_n = queue.len() as u64;
     let mut receipts = 0_u64;
+    let mut counts = 0_u64;
+    let locations = scenario.warehouse.locations();
     let mut crashes = 0_u64;
     let day_start = tokio::time::Instant::now();
     while let Some(Reverse((t, _, happening))) = queue.pop() {
@@ -590,27 +630,26 @@ async fn day(
                     truth.cancelled(order);
                 }
             }
-            Happening::Receipt { sku, qty } => {
+            Happening::Receipt { .. } | Happening::Count { .. } => {
                 let Some(process) = &up else {
                     // The warehouse's client tries again while stockd is down.
                     queue.push(Reverse((t + RECEIPT_RETRY_MS, next_n, happening)));
                     next_n += 1;
                     continue;
                 };
-                receipts += 1;
-                let sku = &skus[sku];
+                let Some(event) = warehouse_event(
+                    happening,
+                    &skus,
+                    &locations,
+                    &mut truth,
+                    [&mut receipts, &mut counts],
+                ) else {
+                    continue;
+                };
                 process
                     .api
-                    .send(
-                        "POST",
-                        "/v1/events",
-                        Some(
-                            json!([{"key": format!("delivery-{receipts}"), "type": "receipt",
-                        "sku": sku, "location": LOCATION, "qty": qty}]),
-                        ),
-                    )
+                    .send("POST", "/v1/events", Some(json!([event])))
                     .await?;
-                truth.receive(sku, qty);
             }
             Happening::Faults { channel, outage } => {
                 let f = &scenario.faults;
@@ -670,7 +709,10 @@ async fn day(
     violations.extend(truth::check_drift(seed, end_ms, &stockd));
     violations.sort_by_key(|v| v.at_ms);
     let latency = |id: &str| {
-        kpis.samples_since(&channel_id(id), baseline.get(id).copied().unwrap_or_default())
+        kpis.samples_since(
+            &channel_id(id),
+            baseline.get(id).copied().unwrap_or_default(),
+        )
     };
     let by_channel: BTreeMap<String, Figures> = sims
         .iter()
@@ -696,6 +738,8 @@ async fn day(
         injected_faults,
         process_crashes: crashes,
         dead_letters,
+        warehouse_counts: counts,
+        units_written_off: truth.written_off.values().sum(),
     })
 }
 
@@ -703,22 +747,64 @@ fn channel_id(id: &str) -> ChannelId {
     ChannelId::parse(id.to_string()).expect("checked by the scenario")
 }
 
-/// Creates the location, variants, channels, rules, opening stock and the
+/// The event the warehouse sends for a delivery or a cycle count (recorded
+/// in the truth as it is sent); `None` for other happenings.
+fn warehouse_event(
+    happening: Happening,
+    skus: &[String],
+    locations: &[String],
+    truth: &mut Truth,
+    [receipts, counts]: [&mut u64; 2],
+) -> Option<Value> {
+    match happening {
+        Happening::Receipt { sku, location, qty } => {
+            *receipts += 1;
+            let (sku, location) = (&skus[sku], &locations[location]);
+            truth.receive(sku, location, qty);
+            Some(
+                json!({"key": format!("delivery-{receipts}"), "type": "receipt",
+                "sku": sku, "location": location, "qty": qty}),
+            )
+        }
+        Happening::Count {
+            sku,
+            location,
+            shrink,
+        } => {
+            *counts += 1;
+            let (sku, location) = (&skus[sku], &locations[location]);
+            // What is really there when the count is taken.
+            let on_hand = truth.count(sku, location, shrink);
+            Some(json!({"key": format!("count-{counts}"), "type": "count",
+                "sku": sku, "location": location, "on_hand": on_hand,
+                "reason": "cycle count"}))
+        }
+        _ => None,
+    }
+}
+
+/// Creates the locations, variants, channels, rules, opening stock and the
 /// listings (on each simulator and in stockd). Returns the SKUs and the
-/// opening stock.
+/// opening stock (SKU, location, units).
 async fn seed_catalog(
     api: &Api,
     scenario: &Scenario,
     sims: &[SimChannel],
     rules: &Value,
     rng: &mut Rng,
-) -> Result<(Vec<String>, Vec<(String, i64)>), SimulateError> {
-    api.send(
-        "PUT",
-        &format!("/v1/locations/{LOCATION}"),
-        Some(json!({"name": "Warehouse", "sellable": true, "priority": 1})),
-    )
-    .await?;
+) -> Result<(Vec<String>, Vec<(String, String, i64)>), SimulateError> {
+    let locations = scenario.warehouse.locations();
+    for (n, location) in locations.iter().enumerate() {
+        api.send(
+            "PUT",
+            &format!("/v1/locations/{location}"),
+            Some(
+                json!({"name": format!("Warehouse {location}"), "sellable": true,
+                        "priority": n + 1}),
+            ),
+        )
+        .await?;
+    }
     let skus: Vec<String> = (0..scenario.catalog.variants)
         .map(|i| format!("SIM-{i:06}"))
         .collect();
@@ -745,16 +831,28 @@ async fn seed_catalog(
     )
     .await?;
     let [lo, hi] = scenario.catalog.opening_stock;
-    let opening: Vec<(String, i64)> = skus
-        .iter()
-        .map(|sku| (sku.clone(), lo + rng.below((hi - lo + 1) as u64) as i64))
-        .collect();
+    let mut opening: Vec<(String, String, i64)> = Vec::new();
+    for sku in &skus {
+        // Spread over the warehouses: each takes a random part of what is
+        // left, the last the rest (one warehouse draws nothing more).
+        let mut left = lo + rng.below((hi - lo + 1) as u64) as i64;
+        for (n, location) in locations.iter().enumerate() {
+            let part = if n + 1 == locations.len() {
+                left
+            } else {
+                rng.below(left as u64 + 1) as i64
+            };
+            left -= part;
+            if part > 0 {
+                opening.push((sku.clone(), location.clone(), part));
+            }
+        }
+    }
     let receipts: Vec<Value> = opening
         .iter()
-        .filter(|(_, qty)| *qty > 0)
-        .map(|(sku, qty)| {
-            json!({"key": format!("opening-{sku}"), "type": "receipt", "sku": sku,
-                   "location": LOCATION, "qty": qty})
+        .map(|(sku, location, qty)| {
+            json!({"key": format!("opening-{sku}-{location}"), "type": "receipt", "sku": sku,
+                   "location": location, "qty": qty})
         })
         .collect();
     for chunk in receipts.chunks(1_000) {
@@ -788,7 +886,8 @@ async fn seed_catalog(
 async fn settle(store: &dyn stockd_store::Store, channels: &[ChannelId], limit: Duration) {
     let until = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < until {
-        let mut quiet = matches!(store.outbox(None, None, true, 1).await, Ok(rows) if rows.is_empty());
+        let mut quiet =
+            matches!(store.outbox(None, None, true, 1).await, Ok(rows) if rows.is_empty());
         for channel in channels {
             if !quiet {
                 break;
@@ -863,6 +962,11 @@ async fn stockd_state(
             state
                 .stock
                 .insert(sku.clone(), (view.on_hand, view.reserved));
+            for at in &view.locations {
+                state
+                    .on_hand_at
+                    .insert((sku.clone(), at.location.to_string()), at.on_hand);
+            }
         }
     }
     let mut after: Option<(ChannelId, stockd_core::Sku)> = None;

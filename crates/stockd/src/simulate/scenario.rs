@@ -77,10 +77,33 @@ pub struct Warehouse {
     /// Units per delivery, drawn uniformly from `[min, max]`.
     #[serde(default = "default_receipt_qty")]
     pub receipt_qty: [i64; 2],
+    /// The merchant's warehouses (location ids), each sellable on every
+    /// channel; opening stock is spread over them and each delivery goes to
+    /// one. Default: one warehouse, `WH1`.
+    #[serde(default)]
+    pub locations: Vec<String>,
+    /// Cycle counts per hour, each of one variant at one warehouse.
+    #[serde(default)]
+    pub counts_per_hour: f64,
+    /// Units a count finds missing (damage, theft, mis-picks), drawn
+    /// uniformly from `[min, max]`; the count reports what is really there.
+    #[serde(default)]
+    pub count_shrink: [i64; 2],
 }
 
 fn default_receipt_qty() -> [i64; 2] {
     [5, 20]
+}
+
+impl Warehouse {
+    /// The warehouses of the day (`WH1` when none are named).
+    pub fn locations(&self) -> Vec<String> {
+        if self.locations.is_empty() {
+            vec!["WH1".to_string()]
+        } else {
+            self.locations.clone()
+        }
+    }
 }
 
 /// The channels a scenario can run (each on its in-process simulator).
@@ -255,6 +278,34 @@ impl Scenario {
                 "warehouse.receipt_qty must be [min, max] with 1 <= min <= max <= 1000000",
             ));
         }
+        if w.locations.len() > 100 {
+            return Err(invalid("warehouse.locations names at most 100 warehouses"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for l in &w.locations {
+            // Also a path segment of `PUT /v1/locations/{id}`: kept to
+            // characters a path carries as they are.
+            let plain = l
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !plain || stockd_core::LocationId::parse(l.clone()).is_err() {
+                return Err(invalid(format!(
+                    "warehouse.locations: {l:?} is not a location id (letters, digits, . _ -)"
+                )));
+            }
+            if !seen.insert(l) {
+                return Err(invalid(format!("warehouse.locations: {l} twice")));
+            }
+        }
+        if !(w.counts_per_hour.is_finite() && w.counts_per_hour >= 0.0) {
+            return Err(invalid("warehouse.counts_per_hour must be >= 0"));
+        }
+        let [lo, hi] = w.count_shrink;
+        if lo < 0 || hi < lo || hi > 1_000 {
+            return Err(invalid(
+                "warehouse.count_shrink must be [min, max] with 0 <= min <= max <= 1000",
+            ));
+        }
         if self.channels.is_empty() {
             return Err(invalid("channels must name at least one channel"));
         }
@@ -355,6 +406,27 @@ mod tests {
         assert_eq!((s.hours, s.catalog.variants), (24.0, 10_000));
         assert_eq!(s.demand.peak_factor, 10.0);
         assert!(s.faults.crashes_per_hour > 0.0);
+    }
+
+    #[test]
+    fn simulate_scenario_refuses_bad_warehouses_and_counts() {
+        let with = |extra: &str| SMALL.replace("[warehouse]\n", &format!("[warehouse]\n{extra}\n"));
+        let ok = Scenario::parse(&with("locations = [\"A\", \"B\"]\ncounts_per_hour = 5.0"))
+            .expect("two warehouses");
+        assert_eq!(ok.warehouse.locations(), vec!["A", "B"]);
+        assert_eq!(
+            Scenario::parse(SMALL).unwrap().warehouse.locations(),
+            vec!["WH1"]
+        );
+        for (extra, needle) in [
+            ("locations = [\"A\", \"A\"]", "A twice"),
+            ("locations = [\"bad id\"]", "not a location id"),
+            ("counts_per_hour = -1.0", "counts_per_hour"),
+            ("count_shrink = [3, 1]", "count_shrink"),
+        ] {
+            let e = Scenario::parse(&with(extra)).unwrap_err();
+            assert!(e.message.contains(needle), "{extra}: {}", e.message);
+        }
     }
 
     #[test]

@@ -27,6 +27,11 @@ pub struct Truth {
     pub orders: Vec<BookOrder>,
     /// Per SKU: units received (opening stock and deliveries).
     pub received: BTreeMap<String, i64>,
+    /// Per (SKU, warehouse): units physically there (nothing ships in a
+    /// simulated day: received less written off).
+    pub on_hand_at: BTreeMap<(String, String), i64>,
+    /// Per SKU: units a cycle count found missing.
+    pub written_off: BTreeMap<String, i64>,
     /// Per SKU: units sold and not cancelled.
     pub committed: BTreeMap<String, i64>,
     /// Per channel: order attempts a channel refused (it showed too little).
@@ -36,13 +41,32 @@ pub struct Truth {
 }
 
 impl Truth {
-    pub fn receive(&mut self, sku: &str, qty: i64) {
+    pub fn receive(&mut self, sku: &str, location: &str, qty: i64) {
         *self.received.entry(sku.to_string()).or_default() += qty;
+        *self
+            .on_hand_at
+            .entry((sku.to_string(), location.to_string()))
+            .or_default() += qty;
     }
 
-    /// Units the merchant has and has not sold.
+    /// A cycle count of `sku` at `location` that finds up to `shrink` units
+    /// missing: returns what the count reports (the units really there).
+    pub fn count(&mut self, sku: &str, location: &str, shrink: i64) -> i64 {
+        let there = self
+            .on_hand_at
+            .entry((sku.to_string(), location.to_string()))
+            .or_default();
+        let missing = shrink.clamp(0, (*there).max(0));
+        *there -= missing;
+        *self.written_off.entry(sku.to_string()).or_default() += missing;
+        *there
+    }
+
+    /// Units the merchant has (received, less written off) and has not sold.
     pub fn free(&self, sku: &str) -> i64 {
-        self.received.get(sku).copied().unwrap_or(0) - self.committed.get(sku).copied().unwrap_or(0)
+        self.received.get(sku).copied().unwrap_or(0)
+            - self.written_off.get(sku).copied().unwrap_or(0)
+            - self.committed.get(sku).copied().unwrap_or(0)
     }
 
     /// A channel sold `qty` of `sku`: returns the order's index in the book.
@@ -98,6 +122,8 @@ pub struct LedgerOrder {
 pub struct StockdState {
     /// Per SKU: (on hand, reserved).
     pub stock: BTreeMap<String, (i64, i64)>,
+    /// Per (SKU, warehouse): on hand.
+    pub on_hand_at: BTreeMap<(String, String), i64>,
     /// Per (channel, SKU): the quantity stockd wants the channel to show.
     pub desired: BTreeMap<(String, String), i64>,
     /// Per (channel, SKU): what the channel shows (read back from it).
@@ -162,26 +188,46 @@ pub fn check_exactly_once(seed: u64, truth: &Truth, ledger: &[LedgerOrder]) -> V
     out
 }
 
-/// Every unit received is on hand, and every unit sold and not cancelled is
-/// reserved (nothing ships in a simulated day).
+/// Every unit received is on hand (in the warehouse it is in) or written
+/// off by a count, and every unit sold and not cancelled is reserved
+/// (nothing ships in a simulated day).
 pub fn check_units(seed: u64, truth: &Truth, stockd: &StockdState) -> Vec<Violation> {
     let mut out = Vec::new();
+    let first_order = |sku: &str| {
+        truth
+            .orders
+            .iter()
+            .find(|o| o.sku == sku)
+            .map_or(0, |o| o.at_ms)
+    };
     for (sku, received) in &truth.received {
         let committed = truth.committed.get(sku).copied().unwrap_or(0);
+        let written_off = truth.written_off.get(sku).copied().unwrap_or(0);
         let (on_hand, reserved) = stockd.stock.get(sku).copied().unwrap_or((0, 0));
-        if on_hand != *received || reserved != committed {
-            let first_order = truth
-                .orders
-                .iter()
-                .find(|o| &o.sku == sku)
-                .map_or(0, |o| o.at_ms);
+        if on_hand != received - written_off || reserved != committed {
             out.push(Violation {
                 seed,
                 invariant: "units_not_conserved",
                 event: format!(
-                    "{sku}: received {received}, sold {committed}; stockd has {on_hand} on hand, {reserved} reserved"
+                    "{sku}: received {received}, written off {written_off}, sold {committed}; \
+                     stockd has {on_hand} on hand, {reserved} reserved"
                 ),
-                at_ms: first_order,
+                at_ms: first_order(sku),
+            });
+        }
+    }
+    for ((sku, location), there) in &truth.on_hand_at {
+        let held = stockd
+            .on_hand_at
+            .get(&(sku.clone(), location.clone()))
+            .copied()
+            .unwrap_or(0);
+        if held != *there {
+            out.push(Violation {
+                seed,
+                invariant: "units_not_conserved",
+                event: format!("{sku} at {location}: {there} there; stockd has {held} on hand"),
+                at_ms: first_order(sku),
             });
         }
     }
@@ -322,7 +368,7 @@ mod tests {
 
     fn book() -> Truth {
         let mut t = Truth::default();
-        t.receive("A", 2);
+        t.receive("A", "WH1", 2);
         t.sold("shop", "1".into(), "A", 1, 10);
         t.sold("shop", "2".into(), "A", 2, 20);
         let i = t.sold("woo", "3".into(), "A", 1, 30);
@@ -387,6 +433,7 @@ mod tests {
         let t = book();
         let mut s = StockdState::default();
         s.stock.insert("A".into(), (2, 3));
+        s.on_hand_at.insert(("A".into(), "WH1".into()), 2);
         s.desired.insert(("shop".into(), "A".into()), 0);
         s.shown.insert(("shop".into(), "A".into()), 0);
         assert!(check_units(1, &t, &s).is_empty());
@@ -396,5 +443,31 @@ mod tests {
         assert_eq!(check_units(1, &t, &s)[0].invariant, "units_not_conserved");
         let d = check_drift(1, 99, &s);
         assert_eq!((d[0].invariant, d[0].at_ms), ("drift_after_quiescence", 99));
+    }
+
+    #[test]
+    fn simulate_truth_counts_shrinkage_per_warehouse() {
+        let mut t = Truth::default();
+        t.receive("A", "WH1", 3);
+        t.receive("A", "WH2", 1);
+        // A count finds 2 missing at WH2, where only 1 is: 1 written off.
+        assert_eq!(t.count("A", "WH2", 2), 0);
+        assert_eq!(t.count("A", "WH1", 1), 2);
+        assert_eq!((t.written_off["A"], t.free("A")), (2, 2));
+        // Oversell is counted against what is really there.
+        t.sold("shop", "1".into(), "A", 3, 10);
+        assert_eq!(t.orders[0].oversold_units, 1);
+
+        let mut s = StockdState::default();
+        s.stock.insert("A".into(), (2, 3));
+        s.on_hand_at.insert(("A".into(), "WH1".into()), 2);
+        s.on_hand_at.insert(("A".into(), "WH2".into()), 0);
+        assert!(check_units(1, &t, &s).is_empty());
+        // stockd missed the WH2 count: both totals and the warehouse break.
+        s.stock.insert("A".into(), (3, 3));
+        s.on_hand_at.insert(("A".into(), "WH2".into()), 1);
+        let v = check_units(1, &t, &s);
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert!(v[1].event.contains("A at WH2"), "{}", v[1].event);
     }
 }
