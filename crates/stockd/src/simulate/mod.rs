@@ -389,6 +389,9 @@ enum Happening {
     Restart,
 }
 
+/// Makes a delivery or a count of (variant, warehouse, units).
+type WarehouseHappening = fn(usize, usize, i64) -> Happening;
+
 /// How long the warehouse's client waits before it sends a delivery or a
 /// count again that stockd did not take (it was down).
 const RECEIPT_RETRY_MS: u64 = 5_000;
@@ -453,7 +456,7 @@ fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(
     };
     // Deliveries and counts: each a variant, a warehouse and units drawn
     // uniformly from `[min, max]`, at Poisson times.
-    let kinds: [(f64, [i64; 2], fn(usize, usize, i64) -> Happening); 2] = [
+    let kinds: [(f64, [i64; 2], WarehouseHappening); 2] = [
         (w.receipts_per_hour, w.receipt_qty, |sku, location, qty| {
             Happening::Receipt { sku, location, qty }
         }),
