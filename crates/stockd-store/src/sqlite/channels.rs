@@ -1,7 +1,7 @@
 //! SQLite side of `ChannelStore`. These writes are rare; they run on a pooled
 //! connection in an immediate transaction, alongside the event writer.
 
-use super::{batch, inbound_columns, to_inbound, SqliteStore};
+use super::{batch, inbound_columns, to_inbound, unplanned_limit, SqliteStore};
 use crate::channels::{
     self as sql, bundles_from_rows, channel_from_columns, listing_from_columns, locations_column,
     sales_in, ChannelRecord, ChannelStore, KitChange, ListingRecord, RulesVersion, VariantStock,
@@ -280,7 +280,7 @@ impl ChannelStore for SqliteStore {
         let after = after.map(|s| s.as_str().to_string()).unwrap_or_default();
         self.read(move |conn| {
             let raw = conn
-                .prepare_cached(hot::LISTINGS_PAGE)?
+                .prepare_cached(&unplanned_limit(hot::LISTINGS_PAGE))?
                 .query_map(params![channel.as_str(), after, limit], listing_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             to_listings(raw)

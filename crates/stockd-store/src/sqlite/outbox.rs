@@ -5,7 +5,7 @@ use super::channels::{
     active_rules_on, bundles_on, channels_on, in_transaction, listings_of_on, sales_since_on,
     variant_stock_on,
 };
-use super::{all_locations, SqliteBackend, SqliteStore};
+use super::{all_locations, unplanned_limit, SqliteBackend, SqliteStore};
 use crate::availability::AvailabilityReads;
 use crate::channels::{ChannelRecord, ListingRecord, RulesVersion, VariantStock};
 use crate::hot;
@@ -377,7 +377,7 @@ impl OutboxStore for SqliteStore {
         let channel = channel.clone();
         self.read(move |conn| {
             let raw = conn
-                .prepare_cached(&ob::due_sql())?
+                .prepare_cached(&unplanned_limit(&ob::due_sql()))?
                 .query_map(params![channel.as_str(), ob::ms(now), limit], raw_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             to_rows(raw)
@@ -397,7 +397,7 @@ impl OutboxStore for SqliteStore {
             .map(|(c, s)| (c.as_str().to_string(), s.as_str().to_string()))
             .unwrap_or_default();
         self.read(move |conn| {
-            let sql = ob::page_sql(channel.is_some(), pending_only);
+            let sql = unplanned_limit(&ob::page_sql(channel.is_some(), pending_only));
             let mut stmt = conn.prepare_cached(&sql)?;
             let raw = match &channel {
                 Some(c) => stmt
@@ -501,7 +501,7 @@ impl OutboxStore for SqliteStore {
         let channel = channel.clone();
         self.read(move |conn| {
             let raw = conn
-                .prepare_cached(&ob::accepted_sql())?
+                .prepare_cached(&unplanned_limit(&ob::accepted_sql()))?
                 .query_map(params![channel.as_str(), limit], raw_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             to_rows(raw)
