@@ -80,6 +80,8 @@ pub struct SeedReport {
     /// Cycle counts the warehouses sent, and the units they found missing.
     pub warehouse_counts: u64,
     pub units_written_off: i64,
+    /// Order lines of kits (in `total.order_lines` too).
+    pub kit_order_lines: u64,
 }
 
 /// A simulated clock: the paused tokio clock of the simulation's thread,
@@ -401,6 +403,9 @@ fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(
     let day_ms = (scenario.hours * 3_600_000.0) as u64;
     let variants = scenario.catalog.variants;
     let hot = (variants / 10).max(1);
+    // Kits come after the variants in the SKU list; the best sellers are
+    // variants.
+    let sellable = variants + scenario.catalog.kits;
     let share_sum: f64 = channel_shares.iter().sum();
     let mut out = Vec::new();
     // Orders: a Poisson process whose rate follows the hour (the peak hour ×).
@@ -428,7 +433,7 @@ fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(
         let sku = if rng.next_unit() < scenario.demand.hot_share {
             rng.below(hot as u64) as usize
         } else {
-            rng.below(variants as u64) as usize
+            rng.below(sellable as u64) as usize
         };
         let qty = 1 + rng.below(scenario.demand.max_qty as u64) as i64;
         let cancel_after_ms =
@@ -564,8 +569,12 @@ async fn day(
     let mut up = wiring.open(connectors(&sims, &transport, &store_clock))?;
 
     let mut rng = Rng::new(seed ^ 0x5151_7A7E_D0D0_CAFE);
-    let (skus, opening) = seed_catalog(&up.api, scenario, &sims, rules, &mut rng).await?;
-    let mut truth = Truth::default();
+    let kits = draw_kits(scenario, seed);
+    let (skus, opening) = seed_catalog(&up.api, scenario, &sims, rules, &kits, &mut rng).await?;
+    let mut truth = Truth {
+        kits: kits.into_iter().collect(),
+        ..Truth::default()
+    };
     for (sku, location, qty) in &opening {
         truth.receive(sku, location, *qty);
     }
@@ -743,6 +752,11 @@ async fn day(
         dead_letters,
         warehouse_counts: counts,
         units_written_off: truth.written_off.values().sum(),
+        kit_order_lines: truth
+            .orders
+            .iter()
+            .filter(|o| truth.kits.contains_key(&o.sku))
+            .count() as u64,
     })
 }
 
@@ -786,14 +800,48 @@ fn warehouse_event(
     }
 }
 
-/// Creates the locations, variants, channels, rules, opening stock and the
-/// listings (on each simulator and in stockd). Returns the SKUs and the
-/// opening stock (SKU, location, units).
+/// The scenario's kits (SKU, components with units per kit), drawn from the
+/// seed on a stream of their own (a day without kits draws nothing).
+fn draw_kits(scenario: &Scenario, seed: u64) -> Vec<(String, Vec<(String, i64)>)> {
+    let c = &scenario.catalog;
+    let mut rng = Rng::new(seed ^ 0x4B17_5EED_0000_0001);
+    (0..c.kits)
+        .map(|i| {
+            let [lo, hi] = c.kit_components;
+            let n = lo + rng.below((hi - lo + 1) as u64) as usize;
+            let mut picked: Vec<usize> = Vec::with_capacity(n);
+            while picked.len() < n {
+                let v = rng.below(c.variants as u64) as usize;
+                if !picked.contains(&v) {
+                    picked.push(v);
+                }
+            }
+            let [qlo, qhi] = c.kit_component_qty;
+            let components = picked
+                .into_iter()
+                .map(|v| {
+                    let qty = qlo + rng.below((qhi - qlo + 1) as u64) as i64;
+                    (variant_sku(v), qty)
+                })
+                .collect();
+            (format!("KIT-{i:05}"), components)
+        })
+        .collect()
+}
+
+fn variant_sku(n: usize) -> String {
+    format!("SIM-{n:06}")
+}
+
+/// Creates the locations, variants, kits, channels, rules, opening stock
+/// and the listings (on each simulator and in stockd). Returns the SKUs
+/// (variants, then kits) and the opening stock (SKU, location, units).
 async fn seed_catalog(
     api: &Api,
     scenario: &Scenario,
     sims: &[SimChannel],
     rules: &Value,
+    kits: &[(String, Vec<(String, i64)>)],
     rng: &mut Rng,
 ) -> Result<(Vec<String>, Vec<(String, String, i64)>), SimulateError> {
     let locations = scenario.warehouse.locations();
@@ -808,8 +856,11 @@ async fn seed_catalog(
         )
         .await?;
     }
-    let skus: Vec<String> = (0..scenario.catalog.variants)
-        .map(|i| format!("SIM-{i:06}"))
+    let variants: Vec<String> = (0..scenario.catalog.variants).map(variant_sku).collect();
+    let skus: Vec<String> = variants
+        .iter()
+        .cloned()
+        .chain(kits.iter().map(|(kit, _)| kit.clone()))
         .collect();
     for chunk in skus.chunks(1_000) {
         let body: Vec<Value> = chunk
@@ -818,6 +869,18 @@ async fn seed_catalog(
             .collect();
         api.send("POST", "/v1/variants", Some(Value::Array(body)))
             .await?;
+    }
+    for (kit, components) in kits {
+        let components: Vec<Value> = components
+            .iter()
+            .map(|(sku, qty)| json!({"sku": sku, "qty": qty}))
+            .collect();
+        api.send(
+            "PUT",
+            &format!("/v1/bundles/{kit}"),
+            Some(json!({ "components": components })),
+        )
+        .await?;
     }
     for c in sims {
         api.send(
@@ -835,7 +898,7 @@ async fn seed_catalog(
     .await?;
     let [lo, hi] = scenario.catalog.opening_stock;
     let mut opening: Vec<(String, String, i64)> = Vec::new();
-    for sku in &skus {
+    for sku in &variants {
         // Spread over the warehouses: each takes a random part of what is
         // left, the last the rest (one warehouse draws nothing more).
         let mut left = lo + rng.below((hi - lo + 1) as u64) as i64;

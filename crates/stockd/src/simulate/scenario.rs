@@ -35,6 +35,23 @@ pub struct Catalog {
     pub variants: usize,
     /// Opening stock per variant, drawn uniformly from `[min, max]`.
     pub opening_stock: [i64; 2],
+    /// Kits (bundles) besides the variants, listed on every channel: no
+    /// stock of their own, sold from their components'. Default none.
+    #[serde(default)]
+    pub kits: usize,
+    /// Components per kit (distinct variants), drawn from `[min, max]`.
+    #[serde(default = "default_kit_components")]
+    pub kit_components: [usize; 2],
+    /// Units of each component in one kit, drawn from `[min, max]`.
+    #[serde(default = "default_kit_component_qty")]
+    pub kit_component_qty: [i64; 2],
+}
+
+fn default_kit_components() -> [usize; 2] {
+    [2, 3]
+}
+fn default_kit_component_qty() -> [i64; 2] {
+    [1, 2]
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -255,6 +272,23 @@ impl Scenario {
         if self.catalog.variants == 0 || self.catalog.variants > 1_000_000 {
             return Err(invalid("catalog.variants must be within 1..1000000"));
         }
+        let c = &self.catalog;
+        if c.kits > c.variants {
+            return Err(invalid("catalog.kits must be at most catalog.variants"));
+        }
+        let [lo, hi] = c.kit_components;
+        if lo < 1 || hi < lo || hi > c.variants.min(20) {
+            return Err(invalid(
+                "catalog.kit_components must be [min, max] with 1 <= min <= max <= 20 and \
+                 at most catalog.variants",
+            ));
+        }
+        let [lo, hi] = c.kit_component_qty;
+        if lo < 1 || hi < lo || hi > 100 {
+            return Err(invalid(
+                "catalog.kit_component_qty must be [min, max] with 1 <= min <= max <= 100",
+            ));
+        }
         let [lo, hi] = self.catalog.opening_stock;
         if lo < 0 || hi < lo || hi > 1_000_000 {
             return Err(invalid(
@@ -406,6 +440,14 @@ mod tests {
         assert_eq!((s.hours, s.catalog.variants), (24.0, 10_000));
         assert_eq!(s.demand.peak_factor, 10.0);
         assert!(s.faults.crashes_per_hour > 0.0);
+        assert_eq!((s.channels.len(), s.warehouse.locations().len()), (3, 3));
+        assert_eq!(s.catalog.kits, 100);
+        let sweep = Scenario::parse(include_str!("../../../../scenarios/sweep.toml"))
+            .expect("sweep scenario");
+        assert_eq!(
+            (sweep.channels.len(), sweep.warehouse.locations().len()),
+            (3, 3)
+        );
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct Truth {
     pub on_hand_at: BTreeMap<(String, String), i64>,
     /// Per SKU: units a cycle count found missing.
     pub written_off: BTreeMap<String, i64>,
+    /// Per kit SKU: its components (SKU, units in one kit). A kit has no
+    /// units of its own: selling one commits its components'.
+    pub kits: BTreeMap<String, Vec<(String, i64)>>,
     /// Per SKU: units sold and not cancelled.
     pub committed: BTreeMap<String, i64>,
     /// Per channel: order attempts a channel refused (it showed too little).
@@ -62,11 +65,36 @@ impl Truth {
         *there
     }
 
-    /// Units the merchant has (received, less written off) and has not sold.
+    /// Units the merchant has (received, less written off) and has not
+    /// sold; for a kit, the whole kits its components make.
     pub fn free(&self, sku: &str) -> i64 {
-        self.received.get(sku).copied().unwrap_or(0)
-            - self.written_off.get(sku).copied().unwrap_or(0)
-            - self.committed.get(sku).copied().unwrap_or(0)
+        match self.kits.get(sku) {
+            Some(components) => components
+                .iter()
+                .map(|(c, per_kit)| self.free(c).max(0) / per_kit)
+                .min()
+                .unwrap_or(0),
+            None => {
+                self.received.get(sku).copied().unwrap_or(0)
+                    - self.written_off.get(sku).copied().unwrap_or(0)
+                    - self.committed.get(sku).copied().unwrap_or(0)
+            }
+        }
+    }
+
+    /// Commits (or with `sign` -1 releases) `qty` of `sku`: a kit's
+    /// components, a variant's own units.
+    fn commit(&mut self, sku: &str, qty: i64, sign: i64) {
+        let parts = match self.kits.get(sku) {
+            Some(components) => components
+                .iter()
+                .map(|(c, per_kit)| (c.clone(), per_kit * qty))
+                .collect(),
+            None => vec![(sku.to_string(), qty)],
+        };
+        for (part, units) in parts {
+            *self.committed.entry(part).or_default() += sign * units;
+        }
     }
 
     /// A channel sold `qty` of `sku`: returns the order's index in the book.
@@ -79,7 +107,7 @@ impl Truth {
         at_ms: u64,
     ) -> usize {
         let oversold_units = (qty - self.free(sku).max(0)).max(0);
-        *self.committed.entry(sku.to_string()).or_default() += qty;
+        self.commit(sku, qty, 1);
         self.orders.push(BookOrder {
             channel: channel.to_string(),
             order_id,
@@ -96,7 +124,8 @@ impl Truth {
         let order = &mut self.orders[index];
         if !order.cancelled {
             order.cancelled = true;
-            *self.committed.entry(order.sku.clone()).or_default() -= order.qty;
+            let (sku, qty) = (order.sku.clone(), order.qty);
+            self.commit(&sku, qty, -1);
         }
     }
 
@@ -200,7 +229,15 @@ pub fn check_units(seed: u64, truth: &Truth, stockd: &StockdState) -> Vec<Violat
             .find(|o| o.sku == sku)
             .map_or(0, |o| o.at_ms)
     };
-    for (sku, received) in &truth.received {
+    // Every variant that received or sold a unit (kits commit their
+    // components', so a component sold only in kits is checked too).
+    let skus: std::collections::BTreeSet<&String> = truth
+        .received
+        .keys()
+        .chain(truth.committed.keys())
+        .collect();
+    for sku in skus {
+        let received = &truth.received.get(sku).copied().unwrap_or(0);
         let committed = truth.committed.get(sku).copied().unwrap_or(0);
         let written_off = truth.written_off.get(sku).copied().unwrap_or(0);
         let (on_hand, reserved) = stockd.stock.get(sku).copied().unwrap_or((0, 0));
@@ -469,5 +506,33 @@ mod tests {
         let v = check_units(1, &t, &s);
         assert_eq!(v.len(), 2, "{v:?}");
         assert!(v[1].event.contains("A at WH2"), "{}", v[1].event);
+    }
+
+    #[test]
+    fn simulate_truth_sells_kits_from_their_components() {
+        let mut t = Truth::default();
+        t.kits
+            .insert("KIT".into(), vec![("A".into(), 2), ("B".into(), 1)]);
+        t.receive("A", "WH1", 5);
+        t.receive("B", "WH1", 1);
+        // 5 A make 2 kits, 1 B makes 1: one kit is there.
+        assert_eq!(t.free("KIT"), 1);
+        t.refused("shop", "KIT", 1);
+        assert_eq!(t.lost_sales["shop"], 1, "refused while a kit was there");
+        let i = t.sold("shop", "1".into(), "KIT", 2, 10);
+        assert_eq!(t.orders[i].oversold_units, 1);
+        assert_eq!((t.committed["A"], t.committed["B"]), (4, 2));
+        t.cancelled(i);
+        assert_eq!((t.committed["A"], t.committed["B"]), (0, 0));
+        t.sold("shop", "2".into(), "KIT", 1, 20);
+        // A component sold only in kits is held to its reservations too.
+        let mut s = StockdState::default();
+        s.stock.insert("A".into(), (5, 2));
+        s.stock.insert("B".into(), (1, 0));
+        s.on_hand_at.insert(("A".into(), "WH1".into()), 5);
+        s.on_hand_at.insert(("B".into(), "WH1".into()), 1);
+        let v = check_units(1, &t, &s);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].event.starts_with("B:"), "{}", v[0].event);
     }
 }
