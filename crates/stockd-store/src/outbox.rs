@@ -697,9 +697,14 @@ pub(crate) const LEASE_RELEASE: &str =
 
 pub(crate) const POLL_CURSOR: &str = "SELECT poll_cursor FROM channel_leases WHERE channel = ?1";
 
-/// Only the lease holder moves the cursor.
+/// Only the lease holder moves the cursor — or any caller while nobody holds
+/// the lease (`?4`: now, unix ms). One process on SQLite takes no lease: its
+/// cursor row is made here, and a restarted process (another holder name)
+/// moves it on.
 pub(crate) const SET_POLL_CURSOR: &str =
-    "UPDATE channel_leases SET poll_cursor = ?3 WHERE channel = ?1 AND holder = ?2";
+    "INSERT INTO channel_leases (channel, holder, expires_at_ms, poll_cursor) VALUES (?1, ?2, 0, ?3) \
+     ON CONFLICT (channel) DO UPDATE SET poll_cursor = excluded.poll_cursor \
+     WHERE channel_leases.holder = excluded.holder OR channel_leases.expires_at_ms < ?4";
 
 /// `?N` → `$N` for PostgreSQL.
 pub(crate) fn pg(sql: &str) -> String {

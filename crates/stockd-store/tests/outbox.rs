@@ -1684,6 +1684,29 @@ async fn in_flight_and_leases(store: Shared) {
         .unwrap());
 }
 
+/// One process (SQLite) takes no lease: its poll cursor is still kept, and
+/// a restarted process — another holder name — reads it and moves it on.
+async fn poll_cursor_without_a_lease(store: Shared) {
+    let shop = ch("shop");
+    assert_eq!(store.poll_cursor(&shop).await.unwrap(), None);
+    store
+        .set_poll_cursor(&shop, "first-process", Some("2026-11-27T20:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.poll_cursor(&shop).await.unwrap().as_deref(),
+        Some("2026-11-27T20:00:00Z")
+    );
+    store
+        .set_poll_cursor(&shop, "restarted", Some("2026-11-27T20:05:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.poll_cursor(&shop).await.unwrap().as_deref(),
+        Some("2026-11-27T20:05:00Z")
+    );
+}
+
 on_both_stores!(
     receipt_writes_listing_state_in_the_same_commit,
     one_request_writes_each_listing_once,
@@ -1704,6 +1727,7 @@ on_both_stores!(
     parked_listing_sends_a_newer_state,
     latency_start_is_the_oldest_unacknowledged_cause,
     in_flight_and_leases,
+    poll_cursor_without_a_lease,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

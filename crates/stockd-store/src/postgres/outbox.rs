@@ -589,7 +589,7 @@ impl OutboxStore for PgStore {
         client
             .execute(
                 &pg(ob::SET_POLL_CURSOR),
-                &[&channel.as_str(), &holder, &cursor],
+                &[&channel.as_str(), &holder, &cursor, &ob::ms(Utc::now())],
             )
             .await?;
         Ok(())

@@ -558,9 +558,10 @@ impl OutboxStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let (channel, holder) = (channel.as_str().to_string(), holder.to_string());
         let cursor = cursor.map(str::to_string);
+        let now = ob::ms(self.writer.now());
         self.read(move |conn| {
             conn.prepare_cached(ob::SET_POLL_CURSOR)?
-                .execute(params![channel, holder, cursor])?;
+                .execute(params![channel, holder, cursor, now])?;
             Ok(())
         })
         .await
