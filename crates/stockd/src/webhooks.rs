@@ -218,30 +218,49 @@ fn whole_order_cancel(change: &OrderChange) -> bool {
 }
 
 /// A whole-order cancel names no quantities, but the channel restocks on
-/// its own: stockd's belief of the channel's count of every SKU the cancel
-/// released is forgotten, so the listing is pushed again even when its
+/// its own: stockd's belief of the channel's count of every SKU the order
+/// sold there is forgotten, so the listing is pushed again even when its
 /// desired state did not move (else the channel keeps showing the restocked
-/// units: drift, and an oversell risk).
-async fn released_unknown(store: &dyn Store, seq: u64) -> Vec<(Sku, Option<i64>)> {
-    let query = stockd_store::LedgerQuery {
-        sku: None,
-        after_seq: seq.saturating_sub(1),
-        limit: 1,
-    };
-    match store.ledger(&query).await {
-        Ok(rows) => {
-            let skus: std::collections::BTreeSet<Sku> = rows
-                .into_iter()
-                .filter(|row| row.seq == seq)
-                .flat_map(|row| row.changes.into_iter().map(|c| c.sku))
-                .collect();
-            skus.into_iter().map(|sku| (sku, None)).collect()
-        }
-        Err(e) => {
-            tracing::warn!(seq, error = %e, "could not read a cancel's changes");
-            Vec::new()
+/// units: drift, and an oversell risk). What the channel sold is the order's
+/// lines — a kit, not the components its reservation holds — read from the
+/// order's reservations; the SKUs the cancel released otherwise.
+async fn released_unknown(
+    store: &dyn Store,
+    channel: &ChannelId,
+    order_id: &str,
+    seq: u64,
+) -> Vec<(Sku, Option<i64>)> {
+    let mut skus: std::collections::BTreeSet<Sku> = std::collections::BTreeSet::new();
+    if let Ok(order_id) = stockd_core::OrderId::parse(order_id.to_string()) {
+        let order = stockd_core::OrderRef {
+            channel: Some(channel.clone()),
+            order_id,
+        };
+        match store.order_reservations(&order).await {
+            Ok(lines) => skus.extend(
+                lines
+                    .into_iter()
+                    .map(|line| line.kit.map_or(line.sku, |kit| kit.kit_sku)),
+            ),
+            Err(e) => tracing::warn!(seq, error = %e, "could not read a cancelled order's lines"),
         }
     }
+    if skus.is_empty() {
+        let query = stockd_store::LedgerQuery {
+            sku: None,
+            after_seq: seq.saturating_sub(1),
+            limit: 1,
+        };
+        match store.ledger(&query).await {
+            Ok(rows) => skus.extend(
+                rows.into_iter()
+                    .filter(|row| row.seq == seq)
+                    .flat_map(|row| row.changes.into_iter().map(|c| c.sku)),
+            ),
+            Err(e) => tracing::warn!(seq, error = %e, "could not read a cancel's changes"),
+        }
+    }
+    skus.into_iter().map(|sku| (sku, None)).collect()
 }
 
 /// How the channel's own count moved with this change, per SKU.
@@ -624,7 +643,7 @@ pub async fn apply_change(
     if result.status == EventStatus::Applied {
         let mut moves = channel_moves(change, &skus);
         if let (true, Some(seq)) = (whole_order_cancel(change), result.seq) {
-            moves = released_unknown(store, seq).await;
+            moves = released_unknown(store, channel_id, &change.order_id, seq).await;
         }
         if let Err(e) = store.outbox_channel_moved(channel_id, moves).await {
             tracing::warn!(channel = %channel_id, error = %e, "could not follow the channel's count");

@@ -330,3 +330,77 @@ async fn an_order_both_notified_and_polled_applies_once() {
     s.app.stop().await;
     s.woo.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_cancelled_kit_order_is_shown_as_stockd_wants_not_as_the_shop_restocked_it() {
+    // WooCommerce restocks a cancelled order's products on its own and its
+    // cancel names no lines: stockd must forget what it believes the shop
+    // shows of the kit it sold (not only of the components it released).
+    let s = start(&["KC-A", "KC-B"], false).await;
+    s.app.variants(&["KC-KIT"]).await;
+    s.app
+        .put(
+            "/v1/bundles/KC-KIT",
+            json!({"components": [{"sku": "KC-A", "qty": 4}, {"sku": "KC-B", "qty": 1}]}),
+        )
+        .await
+        .expect(200);
+    let listings: Vec<Value> = s
+        .woo
+        .add_listings(&[("KC-KIT".to_string(), 0)])
+        .into_iter()
+        .map(|l| json!({"sku": l.sku, "external": l.external}))
+        .collect();
+    s.app
+        .post(
+            &format!("/v1/channels/{WOO}/listings"),
+            Value::Array(listings),
+        )
+        .await
+        .expect(200);
+    let shown = |sku: &str| {
+        s.woo
+            .listings()
+            .iter()
+            .find(|l| l.sku == sku)
+            .map(|l| l.quantity)
+    };
+    let wait_shown = |sku: &'static str, want: i64| async move {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while shown(sku) != Some(want) {
+            assert!(
+                Instant::now() < deadline,
+                "{sku} never showed {want}: {:?}",
+                shown(sku)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    // 10 A and 10 B make 2 kits.
+    wait_shown("KC-KIT", 2).await;
+    let order = s.woo.buy(&[("KC-KIT".to_string(), 2)]).await.unwrap();
+    s.app
+        .stock_when("KC-A", "the kits reserved", |v| v["reserved"] == 8)
+        .await;
+    // A count finds most of A gone: after the cancel no kit can be made.
+    s.app
+        .events(json!([{"key": "count-kc-a", "type": "count", "sku": "KC-A",
+                         "location": "AMS", "on_hand": 3}]))
+        .await;
+    woo_call(
+        &s.woo,
+        "PUT",
+        &format!("/orders/{order}"),
+        Some(json!({"status": "cancelled"})),
+    )
+    .await;
+    s.app
+        .stock_when("KC-A", "released by the cancel", |v| v["reserved"] == 0)
+        .await;
+    // The shop put the 2 kits back on sale; stockd takes them off again.
+    wait_shown("KC-KIT", 0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(shown("KC-KIT"), Some(0));
+    s.app.stop().await;
+    s.woo.shutdown().await;
+}
