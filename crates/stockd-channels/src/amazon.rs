@@ -263,6 +263,8 @@ pub struct Amazon {
     token: tokio::sync::Mutex<Option<AccessToken>>,
     /// Idempotency key → the feed message that carries it.
     pending: Mutex<HashMap<String, PendingRef>>,
+    /// The wall clock of the first order poll's window and of report reads.
+    clock: crate::Clock,
 }
 
 impl std::fmt::Debug for Amazon {
@@ -492,6 +494,16 @@ impl Amazon {
     }
 
     pub fn new(config: Config, transport: Arc<dyn Transport>) -> Amazon {
+        Amazon::with_clock(config, transport, Arc::new(chrono::Utc::now))
+    }
+
+    /// As [`Amazon::new`], with the wall clock the first order poll's window
+    /// and report reads use (a simulated day passes its own).
+    pub fn with_clock(
+        config: Config,
+        transport: Arc<dyn Transport>,
+        clock: crate::Clock,
+    ) -> Amazon {
         let limiters = Op::ALL
             .iter()
             .map(|op| {
@@ -512,6 +524,7 @@ impl Amazon {
             rates: Mutex::new(rates),
             token: tokio::sync::Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
+            clock,
         }
     }
 

@@ -136,6 +136,9 @@ pub struct Config {
     pub max_feed_messages: usize,
     /// `searchOrders` pagination tokens expire after 24 h.
     pub pagination_token_ttl: Duration,
+    /// The marketplace's clock for the dates it writes (orders, listings,
+    /// feeds, reports); `None` = the system clock.
+    pub clock: Option<crate::SimClock>,
 }
 
 impl Default for Config {
@@ -164,23 +167,44 @@ impl Default for Config {
             rate_limits: default_rate_limits(),
             max_feed_messages: MAX_FEED_MESSAGES,
             pagination_token_ttl: Duration::from_secs(24 * 3600),
+            clock: None,
         }
     }
 }
 
 /// Start the simulator on `listen` (port 0 picks a free port).
 pub async fn start(config: Config, listen: SocketAddr) -> std::io::Result<RunningSim> {
-    let core = SimCore::new();
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let sim = Arc::new(Amazon {
+    let sim = new_amazon(config, SimCore::new(), format!("http://{addr}"));
+    let backend: Arc<dyn SimBackend> = sim.clone();
+    serve(router(sim), listener, backend)
+}
+
+/// Start the simulator in process (see [`crate::InMemorySim`]): `base_url`
+/// is the SP-API endpoint and the login host both (the connector's
+/// `endpoint` and `lwa_url` may name the same simulator).
+pub fn start_in_memory(
+    config: Config,
+    base_url: &str,
+    options: crate::SimOptions,
+) -> crate::InMemorySim {
+    let sim = new_amazon(config, SimCore::with_options(options), base_url.to_string());
+    crate::common::serve_in_memory(router(sim.clone()), base_url.to_string(), sim)
+}
+
+fn new_amazon(config: Config, core: Arc<SimCore>, base_url: String) -> Arc<Amazon> {
+    Arc::new(Amazon {
         state: Mutex::new(AmzState::default()),
         config,
         core,
-        base_url: format!("http://{addr}"),
-    });
+        base_url,
+    })
+}
+
+fn router(sim: Arc<Amazon>) -> Router {
     let backend: Arc<dyn SimBackend> = sim.clone();
-    let router = Router::new()
+    Router::new()
         .route("/auth/o2/token", post(token_handler))
         .route(
             "/listings/2021-08-01/items/{seller_id}/{sku}",
@@ -221,6 +245,5 @@ pub async fn start(config: Config, listen: SocketAddr) -> std::io::Result<Runnin
         .merge(sim_router(backend.clone()))
         .fallback(|| async {
             amz_error(StatusCode::NOT_FOUND, "NotFound", "Resource not found.", "")
-        });
-    serve(router, listener, backend)
+        })
 }

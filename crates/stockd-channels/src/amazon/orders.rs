@@ -51,7 +51,7 @@ impl Amazon {
             None => {
                 let lookback = chrono::Duration::from_std(self.config.order_lookback)
                     .unwrap_or_else(|_| chrono::Duration::days(1));
-                first_after = (chrono::Utc::now() - lookback)
+                first_after = ((self.clock)() - lookback)
                     .format("%Y-%m-%dT%H:%M:%SZ")
                     .to_string();
                 (first_after.as_str(), None)

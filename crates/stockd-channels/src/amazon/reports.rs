@@ -71,7 +71,7 @@ impl Amazon {
         &self,
         progress: BulkProgress<'_>,
     ) -> Result<BulkRead, ChannelError> {
-        let started_at = chrono::Utc::now();
+        let started_at = (self.clock)();
         let deadline = Instant::now() + self.config.report_timeout;
         let mut count = Counted::default();
         let report_id = self.create_report(&mut count, deadline).await?;

@@ -53,7 +53,7 @@ impl Amazon {
             "NotificationMetadata": {
                 "ApplicationId": self.config.application_id,
                 "SubscriptionId": self.config.subscription_id,
-                "PublishTime": ts(&now()),
+                "PublishTime": ts(&self.now()),
                 "NotificationId": self.core.uuid(),
             },
         });
@@ -94,7 +94,7 @@ impl Amazon {
             return Err(SimError::InvalidState(format!("order is {}", o.status)));
         }
         o.status = "SHIPPED";
-        o.updated = now();
+        o.updated = self.now();
         let o = o.clone();
         drop(st);
         self.notify(&o, "Order shipped");
@@ -176,7 +176,7 @@ impl SimBackend for Amazon {
         let mut st = lock(&self.state);
         let mut out = Vec::new();
         for it in items {
-            let t = now();
+            let t = self.now();
             let asin = format!("B0{}", self.digits(8));
             let l = st
                 .listings
@@ -221,7 +221,7 @@ impl SimBackend for Amazon {
                 return Err(SimError::NotAvailable);
             }
         }
-        let t = now();
+        let t = self.now();
         let mut items = Vec::new();
         for (sku, qty) in lines {
             if let Some(l) = st.listings.get_mut(sku) {
@@ -267,7 +267,7 @@ impl SimBackend for Amazon {
                 st.orders[idx].status
             )));
         }
-        let t = now();
+        let t = self.now();
         st.orders[idx].status = "CANCELLED";
         st.orders[idx].updated = t;
         let o = st.orders[idx].clone();
@@ -301,7 +301,7 @@ impl SimBackend for Amazon {
                 if o.refunded { " and refunded" } else { "" }
             )));
         }
-        let t = now();
+        let t = self.now();
         st.orders[idx].refunded = true;
         st.orders[idx].updated = t;
         let items = st.orders[idx].items.clone();
@@ -327,7 +327,7 @@ impl SimBackend for Amazon {
             restock_date: None,
         });
         fa.quantity = quantity.max(0);
-        l.updated = now();
+        l.updated = self.now();
         Ok(self.listing_view(l))
     }
 }

@@ -131,7 +131,7 @@ pub(super) async fn create_feed(
                     feed_type: feed_type.to_string(),
                     marketplace_ids: mps,
                     input_doc: doc.to_string(),
-                    created: now(),
+                    created: sim.now(),
                     started: None,
                     ended: None,
                     status: FeedStatus::InQueue,
@@ -215,7 +215,7 @@ pub(super) async fn cancel_feed(
             ));
         }
         f.status = FeedStatus::Cancelled;
-        f.ended = Some(now());
+        f.ended = Some(sim.now());
         Ok(StatusCode::OK.into_response())
     }
     .await;
@@ -360,7 +360,7 @@ impl Amazon {
                     return;
                 }
                 f.status = FeedStatus::InProgress;
-                f.started = Some(now());
+                f.started = Some(sim.now());
             }
             tokio::select! {
                 _ = tokio::time::sleep(second) => {}
@@ -440,7 +440,7 @@ impl Amazon {
         let result_doc = report.map(|r| self.store_report(&mut st, &r));
         if let Some(f) = st.feeds.get_mut(id) {
             f.status = status;
-            f.ended = Some(now());
+            f.ended = Some(self.now());
             f.result_doc = result_doc;
         }
     }
@@ -565,7 +565,7 @@ impl Amazon {
             return Err(issues);
         }
         copy.applied_seq = seq;
-        copy.updated = now();
+        copy.updated = self.now();
         *l = copy;
         Counters::add(&self.core.counters.updates_applied, 1);
         Ok(())

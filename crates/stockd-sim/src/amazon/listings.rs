@@ -354,7 +354,7 @@ impl Amazon {
                 if l.applied_seq < seq {
                     apply_patches(l, &patches);
                     l.applied_seq = seq;
-                    l.updated = now();
+                    l.updated = sim.now();
                     Counters::add(&sim.core.counters.updates_applied, 1);
                 }
             }

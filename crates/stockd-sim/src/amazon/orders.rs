@@ -140,7 +140,7 @@ pub(super) async fn search_orders(
                 ))
             }
         };
-        let t_now = now();
+        let t_now = sim.now();
         let (after, before) = if by_created { (ca, cb) } else { (ua, ub) };
         let after = after.unwrap_or(t_now);
         if let Some(b) = before {

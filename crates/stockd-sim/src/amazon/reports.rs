@@ -153,7 +153,7 @@ pub(super) async fn create_report(
                     id: id.clone(),
                     report_type: report_type.to_string(),
                     marketplace_ids: mps,
-                    created: now(),
+                    created: sim.now(),
                     started: None,
                     ended: None,
                     status: FeedStatus::InQueue,
@@ -209,7 +209,7 @@ pub(super) async fn cancel_report(
             ));
         }
         r.status = FeedStatus::Cancelled;
-        r.ended = Some(now());
+        r.ended = Some(sim.now());
         Ok(StatusCode::OK.into_response())
     }
     .await;
@@ -317,7 +317,7 @@ impl Amazon {
                     return;
                 }
                 r.status = FeedStatus::InProgress;
-                r.started = Some(now());
+                r.started = Some(sim.now());
             }
             tokio::select! {
                 _ = tokio::time::sleep(second) => {}
@@ -430,7 +430,7 @@ impl Amazon {
         });
         if let Some(r) = st.reports.get_mut(id) {
             r.status = status;
-            r.ended = Some(now());
+            r.ended = Some(self.now());
             r.document = document;
         }
     }

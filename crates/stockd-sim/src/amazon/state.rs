@@ -123,8 +123,15 @@ pub(super) struct Amazon {
 
 pub(super) type Sim = Arc<Amazon>;
 
-pub(super) fn now() -> DateTime<Utc> {
-    Utc::now()
+impl Amazon {
+    /// The marketplace's wall clock: the configured simulated one, or the
+    /// system's.
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        self.config
+            .clock
+            .as_ref()
+            .map_or_else(Utc::now, crate::SimClock::now)
+    }
 }
 
 pub(super) fn ts(t: &DateTime<Utc>) -> String {

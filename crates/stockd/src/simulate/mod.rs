@@ -265,6 +265,22 @@ fn simulators(
                 );
                 (base, sim)
             }
+            ChannelKind::Amazon => {
+                // One simulator answers SP-API and the LWA token host;
+                // ORDER_CHANGE notifications come as webhooks.
+                let base = format!("https://{}.amazon.sim", spec.id);
+                let sim = stockd_sim::amazon::start_in_memory(
+                    stockd_sim::amazon::Config {
+                        notification_url: Some(hook),
+                        notification_secret: SECRET.into(),
+                        clock: Some(stockd_sim::SimClock(clock.clone())),
+                        ..Default::default()
+                    },
+                    &base,
+                    options,
+                );
+                (base, sim)
+            }
             ChannelKind::Bol => {
                 // One simulator answers the API and the login host.
                 let base = format!("https://{}.bol.sim", spec.id);
@@ -325,6 +341,25 @@ fn connectors(
                             webhook_secret: SECRET.into(),
                             rate_limit: None,
                             order_poll_interval: c.order_poll,
+                            ..Default::default()
+                        },
+                        transport.clone(),
+                        clock.clone(),
+                    ))
+                }
+                ChannelKind::Amazon => {
+                    let sim = stockd_sim::amazon::Config::default();
+                    let base = &c.sim.sim.base_url;
+                    Arc::new(stockd_channels::amazon::Amazon::with_clock(
+                        stockd_channels::amazon::Config {
+                            endpoint: base.clone(),
+                            lwa_url: format!("{base}/auth/o2/token"),
+                            client_id: sim.client_id,
+                            client_secret: sim.client_secret,
+                            refresh_token: sim.refresh_token,
+                            seller_id: sim.seller_id,
+                            marketplace_id: sim.marketplace_id,
+                            notification_secret: SECRET.into(),
                             ..Default::default()
                         },
                         transport.clone(),

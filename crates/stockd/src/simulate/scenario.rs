@@ -130,6 +130,7 @@ pub enum ChannelKind {
     Shopify,
     Woocommerce,
     Bol,
+    Amazon,
 }
 
 impl ChannelKind {
@@ -138,6 +139,7 @@ impl ChannelKind {
             ChannelKind::Shopify => "shopify",
             ChannelKind::Woocommerce => "woocommerce",
             ChannelKind::Bol => "bol",
+            ChannelKind::Amazon => "amazon",
         }
     }
 }
@@ -369,6 +371,14 @@ impl Scenario {
                     )));
                 }
             }
+            // Amazon's order polls are paced by `searchOrders`' own rate.
+            if c.kind == ChannelKind::Amazon && c.order_poll_secs.is_some() {
+                return Err(invalid(format!(
+                    "channels[{}].order_poll_secs is not taken on amazon (its polls follow \
+                     the searchOrders rate; notifications bring orders first)",
+                    c.id
+                )));
+            }
             if !kinds.insert(c.kind) {
                 return Err(invalid(format!(
                     "channels: one {} channel per scenario",
@@ -440,7 +450,7 @@ mod tests {
         assert_eq!((s.hours, s.catalog.variants), (24.0, 10_000));
         assert_eq!(s.demand.peak_factor, 10.0);
         assert!(s.faults.crashes_per_hour > 0.0);
-        assert_eq!((s.channels.len(), s.warehouse.locations().len()), (3, 3));
+        assert_eq!((s.channels.len(), s.warehouse.locations().len()), (4, 3));
         assert_eq!(s.catalog.kits, 100);
         let sweep = Scenario::parse(include_str!("../../../../scenarios/sweep.toml"))
             .expect("sweep scenario");

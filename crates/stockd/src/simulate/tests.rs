@@ -192,3 +192,33 @@ fn simulate_kits_sell_from_their_components_and_the_day_ends_converged() {
     assert_eq!(report.total.drift, 0, "{report:?}");
     assert_eq!(report.listings, 2 * 90, "{report:?}");
 }
+
+#[test]
+fn simulate_amazon_orders_and_stock_the_day_ends_converged() {
+    // Amazon beside Shopify and WooCommerce: orders by ORDER_CHANGE
+    // notifications (some lost) with searchOrders polls behind them, stock by
+    // Listings Items patches; under faults and a crash of stockd.
+    let text = format!(
+        "{}\n[[channels]]\nkind = \"amazon\"\nid = \"amazon-main\"\nshare = 0.5\n",
+        include_str!("../../../../scenarios/small.toml")
+    );
+    let mut scenario = Scenario::parse(&text).expect("small with amazon");
+    scenario.hours = 0.5;
+    scenario.demand.peak_hour = Some(0);
+    scenario.faults.crashes_per_hour = 2.0;
+    let rules = scenario.rules_json();
+    let report = run_seed(&scenario, 13, &rules, "active").expect("run");
+    let amazon = &report.by_channel["amazon-main"];
+    assert!(amazon.order_lines > 10, "{amazon:?}");
+    assert!(
+        report.invariant_violations.is_empty(),
+        "{:#?}",
+        report.invariant_violations
+    );
+    assert_eq!(report.total.drift, 0, "{report:?}");
+    let again = run_seed(&scenario, 13, &rules, "active").expect("again");
+    assert_eq!(
+        serde_json::to_string(&report).unwrap(),
+        serde_json::to_string(&again).unwrap()
+    );
+}
