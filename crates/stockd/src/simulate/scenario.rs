@@ -456,8 +456,9 @@ mod tests {
             .expect("sweep scenario");
         assert_eq!(
             (sweep.channels.len(), sweep.warehouse.locations().len()),
-            (3, 3)
+            (4, 3)
         );
+        assert!(sweep.catalog.kits > 0);
     }
 
     #[test]
