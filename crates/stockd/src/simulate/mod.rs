@@ -559,6 +559,7 @@ fn base_faults(scenario: &Scenario) -> Faults {
         lose_webhook_rate: f.webhook_loss_rate,
         duplicate_webhook_rate: f.webhook_duplicate_rate,
         delay_webhooks_ms: f.webhook_delay_ms,
+        latency_ms: f.response_ms,
         ..Default::default()
     }
 }

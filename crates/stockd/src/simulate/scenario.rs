@@ -196,6 +196,10 @@ pub struct FaultRates {
     /// Webhooks leave after a random delay of up to this (and reorder).
     #[serde(default)]
     pub webhook_delay_ms: u64,
+    /// Every channel API request takes this long to answer (slow
+    /// responses; simulated time). Default 0: at once.
+    #[serde(default)]
+    pub response_ms: u64,
     /// Crashes of stockd's process per simulated hour: its state is dropped
     /// at once and it starts again on the same database `crash_down_secs`
     /// later (webhooks meanwhile are refused, deliveries retried).
@@ -404,6 +408,11 @@ impl Scenario {
         }
         finite_positive("faults.crash_down_secs", f.crash_down_secs)?;
         finite_positive("faults.storm_secs", f.storm_secs)?;
+        if f.response_ms > 60_000 || f.webhook_delay_ms > 3_600_000 {
+            return Err(invalid(
+                "faults.response_ms must be at most 60000 and faults.webhook_delay_ms at most 3600000",
+            ));
+        }
         Ok(())
     }
 

@@ -222,3 +222,20 @@ fn simulate_amazon_orders_and_stock_the_day_ends_converged() {
         serde_json::to_string(&again).unwrap()
     );
 }
+
+#[test]
+fn simulate_slow_responses_show_in_the_latency_and_break_nothing() {
+    // Every channel request answers 400 ms late (simulated): updates reach
+    // the channels later, and no check breaks.
+    let mut scenario = small(0.25);
+    scenario.faults.response_ms = 400;
+    let rules = scenario.rules_json();
+    let slow = run_seed(&scenario, 4, &rules, "active").expect("slow run");
+    assert!(
+        slow.invariant_violations.is_empty(),
+        "{:#?}",
+        slow.invariant_violations
+    );
+    assert_eq!(slow.total.drift, 0, "{slow:?}");
+    assert!(slow.total.latency_ms.p50 >= 400.0, "{:?}", slow.total);
+}
