@@ -1204,6 +1204,34 @@ async fn search_orders_polls_maps_states_and_moves_the_cursor() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_cancelled_order_first_seen_by_a_poll_is_placed_then_cancelled() {
+    // Both notifications lost: the poll is the first word of this order.
+    let fake = Fake::new(|_, _| {
+        Ok(response(
+            200,
+            &[],
+            &json!({"orders": [v2026_order("305-0000007", "CANCELLED", "MERCHANT", &[("L7", "A-1", 2)])],
+                    "lastUpdatedBefore": "2026-09-01T11:00:00Z"}),
+        ))
+    });
+    let amazon = Amazon::new(config(), fake);
+    let poll = amazon.poll_orders(None).await.expect("poll");
+    let keys: Vec<(&str, OrderChangeKind, usize)> = poll
+        .changes
+        .iter()
+        .map(|c| (c.dedup_key.as_str(), c.kind, c.lines.len()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("305-0000007:placed", OrderChangeKind::Placed, 1),
+            ("305-0000007:cancelled", OrderChangeKind::Cancelled, 0),
+        ]
+    );
+    assert_eq!(poll.changes[0].lines[0].qty, 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn search_orders_paces_at_its_very_low_rate() {
     let fake = Fake::new(|_, _| Ok(response(200, &[], &json!({"orders": []}))));
     let amazon = Amazon::new(config(), fake.clone());

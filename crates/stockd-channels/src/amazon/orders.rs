@@ -89,7 +89,7 @@ impl Amazon {
                         newest_update = Some(updated.to_owned());
                     }
                 }
-                if let Some(change) = change_from_order(order, &self.config.marketplace_id) {
+                for change in changes_from_order(order, &self.config.marketplace_id) {
                     if seen.insert(change.dedup_key.clone()) {
                         changes.push(change);
                     }
@@ -229,6 +229,42 @@ pub(super) fn order_line(
     })
 }
 
+/// What a poll reads of one order: its change, and for a cancelled order
+/// whose lines still say what was ordered, the placement first — a poll may
+/// be the first word stockd gets of an order placed and cancelled while its
+/// notifications were lost (the same dedup key as the placement's own, so a
+/// placement stockd already has is a duplicate).
+pub(super) fn changes_from_order(order: &Value, marketplace_id: &str) -> Vec<OrderChange> {
+    let Some(change) = change_from_order(order, marketplace_id) else {
+        return Vec::new();
+    };
+    if change.kind != OrderChangeKind::Cancelled {
+        return vec![change];
+    }
+    let placed = order_change(&change.order_id, OrderChangeKind::Placed, lines_of(order));
+    placed.into_iter().chain([change]).collect()
+}
+
+/// The lines of a v2026 `Order` that name a SKU and a positive quantity.
+fn lines_of(order: &Value) -> Vec<OrderLineRef> {
+    order
+        .get("orderItems")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| {
+                    order_line(
+                        str_field(item, "orderItemId"),
+                        item.get("product").and_then(|p| str_field(p, "sellerSku")),
+                        int_field(item.get("quantityOrdered")),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One v2026 `Order` → a change, or `None` (with the reason logged).
 pub(super) fn change_from_order(order: &Value, marketplace_id: &str) -> Option<OrderChange> {
     let order_id = str_field(order, "orderId")?;
@@ -250,22 +286,7 @@ pub(super) fn change_from_order(order: &Value, marketplace_id: &str) -> Option<O
         return None;
     };
     let kind = kind_of_status(status)?;
-    let lines = order
-        .get("orderItems")
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|item| {
-                    order_line(
-                        str_field(item, "orderItemId"),
-                        item.get("product").and_then(|p| str_field(p, "sellerSku")),
-                        int_field(item.get("quantityOrdered")),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let lines = lines_of(order);
     order_change(order_id, kind, lines)
 }
 
