@@ -1244,6 +1244,14 @@ impl Connector for Bol {
         Ok(results)
     }
 
+    /// With `managedByRetailer` bol subtracts only the orders placed after
+    /// the last stock update it applied: an order placed before it (even
+    /// one stockd had not heard of) and its cancellation leave the offer's
+    /// count where that update put it.
+    fn count_follows_orders(&self) -> bool {
+        false
+    }
+
     fn polls_orders(&self) -> bool {
         true
     }

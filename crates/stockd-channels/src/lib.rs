@@ -402,6 +402,15 @@ pub trait Connector: Send + Sync {
         true
     }
 
+    /// Whether the channel's own count moves by exactly an order's lines
+    /// when it takes, cancels or restocks one, whenever that happens. When
+    /// not (bol.com subtracts only the orders placed after the last stock
+    /// update it applied), stockd forgets what it believes the channel shows
+    /// on each order change and sends the whole figure again.
+    fn count_follows_orders(&self) -> bool {
+        true
+    }
+
     /// Whether stockd must poll this channel for orders (no push).
     fn polls_orders(&self) -> bool {
         false

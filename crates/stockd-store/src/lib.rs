@@ -8,6 +8,7 @@
 pub mod availability;
 mod canonical;
 pub mod channels;
+pub mod commits;
 pub mod console;
 pub mod hot;
 pub mod inbound;
@@ -188,7 +189,7 @@ pub trait Store:
     /// states, recorded push outcomes): the dispatcher waits on it instead
     /// of asking the outbox over and over. Other instances' writes on a
     /// shared database do not move it.
-    fn commits(&self) -> tokio::sync::watch::Receiver<u64>;
+    fn commits(&self) -> commits::Commits;
     /// Moves with every change of channels, locations, kits or rules.
     async fn setup_generation(&self) -> Result<i64, StoreError>;
     /// The setup API reads computed with last (see `availability::cached_setup`).

@@ -691,8 +691,8 @@ impl Store for SqliteStore {
         self.writer.recompute_done()
     }
 
-    fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.writer.commits.clone()
+    fn commits(&self) -> crate::commits::Commits {
+        self.writer.commits.subscribe()
     }
 
     async fn setup_generation(&self) -> Result<i64, StoreError> {

@@ -29,7 +29,7 @@ thread_local! {
     /// The writer thread's clock when it runs under a simulated clock.
     static CLOCK: std::cell::RefCell<Option<crate::Clock>> = const { std::cell::RefCell::new(None) };
     /// Told of every commit of the writer thread.
-    static COMMITS: std::cell::RefCell<Option<tokio::sync::watch::Sender<u64>>> =
+    static COMMITS: std::cell::RefCell<Option<crate::commits::CommitSignal>> =
         const { std::cell::RefCell::new(None) };
     /// True while the writer thread works on callers' commands.
     static SERVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -587,7 +587,7 @@ fn announce_commit() {
     }
     COMMITS.with(|c| {
         if let Some(commits) = c.borrow().as_ref() {
-            commits.send_modify(|n| *n = n.wrapping_add(1));
+            commits.announce();
         }
     });
 }
@@ -617,7 +617,7 @@ pub(crate) struct WriterHandle {
     /// True while desired states are being recomputed (start, rules change).
     pub recompute: Arc<AtomicBool>,
     /// Moves with every commit of the writer.
-    pub commits: tokio::sync::watch::Receiver<u64>,
+    pub commits: crate::commits::CommitSignal,
     pub thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -651,7 +651,8 @@ impl WriterHandle {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let recompute = Arc::new(AtomicBool::new(true));
         let recompute_flag = recompute.clone();
-        let (commits_tx, commits) = tokio::sync::watch::channel(0u64);
+        let commits = crate::commits::CommitSignal::new();
+        let commits_tx = commits.clone();
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {

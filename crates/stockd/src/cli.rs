@@ -93,6 +93,11 @@ pub struct SimulateArgs {
     /// Write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write every channel request and webhook delivery of each run, with
+    /// its simulated time, to this file: two runs of one seed compare line
+    /// by line.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -814,6 +819,7 @@ async fn simulate(args: SimulateArgs) -> Result<(), Failure> {
         scenario,
         seeds,
         candidate_rules,
+        trace: args.trace.clone(),
     };
     // Each seed runs on a runtime of its own with paused time, off this one.
     let report = tokio::task::spawn_blocking(move || crate::simulate::run(&options))

@@ -121,9 +121,10 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningServer, StartError> {
     };
     connections.extend(config.extra_connections.iter().cloned());
     let mut state = api::AppState::new(store.clone(), auth);
-    state.listing_index = std::sync::Arc::new(webhooks::ListingIndex::new(
-        config.restock_on_refund.clone(),
-    ));
+    state.listing_index = std::sync::Arc::new(
+        webhooks::ListingIndex::new(config.restock_on_refund.clone())
+            .with_connections(&connections),
+    );
     // Listings may have been imported straight into the database while the
     // server was down: order lines kept for want of one may map now.
     tokio::spawn(webhooks::replay_unmapped_everywhere(

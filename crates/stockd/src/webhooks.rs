@@ -36,11 +36,15 @@ pub type Connectors = HashMap<ChannelId, Arc<dyn Connector>>;
 /// Listing lookups by the channel's own ids, per channel; rebuilt when a
 /// line names an id it does not know (listings may have been added). It
 /// also carries how each channel's order changes apply: the channels whose
-/// refunds with restock verify the return at once.
+/// refunds with restock verify the return at once, and those whose own count
+/// does not follow their orders exactly.
 #[derive(Default)]
 pub struct ListingIndex {
     by_channel: Mutex<HashMap<ChannelId, Arc<ExternalIndex>>>,
     restock_on_refund: BTreeSet<ChannelId>,
+    /// Channels whose connector says their count does not move by exactly an
+    /// order's lines (`Connector::count_follows_orders`).
+    counts_apart: BTreeSet<ChannelId>,
 }
 
 /// (external id key, value) → SKU, for one channel.
@@ -61,7 +65,39 @@ impl ListingIndex {
         ListingIndex {
             by_channel: Mutex::default(),
             restock_on_refund,
+            counts_apart: BTreeSet::new(),
         }
+    }
+
+    /// This index, knowing which of `connections` have counts that do not
+    /// follow their orders exactly.
+    pub fn with_connections(
+        mut self,
+        connections: &[crate::outbound::dispatch::Connection],
+    ) -> ListingIndex {
+        self.counts_apart = connections
+            .iter()
+            .filter(|c| !c.connector.count_follows_orders())
+            .map(|c| c.channel.clone())
+            .collect();
+        self
+    }
+
+    /// How an order change moves the channel's own count, per SKU: the
+    /// change's own moves, or — on a channel whose count does not follow its
+    /// orders — the belief of every SKU it names forgotten, so each is sent
+    /// whole again.
+    fn moves(
+        &self,
+        channel: &ChannelId,
+        change: &OrderChange,
+        skus: &[Option<Sku>],
+    ) -> Vec<(Sku, Option<i64>)> {
+        if self.counts_apart.contains(channel) {
+            let named: BTreeSet<&Sku> = skus.iter().flatten().collect();
+            return named.into_iter().map(|sku| (sku.clone(), None)).collect();
+        }
+        channel_moves(change, skus)
     }
 
     async fn build(store: &dyn Store, channel: &ChannelId) -> Result<ExternalIndex, StoreError> {
@@ -572,7 +608,7 @@ async fn apply_refund(
         "applied"
     };
     if status != "duplicate" {
-        let moves = channel_moves(change, &skus);
+        let moves = index.moves(channel_id, change, &skus);
         if let Err(e) = store.outbox_channel_moved(channel_id, moves).await {
             tracing::warn!(channel = %channel_id, error = %e, "could not follow the channel's count");
         }
@@ -641,7 +677,7 @@ pub async fn apply_change(
         EventStatus::Quarantined => "quarantined",
     };
     if result.status == EventStatus::Applied {
-        let mut moves = channel_moves(change, &skus);
+        let mut moves = index.moves(channel_id, change, &skus);
         if let (true, Some(seq)) = (whole_order_cancel(change), result.seq) {
             moves = released_unknown(store, channel_id, &change.order_id, seq).await;
         }
@@ -842,5 +878,55 @@ mod tests {
         let split = split_refund(&rows, 1);
         assert_eq!(split.release_qty, 0);
         assert_eq!(returned(&split), [("B", "W1", 2), ("C", "W1", 1)]);
+    }
+
+    #[test]
+    fn a_channel_whose_count_does_not_follow_orders_has_its_belief_forgotten() {
+        let transport: Arc<dyn stockd_channels::Transport> = Arc::new(
+            stockd_channels::ReqwestTransport::new(std::time::Duration::from_secs(1))
+                .expect("transport"),
+        );
+        let id = |s: &str| ChannelId::parse(s.to_string()).expect("id");
+        let connections = [
+            crate::outbound::dispatch::Connection {
+                channel: id("bol"),
+                connector: Arc::new(stockd_channels::bol::Bol::new(
+                    Default::default(),
+                    transport.clone(),
+                )),
+            },
+            crate::outbound::dispatch::Connection {
+                channel: id("shop"),
+                connector: Arc::new(stockd_channels::shopify::Shopify::new(
+                    Default::default(),
+                    transport,
+                )),
+            },
+        ];
+        let index = ListingIndex::new(BTreeSet::new()).with_connections(&connections);
+        let line = |id: &str, qty| OrderLineRef {
+            line_id: id.into(),
+            keys: vec![("sku".into(), "A".into())],
+            qty,
+        };
+        let cancel = OrderChange {
+            dedup_key: "1:cancelled".into(),
+            order_id: "1".into(),
+            kind: OrderChangeKind::Cancelled,
+            lines: vec![line("1", 2), line("2", 1)],
+        };
+        let sku = Sku::parse("A".to_string()).expect("sku");
+        let skus = [Some(sku.clone()), Some(sku.clone())];
+        // bol.com restocks a cancelled order only if it was placed after the
+        // last update bol applied: the figure is sent again, whole.
+        assert_eq!(
+            index.moves(&id("bol"), &cancel, &skus),
+            [(sku.clone(), None)]
+        );
+        // A shop's count rises by the cancelled lines.
+        assert_eq!(
+            index.moves(&id("shop"), &cancel, &skus),
+            [(sku.clone(), Some(2)), (sku, Some(1))]
+        );
     }
 }

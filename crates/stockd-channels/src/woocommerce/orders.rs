@@ -32,6 +32,41 @@ fn as_notified(order: &Map<String, Value>) -> Map<String, Value> {
     order
 }
 
+/// The placement of a cancelled order that had been paid, under the key its
+/// `processing` webhook used: a poll may be the first word stockd gets of an
+/// order placed and cancelled while both webhooks were lost. WooCommerce
+/// sets `date_paid` on the move to a paid status, where core reduces stock;
+/// an unpaid order (pending, or on-hold awaiting a transfer) cannot be told
+/// from the poll to have held any, so nothing is invented for it. If stockd
+/// already has the order's lines under another key, the ledger refuses them
+/// as already placed.
+fn paid_placement(order: &Map<String, Value>) -> Option<OrderChange> {
+    let status = order.get("status").and_then(Value::as_str)?;
+    if status.strip_prefix("wc-").unwrap_or(status) != "cancelled" {
+        return None;
+    }
+    let paid = ["date_paid_gmt", "date_paid"].iter().any(|field| {
+        order
+            .get(*field)
+            .and_then(Value::as_str)
+            .is_some_and(|d| !d.is_empty())
+    });
+    if !paid {
+        return None;
+    }
+    let order_id = id_string(order.get("id"))?;
+    let lines = order_lines(order).ok()?;
+    if lines.is_empty() {
+        return None;
+    }
+    Some(OrderChange {
+        dedup_key: format!("{order_id}:processing"),
+        order_id,
+        kind: OrderChangeKind::Placed,
+        lines,
+    })
+}
+
 impl WooCommerce {
     /// One poll: the orders modified since `cursor` (less the overlap), or
     /// within the configured look-back on the first poll, oldest first.
@@ -114,6 +149,9 @@ impl WooCommerce {
             };
         }
         match status_change(&order) {
+            Ok(Some(change)) if change.kind == OrderChangeKind::Cancelled => {
+                Ok(paid_placement(&order).into_iter().chain([change]).collect())
+            }
             Ok(change) => Ok(change.into_iter().collect()),
             Err(e) => {
                 tracing::warn!(error = %e, "a polled order cannot be read; skipped");
@@ -144,5 +182,24 @@ mod tests {
             .expect("readable")
             .expect("a change");
         assert_eq!(change.dedup_key, "8:on-hold");
+    }
+
+    #[test]
+    fn a_paid_cancelled_order_reads_as_placed_then_cancelled_an_unpaid_one_as_cancelled() {
+        let lines =
+            json!([{"id": 1, "product_id": 5, "variation_id": 0, "sku": "A", "quantity": 2}]);
+        let paid = json!({"id": 7, "status": "cancelled", "date_paid_gmt": "2026-11-27T10:00:00",
+            "line_items": lines});
+        let placed = paid_placement(paid.as_object().expect("object")).expect("a placement");
+        assert_eq!(placed.dedup_key, "7:processing");
+        assert_eq!(placed.kind, OrderChangeKind::Placed);
+        assert_eq!(placed.lines.len(), 1);
+        assert_eq!(placed.lines[0].qty, 2);
+        let unpaid =
+            json!({"id": 8, "status": "cancelled", "date_paid_gmt": null, "line_items": lines});
+        assert!(paid_placement(unpaid.as_object().expect("object")).is_none());
+        let failed = json!({"id": 9, "status": "failed", "date_paid_gmt": "2026-11-27T10:00:00",
+            "line_items": lines});
+        assert!(paid_placement(failed.as_object().expect("object")).is_none());
     }
 }

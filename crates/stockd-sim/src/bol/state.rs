@@ -31,6 +31,13 @@ impl Item {
     pub(super) fn open(&self) -> i64 {
         (self.quantity - self.shipped - self.cancelled).max(0)
     }
+
+    /// What the item takes off the offer's corrected stock: "amount minus
+    /// handled order items and minus open order items" — shipped or open,
+    /// not cancelled.
+    pub(super) fn taken(&self) -> i64 {
+        (self.quantity - self.cancelled).max(0)
+    }
 }
 
 pub(super) struct Order {
@@ -148,13 +155,21 @@ impl BolState {
     /// `correctedStock`: amount minus open order items; with `managedByRetailer`
     /// only items of orders placed after the last stock update count.
     pub(super) fn corrected(&self, o: &Offer) -> i64 {
+        // Managed by the retailer: the orders since the last update, open
+        // or handled; else every open order.
         let open: i64 = self
             .orders
             .iter()
             .filter(|ord| !o.managed_by_retailer || ord.seq > o.updated_seq)
             .flat_map(|ord| ord.items.iter())
             .filter(|i| i.offer_id == o.offer_id)
-            .map(Item::open)
+            .map(|i| {
+                if o.managed_by_retailer {
+                    i.taken()
+                } else {
+                    i.open()
+                }
+            })
             .sum();
         (o.amount - open).max(0)
     }

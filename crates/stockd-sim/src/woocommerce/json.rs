@@ -100,6 +100,8 @@ impl Woo {
             "date_created_gmt": o.created,
             "date_modified": o.modified,
             "date_modified_gmt": o.modified,
+            "date_paid": o.paid,
+            "date_paid_gmt": o.paid,
             "total": format!("{total}.00"),
             "total_tax": "0.00",
             "customer_id": 0,

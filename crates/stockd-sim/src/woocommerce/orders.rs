@@ -121,6 +121,9 @@ impl Woo {
             return Ok(());
         }
         o.status = s.to_string();
+        if matches!(s, "processing" | "completed") && o.paid.is_none() {
+            o.paid = Some(now.clone());
+        }
         o.modified = now;
         let o = o.clone();
         self.emit(&mut st, "order.updated", &o);

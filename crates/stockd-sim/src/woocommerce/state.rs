@@ -45,6 +45,9 @@ pub(super) struct Order {
     pub(super) status: String,
     pub(super) created: String,
     pub(super) modified: String,
+    /// `date_paid`: set on the move to a paid status (processing or
+    /// completed) and kept after, as WooCommerce does.
+    pub(super) paid: Option<String>,
     pub(super) lines: Vec<Line>,
     pub(super) refunds: Vec<(u64, i64)>,
     pub(super) key: String,

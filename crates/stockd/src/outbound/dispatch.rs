@@ -809,7 +809,7 @@ impl Worker {
                 self.finished(done);
             }
             // Commits from here on are news to the next wait.
-            commits.borrow_and_update();
+            commits.mark_seen();
             let started = if self.lease.held(self.pusher.now()) {
                 match self.round().await {
                     Ok(n) => n,
@@ -828,7 +828,7 @@ impl Worker {
                     .map_or(idle_poll, |w| w.min(idle_poll));
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    Ok(()) = commits.changed() => {}
+                    () = commits.changed() => {}
                     Some(done) = self.running.join_next(), if !self.running.is_empty() => {
                         self.finished(done);
                     }

@@ -209,12 +209,22 @@ fn simulators(
     seed: u64,
     router: &RouterCell,
     clock: &stockd_store::Clock,
+    trace: Option<Arc<transport::Trace>>,
 ) -> (Vec<SimChannel>, SimTransport) {
     let sink: WebhookSink = {
         let router = router.clone();
+        let trace = trace.clone();
         Arc::new(move |d| {
             let router = router.clone();
-            Box::pin(async move { deliver(&router, d).await })
+            let trace = trace.clone();
+            Box::pin(async move {
+                let url = trace.is_some().then(|| d.url.clone());
+                let status = deliver(&router, d).await;
+                if let (Some(trace), Some(url)) = (trace, url) {
+                    trace.event(format_args!("WEBHOOK {url} {status}"));
+                }
+                status
+            })
         })
     };
     let mut sims = Vec::new();
@@ -307,7 +317,7 @@ fn simulators(
             sim,
         });
     }
-    let transport: SimTransport = Arc::new(transport::InMemoryTransport::new(hosts));
+    let transport: SimTransport = Arc::new(transport::InMemoryTransport::new(hosts, trace));
     (sims, transport)
 }
 
@@ -571,12 +581,29 @@ pub fn run_seed(
     rules: &Value,
     label: &str,
 ) -> Result<SeedReport, SimulateError> {
+    run_seed_traced(scenario, seed, rules, label, None)
+}
+
+/// [`run_seed`], writing every channel request and webhook delivery to
+/// `trace` when given.
+pub fn run_seed_traced(
+    scenario: &Scenario,
+    seed: u64,
+    rules: &Value,
+    label: &str,
+    trace: Option<&transport::TraceFile>,
+) -> Result<SeedReport, SimulateError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .map_err(setup)?;
-    runtime.block_on(day(scenario, seed, rules, label))
+    runtime.block_on(async {
+        let trace = trace.map(|file| {
+            transport::Trace::start(file.clone(), &format!("seed {seed} rules {label}"))
+        });
+        day(scenario, seed, rules, label, trace).await
+    })
 }
 
 async fn day(
@@ -584,6 +611,7 @@ async fn day(
     seed: u64,
     rules: &Value,
     label: &str,
+    trace: Option<Arc<transport::Trace>>,
 ) -> Result<SeedReport, SimulateError> {
     let dir = tempfile::tempdir().map_err(setup)?;
     let clock = SimClock::new();
@@ -593,7 +621,7 @@ async fn day(
     };
     let path = dir.path().join("stockd-simulate.db");
     let router_cell: RouterCell = Arc::new(RwLock::new(None));
-    let (sims, transport) = simulators(scenario, seed, &router_cell, &store_clock);
+    let (sims, transport) = simulators(scenario, seed, &router_cell, &store_clock, trace);
     let wiring = process::Wiring {
         path: path.to_string_lossy().into_owned(),
         clock: store_clock.clone(),
@@ -1104,6 +1132,8 @@ pub struct SimulateOptions {
     pub seeds: Vec<u64>,
     /// A candidate rules document: each seed runs under both.
     pub candidate_rules: Option<Value>,
+    /// Where to write every run's channel requests and webhook deliveries.
+    pub trace: Option<std::path::PathBuf>,
 }
 
 /// The `--report` document.
@@ -1119,11 +1149,41 @@ pub struct Report {
 /// Runs every seed (and the candidate rules beside the active ones).
 pub fn run(options: &SimulateOptions) -> Result<Report, SimulateError> {
     let active = options.scenario.rules_json();
+    let trace: Option<transport::TraceFile> = match &options.trace {
+        None => None,
+        Some(path) => {
+            let file = std::fs::File::create(path).map_err(|e| {
+                SimulateError::Setup(format!("cannot write {}: {e}", path.display()))
+            })?;
+            Some(Arc::new(std::sync::Mutex::new(std::io::BufWriter::new(
+                file,
+            ))))
+        }
+    };
+    let scenario = &options.scenario;
     let mut runs = Vec::new();
     for &seed in &options.seeds {
-        runs.push(run_seed(&options.scenario, seed, &active, "active")?);
+        runs.push(run_seed_traced(
+            scenario,
+            seed,
+            &active,
+            "active",
+            trace.as_ref(),
+        )?);
         if let Some(candidate) = &options.candidate_rules {
-            runs.push(run_seed(&options.scenario, seed, candidate, "candidate")?);
+            runs.push(run_seed_traced(
+                scenario,
+                seed,
+                candidate,
+                "candidate",
+                trace.as_ref(),
+            )?);
+        }
+    }
+    if let Some(file) = &trace {
+        use std::io::Write as _;
+        if let Ok(mut file) = file.lock() {
+            file.flush().map_err(setup)?;
         }
     }
     Ok(Report {

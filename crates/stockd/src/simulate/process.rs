@@ -47,7 +47,9 @@ impl Wiring {
         )
         .map_err(setup)?;
         let mut state = crate::api::AppState::new(store.clone(), auth);
-        let index = Arc::new(crate::webhooks::ListingIndex::new(Default::default()));
+        let index = Arc::new(
+            crate::webhooks::ListingIndex::new(Default::default()).with_connections(&connections),
+        );
         state.listing_index = index.clone();
         state.connectors = Arc::new(
             connections

@@ -304,6 +304,64 @@ async fn an_order_whose_webhooks_are_lost_reaches_the_ledger_by_the_order_poll()
 }
 
 #[tokio::test]
+async fn an_order_placed_and_cancelled_between_two_polls_reaches_the_ledger_placed_then_cancelled()
+{
+    let s = start_with(
+        &["WPOLL-3"],
+        Options {
+            webhooks: false,
+            order_poll: Some(Duration::from_secs(2)),
+            ..REFUNDS
+        },
+    )
+    .await;
+    // Bought (paid) and cancelled at once: the next poll reads the order
+    // only as cancelled.
+    let order = s.woo.buy(&[("WPOLL-3".to_string(), 3)]).await.unwrap();
+    woo_call(
+        &s.woo,
+        "PUT",
+        &format!("/orders/{order}"),
+        Some(json!({"status": "cancelled"})),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let types = loop {
+        let ledger = s.app.get("/v1/ledger?limit=100").await.expect(200).body;
+        let types: Vec<String> = ledger["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|e| e["event"]["order_id"] == order.as_str())
+            .filter_map(|e| e["type"].as_str().map(str::to_owned))
+            .collect();
+        if types.len() >= 2 || Instant::now() > deadline {
+            break types;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(types, ["order", "cancel"], "order {order}");
+    // Later polls read it again: nothing applies twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stock = s.app.stock("WPOLL-3").await;
+    assert_eq!(
+        (stock["on_hand"].as_i64(), stock["reserved"].as_i64()),
+        (Some(10), Some(0)),
+        "{stock}"
+    );
+    let ledger = s.app.get("/v1/ledger?limit=100").await.expect(200).body;
+    let of_order = ledger["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["event"]["order_id"] == order.as_str())
+        .count();
+    assert_eq!(of_order, 2, "{ledger}");
+    s.app.stop().await;
+    s.woo.shutdown().await;
+}
+
+#[tokio::test]
 async fn an_order_both_notified_and_polled_applies_once() {
     let s = start_with(
         &["WPOLL-2"],
