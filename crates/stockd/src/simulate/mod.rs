@@ -79,6 +79,8 @@ pub struct SeedReport {
     pub dead_letters: u64,
     /// Cycle counts the warehouses sent, and the units they found missing.
     pub warehouse_counts: u64,
+    /// Warehouse messages delivered again (`faults.inbound_redelivery_rate`).
+    pub inbound_redeliveries: u64,
     pub units_written_off: i64,
     /// Order lines of kits (in `total.order_lines` too).
     pub kit_order_lines: u64,
@@ -434,6 +436,10 @@ enum Happening {
         down_ms: u64,
     },
     Restart,
+    /// The warehouse message `sent[n]` delivered again.
+    Redeliver {
+        n: usize,
+    },
 }
 
 /// Makes a delivery or a count of (variant, warehouse, units).
@@ -672,6 +678,10 @@ async fn day(
     let mut counts = 0_u64;
     let locations = scenario.warehouse.locations();
     let mut crashes = 0_u64;
+    // Warehouse messages to deliver again, and what their redeliveries did.
+    let mut sent: Vec<Value> = Vec::new();
+    let mut redeliveries = 0_u64;
+    let mut redelivered_applied: Vec<Violation> = Vec::new();
     let day_start = tokio::time::Instant::now();
     while let Some(Reverse((t, _, happening))) = queue.pop() {
         tokio::time::sleep_until(day_start + Duration::from_millis(t)).await;
@@ -726,6 +736,39 @@ async fn day(
                     .api
                     .send("POST", "/v1/events", Some(json!([event])))
                     .await?;
+                let redelivery = scenario.faults.inbound_redelivery_rate;
+                // Drawn only when asked for: days without it keep their draws.
+                if redelivery > 0.0 && rng.next_unit() < redelivery {
+                    let after = 1_000 + rng.below(59_000);
+                    sent.push(event);
+                    let n = sent.len() - 1;
+                    queue.push(Reverse((t + after, next_n, Happening::Redeliver { n })));
+                    next_n += 1;
+                }
+            }
+            Happening::Redeliver { n } => {
+                let Some(process) = &up else {
+                    queue.push(Reverse((t + RECEIPT_RETRY_MS, next_n, happening)));
+                    next_n += 1;
+                    continue;
+                };
+                let answer = process
+                    .api
+                    .send("POST", "/v1/events", Some(json!([sent[n]])))
+                    .await?;
+                redeliveries += 1;
+                let status = answer["results"][0]["status"].as_str().unwrap_or("none");
+                if status != "duplicate" {
+                    redelivered_applied.push(Violation {
+                        seed,
+                        invariant: "inbound_not_exactly_once",
+                        event: format!(
+                            "warehouse message {} delivered again was answered {status}",
+                            sent[n]["key"]
+                        ),
+                        at_ms,
+                    });
+                }
             }
             Happening::Faults { channel, outage } => {
                 let f = &scenario.faults;
@@ -783,6 +826,7 @@ async fn day(
     let mut violations = truth::check_exactly_once(seed, &truth, &ledger);
     violations.extend(truth::check_units(seed, &truth, &stockd));
     violations.extend(truth::check_drift(seed, end_ms, &stockd));
+    violations.extend(redelivered_applied);
     violations.sort_by_key(|v| v.at_ms);
     let latency = |id: &str| {
         kpis.samples_since(
@@ -815,6 +859,7 @@ async fn day(
         process_crashes: crashes,
         dead_letters,
         warehouse_counts: counts,
+        inbound_redeliveries: redeliveries,
         units_written_off: truth.written_off.values().sum(),
         kit_order_lines: truth
             .orders

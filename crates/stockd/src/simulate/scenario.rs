@@ -207,6 +207,11 @@ pub struct FaultRates {
     pub crashes_per_hour: f64,
     #[serde(default = "default_crash_down_secs")]
     pub crash_down_secs: f64,
+    /// Probability that a warehouse message stockd took is delivered again
+    /// 1–60 s later, as an inbound bus redelivers a message whose
+    /// acknowledgement it did not get. It must apply once.
+    #[serde(default)]
+    pub inbound_redelivery_rate: f64,
 }
 
 fn default_crash_down_secs() -> f64 {
@@ -394,6 +399,7 @@ impl Scenario {
         rate("faults.error_5xx_rate", f.error_5xx_rate)?;
         rate("faults.webhook_loss_rate", f.webhook_loss_rate)?;
         rate("faults.webhook_duplicate_rate", f.webhook_duplicate_rate)?;
+        rate("faults.inbound_redelivery_rate", f.inbound_redelivery_rate)?;
         for (name, v) in [
             ("faults.outages_per_hour", f.outages_per_hour),
             ("faults.storms_per_hour", f.storms_per_hour),

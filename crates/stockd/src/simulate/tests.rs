@@ -303,3 +303,21 @@ fn simulate_sweep_days_that_once_broke_end_converged() {
         assert_eq!(report.total.drift, 0, "seed {seed}");
     }
 }
+
+#[test]
+fn simulate_warehouse_messages_delivered_again_apply_once() {
+    // Most deliveries and counts come twice, seconds to a minute later,
+    // some of them while stockd is down: each must be answered as a
+    // duplicate, and the units still add up.
+    let mut scenario = small(0.5);
+    scenario.faults.inbound_redelivery_rate = 0.8;
+    scenario.faults.crashes_per_hour = 4.0;
+    let rules = scenario.rules_json();
+    let report = run_seed(&scenario, 4, &rules, "active").expect("run");
+    assert!(report.inbound_redeliveries > 5, "{report:?}");
+    assert!(
+        report.invariant_violations.is_empty(),
+        "{:#?}",
+        report.invariant_violations
+    );
+}

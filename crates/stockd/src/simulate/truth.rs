@@ -163,8 +163,8 @@ pub struct StockdState {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Violation {
     pub seed: u64,
-    /// `order_not_exactly_once`, `cancel_not_exactly_once`, `units_not_conserved`
-    /// or `drift_after_quiescence`.
+    /// `order_not_exactly_once`, `cancel_not_exactly_once`, `units_not_conserved`,
+    /// `drift_after_quiescence` or `inbound_not_exactly_once`.
     pub invariant: &'static str,
     /// The first event where it broke.
     pub event: String,
