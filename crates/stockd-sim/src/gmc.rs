@@ -56,8 +56,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::common::{
-    lock, parse_form_urlencoded, retry_after_value, serve_channel, sim_router, Counters, Injected,
-    NewListing, RunningSim, SimBackend, SimCore, SimError, SimListing,
+    lock, parse_form_urlencoded, retry_after_value, serve_channel, serve_in_memory, sim_router,
+    Counters, InMemorySim, Injected, NewListing, RunningSim, SimBackend, SimCore, SimError,
+    SimListing, SimOptions,
 };
 
 /// The only OAuth scope the Merchant API takes.
@@ -179,15 +180,40 @@ pub async fn start(config: Config, listen: SocketAddr) -> std::io::Result<Runnin
     let core = SimCore::new();
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let base_url = format!("http://{addr}");
-    let sim = Arc::new(Gmc {
+    let sim = new_gmc(config, key, core, format!("http://{addr}"));
+    let router = router(sim.clone());
+    serve_channel(router, listener, sim)
+}
+
+/// Start the simulator in process (see [`InMemorySim`]): `base_url` is the
+/// API base and the token endpoint's host both.
+pub fn start_in_memory(
+    config: Config,
+    base_url: &str,
+    options: SimOptions,
+) -> std::io::Result<InMemorySim> {
+    let key = match &config.public_key {
+        Some(raw) => Some(rsa_public_key(raw).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "public_key is not an RSA public key in PEM or DER form",
+            )
+        })?),
+        None => None,
+    };
+    let core = SimCore::with_options(options);
+    let sim = new_gmc(config, key, core, base_url.to_string());
+    let router = router(sim.clone());
+    Ok(serve_in_memory(router, base_url.to_string(), sim))
+}
+
+fn new_gmc(config: Config, key: Option<Vec<u8>>, core: Arc<SimCore>, base_url: String) -> Arc<Gmc> {
+    Arc::new(Gmc {
         config,
         key,
         core,
         base_url,
         counters: GmcCounters::default(),
         state: Mutex::new(State::default()),
-    });
-    let router = router(sim.clone());
-    serve_channel(router, listener, sim)
+    })
 }

@@ -14,8 +14,9 @@ use stockd_channels::{amazon, bol, gmc, shopify, woocommerce, ReqwestTransport, 
 use stockd_core::ChannelId;
 use stockd_sim::RunningSim;
 
-const DEMO_KEY_PEM: &str = include_str!("gmc-demo-key.pem");
-const DEMO_PUBLIC_KEY_PEM: &str = include_str!("gmc-demo-key.pub.pem");
+/// A key pair made for the demo and the simulation only (never a real account's).
+pub(crate) const DEMO_KEY_PEM: &str = include_str!("gmc-demo-key.pem");
+pub(crate) const DEMO_PUBLIC_KEY_PEM: &str = include_str!("gmc-demo-key.pub.pem");
 
 const SHOPIFY_TOKEN: &str = "shpat_demo_token";
 const SHOPIFY_SECRET: &str = "demo-shopify-app-secret";

@@ -131,6 +131,9 @@ pub enum ChannelKind {
     Woocommerce,
     Bol,
     Amazon,
+    /// Google Merchant Center: listings with an availability, no orders
+    /// (its shoppers buy in the shop).
+    Gmc,
 }
 
 impl ChannelKind {
@@ -140,6 +143,7 @@ impl ChannelKind {
             ChannelKind::Woocommerce => "woocommerce",
             ChannelKind::Bol => "bol",
             ChannelKind::Amazon => "amazon",
+            ChannelKind::Gmc => "gmc",
         }
     }
 }
@@ -150,7 +154,9 @@ pub struct ChannelSpec {
     pub kind: ChannelKind,
     /// stockd's channel id.
     pub id: String,
-    /// Share of the demand (shares are normalised over all channels).
+    /// Share of the demand (shares are normalised over all channels); 0
+    /// (the default) on Google Merchant Center, which takes no orders.
+    #[serde(default)]
     pub share: f64,
     /// Simulated seconds between reads of recently modified orders, the
     /// backstop for lost webhooks (default 60, as in production; 0 turns
@@ -357,7 +363,17 @@ impl Scenario {
         let mut ids = std::collections::BTreeSet::new();
         let mut kinds = std::collections::BTreeSet::new();
         for c in &self.channels {
-            finite_positive(&format!("channels[{}].share", c.id), c.share)?;
+            if c.kind == ChannelKind::Gmc {
+                if c.share != 0.0 || c.order_poll_secs.is_some() {
+                    return Err(invalid(format!(
+                        "channels[{}]: Google Merchant Center takes no orders (its shoppers \
+                         buy in the shop): no share, no order_poll_secs",
+                        c.id
+                    )));
+                }
+            } else {
+                finite_positive(&format!("channels[{}].share", c.id), c.share)?;
+            }
             stockd_core::ChannelId::parse(c.id.clone())
                 .map_err(|_| invalid(format!("channels: {:?} is not a channel id", c.id)))?;
             if !ids.insert(c.id.clone()) {
@@ -465,13 +481,14 @@ mod tests {
         assert_eq!((s.hours, s.catalog.variants), (24.0, 10_000));
         assert_eq!(s.demand.peak_factor, 10.0);
         assert!(s.faults.crashes_per_hour > 0.0);
-        assert_eq!((s.channels.len(), s.warehouse.locations().len()), (4, 3));
+        // The five channels: four selling, Google showing availability.
+        assert_eq!((s.channels.len(), s.warehouse.locations().len()), (5, 3));
         assert_eq!(s.catalog.kits, 100);
         let sweep = Scenario::parse(include_str!("../../../../scenarios/sweep.toml"))
             .expect("sweep scenario");
         assert_eq!(
             (sweep.channels.len(), sweep.warehouse.locations().len()),
-            (4, 3)
+            (5, 3)
         );
         assert!(sweep.catalog.kits > 0);
     }
@@ -524,5 +541,13 @@ mod tests {
         let e = Scenario::parse(&bol).unwrap_err();
         assert_eq!(e.code, "scenario_invalid");
         assert!(e.message.contains("bol.com"), "{}", e.message);
+        // Google Merchant Center takes no orders: no share of the demand.
+        let google =
+            format!("{SMALL}\n[[channels]]\nkind = \"gmc\"\nid = \"google\"\nshare = 0.2\n");
+        let e = Scenario::parse(&google).unwrap_err();
+        assert_eq!(e.code, "scenario_invalid");
+        assert!(e.message.contains("no orders"), "{}", e.message);
+        let google = format!("{SMALL}\n[[channels]]\nkind = \"gmc\"\nid = \"google\"\n");
+        assert!(Scenario::parse(&google).is_ok());
     }
 }

@@ -241,7 +241,7 @@ fn simulate_slow_responses_show_in_the_latency_and_break_nothing() {
     assert!(slow.total.latency_ms.p50 >= 400.0, "{:?}", slow.total);
 }
 
-/// The sweep day (four channels, kits, three warehouses), cut to `hours`.
+/// The sweep day (five channels, kits, three warehouses), cut to `hours`.
 fn sweep(hours: f64) -> Scenario {
     let mut s = Scenario::parse(include_str!("../../../../scenarios/sweep.toml")).expect("sweep");
     s.hours = hours;
@@ -249,8 +249,8 @@ fn sweep(hours: f64) -> Scenario {
 }
 
 #[test]
-fn simulate_four_channels_give_the_same_trace_request_for_request() {
-    // Four channel workers woken by one commit must wake in the same order
+fn simulate_five_channels_give_the_same_trace_request_for_request() {
+    // Five channel workers woken by one commit must wake in the same order
     // on every run (a watch channel woke them in a random order): the same
     // seed sends the same requests in the same order, at the same
     // simulated times.
@@ -273,7 +273,14 @@ fn simulate_four_channels_give_the_same_trace_request_for_request() {
         })
         .collect();
     assert!(traces[0].lines().count() > 500, "{}", traces[0].len());
-    for channel in ["shopify.sim", "woo.sim", "bol.sim", "amazon.sim", "WEBHOOK"] {
+    for channel in [
+        "shopify.sim",
+        "woo.sim",
+        "bol.sim",
+        "amazon.sim",
+        "gmc.sim",
+        "WEBHOOK",
+    ] {
         assert!(traces[0].contains(channel), "no {channel} in the trace");
     }
     let first_difference = traces[0]
@@ -320,4 +327,43 @@ fn simulate_warehouse_messages_delivered_again_apply_once() {
         "{:#?}",
         report.invariant_violations
     );
+}
+
+#[test]
+fn simulate_google_listings_end_showing_what_stockd_wants() {
+    // Google Merchant Center beside the four selling channels: no orders of
+    // its own, availability only, asynchronous processing, JWT auth; at the
+    // end of the day every Google listing must show the availability
+    // stockd wants, read from the simulator's own products.
+    let scenario = sweep(1.0);
+    assert!(scenario.channels.iter().any(|c| c.id == "google"));
+    let rules = scenario.rules_json();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("trace");
+    let file: transport::TraceFile = Arc::new(std::sync::Mutex::new(std::io::BufWriter::new(
+        std::fs::File::create(&path).expect("trace file"),
+    )));
+    let report = run_seed_traced(&scenario, 2, &rules, "active", Some(&file)).expect("run");
+    {
+        use std::io::Write as _;
+        file.lock().expect("trace").flush().expect("flush");
+    }
+    let trace = std::fs::read_to_string(&path).expect("trace");
+    // Availability moved during the day and Google was told, not only at
+    // set-up.
+    let day_updates = trace
+        .lines()
+        .filter(|l| l.contains("gmc.sim/products/v1/") && l.contains(" PATCH "))
+        .filter(|l| l.split(' ').next().and_then(|ms| ms.parse::<u64>().ok()) > Some(60_000))
+        .count();
+    assert!(day_updates > 0, "no update reached Google during the day");
+    let google = &report.by_channel["google"];
+    assert_eq!(google.order_lines, 0, "{google:?}");
+    assert!(report.listings >= 66 * 5, "{report:?}");
+    assert!(
+        report.invariant_violations.is_empty(),
+        "{:#?}",
+        report.invariant_violations
+    );
+    assert_eq!(report.total.drift, 0, "{report:?}");
 }
