@@ -168,15 +168,7 @@ pub fn gmc_stats(sim: &RunningSim) -> Option<GmcStats> {
 
 /// Start the simulator on `listen` (port 0 picks a free port).
 pub async fn start(config: Config, listen: SocketAddr) -> std::io::Result<RunningSim> {
-    let key = match &config.public_key {
-        Some(raw) => Some(rsa_public_key(raw).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "public_key is not an RSA public key in PEM or DER form",
-            )
-        })?),
-        None => None,
-    };
+    let key = public_key(&config)?;
     let core = SimCore::new();
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -192,19 +184,27 @@ pub fn start_in_memory(
     base_url: &str,
     options: SimOptions,
 ) -> std::io::Result<InMemorySim> {
-    let key = match &config.public_key {
-        Some(raw) => Some(rsa_public_key(raw).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "public_key is not an RSA public key in PEM or DER form",
-            )
-        })?),
-        None => None,
-    };
+    let key = public_key(&config)?;
     let core = SimCore::with_options(options);
     let sim = new_gmc(config, key, core, base_url.to_string());
     let router = router(sim.clone());
     Ok(serve_in_memory(router, base_url.to_string(), sim))
+}
+
+/// The configured service-account key, parsed.
+fn public_key(config: &Config) -> std::io::Result<Option<Vec<u8>>> {
+    config
+        .public_key
+        .as_deref()
+        .map(|raw| {
+            rsa_public_key(raw).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "public_key is not an RSA public key in PEM or DER form",
+                )
+            })
+        })
+        .transpose()
 }
 
 fn new_gmc(config: Config, key: Option<Vec<u8>>, core: Arc<SimCore>, base_url: String) -> Arc<Gmc> {

@@ -132,6 +132,39 @@ async fn start_with(skus: &[&str], options: Options) -> Setup {
     Setup { app, woo }
 }
 
+/// The order cancelled in the shop's back office.
+async fn cancel_in_back_office(woo: &RunningSim, order: &str) {
+    woo_call(
+        woo,
+        "PUT",
+        &format!("/orders/{order}"),
+        Some(json!({"status": "cancelled"})),
+    )
+    .await;
+}
+
+/// `sku` has its 10 units on hand and nothing reserved.
+async fn assert_all_released(app: &TestApp, sku: &str) {
+    let stock = app.stock(sku).await;
+    assert_eq!(
+        (stock["on_hand"].as_i64(), stock["reserved"].as_i64()),
+        (Some(10), Some(0)),
+        "{stock}"
+    );
+}
+
+/// The ledger's entries for `order`, by type, in order.
+async fn order_entries(app: &TestApp, order: &str) -> Vec<String> {
+    let ledger = app.get("/v1/ledger?limit=100").await.expect(200).body;
+    ledger["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["event"]["order_id"] == order)
+        .filter_map(|e| e["type"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// A signed call to the simulator's REST API (OAuth 1.0a over http).
 async fn woo_call(woo: &RunningSim, method: &str, path: &str, body: Option<Value>) -> Value {
     static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -281,24 +314,13 @@ async fn an_order_whose_webhooks_are_lost_reaches_the_ledger_by_the_order_poll()
         .stock_when("WPOLL-1", "reserved by the poll", |v| v["reserved"] == 3)
         .await;
     // Cancelled in the shop's back office: read back the same way.
-    woo_call(
-        &s.woo,
-        "PUT",
-        &format!("/orders/{order}"),
-        Some(json!({"status": "cancelled"})),
-    )
-    .await;
+    cancel_in_back_office(&s.woo, &order).await;
     s.app
         .stock_when("WPOLL-1", "released by the poll", |v| v["reserved"] == 0)
         .await;
     // Every poll reads the last minute again: nothing applies twice.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let stock = s.app.stock("WPOLL-1").await;
-    assert_eq!(
-        (stock["on_hand"].as_i64(), stock["reserved"].as_i64()),
-        (Some(10), Some(0)),
-        "{stock}"
-    );
+    assert_all_released(&s.app, "WPOLL-1").await;
     s.app.stop().await;
     s.woo.shutdown().await;
 }
@@ -318,23 +340,10 @@ async fn an_order_placed_and_cancelled_between_two_polls_reaches_the_ledger_plac
     // Bought (paid) and cancelled at once: the next poll reads the order
     // only as cancelled.
     let order = s.woo.buy(&[("WPOLL-3".to_string(), 3)]).await.unwrap();
-    woo_call(
-        &s.woo,
-        "PUT",
-        &format!("/orders/{order}"),
-        Some(json!({"status": "cancelled"})),
-    )
-    .await;
+    cancel_in_back_office(&s.woo, &order).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     let types = loop {
-        let ledger = s.app.get("/v1/ledger?limit=100").await.expect(200).body;
-        let types: Vec<String> = ledger["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .filter(|e| e["event"]["order_id"] == order.as_str())
-            .filter_map(|e| e["type"].as_str().map(str::to_owned))
-            .collect();
+        let types = order_entries(&s.app, &order).await;
         if types.len() >= 2 || Instant::now() > deadline {
             break types;
         }
@@ -343,20 +352,8 @@ async fn an_order_placed_and_cancelled_between_two_polls_reaches_the_ledger_plac
     assert_eq!(types, ["order", "cancel"], "order {order}");
     // Later polls read it again: nothing applies twice.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let stock = s.app.stock("WPOLL-3").await;
-    assert_eq!(
-        (stock["on_hand"].as_i64(), stock["reserved"].as_i64()),
-        (Some(10), Some(0)),
-        "{stock}"
-    );
-    let ledger = s.app.get("/v1/ledger?limit=100").await.expect(200).body;
-    let of_order = ledger["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter(|e| e["event"]["order_id"] == order.as_str())
-        .count();
-    assert_eq!(of_order, 2, "{ledger}");
+    assert_all_released(&s.app, "WPOLL-3").await;
+    assert_eq!(order_entries(&s.app, &order).await, ["order", "cancel"]);
     s.app.stop().await;
     s.woo.shutdown().await;
 }
@@ -445,13 +442,7 @@ async fn a_cancelled_kit_order_is_shown_as_stockd_wants_not_as_the_shop_restocke
         .events(json!([{"key": "count-kc-a", "type": "count", "sku": "KC-A",
                          "location": "AMS", "on_hand": 3}]))
         .await;
-    woo_call(
-        &s.woo,
-        "PUT",
-        &format!("/orders/{order}"),
-        Some(json!({"status": "cancelled"})),
-    )
-    .await;
+    cancel_in_back_office(&s.woo, &order).await;
     s.app
         .stock_when("KC-A", "released by the cancel", |v| v["reserved"] == 0)
         .await;
