@@ -241,6 +241,22 @@ fn simulate_slow_responses_show_in_the_latency_and_break_nothing() {
     assert!(slow.total.latency_ms.p50 >= 400.0, "{:?}", slow.total);
 }
 
+/// One run of `seed` under the scenario's rules, and its `--trace`.
+fn traced(scenario: &Scenario, seed: u64) -> (SeedReport, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("trace");
+    let file: transport::TraceFile = Arc::new(std::sync::Mutex::new(std::io::BufWriter::new(
+        std::fs::File::create(&path).expect("trace file"),
+    )));
+    let rules = scenario.rules_json();
+    let report = run_seed_traced(scenario, seed, &rules, "active", Some(&file)).expect("run");
+    {
+        use std::io::Write as _;
+        file.lock().expect("trace").flush().expect("flush");
+    }
+    (report, std::fs::read_to_string(&path).expect("trace"))
+}
+
 /// The sweep day (five channels, kits, three warehouses), cut to `hours`.
 fn sweep(hours: f64) -> Scenario {
     let mut s = Scenario::parse(include_str!("../../../../scenarios/sweep.toml")).expect("sweep");
@@ -255,23 +271,7 @@ fn simulate_five_channels_give_the_same_trace_request_for_request() {
     // seed sends the same requests in the same order, at the same
     // simulated times.
     let scenario = sweep(0.5);
-    let rules = scenario.rules_json();
-    let dir = tempfile::tempdir().expect("dir");
-    let traces: Vec<String> = ["a", "b"]
-        .iter()
-        .map(|name| {
-            let path = dir.path().join(name);
-            let file: transport::TraceFile = Arc::new(std::sync::Mutex::new(
-                std::io::BufWriter::new(std::fs::File::create(&path).expect("trace file")),
-            ));
-            run_seed_traced(&scenario, 100, &rules, "active", Some(&file)).expect("run");
-            {
-                use std::io::Write as _;
-                file.lock().expect("trace").flush().expect("flush");
-            }
-            std::fs::read_to_string(&path).expect("trace")
-        })
-        .collect();
+    let traces: Vec<String> = (0..2).map(|_| traced(&scenario, 100).1).collect();
     assert!(traces[0].lines().count() > 500, "{}", traces[0].len());
     for channel in [
         "shopify.sim",
@@ -337,18 +337,7 @@ fn simulate_google_listings_end_showing_what_stockd_wants() {
     // stockd wants, read from the simulator's own products.
     let scenario = sweep(1.0);
     assert!(scenario.channels.iter().any(|c| c.id == "google"));
-    let rules = scenario.rules_json();
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("trace");
-    let file: transport::TraceFile = Arc::new(std::sync::Mutex::new(std::io::BufWriter::new(
-        std::fs::File::create(&path).expect("trace file"),
-    )));
-    let report = run_seed_traced(&scenario, 2, &rules, "active", Some(&file)).expect("run");
-    {
-        use std::io::Write as _;
-        file.lock().expect("trace").flush().expect("flush");
-    }
-    let trace = std::fs::read_to_string(&path).expect("trace");
+    let (report, trace) = traced(&scenario, 2);
     // Availability moved during the day and Google was told, not only at
     // set-up.
     let day_updates = trace
