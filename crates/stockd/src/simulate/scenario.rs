@@ -481,12 +481,12 @@ mod tests {
         assert_eq!((s.hours, s.catalog.variants), (24.0, 10_000));
         assert_eq!(s.demand.peak_factor, 10.0);
         assert!(s.faults.crashes_per_hour > 0.0);
-        // The five channels: four selling, Google showing availability.
-        assert_eq!((s.channels.len(), s.warehouse.locations().len()), (5, 3));
+        assert_eq!((s.channels.len(), s.warehouse.locations().len()), (4, 3));
         assert_eq!(s.catalog.kits, 100);
         let sweep = Scenario::parse(include_str!("../../../../scenarios/sweep.toml"))
             .expect("sweep scenario");
         assert_eq!(
+            // Four selling channels and Google showing availability.
             (sweep.channels.len(), sweep.warehouse.locations().len()),
             (5, 3)
         );
