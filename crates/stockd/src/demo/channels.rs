@@ -15,8 +15,8 @@ use stockd_core::ChannelId;
 use stockd_sim::RunningSim;
 
 /// A key pair made for the demo and the simulation only (never a real account's).
-pub(crate) const DEMO_KEY_PEM: &str = include_str!("gmc-demo-key.pem");
-pub(crate) const DEMO_PUBLIC_KEY_PEM: &str = include_str!("gmc-demo-key.pub.pem");
+const DEMO_KEY_PEM: &str = include_str!("gmc-demo-key.pem");
+const DEMO_PUBLIC_KEY_PEM: &str = include_str!("gmc-demo-key.pub.pem");
 
 const SHOPIFY_TOKEN: &str = "shpat_demo_token";
 const SHOPIFY_SECRET: &str = "demo-shopify-app-secret";
@@ -36,6 +36,35 @@ const AMAZON_NOTIFY_SECRET: &str = "demo-amazon-notification-secret";
 const GMC_ACCOUNT: u64 = 123_456_789;
 const GMC_DATA_SOURCE: u64 = 10_001;
 const GMC_EMAIL: &str = "stockd-demo@stockd-demo.iam.gserviceaccount.com";
+
+/// The Google Merchant Center simulator's account as the demo and the
+/// simulated day set it up: it checks the connector's JWTs against the
+/// demo key.
+pub(crate) fn gmc_sim_config() -> stockd_sim::gmc::Config {
+    stockd_sim::gmc::Config {
+        account_id: GMC_ACCOUNT,
+        data_source_id: GMC_DATA_SOURCE,
+        service_account_email: GMC_EMAIL.into(),
+        public_key: Some(DEMO_PUBLIC_KEY_PEM.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+/// The connector's configuration for a simulator of [`gmc_sim_config`]
+/// answering the Merchant API and the token endpoint at `base_url`.
+pub(crate) fn gmc_connector_config(base_url: &str) -> gmc::Config {
+    gmc::Config {
+        api_url: base_url.to_string(),
+        token_url: format!("{base_url}/token"),
+        account_id: GMC_ACCOUNT.to_string(),
+        data_source: format!("accounts/{GMC_ACCOUNT}/dataSources/{GMC_DATA_SOURCE}"),
+        service_account_email: GMC_EMAIL.into(),
+        private_key_pem: DEMO_KEY_PEM.into(),
+        // The simulator's per-method quota: 300 a minute.
+        rate_limit: (10.0, 5.0),
+        ..Default::default()
+    }
+}
 
 /// Which simulators to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -237,34 +266,11 @@ pub async fn start(
                 (sim, Arc::new(connector))
             }
             SimKind::Gmc => {
-                let sim = stockd_sim::gmc::start(
-                    stockd_sim::gmc::Config {
-                        account_id: GMC_ACCOUNT,
-                        data_source_id: GMC_DATA_SOURCE,
-                        service_account_email: GMC_EMAIL.into(),
-                        public_key: Some(DEMO_PUBLIC_KEY_PEM.as_bytes().to_vec()),
-                        ..Default::default()
-                    },
-                    any,
-                )
-                .await
-                .map_err(setup_error)?;
-                let connector = gmc::Gmc::new(
-                    gmc::Config {
-                        api_url: sim.base_url.clone(),
-                        token_url: format!("{}/token", sim.base_url),
-                        account_id: GMC_ACCOUNT.to_string(),
-                        data_source: format!(
-                            "accounts/{GMC_ACCOUNT}/dataSources/{GMC_DATA_SOURCE}"
-                        ),
-                        service_account_email: GMC_EMAIL.into(),
-                        private_key_pem: DEMO_KEY_PEM.into(),
-                        // The simulator's per-method quota: 300 a minute.
-                        rate_limit: (10.0, 5.0),
-                        ..Default::default()
-                    },
-                    transport.clone(),
-                );
+                let sim = stockd_sim::gmc::start(gmc_sim_config(), any)
+                    .await
+                    .map_err(setup_error)?;
+                let connector =
+                    gmc::Gmc::new(gmc_connector_config(&sim.base_url), transport.clone());
                 (sim, Arc::new(connector))
             }
         };

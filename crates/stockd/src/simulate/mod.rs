@@ -204,9 +204,6 @@ const SECRET: &str = "simulated-channel-secret";
 const WOO_KEY: &str = "ck_simulated_0123456789abcdef";
 const WOO_SECRET: &str = "cs_simulated_0123456789abcdef";
 const BOL_CLIENT_ID: &str = "simulated-bol-client";
-const GMC_ACCOUNT: u64 = 123_456_789;
-const GMC_DATA_SOURCE: u64 = 10_001;
-const GMC_EMAIL: &str = "stockd-simulate@stockd-simulate.iam.gserviceaccount.com";
 
 /// The in-process transport to the simulators.
 type SimTransport = Arc<dyn stockd_channels::Transport>;
@@ -305,17 +302,13 @@ fn simulators(
                 let base = format!("https://{}.gmc.sim", spec.id);
                 let sim = stockd_sim::gmc::start_in_memory(
                     stockd_sim::gmc::Config {
-                        account_id: GMC_ACCOUNT,
-                        data_source_id: GMC_DATA_SOURCE,
-                        service_account_email: GMC_EMAIL.into(),
-                        public_key: Some(crate::demo::channels::DEMO_PUBLIC_KEY_PEM.into()),
                         // How Google enforces "up to twice per day" is
                         // unconfirmed (the simulator's refusal of a third
                         // update is a guess): the day measures stockd's own
                         // change budget, which holds raises and never a
                         // decrease.
                         updates_per_product_per_day: 0,
-                        ..Default::default()
+                        ..crate::demo::channels::gmc_sim_config()
                     },
                     &base,
                     options,
@@ -408,25 +401,10 @@ fn connectors(
                         clock.clone(),
                     ))
                 }
-                ChannelKind::Gmc => {
-                    let base = &c.sim.sim.base_url;
-                    Arc::new(stockd_channels::gmc::Gmc::new(
-                        stockd_channels::gmc::Config {
-                            api_url: base.clone(),
-                            token_url: format!("{base}/token"),
-                            account_id: GMC_ACCOUNT.to_string(),
-                            data_source: format!(
-                                "accounts/{GMC_ACCOUNT}/dataSources/{GMC_DATA_SOURCE}"
-                            ),
-                            service_account_email: GMC_EMAIL.into(),
-                            private_key_pem: crate::demo::channels::DEMO_KEY_PEM.into(),
-                            // The simulator's per-method quota: 300 a minute.
-                            rate_limit: (10.0, 5.0),
-                            ..Default::default()
-                        },
-                        transport.clone(),
-                    ))
-                }
+                ChannelKind::Gmc => Arc::new(stockd_channels::gmc::Gmc::new(
+                    crate::demo::channels::gmc_connector_config(&c.sim.sim.base_url),
+                    transport.clone(),
+                )),
                 ChannelKind::Bol => {
                     let defaults = stockd_channels::bol::Config::default();
                     Arc::new(stockd_channels::bol::Bol::with_clock(
