@@ -79,6 +79,10 @@ pub struct SeedReport {
     pub dead_letters: u64,
     /// Cycle counts the warehouses sent, and the units they found missing.
     pub warehouse_counts: u64,
+    /// Customer returns that arrived, and their units the inspection found
+    /// unsellable (written off).
+    pub returns_received: u64,
+    pub returned_units_unsellable: i64,
     /// Warehouse messages delivered again (`faults.inbound_redelivery_rate`).
     pub inbound_redeliveries: u64,
     /// Listings whose raise the channel's change budget still held at the
@@ -454,6 +458,21 @@ enum Happening {
         location: usize,
         shrink: i64,
     },
+    /// A customer's return (of an order shipped before the day) arrives.
+    Return {
+        sku: usize,
+        location: usize,
+        qty: i64,
+    },
+    /// Return number `rma` is inspected: `sellable` of its units go back on
+    /// the shelf.
+    Inspect {
+        rma: u64,
+        sku: usize,
+        location: usize,
+        qty: i64,
+        sellable: i64,
+    },
     Faults {
         channel: usize,
         outage: bool,
@@ -539,7 +558,7 @@ fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(
     };
     // Deliveries and counts: each a variant, a warehouse and units drawn
     // uniformly from `[min, max]`, at Poisson times.
-    let kinds: [(f64, [i64; 2], WarehouseHappening); 2] = [
+    let kinds: [(f64, [i64; 2], WarehouseHappening); 3] = [
         (w.receipts_per_hour, w.receipt_qty, |sku, location, qty| {
             Happening::Receipt { sku, location, qty }
         }),
@@ -552,6 +571,9 @@ fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(
                 shrink,
             },
         ),
+        (w.returns_per_hour, w.return_qty, |sku, location, qty| {
+            Happening::Return { sku, location, qty }
+        }),
     ];
     for (per_hour, [lo, hi], happening) in kinds {
         if per_hour <= 0.0 {
@@ -701,8 +723,7 @@ async fn day(
         queue.push(Reverse((t, n as u64, h)));
     }
     let mut next_n = queue.len() as u64;
-    let mut receipts = 0_u64;
-    let mut counts = 0_u64;
+    let mut sent_kinds = WarehouseSent::default();
     let locations = scenario.warehouse.locations();
     let mut crashes = 0_u64;
     // Warehouse messages to deliver again, and what their redeliveries did.
@@ -743,19 +764,24 @@ async fn day(
                     truth.cancelled(order);
                 }
             }
-            Happening::Receipt { .. } | Happening::Count { .. } => {
+            Happening::Receipt { .. }
+            | Happening::Count { .. }
+            | Happening::Return { .. }
+            | Happening::Inspect { .. } => {
                 let Some(process) = &up else {
                     // The warehouse's client tries again while stockd is down.
                     queue.push(Reverse((t + RECEIPT_RETRY_MS, next_n, happening)));
                     next_n += 1;
                     continue;
                 };
-                let Some(event) = warehouse_event(
+                let Some((event, then)) = warehouse_event(
                     happening,
+                    &scenario.warehouse,
                     &skus,
                     &locations,
                     &mut truth,
-                    [&mut receipts, &mut counts],
+                    &mut sent_kinds,
+                    &mut rng,
                 ) else {
                     continue;
                 };
@@ -763,6 +789,10 @@ async fn day(
                     .api
                     .send("POST", "/v1/events", Some(json!([event])))
                     .await?;
+                if let Some((after, next)) = then {
+                    queue.push(Reverse((t + after, next_n, next)));
+                    next_n += 1;
+                }
                 let redelivery = scenario.faults.inbound_redelivery_rate;
                 // Drawn only when asked for: days without it keep their draws.
                 if redelivery > 0.0 && rng.next_unit() < redelivery {
@@ -885,7 +915,9 @@ async fn day(
         injected_faults,
         process_crashes: crashes,
         dead_letters,
-        warehouse_counts: counts,
+        warehouse_counts: sent_kinds.counts,
+        returns_received: sent_kinds.returns,
+        returned_units_unsellable: truth.returned_unsellable.values().sum(),
         inbound_redeliveries: redeliveries,
         held_by_budget: stockd.held_by_budget.len() as u64,
         units_written_off: truth.written_off.values().sum(),
@@ -901,44 +933,104 @@ fn channel_id(id: &str) -> ChannelId {
     ChannelId::parse(id.to_string()).expect("checked by the scenario")
 }
 
-/// The event the warehouse sends for a delivery or a cycle count (recorded
-/// in the truth as it is sent); `None` for other happenings.
+/// How many warehouse messages of each kind were sent (their keys count
+/// them).
+#[derive(Default)]
+struct WarehouseSent {
+    receipts: u64,
+    counts: u64,
+    returns: u64,
+}
+
+/// The event the warehouse sends for a delivery, a cycle count, a return
+/// or its inspection (recorded in the truth as it is sent), and what
+/// follows it and when (a return's inspection); `None` for other
+/// happenings.
 fn warehouse_event(
     happening: Happening,
+    warehouse: &scenario::Warehouse,
     skus: &[String],
     locations: &[String],
     truth: &mut Truth,
-    [receipts, counts]: [&mut u64; 2],
-) -> Option<Value> {
+    sent: &mut WarehouseSent,
+    rng: &mut Rng,
+) -> Option<(Value, Option<(u64, Happening)>)> {
     match happening {
         Happening::Receipt { sku, location, qty } => {
-            *receipts += 1;
+            sent.receipts += 1;
             let (sku, location) = (&skus[sku], &locations[location]);
             truth.receive(sku, location, qty);
-            Some(
-                json!({"key": format!("delivery-{receipts}"), "type": "receipt",
+            Some((
+                json!({"key": format!("delivery-{}", sent.receipts), "type": "receipt",
                 "sku": sku, "location": location, "qty": qty}),
-            )
+                None,
+            ))
         }
         Happening::Count {
             sku,
             location,
             shrink,
         } => {
-            *counts += 1;
+            sent.counts += 1;
             let (sku, location) = (&skus[sku], &locations[location]);
             // What is really there when the count is taken.
             let on_hand = truth.count(sku, location, shrink);
-            Some(json!({"key": format!("count-{counts}"), "type": "count",
+            Some((
+                json!({"key": format!("count-{}", sent.counts), "type": "count",
                 "sku": sku, "location": location, "on_hand": on_hand,
-                "reason": "cycle count"}))
+                "reason": "cycle count"}),
+                None,
+            ))
+        }
+        Happening::Return {
+            sku: n,
+            location: at,
+            qty,
+        } => {
+            sent.returns += 1;
+            let rma = sent.returns;
+            let (sku, location) = (&skus[n], &locations[at]);
+            truth.return_arrived(sku, location, qty);
+            // What the inspection will find, and when it is done.
+            let sellable = (0..qty)
+                .filter(|_| rng.next_unit() < warehouse.return_sellable)
+                .count() as i64;
+            let [lo, hi] = warehouse.inspect_after_secs;
+            let after_ms = (lo + rng.below(hi - lo + 1)) * 1_000;
+            let inspect = Happening::Inspect {
+                rma,
+                sku: n,
+                location: at,
+                qty,
+                sellable,
+            };
+            Some((
+                json!({"key": format!("return-{rma}"), "type": "return_received",
+                "rma_id": format!("RMA-{rma}"), "sku": sku, "location": location,
+                "qty": qty}),
+                Some((after_ms, inspect)),
+            ))
+        }
+        Happening::Inspect {
+            rma,
+            sku,
+            location,
+            qty,
+            sellable,
+        } => {
+            let (sku, location) = (&skus[sku], &locations[location]);
+            truth.inspected(sku, location, qty, sellable);
+            Some((
+                json!({"key": format!("inspection-{rma}"), "type": "return_verified",
+                "rma_id": format!("RMA-{rma}"), "sku": sku, "location": location,
+                "sellable_qty": sellable, "unsellable_qty": qty - sellable}),
+                None,
+            ))
         }
         _ => None,
     }
 }
 
-/// The scenario's kits (SKU, components with units per kit), drawn from the
-/// seed on a stream of their own (a day without kits draws nothing).
 fn draw_kits(scenario: &Scenario, seed: u64) -> Vec<(String, Vec<(String, i64)>)> {
     let c = &scenario.catalog;
     let mut rng = Rng::new(seed ^ 0x4B17_5EED_0000_0001);
@@ -1175,9 +1267,9 @@ async fn stockd_state(
                 .stock
                 .insert(sku.clone(), (view.on_hand, view.reserved));
             for at in &view.locations {
-                state
-                    .on_hand_at
-                    .insert((sku.clone(), at.location.to_string()), at.on_hand);
+                let key = (sku.clone(), at.location.to_string());
+                state.on_hand_at.insert(key.clone(), at.on_hand);
+                state.pending_return_at.insert(key, at.pending_return);
             }
         }
     }

@@ -106,10 +106,38 @@ pub struct Warehouse {
     /// uniformly from `[min, max]`; the count reports what is really there.
     #[serde(default)]
     pub count_shrink: [i64; 2],
+    /// Customer returns per hour (of orders shipped before the day), each of
+    /// one variant at one warehouse: `return_received`, then
+    /// `return_verified` after the inspection.
+    #[serde(default)]
+    pub returns_per_hour: f64,
+    /// Units per return, drawn uniformly from `[min, max]`.
+    #[serde(default = "default_return_qty")]
+    pub return_qty: [i64; 2],
+    /// Seconds from a return's arrival to its inspection, drawn uniformly
+    /// from `[min, max]`.
+    #[serde(default = "default_inspect_after_secs")]
+    pub inspect_after_secs: [u64; 2],
+    /// The chance that a returned unit is found sellable (the rest is
+    /// written off).
+    #[serde(default = "default_return_sellable")]
+    pub return_sellable: f64,
 }
 
 fn default_receipt_qty() -> [i64; 2] {
     [5, 20]
+}
+
+fn default_return_qty() -> [i64; 2] {
+    [1, 2]
+}
+
+fn default_inspect_after_secs() -> [u64; 2] {
+    [600, 7_200]
+}
+
+fn default_return_sellable() -> f64 {
+    0.8
 }
 
 impl Warehouse {
@@ -357,6 +385,22 @@ impl Scenario {
                 "warehouse.count_shrink must be [min, max] with 0 <= min <= max <= 1000",
             ));
         }
+        if !(w.returns_per_hour.is_finite() && w.returns_per_hour >= 0.0) {
+            return Err(invalid("warehouse.returns_per_hour must be >= 0"));
+        }
+        let [lo, hi] = w.return_qty;
+        if lo < 1 || hi < lo || hi > 1_000 {
+            return Err(invalid(
+                "warehouse.return_qty must be [min, max] with 1 <= min <= max <= 1000",
+            ));
+        }
+        let [lo, hi] = w.inspect_after_secs;
+        if lo < 1 || hi < lo || hi > 7 * 86_400 {
+            return Err(invalid(
+                "warehouse.inspect_after_secs must be [min, max] with 1 <= min <= max <= 604800",
+            ));
+        }
+        rate("warehouse.return_sellable", w.return_sellable)?;
         if self.channels.is_empty() {
             return Err(invalid("channels must name at least one channel"));
         }
@@ -508,6 +552,10 @@ mod tests {
             ("locations = [\"bad id\"]", "not a location id"),
             ("counts_per_hour = -1.0", "counts_per_hour"),
             ("count_shrink = [3, 1]", "count_shrink"),
+            ("returns_per_hour = -2.0", "returns_per_hour"),
+            ("return_qty = [0, 1]", "return_qty"),
+            ("inspect_after_secs = [0, 10]", "inspect_after_secs"),
+            ("return_sellable = 1.5", "return_sellable"),
         ] {
             let e = Scenario::parse(&with(extra)).unwrap_err();
             assert!(e.message.contains(needle), "{extra}: {}", e.message);

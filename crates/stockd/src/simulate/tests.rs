@@ -356,3 +356,27 @@ fn simulate_google_listings_end_showing_what_stockd_wants() {
     );
     assert_eq!(report.total.drift, 0, "{report:?}");
 }
+
+#[test]
+fn simulate_customer_returns_wait_for_inspection_and_add_up() {
+    // Returns arrive all day, some inspected while stockd is down or
+    // delivered twice: units are pending until inspected, then on the shelf
+    // or written off, in the warehouse they came back to.
+    let mut scenario = small(1.0);
+    scenario.warehouse.locations = vec!["WH1".into(), "WH2".into()];
+    scenario.warehouse.returns_per_hour = 40.0;
+    scenario.warehouse.inspect_after_secs = [60, 900];
+    scenario.warehouse.return_sellable = 0.5;
+    scenario.faults.inbound_redelivery_rate = 0.3;
+    scenario.faults.crashes_per_hour = 3.0;
+    let rules = scenario.rules_json();
+    let report = run_seed(&scenario, 5, &rules, "active").expect("run");
+    assert!(report.returns_received > 20, "{report:?}");
+    assert!(report.returned_units_unsellable > 0, "{report:?}");
+    assert!(report.process_crashes > 0, "{report:?}");
+    assert!(
+        report.invariant_violations.is_empty(),
+        "{:#?}",
+        report.invariant_violations
+    );
+}

@@ -25,13 +25,18 @@ pub struct BookOrder {
 #[derive(Debug, Default)]
 pub struct Truth {
     pub orders: Vec<BookOrder>,
-    /// Per SKU: units received (opening stock and deliveries).
+    /// Per SKU: units received (opening stock, deliveries and returned
+    /// units found sellable).
     pub received: BTreeMap<String, i64>,
     /// Per (SKU, warehouse): units physically there (nothing ships in a
     /// simulated day: received less written off).
     pub on_hand_at: BTreeMap<(String, String), i64>,
     /// Per SKU: units a cycle count found missing.
     pub written_off: BTreeMap<String, i64>,
+    /// Per (SKU, warehouse): returned units waiting for their inspection.
+    pub pending_return_at: BTreeMap<(String, String), i64>,
+    /// Per SKU: returned units the inspection found unsellable.
+    pub returned_unsellable: BTreeMap<String, i64>,
     /// Per kit SKU: its components (SKU, units in one kit). A kit has no
     /// units of its own: selling one commits its components'.
     pub kits: BTreeMap<String, Vec<(String, i64)>>,
@@ -50,6 +55,26 @@ impl Truth {
             .on_hand_at
             .entry((sku.to_string(), location.to_string()))
             .or_default() += qty;
+    }
+
+    /// A customer's return of `qty` units arrived at `location`: not
+    /// sellable until inspected.
+    pub fn return_arrived(&mut self, sku: &str, location: &str, qty: i64) {
+        *self
+            .pending_return_at
+            .entry((sku.to_string(), location.to_string()))
+            .or_default() += qty;
+    }
+
+    /// The inspection of a return of `qty` units: `sellable` of them go on
+    /// the shelf, the rest is written off.
+    pub fn inspected(&mut self, sku: &str, location: &str, qty: i64, sellable: i64) {
+        *self
+            .pending_return_at
+            .entry((sku.to_string(), location.to_string()))
+            .or_default() -= qty;
+        self.receive(sku, location, sellable);
+        *self.returned_unsellable.entry(sku.to_string()).or_default() += qty - sellable;
     }
 
     /// A cycle count of `sku` at `location` that finds up to `shrink` units
@@ -153,6 +178,8 @@ pub struct StockdState {
     pub stock: BTreeMap<String, (i64, i64)>,
     /// Per (SKU, warehouse): on hand.
     pub on_hand_at: BTreeMap<(String, String), i64>,
+    /// Per (SKU, warehouse): returned units not yet inspected.
+    pub pending_return_at: BTreeMap<(String, String), i64>,
     /// Per (channel, SKU): the quantity stockd wants the channel to show.
     pub desired: BTreeMap<(String, String), i64>,
     /// Per (channel, SKU): what the channel shows (read back from it).
@@ -222,8 +249,9 @@ pub fn check_exactly_once(seed: u64, truth: &Truth, ledger: &[LedgerOrder]) -> V
 }
 
 /// Every unit received is on hand (in the warehouse it is in) or written
-/// off by a count, and every unit sold and not cancelled is reserved
-/// (nothing ships in a simulated day).
+/// off by a count, every returned unit is pending its inspection until it
+/// is found sellable (received) or not, and every unit sold and not
+/// cancelled is reserved (nothing ships in a simulated day).
 pub fn check_units(seed: u64, truth: &Truth, stockd: &StockdState) -> Vec<Violation> {
     let mut out = Vec::new();
     let first_order = |sku: &str| {
@@ -269,6 +297,26 @@ pub fn check_units(seed: u64, truth: &Truth, stockd: &StockdState) -> Vec<Violat
                 invariant: "units_not_conserved",
                 event: format!("{sku} at {location}: {there} there; stockd has {held} on hand"),
                 at_ms: first_order(sku),
+            });
+        }
+    }
+    let returned: std::collections::BTreeSet<&(String, String)> = truth
+        .pending_return_at
+        .keys()
+        .chain(stockd.pending_return_at.keys())
+        .collect();
+    for key in returned {
+        let pending = truth.pending_return_at.get(key).copied().unwrap_or(0);
+        let held = stockd.pending_return_at.get(key).copied().unwrap_or(0);
+        if held != pending {
+            out.push(Violation {
+                seed,
+                invariant: "units_not_conserved",
+                event: format!(
+                    "{} at {}: {pending} returned units await inspection; stockd has {held} pending return",
+                    key.0, key.1
+                ),
+                at_ms: first_order(&key.0),
             });
         }
     }
@@ -517,6 +565,35 @@ mod tests {
         let v = check_units(1, &t, &s);
         assert_eq!(v.len(), 2, "{v:?}");
         assert!(v[1].event.contains("A at WH2"), "{}", v[1].event);
+    }
+
+    #[test]
+    fn simulate_truth_keeps_returns_pending_until_inspected() {
+        let mut t = Truth::default();
+        t.receive("A", "WH1", 1);
+        t.return_arrived("A", "WH2", 3);
+        // Returned units are not sellable before the inspection.
+        assert_eq!(t.free("A"), 1);
+        let mut s = StockdState::default();
+        s.stock.insert("A".into(), (1, 0));
+        s.on_hand_at.insert(("A".into(), "WH1".into()), 1);
+        s.pending_return_at.insert(("A".into(), "WH2".into()), 3);
+        assert!(check_units(1, &t, &s).is_empty());
+        // Two of the three are sellable: on the shelf at WH2.
+        t.inspected("A", "WH2", 3, 2);
+        assert_eq!((t.free("A"), t.returned_unsellable["A"]), (3, 1));
+        s.stock.insert("A".into(), (3, 0));
+        s.on_hand_at.insert(("A".into(), "WH2".into()), 2);
+        // stockd still holds the return as pending: broken.
+        let v = check_units(1, &t, &s);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].event.contains("pending return"), "{}", v[0].event);
+        s.pending_return_at.insert(("A".into(), "WH2".into()), 0);
+        assert!(check_units(1, &t, &s).is_empty());
+        // A unit found unsellable put on the shelf breaks the totals.
+        s.stock.insert("A".into(), (4, 0));
+        s.on_hand_at.insert(("A".into(), "WH2".into()), 3);
+        assert_eq!(check_units(1, &t, &s).len(), 2);
     }
 
     #[test]
