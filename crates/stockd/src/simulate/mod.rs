@@ -875,7 +875,7 @@ async fn day(
     let dead_letters = standing_dead_letters(&*up.store).await?;
     let stockd = stockd_state(&*up.store, &sims, &skus).await?;
     let injected_faults = sims.iter().map(|c| c.sim.sim.stats().injected_faults).sum();
-    up.stop().await;
+    up.stop(&wiring).await;
     for c in sims.iter() {
         c.sim.sim.set_faults(Faults::default());
     }

@@ -98,8 +98,15 @@ impl Process {
         ));
     }
 
-    /// A graceful stop at the end of the day.
-    pub(super) async fn stop(self) {
+    /// A graceful stop at the end of the day. The router leaves the
+    /// webhook path too: it holds the connectors, whose transport holds the
+    /// simulators, whose webhooks hold the router — left there, that cycle
+    /// kept each seed's database open and its simulators in memory for the
+    /// rest of a sweep.
+    pub(super) async fn stop(self, w: &Wiring) {
+        if let Ok(mut up) = w.router.write() {
+            *up = None;
+        }
         if let Some(dispatcher) = self.dispatcher {
             dispatcher.stop().await;
         }
