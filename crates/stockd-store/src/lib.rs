@@ -220,6 +220,17 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 /// `stockd simulate`.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
+/// Holds a SQLite database's write lock until dropped, as another process
+/// would (a backup, a migration): stockd's writes meanwhile fail as busy,
+/// its reads go on. The simulation's database outages.
+pub struct SqliteWriteLock(#[allow(dead_code)] rusqlite::Connection);
+
+pub fn hold_sqlite_write_lock(path: &str) -> Result<SqliteWriteLock, StoreError> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    Ok(SqliteWriteLock(conn))
+}
+
 /// Opens (and migrates) a SQLite store at `path` whose writer takes "now"
 /// from `clock`. Callers wait for the writer, and reads run, on the calling
 /// thread: a simulation on one thread with paused time sees the store's

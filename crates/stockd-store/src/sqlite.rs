@@ -220,11 +220,15 @@ impl SqliteStore {
         path: &str,
         clock: Option<crate::Clock>,
     ) -> Result<SqliteStore, StoreError> {
+        let simulated = clock.is_some();
         let mut conn = connect(path, WRITER_CACHE_KIB)?;
+        if simulated {
+            // See the writer's: no waiting in real time for a lock.
+            conn.busy_timeout(std::time::Duration::from_millis(5))?;
+        }
         migrate(&mut conn)?;
         drop(conn);
         let writer_path = path.to_string();
-        let simulated = clock.is_some();
         let writer = WriterHandle::spawn_with("stockd-sqlite-writer", clock, move || {
             Box::pin(async move {
                 let conn = connect(&writer_path, WRITER_CACHE_KIB)?;
@@ -235,6 +239,10 @@ impl SqliteStore {
                     // a simulated day does not wait for the disk at each
                     // commit (WAL keeps the database consistent either way).
                     conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+                    // Waiting for a lock blocks in real time while the
+                    // simulated clock stands: a write the lock refuses
+                    // fails at once, as it would after the timeout.
+                    conn.busy_timeout(std::time::Duration::from_millis(5))?;
                 }
                 Ok(SqliteBackend { conn, setup: None })
             })

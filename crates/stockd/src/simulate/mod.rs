@@ -74,6 +74,11 @@ pub struct SeedReport {
     pub injected_faults: u64,
     /// Times stockd's process crashed and started again on its database.
     pub process_crashes: u64,
+    /// Windows in which stockd's database took no writes, and the
+    /// warehouse messages stockd refused meanwhile (503; each sent again
+    /// until taken).
+    pub db_outages: u64,
+    pub inbound_refused: u64,
     /// Dead letters still standing at the end (not superseded by a newer
     /// desired state): listings stockd gave up on until someone retries.
     pub dead_letters: u64,
@@ -135,6 +140,17 @@ struct Api {
 }
 
 impl Api {
+    /// Posts one warehouse message: stockd's answer for it, or `None` when
+    /// stockd could not take it now (its storage unavailable: 503), and the
+    /// warehouse sends it again later.
+    async fn post_event(&self, event: &Value) -> Result<Option<Value>, SimulateError> {
+        match self.send("POST", "/v1/events", Some(json!([event]))).await {
+            Ok(answer) => Ok(Some(answer)),
+            Err(SimulateError::Setup(e)) if e.contains(": 503 ") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn send(
         &self,
         method: &str,
@@ -482,6 +498,15 @@ enum Happening {
         down_ms: u64,
     },
     Restart,
+    /// Another process takes the database's write lock for `down_ms`.
+    DbOutage {
+        down_ms: u64,
+    },
+    DbBack,
+    /// The warehouse message `sent[n]` sent again after stockd refused it.
+    Retry {
+        n: usize,
+    },
     /// The warehouse message `sent[n]` delivered again.
     Redeliver {
         n: usize,
@@ -602,6 +627,14 @@ fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(
                     Happening::Faults { channel, outage },
                 ));
             }
+        }
+    }
+    if f.db_outages_per_hour > 0.0 {
+        let outages = (f.db_outages_per_hour * scenario.hours).floor() as u64
+            + u64::from(rng.next_unit() < (f.db_outages_per_hour * scenario.hours).fract());
+        let down_ms = (f.db_outage_secs * 1_000.0) as u64;
+        for _ in 0..outages {
+            out.push((rng.below(day_ms.max(1)), Happening::DbOutage { down_ms }));
         }
     }
     if f.crashes_per_hour > 0.0 {
@@ -730,6 +763,10 @@ async fn day(
     let mut sent: Vec<Value> = Vec::new();
     let mut redeliveries = 0_u64;
     let mut redelivered_applied: Vec<Violation> = Vec::new();
+    // Another process's hold on the database's write lock, while it lasts.
+    let mut db_lock: Option<stockd_store::SqliteWriteLock> = None;
+    let mut db_outages = 0_u64;
+    let mut inbound_refused = 0_u64;
     let day_start = tokio::time::Instant::now();
     while let Some(Reverse((t, _, happening))) = queue.pop() {
         tokio::time::sleep_until(day_start + Duration::from_millis(t)).await;
@@ -785,13 +822,24 @@ async fn day(
                 ) else {
                     continue;
                 };
-                process
-                    .api
-                    .send("POST", "/v1/events", Some(json!([event])))
-                    .await?;
+                let taken = process.api.post_event(&event).await?.is_some();
                 if let Some((after, next)) = then {
                     queue.push(Reverse((t + after, next_n, next)));
                     next_n += 1;
+                }
+                if !taken {
+                    inbound_refused += 1;
+                    // Refused (stockd's database took no writes): sent
+                    // again, as it is, until stockd takes it.
+                    sent.push(event);
+                    let n = sent.len() - 1;
+                    queue.push(Reverse((
+                        t + RECEIPT_RETRY_MS,
+                        next_n,
+                        Happening::Retry { n },
+                    )));
+                    next_n += 1;
+                    continue;
                 }
                 let redelivery = scenario.faults.inbound_redelivery_rate;
                 // Drawn only when asked for: days without it keep their draws.
@@ -803,16 +851,29 @@ async fn day(
                     next_n += 1;
                 }
             }
+            Happening::Retry { n } => {
+                let taken = match &up {
+                    Some(process) => process.api.post_event(&sent[n]).await?,
+                    None => None,
+                };
+                // Applied now, or a duplicate when an earlier try was taken
+                // after all: either is right.
+                if taken.is_none() {
+                    inbound_refused += u64::from(up.is_some());
+                    queue.push(Reverse((t + RECEIPT_RETRY_MS, next_n, happening)));
+                    next_n += 1;
+                }
+            }
             Happening::Redeliver { n } => {
-                let Some(process) = &up else {
+                let answer = match &up {
+                    Some(process) => process.api.post_event(&sent[n]).await?,
+                    None => None,
+                };
+                let Some(answer) = answer else {
                     queue.push(Reverse((t + RECEIPT_RETRY_MS, next_n, happening)));
                     next_n += 1;
                     continue;
                 };
-                let answer = process
-                    .api
-                    .send("POST", "/v1/events", Some(json!([sent[n]])))
-                    .await?;
                 redeliveries += 1;
                 let status = answer["results"][0]["status"].as_str().unwrap_or("none");
                 if status != "duplicate" {
@@ -852,12 +913,34 @@ async fn day(
             }
             Happening::Restart => {
                 if up.is_none() {
-                    let mut process = wiring.open(connectors(&sims, &transport, &store_clock))?;
+                    let mut process = match wiring.open(connectors(&sims, &transport, &store_clock))
+                    {
+                        Ok(process) => process,
+                        // stockd cannot start while its database takes
+                        // no writes (it migrates first): its supervisor
+                        // starts it again.
+                        Err(_) if db_lock.is_some() => {
+                            queue.push(Reverse((t + RECEIPT_RETRY_MS, next_n, Happening::Restart)));
+                            next_n += 1;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     starts += 1;
                     process.dispatch(&wiring, starts).await;
                     up = Some(process);
                 }
             }
+            Happening::DbOutage { down_ms } => {
+                if db_lock.is_none() {
+                    db_lock =
+                        Some(stockd_store::hold_sqlite_write_lock(&wiring.path).map_err(setup)?);
+                    db_outages += 1;
+                    queue.push(Reverse((t + down_ms, next_n, Happening::DbBack)));
+                    next_n += 1;
+                }
+            }
+            Happening::DbBack => db_lock = None,
         }
     }
     // The day is over: faults stop; webhook retries and pushes settle.
@@ -914,6 +997,8 @@ async fn day(
         invariant_violations: violations,
         injected_faults,
         process_crashes: crashes,
+        db_outages,
+        inbound_refused,
         dead_letters,
         warehouse_counts: sent_kinds.counts,
         returns_received: sent_kinds.returns,

@@ -246,9 +246,20 @@ pub struct FaultRates {
     /// acknowledgement it did not get. It must apply once.
     #[serde(default)]
     pub inbound_redelivery_rate: f64,
+    /// Windows per simulated hour in which stockd's database takes no
+    /// writes (another process holds its write lock: a backup, a
+    /// migration), each `db_outage_secs` long; reads go on.
+    #[serde(default)]
+    pub db_outages_per_hour: f64,
+    #[serde(default = "default_db_outage_secs")]
+    pub db_outage_secs: f64,
 }
 
 fn default_crash_down_secs() -> f64 {
+    30.0
+}
+
+fn default_db_outage_secs() -> f64 {
     30.0
 }
 
@@ -473,6 +484,10 @@ impl Scenario {
             return Err(invalid("faults.crashes_per_hour must be within 0..60"));
         }
         finite_positive("faults.crash_down_secs", f.crash_down_secs)?;
+        if !(f.db_outages_per_hour.is_finite() && (0.0..=60.0).contains(&f.db_outages_per_hour)) {
+            return Err(invalid("faults.db_outages_per_hour must be within 0..60"));
+        }
+        finite_positive("faults.db_outage_secs", f.db_outage_secs)?;
         finite_positive("faults.storm_secs", f.storm_secs)?;
         if f.response_ms > 60_000 || f.webhook_delay_ms > 3_600_000 {
             return Err(invalid(
@@ -571,6 +586,12 @@ mod tests {
         let bad = SMALL.replace("crash_down_secs = 30.0", "crash_down_secs = 0.0");
         let e = Scenario::parse(&bad).unwrap_err();
         assert!(e.message.contains("crash_down_secs"), "{}", e.message);
+        let e = Scenario::parse(&SMALL.replace(
+            "crashes_per_hour = 1.0",
+            "crashes_per_hour = 1.0\ndb_outages_per_hour = -1.0",
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("db_outages_per_hour"), "{}", e.message);
     }
 
     #[test]
