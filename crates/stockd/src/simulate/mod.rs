@@ -617,36 +617,40 @@ fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(
         }
     }
     let f = &scenario.faults;
+    let hours = scenario.hours;
     for channel in 0..channel_shares.len() {
         for (per_hour, outage) in [(f.outages_per_hour, true), (f.storms_per_hour, false)] {
-            let windows = (per_hour * scenario.hours).floor() as u64
-                + u64::from(rng.next_unit() < (per_hour * scenario.hours).fract());
-            for _ in 0..windows {
-                out.push((
-                    rng.below(day_ms.max(1)),
-                    Happening::Faults { channel, outage },
-                ));
-            }
+            let faults = Happening::Faults { channel, outage };
+            scatter(per_hour * hours, day_ms, faults, rng, &mut out);
         }
     }
     if f.db_outages_per_hour > 0.0 {
-        let outages = (f.db_outages_per_hour * scenario.hours).floor() as u64
-            + u64::from(rng.next_unit() < (f.db_outages_per_hour * scenario.hours).fract());
         let down_ms = (f.db_outage_secs * 1_000.0) as u64;
-        for _ in 0..outages {
-            out.push((rng.below(day_ms.max(1)), Happening::DbOutage { down_ms }));
-        }
+        let outage = Happening::DbOutage { down_ms };
+        scatter(f.db_outages_per_hour * hours, day_ms, outage, rng, &mut out);
     }
     if f.crashes_per_hour > 0.0 {
-        let crashes = (f.crashes_per_hour * scenario.hours).floor() as u64
-            + u64::from(rng.next_unit() < (f.crashes_per_hour * scenario.hours).fract());
         let down_ms = (f.crash_down_secs * 1_000.0) as u64;
-        for _ in 0..crashes {
-            out.push((rng.below(day_ms.max(1)), Happening::Crash { down_ms }));
-        }
+        let crash = Happening::Crash { down_ms };
+        scatter(f.crashes_per_hour * hours, day_ms, crash, rng, &mut out);
     }
     out.sort();
     out
+}
+
+/// `expected` times `happening` at uniform moments of the day (the
+/// fraction of one drawn).
+fn scatter(
+    expected: f64,
+    day_ms: u64,
+    happening: Happening,
+    rng: &mut Rng,
+    out: &mut Vec<(u64, Happening)>,
+) {
+    let times = expected.floor() as u64 + u64::from(rng.next_unit() < expected.fract());
+    for _ in 0..times {
+        out.push((rng.below(day_ms.max(1)), happening.clone()));
+    }
 }
 
 /// The faults every request and webhook meets outside the fault windows.
