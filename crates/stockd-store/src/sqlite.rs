@@ -188,6 +188,16 @@ fn connect(path: &str, cache_kib: i64) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// A simulated store's connections wait 5 ms, not 10 s, for a lock another
+/// connection holds (a simulated database outage): waiting blocks in real
+/// time while the simulated clock stands still, so a write the lock refuses
+/// fails at once, as it would after the timeout. Reader connections write
+/// too (poll cursors, dead letters).
+fn simulated_lock_wait(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_millis(5))?;
+    Ok(())
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
@@ -223,8 +233,7 @@ impl SqliteStore {
         let simulated = clock.is_some();
         let mut conn = connect(path, WRITER_CACHE_KIB)?;
         if simulated {
-            // See the writer's: no waiting in real time for a lock.
-            conn.busy_timeout(std::time::Duration::from_millis(5))?;
+            simulated_lock_wait(&conn)?;
         }
         migrate(&mut conn)?;
         drop(conn);
@@ -239,10 +248,7 @@ impl SqliteStore {
                     // a simulated day does not wait for the disk at each
                     // commit (WAL keeps the database consistent either way).
                     conn.execute_batch("PRAGMA synchronous = NORMAL")?;
-                    // Waiting for a lock blocks in real time while the
-                    // simulated clock stands: a write the lock refuses
-                    // fails at once, as it would after the timeout.
-                    conn.busy_timeout(std::time::Duration::from_millis(5))?;
+                    simulated_lock_wait(&conn)?;
                 }
                 Ok(SqliteBackend { conn, setup: None })
             })
@@ -268,7 +274,11 @@ impl SqliteStore {
             // A simulation reads on its own (single) thread: see `open_simulated`.
             let conn = match readers.lock().map_err(corrupt)?.pop() {
                 Some(conn) => conn,
-                None => connect(&path, READER_CACHE_KIB)?,
+                None => {
+                    let conn = connect(&path, READER_CACHE_KIB)?;
+                    simulated_lock_wait(&conn)?;
+                    conn
+                }
             };
             let result = read(&conn);
             readers.lock().map_err(corrupt)?.push(conn);
