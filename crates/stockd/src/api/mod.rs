@@ -13,6 +13,7 @@ pub mod kpis;
 pub mod ledger;
 pub mod ops;
 use contract::ErrorResponses;
+pub mod orders;
 pub mod quarantine;
 pub mod reconciliations;
 pub mod returns;
@@ -161,6 +162,7 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .route("/v1/stock/{sku}", get(stock::get_stock))
         .route("/v1/ledger", get(ledger::list_ledger))
         .route("/v1/quarantine", get(quarantine::list_quarantine))
+        .route("/v1/orders/{order_id}", get(orders::get_order))
         .route("/v1/returns", get(returns::list_returns))
         .route("/v1/returns/{rma_id}", get(returns::get_return))
         .route(
@@ -346,6 +348,7 @@ impl utoipa::Modify for BearerAuth {
         ledger::list_ledger,
         quarantine::list_quarantine,
         quarantine::discard_quarantined,
+        orders::get_order,
         returns::list_returns,
         returns::get_return,
         inbound::list_rejected,
@@ -382,6 +385,7 @@ impl utoipa::Modify for BearerAuth {
         (name = "rules", description = "The versioned channel rules: validate, preview, apply, diff, roll back."),
         (name = "ledger", description = "The audit trail."),
         (name = "quarantine", description = "Events waiting for what they name."),
+        (name = "orders", description = "Where stockd reserved each order line: the pick list."),
         (name = "returns", description = "Returns tracked per RMA."),
         (name = "inbound", description = "Bus messages and supplier feeds."),
         (name = "ops", description = "Health, readiness, metrics, this document."),

@@ -26,7 +26,7 @@ use scenario::{ChannelKind, Scenario};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -96,6 +96,11 @@ pub struct SeedReport {
     pub units_written_off: i64,
     /// Order lines of kits (in `total.order_lines` too).
     pub kit_order_lines: u64,
+    /// Orders the warehouse shipped (`warehouse.ship_after_secs`), and
+    /// orders due to ship that still waited for stock at the end of the day
+    /// (their units were not on the shelves stockd reserved them at).
+    pub orders_shipped: u64,
+    pub orders_waiting_for_stock: u64,
 }
 
 /// A simulated clock: the paused tokio clock of the simulation's thread,
@@ -144,19 +149,35 @@ impl Api {
     /// stockd could not take it now (its storage unavailable: 503), and the
     /// warehouse sends it again later.
     async fn post_event(&self, event: &Value) -> Result<Option<Value>, SimulateError> {
-        match self.send("POST", "/v1/events", Some(json!([event]))).await {
-            Ok(answer) => Ok(Some(answer)),
-            Err(SimulateError::Setup(e)) if e.contains(": 503 ") => Ok(None),
-            Err(e) => Err(e),
+        let path = "/v1/events";
+        match self.call("POST", path, Some(json!([event]))).await? {
+            (status, answer) if status.is_success() => Ok(Some(answer)),
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, _) => Ok(None),
+            (status, answer) => Err(setup(format!("POST {path}: {status}: {answer}"))),
         }
     }
 
+    /// A request whose answer must be a success: its JSON body.
     async fn send(
         &self,
         method: &str,
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, SimulateError> {
+        match self.call(method, path, body).await? {
+            (status, answer) if status.is_success() => Ok(answer),
+            (status, answer) => Err(setup(format!("{method} {path}: {status}: {answer}"))),
+        }
+    }
+
+    /// A request: the answer's status and JSON body (`null` when empty,
+    /// the text when not JSON).
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(axum::http::StatusCode, Value), SimulateError> {
         let request = axum::http::Request::builder()
             .method(method)
             .uri(path)
@@ -169,16 +190,12 @@ impl Api {
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .map_err(setup)?;
-        if !status.is_success() {
-            return Err(SimulateError::Setup(format!(
-                "{method} {path}: {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            )));
-        }
         if bytes.is_empty() {
-            return Ok(Value::Null);
+            return Ok((status, Value::Null));
         }
-        serde_json::from_slice(&bytes).map_err(setup)
+        let answer = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok((status, answer))
     }
 }
 
@@ -459,8 +476,13 @@ enum Happening {
         sku: usize,
         qty: i64,
         cancel_after_ms: Option<u64>,
+        ship_after_ms: Option<u64>,
     },
     Cancel {
+        order: usize,
+    },
+    /// The warehouse picks order `order` of the books and ships it.
+    Ship {
         order: usize,
     },
     Receipt {
@@ -503,10 +525,9 @@ enum Happening {
         down_ms: u64,
     },
     DbBack,
-    /// The warehouse message `sent[n]` sent again after stockd refused it.
-    Retry {
-        n: usize,
-    },
+    /// The warehouse's client sends what waits again after stockd refused
+    /// the first of it.
+    Flush,
     /// The warehouse message `sent[n]` delivered again.
     Redeliver {
         n: usize,
@@ -519,6 +540,11 @@ type WarehouseHappening = fn(usize, usize, i64) -> Happening;
 /// How long the warehouse's client waits before it sends a delivery or a
 /// count again that stockd did not take (it was down).
 const RECEIPT_RETRY_MS: u64 = 5_000;
+/// How long a pick waits for an order stockd has not heard of yet (its
+/// webhook lost: a poll or a reconciliation brings it).
+const SHIP_UNKNOWN_RETRY_MS: u64 = 10 * 60_000;
+/// How long a pick waits for stock that is not on the shelf (a backorder).
+const SHIP_SHORT_RETRY_MS: u64 = 30 * 60_000;
 
 /// Draws the day's demand, deliveries and fault windows from the seed.
 fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(u64, Happening)> {
@@ -560,6 +586,12 @@ fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(
         let qty = 1 + rng.below(scenario.demand.max_qty as u64) as i64;
         let cancel_after_ms =
             (rng.next_unit() < scenario.demand.cancel_rate).then(|| 60_000 + rng.below(3_600_000));
+        // Drawn only when the day ships (days without keep their draws);
+        // an order its customer cancels does not ship.
+        let ship_after_ms = scenario.warehouse.ship_after_secs.and_then(|[lo, hi]| {
+            let after_ms = (lo + rng.below(hi - lo + 1)) * 1_000;
+            cancel_after_ms.is_none().then_some(after_ms)
+        });
         out.push((
             t as u64,
             Happening::Order {
@@ -567,6 +599,7 @@ fn schedule(scenario: &Scenario, channel_shares: &[f64], rng: &mut Rng) -> Vec<(
                 sku,
                 qty,
                 cancel_after_ms,
+                ship_after_ms,
             },
         ));
     }
@@ -763,14 +796,16 @@ async fn day(
     let mut sent_kinds = WarehouseSent::default();
     let locations = scenario.warehouse.locations();
     let mut crashes = 0_u64;
-    // Warehouse messages to deliver again, and what their redeliveries did.
-    let mut sent: Vec<Value> = Vec::new();
+    let mut client = WarehouseClient::new(scenario.faults.inbound_redelivery_rate);
+    // What redeliveries did, and the orders a pick left waiting for stock.
     let mut redeliveries = 0_u64;
+    let mut waiting_for_stock: BTreeSet<usize> = BTreeSet::new();
+    let day_ms = (scenario.hours * 3_600_000.0) as u64;
     let mut redelivered_applied: Vec<Violation> = Vec::new();
+    let mut pick_violations: Vec<Violation> = Vec::new();
     // Another process's hold on the database's write lock, while it lasts.
     let mut db_lock: Option<stockd_store::SqliteWriteLock> = None;
     let mut db_outages = 0_u64;
-    let mut inbound_refused = 0_u64;
     let day_start = tokio::time::Instant::now();
     while let Some(Reverse((t, _, happening))) = queue.pop() {
         tokio::time::sleep_until(day_start + Duration::from_millis(t)).await;
@@ -781,6 +816,7 @@ async fn day(
                 sku,
                 qty,
                 cancel_after_ms,
+                ship_after_ms,
             } => {
                 let c = &sims[channel];
                 let sku = &skus[sku];
@@ -789,6 +825,11 @@ async fn day(
                         let order = truth.sold(&c.id, order_id, sku, qty, at_ms);
                         if let Some(after) = cancel_after_ms {
                             queue.push(Reverse((t + after, next_n, Happening::Cancel { order })));
+                            next_n += 1;
+                        }
+                        // Shipping is the day's: a pick due after it waits for tomorrow.
+                        if let Some(after) = ship_after_ms.filter(|after| t + after < day_ms) {
+                            queue.push(Reverse((t + after, next_n, Happening::Ship { order })));
                             next_n += 1;
                         }
                     }
@@ -809,12 +850,6 @@ async fn day(
             | Happening::Count { .. }
             | Happening::Return { .. }
             | Happening::Inspect { .. } => {
-                let Some(process) = &up else {
-                    // The warehouse's client tries again while stockd is down.
-                    queue.push(Reverse((t + RECEIPT_RETRY_MS, next_n, happening)));
-                    next_n += 1;
-                    continue;
-                };
                 let Some((event, then)) = warehouse_event(
                     happening,
                     &scenario.warehouse,
@@ -826,51 +861,73 @@ async fn day(
                 ) else {
                     continue;
                 };
-                let taken = process.api.post_event(&event).await?.is_some();
                 if let Some((after, next)) = then {
                     queue.push(Reverse((t + after, next_n, next)));
                     next_n += 1;
                 }
-                if !taken {
-                    inbound_refused += 1;
-                    // Refused (stockd's database took no writes): sent
-                    // again, as it is, until stockd takes it.
-                    sent.push(event);
-                    let n = sent.len() - 1;
-                    queue.push(Reverse((
-                        t + RECEIPT_RETRY_MS,
-                        next_n,
-                        Happening::Retry { n },
-                    )));
-                    next_n += 1;
-                    continue;
-                }
-                let redelivery = scenario.faults.inbound_redelivery_rate;
-                // Drawn only when asked for: days without it keep their draws.
-                if redelivery > 0.0 && rng.next_unit() < redelivery {
-                    let after = 1_000 + rng.below(59_000);
-                    sent.push(event);
-                    let n = sent.len() - 1;
-                    queue.push(Reverse((t + after, next_n, Happening::Redeliver { n })));
+                client.waiting.push_back(event);
+                for (after, next) in client.flush(up.as_ref(), &mut rng).await? {
+                    queue.push(Reverse((t + after, next_n, next)));
                     next_n += 1;
                 }
             }
-            Happening::Retry { n } => {
-                let taken = match &up {
-                    Some(process) => process.api.post_event(&sent[n]).await?,
-                    None => None,
-                };
-                // Applied now, or a duplicate when an earlier try was taken
-                // after all: either is right.
-                if taken.is_none() {
-                    inbound_refused += u64::from(up.is_some());
+            Happening::Ship { order } => {
+                let Some(process) = &up else {
                     queue.push(Reverse((t + RECEIPT_RETRY_MS, next_n, happening)));
+                    next_n += 1;
+                    continue;
+                };
+                let retry_after = match pick(&process.api, &truth, order).await? {
+                    Pick::Ship(picks) => {
+                        waiting_for_stock.remove(&order);
+                        truth.ship(order, &picks);
+                        let o = &truth.orders[order];
+                        client.waiting.push_back(json!({
+                            "key": format!("ship-{}-{}", o.channel, o.order_id), "type": "ship",
+                            "channel": o.channel, "order_id": o.order_id}));
+                        for (after, next) in client.flush(up.as_ref(), &mut rng).await? {
+                            queue.push(Reverse((t + after, next_n, next)));
+                            next_n += 1;
+                        }
+                        None
+                    }
+                    Pick::Settled => None,
+                    Pick::Unknown => Some(SHIP_UNKNOWN_RETRY_MS),
+                    Pick::Short => {
+                        waiting_for_stock.insert(order);
+                        Some(SHIP_SHORT_RETRY_MS)
+                    }
+                    Pick::NotTheOrder(listed) => {
+                        let o = &truth.orders[order];
+                        pick_violations.push(Violation {
+                            seed,
+                            invariant: "pick_list_not_the_order",
+                            event: format!(
+                                "order {} on {} sold {:?}; stockd's pick list holds {listed:?}",
+                                o.order_id,
+                                o.channel,
+                                truth.units_of(order)
+                            ),
+                            at_ms,
+                        });
+                        None
+                    }
+                };
+                if let Some(after) = retry_after.filter(|after| t + after < day_ms) {
+                    queue.push(Reverse((t + after, next_n, happening)));
+                    next_n += 1;
+                }
+            }
+            Happening::Flush => {
+                client.retry_due = false;
+                for (after, next) in client.flush(up.as_ref(), &mut rng).await? {
+                    queue.push(Reverse((t + after, next_n, next)));
                     next_n += 1;
                 }
             }
             Happening::Redeliver { n } => {
                 let answer = match &up {
-                    Some(process) => process.api.post_event(&sent[n]).await?,
+                    Some(process) => process.api.post_event(&client.sent[n]).await?,
                     None => None,
                 };
                 let Some(answer) = answer else {
@@ -886,7 +943,7 @@ async fn day(
                         invariant: "inbound_not_exactly_once",
                         event: format!(
                             "warehouse message {} delivered again was answered {status}",
-                            sent[n]["key"]
+                            client.sent[n]["key"]
                         ),
                         at_ms,
                     });
@@ -933,6 +990,11 @@ async fn day(
                     starts += 1;
                     process.dispatch(&wiring, starts).await;
                     up = Some(process);
+                    // The warehouse's client sends what waited meanwhile.
+                    for (after, next) in client.flush(up.as_ref(), &mut rng).await? {
+                        queue.push(Reverse((t + after, next_n, next)));
+                        next_n += 1;
+                    }
                 }
             }
             Happening::DbOutage { down_ms } => {
@@ -971,6 +1033,7 @@ async fn day(
     violations.extend(truth::check_units(seed, &truth, &stockd));
     violations.extend(truth::check_drift(seed, end_ms, &stockd));
     violations.extend(redelivered_applied);
+    violations.extend(pick_violations);
     violations.sort_by_key(|v| v.at_ms);
     let latency = |id: &str| {
         kpis.samples_since(
@@ -1002,7 +1065,7 @@ async fn day(
         injected_faults,
         process_crashes: crashes,
         db_outages,
-        inbound_refused,
+        inbound_refused: client.refused,
         dead_letters,
         warehouse_counts: sent_kinds.counts,
         returns_received: sent_kinds.returns,
@@ -1015,7 +1078,143 @@ async fn day(
             .iter()
             .filter(|o| truth.kits.contains_key(&o.sku))
             .count() as u64,
+        orders_shipped: truth.orders.iter().filter(|o| o.shipped).count() as u64,
+        orders_waiting_for_stock: waiting_for_stock.len() as u64,
     })
+}
+
+/// The warehouse's client of stockd's event API. Messages go in the order
+/// they happened, as on an ordered bus: one stockd refuses (503, its
+/// database taking no writes) holds those after it until it is taken, so a
+/// cycle count never overtakes the delivery or shipment it counted. While
+/// stockd is down they wait for its restart.
+struct WarehouseClient {
+    /// Messages not yet taken, oldest first.
+    waiting: VecDeque<Value>,
+    /// Whether a `Flush` is scheduled.
+    retry_due: bool,
+    /// Messages taken and drawn for a second delivery (`Redeliver { n }`).
+    sent: Vec<Value>,
+    /// Sends stockd refused.
+    refused: u64,
+    redelivery_rate: f64,
+}
+
+impl WarehouseClient {
+    fn new(redelivery_rate: f64) -> WarehouseClient {
+        WarehouseClient {
+            waiting: VecDeque::new(),
+            retry_due: false,
+            sent: Vec::new(),
+            refused: 0,
+            redelivery_rate,
+        }
+    }
+
+    /// Sends what waits, in order, until stockd refuses one. Returns what
+    /// to schedule (after how many ms): a retry, second deliveries.
+    async fn flush(
+        &mut self,
+        up: Option<&process::Process>,
+        rng: &mut Rng,
+    ) -> Result<Vec<(u64, Happening)>, SimulateError> {
+        let mut later = Vec::new();
+        let Some(process) = up else {
+            return Ok(later);
+        };
+        while let Some(event) = self.waiting.front() {
+            if process.api.post_event(event).await?.is_none() {
+                self.refused += 1;
+                if !self.retry_due {
+                    self.retry_due = true;
+                    later.push((RECEIPT_RETRY_MS, Happening::Flush));
+                }
+                break;
+            }
+            let taken = self.waiting.pop_front().expect("the front was there");
+            // Drawn only when asked for: days without it keep their draws.
+            if self.redelivery_rate > 0.0 && rng.next_unit() < self.redelivery_rate {
+                let after = 1_000 + rng.below(59_000);
+                self.sent.push(taken);
+                later.push((
+                    after,
+                    Happening::Redeliver {
+                        n: self.sent.len() - 1,
+                    },
+                ));
+            }
+        }
+        Ok(later)
+    }
+}
+
+/// What the warehouse finds when it comes to pick an order.
+enum Pick {
+    /// Every unit is on the shelf stockd reserved it at: (SKU, warehouse,
+    /// units) to ship.
+    Ship(Vec<(String, String, i64)>),
+    /// stockd has not heard of the order yet.
+    Unknown,
+    /// Nothing of it is reserved any more.
+    Settled,
+    /// Some reserved units are not on their shelf (the order was oversold,
+    /// or stockd reserved where the units are not).
+    Short,
+    /// stockd's pick list is not what the channel sold (units per SKU).
+    NotTheOrder(BTreeMap<String, i64>),
+}
+
+/// Reads where stockd reserved order `index` (its pick list) and checks
+/// it against the books and the shelves.
+async fn pick(api: &Api, truth: &Truth, index: usize) -> Result<Pick, SimulateError> {
+    let o = &truth.orders[index];
+    if o.cancelled || o.shipped {
+        return Ok(Pick::Settled);
+    }
+    let path = format!(
+        "/v1/orders/{}?channel={}",
+        url_segment(&o.order_id),
+        url_segment(&o.channel)
+    );
+    let view = match api.call("GET", &path, None).await? {
+        (status, view) if status.is_success() => view,
+        (axum::http::StatusCode::NOT_FOUND, _) => return Ok(Pick::Unknown),
+        (status, answer) => return Err(setup(format!("GET {path}: {status}: {answer}"))),
+    };
+    let mut picks = Vec::new();
+    let mut listed: BTreeMap<String, i64> = BTreeMap::new();
+    for row in view["reservations"].as_array().into_iter().flatten() {
+        let open = row["open_qty"].as_i64().unwrap_or(0);
+        if open > 0 {
+            let sku = row["sku"].as_str().unwrap_or_default().to_string();
+            *listed.entry(sku.clone()).or_default() += open;
+            let location = row["location"].as_str().unwrap_or_default().to_string();
+            picks.push((sku, location, open));
+        }
+    }
+    if picks.is_empty() {
+        return Ok(Pick::Settled);
+    }
+    if listed != truth.units_of(index) {
+        return Ok(Pick::NotTheOrder(listed));
+    }
+    Ok(if truth.can_pick(&picks) {
+        Pick::Ship(picks)
+    } else {
+        Pick::Short
+    })
+}
+
+/// `text` as one URL path segment or query value (percent-encoded).
+fn url_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn channel_id(id: &str) -> ChannelId {

@@ -122,6 +122,14 @@ pub struct Warehouse {
     /// written off).
     #[serde(default = "default_return_sellable")]
     pub return_sellable: f64,
+    /// Seconds from an order to its shipment, drawn uniformly from `[min,
+    /// max]`: the warehouse reads where stockd reserved the order
+    /// (`GET /v1/orders/{id}`), picks those units if they are on its shelves
+    /// (else the order waits for stock, tried again every half hour) and
+    /// sends `ship`. Absent: nothing ships in the day. Orders a customer
+    /// cancels do not ship.
+    #[serde(default)]
+    pub ship_after_secs: Option<[u64; 2]>,
 }
 
 fn default_receipt_qty() -> [i64; 2] {
@@ -412,6 +420,13 @@ impl Scenario {
             ));
         }
         rate("warehouse.return_sellable", w.return_sellable)?;
+        if let Some([lo, hi]) = w.ship_after_secs {
+            if lo < 1 || hi < lo || hi > 7 * 86_400 {
+                return Err(invalid(
+                    "warehouse.ship_after_secs must be [min, max] with 1 <= min <= max <= 604800",
+                ));
+            }
+        }
         if self.channels.is_empty() {
             return Err(invalid("channels must name at least one channel"));
         }
@@ -571,6 +586,7 @@ mod tests {
             ("return_qty = [0, 1]", "return_qty"),
             ("inspect_after_secs = [0, 10]", "inspect_after_secs"),
             ("return_sellable = 1.5", "return_sellable"),
+            ("ship_after_secs = [600, 60]", "ship_after_secs"),
         ] {
             let e = Scenario::parse(&with(extra)).unwrap_err();
             assert!(e.message.contains(needle), "{extra}: {}", e.message);

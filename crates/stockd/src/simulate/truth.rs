@@ -19,6 +19,7 @@ pub struct BookOrder {
     /// The units the merchant did not have when the channel sold them.
     pub oversold_units: i64,
     pub cancelled: bool,
+    pub shipped: bool,
 }
 
 /// The simulation's own account: channel books and physical units.
@@ -28,9 +29,11 @@ pub struct Truth {
     /// Per SKU: units received (opening stock, deliveries and returned
     /// units found sellable).
     pub received: BTreeMap<String, i64>,
-    /// Per (SKU, warehouse): units physically there (nothing ships in a
-    /// simulated day: received less written off).
+    /// Per (SKU, warehouse): units physically there (received, less written
+    /// off, less shipped).
     pub on_hand_at: BTreeMap<(String, String), i64>,
+    /// Per SKU: units shipped (a kit's as its components').
+    pub shipped: BTreeMap<String, i64>,
     /// Per SKU: units a cycle count found missing.
     pub written_off: BTreeMap<String, i64>,
     /// Per (SKU, warehouse): returned units waiting for their inspection.
@@ -141,6 +144,7 @@ impl Truth {
             at_ms,
             oversold_units,
             cancelled: false,
+            shipped: false,
         });
         self.orders.len() - 1
     }
@@ -151,6 +155,47 @@ impl Truth {
             order.cancelled = true;
             let (sku, qty) = (order.sku.clone(), order.qty);
             self.commit(&sku, qty, -1);
+        }
+    }
+
+    /// The units order `index` takes, per variant (a kit's components).
+    pub fn units_of(&self, index: usize) -> BTreeMap<String, i64> {
+        let order = &self.orders[index];
+        match self.kits.get(&order.sku) {
+            Some(components) => components
+                .iter()
+                .map(|(c, per_kit)| (c.clone(), per_kit * order.qty))
+                .collect(),
+            None => BTreeMap::from([(order.sku.clone(), order.qty)]),
+        }
+    }
+
+    /// Whether the warehouse can pick `picks` (SKU, warehouse, units): every
+    /// unit is on its shelf.
+    pub fn can_pick(&self, picks: &[(String, String, i64)]) -> bool {
+        let mut wanted: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        for (sku, location, qty) in picks {
+            *wanted.entry((sku, location)).or_default() += qty;
+        }
+        wanted.iter().all(|((sku, location), qty)| {
+            self.on_hand_at
+                .get(&(sku.to_string(), location.to_string()))
+                .copied()
+                .unwrap_or(0)
+                >= *qty
+        })
+    }
+
+    /// Order `index` leaves the warehouse: `picks` (SKU, warehouse, units)
+    /// go off the shelves.
+    pub fn ship(&mut self, index: usize, picks: &[(String, String, i64)]) {
+        self.orders[index].shipped = true;
+        for (sku, location, qty) in picks {
+            *self
+                .on_hand_at
+                .entry((sku.clone(), location.clone()))
+                .or_default() -= qty;
+            *self.shipped.entry(sku.clone()).or_default() += qty;
         }
     }
 
@@ -195,7 +240,8 @@ pub struct StockdState {
 pub struct Violation {
     pub seed: u64,
     /// `order_not_exactly_once`, `cancel_not_exactly_once`, `units_not_conserved`,
-    /// `drift_after_quiescence` or `inbound_not_exactly_once`.
+    /// `drift_after_quiescence`, `inbound_not_exactly_once` or
+    /// `pick_list_not_the_order`.
     pub invariant: &'static str,
     /// The first event where it broke.
     pub event: String,
@@ -248,10 +294,10 @@ pub fn check_exactly_once(seed: u64, truth: &Truth, ledger: &[LedgerOrder]) -> V
     out
 }
 
-/// Every unit received is on hand (in the warehouse it is in) or written
-/// off by a count, every returned unit is pending its inspection until it
-/// is found sellable (received) or not, and every unit sold and not
-/// cancelled is reserved (nothing ships in a simulated day).
+/// Every unit received is on hand (in the warehouse it is in), shipped or
+/// written off by a count, every returned unit is pending its inspection
+/// until it is found sellable (received) or not, and every unit sold and
+/// neither cancelled nor shipped is reserved.
 pub fn check_units(seed: u64, truth: &Truth, stockd: &StockdState) -> Vec<Violation> {
     let mut out = Vec::new();
     let first_order = |sku: &str| {
@@ -272,14 +318,15 @@ pub fn check_units(seed: u64, truth: &Truth, stockd: &StockdState) -> Vec<Violat
         let received = &truth.received.get(sku).copied().unwrap_or(0);
         let committed = truth.committed.get(sku).copied().unwrap_or(0);
         let written_off = truth.written_off.get(sku).copied().unwrap_or(0);
+        let shipped = truth.shipped.get(sku).copied().unwrap_or(0);
         let (on_hand, reserved) = stockd.stock.get(sku).copied().unwrap_or((0, 0));
-        if on_hand != received - written_off || reserved != committed {
+        if on_hand != received - written_off - shipped || reserved != committed - shipped {
             out.push(Violation {
                 seed,
                 invariant: "units_not_conserved",
                 event: format!(
-                    "{sku}: received {received}, written off {written_off}, sold {committed}; \
-                     stockd has {on_hand} on hand, {reserved} reserved"
+                    "{sku}: received {received}, written off {written_off}, sold {committed}, \
+                     shipped {shipped}; stockd has {on_hand} on hand, {reserved} reserved"
                 ),
                 at_ms: first_order(sku),
             });
@@ -594,6 +641,39 @@ mod tests {
         s.stock.insert("A".into(), (4, 0));
         s.on_hand_at.insert(("A".into(), "WH2".into()), 3);
         assert_eq!(check_units(1, &t, &s).len(), 2);
+    }
+
+    #[test]
+    fn simulate_truth_ships_what_is_on_the_shelves() {
+        let mut t = Truth::default();
+        t.kits.insert("KIT".into(), vec![("A".into(), 2)]);
+        t.receive("A", "WH1", 3);
+        t.receive("A", "WH2", 2);
+        let kit = t.sold("shop", "1".into(), "KIT", 2, 10);
+        assert_eq!(t.units_of(kit), BTreeMap::from([("A".to_string(), 4)]));
+        let picks = |wh1: i64, wh2: i64| {
+            vec![
+                ("A".to_string(), "WH1".to_string(), wh1),
+                ("A".to_string(), "WH2".to_string(), wh2),
+            ]
+        };
+        // Four units are there, but not three at WH2.
+        assert!(!t.can_pick(&picks(1, 3)));
+        assert!(t.can_pick(&picks(3, 1)));
+        t.ship(kit, &picks(3, 1));
+        assert!(t.orders[kit].shipped);
+        // One unit left, still free: shipping does not sell twice.
+        assert_eq!((t.free("A"), t.shipped["A"]), (1, 4));
+        let mut s = StockdState::default();
+        s.stock.insert("A".into(), (1, 0));
+        s.on_hand_at.insert(("A".into(), "WH1".into()), 0);
+        s.on_hand_at.insert(("A".into(), "WH2".into()), 1);
+        assert!(check_units(1, &t, &s).is_empty());
+        // stockd still holding the units as reserved breaks the totals.
+        s.stock.insert("A".into(), (5, 4));
+        let v = check_units(1, &t, &s);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].event.contains("shipped 4"), "{}", v[0].event);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod http;
 mod inbound;
 mod ops;
 mod order_poll;
+mod orders;
 mod quarantine;
 mod reconcile;
 mod reconcile_bulk;

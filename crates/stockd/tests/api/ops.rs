@@ -86,6 +86,7 @@ async fn openapi_document_describes_the_api() {
         ("/v1/stock/{sku}", "get"),
         ("/v1/stock", "get"),
         ("/v1/ledger", "get"),
+        ("/v1/orders/{order_id}", "get"),
         ("/v1/quarantine", "get"),
         ("/v1/quarantine/{id}", "delete"),
         ("/v1/inbound/rejected", "get"),
