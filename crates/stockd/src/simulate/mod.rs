@@ -18,7 +18,7 @@ pub mod scenario;
 mod transport;
 pub mod truth;
 
-use crate::outbound::dispatch::Connection;
+use crate::outbound::dispatch::{Connection, UpdateClass};
 use crate::outbound::stats::Rng;
 use axum::body::Body;
 use chrono::{DateTime, TimeZone, Utc};
@@ -1035,23 +1035,27 @@ async fn day(
     violations.extend(redelivered_applied);
     violations.extend(pick_violations);
     violations.sort_by_key(|v| v.at_ms);
+    // Every update's latency, and the protective updates' alone.
     let latency = |id: &str| {
-        kpis.samples_since(
-            &channel_id(id),
+        let (channel, mark) = (
+            channel_id(id),
             baseline.get(id).copied().unwrap_or_default(),
-        )
+        );
+        let protective = kpis.class_samples(&channel, UpdateClass::Protective);
+        let protective = protective[mark[0].min(protective.len())..].to_vec();
+        (kpis.samples_since(&channel, mark), protective)
     };
     let by_channel: BTreeMap<String, Figures> = sims
         .iter()
         .map(|c| {
-            (
-                c.id.clone(),
-                truth::figures(&truth, &stockd, Some(&c.id), latency(&c.id)),
-            )
+            let (all, protective) = latency(&c.id);
+            let figures = truth::figures(&truth, &stockd, Some(&c.id), all, protective);
+            (c.id.clone(), figures)
         })
         .collect();
-    let all_latency = sims.iter().flat_map(|c| latency(&c.id)).collect();
-    let total = truth::figures(&truth, &stockd, None, all_latency);
+    let (all, protective): (Vec<Vec<f64>>, Vec<Vec<f64>>) =
+        sims.iter().map(|c| latency(&c.id)).unzip();
+    let total = truth::figures(&truth, &stockd, None, all.concat(), protective.concat());
     Ok(SeedReport {
         seed,
         scenario: scenario.name.clone(),
@@ -1699,7 +1703,7 @@ pub fn table(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:>6} {:<9} {:<14} {:>7} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>6} {:>10}",
+        "{:>6} {:<9} {:<14} {:>7} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6} {:>10}",
         "seed",
         "rules",
         "channel",
@@ -1710,6 +1714,7 @@ pub fn table(report: &Report) -> String {
         "p50 ms",
         "p95 ms",
         "p99 ms",
+        "prot p95",
         "lost",
         "violations"
     );
@@ -1726,7 +1731,7 @@ pub fn table(report: &Report) -> String {
         for (channel, f, violations) in rows {
             let _ = writeln!(
                 out,
-                "{:>6} {:<9} {:<14} {:>7} {:>8.3}% {:>8.3}% {:>7} {:>9.0} {:>9.0} {:>9.0} {:>6} {:>10}",
+                "{:>6} {:<9} {:<14} {:>7} {:>8.3}% {:>8.3}% {:>7} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>6} {:>10}",
                 run.seed,
                 run.rules,
                 channel,
@@ -1737,6 +1742,7 @@ pub fn table(report: &Report) -> String {
                 f.latency_ms.p50,
                 f.latency_ms.p95,
                 f.latency_ms.p99,
+                f.latency_ms_protective.p95,
                 f.lost_sales,
                 violations
             );

@@ -555,8 +555,10 @@ mod tests {
         assert_eq!((s.hours, s.catalog.variants), (24.0, 10_000));
         assert_eq!(s.demand.peak_factor, 10.0);
         assert!(s.faults.crashes_per_hour > 0.0);
-        assert_eq!((s.channels.len(), s.warehouse.locations().len()), (4, 3));
+        // The five channels (Google showing availability), three warehouses.
+        assert_eq!((s.channels.len(), s.warehouse.locations().len()), (5, 3));
         assert_eq!(s.catalog.kits, 100);
+        assert!(s.warehouse.ship_after_secs.is_some());
         let sweep = Scenario::parse(include_str!("../../../../scenarios/sweep.toml"))
             .expect("sweep scenario");
         assert_eq!(

@@ -437,6 +437,10 @@ pub struct Figures {
     /// `drift` per listing.
     pub drift_rate: f64,
     pub latency_ms: Latency,
+    /// The latency of protective updates alone (those that lower what a
+    /// channel shows: the ones that prevent overselling, sent first and
+    /// never held by a change budget).
+    pub latency_ms_protective: Latency,
     /// Order attempts the channel refused (it showed too little).
     pub refused: u64,
     /// Refused while the merchant had the units (held back by the rules or
@@ -458,6 +462,7 @@ pub fn figures(
     stockd: &StockdState,
     channel: Option<&str>,
     latency: Vec<f64>,
+    protective_latency: Vec<f64>,
 ) -> Figures {
     let mine = |c: &str| channel.is_none_or(|x| x == c);
     let orders: Vec<&BookOrder> = truth.orders.iter().filter(|o| mine(&o.channel)).collect();
@@ -476,6 +481,7 @@ pub fn figures(
         drift,
         drift_rate: ratio(drift, listings.len() as u64),
         latency_ms: Latency::of(latency),
+        latency_ms_protective: Latency::of(protective_latency),
         refused: sum(&truth.refused),
         lost_sales: sum(&truth.lost_sales),
     }
@@ -550,7 +556,7 @@ mod tests {
         let over: Vec<i64> = t.orders.iter().map(|o| o.oversold_units).collect();
         assert_eq!(over, vec![0, 1, 1]);
         assert_eq!(t.committed["A"], 3);
-        let f = figures(&t, &StockdState::default(), None, vec![]);
+        let f = figures(&t, &StockdState::default(), None, vec![], vec![]);
         assert_eq!((f.order_lines, f.oversold_lines), (3, 2));
     }
 
