@@ -98,6 +98,10 @@ pub struct SimulateArgs {
     /// by line.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Days to run at once, each on a thread (default: the machine's cores;
+    /// 1 with --trace). The report does not depend on it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -820,6 +824,10 @@ async fn simulate(args: SimulateArgs) -> Result<(), Failure> {
         seeds,
         candidate_rules,
         trace: args.trace.clone(),
+        jobs: args.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        ),
     };
     // Each seed runs on a runtime of its own with paused time, off this one.
     let report = tokio::task::spawn_blocking(move || crate::simulate::run(&options))

@@ -1407,6 +1407,9 @@ pub struct SimulateOptions {
     pub candidate_rules: Option<Value>,
     /// Where to write every run's channel requests and webhook deliveries.
     pub trace: Option<std::path::PathBuf>,
+    /// Days run at once, each on a thread of its own (1 with a trace, whose
+    /// lines would interleave). The report is the same for any number.
+    pub jobs: usize,
 }
 
 /// The `--report` document.
@@ -1433,24 +1436,59 @@ pub fn run(options: &SimulateOptions) -> Result<Report, SimulateError> {
             ))))
         }
     };
-    let scenario = &options.scenario;
-    let mut runs = Vec::new();
+    // Every day to run, in report order: each seed under the active rules,
+    // then under the candidate.
+    let mut days: Vec<(u64, &Value, &str)> = Vec::new();
     for &seed in &options.seeds {
-        runs.push(run_seed_traced(
-            scenario,
-            seed,
-            &active,
-            "active",
-            trace.as_ref(),
-        )?);
+        days.push((seed, &active, "active"));
         if let Some(candidate) = &options.candidate_rules {
-            runs.push(run_seed_traced(
-                scenario,
-                seed,
-                candidate,
-                "candidate",
-                trace.as_ref(),
-            )?);
+            days.push((seed, candidate, "candidate"));
+        }
+    }
+    let bar = crate::import::progress_bar(
+        days.len() as u64,
+        "{bar:40} {pos}/{len} days {elapsed} (about {eta} left)",
+    );
+    let jobs = if trace.is_some() {
+        1
+    } else {
+        options.jobs.max(1)
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: std::sync::Mutex<Vec<Option<Result<SeedReport, SimulateError>>>> =
+        std::sync::Mutex::new((0..days.len()).map(|_| None).collect());
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(&(seed, rules, label)) = days.get(i) else {
+            break;
+        };
+        let run = run_seed_traced(&options.scenario, seed, rules, label, trace.as_ref());
+        let failed = run.is_err();
+        if let Ok(mut done) = done.lock() {
+            done[i] = Some(run);
+        }
+        bar.inc(1);
+        if failed {
+            // Nothing after a failed day is needed: stop taking more.
+            next.store(days.len(), Ordering::Relaxed);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..jobs.min(days.len()) {
+            scope.spawn(work);
+        }
+        work();
+    });
+    bar.finish_and_clear();
+    let done = done
+        .into_inner()
+        .map_err(|_| setup("a simulated day panicked"))?;
+    // The first failure in report order, as one thread would have met it.
+    let mut runs = Vec::with_capacity(done.len());
+    for run in done {
+        match run {
+            Some(run) => runs.push(run?),
+            None => break,
         }
     }
     if let Some(file) = &trace {

@@ -37,6 +37,7 @@ fn simulate_small_scenario_with_faults_has_no_violations() {
         seeds: vec![1],
         candidate_rules: None,
         trace: None,
+        jobs: 1,
     })
     .expect("run");
     let run = &report.runs[0];
@@ -462,4 +463,32 @@ fn simulate_orders_ship_from_where_stockd_reserved_them() {
         report.invariant_violations
     );
     assert_eq!(report.total.drift, 0, "{report:?}");
+}
+
+#[test]
+fn simulate_days_run_at_once_give_the_report_of_one_thread() {
+    // Seeds under two rule sets on three threads: the same report, in the
+    // same order, as one after the other.
+    let scenario = small(0.1);
+    let candidate = json!({"defaults": {"safety_stock": 0}});
+    let options = |jobs| SimulateOptions {
+        scenario: scenario.clone(),
+        seeds: vec![2, 3, 4],
+        candidate_rules: Some(candidate.clone()),
+        trace: None,
+        jobs,
+    };
+    let one = run(&options(1)).expect("one thread");
+    let three = run(&options(3)).expect("three threads");
+    assert_eq!(one.runs.len(), 6);
+    let order: Vec<(u64, &str)> = three
+        .runs
+        .iter()
+        .map(|r| (r.seed, r.rules.as_str()))
+        .collect();
+    assert_eq!(order[..2], [(2, "active"), (2, "candidate")]);
+    assert_eq!(
+        serde_json::to_string(&one).unwrap(),
+        serde_json::to_string(&three).unwrap()
+    );
 }
