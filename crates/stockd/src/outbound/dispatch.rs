@@ -71,10 +71,12 @@ const LEASE_WAIT: Duration = Duration::from_millis(500);
 const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// Attempts at recording a push's outcome, this far apart.
 const RECORD_ATTEMPTS: u32 = 3;
-/// Listings parked by a transient failure go back in line at least this
-/// often on a channel that acknowledges nothing (a quiet channel, or one
-/// still down: a few attempts per listing, then parked again); sooner
-/// (`RetryPolicy::revive_after`) once it acknowledges pushes again.
+/// Listings parked by a transient failure go back in line on a channel
+/// that acknowledges nothing (a quiet channel, or one still down: a few
+/// attempts per listing, then parked again) after twice
+/// `RetryPolicy::revive_after`, then after twice as long each time, up to
+/// this; after `revive_after` once it acknowledges pushes again. A quiet
+/// channel's decrease parked by an outage waits a minute, not ten.
 const REVIVE_PROBE: Duration = Duration::from_secs(10 * 60);
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -755,9 +757,9 @@ struct Worker {
     running_bulk: usize,
     /// A spare push (see `lanes`) is under way.
     running_spare: bool,
-    /// When transient dead letters were last revived, and the channel's
-    /// acknowledged items then.
-    revived: Option<(DateTime<Utc>, u64)>,
+    /// When transient dead letters were last revived, the channel's
+    /// acknowledged items then, and the wait for the next probe.
+    revived: Option<(DateTime<Utc>, u64, Duration)>,
 }
 
 /// Talks to one channel and records what it said: shared by a worker's
@@ -876,18 +878,22 @@ impl Worker {
     async fn revive_transient(&mut self) -> Result<(), StoreError> {
         let now = self.pusher.now();
         let acked = self.pusher.kpis.items_acked(&self.pusher.channel);
-        let due = match self.revived {
-            None => true,
-            Some((at, acked_then)) => {
+        let revive_after = self.pusher.policy.revive_after;
+        let first_probe = (revive_after * 2).min(REVIVE_PROBE);
+        let next_probe = match self.revived {
+            None => first_probe,
+            Some((at, acked_then, probe)) => {
                 let since = to_std(now - at);
-                (acked > acked_then && since >= self.pusher.policy.revive_after)
-                    || since >= REVIVE_PROBE
+                if acked > acked_then && since >= revive_after {
+                    first_probe
+                } else if since >= probe {
+                    (probe * 2).min(REVIVE_PROBE)
+                } else {
+                    return Ok(());
+                }
             }
         };
-        if !due {
-            return Ok(());
-        }
-        self.revived = Some((now, acked));
+        self.revived = Some((now, acked, next_probe));
         let revived = self
             .pusher
             .store

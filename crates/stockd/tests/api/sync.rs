@@ -466,6 +466,50 @@ async fn an_outage_longer_than_the_retries_parks_nothing_for_good() {
     h.stop().await;
 }
 
+/// On a channel that takes no other update after an outage (nothing else
+/// to acknowledge), a decrease parked by the outage is sent again by a
+/// probe soon after it, not ten minutes later.
+#[tokio::test]
+async fn a_decrease_parked_by_an_outage_lands_on_a_quiet_channel() {
+    let mut h = Harness::start(&["QUIET-1"]).await;
+    h.app().events(receipt("r0", "QUIET-1", "AMS", 6)).await;
+    h.converged(Duration::from_secs(15)).await.unwrap();
+    h.app.take().expect("running").stop().await;
+    h.max_attempts = 3;
+    h.revive_after = Duration::from_secs(1);
+    h.boot().await;
+    h.woo.set_faults(Faults {
+        outage_secs: 3.0,
+        ..Default::default()
+    });
+    h.app()
+        .events(
+            json!({"key": "a1", "type": "adjust", "sku": "QUIET-1", "location": "AMS",
+                       "delta": -4, "reason": "damaged"}),
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let dlq = h.app().get("/v1/dlq").await.expect(200).body;
+        if dlq["items"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nothing else happens: the probe alone must bring the 2 to the shop.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while shown_of(&h.woo, "QUIET-1") != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the parked decrease never landed: the shop shows {}",
+            shown_of(&h.woo, "QUIET-1")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn a_bad_signature_gets_401_and_changes_nothing() {
     let h = Harness::start(&["SIG-1"]).await;
