@@ -71,12 +71,12 @@ const LEASE_WAIT: Duration = Duration::from_millis(500);
 const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// Attempts at recording a push's outcome, this far apart.
 const RECORD_ATTEMPTS: u32 = 3;
-/// Listings parked by a transient failure go back in line on a channel
-/// that acknowledges nothing (a quiet channel, or one still down: a few
-/// attempts per listing, then parked again) after twice
-/// `RetryPolicy::revive_after`, then after twice as long each time, up to
-/// this; after `revive_after` once it acknowledges pushes again. A quiet
-/// channel's decrease parked by an outage waits a minute, not ten.
+/// Listings parked by a transient failure go back in line after
+/// `RetryPolicy::revive_after` once the channel acknowledges pushes again;
+/// on a channel that acknowledges nothing (a quiet channel, or one still
+/// down) a probe sends them every twice `revive_after`, twice as long after
+/// each probe that still found listings parked, up to this. A quiet
+/// channel's decrease parked by an outage waits about a minute, not ten.
 const REVIVE_PROBE: Duration = Duration::from_secs(10 * 60);
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -880,25 +880,32 @@ impl Worker {
         let acked = self.pusher.kpis.items_acked(&self.pusher.channel);
         let revive_after = self.pusher.policy.revive_after;
         let first_probe = (revive_after * 2).min(REVIVE_PROBE);
-        let next_probe = match self.revived {
-            None => first_probe,
+        // `Some(wait)`: a probe of a silent channel, due after `wait`.
+        let silent_probe = match self.revived {
+            None => None,
             Some((at, acked_then, probe)) => {
                 let since = to_std(now - at);
                 if acked > acked_then && since >= revive_after {
-                    first_probe
+                    None
                 } else if since >= probe {
-                    (probe * 2).min(REVIVE_PROBE)
+                    Some(probe)
                 } else {
                     return Ok(());
                 }
             }
         };
-        self.revived = Some((now, acked, next_probe));
         let revived = self
             .pusher
             .store
             .dead_letters_revive(&self.pusher.channel, now)
             .await?;
+        // Listings still parked on a silent channel: it may be down still,
+        // so the next probe waits longer.
+        let next_probe = match silent_probe {
+            Some(probe) if revived > 0 => (probe * 2).min(REVIVE_PROBE),
+            _ => first_probe,
+        };
+        self.revived = Some((now, acked, next_probe));
         if revived > 0 {
             tracing::info!(channel = %self.pusher.channel, revived,
                 "listings parked by a transient failure are sent again");
