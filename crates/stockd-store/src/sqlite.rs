@@ -80,6 +80,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../migrations/sqlite/0016_transient_dead_letters.sql"),
     ),
+    (
+        17,
+        include_str!("../migrations/sqlite/0017_listings_by_sku_covering.sql"),
+    ),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;
