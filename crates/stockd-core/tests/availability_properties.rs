@@ -34,9 +34,11 @@
 //! - **rollback**: computing under rules A, then B, then A again (each
 //!   validated afresh, A also after a JSON round trip of its document, as a
 //!   stored version is) gives exactly the first results, explain included.
+//! - **states only**: computing without explain trails gives exactly the
+//!   states computed with them (the writer and whole-catalog passes rely on it).
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use stockd_core::availability::{
     compute_variant, Channel, ComponentStock, Context, ExplainStep, Listing, ListingAvailability,
     Sale, VariantInput,
@@ -349,7 +351,22 @@ impl World {
 
     /// Every listing, grouped by sku (sorted), each group in listing order.
     fn compute(&self, rules: &Rules) -> Vec<ListingAvailability> {
-        let ctx = Context::new(rules, &self.channels, &self.locations, today(), now());
+        self.compute_in(&Context::new(
+            rules,
+            &self.channels,
+            &self.locations,
+            today(),
+            now(),
+        ))
+    }
+
+    fn compute_states(&self, rules: &Rules) -> Vec<ListingAvailability> {
+        self.compute_in(
+            &Context::new(rules, &self.channels, &self.locations, today(), now()).states_only(),
+        )
+    }
+
+    fn compute_in(&self, ctx: &Context<'_>) -> Vec<ListingAvailability> {
         let mut skus: Vec<&Sku> = self.listings.iter().map(|l| &l.sku).collect();
         skus.sort();
         skus.dedup();
@@ -371,7 +388,7 @@ impl World {
                 .cloned()
                 .collect();
             let results = compute_variant(
-                &ctx,
+                ctx,
                 &VariantInput {
                     variant: &variant,
                     stock: &stock,
@@ -735,4 +752,51 @@ fn rules_a_then_b_then_a_again_gives_exactly_the_first_results() {
         changed_by_b > 100,
         "rules B should usually change something"
     );
+}
+
+#[test]
+fn states_without_explain_are_the_states_with_it() {
+    let mut rng = XorShift(0x5EED_0F57_A7E5_0001);
+    let mut seen: BTreeSet<&'static str> = BTreeSet::new();
+    for round in 0..400 {
+        let world = random_world(&mut rng);
+        let doc = random_doc(&mut rng, &world);
+        let rules = world.validate(&doc);
+        let full = world.compute(&rules);
+        let states = world.compute_states(&rules);
+        assert_eq!(full.len(), states.len(), "round {round}");
+        for (f, s) in full.iter().zip(&states) {
+            assert_eq!(
+                (&f.channel, &f.sku, &f.state),
+                (&s.channel, &s.sku, &s.state),
+                "round {round}\n{doc:?}"
+            );
+            assert!(s.explain.is_empty(), "round {round}: {:?}", s.explain);
+            for step in &f.explain {
+                seen.insert(match step {
+                    ExplainStep::Pool { .. } => "pool",
+                    ExplainStep::Kit { .. } => "kit",
+                    ExplainStep::Rule { .. } => "rule",
+                    ExplainStep::NeverNegative { .. } => "never_negative",
+                    ExplainStep::Preallocation { .. } => "preallocation",
+                    ExplainStep::ChannelLimit { .. } => "channel_limit",
+                    ExplainStep::Eta { .. } => "eta",
+                });
+            }
+        }
+    }
+    // The worlds reach every kind of step, so every path was compared.
+    for kind in [
+        "pool",
+        "kit",
+        "rule",
+        "never_negative",
+        "preallocation",
+        "eta",
+    ] {
+        assert!(
+            seen.contains(kind),
+            "no {kind} step in 400 worlds: {seen:?}"
+        );
+    }
 }

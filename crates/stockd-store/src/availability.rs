@@ -305,7 +305,28 @@ impl StockData {
         today: NaiveDate,
         now: DateTime<Utc>,
     ) -> Computed {
-        let ctx = Context::new(rules, &setup.channels, &setup.locations, today, now);
+        self.compute_in(
+            setup,
+            &Context::new(rules, &setup.channels, &setup.locations, today, now),
+        )
+    }
+
+    /// `compute` without explain trails (the same states): for the writer's
+    /// refresh and whole-catalog passes, which read only the states.
+    pub fn compute_states(
+        &self,
+        setup: &Setup,
+        rules: &Rules,
+        today: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Computed {
+        self.compute_in(
+            setup,
+            &Context::new(rules, &setup.channels, &setup.locations, today, now).states_only(),
+        )
+    }
+
+    fn compute_in(&self, setup: &Setup, ctx: &Context<'_>) -> Computed {
         let mut out = Computed::new();
         for v in &self.variants {
             let sku = &v.variant.sku;
@@ -321,7 +342,7 @@ impl StockData {
                 listings,
                 sales: self.sales.get(sku).map(Vec::as_slice).unwrap_or(&[]),
             };
-            for result in compute_variant(&ctx, &input) {
+            for result in compute_variant(ctx, &input) {
                 out.insert((result.channel.clone(), result.sku.clone()), result);
             }
         }

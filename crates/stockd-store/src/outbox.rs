@@ -468,7 +468,7 @@ async fn refresh_skus<D: DesiredStates>(
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
     let data = StockData::load(&*db, setup, skus, &[rules], now).await?;
-    let computed = data.compute(setup, &rules.rules, now.date_naive(), now);
+    let computed = data.compute_states(setup, &rules.rules, now.date_naive(), now);
     let keys: Vec<(ChannelId, Sku)> = computed.keys().cloned().collect();
     let stored = db.stored_desired(skus, &keys).await?;
     let mut writes = Vec::new();

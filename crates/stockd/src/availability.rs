@@ -36,7 +36,8 @@ async fn read_page(
 }
 
 /// Computes every listed SKU under two rule sets, page by page, and hands
-/// each page's two results to `visit`, in SKU order. A pipeline: a page's
+/// each page's two results to `visit`, in SKU order (states only: no
+/// explain trails). A pipeline: a page's
 /// two computations run on two blocking threads while the next page is read
 /// (on a reader's blocking thread), so a pass keeps both cores busy whether
 /// reading or computing takes longer.
@@ -88,7 +89,9 @@ fn start_compute(
     now: DateTime<Utc>,
 ) -> Computing {
     let (setup, data, rules) = (setup.clone(), data.clone(), rules.clone());
-    tokio::task::spawn_blocking(move || data.compute(&setup, &rules.rules, now.date_naive(), now))
+    tokio::task::spawn_blocking(move || {
+        data.compute_states(&setup, &rules.rules, now.date_naive(), now)
+    })
 }
 
 async fn finished(computing: Computing) -> Result<Computed, StoreError> {

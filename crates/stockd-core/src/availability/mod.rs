@@ -107,6 +107,9 @@ pub struct Context<'a> {
     sellable: Vec<LocationId>,
     today: NaiveDate,
     now: DateTime<Utc>,
+    /// Record each listing's explain trail (off where only the states are
+    /// wanted: the writer's refresh, whole-catalog passes).
+    explain: bool,
 }
 
 impl<'a> Context<'a> {
@@ -151,7 +154,17 @@ impl<'a> Context<'a> {
             sellable,
             today,
             now,
+            explain: true,
         }
+    }
+
+    /// The same computation without explain trails: every state is the
+    /// same, `explain` is empty. Building the trails (location lists, kit
+    /// trees, rule steps) is most of a listing's cost where only the state
+    /// is read.
+    pub fn states_only(mut self) -> Self {
+        self.explain = false;
+        self
     }
 
     /// Locations whose stock counts for a channel (an unknown channel has none).
@@ -292,6 +305,25 @@ pub fn location_pool(
     rows: &[(LocationId, Quantities)],
     counted: &[LocationId],
 ) -> (i64, Vec<LocationPool>) {
+    (pool_total(rows, counted), location_parts(rows, counted))
+}
+
+/// The pool of `location_pool` without its parts.
+fn pool_total(rows: &[(LocationId, Quantities)], counted: &[LocationId]) -> i64 {
+    // Summed before flooring: units oversold at one location are owed out of
+    // another's stock, so they must not be offered again.
+    // Summed in i128: with every counter within ±STOCK_MAX the total fits an
+    // i64 for any realistic number of locations; beyond that it is clamped,
+    // never wrapped.
+    let pool = rows
+        .iter()
+        .filter(|(id, _)| counted.binary_search(id).is_ok())
+        .map(|(_, q)| i128::from(q.on_hand.saturating_sub(q.reserved)))
+        .sum::<i128>();
+    clamp_i64(pool).max(0)
+}
+
+fn location_parts(rows: &[(LocationId, Quantities)], counted: &[LocationId]) -> Vec<LocationPool> {
     let mut parts: Vec<LocationPool> = rows
         .iter()
         .filter(|(id, _)| counted.binary_search(id).is_ok())
@@ -303,13 +335,7 @@ pub fn location_pool(
         })
         .collect();
     parts.sort_by(|a, b| a.location.cmp(&b.location));
-    // Summed before flooring: units oversold at one location are owed out of
-    // another's stock, so they must not be offered again.
-    // Summed in i128: with every counter within ±STOCK_MAX the total fits an
-    // i64 for any realistic number of locations; beyond that it is clamped,
-    // never wrapped.
-    let pool = parts.iter().map(|p| i128::from(p.net_qty)).sum::<i128>();
-    (clamp_i64(pool).max(0), parts)
+    parts
 }
 
 /// A kit's pool over `counted` locations: pre-built stock plus the kits the
@@ -319,7 +345,26 @@ pub fn kit_pool(
     components: &[ComponentStock],
     counted: &[LocationId],
 ) -> i64 {
-    kit_step(prebuilt, components, counted).0
+    kit_total(
+        pool_total(prebuilt, counted),
+        components.iter().map(|c| component_kits(c, counted).1),
+    )
+}
+
+/// A component's pool over `counted` and the kits it makes.
+fn component_kits(c: &ComponentStock, counted: &[LocationId]) -> (i64, i64) {
+    let pool = if c.components.is_empty() {
+        pool_total(&c.stock, counted)
+    } else {
+        kit_pool(&c.stock, &c.components, counted)
+    };
+    (pool, pool.div_euclid(i64::from(c.qty_per_kit.max(1))))
+}
+
+/// Pre-built kits plus the kits the scarcest component makes.
+fn kit_total(prebuilt_qty: i64, kits: impl Iterator<Item = i64>) -> i64 {
+    let built = kits.min().unwrap_or(0).max(0);
+    clamp_i64(i128::from(prebuilt_qty) + i128::from(built))
 }
 
 fn kit_step(
@@ -331,12 +376,7 @@ fn kit_step(
     let parts: Vec<ComponentPool> = components
         .iter()
         .map(|c| {
-            let pool = if c.components.is_empty() {
-                location_pool(&c.stock, counted).0
-            } else {
-                kit_pool(&c.stock, &c.components, counted)
-            };
-            let kits = pool.div_euclid(i64::from(c.qty_per_kit.max(1)));
+            let (pool, kits) = component_kits(c, counted);
             ComponentPool {
                 sku: c.sku.clone(),
                 qty_per_kit: c.qty_per_kit,
@@ -345,8 +385,7 @@ fn kit_step(
             }
         })
         .collect();
-    let built = parts.iter().map(|p| p.kits).min().unwrap_or(0).max(0);
-    let pool = clamp_i64(i128::from(prebuilt_qty) + i128::from(built));
+    let pool = kit_total(prebuilt_qty, parts.iter().map(|p| p.kits));
     let step = ExplainStep::Kit {
         prebuilt: prebuilt_parts,
         prebuilt_qty,
@@ -359,14 +398,21 @@ fn kit_step(
 /// Applies safety stock, percent, cap, min listed and the floor at 0 to a
 /// pool, recording each step.
 pub fn apply_rule(pool: i64, rule: &EffectiveRule, explain: &mut Vec<ExplainStep>) -> i64 {
+    rule_steps(pool, rule, Some(explain))
+}
+
+/// `apply_rule`, recording the steps only when given a trail.
+fn rule_steps(pool: i64, rule: &EffectiveRule, mut explain: Option<&mut Vec<ExplainStep>>) -> i64 {
     let mut step = |rule_name: RuleName, value: Option<i64>, source, before, after| {
-        explain.push(ExplainStep::Rule {
-            rule: rule_name,
-            value,
-            source,
-            before,
-            after,
-        });
+        if let Some(explain) = explain.as_deref_mut() {
+            explain.push(ExplainStep::Rule {
+                rule: rule_name,
+                value,
+                source,
+                before,
+                after,
+            });
+        }
         after
     };
     let s = &rule.safety_stock;
@@ -409,10 +455,12 @@ pub fn apply_rule(pool: i64, rule: &EffectiveRule, explain: &mut Vec<ExplainStep
         },
     );
     if after_min < 0 {
-        explain.push(ExplainStep::NeverNegative {
-            before: after_min,
-            after: 0,
-        });
+        if let Some(explain) = explain {
+            explain.push(ExplainStep::NeverNegative {
+                before: after_min,
+                after: 0,
+            });
+        }
         return 0;
     }
     after_min
@@ -453,17 +501,22 @@ pub fn compute_variant(ctx: &Context<'_>, input: &VariantInput<'_>) -> Vec<Listi
         .map(|listing| {
             let counted = ctx.channel_locations(&listing.channel);
             let mut explain = Vec::new();
-            let pool = if is_kit {
-                let (pool, step) = kit_step(input.stock, input.components, counted);
-                explain.push(step);
-                pool
-            } else {
-                let (pool, locations) = location_pool(input.stock, counted);
-                explain.push(ExplainStep::Pool { locations, pool });
-                pool
+            let pool = match (is_kit, ctx.explain) {
+                (true, true) => {
+                    let (pool, step) = kit_step(input.stock, input.components, counted);
+                    explain.push(step);
+                    pool
+                }
+                (true, false) => kit_pool(input.stock, input.components, counted),
+                (false, true) => {
+                    let (pool, locations) = location_pool(input.stock, counted);
+                    explain.push(ExplainStep::Pool { locations, pool });
+                    pool
+                }
+                (false, false) => pool_total(input.stock, counted),
             };
             let rule = ctx.rules.effective(&listing.channel, input.variant);
-            let quantity = apply_rule(pool, &rule, &mut explain);
+            let quantity = rule_steps(pool, &rule, ctx.explain.then_some(&mut explain));
             ListingAvailability {
                 channel: listing.channel.clone(),
                 sku: listing.sku.clone(),
@@ -482,7 +535,7 @@ pub fn compute_variant(ctx: &Context<'_>, input: &VariantInput<'_>) -> Vec<Listi
         let variant_pool = if is_kit {
             kit_pool(input.stock, input.components, &ctx.sellable)
         } else {
-            location_pool(input.stock, &ctx.sellable).0
+            pool_total(input.stock, &ctx.sellable)
         };
         if variant_pool <= pre.low_stock_threshold {
             preallocate(
@@ -500,11 +553,13 @@ pub fn compute_variant(ctx: &Context<'_>, input: &VariantInput<'_>) -> Vec<Listi
         // After any partition: capping only lowers, so Σ stays ≤ the pool.
         if let Some(limit) = ctx.max_quantity(&listing.channel) {
             if result.state.quantity > limit {
-                result.explain.push(ExplainStep::ChannelLimit {
-                    limit,
-                    before: result.state.quantity,
-                    after: limit,
-                });
+                if ctx.explain {
+                    result.explain.push(ExplainStep::ChannelLimit {
+                        limit,
+                        before: result.state.quantity,
+                        after: limit,
+                    });
+                }
                 result.state.quantity = limit;
             }
         }
@@ -574,16 +629,18 @@ fn preallocate(
     for (position, (&i, share)) in ranked.iter().zip(shares).enumerate() {
         let listing = &input.listings[i];
         let result = &mut out[i];
-        result.explain.push(ExplainStep::Preallocation {
-            variant_pool,
-            low_stock_threshold,
-            position: position + 1,
-            listing_rank: listing.rank,
-            sold_qty: sold_qty(&listing.channel),
-            left_before: left,
-            before: result.state.quantity,
-            after: share,
-        });
+        if ctx.explain {
+            result.explain.push(ExplainStep::Preallocation {
+                variant_pool,
+                low_stock_threshold,
+                position: position + 1,
+                listing_rank: listing.rank,
+                sold_qty: sold_qty(&listing.channel),
+                left_before: left,
+                before: result.state.quantity,
+                after: share,
+            });
+        }
         left -= share;
         result.state.quantity = share;
     }
@@ -626,13 +683,15 @@ fn apply_eta(
         days.saturating_add(rule.handling_days_min),
         days.saturating_add(rule.handling_days_max),
     );
-    result.explain.push(ExplainStep::Eta {
-        po_id: line.po_id.clone(),
-        location: line.location.clone(),
-        eta,
-        days_to_eta: days,
-        ship_window_days: window,
-    });
+    if ctx.explain {
+        result.explain.push(ExplainStep::Eta {
+            po_id: line.po_id.clone(),
+            location: line.location.clone(),
+            eta,
+            days_to_eta: days,
+            ship_window_days: window,
+        });
+    }
     result.state.availability = Availability::Backorder;
     result.state.eta = Some(eta);
     result.state.ship_window_days = Some(window);
