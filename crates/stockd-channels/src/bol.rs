@@ -120,6 +120,10 @@ const DETAIL_CACHE_MAX: usize = 10_000;
 const FAST_PUSH_ITEMS: usize = 25;
 /// Pushes under way at once, each following its process statuses.
 const PUSHES_IN_FLIGHT: usize = 8;
+/// Tokens of the stock bucket a bulk push leaves for protective updates:
+/// both lanes draw on the one published rate, and on equal terms a
+/// saturated bulk lane took half of it from decreases that were due.
+const BULK_PUT_RESERVE: f64 = 2.0;
 
 /// Which Offers API the stock is pushed and read through
 /// (<https://api.bol.com/retailer/public/Retailer-API/v11/functional/offer-api/whats-new-in-this-api.html>).
@@ -549,11 +553,28 @@ impl Bol {
         body: Option<&Value>,
         what: &str,
     ) -> Result<HttpResponse, ChannelError> {
+        self.call_leaving(endpoint, 0.0, method, url, media, body, what)
+            .await
+    }
+
+    /// `call`, paced to leave `reserve` tokens of the endpoint's bucket for
+    /// more urgent calls (`Limiter::acquire_leaving`).
+    #[allow(clippy::too_many_arguments)]
+    async fn call_leaving(
+        &self,
+        endpoint: Endpoint,
+        reserve: f64,
+        method: http::Method,
+        url: &str,
+        media: Media,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<HttpResponse, ChannelError> {
         let limiter = self.limiter(endpoint);
         let mut refused: Option<String> = None;
         for attempt in 0..2 {
             let token = self.token(refused.as_deref()).await?;
-            limiter.acquire(1.0).await;
+            limiter.acquire_leaving(1.0, reserve).await;
             let mut headers = http::HeaderMap::new();
             let bearer = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
                 ChannelError::new(
@@ -659,12 +680,13 @@ impl Bol {
     }
 
     /// v11: one synchronous PATCH (`specs/bol/offers-v11.yaml`).
-    async fn patch_v11(&self, offer_id: &str, amount: i64) -> ItemOutcome {
+    async fn patch_v11(&self, offer_id: &str, amount: i64, reserve: f64) -> ItemOutcome {
         let body = json!({"stock": {"amount": amount, "managedByRetailer": true}});
         let url = self.offer_url(offer_id);
         match self
-            .call(
+            .call_leaving(
                 Endpoint::OfferUpdate,
+                reserve,
                 http::Method::PATCH,
                 &url,
                 Media::V11,
@@ -684,18 +706,26 @@ impl Bol {
         index: usize,
         offer_id: &str,
         amount: i64,
+        reserve: f64,
     ) -> Result<Result<InFlight, ItemOutcome>, ChannelError> {
-        let status = self.put_stock(offer_id, amount).await?;
+        let status = self.put_stock(offer_id, amount, reserve).await?;
         Ok(self.follow_up(index, offer_id, amount, &status))
     }
 
-    /// The v10 stock PUT; its answer is a `ProcessStatus`.
-    async fn put_stock(&self, offer_id: &str, amount: i64) -> Result<Value, ChannelError> {
+    /// The v10 stock PUT; its answer is a `ProcessStatus`. `reserve`: tokens
+    /// left for protective updates (`BULK_PUT_RESERVE` on the bulk lane).
+    async fn put_stock(
+        &self,
+        offer_id: &str,
+        amount: i64,
+        reserve: f64,
+    ) -> Result<Value, ChannelError> {
         let body = json!({"amount": amount, "managedByRetailer": true});
         let url = format!("{}/stock", self.offer_url(offer_id));
         let response = self
-            .call(
+            .call_leaving(
                 Endpoint::OfferStock,
+                reserve,
                 http::Method::PUT,
                 &url,
                 Media::V10,
@@ -793,7 +823,12 @@ impl Bol {
         }
     }
 
-    async fn push_v10(&self, items: &[PushItem], outcomes: &mut [Option<ItemOutcome>]) {
+    async fn push_v10(
+        &self,
+        items: &[PushItem],
+        outcomes: &mut [Option<ItemOutcome>],
+        reserve: f64,
+    ) {
         let mut flights: Vec<InFlight> = Vec::new();
         let mut halted: Option<ChannelError> = None;
         for (index, item) in items.iter().enumerate() {
@@ -812,7 +847,7 @@ impl Bol {
                 }
             };
             match self
-                .put_v10(index, &offer_id, stock_amount(item.quantity))
+                .put_v10(index, &offer_id, stock_amount(item.quantity), reserve)
                 .await
             {
                 Ok(Ok(flight)) => flights.push(flight),
@@ -862,7 +897,49 @@ impl Bol {
         }
     }
 
-    async fn push_v11(&self, items: &[PushItem], outcomes: &mut [Option<ItemOutcome>]) {
+    /// `push` with `reserve` tokens of the stock bucket left for more
+    /// urgent pushes.
+    async fn push_leaving(
+        &self,
+        items: &[PushItem],
+        reserve: f64,
+    ) -> Result<Vec<ItemOutcome>, ChannelError> {
+        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
+        match self.config.offers_api {
+            OffersApi::V10 => self.push_v10(items, &mut outcomes, reserve).await,
+            OffersApi::V11 => self.push_v11(items, &mut outcomes, reserve).await,
+        }
+        let outcomes: Vec<ItemOutcome> = outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    ItemOutcome::Failed(ChannelError::new(
+                        ErrorClass::Retryable,
+                        "not_sent",
+                        "item was not sent",
+                    ))
+                })
+            })
+            .collect();
+        // A token that cannot be had fails the whole call.
+        if let Some(ItemOutcome::Failed(first)) = outcomes.first() {
+            if first.code == "auth_failed"
+                && outcomes
+                    .iter()
+                    .all(|o| matches!(o, ItemOutcome::Failed(e) if e == first))
+            {
+                return Err(first.clone());
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn push_v11(
+        &self,
+        items: &[PushItem],
+        outcomes: &mut [Option<ItemOutcome>],
+        reserve: f64,
+    ) {
         let mut halted: Option<ChannelError> = None;
         for (index, item) in items.iter().enumerate() {
             if let Some(error) = &halted {
@@ -870,7 +947,10 @@ impl Bol {
                 continue;
             }
             let outcome = match offer_id_of(&item.external) {
-                Ok(offer_id) => self.patch_v11(&offer_id, stock_amount(item.quantity)).await,
+                Ok(offer_id) => {
+                    self.patch_v11(&offer_id, stock_amount(item.quantity), reserve)
+                        .await
+                }
                 Err(error) => ItemOutcome::Failed(error),
             };
             if let ItemOutcome::Failed(error) = &outcome {
@@ -1140,13 +1220,14 @@ impl Connector for Bol {
     async fn submit(
         &self,
         items: &[PushItem],
-        _bulk: bool,
+        bulk: bool,
     ) -> Result<Vec<crate::Submitted>, ChannelError> {
+        let reserve = if bulk { BULK_PUT_RESERVE } else { 0.0 };
         if self.config.offers_api != OffersApi::V10 {
-            let outcomes = self.push(items).await?;
+            let outcomes = self.push_leaving(items, reserve).await?;
             return Ok(outcomes.into_iter().map(crate::Submitted::Done).collect());
         }
-        let out = self.submit_v10(items).await;
+        let out = self.submit_v10(items, reserve).await;
         // A token that cannot be had fails the whole call.
         if let Some(crate::Submitted::Done(ItemOutcome::Failed(first))) = out.first() {
             if first.code == "auth_failed"
@@ -1168,34 +1249,13 @@ impl Connector for Bol {
     }
 
     async fn push(&self, items: &[PushItem]) -> Result<Vec<ItemOutcome>, ChannelError> {
-        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
-        match self.config.offers_api {
-            OffersApi::V10 => self.push_v10(items, &mut outcomes).await,
-            OffersApi::V11 => self.push_v11(items, &mut outcomes).await,
-        }
-        let outcomes: Vec<ItemOutcome> = outcomes
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    ItemOutcome::Failed(ChannelError::new(
-                        ErrorClass::Retryable,
-                        "not_sent",
-                        "item was not sent",
-                    ))
-                })
-            })
-            .collect();
-        // A token that cannot be had fails the whole call.
-        if let Some(ItemOutcome::Failed(first)) = outcomes.first() {
-            if first.code == "auth_failed"
-                && outcomes
-                    .iter()
-                    .all(|o| matches!(o, ItemOutcome::Failed(e) if e == first))
-            {
-                return Err(first.clone());
-            }
-        }
-        Ok(outcomes)
+        self.push_leaving(items, 0.0).await
+    }
+
+    /// The same requests as `push`, leaving protective updates their share
+    /// of the stock bucket.
+    async fn push_bulk(&self, items: &[PushItem]) -> Result<Vec<ItemOutcome>, ChannelError> {
+        self.push_leaving(items, BULK_PUT_RESERVE).await
     }
 
     fn bulk_read_from(&self) -> Option<usize> {

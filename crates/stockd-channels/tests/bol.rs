@@ -14,8 +14,8 @@ use stockd_channels::bol::{
 };
 use stockd_channels::{
     Availability, ChannelError, Connector, ErrorClass, External, HttpRequest, HttpResponse,
-    ItemOutcome, LevelQuery, OrderChange, OrderChangeKind, OrderLineRef, PushItem, Transport,
-    WebhookError,
+    ItemOutcome, LevelQuery, OrderChange, OrderChangeKind, OrderLineRef, PushItem, Submitted,
+    Transport, WebhookError,
 };
 use tokio::time::Instant;
 
@@ -1111,6 +1111,66 @@ async fn each_endpoint_is_paced_by_its_own_bucket() {
         assert!(
             (got - reads[0] - offset).abs() < 0.01,
             "status reads {reads:?}"
+        );
+    }
+    fake.assert_clean();
+}
+
+/// Protective and bulk pushes draw on the one stock bucket. A bulk push
+/// leaves the protective lane the tokens it needs: decreases submitted
+/// while a bulk push saturates the bucket go at the bucket's rate, not at
+/// the half of it that equal terms would give them.
+#[tokio::test(start_paused = true)]
+async fn a_bulk_push_leaves_the_stock_rate_to_protective_pushes() {
+    let fake = Fake::new();
+    let mut cfg = config(OffersApi::V10);
+    cfg.rate_limits = RateLimits {
+        offer_stock: RateLimit::per_second(10),
+        ..RateLimits::default()
+    };
+    let bol = Arc::new(Bol::new(cfg, fake.clone()));
+    // Lanes as the dispatcher runs them: several pushes under way in each.
+    let submit = |offer: &'static str, first: i64, bulk: bool| {
+        let bol = bol.clone();
+        let items: Vec<PushItem> = (first..first + 5).map(|q| item(offer, q)).collect();
+        tokio::spawn(async move { bol.submit(&items, bulk).await })
+    };
+    let bulk: Vec<_> = (0..4).map(|n| submit(OFFER_A, n * 5, true)).collect();
+    // The bulk pushes have emptied the bucket and wait on every token.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    let fast: Vec<_> = (0..2)
+        .map(|n| submit(OFFER_B, 100 + n * 5, false))
+        .collect();
+    for push in fast {
+        let out = push
+            .await
+            .expect("protective task")
+            .expect("protective submit");
+        assert!(
+            out.iter().all(|s| matches!(s, Submitted::Accepted { .. })),
+            "{out:?}"
+        );
+    }
+    let took = (Instant::now() - start).as_secs_f64();
+    // Ten PUTs at 9.6/s take 1.04 s alone; on equal terms with the four
+    // bulk pushes (no reserve) they took 1.7 s.
+    assert!(took < 1.3, "protective pushes took {took:.2} s");
+    let bulk_during = fake
+        .api_calls()
+        .iter()
+        .filter(|(t, c)| *t > start && (*t - start).as_secs_f64() < took && c.contains(OFFER_A))
+        .count();
+    assert!(
+        bulk_during <= 2,
+        "{bulk_during} bulk PUTs went while protective ones waited"
+    );
+    // The bulk pushes still finish, on what protective pushes leave.
+    for push in bulk {
+        let out = push.await.expect("bulk task").expect("bulk submit");
+        assert!(
+            out.iter().all(|s| matches!(s, Submitted::Accepted { .. })),
+            "{out:?}"
         );
     }
     fake.assert_clean();

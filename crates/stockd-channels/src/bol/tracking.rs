@@ -43,9 +43,10 @@ fn process_id(status: &Value) -> Option<String> {
 }
 
 impl Bol {
-    /// v10: sends each stock PUT; a pending process comes back `Accepted`
-    /// with its process status id.
-    pub(super) async fn submit_v10(&self, items: &[PushItem]) -> Vec<Submitted> {
+    /// v10: sends each stock PUT (leaving `reserve` tokens for protective
+    /// updates); a pending process comes back `Accepted` with its process
+    /// status id.
+    pub(super) async fn submit_v10(&self, items: &[PushItem], reserve: f64) -> Vec<Submitted> {
         let mut out = Vec::with_capacity(items.len());
         let mut halted: Option<ChannelError> = None;
         for (index, item) in items.iter().enumerate() {
@@ -61,7 +62,7 @@ impl Bol {
                 }
             };
             let amount = stock_amount(item.quantity);
-            match self.put_stock(&offer_id, amount).await {
+            match self.put_stock(&offer_id, amount, reserve).await {
                 Ok(status) => match self.follow_up(index, &offer_id, amount, &status) {
                     Ok(_) => match process_id(&status) {
                         Some(reference) => out.push(Submitted::Accepted { reference }),
