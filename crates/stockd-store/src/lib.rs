@@ -138,6 +138,18 @@ pub trait Store:
 {
     /// Applies one request of events atomically (idempotent per event key).
     async fn submit(&self, events: Vec<Submission>) -> Result<SubmitOutcome, StoreError>;
+    /// `submit` for a channel's order change: `moves` (how the channel's own
+    /// count moved, per SKU; `None` forgets it) are recorded in the same
+    /// transaction when an event applies. Recorded after it, a dispatcher
+    /// woken by the order's commit would see stock gone but the channel's
+    /// count not yet moved, and push what the channel already shows as a
+    /// protective update.
+    async fn submit_channel_order(
+        &self,
+        events: Vec<Submission>,
+        channel: &stockd_core::ChannelId,
+        moves: Vec<(Sku, Option<i64>)>,
+    ) -> Result<SubmitOutcome, StoreError>;
     /// Creates or replaces a location; quarantined events waiting for it are replayed.
     async fn upsert_location(&self, location: Location) -> Result<UpsertSummary, StoreError>;
     /// Creates or replaces variants; quarantined events waiting for them are replayed.

@@ -238,6 +238,16 @@ impl Store for PgStore {
         self.writer.submit(events).await
     }
 
+    async fn submit_channel_order(
+        &self,
+        events: Vec<Submission>,
+        channel: &stockd_core::ChannelId,
+        moves: Vec<(Sku, Option<i64>)>,
+    ) -> Result<SubmitOutcome, StoreError> {
+        let moved = crate::outbox::channel_moves(channel, moves, self.writer.now());
+        self.writer.submit_moving(events, moved).await
+    }
+
     async fn upsert_location(&self, location: Location) -> Result<UpsertSummary, StoreError> {
         self.writer.upsert_location(location).await
     }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use stockd_core::group::{GroupWrites, IdempotencyRecord, Quarantined, ReplayOutcome};
+use stockd_core::group::{EventStatus, GroupWrites, IdempotencyRecord, Quarantined, ReplayOutcome};
 use stockd_core::{Awaiting, Book, Group, IdempotencyKey, Location, Needs, Submission, Variant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -45,6 +45,10 @@ fn now() -> DateTime<Utc> {
 pub(crate) enum Command {
     Submit {
         events: Vec<Submission>,
+        /// How the channel's own count moved with these events (a channel
+        /// order): recorded in the same transaction when an event applies,
+        /// so no reader sees the order without its move.
+        moved: Vec<crate::outbox::OutboxUpdate>,
         reply: Reply<SubmitOutcome>,
     },
     UpsertLocation {
@@ -265,7 +269,11 @@ enum Flow {
     Stop,
 }
 
-type PendingSubmit = (Vec<Submission>, Reply<SubmitOutcome>);
+type PendingSubmit = (
+    Vec<Submission>,
+    Vec<crate::outbox::OutboxUpdate>,
+    Reply<SubmitOutcome>,
+);
 type PendingRecord = (Vec<crate::outbox::OutboxUpdate>, Reply<()>);
 
 /// Queued work that commits together: events and outbox records.
@@ -279,8 +287,12 @@ async fn process<B: Backend>(backend: &mut B, batch: Vec<Command>) -> Flow {
     let mut pending = Pending::default();
     for command in batch {
         match command {
-            Command::Submit { events, reply } => {
-                pending.submits.push((events, reply));
+            Command::Submit {
+                events,
+                moved,
+                reply,
+            } => {
+                pending.submits.push((events, moved, reply));
                 continue;
             }
             Command::RecordOutbox { updates, reply } => {
@@ -316,13 +328,26 @@ async fn submit_group<B: Backend>(backend: &mut B, pending: Pending) {
     let needs = Needs::of(
         submits
             .iter()
-            .flat_map(|(events, _)| events.iter().map(|s| &s.event)),
+            .flat_map(|(events, _, _)| events.iter().map(|s| &s.event)),
     );
     let outcome = in_group(backend, &needs, &updates, |group| {
-        submits
+        let results = submits
             .iter()
-            .map(|(events, _)| group.submit(events))
-            .collect::<Vec<_>>()
+            .map(|(events, _, _)| group.submit(events))
+            .collect::<Vec<_>>();
+        // A channel's count moved only with an order that applied (not a
+        // redelivery, not one waiting in quarantine).
+        let moved = submits
+            .iter()
+            .zip(&results)
+            .filter(|(_, result)| {
+                result
+                    .as_ref()
+                    .is_ok_and(|events| events.iter().any(|e| e.status == EventStatus::Applied))
+            })
+            .flat_map(|((_, moved, _), _)| moved.iter().cloned())
+            .collect();
+        (results, moved)
     })
     .await;
     match outcome {
@@ -331,7 +356,7 @@ async fn submit_group<B: Backend>(backend: &mut B, pending: Pending) {
             // before answering, so a client reads its own writes.
             let wake = wake_keys(&writes).collect::<BTreeSet<_>>();
             wake_waiting(backend, wake).await;
-            for ((_, reply), result) in submits.into_iter().zip(results) {
+            for ((_, _, reply), result) in submits.into_iter().zip(results) {
                 let _ = reply.send(Ok(result));
             }
             for (_, reply) in records {
@@ -340,7 +365,7 @@ async fn submit_group<B: Backend>(backend: &mut B, pending: Pending) {
         }
         Err(e) => {
             tracing::error!(error = %e, requests = submits.len(), "group commit failed");
-            for (_, reply) in submits {
+            for (_, _, reply) in submits {
                 let _ = reply.send(Err(StoreError::Database(e.to_string())));
             }
             for (_, reply) in records {
@@ -487,7 +512,8 @@ async fn replay<B: Backend>(backend: &mut B, mut keys: Vec<String>) -> Result<us
         }
         let needs = Needs::of(entries.iter().map(|e| &e.event));
         let (outcomes, writes) = in_group(backend, &needs, &[], |group| {
-            entries.iter().map(|e| group.replay(e)).collect::<Vec<_>>()
+            let outcomes = entries.iter().map(|e| group.replay(e)).collect::<Vec<_>>();
+            (outcomes, Vec::new())
         })
         .await?;
         let replayed_now = outcomes
@@ -531,14 +557,14 @@ async fn in_group<B: Backend, R>(
     backend: &mut B,
     needs: &Needs,
     records: &[crate::outbox::OutboxUpdate],
-    body: impl FnOnce(&mut Group<'_>) -> R,
+    body: impl FnOnce(&mut Group<'_>) -> (R, Vec<crate::outbox::OutboxUpdate>),
 ) -> Result<(R, GroupWrites), StoreError> {
     backend.begin().await?;
     let result = async {
         let mut loaded = backend.load(needs).await?;
         let now = now();
         let mut group = Group::new(&mut loaded.book, loaded.keys, loaded.next_seq, now);
-        let output = body(&mut group);
+        let (output, moved) = body(&mut group);
         let (writes, _) = group.finish();
         backend.write(&loaded.book, &writes).await?;
         // The outbox: desired channel states move in the same transaction.
@@ -547,6 +573,7 @@ async fn in_group<B: Backend, R>(
         // The dispatcher's records: generation-aware, so their order
         // relative to the refresh does not matter.
         backend.record_outbox(records).await?;
+        backend.record_outbox(&moved).await?;
         // The publish outbox (`[outbound.nats]`): the touched SKUs, marked
         // in this transaction so that no committed change goes unpublished.
         crate::publish::mark_changed(backend, &touched, now).await?;
@@ -723,7 +750,22 @@ impl WriterHandle {
     }
 
     pub async fn submit(&self, events: Vec<Submission>) -> Result<SubmitOutcome, StoreError> {
-        self.call(|reply| Command::Submit { events, reply }).await
+        self.submit_moving(events, Vec::new()).await
+    }
+
+    /// `submit`, with `moved` (how the channel's own count moved with these
+    /// events) recorded in the same transaction when an event applies.
+    pub async fn submit_moving(
+        &self,
+        events: Vec<Submission>,
+        moved: Vec<crate::outbox::OutboxUpdate>,
+    ) -> Result<SubmitOutcome, StoreError> {
+        self.call(|reply| Command::Submit {
+            events,
+            moved,
+            reply,
+        })
+        .await
     }
 
     pub async fn upsert_location(&self, location: Location) -> Result<UpsertSummary, StoreError> {

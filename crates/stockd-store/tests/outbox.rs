@@ -1489,6 +1489,71 @@ async fn protective_updates_first(store: Shared) {
     assert!(gone.protective);
 }
 
+/// Case 5b': An order the channel took moves stockd's belief of the
+/// channel's count in the order's own transaction: a dispatcher woken by the
+/// commit never sees the stock gone but the channel's count unmoved (it
+/// would push what the channel already shows, as a protective update). A
+/// redelivered order moves nothing; an order waiting in quarantine moves
+/// nothing either.
+async fn channel_order_moves_the_count_in_its_commit(store: Shared) {
+    setup(&store).await;
+    list(&store, "shop", &["TEE-M"]).await;
+    receipt(&store, "r1", "TEE-M", "AMS", 5).await;
+    let r = must_row(&store, "shop", "TEE-M").await;
+    store
+        .outbox_record(vec![ack(&r, ms(Utc::now()))])
+        .await
+        .unwrap();
+    assert_eq!(
+        must_row(&store, "shop", "TEE-M").await.channel_quantity,
+        Some(5)
+    );
+    let order = |key: &str, order_id: &str, s: &str| {
+        event(
+            json!({"key": key, "type": "order", "channel": "shop", "order_id": order_id,
+                     "lines": [{"line_id": "1", "sku": s, "qty": 2}]}),
+        )
+    };
+    let sold = vec![(sku("TEE-M"), Some(-2))];
+    let results = store
+        .submit_channel_order(vec![order("o1", "A1", "TEE-M")], &ch("shop"), sold.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(results[0].status, EventStatus::Applied);
+    let after = must_row(&store, "shop", "TEE-M").await;
+    assert_eq!(after.desired.quantity, 3);
+    assert_eq!(after.channel_quantity, Some(3));
+    assert!(!after.protective, "{after:?}");
+
+    let again = store
+        .submit_channel_order(vec![order("o1", "A1", "TEE-M")], &ch("shop"), sold)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again[0].status, EventStatus::Duplicate);
+    assert_eq!(
+        must_row(&store, "shop", "TEE-M").await.channel_quantity,
+        Some(3)
+    );
+
+    // An order of a SKU stockd does not know yet waits in quarantine.
+    let waiting = store
+        .submit_channel_order(
+            vec![order("o2", "A2", "TEE-XL")],
+            &ch("shop"),
+            vec![(sku("TEE-M"), Some(-1))],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(waiting[0].status, EventStatus::Quarantined);
+    assert_eq!(
+        must_row(&store, "shop", "TEE-M").await.channel_quantity,
+        Some(3)
+    );
+}
+
 /// Case 5c: A dead letter belongs to a state: a newer desired state of a
 /// parked listing is sent; the old letter stays, marked superseded; the
 /// acknowledgement of the newer state ends the parking.
@@ -1724,6 +1789,7 @@ on_both_stores!(
     channel_quantity_moves,
     outbox_pages_and_filters,
     protective_updates_first,
+    channel_order_moves_the_count_in_its_commit,
     parked_listing_sends_a_newer_state,
     latency_start_is_the_oldest_unacknowledged_cause,
     in_flight_and_leases,

@@ -659,7 +659,17 @@ pub async fn apply_change(
             return Err(ChangeError::Invalid(message));
         }
     };
-    let outcome = store.submit(vec![stockd_store::submission(event)]).await?;
+    // The channel's own count moves in the order's transaction; a whole-order
+    // cancel names no quantities, so what it released is read after it.
+    let whole_cancel = whole_order_cancel(change);
+    let moves = if whole_cancel {
+        Vec::new()
+    } else {
+        index.moves(channel_id, change, &skus)
+    };
+    let outcome = store
+        .submit_channel_order(vec![stockd_store::submission(event)], channel_id, moves)
+        .await?;
     let result = match outcome {
         Ok(mut results) if !results.is_empty() => results.remove(0),
         Ok(_) => return Ok(("ignored", None)),
@@ -676,11 +686,8 @@ pub async fn apply_change(
         EventStatus::Duplicate => "duplicate",
         EventStatus::Quarantined => "quarantined",
     };
-    if result.status == EventStatus::Applied {
-        let mut moves = index.moves(channel_id, change, &skus);
-        if let (true, Some(seq)) = (whole_order_cancel(change), result.seq) {
-            moves = released_unknown(store, channel_id, &change.order_id, seq).await;
-        }
+    if let (true, EventStatus::Applied, Some(seq)) = (whole_cancel, result.status, result.seq) {
+        let moves = released_unknown(store, channel_id, &change.order_id, seq).await;
         if let Err(e) = store.outbox_channel_moved(channel_id, moves).await {
             tracing::warn!(channel = %channel_id, error = %e, "could not follow the channel's count");
         }
