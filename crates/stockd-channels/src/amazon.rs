@@ -479,18 +479,7 @@ impl Amazon {
                 return Err(first.clone());
             }
         }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    ItemOutcome::Failed(ChannelError::new(
-                        ErrorClass::Retryable,
-                        "not_sent",
-                        "item was not sent",
-                    ))
-                })
-            })
-            .collect())
+        Ok(crate::or_not_sent(outcomes))
     }
 
     pub fn new(config: Config, transport: Arc<dyn Transport>) -> Amazon {

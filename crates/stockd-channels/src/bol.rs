@@ -909,18 +909,7 @@ impl Bol {
             OffersApi::V10 => self.push_v10(items, &mut outcomes, reserve).await,
             OffersApi::V11 => self.push_v11(items, &mut outcomes, reserve).await,
         }
-        let outcomes: Vec<ItemOutcome> = outcomes
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    ItemOutcome::Failed(ChannelError::new(
-                        ErrorClass::Retryable,
-                        "not_sent",
-                        "item was not sent",
-                    ))
-                })
-            })
-            .collect();
+        let outcomes = crate::or_not_sent(outcomes);
         // A token that cannot be had fails the whole call.
         if let Some(ItemOutcome::Failed(first)) = outcomes.first() {
             if first.code == "auth_failed"

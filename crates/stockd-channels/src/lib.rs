@@ -441,6 +441,25 @@ pub trait Connector: Send + Sync {
     ) -> Result<WebhookAction, WebhookError>;
 }
 
+/// The outcome of an item a push did not get to (the call stopped before
+/// it): retryable, so it is sent again.
+pub(crate) fn not_sent() -> ItemOutcome {
+    ItemOutcome::Failed(ChannelError::new(
+        ErrorClass::Retryable,
+        "not_sent",
+        "item was not sent",
+    ))
+}
+
+/// One outcome per item: what the push decided, `not_sent` where it did not
+/// get to the item.
+pub(crate) fn or_not_sent(outcomes: Vec<Option<ItemOutcome>>) -> Vec<ItemOutcome> {
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(not_sent))
+        .collect()
+}
+
 /// Compares two byte strings in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;

@@ -345,18 +345,7 @@ impl Connector for Shopify {
             }
         }
 
-        Ok(outcomes
-            .into_iter()
-            .map(|slot| {
-                slot.unwrap_or_else(|| {
-                    ItemOutcome::Failed(ChannelError::new(
-                        ErrorClass::Retryable,
-                        "not_sent",
-                        "item was not sent",
-                    ))
-                })
-            })
-            .collect())
+        Ok(crate::or_not_sent(outcomes))
     }
 
     async fn read_levels(

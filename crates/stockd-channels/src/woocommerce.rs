@@ -935,18 +935,7 @@ impl Connector for WooCommerce {
                 return Err(first.clone());
             }
         }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    ItemOutcome::Failed(ChannelError::new(
-                        ErrorClass::Retryable,
-                        "not_sent",
-                        "item was not sent",
-                    ))
-                })
-            })
-            .collect())
+        Ok(crate::or_not_sent(outcomes))
     }
 
     async fn read_levels(

@@ -554,15 +554,7 @@ impl Amazon {
         }
         Ok(out
             .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    Submitted::Done(ItemOutcome::Failed(ChannelError::new(
-                        ErrorClass::Retryable,
-                        "not_sent",
-                        "item was not sent",
-                    )))
-                })
-            })
+            .map(|o| o.unwrap_or_else(|| Submitted::Done(crate::not_sent())))
             .collect())
     }
 }
