@@ -11,7 +11,7 @@
 //! Time comes from the caller: `now` bounds the velocity window, and today's
 //! date — taken in UTC — dates ETAs.
 
-use crate::{ChannelRecord, ListingRecord, RulesVersion, Store, StoreError, VariantStock};
+use crate::{ChannelRecord, RulesVersion, Store, StoreError, VariantStock};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 use stockd_core::availability::Bundle;
@@ -30,7 +30,8 @@ pub trait AvailabilityReads {
     async fn bundles(&self) -> Result<Vec<Bundle>, StoreError>;
     async fn active_rules(&self) -> Result<Option<RulesVersion>, StoreError>;
     async fn variant_stock(&self, skus: &[Sku]) -> Result<Vec<VariantStock>, StoreError>;
-    async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError>;
+    /// The listings of `skus` (channel, SKU, rank), in SKU order.
+    async fn listing_keys(&self, skus: &[Sku]) -> Result<Vec<Listing>, StoreError>;
     async fn sales_since(
         &self,
         skus: &[Sku],
@@ -54,8 +55,8 @@ impl AvailabilityReads for dyn Store + '_ {
     async fn variant_stock(&self, skus: &[Sku]) -> Result<Vec<VariantStock>, StoreError> {
         crate::ChannelStore::variant_stock(self, skus).await
     }
-    async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError> {
-        crate::ChannelStore::listings_of(self, skus).await
+    async fn listing_keys(&self, skus: &[Sku]) -> Result<Vec<Listing>, StoreError> {
+        crate::ChannelStore::listing_keys(self, skus).await
     }
     async fn sales_since(
         &self,
@@ -229,15 +230,12 @@ impl StockData {
         // Listings first: SKUs listed on no enabled channel need no stock
         // (most SKUs an event group touches in a large catalog).
         let mut listings: BTreeMap<Sku, Vec<Listing>> = BTreeMap::new();
-        for ListingRecord {
-            channel, sku, rank, ..
-        } in store.listings_of(skus).await?
-        {
-            if setup.is_enabled(&channel) {
+        for listing in store.listing_keys(skus).await? {
+            if setup.is_enabled(&listing.channel) {
                 listings
-                    .entry(sku.clone())
+                    .entry(listing.sku.clone())
                     .or_default()
-                    .push(Listing { channel, sku, rank });
+                    .push(listing);
             }
         }
         let listed: Vec<Sku> = listings.keys().cloned().collect();

@@ -7,7 +7,7 @@ use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use stockd_core::availability::{Bundle, Sale};
+use stockd_core::availability::{Bundle, Listing, Sale};
 use stockd_core::rules::RulesDocument;
 use stockd_core::{ChannelId, InboundLine, LocationId, Quantities, Sku, Variant};
 
@@ -120,6 +120,9 @@ pub trait ChannelStore: Send + Sync {
     ) -> Result<Vec<ListingRecord>, StoreError>;
     /// Every listing of the given SKUs, on every channel.
     async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError>;
+    /// The same listings as an availability computation needs them
+    /// (channel, SKU, rank; no external ids), in SKU order.
+    async fn listing_keys(&self, skus: &[Sku]) -> Result<Vec<Listing>, StoreError>;
     /// SKUs that have a listing, in order, after `after` (for whole-catalog passes).
     async fn listed_skus(&self, after: Option<&Sku>, limit: u32) -> Result<Vec<Sku>, StoreError>;
 
@@ -326,6 +329,18 @@ pub(crate) fn listing_from_columns(
         channel: crate::rows::parse_id(channel, ChannelId::parse)?,
         sku: crate::rows::parse_id(sku, Sku::parse)?,
         external: serde_json::from_str(external)?,
+        rank,
+    })
+}
+
+pub(crate) fn listing_key_from_columns(
+    channel: String,
+    sku: String,
+    rank: Option<i32>,
+) -> Result<Listing, StoreError> {
+    Ok(Listing {
+        channel: crate::rows::parse_id(channel, ChannelId::parse)?,
+        sku: crate::rows::parse_id(sku, Sku::parse)?,
         rank,
     })
 }

@@ -36,6 +36,10 @@ pub(crate) const VARIANTS_PAGE: &str =
 pub(crate) const PG_LISTINGS_OF: &str =
     "SELECT channel, sku, external, rank FROM listings WHERE sku = ANY($1) ORDER BY sku, channel";
 
+/// The listings of some SKUs, without external ids (availability).
+pub(crate) const PG_LISTING_KEYS_OF: &str =
+    "SELECT channel, sku, rank FROM listings WHERE sku = ANY($1) ORDER BY sku, channel";
+
 /// Some variants.
 pub(crate) const PG_VARIANTS: &str =
     "SELECT sku, title, product_id, gtin FROM variants WHERE sku = ANY($1)";
@@ -146,6 +150,11 @@ pub fn hot_statements() -> Vec<HotStatement> {
             &ob::pg(ob::PG_UPDATE_VERSION_MANY),
         ),
         each("listings of skus", b::listings_in(), PG_LISTINGS_OF),
+        each(
+            "listing keys of skus",
+            b::listing_keys_in(),
+            PG_LISTING_KEYS_OF,
+        ),
         each("variant", SQLITE_VARIANT, PG_VARIANT),
         each("variants of skus", b::variants_in(), PG_VARIANTS),
         each("known variants", b::variants_exist_in(), PG_LOAD_VARIANTS),

@@ -84,6 +84,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("../migrations/sqlite/0017_listings_by_sku_covering.sql"),
     ),
+    (
+        18,
+        include_str!("../migrations/sqlite/0018_listing_keys_by_sku.sql"),
+    ),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;

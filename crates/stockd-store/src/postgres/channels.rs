@@ -3,8 +3,9 @@
 
 use super::{to_inbound, to_quantities, PgStore, WRITER_LOCK_ID};
 use crate::channels::{
-    self as sql, bundles_from_rows, channel_from_columns, listing_from_columns, locations_column,
-    sales_in, ChannelRecord, ChannelStore, KitChange, ListingRecord, RulesVersion, VariantStock,
+    self as sql, bundles_from_rows, channel_from_columns, listing_from_columns,
+    listing_key_from_columns, locations_column, sales_in, ChannelRecord, ChannelStore, KitChange,
+    ListingRecord, RulesVersion, VariantStock,
 };
 use crate::hot;
 use crate::outbox::pg;
@@ -13,7 +14,7 @@ use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
-use stockd_core::availability::{Bundle, Sale};
+use stockd_core::availability::{Bundle, Listing, Sale};
 use stockd_core::rules::RulesDocument;
 use stockd_core::{ChannelId, LocationId, Sku, Variant};
 use tokio_postgres::{Client, Row};
@@ -53,6 +54,17 @@ pub(crate) async fn listings_of_on(
     let skus: Vec<&str> = skus.iter().map(Sku::as_str).collect();
     let rows = client.query(hot::PG_LISTINGS_OF, &[&skus]).await?;
     rows.iter().map(to_listing).collect()
+}
+
+pub(crate) async fn listing_keys_on(
+    client: &Client,
+    skus: &[Sku],
+) -> Result<Vec<Listing>, StoreError> {
+    let skus: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+    let rows = client.query(hot::PG_LISTING_KEYS_OF, &[&skus]).await?;
+    rows.iter()
+        .map(|r| listing_key_from_columns(r.get(0), r.get(1), r.get(2)))
+        .collect()
 }
 
 pub(crate) async fn bundles_on(client: &Client) -> Result<Vec<Bundle>, StoreError> {
@@ -203,6 +215,10 @@ impl ChannelStore for PgStore {
 
     async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError> {
         listings_of_on(&**self.reader().await?, skus).await
+    }
+
+    async fn listing_keys(&self, skus: &[Sku]) -> Result<Vec<Listing>, StoreError> {
+        listing_keys_on(&**self.reader().await?, skus).await
     }
 
     async fn listed_skus(&self, after: Option<&Sku>, limit: u32) -> Result<Vec<Sku>, StoreError> {

@@ -2,11 +2,11 @@
 //! writes (inside the group transaction) and the dispatcher's `OutboxStore`.
 
 use super::channels::{
-    active_rules_on, bundles_on, channels_on, listings_of_on, sales_since_on, variant_stock_on,
+    active_rules_on, bundles_on, channels_on, listing_keys_on, sales_since_on, variant_stock_on,
 };
 use super::{to_location, PgBackend, PgStore};
 use crate::availability::AvailabilityReads;
-use crate::channels::{ChannelRecord, ListingRecord, RulesVersion, VariantStock};
+use crate::channels::{ChannelRecord, RulesVersion, VariantStock};
 use crate::hot;
 use crate::outbox::{
     self as ob, pg, DeadLetter, DesiredStates, DesiredWrite, OutboxRow, OutboxStore, OutboxUpdate,
@@ -17,7 +17,7 @@ use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
-use stockd_core::availability::{Bundle, ListingState, Sale};
+use stockd_core::availability::{Bundle, Listing, ListingState, Sale};
 use stockd_core::{ChannelId, Location, Sku};
 use tokio_postgres::{GenericClient, Row};
 
@@ -44,8 +44,8 @@ impl AvailabilityReads for PgBackend {
     async fn variant_stock(&self, skus: &[Sku]) -> Result<Vec<VariantStock>, StoreError> {
         variant_stock_on(&self.client, skus).await
     }
-    async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError> {
-        listings_of_on(&self.client, skus).await
+    async fn listing_keys(&self, skus: &[Sku]) -> Result<Vec<Listing>, StoreError> {
+        listing_keys_on(&self.client, skus).await
     }
     async fn sales_since(
         &self,

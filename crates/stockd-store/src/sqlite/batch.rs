@@ -39,6 +39,19 @@ pub(crate) fn listings_in() -> &'static str {
     })
 }
 
+/// The listings of a batch of SKUs as an availability computation needs
+/// them: channel and rank, without the external ids (JSON it would parse
+/// and drop), from the index `listings_by_sku_keys` alone.
+pub(crate) fn listing_keys_in() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    statement(&SQL, || {
+        format!(
+            "SELECT channel, sku, rank FROM listings WHERE sku IN ({}) ORDER BY sku, channel",
+            placeholders(1)
+        )
+    })
+}
+
 /// Variants of a batch of SKUs.
 pub(crate) fn variants_in() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();

@@ -3,8 +3,9 @@
 
 use super::{batch, inbound_columns, to_inbound, unplanned_limit, SqliteStore};
 use crate::channels::{
-    self as sql, bundles_from_rows, channel_from_columns, listing_from_columns, locations_column,
-    sales_in, ChannelRecord, ChannelStore, KitChange, ListingRecord, RulesVersion, VariantStock,
+    self as sql, bundles_from_rows, channel_from_columns, listing_from_columns,
+    listing_key_from_columns, locations_column, sales_in, ChannelRecord, ChannelStore, KitChange,
+    ListingRecord, RulesVersion, VariantStock,
 };
 use crate::hot;
 use crate::rows::{parse_id, parse_time};
@@ -13,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
-use stockd_core::availability::{Bundle, Sale};
+use stockd_core::availability::{Bundle, Listing, Sale};
 use stockd_core::rules::RulesDocument;
 use stockd_core::{ChannelId, LocationId, Quantities, Sku, Variant};
 
@@ -98,6 +99,22 @@ pub(crate) fn listings_of_on(
         },
     )?;
     Ok(batch::in_order(skus, by_sku))
+}
+
+pub(crate) fn listing_keys_on(conn: &Connection, skus: &[Sku]) -> Result<Vec<Listing>, StoreError> {
+    let mut out = Vec::new();
+    batch::each_batch(
+        conn,
+        batch::listing_keys_in(),
+        &[],
+        &batch::distinct(skus),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |(channel, sku, rank)| {
+            out.push(listing_key_from_columns(channel, sku, rank)?);
+            Ok(())
+        },
+    )?;
+    Ok(out)
 }
 
 pub(crate) fn bundles_on(conn: &Connection) -> Result<Vec<Bundle>, StoreError> {
@@ -291,6 +308,11 @@ impl ChannelStore for SqliteStore {
     async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError> {
         let skus = skus.to_vec();
         self.read(move |conn| listings_of_on(conn, &skus)).await
+    }
+
+    async fn listing_keys(&self, skus: &[Sku]) -> Result<Vec<Listing>, StoreError> {
+        let skus = skus.to_vec();
+        self.read(move |conn| listing_keys_on(conn, &skus)).await
     }
 
     async fn listed_skus(&self, after: Option<&Sku>, limit: u32) -> Result<Vec<Sku>, StoreError> {

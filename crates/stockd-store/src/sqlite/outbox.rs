@@ -2,12 +2,12 @@
 //! (inside the group transaction) and the dispatcher's `OutboxStore`.
 
 use super::channels::{
-    active_rules_on, bundles_on, channels_on, in_transaction, listings_of_on, sales_since_on,
+    active_rules_on, bundles_on, channels_on, in_transaction, listing_keys_on, sales_since_on,
     variant_stock_on,
 };
 use super::{all_locations, unplanned_limit, SqliteBackend, SqliteStore};
 use crate::availability::AvailabilityReads;
-use crate::channels::{ChannelRecord, ListingRecord, RulesVersion, VariantStock};
+use crate::channels::{ChannelRecord, RulesVersion, VariantStock};
 use crate::hot;
 use crate::outbox::{
     self as ob, DeadLetter, DesiredStates, DesiredWrite, OutboxRow, OutboxStore, OutboxUpdate,
@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
-use stockd_core::availability::{Bundle, ListingState, Sale};
+use stockd_core::availability::{Bundle, Listing, ListingState, Sale};
 use stockd_core::{ChannelId, Location, Sku};
 
 impl AvailabilityReads for SqliteBackend {
@@ -38,8 +38,8 @@ impl AvailabilityReads for SqliteBackend {
     async fn variant_stock(&self, skus: &[Sku]) -> Result<Vec<VariantStock>, StoreError> {
         variant_stock_on(&self.conn, skus)
     }
-    async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError> {
-        listings_of_on(&self.conn, skus)
+    async fn listing_keys(&self, skus: &[Sku]) -> Result<Vec<Listing>, StoreError> {
+        listing_keys_on(&self.conn, skus)
     }
     async fn sales_since(
         &self,
