@@ -40,6 +40,16 @@ pub(crate) const PG_LISTINGS_OF: &str =
 pub(crate) const PG_LISTING_KEYS_OF: &str =
     "SELECT channel, sku, rank FROM listings WHERE sku = ANY($1) ORDER BY sku, channel";
 
+/// The desired states of one SKU on every channel (a published stock
+/// change). By primary key, one channel at a time: SQLite keeps no index
+/// of listing states by SKU alone.
+pub(crate) const SQLITE_STATES_OF_SKU: &str = "SELECT channel, desired FROM listing_state \
+     WHERE channel IN (SELECT id FROM channels) AND sku = ?1 ORDER BY channel";
+
+/// The desired states of some SKUs on every channel (published stock changes).
+pub(crate) const PG_STATES_OF_SKUS: &str =
+    "SELECT sku, channel, desired FROM listing_state WHERE sku = ANY($1) ORDER BY sku, channel";
+
 /// Some variants.
 pub(crate) const PG_VARIANTS: &str =
     "SELECT sku, title, product_id, gtin FROM variants WHERE sku = ANY($1)";
@@ -150,6 +160,11 @@ pub fn hot_statements() -> Vec<HotStatement> {
             &ob::pg(ob::PG_UPDATE_VERSION_MANY),
         ),
         each("listings of skus", b::listings_in(), PG_LISTINGS_OF),
+        each(
+            "desired states of a published sku",
+            SQLITE_STATES_OF_SKU,
+            PG_STATES_OF_SKUS,
+        ),
         each(
             "listing keys of skus",
             b::listing_keys_in(),

@@ -88,6 +88,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         18,
         include_str!("../migrations/sqlite/0018_listing_keys_by_sku.sql"),
     ),
+    (
+        19,
+        include_str!("../migrations/sqlite/0019_listing_states_by_primary_key.sql"),
+    ),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;

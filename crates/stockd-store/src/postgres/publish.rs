@@ -38,11 +38,7 @@ impl PublishStore for PgStore {
         let due = client.query(&dialect_pg(DUE), &[&i64::from(limit)]).await?;
         let skus: Vec<String> = due.iter().map(|r| r.get(0)).collect();
         let states = client
-            .query(
-                "SELECT sku, channel, desired FROM listing_state WHERE sku = ANY($1)
-                 ORDER BY sku, channel",
-                &[&skus],
-            )
+            .query(crate::hot::PG_STATES_OF_SKUS, &[&skus])
             .await?;
         let mut out = Vec::with_capacity(due.len());
         for row in &due {

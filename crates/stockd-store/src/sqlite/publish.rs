@@ -39,9 +39,7 @@ impl PublishStore for SqliteStore {
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut states = conn.prepare_cached(
-                "SELECT channel, desired FROM listing_state WHERE sku = ?1 ORDER BY channel",
-            )?;
+            let mut states = conn.prepare_cached(crate::hot::SQLITE_STATES_OF_SKU)?;
             let mut out = Vec::with_capacity(due.len());
             for (sku, gen, seq, at) in due {
                 let channels = states
