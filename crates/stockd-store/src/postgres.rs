@@ -31,6 +31,7 @@ mod kpis;
 mod outbox;
 mod publish;
 mod reconcile;
+mod statistics;
 mod unmapped;
 
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -89,6 +90,7 @@ pub(crate) struct PgStore {
     writer: WriterHandle,
     readers: Pool,
     setup_cache: crate::availability::SetupCache,
+    bulk_writes: statistics::BulkWrites,
 }
 
 async fn connect(url: &str) -> Result<Client, StoreError> {
@@ -162,7 +164,21 @@ impl PgStore {
             writer,
             readers,
             setup_cache: Default::default(),
+            bulk_writes: Default::default(),
         })
+    }
+
+    /// Counts a bulk write's rows and analyzes the tables it made the
+    /// planner misjudge. The write has committed: a failure here is logged,
+    /// not returned (the next bulk write tries again).
+    async fn keep_statistics(&self, tables: &[&'static str], rows: u64) {
+        let analyzed = match self.reader().await {
+            Ok(client) => self.bulk_writes.wrote(&**client, tables, rows).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = analyzed {
+            tracing::warn!(error = %e, ?tables, "could not analyze after a bulk write");
+        }
     }
 
     async fn reader(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -253,7 +269,10 @@ impl Store for PgStore {
     }
 
     async fn upsert_variants(&self, variants: Vec<Variant>) -> Result<UpsertSummary, StoreError> {
-        self.writer.upsert_variants(variants).await
+        let rows = variants.len() as u64;
+        let summary = self.writer.upsert_variants(variants).await?;
+        self.keep_statistics(&["variants"], rows).await;
+        Ok(summary)
     }
 
     async fn location(&self, id: &LocationId) -> Result<Option<Location>, StoreError> {

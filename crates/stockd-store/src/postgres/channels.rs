@@ -183,13 +183,16 @@ impl ChannelStore for PgStore {
             .map(|l| serde_json::to_string(&l.external))
             .collect::<Result<Vec<_>, _>>()?;
         let ranks: Vec<Option<i32>> = unique.iter().map(|l| l.rank).collect();
-        let client = self.reader().await?;
-        client
+        self.reader()
+            .await?
             .execute(
                 &pg(sql::PG_LISTINGS_UPSERT),
                 &[&channels, &skus, &external, &ranks],
             )
             .await?;
+        // The refresh that follows writes a state per listing.
+        self.keep_statistics(&["listings", "listing_state"], unique.len() as u64)
+            .await;
         Ok(listings.len())
     }
 
