@@ -151,6 +151,7 @@ impl PgStore {
                     statements: HashMap::new(),
                     owned_statements: HashMap::new(),
                     setup: None,
+                    bulk_writes: Default::default(),
                 })
             })
         })?;
@@ -555,6 +556,8 @@ struct PgBackend {
     owned_statements: HashMap<String, Statement>,
     /// The desired-state setup kept between transactions, by generation.
     setup: Option<(i64, std::sync::Arc<crate::availability::LoadedSetup>)>,
+    /// Rows event groups and refreshes wrote, for the planner's statistics.
+    bulk_writes: statistics::BulkWrites,
 }
 
 impl PgBackend {
@@ -591,6 +594,11 @@ impl Backend for PgBackend {
 
     async fn commit(&mut self) -> Result<(), StoreError> {
         self.client.batch_execute("COMMIT").await?;
+        // Tables that events grow are analyzed as an import's are: a stock
+        // table planned as empty is scanned by every group's load.
+        if let Err(e) = self.bulk_writes.analyze_stale(&self.client).await {
+            tracing::warn!(error = %e, "could not analyze after event groups");
+        }
         Ok(())
     }
 
@@ -745,6 +753,8 @@ impl Backend for PgBackend {
     }
 
     async fn write(&mut self, book: &Book, writes: &GroupWrites) -> Result<(), StoreError> {
+        self.bulk_writes
+            .count(statistics::EVENT_TABLES, writes.ledger.len() as u64);
         // Stock rows.
         let changed: Vec<_> = book.changed_stock().collect();
         if !changed.is_empty() {

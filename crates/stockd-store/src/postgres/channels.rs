@@ -190,8 +190,8 @@ impl ChannelStore for PgStore {
                 &[&channels, &skus, &external, &ranks],
             )
             .await?;
-        // The refresh that follows writes a state per listing.
-        self.keep_statistics(&["listings", "listing_state"], unique.len() as u64)
+        // (The writer counts the states the following refresh writes.)
+        self.keep_statistics(&["listings"], unique.len() as u64)
             .await;
         Ok(listings.len())
     }

@@ -87,6 +87,8 @@ impl DesiredStates for PgBackend {
         rows: &[DesiredWrite],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.bulk_writes
+            .count(&["listing_state"], rows.len() as u64);
         if rows.is_empty() {
             return Ok(());
         }
