@@ -30,7 +30,7 @@ pub trait AvailabilityReads {
     async fn bundles(&self) -> Result<Vec<Bundle>, StoreError>;
     async fn active_rules(&self) -> Result<Option<RulesVersion>, StoreError>;
     async fn variant_stock(&self, skus: &[Sku]) -> Result<Vec<VariantStock>, StoreError>;
-    /// The listings of `skus` (channel, SKU, rank), in SKU order.
+    /// The listings of `skus` as (channel, SKU, rank), in no particular order.
     async fn listing_keys(&self, skus: &[Sku]) -> Result<Vec<Listing>, StoreError>;
     async fn sales_since(
         &self,

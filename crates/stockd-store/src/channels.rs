@@ -121,7 +121,7 @@ pub trait ChannelStore: Send + Sync {
     /// Every listing of the given SKUs, on every channel.
     async fn listings_of(&self, skus: &[Sku]) -> Result<Vec<ListingRecord>, StoreError>;
     /// The same listings as an availability computation needs them
-    /// (channel, SKU, rank; no external ids), in SKU order.
+    /// (channel, SKU, rank; no external ids), in no particular order.
     async fn listing_keys(&self, skus: &[Sku]) -> Result<Vec<Listing>, StoreError>;
     /// SKUs that have a listing, in order, after `after` (for whole-catalog passes).
     async fn listed_skus(&self, after: Option<&Sku>, limit: u32) -> Result<Vec<Sku>, StoreError>;
