@@ -41,8 +41,8 @@ pub(crate) const PG_LISTING_KEYS_OF: &str =
     "SELECT channel, sku, rank FROM listings WHERE sku = ANY($1) ORDER BY sku, channel";
 
 /// The desired states of one SKU on every channel (a published stock
-/// change). By primary key, one channel at a time: SQLite keeps no index
-/// of listing states by SKU alone.
+/// change), by primary key (SQLite keys listing states by SKU, then
+/// channel).
 pub(crate) const SQLITE_STATES_OF_SKU: &str = "SELECT channel, desired FROM listing_state \
      WHERE channel IN (SELECT id FROM channels) AND sku = ?1 ORDER BY channel";
 
@@ -155,6 +155,11 @@ pub fn hot_statements() -> Vec<HotStatement> {
             &ob::pg(ob::PG_INSERT_DESIRED_MANY),
         ),
         each(
+            "write desired states of lagging rows",
+            ob::UPDATE_LAGGING_DESIRED,
+            &ob::pg(ob::PG_INSERT_DESIRED_MANY),
+        ),
+        each(
             "rules version only",
             ob::UPDATE_VERSION,
             &ob::pg(ob::PG_UPDATE_VERSION_MANY),
@@ -185,7 +190,8 @@ pub fn hot_statements() -> Vec<HotStatement> {
         both("listed skus page", LISTED_AFTER),
         both("variants page", VARIANTS_PAGE),
         both("setup generation", SETUP_GENERATION),
-        both("outbox due", &ob::due_sql()),
+        both("outbox due: protective", &ob::due_sql(true)),
+        both("outbox due: the rest", &ob::due_sql(false)),
         both("outbox accepted updates", &ob::accepted_sql()),
         both("outbox page", &ob::page_sql(false, false)),
         both("outbox page of a channel", &ob::page_sql(true, false)),

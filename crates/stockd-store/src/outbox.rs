@@ -494,6 +494,29 @@ async fn refresh_skus<D: DesiredStates>(
     Ok(writes.len())
 }
 
+/// A listing state as `listing_state` keeps it (`desired`, `pushed`): the
+/// API's form without its empty fields. Every change of a listing rewrites
+/// its row, and a row is about a third smaller without `"eta":null` and
+/// `"ship_window_days":null`; fewer pages to write per group. Reads parse
+/// both forms (a missing optional field is `None`).
+pub(crate) fn state_json(state: &ListingState) -> Result<String, serde_json::Error> {
+    #[derive(Serialize)]
+    struct Stored<'a> {
+        quantity: i64,
+        availability: stockd_core::availability::Availability,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        eta: Option<&'a chrono::NaiveDate>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ship_window_days: Option<(u32, u32)>,
+    }
+    serde_json::to_string(&Stored {
+        quantity: state.quantity,
+        availability: state.availability,
+        eta: state.eta.as_ref(),
+        ship_window_days: state.ship_window_days,
+    })
+}
+
 /// SKUs a refresh takes per transaction.
 pub(crate) const REFRESH_PAGE: u32 = 1_000;
 
@@ -514,6 +537,17 @@ pub(crate) const INSERT_DESIRED: &str = "INSERT INTO listing_state \
        caused_at_ms = excluded.caused_at_ms, \
        dirty_since_ms = COALESCE(listing_state.dirty_since_ms, excluded.dirty_since_ms), \
        unacked_since_ms = COALESCE(listing_state.unacked_since_ms, excluded.unacked_since_ms)";
+
+/// SQLite, before `INSERT_DESIRED`: a new desired state of a row that is
+/// already lagging leaves `dirty_since_ms` alone. SQLite rewrites the entry
+/// of every index whose key or condition names a column an `UPDATE` sets,
+/// even to the value it had; on a catalog under load most rows a group moves
+/// are still lagging, and their index entries would cost a page each.
+/// No row changed: the row is clean or new, and `INSERT_DESIRED` follows.
+pub(crate) const UPDATE_LAGGING_DESIRED: &str = "UPDATE listing_state SET desired = ?3, \
+     rules_version = ?4, desired_gen = desired_gen + 1, caused_seq = ?5, caused_at_ms = ?6, \
+     unacked_since_ms = COALESCE(unacked_since_ms, ?6) \
+     WHERE sku = ?2 AND channel = ?1 AND dirty_since_ms IS NOT NULL";
 
 /// PostgreSQL: `INSERT_DESIRED` for many listings at once (distinct keys).
 pub(crate) const PG_INSERT_DESIRED_MANY: &str = "INSERT INTO listing_state \
@@ -537,16 +571,31 @@ pub(crate) const PG_UPDATE_VERSION_MANY: &str = "UPDATE listing_state l SET rule
 pub(crate) const UPDATE_VERSION: &str =
     "UPDATE listing_state SET rules_version = ?3 WHERE channel = ?1 AND sku = ?2";
 
-/// Due rows: protective updates first, oldest first within each class (the
-/// `listing_state_due` index serves the order). A parked listing is due
-/// again once it has a newer desired state than the one parked.
-pub(crate) fn due_sql() -> String {
+/// Due rows of one class (protective or not), oldest first. A parked
+/// listing is due again once it has a newer desired state than the one
+/// parked. Each class is read on its own, in the order of an index
+/// (SQLite: `listing_state_protective`, which holds only protective rows,
+/// and `listing_state_dirty`; PostgreSQL: `listing_state_due`), and the
+/// rest only when the protective rows leave room: a channel with many
+/// protective rows lagging never walks past them to find the others.
+pub(crate) fn due_sql(protective: bool) -> String {
+    let class = u8::from(protective);
     format!(
-        "SELECT {ROW_COLUMNS} FROM listing_state WHERE channel = ?1 AND dirty_since_ms IS NOT NULL \
+        "SELECT {ROW_COLUMNS} FROM listing_state WHERE channel = ?1 \
+         AND dirty_since_ms IS NOT NULL AND protective = {class} \
          AND (parked = 0 OR desired_gen > parked_gen) \
          AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?2) \
-         ORDER BY protective DESC, dirty_since_ms, sku LIMIT ?3"
+         ORDER BY dirty_since_ms, sku LIMIT ?3"
     )
+}
+
+/// Due rows: protective updates first (`protective`, read first), then the
+/// rest. The two reads may see different moments: a listing read in both
+/// is taken once.
+pub(crate) fn due_rows(mut protective: Vec<OutboxRow>, rest: Vec<OutboxRow>) -> Vec<OutboxRow> {
+    let taken: std::collections::HashSet<Sku> = protective.iter().map(|r| r.sku.clone()).collect();
+    protective.extend(rest.into_iter().filter(|r| !taken.contains(&r.sku)));
+    protective
 }
 
 /// The oldest lag (`dirty_since_ms`) of each channel's unsent rows.
@@ -844,4 +893,45 @@ pub(crate) fn recent_pushes_json(
         kept.push(ms(at));
     }
     Ok(serde_json::to_string(&kept)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+    use stockd_core::availability::Availability;
+
+    #[test]
+    fn a_stored_state_leaves_out_empty_fields_and_reads_back_whole() {
+        let plain = ListingState {
+            quantity: 7,
+            availability: Availability::InStock,
+            eta: None,
+            ship_window_days: None,
+        };
+        let backorder = ListingState {
+            quantity: 0,
+            availability: Availability::Backorder,
+            eta: NaiveDate::from_ymd_opt(2026, 12, 24),
+            ship_window_days: Some((3, 5)),
+        };
+        let stored = state_json(&plain).unwrap();
+        assert_eq!(stored, r#"{"quantity":7,"availability":"in_stock"}"#);
+        assert_eq!(
+            serde_json::from_str::<ListingState>(&stored).unwrap(),
+            plain
+        );
+        let stored = state_json(&backorder).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ListingState>(&stored).unwrap(),
+            backorder
+        );
+        // Rows written before this form (the API's, with nulls) read the same.
+        let api_form = serde_json::to_string(&plain).unwrap();
+        assert!(api_form.contains(r#""eta":null"#));
+        assert_eq!(
+            serde_json::from_str::<ListingState>(&api_form).unwrap(),
+            plain
+        );
+    }
 }

@@ -92,6 +92,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         19,
         include_str!("../migrations/sqlite/0019_listing_states_by_primary_key.sql"),
     ),
+    (
+        20,
+        include_str!("../migrations/sqlite/0020_listing_states_by_sku.sql"),
+    ),
 ];
 /// Reader connections kept open for reuse.
 const READERS_MAX: usize = 8;
@@ -1299,8 +1303,8 @@ mod tests {
             stmt.get_status(rusqlite::StatementStatus::RePrepare)
         };
         // As written, each run binds a new limit and SQLite plans again.
-        assert!(replans(&crate::outbox::due_sql()) > 0);
-        assert_eq!(replans(&unplanned_limit(&crate::outbox::due_sql())), 0);
+        assert!(replans(&crate::outbox::due_sql(false)) > 0);
+        assert_eq!(replans(&unplanned_limit(&crate::outbox::due_sql(false))), 0);
     }
 
     /// Migration 0005 rebuilds RMAs from a ledger written under the pooled

@@ -101,7 +101,7 @@ impl DesiredStates for PgBackend {
             let skus: Vec<&str> = changed.iter().map(|r| r.sku.as_str()).collect();
             let states = changed
                 .iter()
-                .map(|r| serde_json::to_string(&r.state))
+                .map(|r| ob::state_json(&r.state))
                 .collect::<Result<Vec<_>, _>>()?;
             let versions: Vec<Option<i64>> = changed
                 .iter()
@@ -261,7 +261,7 @@ async fn record<C: GenericClient>(client: &C, update: &OutboxUpdate) -> Result<(
                         &channel.as_str(),
                         &sku.as_str(),
                         &(*gen as i64),
-                        &serde_json::to_string(state)?,
+                        &ob::state_json(state)?,
                         &ob::ms(*at),
                         channel_quantity,
                         &ob::recent_pushes_json(recent_before, *at, *counted)?,
@@ -427,13 +427,23 @@ impl OutboxStore for PgStore {
         limit: u32,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let client = self.reader().await?;
-        let rows = client
-            .query(
-                &pg(&ob::due_sql()),
-                &[&channel.as_str(), &ob::ms(now), &i64::from(limit)],
-            )
-            .await?;
-        to_rows(&rows)
+        let class = |protective: bool, room: u32| {
+            let client = &client;
+            async move {
+                let sql = pg(&ob::due_sql(protective));
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                    [&channel.as_str(), &ob::ms(now), &i64::from(room)];
+                to_rows(&client.query(&sql, &params).await?)
+            }
+        };
+        let protective = class(true, limit).await?;
+        let room = limit.saturating_sub(protective.len() as u32);
+        let rest = if room == 0 {
+            Vec::new()
+        } else {
+            class(false, room).await?
+        };
+        Ok(ob::due_rows(protective, rest))
     }
 
     async fn outbox(

@@ -95,20 +95,28 @@ impl DesiredStates for SqliteBackend {
         rows: &[DesiredWrite],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let mut lagging = self.conn.prepare_cached(ob::UPDATE_LAGGING_DESIRED)?;
         let mut insert = self.conn.prepare_cached(ob::INSERT_DESIRED)?;
         let mut version = self.conn.prepare_cached(ob::UPDATE_VERSION)?;
         for row in rows {
             let rules_version = row.rules_version.map(i64::from);
             if row.value_changed {
-                insert.execute(params![
-                    row.channel.as_str(),
-                    row.sku.as_str(),
-                    serde_json::to_string(&row.state)?,
-                    rules_version,
-                    row.caused_seq.map(|s| s as i64),
-                    ob::ms(row.caused_at),
-                    ob::ms(now),
-                ])?;
+                let state = ob::state_json(&row.state)?;
+                let (seq, caused_at) = (row.caused_seq.map(|s| s as i64), ob::ms(row.caused_at));
+                let (channel, sku) = (row.channel.as_str(), row.sku.as_str());
+                if lagging.execute(params![channel, sku, state, rules_version, seq, caused_at])?
+                    == 0
+                {
+                    insert.execute(params![
+                        channel,
+                        sku,
+                        state,
+                        rules_version,
+                        seq,
+                        caused_at,
+                        ob::ms(now),
+                    ])?;
+                }
             } else {
                 version.execute(params![
                     row.channel.as_str(),
@@ -236,7 +244,7 @@ fn record(conn: &Connection, update: &OutboxUpdate) -> Result<(), StoreError> {
                 channel.as_str(),
                 sku.as_str(),
                 *gen as i64,
-                serde_json::to_string(state)?,
+                ob::state_json(state)?,
                 ob::ms(*at),
                 channel_quantity,
                 ob::recent_pushes_json(recent_before, *at, *counted)?,
@@ -376,11 +384,21 @@ impl OutboxStore for SqliteStore {
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let channel = channel.clone();
         self.read(move |conn| {
-            let raw = conn
-                .prepare_cached(&unplanned_limit(&ob::due_sql()))?
-                .query_map(params![channel.as_str(), ob::ms(now), limit], raw_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            to_rows(raw)
+            let class = |protective: bool, limit: u32| {
+                let raw = conn
+                    .prepare_cached(&unplanned_limit(&ob::due_sql(protective)))?
+                    .query_map(params![channel.as_str(), ob::ms(now), limit], raw_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                to_rows(raw)
+            };
+            let protective = class(true, limit)?;
+            let room = limit.saturating_sub(protective.len() as u32);
+            let rest = if room == 0 {
+                Vec::new()
+            } else {
+                class(false, room)?
+            };
+            Ok(ob::due_rows(protective, rest))
         })
         .await
     }
