@@ -496,7 +496,7 @@ async fn refresh_skus<D: DesiredStates>(
 
 /// A listing state as `listing_state` keeps it (`desired`, `pushed`): the
 /// API's form without its empty fields. Every change of a listing rewrites
-/// its row, and a row is about a third smaller without `"eta":null` and
+/// its row, and a row is about a quarter smaller without `"eta":null` and
 /// `"ship_window_days":null`; fewer pages to write per group. Reads parse
 /// both forms (a missing optional field is `None`).
 pub(crate) fn state_json(state: &ListingState) -> Result<String, serde_json::Error> {
