@@ -255,19 +255,7 @@ impl SqliteStore {
         drop(conn);
         let writer_path = path.to_string();
         let writer = WriterHandle::spawn_with("stockd-sqlite-writer", clock, move || {
-            Box::pin(async move {
-                let conn = connect(&writer_path, WRITER_CACHE_KIB)?;
-                conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
-                if simulated {
-                    // A simulated crash drops the process, not the machine:
-                    // what was written stays with the operating system, so
-                    // a simulated day does not wait for the disk at each
-                    // commit (WAL keeps the database consistent either way).
-                    conn.execute_batch("PRAGMA synchronous = NORMAL")?;
-                    simulated_lock_wait(&conn)?;
-                }
-                Ok(SqliteBackend { conn, setup: None })
-            })
+            Box::pin(async move { SqliteBackend::open(&writer_path, simulated, WAL_LIMIT_BYTES) })
         })?;
         Ok(SqliteStore {
             simulated,
@@ -756,12 +744,66 @@ impl Store for SqliteStore {
 /// The writer side: runs on the writer thread only.
 struct SqliteBackend {
     conn: Connection,
+    /// The database's write-ahead log and its bound (see
+    /// [`SqliteBackend::bound_wal`]).
+    wal_path: std::path::PathBuf,
+    wal_limit_bytes: u64,
     /// The desired-state setup kept between transactions, by generation.
     setup: Option<(i64, std::sync::Arc<crate::availability::LoadedSetup>)>,
 }
 
+/// The write-ahead log's bound: past it, the writer checkpoints before its
+/// next transaction, and SQLite cuts the file back to it when the log starts
+/// over (`journal_size_limit`). A group of 20,000 events on a listed catalog
+/// writes tens of megabytes of frames: the writer copies back every few groups.
+const WAL_LIMIT_BYTES: u64 = 256 << 20;
+
+impl SqliteBackend {
+    /// The writer's connection to the database at `path`.
+    fn open(path: &str, simulated: bool, wal_limit_bytes: u64) -> Result<Self, StoreError> {
+        let conn = connect(path, WRITER_CACHE_KIB)?;
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {wal_limit_bytes};"
+        ))?;
+        if simulated {
+            // A simulated crash drops the process, not the machine: what
+            // was written stays with the operating system, so a simulated
+            // day does not wait for the disk at each commit (WAL keeps the
+            // database consistent either way).
+            conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+            simulated_lock_wait(&conn)?;
+        }
+        Ok(SqliteBackend {
+            conn,
+            wal_path: format!("{path}-wal").into(),
+            wal_limit_bytes,
+            setup: None,
+        })
+    }
+
+    /// Keeps the write-ahead log bounded under a steady stream of groups.
+    /// SQLite starts the log over only when a write transaction begins with
+    /// every committed frame copied back into the database, and the
+    /// background checkpointer never copies the group just committed before
+    /// the writer begins the next: without this the log grows for as long as
+    /// the stream lasts (past the database's own size within seconds at
+    /// catalog scale), every frame lands on a newly allocated block, and
+    /// reads search an ever larger WAL index. Past the bound the writer
+    /// copies what is left itself; PASSIVE never waits for a reader (a
+    /// reader's older snapshot only defers the restart to a later group).
+    fn bound_wal(&self) -> Result<(), StoreError> {
+        let over = std::fs::metadata(&self.wal_path).is_ok_and(|m| m.len() > self.wal_limit_bytes);
+        if over {
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        }
+        Ok(())
+    }
+}
+
 impl Backend for SqliteBackend {
     async fn begin(&mut self) -> Result<(), StoreError> {
+        self.bound_wal()?;
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(())
     }
@@ -1279,6 +1321,49 @@ impl TitleChanges {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_write_ahead_log_starts_over_once_past_its_bound_though_groups_never_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let path = path.to_str().unwrap();
+        migrate(&mut connect(path, READER_CACHE_KIB).unwrap()).unwrap();
+        let limit_bytes = 64 << 10;
+        let mut writer = SqliteBackend::open(path, false, limit_bytes).unwrap();
+        writer
+            .conn
+            .execute_batch("CREATE TABLE scratch (body BLOB)")
+            .unwrap();
+        let wal_bytes = || std::fs::metadata(format!("{path}-wal")).unwrap().len();
+        let group = |writer: &mut SqliteBackend, rows: usize| {
+            let mut insert = writer
+                .conn
+                .prepare_cached("INSERT INTO scratch (body) VALUES (zeroblob(1000))")
+                .unwrap();
+            for _ in 0..rows {
+                insert.execute([]).unwrap();
+            }
+        };
+        // Groups back to back, as under load: no checkpoint runs between
+        // them (the background checkpointer is not started here).
+        for _ in 0..3 {
+            writer.begin().await.unwrap();
+            group(&mut writer, 100);
+            writer.commit().await.unwrap();
+        }
+        assert!(wal_bytes() > limit_bytes, "{} bytes", wal_bytes());
+        // The next group begins past the bound: the log is copied back, starts
+        // over, and its commit cuts the file back to the bound.
+        writer.begin().await.unwrap();
+        group(&mut writer, 1);
+        writer.commit().await.unwrap();
+        assert!(wal_bytes() <= limit_bytes, "{} bytes", wal_bytes());
+        let rows: i64 = writer
+            .conn
+            .query_row("SELECT count(*) FROM scratch", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 301);
+    }
 
     #[test]
     fn a_limit_parameter_does_not_make_the_dispatchers_query_plan_again() {
