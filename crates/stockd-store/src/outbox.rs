@@ -418,7 +418,16 @@ pub(crate) async fn refresh<D: DesiredStates>(
         }
     }
     let skus: Vec<Sku> = causes.keys().cloned().collect();
-    refresh_skus(db, setup, rules, &skus, |sku| causes.get(sku).copied(), now).await
+    // Page by page, in key order: the pages of `listing_state` a page's read
+    // of stored states brings into the cache are still there when its new
+    // states are written (a group of 20,000 events touches more pages than
+    // the writer's cache holds).
+    let mut written = 0;
+    for page in skus.chunks(REFRESH_PAGE as usize) {
+        written +=
+            refresh_skus(db, setup, rules, page, |sku| causes.get(sku).copied(), now).await?;
+    }
+    Ok(written)
 }
 
 /// Recomputes the listings of `skus` (a listing or kit definition changed),

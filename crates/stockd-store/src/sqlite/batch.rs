@@ -121,14 +121,15 @@ pub(crate) fn variant_stock_in() -> &'static str {
     })
 }
 
-/// Stored desired states of a batch of one channel's listings (`?1`: the
-/// channel), by primary key.
+/// Stored desired states of every listing of a batch of SKUs: `listing_state`
+/// is keyed by (sku, channel), so a SKU's rows are one search and one page,
+/// where a statement per channel searched the same page once per channel.
 pub(crate) fn stored_desired_in() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     statement(&SQL, || {
         format!(
-            "SELECT sku, desired, rules_version FROM listing_state WHERE channel = ?1 AND sku IN ({})",
-            placeholders(2)
+            "SELECT channel, sku, desired, rules_version FROM listing_state WHERE sku IN ({})",
+            placeholders(1)
         )
     })
 }

@@ -56,37 +56,44 @@ impl DesiredStates for SqliteBackend {
         _skus: &[Sku],
         keys: &[(ChannelId, Sku)],
     ) -> Result<BTreeMap<(ChannelId, Sku), (ListingState, Option<u32>)>, StoreError> {
-        // One statement per channel and batch of SKUs, by primary key.
-        let mut by_channel: BTreeMap<&ChannelId, Vec<&str>> = BTreeMap::new();
-        for (channel, sku) in keys {
-            by_channel.entry(channel).or_default().push(sku.as_str());
-        }
+        // One statement per batch of SKUs, every channel at once (a SKU's
+        // rows share a page), in key order; rows of channels not asked for
+        // (disabled) are skipped unparsed.
+        let channels: std::collections::HashMap<&str, &ChannelId> = keys
+            .iter()
+            .map(|(channel, _)| (channel.as_str(), channel))
+            .collect();
+        let listed: std::collections::BTreeSet<&str> =
+            keys.iter().map(|(_, sku)| sku.as_str()).collect();
+        let listed: Vec<&str> = listed.into_iter().collect();
         let mut out = BTreeMap::new();
-        for (channel, skus) in by_channel {
-            super::batch::each_batch(
-                &self.conn,
-                super::batch::stored_desired_in(),
-                &[&channel.as_str()],
-                &skus,
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                    ))
-                },
-                |(sku, desired, version)| {
-                    out.insert(
-                        (channel.clone(), super::batch::sku(sku)?),
-                        (
-                            serde_json::from_str(&desired)?,
-                            version.and_then(|v| u32::try_from(v).ok()),
-                        ),
-                    );
-                    Ok(())
-                },
-            )?;
-        }
+        super::batch::each_batch(
+            &self.conn,
+            super::batch::stored_desired_in(),
+            &[],
+            &listed,
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                ))
+            },
+            |(channel, sku, desired, version)| {
+                let Some(&channel) = channels.get(channel.as_str()) else {
+                    return Ok(());
+                };
+                out.insert(
+                    (channel.clone(), super::batch::sku(sku)?),
+                    (
+                        serde_json::from_str(&desired)?,
+                        version.and_then(|v| u32::try_from(v).ok()),
+                    ),
+                );
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 
