@@ -910,6 +910,58 @@ mod tests {
     use chrono::NaiveDate;
     use stockd_core::availability::Availability;
 
+    fn due(sku: &str, protective: bool) -> OutboxRow {
+        let at = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        OutboxRow {
+            channel: ChannelId::parse("shop").unwrap(),
+            sku: Sku::parse(sku).unwrap(),
+            desired: ListingState {
+                quantity: 1,
+                availability: Availability::InStock,
+                eta: None,
+                ship_window_days: None,
+            },
+            rules_version: None,
+            desired_gen: 1,
+            caused_seq: None,
+            caused_at: at,
+            dirty_since: Some(at),
+            sent_gen: 0,
+            pushed: None,
+            pushed_at: None,
+            channel_quantity: None,
+            channel_gen: 0,
+            recent_pushes: Vec::new(),
+            attempts: 0,
+            next_attempt_at: None,
+            last_error: None,
+            parked: false,
+            parked_gen: 0,
+            protective,
+            unacked_since: Some(at),
+            accepted: None,
+        }
+    }
+
+    #[test]
+    fn due_rows_put_protective_ones_first_and_take_a_listing_read_twice_once() {
+        // The second read may see a listing the first saw as protective
+        // and that has since turned not protective (or the other way).
+        let protective = vec![due("B", true), due("A", true)];
+        let rest = vec![due("C", false), due("A", false), due("D", false)];
+        let rows = due_rows(protective, rest);
+        let order: Vec<(&str, bool)> = rows
+            .iter()
+            .map(|r| (r.sku.as_str(), r.protective))
+            .collect();
+        assert_eq!(
+            order,
+            [("B", true), ("A", true), ("C", false), ("D", false)]
+        );
+        assert!(due_rows(Vec::new(), Vec::new()).is_empty());
+        assert_eq!(due_rows(Vec::new(), vec![due("C", false)]).len(), 1);
+    }
+
     #[test]
     fn a_stored_state_leaves_out_empty_fields_and_reads_back_whole() {
         let plain = ListingState {
