@@ -418,32 +418,17 @@ pub(crate) async fn refresh<D: DesiredStates>(
         }
     }
     let skus: Vec<Sku> = causes.keys().cloned().collect();
-    // Page by page, in key order: the pages of `listing_state` a page's read
-    // of stored states brings into the cache are still there when its new
-    // states are written (a group of 20,000 events touches more pages than
-    // the writer's cache holds).
-    let mut written = 0;
-    for page in skus.chunks(REFRESH_PAGE as usize) {
-        written +=
-            refresh_skus(db, setup, rules, page, |sku| causes.get(sku).copied(), now).await?;
-    }
-    Ok(written)
+    refresh_skus(db, setup, rules, &skus, |sku| causes.get(sku).copied(), now).await
 }
 
-/// Recomputes the listings of `skus` (a listing or kit definition changed),
-/// `REFRESH_PAGE` SKUs at a time: a listing import's chunk of 50,000 holds
-/// the stock, listings and stored states of one page in memory, not all.
+/// Recomputes the listings of `skus` (a listing or kit definition changed).
 pub(crate) async fn refresh_skus_now<D: DesiredStates>(
     db: &mut D,
     skus: &[Sku],
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
     let loaded = current_setup(db).await?;
-    let mut written = 0;
-    for page in skus.chunks(REFRESH_PAGE as usize) {
-        written += refresh_skus(db, &loaded.setup, &loaded.rules, page, |_| None, now).await?;
-    }
-    Ok(written)
+    refresh_skus(db, &loaded.setup, &loaded.rules, skus, |_| None, now).await
 }
 
 /// Recomputes every listing (after a rules, channel, listing or kit change,
@@ -468,12 +453,33 @@ pub(crate) async fn refresh_page<D: DesiredStates>(
     Ok((written, next))
 }
 
+/// Recomputes the listings of `skus`, `REFRESH_PAGE` SKUs at a time, in
+/// the order given (key order): a page's stock, listings and stored states
+/// are held in memory, not all (a listing import's chunk is 50,000 SKUs),
+/// and the pages of `listing_state` a page's read of stored states brings
+/// into the writer's cache are still there when its new states are written
+/// (a group of 20,000 events touches more pages than that cache holds).
 async fn refresh_skus<D: DesiredStates>(
     db: &mut D,
     setup: &Setup,
     rules: &RuleSet,
     skus: &[Sku],
     cause_of: impl Fn(&Sku) -> Option<(u64, DateTime<Utc>)>,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut written = 0;
+    for page in skus.chunks(REFRESH_PAGE as usize) {
+        written += refresh_page_of(db, setup, rules, page, &cause_of, now).await?;
+    }
+    Ok(written)
+}
+
+async fn refresh_page_of<D: DesiredStates>(
+    db: &mut D,
+    setup: &Setup,
+    rules: &RuleSet,
+    skus: &[Sku],
+    cause_of: &impl Fn(&Sku) -> Option<(u64, DateTime<Utc>)>,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
     let data = StockData::load(&*db, setup, skus, &[rules], now).await?;
