@@ -86,7 +86,8 @@ pub(crate) const PG_LOAD_STOCK: &str =
 
 /// Stored desired states of the SKUs a group touched.
 pub(crate) const PG_STORED_DESIRED: &str =
-    "SELECT channel, sku, desired, rules_version FROM listing_state WHERE sku = ANY($1)";
+    "SELECT channel, sku, desired, rules_version, dirty_since_ms IS NOT NULL FROM listing_state \
+     WHERE sku = ANY($1)";
 
 /// The setup generation (one row).
 pub(crate) const SETUP_GENERATION: &str = "SELECT generation FROM setup_generation";

@@ -323,8 +323,27 @@ pub(crate) struct DesiredWrite {
     pub rules_version: Option<u32>,
     /// False when only the rules version moved (nothing to send).
     pub value_changed: bool,
+    /// The row as the refresh read it: the write takes one statement.
+    pub row: StoredRow,
     pub caused_seq: Option<u64>,
     pub caused_at: DateTime<Utc>,
+}
+
+/// A listing's stored desired state as the refresh reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredDesired {
+    pub state: ListingState,
+    pub rules_version: Option<u32>,
+    /// Unsent (`dirty_since_ms` set): a new state leaves its lag alone.
+    pub lagging: bool,
+}
+
+/// What a listing's row was before a refresh wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoredRow {
+    New,
+    Clean,
+    Lagging,
 }
 
 /// What the writer reads and writes of `listing_state`.
@@ -336,7 +355,7 @@ pub(crate) trait DesiredStates: AvailabilityReads {
         &mut self,
         skus: &[Sku],
         keys: &[(ChannelId, Sku)],
-    ) -> Result<BTreeMap<(ChannelId, Sku), (ListingState, Option<u32>)>, StoreError>;
+    ) -> Result<BTreeMap<(ChannelId, Sku), StoredDesired>, StoreError>;
     async fn write_desired(
         &mut self,
         rows: &[DesiredWrite],
@@ -489,8 +508,8 @@ async fn refresh_page_of<D: DesiredStates>(
     let mut writes = Vec::new();
     for ((channel, sku), result) in computed {
         let old = stored.get(&(channel.clone(), sku.clone()));
-        let value_changed = old.is_none_or(|(state, _)| *state != result.state);
-        let version_changed = old.is_none_or(|(_, version)| *version != rules.version);
+        let value_changed = old.is_none_or(|old| old.state != result.state);
+        let version_changed = old.is_none_or(|old| old.rules_version != rules.version);
         if !value_changed && !version_changed {
             continue;
         }
@@ -501,6 +520,11 @@ async fn refresh_page_of<D: DesiredStates>(
             state: result.state,
             rules_version: rules.version,
             value_changed,
+            row: match old {
+                None => StoredRow::New,
+                Some(old) if old.lagging => StoredRow::Lagging,
+                Some(_) => StoredRow::Clean,
+            },
             caused_seq: cause.map(|c| c.0),
             caused_at: cause.map_or(now, |c| c.1),
         });
@@ -553,12 +577,13 @@ pub(crate) const INSERT_DESIRED: &str = "INSERT INTO listing_state \
        dirty_since_ms = COALESCE(listing_state.dirty_since_ms, excluded.dirty_since_ms), \
        unacked_since_ms = COALESCE(listing_state.unacked_since_ms, excluded.unacked_since_ms)";
 
-/// SQLite, before `INSERT_DESIRED`: a new desired state of a row that is
-/// already lagging leaves `dirty_since_ms` alone. SQLite rewrites the entry
-/// of every index whose key or condition names a column an `UPDATE` sets,
-/// even to the value it had; on a catalog under load most rows a group moves
-/// are still lagging, and their index entries would cost a page each.
-/// No row changed: the row is clean or new, and `INSERT_DESIRED` follows.
+/// SQLite, in place of `INSERT_DESIRED` for a row the refresh read as
+/// lagging: a new desired state leaves `dirty_since_ms` alone. SQLite
+/// rewrites the entry of every index whose key or condition names a column
+/// an `UPDATE` sets, even to the value it had; on a catalog under load most
+/// rows a group moves are still lagging, and their index entries would cost
+/// a page each. Clean and new rows take `INSERT_DESIRED` alone (one search,
+/// not a search that finds nothing and then another).
 pub(crate) const UPDATE_LAGGING_DESIRED: &str = "UPDATE listing_state SET desired = ?3, \
      rules_version = ?4, desired_gen = desired_gen + 1, caused_seq = ?5, caused_at_ms = ?6, \
      unacked_since_ms = COALESCE(unacked_since_ms, ?6) \

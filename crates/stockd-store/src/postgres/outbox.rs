@@ -17,7 +17,7 @@ use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
-use stockd_core::availability::{Bundle, Listing, ListingState, Sale};
+use stockd_core::availability::{Bundle, Listing, Sale};
 use stockd_core::{ChannelId, Location, Sku};
 use tokio_postgres::{GenericClient, Row};
 
@@ -61,7 +61,7 @@ impl DesiredStates for PgBackend {
         &mut self,
         skus: &[Sku],
         _keys: &[(ChannelId, Sku)],
-    ) -> Result<BTreeMap<(ChannelId, Sku), (ListingState, Option<u32>)>, StoreError> {
+    ) -> Result<BTreeMap<(ChannelId, Sku), ob::StoredDesired>, StoreError> {
         let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
         let rows = self.client.query(hot::PG_STORED_DESIRED, &[&names]).await?;
         let mut out = BTreeMap::new();
@@ -73,10 +73,11 @@ impl DesiredStates for PgBackend {
                     parse_id(row.get(0), ChannelId::parse)?,
                     parse_id(row.get(1), Sku::parse)?,
                 ),
-                (
-                    serde_json::from_str(desired)?,
-                    version.and_then(|v| u32::try_from(v).ok()),
-                ),
+                ob::StoredDesired {
+                    state: serde_json::from_str(desired)?,
+                    rules_version: version.and_then(|v| u32::try_from(v).ok()),
+                    lagging: row.get(4),
+                },
             );
         }
         Ok(out)

@@ -128,7 +128,8 @@ pub(crate) fn stored_desired_in() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     statement(&SQL, || {
         format!(
-            "SELECT channel, sku, desired, rules_version FROM listing_state WHERE sku IN ({})",
+            "SELECT channel, sku, desired, rules_version, dirty_since_ms IS NOT NULL \
+             FROM listing_state WHERE sku IN ({})",
             placeholders(1)
         )
     })

@@ -11,7 +11,7 @@ use crate::channels::{ChannelRecord, RulesVersion, VariantStock};
 use crate::hot;
 use crate::outbox::{
     self as ob, DeadLetter, DesiredStates, DesiredWrite, OutboxRow, OutboxStore, OutboxUpdate,
-    RawDead, RawRow,
+    RawDead, RawRow, StoredDesired, StoredRow,
 };
 use crate::rows::parse_id;
 use crate::StoreError;
@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
-use stockd_core::availability::{Bundle, Listing, ListingState, Sale};
+use stockd_core::availability::{Bundle, Listing, Sale};
 use stockd_core::{ChannelId, Location, Sku};
 
 impl AvailabilityReads for SqliteBackend {
@@ -55,7 +55,7 @@ impl DesiredStates for SqliteBackend {
         &mut self,
         _skus: &[Sku],
         keys: &[(ChannelId, Sku)],
-    ) -> Result<BTreeMap<(ChannelId, Sku), (ListingState, Option<u32>)>, StoreError> {
+    ) -> Result<BTreeMap<(ChannelId, Sku), StoredDesired>, StoreError> {
         // One statement per batch of SKUs, every channel at once (a SKU's
         // rows share a page), in key order; rows of channels not asked for
         // (disabled) are skipped unparsed.
@@ -78,18 +78,20 @@ impl DesiredStates for SqliteBackend {
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, bool>(4)?,
                 ))
             },
-            |(channel, sku, desired, version)| {
+            |(channel, sku, desired, version, lagging)| {
                 let Some(&channel) = channels.get(channel.as_str()) else {
                     return Ok(());
                 };
                 out.insert(
                     (channel.clone(), super::batch::sku(sku)?),
-                    (
-                        serde_json::from_str(&desired)?,
-                        version.and_then(|v| u32::try_from(v).ok()),
-                    ),
+                    StoredDesired {
+                        state: serde_json::from_str(&desired)?,
+                        rules_version: version.and_then(|v| u32::try_from(v).ok()),
+                        lagging,
+                    },
                 );
                 Ok(())
             },
@@ -111,9 +113,18 @@ impl DesiredStates for SqliteBackend {
                 let state = ob::state_json(&row.state)?;
                 let (seq, caused_at) = (row.caused_seq.map(|s| s as i64), ob::ms(row.caused_at));
                 let (channel, sku) = (row.channel.as_str(), row.sku.as_str());
-                if lagging.execute(params![channel, sku, state, rules_version, seq, caused_at])?
-                    == 0
-                {
+                // A lagging row the update missed (none in one transaction)
+                // is still written, by the insert.
+                let updated = row.row == StoredRow::Lagging
+                    && lagging.execute(params![
+                        channel,
+                        sku,
+                        state,
+                        rules_version,
+                        seq,
+                        caused_at
+                    ])? == 1;
+                if !updated {
                     insert.execute(params![
                         channel,
                         sku,
