@@ -96,3 +96,43 @@ async fn drop_databases_of_finished_runs(client: &tokio_postgres::Client) {
         }
     }
 }
+
+/// The catalog several tests start from: `skus` as variants, each listed on
+/// the Shopify channel `channel`, written 5,000 at a time as an import would.
+pub async fn list_on_shopify(
+    store: &dyn crate::Store,
+    channel: &str,
+    skus: &[stockd_core::Sku],
+) -> Result<stockd_core::ChannelId, crate::StoreError> {
+    let channel = stockd_core::ChannelId::parse(channel)
+        .map_err(|e| crate::StoreError::Corrupt(format!("test channel id: {e}")))?;
+    store
+        .upsert_channel(crate::ChannelRecord {
+            id: channel.clone(),
+            kind: crate::ChannelKind::Shopify,
+            locations: None,
+            enabled: true,
+        })
+        .await?;
+    for chunk in skus.chunks(5_000) {
+        let variants = chunk.iter().map(|sku| stockd_core::Variant {
+            sku: sku.clone(),
+            title: Some(format!("{sku} title")),
+            product_id: None,
+            gtin: None,
+        });
+        store.upsert_variants(variants.collect()).await?;
+        let listings = chunk.iter().map(|sku| {
+            let mut external = serde_json::Map::new();
+            external.insert("inventory_item_id".into(), format!("gid://{sku}").into());
+            crate::ListingRecord {
+                channel: channel.clone(),
+                sku: sku.clone(),
+                external,
+                rank: None,
+            }
+        });
+        store.upsert_listings(listings.collect()).await?;
+    }
+    Ok(channel)
+}

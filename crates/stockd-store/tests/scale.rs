@@ -5,8 +5,8 @@
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use stockd_core::{ChannelId, Event, EventInput, EventStatus, Location, LocationId, Sku, Variant};
-use stockd_store::{submission, ChannelKind, ChannelRecord, ListingRecord, Store};
+use stockd_core::{ChannelId, Event, EventInput, EventStatus, Location, LocationId, Sku};
+use stockd_store::{submission, Store};
 
 /// More SKUs than one recompute page, so the pass takes several.
 const SKUS: usize = 2_500;
@@ -35,40 +35,8 @@ async fn catalog(store: &Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    store
-        .upsert_variants(
-            (0..SKUS)
-                .map(|i| Variant {
-                    sku: sku(i),
-                    title: None,
-                    product_id: None,
-                    gtin: None,
-                })
-                .collect(),
-        )
-        .await
-        .unwrap();
-    let shop = ChannelId::parse("shop").unwrap();
-    store
-        .upsert_channel(ChannelRecord {
-            id: shop.clone(),
-            kind: ChannelKind::Shopify,
-            locations: None,
-            enabled: true,
-        })
-        .await
-        .unwrap();
-    store
-        .upsert_listings(
-            (0..SKUS)
-                .map(|i| ListingRecord {
-                    channel: shop.clone(),
-                    sku: sku(i),
-                    external: serde_json::Map::new(),
-                    rank: None,
-                })
-                .collect(),
-        )
+    let skus: Vec<Sku> = (0..SKUS).map(sku).collect();
+    stockd_store::test_support::list_on_shopify(&**store, "shop", &skus)
         .await
         .unwrap();
     let mut doc = stockd_core::rules::RulesDocument::default();

@@ -124,8 +124,7 @@ fn stale(written: u64, believed: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::stale;
-    use crate::{ChannelKind, ChannelRecord, ListingRecord};
-    use stockd_core::{ChannelId, Sku, Variant};
+    use stockd_core::Sku;
 
     /// After an import of 20,000 variants and listings and 12,000 receipts,
     /// PostgreSQL plans a page's reads by index, as it would once autovacuum
@@ -138,52 +137,12 @@ mod tests {
             return;
         };
         let store = crate::open(&url).await.unwrap();
-        let shop = ChannelId::parse("shop").unwrap();
-        store
-            .upsert_channel(ChannelRecord {
-                id: shop.clone(),
-                kind: ChannelKind::Shopify,
-                locations: None,
-                enabled: true,
-            })
-            .await
-            .unwrap();
         let skus: Vec<Sku> = (0..20_000)
             .map(|i| Sku::parse(format!("SKU-{i:06}")).unwrap())
             .collect();
-        for chunk in skus.chunks(5_000) {
-            store
-                .upsert_variants(
-                    chunk
-                        .iter()
-                        .map(|sku| Variant {
-                            sku: sku.clone(),
-                            title: Some(format!("{sku} title")),
-                            product_id: None,
-                            gtin: None,
-                        })
-                        .collect(),
-                )
-                .await
-                .unwrap();
-            store
-                .upsert_listings(
-                    chunk
-                        .iter()
-                        .map(|sku| ListingRecord {
-                            channel: shop.clone(),
-                            sku: sku.clone(),
-                            external: serde_json::from_value(
-                                serde_json::json!({"inventory_item_id": format!("gid://{sku}")}),
-                            )
-                            .unwrap(),
-                            rank: None,
-                        })
-                        .collect(),
-                )
-                .await
-                .unwrap();
-        }
+        crate::test_support::list_on_shopify(&*store, "shop", &skus)
+            .await
+            .unwrap();
         // Receipts on 12,000 of them: the tables events grow (stock first).
         store
             .upsert_location(stockd_core::Location {
