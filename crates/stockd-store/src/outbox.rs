@@ -323,8 +323,9 @@ pub(crate) struct DesiredWrite {
     pub rules_version: Option<u32>,
     /// False when only the rules version moved (nothing to send).
     pub value_changed: bool,
-    /// The row as the refresh read it: the write takes one statement.
-    pub row: StoredRow,
+    /// The row was unsent when the refresh read it (new and clean rows
+    /// are not): the write takes one statement either way.
+    pub lagging: bool,
     pub caused_seq: Option<u64>,
     pub caused_at: DateTime<Utc>,
 }
@@ -336,14 +337,6 @@ pub(crate) struct StoredDesired {
     pub rules_version: Option<u32>,
     /// Unsent (`dirty_since_ms` set): a new state leaves its lag alone.
     pub lagging: bool,
-}
-
-/// What a listing's row was before a refresh wrote it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StoredRow {
-    New,
-    Clean,
-    Lagging,
 }
 
 /// What the writer reads and writes of `listing_state`.
@@ -520,11 +513,7 @@ async fn refresh_page_of<D: DesiredStates>(
             state: result.state,
             rules_version: rules.version,
             value_changed,
-            row: match old {
-                None => StoredRow::New,
-                Some(old) if old.lagging => StoredRow::Lagging,
-                Some(_) => StoredRow::Clean,
-            },
+            lagging: old.is_some_and(|old| old.lagging),
             caused_seq: cause.map(|c| c.0),
             caused_at: cause.map_or(now, |c| c.1),
         });

@@ -11,7 +11,7 @@ use crate::channels::{ChannelRecord, RulesVersion, VariantStock};
 use crate::hot;
 use crate::outbox::{
     self as ob, DeadLetter, DesiredStates, DesiredWrite, OutboxRow, OutboxStore, OutboxUpdate,
-    RawDead, RawRow, StoredDesired, StoredRow,
+    RawDead, RawRow, StoredDesired,
 };
 use crate::rows::parse_id;
 use crate::StoreError;
@@ -115,7 +115,7 @@ impl DesiredStates for SqliteBackend {
                 let (channel, sku) = (row.channel.as_str(), row.sku.as_str());
                 // A lagging row the update missed (none in one transaction)
                 // is still written, by the insert.
-                let updated = row.row == StoredRow::Lagging
+                let updated = row.lagging
                     && lagging.execute(params![
                         channel,
                         sku,
